@@ -1,0 +1,93 @@
+"""The one error hierarchy of queryleaf (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in SQL text: 1-based line and column, 0-based character offset."""
+
+    line: int
+    column: int
+    offset: int = 0
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}"
+
+
+class QueryLeafError(Exception):
+    """Base class of every error queryleaf raises on purpose."""
+
+    def __init__(self, message: str, position: Position | None = None, sql: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.position = position
+        self.sql = sql
+
+    def excerpt(self) -> str:
+        """The offending line of the SQL with a caret under the position, or ''."""
+        if self.position is None or not self.sql:
+            return ""
+        lines = self.sql.splitlines() or [""]
+        idx = min(max(self.position.line - 1, 0), len(lines) - 1)
+        text = lines[idx]
+        return f"{text}\n{' ' * max(self.position.column - 1, 0)}^"
+
+    def __str__(self) -> str:
+        where = f" at {self.position}" if self.position else ""
+        body = f"{self.message}{where}"
+        ex = self.excerpt()
+        return f"{body}\n{ex}" if ex else body
+
+
+class SqlSyntaxError(QueryLeafError):
+    """The text is not valid queryleaf SQL."""
+
+    def __init__(
+        self,
+        message: str,
+        position: Position | None = None,
+        sql: str | None = None,
+        token: str | None = None,
+        expected: tuple[str, ...] = (),
+    ):
+        super().__init__(message, position, sql)
+        self.token = token
+        self.expected = expected
+
+
+class PlanningError(QueryLeafError):
+    """Valid syntax that queryleaf cannot compile (unknown name, inexpressible construct...)."""
+
+
+class ParameterError(QueryLeafError):
+    """A placeholder without a value, a value without a placeholder, or an unconvertible value."""
+
+
+class SubscriptionError(QueryLeafError):
+    """An invalid event-subscription definition or operation."""
+
+
+class EngineError(QueryLeafError):
+    """The embedded server could not be found, started or reached."""
+
+
+class ExecutionError(QueryLeafError):
+    """The server rejected a command; keeps MongoDB's code and message."""
+
+    def __init__(self, message: str, code: int | None = None, code_name: str | None = None,
+                 position: Position | None = None, sql: str | None = None):
+        super().__init__(message, position, sql)
+        self.code = code
+        self.code_name = code_name
+
+
+class ScriptError(QueryLeafError):
+    """A statement of a multi-statement script failed; wraps the cause with its statement index."""
+
+    def __init__(self, index: int, cause: QueryLeafError):
+        super().__init__(f"statement {index + 1} failed: {cause.message}", cause.position, cause.sql)
+        self.index = index
+        self.cause = cause

@@ -1,0 +1,214 @@
+"""Plan objects: what the planner produces and the executor runs. Pure data, no I/O.
+
+Every plan knows how to describe itself as the MongoDB commands it stands for, which is what
+EXPLAIN prints (``commands()``: a list of (mongosh text, JSON-able dict)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """A column of a SELECT result: its display name and the key it has in result documents."""
+
+    name: str
+    key: str
+
+
+class Plan:
+    def commands(self) -> list[dict[str, Any]]:
+        """The server commands this plan runs, as JSON-able command documents."""
+        raise NotImplementedError(type(self).__name__)
+
+
+@dataclass(frozen=True)
+class Aggregate(Plan):
+    collection: str
+    pipeline: list[dict[str, Any]]
+    columns: tuple[OutputColumn, ...] | None  # None: SELECT * (columns come from the documents)
+
+    def commands(self):
+        return [{"aggregate": self.collection, "pipeline": self.pipeline, "cursor": {}}]
+
+
+@dataclass(frozen=True)
+class Find(Plan):
+    collection: str
+    filter: dict[str, Any]
+    projection: dict[str, Any] | None
+    sort: list[tuple[str, int]] = field(default_factory=list)
+    skip: int = 0
+    limit: int = 0
+    columns: tuple[OutputColumn, ...] | None = None
+
+    def commands(self):
+        cmd: dict[str, Any] = {"find": self.collection, "filter": self.filter}
+        if self.projection is not None:
+            cmd["projection"] = self.projection
+        if self.sort:
+            cmd["sort"] = dict(self.sort)
+        if self.skip:
+            cmd["skip"] = self.skip
+        if self.limit:
+            cmd["limit"] = self.limit
+        return [cmd]
+
+
+@dataclass(frozen=True)
+class Insert(Plan):
+    collection: str
+    documents: list[dict[str, Any]]
+
+    def commands(self):
+        return [{"insert": self.collection, "documents": self.documents}]
+
+
+@dataclass(frozen=True)
+class InsertSelect(Plan):
+    """INSERT ... SELECT: the SELECT's pipeline ending in $merge into the target."""
+
+    collection: str
+    source_collection: str
+    pipeline: list[dict[str, Any]]
+
+    def commands(self):
+        return [{"aggregate": self.source_collection, "pipeline": self.pipeline, "cursor": {}}]
+
+
+@dataclass(frozen=True)
+class Update(Plan):
+    collection: str
+    filter: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]  # operator document or pipeline
+
+    def commands(self):
+        return [{"update": self.collection,
+                 "updates": [{"q": self.filter, "u": self.update, "multi": True}]}]
+
+
+@dataclass(frozen=True)
+class Delete(Plan):
+    collection: str
+    filter: dict[str, Any]
+
+    def commands(self):
+        return [{"delete": self.collection, "deletes": [{"q": self.filter, "limit": 0}]}]
+
+
+@dataclass(frozen=True)
+class CreateView(Plan):
+    name: str
+    source: str
+    pipeline: list[dict[str, Any]]
+    or_replace: bool = False
+
+    def commands(self):
+        cmds: list[dict[str, Any]] = []
+        if self.or_replace:
+            cmds.append({"drop": self.name})
+        cmds.append({"create": self.name, "viewOn": self.source, "pipeline": self.pipeline})
+        return cmds
+
+
+@dataclass(frozen=True)
+class DropView(Plan):
+    name: str
+    if_exists: bool = False
+
+    def commands(self):
+        return [{"drop": self.name}]
+
+
+@dataclass(frozen=True)
+class Explain(Plan):
+    """EXPLAIN: show the inner plan's commands without running them."""
+
+    inner: Plan
+
+    def commands(self):
+        return self.inner.commands()
+
+
+# ---------------------------------------------------------------- subscription DDL
+
+
+@dataclass(frozen=True)
+class CreateSubscription(Plan):
+    """CREATE EVENT_SUBSCRIPTION with its options evaluated to Python values.
+
+    ``options`` maps lower-cased option names to constant values (JSON_OBJECT → dict,
+    JSON_ARRAY → list). ``where`` is the SQL WHERE compiled to a change-stream $match document
+    (or None). ``option_positions`` keeps where each option was written, for error messages.
+    """
+
+    name: str
+    options: dict[str, Any]
+    where: dict[str, Any] | None = None
+    if_not_exists: bool = False
+    option_positions: dict[str, Any] = field(default_factory=dict)
+
+    def commands(self):
+        from queryleaf.events import catalog
+
+        return catalog.describe_create(self)
+
+
+@dataclass(frozen=True)
+class AlterSubscription(Plan):
+    name: str
+    options: dict[str, Any]
+    option_positions: dict[str, Any] = field(default_factory=dict)
+
+    def commands(self):
+        from queryleaf.events import catalog
+
+        return catalog.describe_alter(self)
+
+
+@dataclass(frozen=True)
+class DropSubscription(Plan):
+    name: str
+    if_exists: bool = False
+
+    def commands(self):
+        from queryleaf.events import names
+
+        return [{"delete": names.SUBSCRIPTIONS, "deletes": [{"q": {"_id": self.name}, "limit": 1}]}]
+
+
+@dataclass(frozen=True)
+class SetSubscriptionState(Plan):
+    """PAUSE / RESUME EVENT_SUBSCRIPTION."""
+
+    name: str
+    status: str  # 'paused' | 'active'
+
+    def commands(self):
+        from queryleaf.events import names
+
+        return [{"update": names.SUBSCRIPTIONS,
+                 "updates": [{"q": {"_id": self.name}, "u": {"$set": {"status": self.status}}}]}]
+
+
+@dataclass(frozen=True)
+class ResetSubscription(Plan):
+    name: str
+    timestamp: str | None = None
+
+    def commands(self):
+        from queryleaf.events import names
+
+        return [{"update": names.SUBSCRIPTIONS, "updates": [{"q": {"_id": self.name}}]}]
+
+
+@dataclass(frozen=True)
+class ReplayDeadLetters(Plan):
+    filter: dict[str, Any]
+
+    def commands(self):
+        from queryleaf.events import names
+
+        return [{"find": names.DEAD_LETTERS, "filter": self.filter}]
