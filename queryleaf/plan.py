@@ -59,23 +59,35 @@ class Find(Plan):
 
 @dataclass(frozen=True)
 class Insert(Plan):
+    """INSERT ... VALUES. With ``compute`` set, the rows are first computed by the server
+    (a database-level aggregate over ``$documents``) and then inserted."""
+
     collection: str
     documents: list[dict[str, Any]]
+    compute: list[dict[str, Any]] | None = None
 
     def commands(self):
+        if self.compute is not None:
+            return [{"aggregate": 1, "pipeline": self.compute, "cursor": {}},
+                    {"insert": self.collection, "documents": "<the documents computed above>"}]
         return [{"insert": self.collection, "documents": self.documents}]
 
 
 @dataclass(frozen=True)
 class InsertSelect(Plan):
-    """INSERT ... SELECT: the SELECT's pipeline ending in $merge into the target."""
+    """INSERT ... SELECT: the query's rows inserted as documents, in batches.
+
+    ``columns`` are the target field paths (in the order of the query's columns); empty means
+    the query's column names.
+    """
 
     collection: str
-    source_collection: str
-    pipeline: list[dict[str, Any]]
+    source: Aggregate | Find
+    columns: tuple[str, ...] = ()
 
     def commands(self):
-        return [{"aggregate": self.source_collection, "pipeline": self.pipeline, "cursor": {}}]
+        return [*self.source.commands(),
+                {"insert": self.collection, "documents": "<the rows of the query above>"}]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""The planner: AST → plan objects. Pure: it never touches the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from queryleaf import plan
+from queryleaf.errors import PlanningError
+from queryleaf.planner.ddl import plan_ddl
+from queryleaf.planner.params import Bindings
+from queryleaf.planner.select import plan_query
+from queryleaf.planner.writes import plan_delete, plan_insert, plan_update
+from queryleaf.sql import ast
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the planner may know about the database, passed in by the executor."""
+
+    views: frozenset[str] = field(default_factory=frozenset)
+
+
+def plan_statement(statement: ast.Statement,
+                   params: Mapping[str, Any] | Sequence[Any] | None = None,
+                   catalog: Catalog | None = None) -> plan.Plan:
+    bindings = Bindings(statement, params)
+    return _plan(statement, bindings, catalog or Catalog())
+
+
+def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> plan.Plan:
+    if isinstance(statement, ast.Explain):
+        if isinstance(statement.statement, ast.Explain):
+            raise PlanningError("EXPLAIN EXPLAIN is not meaningful", statement.statement.pos)
+        return plan.Explain(_plan(statement.statement, bindings, catalog))
+    if isinstance(statement, ast.QueryStatement):
+        return plan_query(statement.query, bindings)
+    if isinstance(statement, ast.Insert):
+        return plan_insert(statement, bindings)
+    if isinstance(statement, ast.Update):
+        return plan_update(statement, bindings)
+    if isinstance(statement, ast.Delete):
+        return plan_delete(statement, bindings)
+    return plan_ddl(statement, bindings)
+
+
+__all__ = ["Catalog", "plan_statement"]

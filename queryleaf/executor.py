@@ -1,0 +1,170 @@
+"""Runs plan objects through pymongo and returns Results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pymongo.errors
+from pymongo.database import Database
+
+from queryleaf import mongosh, plan
+from queryleaf.errors import ExecutionError
+from queryleaf.planner import Catalog
+from queryleaf.result import Result
+
+INSERT_BATCH = 1000
+
+
+def get_path(doc: Any, key: str) -> Any:
+    """The value at a dotted path of a result document (None when missing)."""
+    if key in doc:
+        return doc[key]
+    value = doc
+    for part in key.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
+    if isinstance(exc, pymongo.errors.BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        first = errors[0] if errors else {}
+        inserted = exc.details.get("nInserted", 0)
+        message = f"{first.get('errmsg', str(exc))} ({inserted} row(s) written before the error)"
+        return ExecutionError(message, first.get("code"), first.get("codeName"))
+    if isinstance(exc, pymongo.errors.OperationFailure):
+        details = exc.details or {}
+        return ExecutionError(f"server error {exc.code} ({details.get('codeName', '')}): "
+                              f"{details.get('errmsg', str(exc))}", exc.code,
+                              details.get("codeName"))
+    if isinstance(exc, pymongo.errors.ServerSelectionTimeoutError | pymongo.errors.AutoReconnect):
+        return ExecutionError(f"cannot reach the MongoDB server: {exc}")
+    return ExecutionError(str(exc))
+
+
+class Executor:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def catalog(self) -> Catalog:
+        return Catalog()
+
+    def run(self, p: plan.Plan) -> Result:
+        try:
+            return self._run(p)
+        except pymongo.errors.PyMongoError as exc:
+            raise _server_error(exc) from exc
+
+    # ------------------------------------------------------------ dispatch
+    def _run(self, p: plan.Plan) -> Result:
+        if isinstance(p, plan.Explain):
+            return self.explain(p.inner)
+        if isinstance(p, plan.Aggregate | plan.Find):
+            return self.query(p)
+        if isinstance(p, plan.Insert):
+            return self.insert(p)
+        if isinstance(p, plan.InsertSelect):
+            return self.insert_select(p)
+        if isinstance(p, plan.Update):
+            res = self.db[p.collection].update_many(p.filter, p.update)
+            return Result(rowcount=res.matched_count, statement="UPDATE",
+                          message=f"UPDATE {res.matched_count}")
+        if isinstance(p, plan.Delete):
+            res = self.db[p.collection].delete_many(p.filter)
+            return Result(rowcount=res.deleted_count, statement="DELETE",
+                          message=f"DELETE {res.deleted_count}")
+        if isinstance(p, plan.CreateView):
+            if p.or_replace:
+                self.db.drop_collection(p.name)
+            self.db.command({"create": p.name, "viewOn": p.source, "pipeline": p.pipeline})
+            return Result(statement="CREATE VIEW", message=f"CREATE VIEW {p.name}")
+        if isinstance(p, plan.DropView):
+            return self.drop_view(p)
+        from queryleaf.events import catalog
+
+        return catalog.execute(self.db, p)
+
+    # ------------------------------------------------------------ queries
+    def cursor(self, p: plan.Aggregate | plan.Find) -> Iterable[dict[str, Any]]:
+        if isinstance(p, plan.Find):
+            return self.db[p.collection].find(p.filter, p.projection, sort=p.sort or None,
+                                              skip=p.skip, limit=p.limit)
+        if p.collection is None:
+            return self.db.aggregate(p.pipeline)
+        return self.db[p.collection].aggregate(p.pipeline)
+
+    def query(self, p: plan.Aggregate | plan.Find) -> Result:
+        docs = list(self.cursor(p))
+        if p.columns is None:
+            names: dict[str, None] = {}
+            for d in docs:
+                names.update(dict.fromkeys(d))
+            columns = list(names)
+            if "_id" in names:
+                columns = ["_id", *[c for c in columns if c != "_id"]]
+            rows = [{c: d.get(c) for c in columns} for d in docs]
+        else:
+            columns = [c.name for c in p.columns]
+            rows = [{c.name: get_path(d, c.key) for c in p.columns} for d in docs]
+        return Result(columns, rows, len(rows), "SELECT")
+
+    # ------------------------------------------------------------ writes
+    def insert(self, p: plan.Insert) -> Result:
+        documents = p.documents
+        if p.compute is not None:
+            documents = list(self.db.aggregate(p.compute))
+        if not documents:
+            return Result(rowcount=0, statement="INSERT", message="INSERT 0")
+        res = self.db[p.collection].insert_many(documents)
+        n = len(res.inserted_ids)
+        return Result(rowcount=n, statement="INSERT", message=f"INSERT {n}")
+
+    def insert_select(self, p: plan.InsertSelect) -> Result:
+        result = self.query(p.source)
+        if p.columns and len(p.columns) != len(result.columns):
+            raise ExecutionError(f"INSERT has {len(p.columns)} column(s) but the query returns "
+                                 f"{len(result.columns)}")
+        targets = list(p.columns) or result.columns
+        total = 0
+        batch: list[dict[str, Any]] = []
+        for row in result.rows:
+            doc: dict[str, Any] = {}
+            for target, column in zip(targets, result.columns, strict=True):
+                _nest(doc, target.split("."), row[column])
+            batch.append(doc)
+            if len(batch) >= INSERT_BATCH:
+                total += len(self.db[p.collection].insert_many(batch).inserted_ids)
+                batch = []
+        if batch:
+            total += len(self.db[p.collection].insert_many(batch).inserted_ids)
+        return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
+
+    def drop_view(self, p: plan.DropView) -> Result:
+        info = list(self.db.list_collections(filter={"name": p.name}))
+        if not info:
+            if p.if_exists:
+                return Result(statement="DROP VIEW", message=f"DROP VIEW {p.name} (did not exist)")
+            raise ExecutionError(f"view {p.name} does not exist")
+        if info[0].get("type") != "view":
+            raise ExecutionError(f"{p.name} is a collection, not a view; DROP VIEW only drops "
+                                 "views")
+        self.db.drop_collection(p.name)
+        return Result(statement="DROP VIEW", message=f"DROP VIEW {p.name}")
+
+    # ------------------------------------------------------------ EXPLAIN
+    def explain(self, p: plan.Plan) -> Result:
+        commands = p.commands()
+        rows = [{"mongosh": mongosh.command(c), "json": mongosh.to_json(c)} for c in commands]
+        return Result(["mongosh", "json"], rows, len(rows), "EXPLAIN", commands=commands)
+
+
+def _nest(doc: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        doc = doc.setdefault(part, {})
+    doc[path[-1]] = value

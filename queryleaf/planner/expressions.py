@@ -1,0 +1,383 @@
+"""SQL expressions → MongoDB aggregation expressions, with SQL's NULL semantics.
+
+Every compiled expression evaluates to the SQL value, NULL being BSON null. Missing fields read
+as NULL. Comparisons and boolean connectives follow three-valued logic: they yield null when the
+answer is unknown, and ``$match: {$expr: ...}`` keeps only rows where the answer is true.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from queryleaf.errors import PlanningError
+from queryleaf.planner.params import Bindings
+from queryleaf.sql import ast
+
+AGGREGATES = frozenset({
+    "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_POP", "STDDEV_SAMP", "STD",
+    "GROUP_CONCAT", "JSON_ARRAYAGG", "JSON_OBJECTAGG",
+})
+
+
+class Scope:
+    """How column references resolve to document fields.
+
+    ``qualifiers`` are the names that may prefix a column (the table name and its alias);
+    a first part that is not a qualifier starts a nested path.
+    """
+
+    def __init__(self, qualifiers: tuple[str, ...] = (), allow_columns: bool = True):
+        self.qualifiers = qualifiers
+        self.allow_columns = allow_columns
+
+    def path(self, col: ast.Column) -> tuple[str | int, ...]:
+        parts = col.parts
+        if len(parts) > 1 and isinstance(parts[0], str) and parts[0] in self.qualifiers:
+            parts = parts[1:]
+        if isinstance(parts[0], int):
+            raise PlanningError("a column name cannot start with an array index", col.pos)
+        return parts
+
+
+def dotted(parts: tuple[str | int, ...]) -> str:
+    """A path in query-language form: ``items.0.price``."""
+    return ".".join(str(p) for p in parts)
+
+
+def display_path(parts: tuple[str | int, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+def is_null_expr(v: Any) -> dict:
+    """True when v is NULL or missing (missing sorts below null in BSON order)."""
+    return {"$lte": [v, None]}
+
+
+def not_null_expr(v: Any) -> dict:
+    return {"$gt": [v, None]}
+
+
+def literal(value: Any) -> Any:
+    """A constant as an aggregation expression (strings starting with $ and documents quoted)."""
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, str) and value.startswith("$"):
+        return {"$literal": value}
+    if isinstance(value, dict | list):
+        return {"$literal": value}
+    return value
+
+
+def null_guard(operands: list[Any], core: Any) -> Any:
+    """``core`` when every operand is non-null, else null."""
+    if not operands:
+        return core
+    cond = is_null_expr(operands[0]) if len(operands) == 1 else {
+        "$or": [is_null_expr(o) for o in operands]}
+    return {"$cond": [cond, None, core]}
+
+
+def like_to_regex(pattern: str, escape: str | None = None) -> str:
+    """A SQL LIKE pattern as an anchored regular expression."""
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if escape and c == escape and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if c == "%":
+            out.append(".*")
+        elif c == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+_COMPARE = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+
+def nullable(e: ast.Expr) -> bool:
+    """Whether e may evaluate to NULL (conservative: True unless known otherwise)."""
+    if isinstance(e, ast.Literal):
+        return e.value is None
+    if isinstance(e, ast.IsNull | ast.Exists):
+        return False
+    if isinstance(e, ast.FuncCall) and e.name == "COUNT" and e.over is None:
+        return False
+    if isinstance(e, ast.Binary) and e.op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
+        return nullable(e.left) or nullable(e.right)
+    if isinstance(e, ast.Unary):
+        return nullable(e.operand)
+    return True
+
+
+class ExprCompiler:
+    """Compiles expressions in one scope.
+
+    ``substitutions`` maps expressions already computed by an earlier stage (GROUP BY keys,
+    aggregates) to the expression that reads them; ``grouped`` makes any other column reference
+    an error (it is neither grouped nor aggregated).
+    """
+
+    def __init__(self, scope: Scope, bindings: Bindings,
+                 substitutions: dict[Any, Any] | None = None, grouped: bool = False,
+                 subquery: Callable[[ast.Expr], Any] | None = None):
+        self.scope = scope
+        self.bindings = bindings
+        self.substitutions = substitutions or {}
+        self.grouped = grouped
+        self.subquery = subquery
+
+    # ------------------------------------------------------------ entry points
+    def compile(self, e: ast.Expr) -> Any:
+        key = self.key(e)
+        if key in self.substitutions:
+            return self.substitutions[key]
+        method = getattr(self, "_" + type(e).__name__.lower(), None)
+        if method is None:
+            raise PlanningError(f"{type(e).__name__} expressions are not supported here", e.pos)
+        return method(e)
+
+    def key(self, e: ast.Expr) -> Any:
+        """The identity of an expression for substitution (columns by resolved path)."""
+        if isinstance(e, ast.Column):
+            return ("column", self.scope.path(e))
+        return e
+
+    def field(self, parts: tuple[str | int, ...]) -> Any:
+        """An aggregation expression reading a (possibly indexed) path of $$CURRENT."""
+        first = 0
+        while first < len(parts) and isinstance(parts[first], str):
+            first += 1
+        return path_get("$" + ".".join(str(p) for p in parts[:first]), parts[first:])
+
+    # ------------------------------------------------------------ leaves
+    def _literal(self, e: ast.Literal) -> Any:
+        return literal(e.value)
+
+    def _param(self, e: ast.Param) -> Any:
+        return literal(self.bindings.value(e))
+
+    def _column(self, e: ast.Column) -> Any:
+        if self.grouped:
+            raise PlanningError(
+                f"column {display_path(e.parts)} must appear in GROUP BY or be used in an "
+                "aggregate function", e.pos)
+        if not self.scope.allow_columns:
+            raise PlanningError(f"column {display_path(e.parts)} cannot be used here (no FROM)",
+                                e.pos)
+        return self.field(self.scope.path(e))
+
+    def _star(self, e: ast.Star) -> Any:
+        raise PlanningError("* is only allowed in COUNT(*) and the select list", e.pos)
+
+    # ------------------------------------------------------------ operators
+    def _unary(self, e: ast.Unary) -> Any:
+        v = self.compile(e.operand)
+        if e.op == "-":
+            return {"$multiply": [-1, v]}
+        if e.op == "+":
+            return v
+        if e.op == "NOT":
+            core = {"$not": [v]}
+            return null_guard([v], core) if nullable(e.operand) else core
+        raise PlanningError(f"unknown unary operator {e.op}", e.pos)
+
+    def _binary(self, e: ast.Binary) -> Any:
+        op = e.op
+        if op in ("AND", "OR"):
+            return self._connective(e)
+        if op in ("+", "-") and isinstance(e.right, ast.Interval):
+            from queryleaf.planner.functions import date_add
+
+            return date_add(self, self.compile(e.left), e.right, 1 if op == "+" else -1)
+        if op == "+" and isinstance(e.left, ast.Interval):
+            from queryleaf.planner.functions import date_add
+
+            return date_add(self, self.compile(e.right), e.left, 1)
+        a, b = self.compile(e.left), self.compile(e.right)
+        if op in _COMPARE:
+            operands = [x for x, n in ((a, e.left), (b, e.right)) if nullable(n)]
+            return null_guard(operands, {_COMPARE[op]: [a, b]})
+        if op == "+":
+            return {"$add": [a, b]}
+        if op == "-":
+            return {"$subtract": [a, b]}
+        if op == "*":
+            return {"$multiply": [a, b]}
+        if op == "/":
+            return {"$cond": [{"$eq": [b, 0]}, None, {"$divide": [a, b]}]}
+        if op == "DIV":
+            return {"$cond": [{"$eq": [b, 0]}, None, {"$trunc": [{"$divide": [a, b]}, 0]}]}
+        if op in ("%", "MOD"):
+            return {"$cond": [{"$eq": [b, 0]}, None, {"$mod": [a, b]}]}
+        if op == "||":
+            return {"$concat": [to_text(a, e.left), to_text(b, e.right)]}
+        raise PlanningError(f"unknown operator {op}", e.pos)
+
+    def _connective(self, e: ast.Binary) -> Any:
+        parts = _flatten(e, e.op)
+        compiled = [self.compile(p) for p in parts]
+        if not any(nullable(p) for p in parts):
+            return {"$and" if e.op == "AND" else "$or": compiled}
+        decisive = e.op == "OR"  # OR: any true decides; AND: any false decides
+        return {"$cond": [
+            {"$or": [{"$eq": [c, decisive]} for c in compiled]},
+            decisive,
+            {"$cond": [{"$or": [is_null_expr(c) for c in compiled]}, None, not decisive]},
+        ]}
+
+    def _inlist(self, e: ast.InList) -> Any:
+        v = self.compile(e.expr)
+        items = [self.compile(i) for i in e.items]
+        if all(isinstance(i, ast.Literal | ast.Param) for i in e.items):
+            present = [c for c in items if c is not None]
+            found = {"$in": [v, present]}
+            if len(present) == len(items):
+                core = {"$not": [found]} if e.negated else found
+            else:  # a NULL in the list: a miss is unknown, not false
+                core = {"$cond": [found, not e.negated, None]}
+            return null_guard([v], core) if nullable(e.expr) else core
+        ors = ast.Binary("=", e.expr, e.items[0], e.pos)
+        for item in e.items[1:]:
+            ors = ast.Binary("OR", ors, ast.Binary("=", e.expr, item, e.pos), e.pos)
+        result = self.compile(ors)
+        return self._negate(result) if e.negated else result
+
+    def _negate(self, v: Any) -> Any:
+        return null_guard([v], {"$not": [v]})
+
+    def _between(self, e: ast.Between) -> Any:
+        both = ast.Binary("AND", ast.Binary(">=", e.expr, e.low, e.pos),
+                          ast.Binary("<=", e.expr, e.high, e.pos), e.pos)
+        result = self.compile(both)
+        return self._negate(result) if e.negated else result
+
+    def _like(self, e: ast.Like) -> Any:
+        pattern = self.constant_string(e.pattern, "LIKE pattern")
+        escape = self.constant_string(e.escape, "ESCAPE") if e.escape is not None else None
+        if escape is not None and len(escape) != 1:
+            raise PlanningError("ESCAPE must be a single character", e.escape.pos)
+        v = self.compile(e.expr)
+        match = {"$regexMatch": {"input": to_text(v, e.expr), "regex": like_to_regex(pattern, escape),
+                                 "options": "si" if e.case_insensitive else "s"}}
+        core = {"$not": [match]} if e.negated else match
+        return null_guard([v], core)
+
+    def _regexp(self, e: ast.Regexp) -> Any:
+        pattern = self.constant_string(e.pattern, "REGEXP pattern")
+        v = self.compile(e.expr)
+        match = {"$regexMatch": {"input": to_text(v, e.expr), "regex": pattern}}
+        return null_guard([v], {"$not": [match]} if e.negated else match)
+
+    def _isnull(self, e: ast.IsNull) -> Any:
+        v = self.compile(e.expr)
+        return not_null_expr(v) if e.negated else is_null_expr(v)
+
+    def _case(self, e: ast.Case) -> Any:
+        branches = []
+        for w in e.whens:
+            cond = w.condition if e.operand is None else ast.Binary("=", e.operand, w.condition,
+                                                                     w.pos)
+            branches.append({"case": self.compile(cond), "then": self.compile(w.result)})
+        default = self.compile(e.else_) if e.else_ is not None else None
+        return {"$switch": {"branches": branches, "default": default}}
+
+    def _cast(self, e: ast.Cast) -> Any:
+        from queryleaf.planner.functions import compile_cast
+
+        return compile_cast(self, e)
+
+    def _extract(self, e: ast.Extract) -> Any:
+        from queryleaf.planner.functions import compile_extract
+
+        return compile_extract(self, e)
+
+    def _interval(self, e: ast.Interval) -> Any:
+        raise PlanningError("INTERVAL is only allowed added to or subtracted from a date "
+                            "(e.g. NOW() - INTERVAL 1 HOUR) or in DATE_ADD/DATE_SUB", e.pos)
+
+    def _jsonarrow(self, e: ast.JsonArrow) -> Any:
+        from queryleaf.planner.functions import json_path_get
+
+        return json_path_get(self.compile(e.expr), e.path, e.pos)
+
+    def _funccall(self, e: ast.FuncCall) -> Any:
+        if e.over is not None:
+            raise PlanningError(f"window function {e.name}(...) OVER (...) is not supported yet",
+                                e.pos)
+        if e.name in AGGREGATES:
+            raise PlanningError(f"aggregate {e.name}(...) is not allowed here", e.pos)
+        from queryleaf.planner.functions import compile_function
+
+        return compile_function(self, e)
+
+    def _scalarsubquery(self, e: ast.ScalarSubquery) -> Any:
+        if self.subquery is None:
+            raise PlanningError("subqueries are not supported here", e.pos)
+        return self.subquery(e)
+
+    _exists = _scalarsubquery
+    _insubquery = _scalarsubquery
+
+    # ------------------------------------------------------------ helpers
+    def constant_string(self, e: ast.Expr | None, what: str) -> str:
+        if isinstance(e, ast.Literal) and isinstance(e.value, str):
+            return e.value
+        if isinstance(e, ast.Param):
+            value = self.bindings.value(e)
+            if isinstance(value, str):
+                return value
+        raise PlanningError(f"{what} must be a constant string", e.pos if e else None)
+
+
+_SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def path_get(base: Any, parts: tuple[str | int, ...] | list[str | int]) -> Any:
+    """Read ``parts`` (field names, array indexes) below the value of ``base``."""
+    expr = base
+    run: list[str] = []
+
+    def flush(e: Any) -> Any:
+        if not run:
+            return e
+        if all(_SIMPLE_NAME.match(n) for n in run):
+            out = {"$let": {"vars": {"v": e}, "in": "$$v." + ".".join(run)}}
+        else:
+            out = e
+            for n in run:
+                out = {"$getField": {"field": {"$literal": n}, "input": out}}
+        run.clear()
+        return out
+
+    for p in parts:
+        if isinstance(p, int):
+            expr = {"$arrayElemAt": [flush(expr), p]}
+        else:
+            run.append(p)
+    return flush(expr)
+
+
+def _flatten(e: ast.Expr, op: str) -> list[ast.Expr]:
+    if isinstance(e, ast.Binary) and e.op == op:
+        return _flatten(e.left, op) + _flatten(e.right, op)
+    return [e]
+
+
+def to_text(v: Any, e: ast.Expr) -> Any:
+    """A value as a string for concatenation / pattern matching (NULL stays NULL)."""
+    if isinstance(e, ast.Literal) and isinstance(e.value, str):
+        return v
+    return {"$toString": v}

@@ -1,0 +1,161 @@
+"""INSERT / UPDATE / DELETE → insert, update (operator or pipeline form) and delete commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queryleaf import plan
+from queryleaf.errors import PlanningError
+from queryleaf.events import names
+from queryleaf.planner.constants import NotConstant, constant
+from queryleaf.planner.expressions import ExprCompiler, Scope, display_path, dotted, literal
+from queryleaf.planner.filters import FilterCompiler
+from queryleaf.planner.params import Bindings
+from queryleaf.planner.select import plan_query
+from queryleaf.sql import ast
+from queryleaf.sql.walk import walk_expr
+
+
+def check_writable(table: str, pos) -> None:
+    if names.is_reserved(table):
+        raise PlanningError(f"{table} is a queryleaf system collection and cannot be written "
+                            "with SQL", pos)
+
+
+def _field_path(col: ast.Column, scope: Scope, what: str) -> tuple[str, ...]:
+    path = scope.path(col)
+    if any(isinstance(p, int) for p in path):
+        raise PlanningError(f"{what} {display_path(path)}: array indexes are not allowed here",
+                            col.pos)
+    return tuple(str(p) for p in path)
+
+
+def _check_paths(paths: list[tuple[str, ...]], nodes: list[ast.Node], what: str) -> None:
+    seen: dict[tuple[str, ...], ast.Node] = {}
+    for path, node in zip(paths, nodes, strict=True):
+        for other in seen:
+            if other == path:
+                raise PlanningError(f"{what} {'.'.join(path)} appears twice", node.pos)
+            short, long_ = sorted((other, path), key=len)
+            if long_[: len(short)] == short:
+                raise PlanningError(f"{what} {'.'.join(path)} overlaps {'.'.join(other)}",
+                                    node.pos)
+        seen[path] = node
+
+
+def _nest(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        doc = doc.setdefault(part, {})
+    doc[path[-1]] = value
+
+
+# ---------------------------------------------------------------- INSERT
+
+
+def plan_insert(stmt: ast.Insert, bindings: Bindings) -> plan.Plan:
+    check_writable(stmt.table, stmt.pos)
+    scope = Scope((stmt.table,))
+    paths = [_field_path(c, scope, "column") for c in stmt.columns]
+    _check_paths(paths, list(stmt.columns), "column")
+    if stmt.query is not None:
+        source = plan_query(stmt.query, bindings)
+        return plan.InsertSelect(stmt.table, source, tuple(".".join(p) for p in paths))
+
+    constant_docs: list[dict[str, Any]] = []
+    computed = False
+    exprs = ExprCompiler(Scope((), allow_columns=False), bindings)
+    rows_expr: list[dict[str, Any]] = []
+    for row in stmt.rows:
+        if not paths:
+            if len(row) != 1:
+                raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
+                                    "document per row", row[0].pos if row else stmt.pos)
+            doc_value = _row_document(row[0], bindings, exprs)
+            constant_docs.append(doc_value[0])
+            rows_expr.append(doc_value[1])
+            computed |= doc_value[2]
+            continue
+        if len(row) != len(paths):
+            raise PlanningError(f"INSERT has {len(paths)} column(s) but a row has {len(row)} "
+                                "value(s)", row[0].pos if row else stmt.pos)
+        doc: dict[str, Any] = {}
+        doc_expr: dict[str, Any] = {}
+        for path, value in zip(paths, row, strict=True):
+            for node in walk_expr(value):
+                if isinstance(node, ast.Column):
+                    raise PlanningError("VALUES cannot refer to columns", node.pos)
+            try:
+                v = constant(value, bindings)
+                _nest(doc, path, v)
+                _nest(doc_expr, path, literal(v))
+            except NotConstant:
+                computed = True
+                _nest(doc_expr, path, exprs.compile(value))
+        constant_docs.append(doc)
+        rows_expr.append(doc_expr)
+    if computed:
+        # Values such as NOW() are computed by the server, then inserted.
+        return plan.Insert(stmt.table, [], compute=[{"$documents": rows_expr}])
+    return plan.Insert(stmt.table, constant_docs)
+
+
+def _row_document(e: ast.Expr, bindings: Bindings,
+                  exprs: ExprCompiler) -> tuple[dict[str, Any], Any, bool]:
+    try:
+        value = constant(e, bindings)
+        if not isinstance(value, dict):
+            raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
+                                "document per row", e.pos)
+        return value, {"$literal": value}, False
+    except NotConstant:
+        if not (isinstance(e, ast.FuncCall) and e.name == "JSON_OBJECT"):
+            raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
+                                "document per row", e.pos) from None
+        return {}, exprs.compile(e), True
+
+
+# ---------------------------------------------------------------- UPDATE / DELETE
+
+
+def _write_scope(table: str, alias: str | None) -> Scope:
+    return Scope((alias,) if alias else (table,))
+
+
+def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[str, Any]:
+    if where is None:
+        return {}
+    return FilterCompiler(ExprCompiler(scope, bindings)).match(where)
+
+
+def plan_update(stmt: ast.Update, bindings: Bindings) -> plan.Update:
+    check_writable(stmt.table, stmt.pos)
+    scope = _write_scope(stmt.table, stmt.alias)
+    exprs = ExprCompiler(scope, bindings)
+    targets = [scope.path(a.target) for a in stmt.assignments]
+    _check_paths([tuple(map(str, t)) for t in targets], [a.target for a in stmt.assignments],
+                 "SET target")
+    for t, a in zip(targets, stmt.assignments, strict=True):
+        if t[0] == "_id":
+            raise PlanningError("_id cannot be changed by UPDATE", a.target.pos)
+    values: list[tuple[Any, bool]] = []
+    for a in stmt.assignments:
+        try:
+            values.append((constant(a.value, bindings), True))
+        except NotConstant:
+            values.append((exprs.compile(a.value), False))
+    if all(is_const for _, is_const in values):
+        update: Any = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
+    else:
+        for t, a in zip(targets, stmt.assignments, strict=True):
+            if any(isinstance(p, int) for p in t):
+                raise PlanningError("SET on an array element needs a constant value",
+                                    a.target.pos)
+        update = [{"$set": {dotted(t): (literal(v) if is_const else v)
+                            for t, (v, is_const) in zip(targets, values, strict=True)}}]
+    return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
+
+
+def plan_delete(stmt: ast.Delete, bindings: Bindings) -> plan.Delete:
+    check_writable(stmt.table, stmt.pos)
+    scope = _write_scope(stmt.table, stmt.alias)
+    return plan.Delete(stmt.table, _filter(stmt.where, scope, bindings))

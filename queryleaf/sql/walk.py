@@ -1,0 +1,44 @@
+"""Generic traversal of AST nodes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from queryleaf.sql import ast
+
+
+def children(node: object) -> Iterator[object]:
+    """Direct child nodes of an AST node (through tuples of nodes)."""
+    if not dataclasses.is_dataclass(node):
+        return
+    for f in dataclasses.fields(node):
+        if f.name == "pos":
+            continue
+        value = getattr(node, f.name)
+        if isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, tuple):
+                    yield from (x for x in item if isinstance(x, ast.Node))
+                elif isinstance(item, ast.Node):
+                    yield item
+        elif isinstance(value, ast.Node):
+            yield value
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every node under ``node`` (itself included), depth first, in source order."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def walk_expr(node: object) -> Iterator[object]:
+    """Nodes of one expression, not descending into subqueries."""
+    yield node
+    if isinstance(node, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+        if isinstance(node, ast.InSubquery):
+            yield from walk_expr(node.expr)
+        return
+    for child in children(node):
+        yield from walk_expr(child)
