@@ -74,8 +74,35 @@ def literal(value: Any) -> Any:
     return value
 
 
+_NULL_PROPAGATING = {"$add", "$subtract", "$multiply", "$dateAdd", "$dateSubtract", "$toLower",
+                     "$toUpper", "$abs", "$floor", "$ceil"}
+
+
+def never_null(v: Any) -> bool:
+    """Whether a compiled expression certainly evaluates to a non-null value."""
+    if v is None:
+        return False
+    if isinstance(v, str):
+        return not v.startswith("$") or v == "$$NOW"
+    if isinstance(v, bool | int | float) or not isinstance(v, dict | list):
+        return True
+    if isinstance(v, list):
+        return True
+    if len(v) != 1:
+        return False
+    op, args = next(iter(v.items()))
+    if op == "$literal":
+        return args is not None
+    if op in _NULL_PROPAGATING:
+        if isinstance(args, dict):
+            args = list(args.values())
+        return all(never_null(a) for a in (args if isinstance(args, list) else [args]))
+    return False
+
+
 def null_guard(operands: list[Any], core: Any) -> Any:
     """``core`` when every operand is non-null, else null."""
+    operands = [o for o in operands if not never_null(o)]
     if not operands:
         return core
     cond = is_null_expr(operands[0]) if len(operands) == 1 else {
@@ -148,6 +175,36 @@ class ExprCompiler:
         if method is None:
             raise PlanningError(f"{type(e).__name__} expressions are not supported here", e.pos)
         return method(e)
+
+    def truth(self, e: ast.Expr) -> Any:
+        """An expression that is truthy exactly when ``e`` is TRUE (NULL and FALSE are not).
+
+        Used where SQL only keeps TRUE rows (WHERE via $expr, HAVING, CASE WHEN): a comparison
+        whose nullable side sorts lowest needs no NULL guard there, which keeps pipelines short.
+        """
+        key = self.key(e)
+        if key in self.substitutions:
+            return self.substitutions[key]
+        if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
+            parts = [self.truth(p) for p in _flatten(e, e.op)]
+            return {"$and" if e.op == "AND" else "$or": parts}
+        if isinstance(e, ast.Unary) and e.op == "NOT":
+            return {"$eq": [self.compile(e.operand), False]}
+        if isinstance(e, ast.Binary) and e.op in _COMPARE and not _has_interval(e):
+            a, b = self.compile(e.left), self.compile(e.right)
+            op = e.op
+            guards = []
+            # null/missing sort below every value: `a = b`, `a > b`, `a >= b` are false for a
+            # NULL a when b is not NULL (and symmetrically), as SQL wants in this context.
+            low_ok = {"=": (True, True), ">": (True, False), ">=": (True, False),
+                      "<": (False, True), "<=": (False, True), "<>": (False, False)}[op]
+            if not (never_null(a) or (low_ok[0] and never_null(b))):
+                guards.append(not_null_expr(a))
+            if not (never_null(b) or (low_ok[1] and never_null(a))):
+                guards.append(not_null_expr(b))
+            core = {_COMPARE[op]: [a, b]}
+            return {"$and": [*guards, core]} if guards else core
+        return self.compile(e)
 
     def key(self, e: ast.Expr) -> Any:
         """The identity of an expression for substitution (columns by resolved path)."""
@@ -290,7 +347,7 @@ class ExprCompiler:
         for w in e.whens:
             cond = w.condition if e.operand is None else ast.Binary("=", e.operand, w.condition,
                                                                      w.pos)
-            branches.append({"case": self.compile(cond), "then": self.compile(w.result)})
+            branches.append({"case": self.truth(cond), "then": self.compile(w.result)})
         default = self.compile(e.else_) if e.else_ is not None else None
         return {"$switch": {"branches": branches, "default": default}}
 
@@ -368,6 +425,10 @@ def path_get(base: Any, parts: tuple[str | int, ...] | list[str | int]) -> Any:
         else:
             run.append(p)
     return flush(expr)
+
+
+def _has_interval(e: ast.Binary) -> bool:
+    return isinstance(e.left, ast.Interval) or isinstance(e.right, ast.Interval)
 
 
 def _flatten(e: ast.Expr, op: str) -> list[ast.Expr]:

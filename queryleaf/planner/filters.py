@@ -65,8 +65,9 @@ class FilterCompiler:
         simple = self._simple(e, negate)
         if simple is not None:
             return simple
-        value = self.exprs.compile(e)
-        return {"$expr": {"$eq": [value, False]}} if negate else {"$expr": value}
+        if negate:
+            return {"$expr": {"$eq": [self.exprs.compile(e), False]}}
+        return {"$expr": self.exprs.truth(e)}
 
     def _path(self, e: ast.Expr) -> str | None:
         if not isinstance(e, ast.Column) or self.exprs.grouped:

@@ -203,10 +203,11 @@ def _round(c, call, a):
     if not (isinstance(digits, ast.Literal) and isinstance(digits.value, int)):
         return null_guard(a, {"$round": a})
     scale = 10 ** digits.value
-    magnitude = {"$floor": {"$add": [{"$multiply": [{"$abs": x}, scale]}, 0.5]}}
-    signed = {"$multiply": [{"$cond": [{"$lt": [x, 0]}, -1, 1]}, magnitude]}
+    # NULL propagates through every operator used here, so no guard is needed.
+    magnitude = {"$floor": {"$add": [{"$multiply": [{"$abs": "$$x"}, scale]}, 0.5]}}
+    signed = {"$multiply": [{"$cond": [{"$lt": ["$$x", 0]}, -1, 1]}, magnitude]}
     rounded = {"$divide": [signed, scale]} if digits.value else signed
-    return null_guard([x], rounded)
+    return {"$let": {"vars": {"x": x}, "in": rounded}}
 
 
 guarded("$trunc", "TRUNCATE", args=(2, 2), summary="truncate to d decimals")
@@ -332,7 +333,8 @@ def date_add(c: ExprCompiler, date: Any, interval: ast.Interval, sign: int) -> A
                             f"{', '.join(sorted(_DATE_UNITS))}", interval.pos)
     amount = c.compile(interval.value)
     if sign < 0:
-        amount = {"$multiply": [-1, amount]}
+        amount = -amount if isinstance(amount, int | float) and not isinstance(
+            amount, bool) else {"$multiply": [-1, amount]}
     return null_guard([date, amount], {"$dateAdd": {"startDate": date, "unit": unit.lower(),
                                                      "amount": amount}})
 

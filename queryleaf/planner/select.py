@@ -58,10 +58,10 @@ class SelectPlanner:
                                 s.ctes[0].pos)
         source = self.source()
         exprs = ExprCompiler(source.scope, self.bindings)
+        aggregates = self.aggregates()
         where = FilterCompiler(exprs).match(s.where) if s.where is not None else {}
 
         stars = [i for i in s.items if isinstance(i.expr, ast.Star)]
-        aggregates = self.aggregates()
         grouped = bool(s.group_by or aggregates or s.having is not None)
         if stars and (grouped or s.distinct and len(s.items) > 1):
             raise PlanningError("* cannot be combined with GROUP BY or aggregates", stars[0].pos)
@@ -80,7 +80,7 @@ class SelectPlanner:
         if grouped:
             exprs = self.group(exprs, aggregates, outputs)
             if s.having is not None:
-                self.pipeline.append({"$match": {"$expr": exprs.compile(s.having)}})
+                self.pipeline.append({"$match": {"$expr": exprs.truth(s.having)}})
 
         presort = None if grouped or s.distinct else self.source_sort(exprs, outputs)
         if presort:
