@@ -40,6 +40,9 @@ def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
         return ExecutionError(message, first.get("code"), first.get("codeName"))
     if isinstance(exc, pymongo.errors.OperationFailure):
         details = exc.details or {}
+        if "scalar subquery returned more than one row" in str(details.get("errmsg", "")):
+            return ExecutionError("a scalar subquery returned more than one row", exc.code,
+                                  details.get("codeName"))
         return ExecutionError(f"server error {exc.code} ({details.get('codeName', '')}): "
                               f"{details.get('errmsg', str(exc))}", exc.code,
                               details.get("codeName"))

@@ -22,3 +22,33 @@ TABLE_FUNCTIONS = {
 
 def is_reserved(collection: str) -> bool:
     return collection.startswith(PREFIX)
+
+# Columns of the table functions (top-level fields of the system collections), in display order.
+EVENT_LOG_COLUMNS = (
+    "subscription_id", "service_name", "event_id", "event_type", "collection_name",
+    "database_name", "document_key", "event_data", "event_timestamp", "processing_status",
+    "processing_started_at", "processing_completed_at", "processing_duration_ms", "retry_count",
+    "last_error", "correlation_id", "business_process_id", "source_service", "target_service",
+    "interaction_type", "resume_token_timestamp", "cluster_time", "subscription_name",
+    "update_description", "full_document_before_change",
+)
+SUBSCRIPTION_COLUMNS = (
+    "name", "subscription_id", "service_name", "status", "status_message", "deliver_to",
+    "created_by", "description", "options", "event_filter", "event_filter_as_written", "where",
+    "watch", "pre_images", "start_at_operation_time", "resume_token", "resume_token_timestamp",
+    "last_event_at", "last_error", "events_received", "events_processed", "events_failed",
+    "events_retried", "events_dead_lettered", "created_at", "updated_at", "version",
+    "position_version",
+)
+DEAD_LETTER_COLUMNS = (
+    "subscription_id", "subscription_name", "service_name", "event_id", "event_type",
+    "collection_name", "database_name", "document_key", "event_timestamp", "cluster_time",
+    "event", "error", "attempts", "status", "created_at", "updated_at", "replay_requested_at",
+    "replayed_at",
+)
+
+# A collection that never exists: `SELECT` without FROM reads one empty row from it
+# ($facet yields exactly one document even over no input), which also works inside
+# $lookup / $unionWith sub-pipelines and views, where $documents is not accepted everywhere.
+ONE_ROW = PREFIX + "one"
+ONE_ROW_PIPELINE = [{"$facet": {"one": [{"$limit": 1}]}}, {"$project": {"one": 0}}]

@@ -10,7 +10,7 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner.ddl import plan_ddl
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.select import plan_query
+from queryleaf.planner.select import plan_select_statement
 from queryleaf.planner.writes import plan_delete, plan_insert, plan_update
 from queryleaf.sql import ast
 
@@ -35,7 +35,7 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
             raise PlanningError("EXPLAIN EXPLAIN is not meaningful", statement.statement.pos)
         return plan.Explain(_plan(statement.statement, bindings, catalog))
     if isinstance(statement, ast.QueryStatement):
-        return plan_query(statement.query, bindings)
+        return plan_select_statement(statement.query, bindings)
     if isinstance(statement, ast.Insert):
         return plan_insert(statement, bindings)
     if isinstance(statement, ast.Update):

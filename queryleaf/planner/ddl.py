@@ -8,7 +8,7 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.select import plan_query
+from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 
 
@@ -46,9 +46,6 @@ def plan_ddl(statement: ast.Statement, bindings: Bindings) -> plan.Plan:
             collection = source.collection
         else:
             pipeline, collection = source.pipeline, source.collection
-        if collection is None:
-            raise PlanningError("a view needs a FROM clause (MongoDB views read a collection)",
-                                statement.query.pos)
         return plan.CreateView(statement.name, collection, pipeline, statement.or_replace)
     if isinstance(statement, ast.DropView):
         return plan.DropView(statement.name, statement.if_exists)

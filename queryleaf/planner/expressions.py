@@ -14,6 +14,7 @@ from typing import Any
 
 from queryleaf.errors import PlanningError
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.scope import Scope, display_path
 from queryleaf.sql import ast
 
 AGGREGATES = frozenset({
@@ -22,36 +23,9 @@ AGGREGATES = frozenset({
 })
 
 
-class Scope:
-    """How column references resolve to document fields.
-
-    ``qualifiers`` are the names that may prefix a column (the table name and its alias);
-    a first part that is not a qualifier starts a nested path.
-    """
-
-    def __init__(self, qualifiers: tuple[str, ...] = (), allow_columns: bool = True):
-        self.qualifiers = qualifiers
-        self.allow_columns = allow_columns
-
-    def path(self, col: ast.Column) -> tuple[str | int, ...]:
-        parts = col.parts
-        if len(parts) > 1 and isinstance(parts[0], str) and parts[0] in self.qualifiers:
-            parts = parts[1:]
-        if isinstance(parts[0], int):
-            raise PlanningError("a column name cannot start with an array index", col.pos)
-        return parts
-
-
 def dotted(parts: tuple[str | int, ...]) -> str:
     """A path in query-language form: ``items.0.price``."""
     return ".".join(str(p) for p in parts)
-
-
-def display_path(parts: tuple[str | int, ...]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
-    return out
 
 
 def is_null_expr(v: Any) -> dict:
@@ -207,17 +181,10 @@ class ExprCompiler:
         return self.compile(e)
 
     def key(self, e: ast.Expr) -> Any:
-        """The identity of an expression for substitution (columns by resolved path)."""
+        """The identity of an expression for substitution (columns by what they resolve to)."""
         if isinstance(e, ast.Column):
-            return ("column", self.scope.path(e))
+            return ("column", self.scope.resolve(e))
         return e
-
-    def field(self, parts: tuple[str | int, ...]) -> Any:
-        """An aggregation expression reading a (possibly indexed) path of $$CURRENT."""
-        first = 0
-        while first < len(parts) and isinstance(parts[first], str):
-            first += 1
-        return path_get("$" + ".".join(str(p) for p in parts[:first]), parts[first:])
 
     # ------------------------------------------------------------ leaves
     def _literal(self, e: ast.Literal) -> Any:
@@ -231,10 +198,7 @@ class ExprCompiler:
             raise PlanningError(
                 f"column {display_path(e.parts)} must appear in GROUP BY or be used in an "
                 "aggregate function", e.pos)
-        if not self.scope.allow_columns:
-            raise PlanningError(f"column {display_path(e.parts)} cannot be used here (no FROM)",
-                                e.pos)
-        return self.field(self.scope.path(e))
+        return self.scope.expression(self.scope.resolve(e))
 
     def _star(self, e: ast.Star) -> Any:
         raise PlanningError("* is only allowed in COUNT(*) and the select list", e.pos)
@@ -383,7 +347,7 @@ class ExprCompiler:
     def _scalarsubquery(self, e: ast.ScalarSubquery) -> Any:
         if self.subquery is None:
             raise PlanningError("subqueries are not supported here", e.pos)
-        return self.subquery(e)
+        return self.subquery(e, self)
 
     _exists = _scalarsubquery
     _insubquery = _scalarsubquery

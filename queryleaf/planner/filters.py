@@ -74,7 +74,10 @@ class FilterCompiler:
             return None
         if self.exprs.key(e) in self.exprs.substitutions:
             return None
-        return dotted(self.exprs.scope.path(e))
+        resolved = self.exprs.scope.resolve(e)
+        if resolved.variable is not None:
+            return None
+        return dotted(resolved.path)
 
     def _constant(self, e: ast.Expr) -> tuple[bool, Any]:
         if isinstance(e, ast.Literal):

@@ -1,11 +1,14 @@
 """SELECT → one aggregation pipeline (or a find when nothing needs a pipeline).
 
-Stages follow SQL's logical order: FROM, WHERE ($match), GROUP BY + aggregates ($group),
-HAVING ($match), SELECT ($project), DISTINCT ($group), ORDER BY ($sort), OFFSET/LIMIT.
+Stages follow SQL's logical order: FROM ($lookup/$unwind for joins), WHERE ($match), GROUP BY
+and aggregates ($group), HAVING ($match), window functions ($setWindowFields), SELECT
+($project), DISTINCT ($group), ORDER BY ($sort), OFFSET/LIMIT. Subqueries become $lookup stages
+placed just before the stage that needs their value.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,16 +17,11 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
-from queryleaf.planner.expressions import (
-    AGGREGATES,
-    ExprCompiler,
-    Scope,
-    display_path,
-    dotted,
-    is_null_expr,
-)
-from queryleaf.planner.filters import FilterCompiler
+from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, is_null_expr
+from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.scope import Scope, Table, display_path
+from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk_expr
 
@@ -31,10 +29,36 @@ _SAFE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass
-class Source:
-    collection: str | None  # None: no FROM (one empty row)
-    scope: Scope
-    table_function: bool = False
+class Context:
+    """What every (sub)query of one statement shares: parameters, CTEs, fresh names."""
+
+    bindings: Bindings
+    ctes: dict[str, ast.Query] = field(default_factory=dict)
+    counter: itertools.count = field(default_factory=itertools.count)
+
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}{next(self.counter)}"
+
+    def with_ctes(self, ctes: tuple[ast.Cte, ...]) -> Context:
+        if not ctes:
+            return self
+        env = dict(self.ctes)
+        for cte in ctes:
+            if cte.name in env and cte.name not in self.ctes:
+                raise PlanningError(f"WITH defines {cte.name} twice", cte.pos)
+            env[cte.name] = cte.query
+        return Context(self.bindings, env, self.counter)
+
+
+@dataclass
+class Relation:
+    """The rows of a FROM item before the query's own stages."""
+
+    collection: str | None
+    pipeline: list[dict[str, Any]]
+    table: Table
+    plain: bool = False  # a stored collection read as is (find-able)
+    system: bool = False  # a queryleaf system collection (hide _id for SELECT *)
 
 
 @dataclass
@@ -44,78 +68,151 @@ class Output:
     key: str
 
 
-@dataclass
+def as_aggregate(p: plan.Aggregate | plan.Find) -> plan.Aggregate:
+    """A plan as a pipeline over its collection (finds are rewritten with flat output keys)."""
+    if isinstance(p, plan.Aggregate):
+        return p
+    pipeline: list[dict[str, Any]] = []
+    if p.filter:
+        pipeline.append({"$match": p.filter})
+    if p.sort:
+        pipeline.append({"$sort": dict(p.sort)})
+    if p.skip:
+        pipeline.append({"$skip": p.skip})
+    if p.limit:
+        pipeline.append({"$limit": p.limit})
+    columns = None
+    if p.columns is not None:
+        pipeline.append({"$project": {"_id": 0, **{f"_{i}": {"$ifNull": ["$" + c.key, None]}
+                                                   for i, c in enumerate(p.columns)}}})
+        columns = tuple(plan.OutputColumn(c.name, f"_{i}") for i, c in enumerate(p.columns))
+    elif p.projection is not None:
+        pipeline.append({"$project": p.projection})
+    return plan.Aggregate(p.collection, pipeline, columns)
+
+
 class SelectPlanner:
-    select: ast.Select
-    bindings: Bindings
-    pipeline: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self, select: ast.Select, ctx: Context, outer: Scope | None = None,
+                 allow_find: bool = True):
+        self.select = select
+        self.ctx = ctx
+        self.bindings = ctx.bindings
+        self.outer = outer
+        self.allow_find = allow_find
+        self.pipeline: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []  # $lookup stages of subqueries not yet placed
+        self.temp_fields: list[str] = []
+        self.scope = Scope()
+        self.extra_lets: dict[str, Any] = {}  # outer variables read by join/pushdown scopes
+        self._sort: dict[str, int] = {}
+
+    def emit(self, stage: dict[str, Any]) -> None:
+        self.pipeline.extend(self.pending)
+        self.pending.clear()
+        self.pipeline.append(stage)
+
+    def compiler(self, scope: Scope, **kw: Any) -> ExprCompiler:
+        return ExprCompiler(scope, self.bindings, subquery=self.subquery, **kw)
 
     # ------------------------------------------------------------ entry
     def plan(self) -> plan.Aggregate | plan.Find:
         s = self.select
-        if s.ctes:
-            raise PlanningError("WITH (common table expressions) is not supported yet",
-                                s.ctes[0].pos)
-        source = self.source()
-        exprs = ExprCompiler(source.scope, self.bindings)
         aggregates = self.aggregates()
-        where = FilterCompiler(exprs).match(s.where) if s.where is not None else {}
-
+        relations = self.from_items()
+        exprs, collection, where_rest = self.build_from(relations)
         stars = [i for i in s.items if isinstance(i.expr, ast.Star)]
         grouped = bool(s.group_by or aggregates or s.having is not None)
-        if stars and (grouped or s.distinct and len(s.items) > 1):
+        if stars and grouped:
             raise PlanningError("* cannot be combined with GROUP BY or aggregates", stars[0].pos)
 
-        if not grouped and not s.distinct:
-            find = self.as_find(source, exprs, where)
+        if (self.allow_find and not grouped and not s.distinct and len(relations) == 1
+                and relations[0][1].plain and not self.pending and self.outer is None):
+            find = self.as_find(relations[0][1], exprs, where_rest)
             if find is not None:
                 return find
+        if where_rest is not None:
+            self.emit({"$match": FilterCompiler(exprs).match(where_rest)})
 
-        if source.collection is None:
-            self.pipeline.append({"$documents": [{}]})
-        if where:
-            self.pipeline.append({"$match": where})
-
-        outputs = self.outputs(source)
+        outputs = self.outputs()
         if grouped:
             exprs = self.group(exprs, aggregates, outputs)
             if s.having is not None:
-                self.pipeline.append({"$match": {"$expr": exprs.truth(s.having)}})
+                having = exprs.truth(s.having)
+                self.emit({"$match": {"$expr": having}})
+        exprs = self.windows(exprs)
 
-        presort = None if grouped or s.distinct else self.source_sort(exprs, outputs)
+        presort = None
+        if not grouped and not s.distinct and not self.has_windows:
+            presort = self.source_sort(exprs, outputs)
         if presort:
-            self.pipeline.append({"$sort": presort})
+            self.emit({"$sort": presort})
             self.add_window()
 
         if stars:
-            columns = self.star_projection(source, exprs, outputs)
+            columns = self.star_projection(relations, exprs, outputs, sorting=presort is None)
         else:
             columns = self.projection(exprs, outputs, sorting=presort is None)
             if s.distinct:
                 keys = {c.key: f"${c.key}" for c in columns}
-                self.pipeline.append({"$group": {"_id": keys}})
-                self.pipeline.append({"$replaceRoot": {"newRoot": "$_id"}})
+                self.emit({"$group": {"_id": keys}})
+                self.emit({"$replaceRoot": {"newRoot": "$_id"}})
         if presort is None:
-            self.sort_after_projection(outputs)
+            self.sort_after_projection()
             self.add_window()
-        return plan.Aggregate(source.collection, self.pipeline, columns)
+        self.pipeline.extend(self.pending)
+        return plan.Aggregate(collection, self.pipeline, columns)
 
     # ------------------------------------------------------------ FROM
-    def source(self) -> Source:
+    def from_items(self) -> list[tuple[str, Relation, ast.Expr | None, ast.Node]]:
+        """The FROM clause as a left-deep list of (join kind, relation, ON, node)."""
         s = self.select
         if not s.from_:
-            return Source(None, Scope((), allow_columns=False))
-        if len(s.from_) > 1:
-            raise PlanningError("several tables in FROM (implicit join) are not supported yet",
-                                s.from_[1].pos)
-        item = s.from_[0]
+            return []
+        items: list[tuple[str, ast.FromItem, ast.Expr | None, ast.Node]] = []
+
+        def flatten(item: ast.FromItem, kind: str, on: ast.Expr | None) -> None:
+            if isinstance(item, ast.Join):
+                flatten(item.left, kind, on)
+                if isinstance(item.right, ast.Join):
+                    raise PlanningError("a parenthesised join on the right of JOIN is not "
+                                        "supported", item.right.pos)
+                items.append((item.kind, item.right, item.on, item))
+            else:
+                items.append((kind, item, on, item))
+
+        for i, item in enumerate(s.from_):
+            flatten(item, "FROM" if i == 0 else "CROSS", None)
+        if len(items) == 2 and items[1][0] == "RIGHT":
+            (_, left, _, _), (_, right, on, node) = items
+            items = [("FROM", right, None, right), ("LEFT", left, on, node)]
+        for kind, _, _, node in items:
+            if kind == "RIGHT":
+                raise PlanningError("RIGHT JOIN after other joins cannot be expressed as one "
+                                    "MongoDB pipeline; rewrite it as a LEFT JOIN", node.pos)
+            if kind == "FULL":
+                raise PlanningError("FULL OUTER JOIN cannot be expressed as one MongoDB "
+                                    "pipeline ($lookup joins from one side)", node.pos)
+        out = []
+        aliases: set[str] = set()
+        for kind, item, on, node in items:
+            rel = self.relation(item)
+            if rel.table.alias in aliases:
+                raise PlanningError(f"table name {rel.table.alias} is used twice in FROM; give "
+                                    "one an alias", item.pos)
+            aliases.add(rel.table.alias)
+            out.append((kind, rel, on, node))
+        return out
+
+    def relation(self, item: ast.FromItem) -> Relation:
         if isinstance(item, ast.TableRef):
+            if item.name in self.ctx.ctes:
+                sub = plan_query(self.ctx.ctes[item.name], self.ctx, allow_find=False)
+                return self.derived(sub, item.alias or item.name)
             if names.is_reserved(item.name):
                 raise PlanningError(f"{item.name} is a queryleaf system collection; read it "
                                     "through its table function (e.g. CHANGE_STREAM_EVENTS())",
                                     item.pos)
-            quals = (item.alias,) if item.alias else (item.name,)
-            return Source(item.name, Scope(quals))
+            return Relation(item.name, [], Table(item.alias or item.name), plain=True)
         if isinstance(item, ast.TableFunction):
             collection = names.TABLE_FUNCTIONS.get(item.name)
             if collection is None:
@@ -124,27 +221,160 @@ class SelectPlanner:
                                     item.pos)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
-            quals = (item.alias,) if item.alias else ()
-            return Source(collection, Scope(quals), table_function=True)
-        if isinstance(item, ast.Join):
-            raise PlanningError(f"{item.kind} JOIN is not supported yet", item.pos)
-        raise PlanningError("subqueries in FROM are not supported yet", item.pos)
+            return Relation(collection, [], Table(item.alias or item.name.lower()), plain=True,
+                            system=True)
+        if isinstance(item, ast.DerivedTable):
+            sub = plan_query(item.query, self.ctx, allow_find=False)
+            return self.derived(sub, item.alias)
+        raise PlanningError("unsupported FROM item", item.pos)
+
+    @staticmethod
+    def derived(sub: plan.Aggregate | plan.Find, alias: str) -> Relation:
+        agg = as_aggregate(sub)
+        if agg.columns is None:
+            raise PlanningError(f"subquery {alias} must list its columns (SELECT * is not "
+                                "allowed in a derived table or CTE)", None)
+        columns = {c.name: c.key for c in agg.columns}
+        return Relation(agg.collection, list(agg.pipeline), Table(alias, (), columns))
+
+    def build_from(self, relations) -> tuple[ExprCompiler, str | None, ast.Expr | None]:
+        """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
+        that still has to be applied."""
+        where = self.select.where
+        if not relations:
+            self.scope = Scope(allow_columns=False, outer=self.outer)
+            self.pipeline.extend(names.ONE_ROW_PIPELINE)
+            return self.compiler(self.scope), names.ONE_ROW, where
+        _, first, _, _ = relations[0]
+        self.pipeline.extend(first.pipeline)
+        if len(relations) == 1:
+            self.scope = Scope([first.table], outer=self.outer)
+            return self.compiler(self.scope), first.collection, where
+        # Filters on the first table alone run before the joins (and can use its indexes).
+        first_scope = Scope([Table(first.table.alias, (), first.table.columns)], outer=self.outer)
+        early, late = [], []
+        for conj in _conjuncts(where):
+            (early if _only_table(conj, first.table.alias, first_scope) else late).append(conj)
+        if early:
+            match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
+                                 for c in early])
+            self.emit({"$match": match})
+            self.extra_lets.update(first_scope.lets)
+        alias = first.table.alias
+        self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
+        tables = [Table(alias, (alias,), first.table.columns)]
+        for kind, rel, on, node in relations[1:]:
+            tables.append(Table(rel.table.alias, (rel.table.alias,), rel.table.columns))
+            left = Scope(list(tables[:-1]), outer=self.outer)
+            self.join(kind, rel, on, left, node)
+            self.extra_lets.update(left.lets)
+        self.scope = Scope(tables, outer=self.outer)
+        rest = None
+        for conj in late:
+            rest = conj if rest is None else ast.Binary("AND", rest, conj, conj.pos)
+        return self.compiler(self.scope), first.collection, rest
+
+    def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
+             node: ast.Node) -> None:
+        """$lookup + $unwind: the joined table's rows matching ON, nested under its alias."""
+        inner = Scope([Table(rel.table.alias, (), rel.table.columns)], outer=left)
+        stages = list(rel.pipeline)
+        if on is not None:
+            compiler = ExprCompiler(inner, self.bindings, subquery=self.subquery)
+            stages.append({"$match": FilterCompiler(compiler).match(on)})
+        lookup: dict[str, Any] = {}
+        if rel.collection is not None:
+            lookup["from"] = rel.collection
+        if inner.lets:
+            lookup["let"] = inner.lets
+        lookup["pipeline"] = stages
+        lookup["as"] = rel.table.alias
+        self.emit({"$lookup": lookup})
+        self.emit({"$unwind": {"path": f"${rel.table.alias}",
+                               "preserveNullAndEmptyArrays": kind == "LEFT"}})
+
+    # ------------------------------------------------------------ subqueries
+    def subquery(self, e: ast.Expr, compiler: ExprCompiler) -> Any:
+        query = e.query  # type: ignore[attr-defined]
+        child_scope_outer = compiler.scope
+        planner_ctx = self.ctx
+        sub, lets = plan_with_lets(query, planner_ctx, outer=child_scope_outer,
+                                   allow_find=False)
+        agg = as_aggregate(sub)
+        lets = dict(lets)
+        field_name = self.ctx.fresh("__sq")
+        stages = list(agg.pipeline)
+        if isinstance(e, ast.Exists):
+            stages += [{"$limit": 1}, {"$project": {"_id": 1}}]
+            result: Any = {"$gt": [{"$size": f"${field_name}"}, 0]}
+        else:
+            if agg.columns is None or len(agg.columns) != 1:
+                raise PlanningError("a subquery used as a value must return exactly one column",
+                                    query.pos)
+            key = agg.columns[0].key
+            if isinstance(e, ast.InSubquery):
+                needle_var = self.ctx.fresh("needle")
+                lets[needle_var] = compiler.compile(e.expr)
+                stages.append({"$group": {
+                    "_id": None,
+                    "hit": {"$max": {"$eq": [f"${key}", f"$${needle_var}"]}},
+                    "nulls": {"$max": is_null_expr(f"${key}")},
+                }})
+                g = {"$arrayElemAt": [f"${field_name}", 0]}
+                found = {"$let": {"vars": {"g": g}, "in": {"$switch": {"branches": [
+                    {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
+                    {"case": is_null_expr(lets[needle_var]), "then": None},
+                    {"case": "$$g.hit", "then": True},
+                    {"case": "$$g.nulls", "then": None}], "default": False}}}}
+                result = found
+                if e.negated:
+                    result = {"$let": {"vars": {"f": found}, "in": {
+                        "$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]}}}
+            else:
+                stages.append({"$limit": 2})
+                rows = f"${field_name}"
+                too_many = {"$toInt": {"$concat": [
+                    "scalar subquery returned more than one row: ", {"$toString": {"$size": rows}}]}}
+                result = {"$switch": {"branches": [
+                    {"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
+                    "default": {"$getField": {"field": {"$literal": key},
+                                              "input": {"$arrayElemAt": [rows, 0]}}}}}
+        lookup: dict[str, Any] = {}
+        if agg.collection is not None:
+            lookup["from"] = agg.collection
+        if lets:
+            lookup["let"] = lets
+        lookup["pipeline"] = stages
+        lookup["as"] = field_name
+        self.pending.append({"$lookup": lookup})
+        self.temp_fields.append(field_name)
+        return result
 
     # ------------------------------------------------------------ SELECT list
-    def outputs(self, source: Source) -> list[Output]:
+    def outputs(self) -> list[Output]:
         outs: list[Output] = []
         used: set[str] = set()
         for i, item in enumerate(self.select.items):
             if isinstance(item.expr, ast.Star):
                 continue
-            name = item.alias or default_name(item.expr, source.scope)
+            name = item.alias or self.default_name(item.expr)
             unique, n = name, 2
             while unique in used:
                 unique, n = f"{name}_{n}", n + 1
             used.add(unique)
-            key = unique if _SAFE_KEY.match(unique) else f"_{i}"
+            key = unique if _SAFE_KEY.match(unique) and not unique.startswith("__") else f"_{i}"
             outs.append(Output(item, unique, key))
         return outs
+
+    def default_name(self, e: ast.Expr) -> str:
+        if isinstance(e, ast.Column):
+            parts = e.parts
+            if len(parts) > 1 and isinstance(parts[0], str) and self.scope.table(parts[0]):
+                parts = parts[1:]
+            return display_path(parts)
+        from queryleaf.sql.printer import expr_name
+
+        return expr_name(e)
 
     def projection(self, exprs: ExprCompiler, outputs: list[Output],
                    sorting: bool) -> tuple[plan.OutputColumn, ...]:
@@ -153,18 +383,26 @@ class SelectPlanner:
             proj[out.key] = {"$ifNull": [exprs.compile(out.item.expr), None]}
         if sorting:
             proj.update(self.hidden_sort_keys(exprs, outputs))
-        self.pipeline.append({"$project": proj})
+        self.emit({"$project": proj})
         return tuple(plan.OutputColumn(o.name, o.key) for o in outputs)
 
-    def star_projection(self, source: Source, exprs: ExprCompiler,
-                        outputs: list[Output]) -> None:
+    def star_projection(self, relations, exprs: ExprCompiler, outputs: list[Output],
+                        sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
         extra = {o.key: {"$ifNull": [exprs.compile(o.item.expr), None]} for o in outputs}
-        if self.select.order_by and not any(st.get("$sort") for st in self.pipeline):
+        if sorting and self.select.order_by:
             extra.update(self.hidden_sort_keys(exprs, outputs))
         if extra:
-            self.pipeline.append({"$addFields": extra})
-        if source.table_function:
-            self.pipeline.append({"$project": {"_id": 0}})
+            self.emit({"$addFields": extra})
+        hide = [f for f in self.temp_fields]
+        if len(relations) == 1 and relations[0][1].system:
+            hide.append("_id")
+        if len(relations) > 1:
+            if len(self.select.items) > 1 or self.select.items[0].expr.table is not None:
+                raise PlanningError("with joins, SELECT * cannot be combined with other items "
+                                    "or t.*", self.select.items[0].pos)
+            hide += []
+        if hide:
+            self.emit({"$project": {k: 0 for k in hide}})
         return None
 
     # ------------------------------------------------------------ GROUP BY
@@ -180,23 +418,20 @@ class SelectPlanner:
                 if isinstance(node, ast.FuncCall) and node.name in AGGREGATES and node.over is None:
                     if node not in found:
                         found.append(node)
-        for e in [*(g for g in s.group_by), *( [s.where] if s.where is not None else [])]:
-            for node in walk_expr(e):
-                if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
-                    where = "GROUP BY" if e is not s.where else "WHERE"
-                    raise PlanningError(f"aggregate {node.name}(...) is not allowed in {where}"
-                                        + (" (use HAVING)" if where == "WHERE" else ""), node.pos)
+        for clause, exprs in (("GROUP BY", list(s.group_by)),
+                              ("WHERE", [s.where] if s.where is not None else [])):
+            for e in exprs:
+                for node in walk_expr(e):
+                    if isinstance(node, ast.FuncCall) and (node.name in AGGREGATES
+                                                           or node.over is not None):
+                        hint = " (use HAVING)" if clause == "WHERE" else ""
+                        raise PlanningError(f"{node.name}(...) is not allowed in {clause}{hint}",
+                                            node.pos)
         return found
-
-    def group_keys(self, outputs: list[Output]) -> list[ast.Expr]:
-        keys = []
-        for g in self.select.group_by:
-            keys.append(self.resolve_reference(g, outputs, "GROUP BY") or g)
-        return keys
 
     def group(self, exprs: ExprCompiler, aggregates: list[ast.FuncCall],
               outputs: list[Output]) -> ExprCompiler:
-        keys = self.group_keys(outputs)
+        keys = [self.resolve_reference(g, outputs, "GROUP BY") or g for g in self.select.group_by]
         substitutions: dict[Any, Any] = {}
         group_id: Any = None
         if keys:
@@ -215,13 +450,39 @@ class SelectPlanner:
             empty.update(acc.empty)
             substitutions[exprs.key(call)] = acc.result
         if keys:
-            self.pipeline.append({"$group": stage})
+            self.emit({"$group": stage})
         else:
             # Aggregates without GROUP BY return one row even over no input rows.
-            self.pipeline.append({"$facet": {"g": [{"$group": stage}]}})
-            self.pipeline.append({"$replaceRoot": {"newRoot": {
+            self.emit({"$facet": {"g": [{"$group": stage}]}})
+            self.emit({"$replaceRoot": {"newRoot": {
                 "$ifNull": [{"$arrayElemAt": ["$g", 0]}, {"$literal": empty}]}}})
-        return ExprCompiler(exprs.scope, self.bindings, substitutions, grouped=True)
+        return self.compiler(exprs.scope, substitutions=substitutions, grouped=True)
+
+    # ------------------------------------------------------------ windows
+    has_windows = False
+
+    def windows(self, exprs: ExprCompiler) -> ExprCompiler:
+        calls = []
+        roots = [i.expr for i in self.select.items] + [o.expr for o in self.select.order_by]
+        for root in roots:
+            for node in walk_expr(root):
+                if isinstance(node, ast.FuncCall) and node.over is not None and node not in calls:
+                    calls.append(node)
+                elif isinstance(node, ast.FuncCall) and node.name in WINDOW_ONLY:
+                    raise PlanningError(f"{node.name}() needs an OVER (...) clause", node.pos)
+        if self.select.having is not None:
+            for node in walk_expr(self.select.having):
+                if isinstance(node, ast.FuncCall) and node.over is not None:
+                    raise PlanningError("window functions are not allowed in HAVING", node.pos)
+        if not calls:
+            return exprs
+        self.has_windows = True
+        stages, substitutions, hidden = plan_windows(calls, exprs, self.ctx.fresh)
+        self.temp_fields.extend(hidden)
+        for stage in stages:
+            self.emit(stage)
+        merged = {**exprs.substitutions, **substitutions}
+        return self.compiler(exprs.scope, substitutions=merged, grouped=exprs.grouped)
 
     # ------------------------------------------------------------ ORDER BY / LIMIT
     def resolve_reference(self, e: ast.Expr, outputs: list[Output], clause: str) -> ast.Expr | None:
@@ -252,16 +513,18 @@ class SelectPlanner:
             if not isinstance(expr, ast.Column) or item.nulls_first is not None and (
                     item.nulls_first == item.descending):
                 return None
-            spec[dotted(exprs.scope.path(expr))] = -1 if item.descending else 1
+            resolved = exprs.scope.resolve(expr)
+            if resolved.variable is not None:
+                return None
+            spec[dotted(resolved.path)] = -1 if item.descending else 1
         return spec
 
     def hidden_sort_keys(self, exprs: ExprCompiler, outputs: list[Output]) -> dict[str, Any]:
         hidden: dict[str, Any] = {}
-        self._sort: dict[str, int] = {}
         by_expr = {exprs.key(o.item.expr): o.key for o in outputs}
         for i, (item, expr) in enumerate(self.order_targets(outputs)):
             key = by_expr.get(exprs.key(expr))
-            value = f"${key}" if key else None
+            value: Any = f"${key}" if key else None
             if key is None:
                 if self.select.distinct:
                     raise PlanningError("with SELECT DISTINCT, ORDER BY expressions must appear "
@@ -269,97 +532,121 @@ class SelectPlanner:
                 value = exprs.compile(expr)
                 key = f"__o{i}"
                 hidden[key] = value
-            direction = -1 if item.descending else 1
             # BSON order puts NULL first ascending and last descending; say otherwise explicitly.
             if item.nulls_first is not None and item.nulls_first == item.descending:
                 hidden[f"__n{i}"] = is_null_expr(value)
                 self._sort[f"__n{i}"] = -1 if item.nulls_first else 1
-            self._sort[key] = direction
+            self._sort[key] = -1 if item.descending else 1
         return hidden
 
-    def sort_after_projection(self, outputs: list[Output]) -> None:
-        sort = getattr(self, "_sort", {})
-        if not sort:
+    def sort_after_projection(self) -> None:
+        if not self._sort:
             return
-        self.pipeline.append({"$sort": sort})
-        hidden = [k for k in sort if k.startswith("__")]
+        self.emit({"$sort": self._sort})
+        hidden = [k for k in self._sort if k.startswith("__")]
         if hidden:
-            self.pipeline.append({"$project": {k: 0 for k in hidden}})
+            self.emit({"$project": {k: 0 for k in hidden}})
 
     def add_window(self) -> None:
         skip, limit = self.limits()
         if skip:
-            self.pipeline.append({"$skip": skip})
+            self.emit({"$skip": skip})
         if limit is not None:
-            if limit == 0:
-                self.pipeline.append({"$match": {"$expr": False}})
-            else:
-                self.pipeline.append({"$limit": limit})
+            self.emit({"$limit": limit} if limit else {"$match": {"$expr": False}})
 
     def limits(self) -> tuple[int, int | None]:
         s = self.select
-        return (self.count(s.offset, "OFFSET") if s.offset is not None else 0,
-                self.count(s.limit, "LIMIT") if s.limit is not None else None)
-
-    def count(self, e: ast.Expr, clause: str) -> int:
-        value = e.value if isinstance(e, ast.Literal) else (
-            self.bindings.value(e) if isinstance(e, ast.Param) else None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise PlanningError(f"{clause} must be a non-negative integer constant", e.pos)
-        return value
+        return (count_value(s.offset, "OFFSET", self.bindings) if s.offset is not None else 0,
+                count_value(s.limit, "LIMIT", self.bindings) if s.limit is not None else None)
 
     # ------------------------------------------------------------ find
-    def as_find(self, source: Source, exprs: ExprCompiler,
-                where: dict[str, Any]) -> plan.Find | None:
+    def as_find(self, rel: Relation, exprs: ExprCompiler,
+                where: ast.Expr | None) -> plan.Find | None:
         """A find command when the query only filters, picks stored fields and sorts."""
         s = self.select
-        if source.collection is None:
-            return None
         star = len(s.items) == 1 and isinstance(s.items[0].expr, ast.Star)
-        outputs = [] if star else self.outputs(source)
-        if not star and not all(isinstance(o.item.expr, ast.Column) and
-                                all(isinstance(p, str) for p in exprs.scope.path(o.item.expr))
-                                for o in outputs):
+        if not star and any(isinstance(i.expr, ast.Star) for i in s.items):
             return None
-        if any(isinstance(i.expr, ast.Star) for i in s.items) and not star:
+        roots = [i.expr for i in s.items] + ([where] if where is not None else [])
+        if any(isinstance(n, ast.ScalarSubquery | ast.Exists | ast.InSubquery)
+               for r in roots for n in walk_expr(r)):
             return None
+        outputs = [] if star else self.outputs()
+        paths: list[str] = []
+        for o in outputs:
+            if not isinstance(o.item.expr, ast.Column):
+                return None
+            resolved = exprs.scope.resolve(o.item.expr)
+            if not all(isinstance(p, str) for p in resolved.path):
+                return None
+            paths.append(dotted(resolved.path))
+        if any(q != p and q.startswith(p + ".") for p in paths for q in paths):
+            return None  # a path and its parent cannot both be projected
         sort = self.source_sort(exprs, outputs) if s.order_by else {}
         if sort is None:
             return None
         skip, limit = self.limits()
         if limit == 0:
             return None
+        filter_ = FilterCompiler(exprs).match(where) if where is not None else {}
         if star:
-            projection = {"_id": 0} if source.table_function else None
+            projection = {"_id": 0} if rel.system else None
             columns = None
         else:
-            paths = [dotted(exprs.scope.path(o.item.expr)) for o in outputs]
             projection = {"_id": 0, **{p: 1 for p in paths}}
             if "_id" in paths:
                 projection["_id"] = 1
-            for p in paths:  # a path and its parent cannot both be projected
-                if any(q != p and q.startswith(p + ".") for q in paths):
-                    return None
             columns = tuple(plan.OutputColumn(o.name, p) for o, p in zip(outputs, paths,
                                                                           strict=True))
-        return plan.Find(source.collection, where, projection, list((sort or {}).items()),
-                         skip, limit or 0, columns)
+        return plan.Find(rel.collection or "", filter_, projection, list(sort.items()), skip,
+                         limit or 0, columns)
 
 
-def default_name(e: ast.Expr, scope: Scope) -> str:
-    if isinstance(e, ast.Column):
-        return display_path(scope.path(e))
-    from queryleaf.sql.printer import expr_name
-
-    return expr_name(e)
-
-
-def plan_select(select: ast.Select, bindings: Bindings) -> plan.Aggregate | plan.Find:
-    return SelectPlanner(select, bindings).plan()
+def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
+    value = e.value if isinstance(e, ast.Literal) else (
+        bindings.value(e) if isinstance(e, ast.Param) else None)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PlanningError(f"{clause} must be a non-negative integer constant", e.pos)
+    return value
 
 
-def plan_query(query: ast.Query, bindings: Bindings) -> plan.Aggregate | plan.Find:
+def _conjuncts(e: ast.Expr | None) -> list[ast.Expr]:
+    if e is None:
+        return []
+    if isinstance(e, ast.Binary) and e.op == "AND":
+        return _conjuncts(e.left) + _conjuncts(e.right)
+    return [e]
+
+
+def _only_table(e: ast.Expr, alias: str, scope: Scope) -> bool:
+    """Whether every column of e belongs to the table ``alias`` (qualified), with no subquery."""
+    for node in walk_expr(e):
+        if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+            return False
+        if isinstance(node, ast.Column):
+            if not (len(node.parts) > 1 and node.parts[0] == alias):
+                return False
+    return True
+
+
+def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
+                   allow_find: bool = True) -> tuple[plan.Aggregate | plan.Find, dict[str, Any]]:
+    """Plan a query; also return the variables it reads from ``outer`` (correlation)."""
+    ctx = ctx.with_ctes(query.ctes)
     if isinstance(query, ast.SetOperation):
-        raise PlanningError(f"{query.op} is not supported yet", query.pos)
+        from queryleaf.planner.setops import plan_set_operation
+
+        return plan_set_operation(query, ctx, outer)
     assert isinstance(query, ast.Select)
-    return plan_select(query, bindings)
+    planner = SelectPlanner(query, ctx, outer, allow_find)
+    result = planner.plan()
+    return result, {**planner.extra_lets, **planner.scope.lets}
+
+
+def plan_query(query: ast.Query, ctx: Context, outer: Scope | None = None,
+               allow_find: bool = True) -> plan.Aggregate | plan.Find:
+    return plan_with_lets(query, ctx, outer, allow_find)[0]
+
+
+def plan_select_statement(query: ast.Query, bindings: Bindings) -> plan.Aggregate | plan.Find:
+    return plan_query(query, Context(bindings))

@@ -8,10 +8,11 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.events import names
 from queryleaf.planner.constants import NotConstant, constant
-from queryleaf.planner.expressions import ExprCompiler, Scope, display_path, dotted, literal
+from queryleaf.planner.expressions import ExprCompiler, dotted, literal
 from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.select import plan_query
+from queryleaf.planner.scope import Scope, display_path
+from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk_expr
 
@@ -23,7 +24,7 @@ def check_writable(table: str, pos) -> None:
 
 
 def _field_path(col: ast.Column, scope: Scope, what: str) -> tuple[str, ...]:
-    path = scope.path(col)
+    path = scope.resolve(col).path
     if any(isinstance(p, int) for p in path):
         raise PlanningError(f"{what} {display_path(path)}: array indexes are not allowed here",
                             col.pos)
@@ -54,7 +55,7 @@ def _nest(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 def plan_insert(stmt: ast.Insert, bindings: Bindings) -> plan.Plan:
     check_writable(stmt.table, stmt.pos)
-    scope = Scope((stmt.table,))
+    scope = Scope.single(stmt.table)
     paths = [_field_path(c, scope, "column") for c in stmt.columns]
     _check_paths(paths, list(stmt.columns), "column")
     if stmt.query is not None:
@@ -63,7 +64,7 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings) -> plan.Plan:
 
     constant_docs: list[dict[str, Any]] = []
     computed = False
-    exprs = ExprCompiler(Scope((), allow_columns=False), bindings)
+    exprs = ExprCompiler(Scope(allow_columns=False), bindings)
     rows_expr: list[dict[str, Any]] = []
     for row in stmt.rows:
         if not paths:
@@ -118,7 +119,7 @@ def _row_document(e: ast.Expr, bindings: Bindings,
 
 
 def _write_scope(table: str, alias: str | None) -> Scope:
-    return Scope((alias,) if alias else (table,))
+    return Scope.single(alias or table)
 
 
 def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def plan_update(stmt: ast.Update, bindings: Bindings) -> plan.Update:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
     exprs = ExprCompiler(scope, bindings)
-    targets = [scope.path(a.target) for a in stmt.assignments]
+    targets = [scope.resolve(a.target).path for a in stmt.assignments]
     _check_paths([tuple(map(str, t)) for t in targets], [a.target for a in stmt.assignments],
                  "SET target")
     for t, a in zip(targets, stmt.assignments, strict=True):

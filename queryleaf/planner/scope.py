@@ -1,0 +1,137 @@
+"""Name resolution: which table a column belongs to and where it lives in the row document.
+
+A single-table query keeps the collection's documents as rows, so ``o.customer.name`` and
+``customer.name`` both read the field ``customer.name``. After a join each table's document is
+nested under its alias (``{o: {...}, c: {...}}``). Derived tables and CTEs have known columns.
+A column of an enclosing query (a correlated subquery) becomes a ``$$variable`` bound by the
+subquery's ``$lookup``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from queryleaf.errors import PlanningError
+from queryleaf.sql import ast
+
+
+@dataclass
+class Table:
+    alias: str  # the name that qualifies its columns
+    prefix: tuple[str, ...] = ()  # where its fields live in the row document
+    columns: dict[str, str] | None = None  # known columns (name → key), None: schemaless
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A column: a field path of the current row, or a variable bound from an outer query."""
+
+    table: str
+    path: tuple[str | int, ...]
+    variable: str | None = None  # set for outer (correlated) references
+
+
+def display_path(parts: tuple[str | int, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+@dataclass
+class Scope:
+    tables: list[Table] = field(default_factory=list)
+    outer: Scope | None = None
+    allow_columns: bool = True
+    lets: dict[str, Any] = field(default_factory=dict)  # variable → expression in the outer row
+
+    @classmethod
+    def single(cls, alias: str | None, columns: dict[str, str] | None = None,
+               outer: Scope | None = None) -> Scope:
+        return cls([Table(alias or "", (), columns)], outer)
+
+    def aliases(self) -> list[str]:
+        return [t.alias for t in self.tables if t.alias]
+
+    def table(self, alias: str) -> Table | None:
+        return next((t for t in self.tables if t.alias == alias), None)
+
+    # ------------------------------------------------------------ resolution
+    def resolve(self, col: ast.Column) -> Resolved:
+        found = self._find(col)
+        if found is not None:
+            return found
+        if self.outer is not None:
+            inner = self.outer.resolve(col)
+            var = f"o{len(self.lets)}_{_safe(inner.table)}"
+            for name, expr in self.lets.items():
+                if expr == self.outer.expression(inner):
+                    var = name
+                    break
+            self.lets[var] = self.outer.expression(inner)
+            return Resolved(inner.table, inner.path, var)
+        raise self._unknown(col)
+
+    def _find(self, col: ast.Column) -> Resolved | None:
+        if not self.allow_columns:
+            raise PlanningError(f"column {display_path(col.parts)} cannot be used here (no FROM)",
+                                col.pos)
+        parts = col.parts
+        if isinstance(parts[0], int):
+            raise PlanningError("a column name cannot start with an array index", col.pos)
+        if len(parts) > 1 and isinstance(parts[0], str):
+            t = self.table(parts[0])
+            if t is not None:
+                return self._in_table(t, parts[1:], col)
+            if self.outer is not None and self.outer.knows_alias(parts[0]):
+                return None
+        if len(self.tables) == 1:
+            return self._in_table(self.tables[0], parts, col)
+        candidates = [t for t in self.tables if t.columns is not None and parts[0] in t.columns]
+        unknown = [t for t in self.tables if t.columns is None]
+        if len(candidates) == 1:
+            return self._in_table(candidates[0], parts, col)
+        if not candidates and len(unknown) == 1:
+            return self._in_table(unknown[0], parts, col)
+        if candidates or unknown:
+            raise PlanningError(
+                f"column {display_path(parts)} is ambiguous: qualify it with one of "
+                f"{', '.join(self.aliases())}", col.pos)
+        return None
+
+    def knows_alias(self, name: str) -> bool:
+        return self.table(name) is not None or (
+            self.outer is not None and self.outer.knows_alias(name))
+
+    def _in_table(self, t: Table, rest: tuple[str | int, ...], col: ast.Column) -> Resolved:
+        if not rest:
+            raise PlanningError(f"{col.parts[0]} is a table; name one of its columns "
+                                f"({col.parts[0]}.column)", col.pos)
+        if t.columns is not None:
+            head = rest[0]
+            if head not in t.columns:
+                known = ", ".join(t.columns) or "none"
+                raise PlanningError(f"{t.alias or 'the subquery'} has no column "
+                                    f"{display_path(rest)} (columns: {known})", col.pos)
+            rest = (t.columns[head], *rest[1:])
+        return Resolved(t.alias, (*t.prefix, *rest))
+
+    def _unknown(self, col: ast.Column) -> PlanningError:
+        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos)
+
+    def expression(self, r: Resolved) -> Any:
+        """The aggregation expression reading a resolved column in this scope's rows."""
+        from queryleaf.planner.expressions import path_get
+
+        if r.variable is not None:
+            return "$$" + r.variable
+        first = 0
+        while first < len(r.path) and isinstance(r.path[first], str):
+            first += 1
+        head = ".".join(str(p) for p in r.path[:first])
+        return path_get("$" + head, r.path[first:])
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name) or "t"
