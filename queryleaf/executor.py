@@ -75,11 +75,11 @@ class Executor:
         if isinstance(p, plan.InsertSelect):
             return self.insert_select(p)
         if isinstance(p, plan.Update):
-            res = self.db[p.collection].update_many(p.filter, p.update)
+            res = self.db[p.collection].update_many(self.write_filter(p), p.update)
             return Result(rowcount=res.matched_count, statement="UPDATE",
                           message=f"UPDATE {res.matched_count}")
         if isinstance(p, plan.Delete):
-            res = self.db[p.collection].delete_many(p.filter)
+            res = self.db[p.collection].delete_many(self.write_filter(p))
             return Result(rowcount=res.deleted_count, statement="DELETE",
                           message=f"DELETE {res.deleted_count}")
         if isinstance(p, plan.CreateView):
@@ -92,6 +92,12 @@ class Executor:
         from queryleaf.events import catalog
 
         return catalog.execute(self.db, p)
+
+    def write_filter(self, p: plan.Update | plan.Delete) -> dict[str, Any]:
+        if p.id_query is None:
+            return p.filter
+        key = p.id_query.columns[0].key if p.id_query.columns else "_id"
+        return {"_id": {"$in": [d.get(key) for d in self.cursor(p.id_query)]}}
 
     # ------------------------------------------------------------ queries
     def cursor(self, p: plan.Aggregate | plan.Find) -> Iterable[dict[str, Any]]:

@@ -92,22 +92,31 @@ class InsertSelect(Plan):
 
 @dataclass(frozen=True)
 class Update(Plan):
+    """UPDATE. With ``id_query`` (a WHERE holding subqueries, which update filters cannot run),
+    the query first selects the ``_id`` of the rows to change and the update filters on them."""
+
     collection: str
     filter: dict[str, Any]
     update: dict[str, Any] | list[dict[str, Any]]  # operator document or pipeline
+    id_query: Aggregate | None = None
 
     def commands(self):
-        return [{"update": self.collection,
-                 "updates": [{"q": self.filter, "u": self.update, "multi": True}]}]
+        first = self.id_query.commands() if self.id_query else []
+        q = {"_id": {"$in": "<the _id values selected above>"}} if self.id_query else self.filter
+        return [*first, {"update": self.collection,
+                         "updates": [{"q": q, "u": self.update, "multi": True}]}]
 
 
 @dataclass(frozen=True)
 class Delete(Plan):
     collection: str
     filter: dict[str, Any]
+    id_query: Aggregate | None = None
 
     def commands(self):
-        return [{"delete": self.collection, "deletes": [{"q": self.filter, "limit": 0}]}]
+        first = self.id_query.commands() if self.id_query else []
+        q = {"_id": {"$in": "<the _id values selected above>"}} if self.id_query else self.filter
+        return [*first, {"delete": self.collection, "deletes": [{"q": q, "limit": 0}]}]
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,20 @@ def _write_scope(table: str, alias: str | None) -> Scope:
     return Scope.single(alias or table)
 
 
+def _has_subquery(where: ast.Expr | None) -> bool:
+    return where is not None and any(
+        isinstance(n, ast.ScalarSubquery | ast.Exists | ast.InSubquery) for n in walk_expr(where))
+
+
+def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings):
+    """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
+    select = ast.Select((ast.SelectItem(ast.Column(("_id",))),),
+                        (ast.TableRef(table, alias),), where)
+    from queryleaf.planner.select import as_aggregate
+
+    return as_aggregate(plan_query(select, bindings))
+
+
 def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[str, Any]:
     if where is None:
         return {}
@@ -153,10 +167,15 @@ def plan_update(stmt: ast.Update, bindings: Bindings) -> plan.Update:
                                     a.target.pos)
         update = [{"$set": {dotted(t): (literal(v) if is_const else v)
                             for t, (v, is_const) in zip(targets, values, strict=True)}}]
+    if _has_subquery(stmt.where):
+        return plan.Update(stmt.table, {}, update,
+                           _id_query(stmt.table, stmt.alias, stmt.where, bindings))
     return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
 
 
 def plan_delete(stmt: ast.Delete, bindings: Bindings) -> plan.Delete:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
+    if _has_subquery(stmt.where):
+        return plan.Delete(stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings))
     return plan.Delete(stmt.table, _filter(stmt.where, scope, bindings))
