@@ -7,7 +7,10 @@ from typing import Any
 from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner.constants import NotConstant, constant
+from queryleaf.planner.expressions import ExprCompiler
+from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.scope import Scope, Table
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 
@@ -50,11 +53,11 @@ def plan_ddl(statement: ast.Statement, bindings: Bindings) -> plan.Plan:
     if isinstance(statement, ast.DropView):
         return plan.DropView(statement.name, statement.if_exists)
     if isinstance(statement, ast.CreateSubscription):
-        if statement.where is not None:
-            raise PlanningError("WHERE on CREATE EVENT_SUBSCRIPTION is not supported yet; "
-                                "use the event_filter option", statement.where.pos)
         values, positions = _options(statement.options, bindings)
-        return plan.CreateSubscription(statement.name, values, None, statement.if_not_exists,
+        where = None
+        if statement.where is not None:
+            where = change_event_filter(statement.where, bindings)
+        return plan.CreateSubscription(statement.name, values, where, statement.if_not_exists,
                                        positions)
     if isinstance(statement, ast.AlterSubscription):
         values, positions = _options(statement.options, bindings)
@@ -71,5 +74,72 @@ def plan_ddl(statement: ast.Statement, bindings: Bindings) -> plan.Plan:
         return plan_query(ast.Select((ast.SelectItem(ast.Star()),),
                                      (ast.TableFunction("EVENT_SUBSCRIPTIONS"),)), bindings)
     if isinstance(statement, ast.ReplayDeadLetters):
-        raise PlanningError("REPLAY DEAD_LETTER_EVENTS is not supported yet", statement.pos)
+        filter_: dict[str, Any] = {}
+        if statement.where is not None:
+            scope = Scope.single("dead_letter_events")
+            filter_ = FilterCompiler(ExprCompiler(scope, bindings)).match(statement.where)
+        return plan.ReplayDeadLetters(filter_)
     raise PlanningError(f"{type(statement).__name__} statements are not supported", statement.pos)
+
+
+# The columns a subscription's WHERE can test, and the change-event field each one reads.
+CHANGE_EVENT_COLUMNS = {
+    "operation_type": "operationType",
+    "event_type": "operationType",
+    "collection_name": "ns.coll",
+    "database_name": "ns.db",
+    "document_key": "documentKey",
+    "full_document": "fullDocument",
+    "full_document_before_change": "fullDocumentBeforeChange",
+    "update_description": "updateDescription",
+    "changed_fields": "changed_fields",
+}
+
+
+def change_event_filter(where: ast.Expr, bindings: Bindings) -> dict[str, Any]:
+    """A subscription's SQL WHERE as a $match over change events.
+
+    Nested fields are reached through their column (``full_document.status``,
+    ``update_description.updated_fields.email`` — snake_case names of the event's own fields
+    are accepted for its sub-documents). ``changed_fields`` is the array of top-level field
+    names an update set or removed.
+    """
+    scope = Scope([Table("", (), CHANGE_EVENT_COLUMNS)])
+    changed = {"$map": {"input": {"$concatArrays": [
+        {"$map": {"input": {"$objectToArray": {"$ifNull": ["$updateDescription.updatedFields",
+                                                           {}]}},
+                  "in": "$$this.k"}},
+        {"$ifNull": ["$updateDescription.removedFields", []]}]},
+        "in": {"$arrayElemAt": [{"$split": ["$$this", "."]}, 0]}}}
+    compiler = ExprCompiler(scope, bindings)
+    changed_key = ("column", scope.resolve(ast.Column(("changed_fields",))))
+    compiler.substitutions[changed_key] = changed
+    rewritten = _snake_paths(where)
+    return FilterCompiler(compiler).match(rewritten)
+
+
+_SNAKE = {"updated_fields": "updatedFields", "removed_fields": "removedFields",
+          "truncated_arrays": "truncatedArrays"}
+
+
+def _snake_paths(e: ast.Expr) -> ast.Expr:
+    """update_description.updated_fields.x → updateDescription.updatedFields.x (by column)."""
+    import dataclasses
+
+    from queryleaf.sql.walk import children
+
+    if isinstance(e, ast.Column):
+        parts = tuple(_SNAKE.get(p, p) if isinstance(p, str) and i == 1 else p
+                      for i, p in enumerate(e.parts))
+        return dataclasses.replace(e, parts=parts)
+    if not dataclasses.is_dataclass(e) or isinstance(e, ast.Query):
+        return e
+    changes = {}
+    for f in dataclasses.fields(e):
+        value = getattr(e, f.name)
+        if isinstance(value, ast.Expr):
+            changes[f.name] = _snake_paths(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, ast.Expr) for v in value):
+            changes[f.name] = tuple(_snake_paths(v) for v in value)
+    del children
+    return dataclasses.replace(e, **changes) if changes else e

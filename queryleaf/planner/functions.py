@@ -372,8 +372,8 @@ def _timestampdiff(c, call, a):
     if unit == "MICROSECOND":
         return null_guard([start, end], {"$multiply": [{"$subtract": [end, start]}, 1000]})
     if unit in _MS:
-        return null_guard([start, end], {"$trunc": [
-            {"$divide": [{"$subtract": [end, start]}, _MS[unit]]}, 0]})
+        return null_guard([start, end], {"$toLong": {"$trunc": [
+            {"$divide": [{"$subtract": [end, start]}, _MS[unit]]}, 0]}})
     if unit in ("MONTH", "QUARTER", "YEAR"):
         # Whole months: boundaries crossed, minus one when the last month is incomplete.
         months = {"$dateDiff": {"startDate": "$$s", "endDate": "$$e", "unit": "month"}}
@@ -538,8 +538,10 @@ def _json_length(c, call, a):
 @function("JSON_CONTAINS", args=(2, 2), summary="whether an array holds the value (or equals it)")
 def _json_contains(c, call, a):
     target, candidate = a
-    return null_guard(a, {"$cond": [{"$isArray": target}, {"$in": [candidate, target]},
-                                    {"$eq": [target, candidate]}]})
+    test = {"$cond": [{"$isArray": "$$t"}, {"$in": ["$$c", "$$t"]}, {"$eq": ["$$t", "$$c"]}]}
+    return {"$let": {"vars": {"t": target, "c": candidate},
+                     "in": {"$cond": [{"$or": [is_null_expr("$$t"), is_null_expr("$$c")]}, None,
+                                      test]}}}
 
 
 @function("OBJECTID", args=(1, 1), summary="OBJECTID('hex'): an ObjectId")
