@@ -78,7 +78,7 @@ class QueryLeaf:
         return self._run(statement, params)
 
     def _run(self, statement: ast.Statement, params: Params) -> Result:
-        plan = plan_statement(statement, params, self._executor.catalog())
+        plan = plan_statement(statement, params, self._executor.catalog(statement))
         return self._executor.run(plan)
 
     # ------------------------------------------------------------ subscriptions

@@ -12,6 +12,8 @@ from queryleaf import mongosh, plan
 from queryleaf.errors import ExecutionError
 from queryleaf.planner import Catalog
 from queryleaf.result import Result
+from queryleaf.sql import ast
+from queryleaf.sql.walk import walk
 
 INSERT_BATCH = 1000
 
@@ -55,8 +57,14 @@ class Executor:
     def __init__(self, db: Database):
         self.db = db
 
-    def catalog(self) -> Catalog:
-        return Catalog()
+    def catalog(self, statement: ast.Statement | None = None) -> Catalog:
+        """What the planner needs to know: the existing tables, when the statement reads any."""
+        if statement is None or not any(isinstance(n, ast.TableRef) for n in walk(statement)):
+            return Catalog()
+        try:
+            return Catalog(frozenset(self.db.list_collection_names()))
+        except pymongo.errors.PyMongoError as exc:
+            raise _server_error(exc) from exc
 
     def run(self, p: plan.Plan) -> Result:
         try:

@@ -183,3 +183,11 @@ def test_seed_correlation_functions(shop):
                        "CAST(JSON_EXTRACT(items, '$[0].qty') AS DECIMAL(10,2)) AS d "
                        "FROM orders WHERE _id = 10").rows[0]
     assert got["q"] == 2 and got["sku"] == "a" and str(got["d"]) == "2.00"
+
+
+def test_unknown_table_is_an_error_with_suggestions(shop):
+    with pytest.raises(PlanningError, match="unknown table custmers.*did you mean customers") as e:
+        shop.execute("SELECT * FROM custmers")
+    assert e.value.position.column == 15
+    shop.execute("INSERT INTO brand_new (a) VALUES (1)")
+    assert shop.execute("SELECT a FROM brand_new").rows == [{"a": 1}]

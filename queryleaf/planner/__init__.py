@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from queryleaf import plan
@@ -19,7 +19,7 @@ from queryleaf.sql import ast
 class Catalog:
     """What the planner may know about the database, passed in by the executor."""
 
-    views: frozenset[str] = field(default_factory=frozenset)
+    tables: frozenset[str] | None = None  # collections and views; None: not checked
 
 
 def plan_statement(statement: ast.Statement,
@@ -35,14 +35,14 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
             raise PlanningError("EXPLAIN EXPLAIN is not meaningful", statement.statement.pos)
         return plan.Explain(_plan(statement.statement, bindings, catalog))
     if isinstance(statement, ast.QueryStatement):
-        return plan_select_statement(statement.query, bindings)
+        return plan_select_statement(statement.query, bindings, catalog.tables)
     if isinstance(statement, ast.Insert):
-        return plan_insert(statement, bindings)
+        return plan_insert(statement, bindings, catalog.tables)
     if isinstance(statement, ast.Update):
-        return plan_update(statement, bindings)
+        return plan_update(statement, bindings, catalog.tables)
     if isinstance(statement, ast.Delete):
-        return plan_delete(statement, bindings)
-    return plan_ddl(statement, bindings)
+        return plan_delete(statement, bindings, catalog.tables)
+    return plan_ddl(statement, bindings, catalog.tables)
 
 
 __all__ = ["Catalog", "plan_statement"]

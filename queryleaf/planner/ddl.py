@@ -31,9 +31,10 @@ def _options(options: tuple[ast.SubscriptionOption, ...],
     return values, positions
 
 
-def plan_ddl(statement: ast.Statement, bindings: Bindings) -> plan.Plan:
+def plan_ddl(statement: ast.Statement, bindings: Bindings,
+             tables: frozenset[str] | None = None) -> plan.Plan:
     if isinstance(statement, ast.CreateView):
-        source = plan_query(statement.query, bindings)
+        source = plan_query(statement.query, bindings, tables)
         if isinstance(source, plan.Find):
             pipeline: list[dict[str, Any]] = []
             if source.filter:

@@ -8,6 +8,7 @@ placed just before the stage that needs their value.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Context:
     bindings: Bindings
     ctes: dict[str, ast.Query] = field(default_factory=dict)
     counter: itertools.count = field(default_factory=itertools.count)
+    tables: frozenset[str] | None = None  # existing collections and views (None: unknown)
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}{next(self.counter)}"
@@ -47,7 +49,7 @@ class Context:
             if cte.name in env and cte.name not in self.ctes:
                 raise PlanningError(f"WITH defines {cte.name} twice", cte.pos)
             env[cte.name] = cte.query
-        return Context(self.bindings, env, self.counter)
+        return Context(self.bindings, env, self.counter, self.tables)
 
 
 @dataclass
@@ -212,6 +214,7 @@ class SelectPlanner:
                 raise PlanningError(f"{item.name} is a queryleaf system collection; read it "
                                     "through its table function (e.g. CHANGE_STREAM_EVENTS())",
                                     item.pos)
+            self.check_exists(item)
             return Relation(item.name, [], Table(item.alias or item.name), plain=True)
         if isinstance(item, ast.TableFunction):
             collection = names.TABLE_FUNCTIONS.get(item.name)
@@ -227,6 +230,17 @@ class SelectPlanner:
             sub = plan_query(item.query, self.ctx, allow_find=False)
             return self.derived(sub, item.alias)
         raise PlanningError("unsupported FROM item", item.pos)
+
+    def check_exists(self, item: ast.TableRef) -> None:
+        """Reading a table that does not exist is an error (SQL), not an empty result."""
+        tables = self.ctx.tables
+        if tables is None or item.name in tables:
+            return
+        known = sorted(t for t in tables if not names.is_reserved(t)) + sorted(self.ctx.ctes)
+        near = difflib.get_close_matches(item.name, known, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise PlanningError(f"unknown table {item.name}: no collection, view or WITH query of "
+                            f"that name{hint}", item.pos)
 
     @staticmethod
     def derived(sub: plan.Aggregate | plan.Find, alias: str) -> Relation:
@@ -648,5 +662,6 @@ def plan_query(query: ast.Query, ctx: Context, outer: Scope | None = None,
     return plan_with_lets(query, ctx, outer, allow_find)[0]
 
 
-def plan_select_statement(query: ast.Query, bindings: Bindings) -> plan.Aggregate | plan.Find:
-    return plan_query(query, Context(bindings))
+def plan_select_statement(query: ast.Query, bindings: Bindings,
+                          tables: frozenset[str] | None = None) -> plan.Aggregate | plan.Find:
+    return plan_query(query, Context(bindings, tables=tables))

@@ -53,13 +53,14 @@ def _nest(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 # ---------------------------------------------------------------- INSERT
 
 
-def plan_insert(stmt: ast.Insert, bindings: Bindings) -> plan.Plan:
+def plan_insert(stmt: ast.Insert, bindings: Bindings,
+                tables: frozenset[str] | None = None) -> plan.Plan:
     check_writable(stmt.table, stmt.pos)
     scope = Scope.single(stmt.table)
     paths = [_field_path(c, scope, "column") for c in stmt.columns]
     _check_paths(paths, list(stmt.columns), "column")
     if stmt.query is not None:
-        source = plan_query(stmt.query, bindings)
+        source = plan_query(stmt.query, bindings, tables)
         return plan.InsertSelect(stmt.table, source, tuple(".".join(p) for p in paths))
 
     constant_docs: list[dict[str, Any]] = []
@@ -127,13 +128,14 @@ def _has_subquery(where: ast.Expr | None) -> bool:
         isinstance(n, ast.ScalarSubquery | ast.Exists | ast.InSubquery) for n in walk_expr(where))
 
 
-def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings):
+def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
+              tables: frozenset[str] | None):
     """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
     select = ast.Select((ast.SelectItem(ast.Column(("_id",))),),
                         (ast.TableRef(table, alias),), where)
     from queryleaf.planner.select import as_aggregate
 
-    return as_aggregate(plan_query(select, bindings))
+    return as_aggregate(plan_query(select, bindings, tables))
 
 
 def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[str, Any]:
@@ -142,7 +144,8 @@ def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[st
     return FilterCompiler(ExprCompiler(scope, bindings)).match(where)
 
 
-def plan_update(stmt: ast.Update, bindings: Bindings) -> plan.Update:
+def plan_update(stmt: ast.Update, bindings: Bindings,
+                tables: frozenset[str] | None = None) -> plan.Update:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
     exprs = ExprCompiler(scope, bindings)
@@ -169,13 +172,16 @@ def plan_update(stmt: ast.Update, bindings: Bindings) -> plan.Update:
                             for t, (v, is_const) in zip(targets, values, strict=True)}}]
     if _has_subquery(stmt.where):
         return plan.Update(stmt.table, {}, update,
-                           _id_query(stmt.table, stmt.alias, stmt.where, bindings))
+                           _id_query(stmt.table, stmt.alias, stmt.where, bindings,
+                                                     tables))
     return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
 
 
-def plan_delete(stmt: ast.Delete, bindings: Bindings) -> plan.Delete:
+def plan_delete(stmt: ast.Delete, bindings: Bindings,
+                tables: frozenset[str] | None = None) -> plan.Delete:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
     if _has_subquery(stmt.where):
-        return plan.Delete(stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings))
+        return plan.Delete(stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings,
+                                                     tables))
     return plan.Delete(stmt.table, _filter(stmt.where, scope, bindings))
