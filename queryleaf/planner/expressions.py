@@ -49,7 +49,7 @@ def literal(value: Any) -> Any:
 
 
 _NULL_PROPAGATING = {"$add", "$subtract", "$multiply", "$dateAdd", "$dateSubtract", "$toLower",
-                     "$toUpper", "$abs", "$floor", "$ceil"}
+                     "$toUpper", "$abs", "$floor", "$ceil", "$toDate", "$toLong"}
 
 
 def never_null(v: Any) -> bool:

@@ -307,15 +307,20 @@ _DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH"
                "YEAR"}
 
 
+# $$NOW passed through $toLong/$toDate: the same instant, but a plain date value. Some
+# MongoDB-compatible servers (SecantusDB 0.7) compare the raw $$NOW wrongly with stored dates.
+NOW = {"$toDate": {"$toLong": "$$NOW"}}
+
+
 @function("NOW", "CURRENT_TIMESTAMP", "LOCALTIMESTAMP", "SYSDATE", args=(0, 0),
           summary="the server's current time ($$NOW)")
 def _now(c, call, a):
-    return "$$NOW"
+    return NOW
 
 
 @function("CURRENT_DATE", "CURDATE", args=(0, 0), summary="today (UTC) at midnight")
 def _curdate(c, call, a):
-    return {"$dateTrunc": {"date": "$$NOW", "unit": "day"}}
+    return {"$dateTrunc": {"date": NOW, "unit": "day"}}
 
 
 @function("DATE", summary="the date part (midnight UTC)")
@@ -467,7 +472,7 @@ def compile_extract(c: ExprCompiler, e: ast.Extract) -> Any:
 
 @function("UNIX_TIMESTAMP", args=(0, 1), summary="seconds since 1970-01-01 UTC")
 def _unix_timestamp(c, call, a):
-    d = a[0] if a else "$$NOW"
+    d = a[0] if a else NOW
     return null_guard([d], {"$floor": {"$divide": [{"$toLong": {"$toDate": d}}, 1000]}})
 
 
