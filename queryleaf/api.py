@@ -10,7 +10,7 @@ from typing import Any
 import pymongo
 
 from queryleaf import engine
-from queryleaf.errors import QueryLeafError, ScriptError
+from queryleaf.errors import Position, QueryLeafError, ScriptError
 from queryleaf.executor import Executor
 from queryleaf.planner import plan_statement
 from queryleaf.result import Result
@@ -34,9 +34,14 @@ class QueryLeaf:
             self._lease = engine.acquire(data_dir)
             uri = self._lease.uri
         self.uri = uri
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
-            uri, tz_aware=True, serverSelectionTimeoutMS=10_000
-        )
+        options: dict[str, Any] = {"tz_aware": True}
+        if "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = 10_000
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+        except Exception:
+            self.close_lease()
+            raise
         self.db = self.client[self.database_name]
         self._executor = Executor(self.db)
         self.handlers: dict[str, Callable[..., Any]] = {}
@@ -65,7 +70,8 @@ class QueryLeaf:
             except QueryLeafError as exc:
                 if exc.sql is None:
                     exc.sql = text
-                raise ScriptError(index, exc) from exc
+                start = Position(parsed.line, parsed.column)
+                raise ScriptError(index, exc, results, start) from exc
             result.elapsed_ms = (time.perf_counter() - started) * 1000
             results.append(result)
         return results
@@ -100,6 +106,9 @@ class QueryLeaf:
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
         self.client.close()
+        self.close_lease()
+
+    def close_lease(self) -> None:
         if self._lease is not None:
             self._lease.release()
             self._lease = None

@@ -85,9 +85,17 @@ class ExecutionError(QueryLeafError):
 
 
 class ScriptError(QueryLeafError):
-    """A statement of a multi-statement script failed; wraps the cause with its statement index."""
+    """A statement of a multi-statement script failed.
 
-    def __init__(self, index: int, cause: QueryLeafError):
-        super().__init__(f"statement {index + 1} failed: {cause.message}", cause.position, cause.sql)
+    ``index`` is the failing statement (0-based), ``statement_position`` where it starts in the
+    script, ``cause`` the original error and ``results`` those of the statements that ran.
+    """
+
+    def __init__(self, index: int, cause: QueryLeafError, results: list | None = None,
+                 statement_position: Position | None = None):
+        super().__init__(f"statement {index + 1} failed: {cause.message}",
+                         cause.position or statement_position, cause.sql)
         self.index = index
         self.cause = cause
+        self.results = results or []
+        self.statement_position = statement_position

@@ -177,7 +177,7 @@ class Executor:
     # ------------------------------------------------------------ EXPLAIN
     def explain(self, p: plan.Plan) -> Result:
         commands = p.commands()
-        rows = [{"mongosh": mongosh.command(c), "json": mongosh.to_json(c)} for c in commands]
+        rows = [{"mongosh": mongosh.to_mongosh(c), "json": mongosh.to_json(c)} for c in commands]
         return Result(["mongosh", "json"], rows, len(rows), "EXPLAIN", commands=commands)
 
 

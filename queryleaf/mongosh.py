@@ -1,114 +1,267 @@
-"""Render command documents in mongosh syntax and as Extended JSON (for EXPLAIN)."""
+"""Render command documents in mongosh syntax and as Extended JSON (EXPLAIN shows both).
+
+Unrecognised commands or options fall back to ``db.runCommand({...})``, which is always exact.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import math
 import re
+import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from bson import ObjectId, Regex, json_util
+from bson import json_util
+from bson.binary import Binary
+from bson.code import Code
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
+from bson.regex import Regex
 from bson.timestamp import Timestamp
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
-_VERBS = {
-    "aggregate": "aggregate", "find": "find", "insert": "insertMany", "update": "updateMany",
-    "delete": "deleteMany", "create": "createView", "drop": "drop",
+def to_json(cmd: Mapping[str, Any]) -> str:
+    """A command document as indented relaxed Extended JSON."""
+    return json_util.dumps(cmd, json_options=json_util.RELAXED_JSON_OPTIONS, indent=2)
+
+
+_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_COLLECTION_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_DB_METHODS = {
+    "aggregate", "watch", "getName", "getCollection", "runCommand", "stats", "version",
+    "createView", "createCollection", "getMongo", "help", "auth", "adminCommand",
+}
+_WIDTH = 80
+_KNOWN_UPDATE_OPTIONS = ("upsert", "arrayFilters", "hint", "collation")
+
+
+def to_mongosh(command: Mapping[str, Any]) -> str:
+    """A database command document as the mongosh call that runs it.
+
+    Unrecognised commands or options fall back to ``db.runCommand({...})``, which is always exact.
+    """
+    name = next(iter(command), None)
+    render = _RENDERERS.get(name or "")
+    text = render(command) if render else None
+    return text if text is not None else f"db.runCommand({_value(dict(command), 0)})"
+
+
+def _coll(name: Any) -> str:
+    if name == 1:
+        return "db"
+    if isinstance(name, str) and _COLLECTION_IDENT.match(name) and name not in _DB_METHODS:
+        return f"db.{name}"
+    return f"db.getCollection({_str(str(name))})"
+
+
+def _call(target: str, method: str, *args: Any) -> str:
+    prefix = f"{target}.{method}("
+    return prefix + ", ".join(_value(a, 0, len(prefix)) for a in args) + ")"
+
+
+def _only(command: Mapping[str, Any], allowed: set[str]) -> bool:
+    return set(command) <= allowed
+
+
+def _aggregate(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"aggregate", "pipeline", "cursor", "allowDiskUse", "hint", "collation",
+                       "let", "comment", "maxTimeMS"}):
+        return None
+    pipeline = list(cmd.get("pipeline", []))
+    options = {k: v for k, v in cmd.items() if k not in ("aggregate", "pipeline", "cursor")}
+    if isinstance(cmd.get("cursor"), Mapping) and cmd["cursor"].get("batchSize") is not None:
+        options["batchSize"] = cmd["cursor"]["batchSize"]
+    target = _coll(cmd["aggregate"])
+    if pipeline and isinstance(pipeline[0], Mapping) and "$changeStream" in pipeline[0]:
+        stream_options = dict(pipeline[0]["$changeStream"])
+        if stream_options.pop("allChangesForCluster", False):
+            target = "db.getMongo()"
+        args: list[Any] = [pipeline[1:]]
+        if stream_options or options:
+            args.append({**stream_options, **options})
+        return _call(target, "watch", *args)
+    return _call(target, "aggregate", pipeline, *([options] if options else []))
+
+
+def _find(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"find", "filter", "projection", "sort", "skip", "limit", "hint",
+                       "collation", "batchSize"}):
+        return None
+    args: list[Any] = [cmd.get("filter", {})]
+    if cmd.get("projection") is not None:
+        args.append(cmd["projection"])
+    text = _call(_coll(cmd["find"]), "find", *args)
+    for key in ("sort", "skip", "limit", "hint", "collation", "batchSize"):
+        if key in cmd:
+            text += f".{key}({_value(cmd[key], 0)})"
+    return text
+
+
+def _insert(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"insert", "documents", "ordered"}):
+        return None
+    docs = list(cmd.get("documents", []))
+    options = {"ordered": cmd["ordered"]} if "ordered" in cmd else {}
+    if len(docs) == 1 and not options:
+        return _call(_coll(cmd["insert"]), "insertOne", docs[0])
+    return _call(_coll(cmd["insert"]), "insertMany", docs, *([options] if options else []))
+
+
+def _update(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"update", "updates", "ordered"}):
+        return None
+    lines = []
+    for u in cmd.get("updates", []):
+        if not set(u) <= {"q", "u", "multi", *_KNOWN_UPDATE_OPTIONS}:
+            return None
+        options = {k: u[k] for k in _KNOWN_UPDATE_OPTIONS if k in u}
+        method = "updateMany" if u.get("multi") else "updateOne"
+        lines.append(_call(_coll(cmd["update"]), method, u.get("q", {}), u.get("u", {}),
+                           *([options] if options else [])))
+    return "\n".join(lines)
+
+
+def _delete(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"delete", "deletes", "ordered"}):
+        return None
+    lines = []
+    for d in cmd.get("deletes", []):
+        if not set(d) <= {"q", "limit", "hint", "collation"}:
+            return None
+        options = {k: d[k] for k in ("hint", "collation") if k in d}
+        method = "deleteOne" if d.get("limit") == 1 else "deleteMany"
+        lines.append(_call(_coll(cmd["delete"]), method, d.get("q", {}),
+                           *([options] if options else [])))
+    return "\n".join(lines)
+
+
+def _create(cmd: Mapping[str, Any]) -> str:
+    options = {k: v for k, v in cmd.items() if k not in ("create", "viewOn", "pipeline")}
+    if "viewOn" in cmd:
+        return _call("db", "createView", cmd["create"], cmd["viewOn"], cmd.get("pipeline", []),
+                     *([options] if options else []))
+    return _call("db", "createCollection", cmd["create"], *([options] if options else []))
+
+
+def _drop(cmd: Mapping[str, Any]) -> str | None:
+    return f"{_coll(cmd['drop'])}.drop()" if _only(cmd, {"drop"}) else None
+
+
+def _watch(cmd: Mapping[str, Any]) -> str:
+    """The pseudo-command ``{watch: coll | None, pipeline: [...], ...options}`` of live queries."""
+    options = {k: v for k, v in cmd.items() if k not in ("watch", "pipeline")}
+    target = "db" if cmd["watch"] in (None, 1) else _coll(cmd["watch"])
+    return _call(target, "watch", list(cmd.get("pipeline", [])), *([options] if options else []))
+
+
+_RENDERERS = {
+    "watch": _watch, "aggregate": _aggregate, "find": _find, "insert": _insert, "update": _update,
+    "delete": _delete, "create": _create, "drop": _drop,
 }
 
 
-def value(v: Any, indent: int = 0) -> str:
-    """One BSON value in mongosh syntax."""
-    pad = "  " * (indent + 1)
-    end = "  " * indent
-    if isinstance(v, dict | list | tuple):
-        flat = _inline(v)
-        if len(flat) + len(pad) <= 88:
-            return flat
-    if isinstance(v, dict):
-        if not v:
-            return "{}"
-        items = [f"{pad}{_key(k)}: {value(x, indent + 1)}" for k, x in v.items()]
-        return "{\n" + ",\n".join(items) + f"\n{end}}}"
-    if isinstance(v, list | tuple):
-        if not v:
-            return "[]"
-        if all(not isinstance(x, dict | list | tuple) for x in v):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return "[\n" + ",\n".join(pad + value(x, indent + 1) for x in v) + f"\n{end}]"
-    if v is None:
+def _str(s: str) -> str:
+    body = json.dumps(s, ensure_ascii=False)[1:-1].replace('\\"', '"').replace("'", "\\'")
+    return f"'{body}'"
+
+
+def _key(k: Any) -> str:
+    k = str(k)
+    return k if _IDENT.match(k) else _str(k)
+
+
+def _regex_flags(flags: int | str) -> str:
+    if isinstance(flags, str):
+        return flags
+    letters = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s", re.VERBOSE: "x"}
+    return "".join(ch for bit, ch in letters.items() if flags & bit)
+
+
+def _scalar(value: Any) -> str | None:
+    """mongosh text for a non-container value (None when it is a container)."""
+    if value is None:
         return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, ObjectId):
-        return f"ObjectId('{v}')"
-    if isinstance(v, dt.datetime):
-        return f"ISODate('{v.isoformat()}')"
-    if isinstance(v, Decimal128 | Decimal):
-        return f"NumberDecimal('{v}')"
-    if isinstance(v, Timestamp):
-        return f"Timestamp({{ t: {v.time}, i: {v.inc} }})"
-    if isinstance(v, Regex):
-        return f"/{v.pattern}/{v.flags if isinstance(v.flags, str) else ''}"
-    if isinstance(v, re.Pattern):
-        return f"/{v.pattern}/"
-    if isinstance(v, str):
-        return json.dumps(v)
-    return repr(v)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Int64):
+        return f"NumberLong('{int(value)}')"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, str):
+        return _str(value)
+    if isinstance(value, ObjectId):
+        return f"ObjectId('{value}')"
+    if isinstance(value, dt.datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        stamp = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+        return f"ISODate('{stamp}Z')"
+    if isinstance(value, Decimal | Decimal128):
+        return f"NumberDecimal('{value}')"
+    if isinstance(value, re.Pattern | Regex):
+        pattern = value.pattern if isinstance(value.pattern, str) else value.pattern.decode()
+        pattern = re.sub(r"(?<!\\)/", r"\/", pattern) or "(?:)"
+        return f"/{pattern}/{_regex_flags(value.flags)}"
+    if isinstance(value, uuid.UUID):
+        return f"UUID('{value}')"
+    if isinstance(value, Binary) and value.subtype == 4:
+        return f"UUID('{uuid.UUID(bytes=bytes(value))}')"
+    if isinstance(value, bytes):
+        subtype = value.subtype if isinstance(value, Binary) else 0
+        return f"BinData({subtype}, '{base64.b64encode(bytes(value)).decode()}')"
+    if isinstance(value, Timestamp):
+        return f"Timestamp({{ t: {value.time}, i: {value.inc} }})"
+    if isinstance(value, MinKey):
+        return "MinKey()"
+    if isinstance(value, MaxKey):
+        return "MaxKey()"
+    if isinstance(value, Code):
+        return f"Code({_str(str(value))})"
+    if isinstance(value, Mapping | list | tuple):
+        return None
+    return _str(str(value))
 
 
-def _inline(v: Any) -> str:
-    if isinstance(v, dict):
-        if not v:
+def _value(value: Any, indent: int, column: int | None = None) -> str:
+    """mongosh text for a value: on one line when it fits in 80 columns, else indented.
+
+    ``indent`` is the indentation of the line the value starts on, ``column`` where it starts.
+    """
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    flat = _flat(value)
+    if (indent if column is None else column) + len(flat) <= _WIDTH or not value:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, Mapping):
+        items = [f"{pad}{_key(k)}: {_value(v, indent + 2, indent + len(_key(k)) + 4)}"
+                 for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [f"{pad}{_value(v, indent + 2)}" for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def _flat(value: Any) -> str:
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    if isinstance(value, Mapping):
+        if not value:
             return "{}"
-        return "{ " + ", ".join(f"{_key(k)}: {_inline(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_inline(x) for x in v) + "]"
-    return value(v)
-
-
-def _key(k: str) -> str:
-    return k if _PLAIN_KEY.match(k) else json.dumps(k)
-
-
-def command(cmd: dict[str, Any]) -> str:
-    """A command document as the mongosh call a person would type."""
-    verb, target = next(iter(cmd.items()))
-    if verb == "aggregate":
-        base = "db" if target in (None, 1) else f"db.{target}"
-        return f"{base}.aggregate({value(cmd['pipeline'])})"
-    if verb == "find":
-        text = f"db.{target}.find({value(cmd.get('filter', {}))}"
-        if cmd.get("projection") is not None:
-            text += f", {value(cmd['projection'])}"
-        text += ")"
-        if cmd.get("sort"):
-            text += f".sort({value(cmd['sort'])})"
-        if cmd.get("skip"):
-            text += f".skip({cmd['skip']})"
-        if cmd.get("limit"):
-            text += f".limit({cmd['limit']})"
-        return text
-    if verb == "insert":
-        return f"db.{target}.insertMany({value(cmd['documents'])})"
-    if verb == "update":
-        u = cmd["updates"][0]
-        return f"db.{target}.updateMany({value(u['q'])}, {value(u.get('u', {}))})"
-    if verb == "delete":
-        return f"db.{target}.deleteMany({value(cmd['deletes'][0]['q'])})"
-    if verb == "create" and "viewOn" in cmd:
-        return f"db.createView({json.dumps(target)}, {json.dumps(cmd['viewOn'])}, {value(cmd['pipeline'])})"
-    if verb == "drop":
-        return f"db.{target}.drop()"
-    if verb == "watch":
-        base = "db" if target is None else f"db.{target}"
-        opts = {k: v for k, v in cmd.items() if k not in ("watch", "pipeline")}
-        return f"{base}.watch({value(cmd.get('pipeline', []))}, {value(opts)})"
-    return f"db.runCommand({value(cmd)})"
-
-
-def to_json(cmd: dict[str, Any]) -> str:
-    return json_util.dumps(cmd, json_options=json_util.RELAXED_JSON_OPTIONS, indent=2)
+        return "{ " + ", ".join(f"{_key(k)}: {_flat(v)}" for k, v in value.items()) + " }"
+    if not value:
+        return "[]"
+    return "[ " + ", ".join(_flat(v) for v in value) + " ]"

@@ -1,0 +1,181 @@
+"""The ``queryleaf`` command: global options, ``-e``, the REPL, and the subcommands.
+
+Exit status: 0 success, 1 a statement failed (or a file is missing), 2 wrong usage,
+3 the database could not be reached (or the embedded server not started), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from queryleaf.cli.output import FORMATS, Printer
+
+if TYPE_CHECKING:
+    from queryleaf.api import QueryLeaf
+
+EXIT_CONNECTION = 3
+EXIT_INTERRUPTED = 130
+
+# Subcommands written in their own modules, imported only when used.
+LAZY_COMMANDS = {
+    "serve": "queryleaf.cli.serve:serve_command",
+    "worker": "queryleaf.cli.worker:worker_command",
+}
+
+
+class CliError(click.ClickException):
+    """An expected failure: printed as one line (``error: ...``), no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.secho(f"error: {self.message}", err=True, fg="red")
+
+
+class LazyGroup(click.Group):
+    """A group whose ``serve`` and ``worker`` commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            return _load_command(cmd_name, LAZY_COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+def _load_command(name: str, spec: str) -> click.Command:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except ModuleNotFoundError as exc:
+        reason = ("it is not part of this installation" if exc.name == module_name
+                  else f"module {exc.name} is missing")
+    except (ImportError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+
+    def unavailable(**_: Any) -> None:
+        raise CliError(f"`queryleaf {name}` is not available: {reason}")
+
+    return click.Command(
+        name, callback=unavailable, help="(not available in this installation)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+@contextmanager
+def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
+    """Connect with the global options; connection problems become one-line errors."""
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    import queryleaf
+    from queryleaf.cli.run import ConnectionLost, connection_message
+    from queryleaf.errors import EngineError
+
+    try:
+        ql = queryleaf.connect(obj.get("uri"), obj.get("db"), obj.get("data_dir"))
+    except EngineError as exc:
+        raise CliError(exc.message, EXIT_CONNECTION) from exc
+    except PyMongoError as exc:
+        raise CliError(connection_message(exc, obj.get("uri")), EXIT_CONNECTION) from exc
+    try:
+        try:
+            ql.client.admin.command("ping")
+        except PyMongoError as exc:
+            raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
+        yield ql
+    except ConnectionLost as exc:
+        raise CliError(str(exc), EXIT_CONNECTION) from exc
+    except ConnectionFailure as exc:
+        raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
+    except PyMongoError as exc:
+        raise CliError(f"MongoDB error: {exc}") from exc
+    except KeyboardInterrupt:
+        raise CliError("interrupted", EXIT_INTERRUPTED) from None
+    finally:
+        ql.close()
+
+
+def _printer(ctx: click.Context) -> Printer:
+    return Printer(ctx.obj["format"])
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--uri", envvar="QUERYLEAF_URI", metavar="URI",
+              help="MongoDB to use [env QUERYLEAF_URI]; default: the embedded server.")
+@click.option("--db", envvar="QUERYLEAF_DB", metavar="NAME",
+              help="Database [env QUERYLEAF_DB; default: queryleaf].")
+@click.option("--data-dir", envvar="QUERYLEAF_DATA_DIR", metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="Data directory of the embedded server and the REPL history "
+                   "[env QUERYLEAF_DATA_DIR; default: the user data dir].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Output format of results.")
+@click.option("-e", "--execute", "sql", metavar="SQL",
+              help="Run SQL (one or more ';'-separated statements), print results and exit.")
+@click.version_option(package_name="queryleaf", prog_name="queryleaf")
+@click.pass_context
+def cli(ctx: click.Context, uri: str | None, db: str | None, data_dir: str | None, fmt: str,
+        sql: str | None) -> None:
+    """queryleaf: SQL for MongoDB, with change-stream event subscriptions.
+
+    With no subcommand and no -e, opens the interactive shell (or reads statements from stdin
+    when it is not a terminal).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(uri=uri or None, db=db or None, data_dir=data_dir or None, format=fmt)
+    if sql is not None:
+        if ctx.invoked_subcommand is not None:
+            raise click.UsageError("-e/--execute cannot be combined with a subcommand")
+        ctx.exit(execute_text(ctx, sql))
+    if ctx.invoked_subcommand is None:
+        from queryleaf.cli.repl import run_repl
+
+        with connection(ctx.obj) as ql:
+            ctx.exit(run_repl(ql, _printer(ctx), ctx.obj["data_dir"]))
+
+
+def execute_text(ctx: click.Context, sql: str) -> int:
+    from queryleaf.cli.run import EXIT_OK, EXIT_SQL_ERROR, run_text
+
+    with connection(ctx.obj) as ql:
+        return EXIT_OK if run_text(ql, sql, _printer(ctx)) else EXIT_SQL_ERROR
+
+
+@cli.command("run")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.pass_context
+def run_command(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Run SQL files in order; stop at the first error (reported as FILE:LINE:COL)."""
+    from queryleaf.cli.run import run_files
+
+    with connection(ctx.obj) as ql:
+        ctx.exit(run_files(ql, list(files), _printer(ctx)))
+
+
+@cli.command("explain")
+@click.argument("sql", nargs=-1, required=True)
+@click.pass_context
+def explain_command(ctx: click.Context, sql: tuple[str, ...]) -> None:
+    """Show the MongoDB commands a statement would run (mongosh syntax and JSON)."""
+    from queryleaf.cli.run import EXIT_SQL_ERROR, locate, text_headline
+    from queryleaf.errors import QueryLeafError
+
+    text = " ".join(sql)
+    printer = _printer(ctx)
+    with connection(ctx.obj) as ql:
+        try:
+            result = ql.explain(text)
+        except QueryLeafError as exc:
+            err = locate(exc, text)
+            printer.error(text_headline(err), err.excerpt)
+            ctx.exit(EXIT_SQL_ERROR)
+        printer.explain(result.commands or [])

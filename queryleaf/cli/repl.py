@@ -1,0 +1,186 @@
+"""The interactive shell: ``queryleaf`` with no subcommand.
+
+On a terminal it is a prompt_toolkit session (history, SQL highlighting, multi-line editing);
+with stdin from a pipe or file it reads lines without prompts. The semantics are the same:
+
+- input accumulates until a line ends with ``;`` (or the input is a meta command), then runs
+  as a script (several statements are fine);
+- errors are printed with their position and a caret, and the shell carries on;
+- ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0;
+- Ctrl-C discards the current input (or cancels the wait for a running statement).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from queryleaf.api import QueryLeaf
+from queryleaf.cli.output import FORMATS, Printer, rows_table
+from queryleaf.cli.run import ConnectionLost, run_text
+
+PROMPT = "queryleaf> "
+CONTINUATION = "...> "
+HISTORY_FILE = "repl_history"
+
+HELP = """\
+Statements end with ';' and may span several lines. Meta commands (at the start of an input):
+  \\?  \\h         this help
+  \\d             list the collections and views of the database
+  \\format [FMT]  show or set the output format (table, json, csv)
+  \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
+"""
+
+
+def is_quit(text: str) -> bool:
+    return text.strip().rstrip(";").strip().lower() in ("\\q", "quit", "exit")
+
+
+def is_complete(text: str) -> bool:
+    """Whether ``text`` is a whole input: empty, a meta command, or ending with ``;``."""
+    stripped = text.strip()
+    return not stripped or stripped.startswith("\\") or is_quit(stripped) or stripped.endswith(";")
+
+
+class Repl:
+    """Runs what the user typed; independent of where the input comes from."""
+
+    def __init__(self, ql: QueryLeaf, printer: Printer):
+        self.ql = ql
+        self.printer = printer
+
+    def handle(self, text: str) -> bool:
+        """Run one complete input. Returns False when the user asked to leave."""
+        stripped = text.strip()
+        if not stripped:
+            return True
+        if is_quit(stripped):
+            return False
+        if stripped.startswith("\\"):
+            self.meta(stripped)
+            return True
+        try:
+            run_text(self.ql, text, self.printer)
+        except ConnectionLost as exc:
+            self.printer.error(f"error: {exc}")
+        except KeyboardInterrupt:
+            self.printer.error("cancelled (the server may still finish the statement)")
+        return True
+
+    def meta(self, command: str) -> None:
+        name, _, arg = command.rstrip(";").partition(" ")
+        arg = arg.strip()
+        if name in ("\\?", "\\h", "\\help"):
+            self.printer.info(HELP.rstrip())
+        elif name == "\\d":
+            self.list_collections()
+        elif name == "\\format":
+            self.set_format(arg)
+        else:
+            self.printer.error(f"error: unknown command {name}; type \\? for help")
+
+    def list_collections(self) -> None:
+        from pymongo.errors import PyMongoError
+
+        from queryleaf.events.names import is_reserved
+
+        try:
+            infos = list(self.ql.db.list_collections())
+        except PyMongoError as exc:
+            self.printer.error(f"error: {exc}")
+            return
+        rows = sorted(
+            ({"name": i["name"], "type": i.get("type", "collection")} for i in infos
+             if not is_reserved(i["name"]) and not i["name"].startswith("system.")),
+            key=lambda r: r["name"],
+        )
+        if not rows:
+            self.printer.info(f"no collections in database {self.ql.database_name}")
+            return
+        self.printer.table(rows_table(["name", "type"], rows))
+
+    def set_format(self, fmt: str) -> None:
+        if not fmt:
+            self.printer.info(f"format: {self.printer.format}")
+        elif fmt not in FORMATS:
+            self.printer.error(f"error: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        else:
+            self.printer.format = fmt
+
+
+def run_lines(repl: Repl, lines: Iterable[str]) -> int:
+    """The shell without a terminal: statements from ``lines`` (e.g. a pipe), no prompts."""
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        text = "".join(buffer)
+        if is_complete(text):
+            buffer.clear()
+            if not repl.handle(text):
+                return 0
+    rest = "".join(buffer)
+    if rest.strip():  # a last statement without ';' still runs
+        repl.handle(rest)
+    return 0
+
+
+def history_path(data_dir: str | None) -> Path | None:
+    """The history file, in the data directory (created if needed); None if unusable."""
+    from queryleaf.engine import resolve_data_dir
+
+    try:
+        root = resolve_data_dir(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return root / HISTORY_FILE
+
+
+def run_terminal(repl: Repl, history: Path | None) -> int:
+    """The interactive shell on a terminal."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.lexers import PygmentsLexer
+    from pygments.lexers.sql import SqlLexer
+
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _enter(event) -> None:  # run when the input is complete, else start a new line
+        buffer = event.current_buffer
+        if is_complete(buffer.text):
+            buffer.validate_and_handle()
+        else:
+            buffer.insert_text("\n")
+
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(history)) if history else InMemoryHistory(),
+        multiline=True,
+        key_bindings=bindings,
+        prompt_continuation=lambda width, line, wrap: CONTINUATION.rjust(width),
+        lexer=PygmentsLexer(SqlLexer),
+    )
+    repl.printer.info(f"queryleaf on {repl.ql.database_name}; statements end with ';', "
+                      "\\? for help, \\q to quit")
+    while True:
+        try:
+            text = session.prompt(PROMPT)
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return 0
+        if not repl.handle(text):
+            return 0
+
+
+def run_repl(ql: QueryLeaf, printer: Printer, data_dir: str | None,
+             stdin: TextIO | None = None) -> int:
+    """``queryleaf`` with no subcommand: interactive on a terminal, line-reading otherwise."""
+    stdin = stdin or sys.stdin
+    repl = Repl(ql, printer)
+    if stdin.isatty() and sys.stdout.isatty():
+        return run_terminal(repl, history_path(data_dir))
+    return run_lines(repl, stdin)

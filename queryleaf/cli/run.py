@@ -1,0 +1,143 @@
+"""Running SQL text non-interactively: ``queryleaf run FILE...`` and ``queryleaf -e SQL``.
+
+Both stop at the first failing statement. Errors are reported with the line and column in the
+text they came from (the file, for ``run``), like a compiler: ``path:3:7: error: message``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo.errors import PyMongoError
+
+from queryleaf.api import QueryLeaf
+from queryleaf.cli.output import Printer, caret_excerpt
+from queryleaf.errors import ExecutionError, QueryLeafError, ScriptError
+from queryleaf.sql.parser import parse_script
+
+EXIT_OK = 0
+EXIT_SQL_ERROR = 1  # a statement failed (syntax, planning, execution) or a file is missing
+EXIT_CONNECTION = 3  # the database could not be reached or the embedded server not started
+
+
+@dataclass(frozen=True)
+class LocatedError:
+    """An error of a script, placed in the script's text."""
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+    statement: int | None = None  # 1-based index of the failing statement, if known
+    statements: int = 1  # how many statements the script holds (0 when it did not parse)
+    excerpt: str = ""
+
+
+def describe(exc: QueryLeafError) -> str:
+    """The message of an error, with MongoDB's code for server errors."""
+    message = exc.message
+    if isinstance(exc, ExecutionError) and exc.code is not None and str(exc.code) not in message:
+        message += f" (MongoDB error {exc.code}" + (f" {exc.code_name})" if exc.code_name else ")")
+    return message
+
+
+def locate(exc: QueryLeafError, text: str) -> LocatedError:
+    """Where in ``text`` the error is: its own position, else the failing statement's start."""
+    cause = exc.cause if isinstance(exc, ScriptError) else exc
+    position = cause.position
+    line, column = (position.line, position.column) if position else (None, None)
+    index = exc.index if isinstance(exc, ScriptError) else None
+    count = 0
+    try:
+        statements = parse_script(text)
+        count = len(statements)
+    except QueryLeafError:
+        statements = []
+    if line is None and index is not None and index < len(statements):
+        line, column = statements[index].line, statements[index].column
+    excerpt = caret_excerpt(text, line, column) if line is not None and column is not None else ""
+    return LocatedError(describe(cause), line, column,
+                        None if index is None else index + 1, count, excerpt)
+
+
+def file_headline(path: str, err: LocatedError) -> str:
+    """``path:line:col: error: message`` (``path: error: message`` without a position)."""
+    where = f"{path}:{err.line}:{err.column}" if err.line is not None else path
+    return f"{where}: error: {err.message}"
+
+
+def text_headline(err: LocatedError) -> str:
+    """``error in statement 2 at line 3, column 5: message`` for -e and the REPL."""
+    head = "error"
+    if err.statement is not None and err.statements > 1:
+        head += f" in statement {err.statement}"
+    if err.line is not None:
+        head += f" at line {err.line}, column {err.column}"
+    return f"{head}: {err.message}"
+
+
+def connection_message(exc: Exception, uri: str | None = None) -> str:
+    """A one-line message for a database that cannot be reached (or a URI that is invalid)."""
+    from pymongo.errors import ConfigurationError
+
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = detail.split(", Timeout:")[0].split(" (configured timeouts:")[0]
+    where = f" {redact(uri)}" if uri else ""
+    if isinstance(exc, ConfigurationError):
+        return f"invalid MongoDB URI{where}: {detail}"
+    return f"cannot reach MongoDB{' at' + where if uri else ''}: {detail}"
+
+
+def redact(uri: str) -> str:
+    """The URI without its password."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else uri
+
+
+class ConnectionLost(Exception):
+    """The server became unreachable while running statements."""
+
+
+def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None) -> bool:
+    """Run every statement of ``text``, print the results; on the first error print it and
+    return False. ``path`` names the file the text came from (for ``file:line:col``).
+
+    Raises ConnectionLost when the server cannot be reached.
+    """
+    try:
+        results = ql.execute_script(text)
+    except QueryLeafError as exc:
+        if isinstance(exc, ScriptError):
+            for result in exc.results:  # results of the statements before the failure
+                printer.result(result)
+        err = locate(exc, text)
+        headline = file_headline(path, err) if path else text_headline(err)
+        printer.error(headline, err.excerpt)
+        return False
+    except PyMongoError as exc:
+        raise ConnectionLost(connection_message(exc, ql.uri)) from exc
+    for result in results:
+        printer.result(result)
+    return True
+
+
+def run_files(ql: QueryLeaf, paths: list[str], printer: Printer) -> int:
+    """``queryleaf run``: each file in order; stop at the first error. Returns the exit code."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    for path in missing:
+        printer.error(f"{path}: error: no such file")
+    if missing:
+        return EXIT_SQL_ERROR
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            printer.error(f"{path}: error: cannot read file: {exc}")
+            return EXIT_SQL_ERROR
+        if not run_text(ql, text, printer, path=path):
+            return EXIT_SQL_ERROR
+    return EXIT_OK

@@ -1,0 +1,332 @@
+"""The ``queryleaf`` command line, driven as a subprocess against the session's embedded server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from bson.decimal128 import Decimal128
+from bson.objectid import ObjectId
+from pymongo import MongoClient
+
+from queryleaf.cli.output import caret_excerpt
+from queryleaf.mongosh import to_mongosh
+
+OID = "65a1b2c3d4e5f60718293a4b"
+
+
+@pytest.fixture()
+def cli(server, dbname, tmp_path):
+    """Run ``python -m queryleaf --uri <server> --db <dbname> ARGS...``; returns CompletedProcess."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname, *args],
+            input=input, capture_output=True, text=True, timeout=timeout, env=_env(tmp_path),
+            cwd=tmp_path,
+        )
+
+    yield run
+    MongoClient(server.uri).drop_database(dbname)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS", "LINES", "NO_COLOR")}
+    env["QUERYLEAF_DATA_DIR"] = str(tmp_path / "data")  # the REPL history goes there
+    return env
+
+
+def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def _failed(proc: subprocess.CompletedProcess, code: int = 1) -> subprocess.CompletedProcess:
+    assert proc.returncode == code, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def _seed(server, dbname: str) -> None:
+    """A ``people`` collection (queries on a collection that does not exist are errors)."""
+    MongoClient(server.uri)[dbname]["people"].insert_one({"name": "cy", "age": 7})
+
+
+PEOPLE = ("INSERT INTO people (name, age, _id) VALUES "
+          f"('ann', 31, OBJECTID('{OID}')), ('bob', 42, OBJECTID('65a1b2c3d4e5f60718293a4c'));")
+
+
+# ---------------------------------------------------------------- -e and formats
+
+
+def test_execute_table(cli):
+    proc = _ok(cli("-e", PEOPLE + " SELECT _id, name, age, nickname FROM people ORDER BY age;"))
+    out = proc.stdout
+    assert re.match(r"INSERT 2 \(\d+\.\d ms\)\n", out)
+    header = next(line for line in out.splitlines() if "name" in line)
+    assert header.split() == ["_id", "name", "age", "nickname"]
+    ann = next(line for line in out.splitlines() if "ann" in line)
+    assert ann.split() == [OID, "ann", "31", "NULL"]
+    assert re.search(r"^2 rows \(\d+\.\d ms\)$", out, re.M)
+
+
+def test_execute_json(cli):
+    _ok(cli("-e", PEOPLE))
+    proc = _ok(cli("--format", "json", "-e",
+                   "SELECT _id, name, age, nickname FROM people ORDER BY age; "
+                   "SELECT name FROM people WHERE age > 40;"))
+    first, second = (json.loads(line) for line in proc.stdout.splitlines())
+    assert first == [
+        {"_id": {"$oid": OID}, "name": "ann", "age": 31, "nickname": None},
+        {"_id": {"$oid": "65a1b2c3d4e5f60718293a4c"}, "name": "bob", "age": 42, "nickname": None},
+    ]
+    assert second == [{"name": "bob"}]
+    assert "2 rows" in proc.stderr  # status lines stay out of the data
+
+
+def test_execute_csv(cli):
+    proc = _ok(cli("--format", "csv", "-e",
+                   PEOPLE + " SELECT name, age, nickname FROM people ORDER BY age;"))
+    assert proc.stdout.splitlines() == ["name,age,nickname", "ann,31,", "bob,42,"]
+    assert re.match(r"INSERT 2 \(\d+\.\d ms\)\n2 rows", proc.stderr)
+
+
+def test_execute_syntax_error(cli):
+    proc = _failed(cli("-e", "SELECT name\nFROM people WHERE age >;"))
+    assert "error at line 2, column 24:" in proc.stderr
+    assert "FROM people WHERE age >;\n" + " " * 23 + "^" in proc.stderr
+
+
+def test_connection_error_is_one_line(cli):
+    proc = subprocess.run(
+        [sys.executable, "-m", "queryleaf", "--uri", "notmongo://nowhere", "-e", "SELECT 1 AS x"],
+        capture_output=True, text=True, timeout=60,
+    )
+    _failed(proc, 3)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: invalid MongoDB URI")
+
+
+# ---------------------------------------------------------------- run
+
+
+def test_run_files_in_order(cli, tmp_path):
+    (tmp_path / "01_load.sql").write_text(f"-- load\n{PEOPLE}\n")
+    (tmp_path / "02_query.sql").write_text("SELECT name FROM people\nWHERE age > 40;\n")
+    proc = _ok(cli("--format", "csv", "run", "01_load.sql", "02_query.sql"))
+    assert proc.stdout.splitlines() == ["name", "bob"]
+
+
+def test_run_syntax_error_names_file_line_and_column(cli, tmp_path):
+    path = tmp_path / "bad.sql"
+    path.write_text("-- a comment\nSELECT 1 AS x;\nSELECT name FROM people WHERE;\n")
+    proc = _failed(cli("run", str(path)))
+    assert re.search(rf"^{re.escape(str(path))}:3:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert "SELECT name FROM people WHERE;\n" in proc.stderr and "^" in proc.stderr
+
+
+def test_run_stops_at_failing_statement_and_keeps_earlier_effects(cli, tmp_path, server, dbname):
+    path = tmp_path / "dup.sql"
+    path.write_text("INSERT INTO t (_id, v) VALUES (1, 'first');\n\n"
+                    "-- the same _id again: the server refuses it\n"
+                    "INSERT INTO t (_id, v) VALUES (1, 'again');\n"
+                    "INSERT INTO t (_id, v) VALUES (2, 'never');\n")
+    proc = _failed(cli("run", str(path)))
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert "INSERT INTO t (_id, v) VALUES (1, 'again');\n" in proc.stderr
+    docs = list(MongoClient(server.uri)[dbname]["t"].find())
+    assert docs == [{"_id": 1, "v": "first"}]
+
+
+def test_run_planning_error_points_into_the_statement(cli, tmp_path):
+    path = tmp_path / "plan.sql"
+    path.write_text(PEOPLE + "\n\nSELECT name,\n       NO_SUCH_FUNCTION(age) FROM people;\n")
+    proc = _failed(cli("run", str(path)))
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+
+
+def test_run_missing_file(cli, tmp_path):
+    (tmp_path / "ok.sql").write_text(PEOPLE)
+    proc = _failed(cli("run", "ok.sql", "nope.sql"))
+    assert "nope.sql: error: no such file" in proc.stderr
+    assert proc.stdout == ""  # nothing ran
+
+
+# ---------------------------------------------------------------- REPL
+
+
+def test_repl_through_a_pipe(cli):
+    script = (
+        PEOPLE + "\n"
+        "SELECT name\n"
+        "  FROM people\n"
+        "  WHERE age > 40;\n"
+        "SELECT name FROM people WHERE;\n"          # an error: reported, the REPL carries on
+        "\\d\n"
+        "SELECT name, age + 1 AS next_age FROM people WHERE name = 'ann';\n"
+        "\\q\n"
+        "SELECT 'never' AS x;\n"
+    )
+    proc = _ok(cli(input=script))
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    assert ["bob"] in lines
+    assert ["ann", "32"] in lines
+    assert ["people", "collection"] in lines
+    assert "never" not in proc.stdout
+    assert "error at line 1, column" in proc.stderr and "^" in proc.stderr
+
+
+def test_repl_last_statement_without_semicolon_runs(cli, server, dbname):
+    _seed(server, dbname)
+    proc = _ok(cli("--format", "json", input="SELECT name FROM people"))
+    assert json.loads(proc.stdout) == [{"name": "cy"}]
+
+
+def test_repl_on_a_terminal(server, dbname, tmp_path):
+    pty = pytest.importorskip("pty")
+    _seed(server, dbname)
+    master, slave = pty.openpty()
+    env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, start_new_session=True,
+    )
+    os.close(slave)
+    seen = bytearray()
+    consumed = 0  # output before this offset has been matched already
+
+    def read_until(marker: bytes, timeout: float = 20) -> None:
+        nonlocal consumed
+        deadline = time.monotonic() + timeout
+        while (found := seen.find(marker, consumed)) < 0:
+            ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"no {marker!r} in terminal output: {bytes(seen[-800:])!r}")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"terminal closed before {marker!r}: {bytes(seen[-800:])!r}")
+            seen.extend(chunk)
+        consumed = found + len(marker)
+
+    try:
+        read_until(b"queryleaf>")
+        os.write(master, b"SELECT 41 + 1 AS answer\r")  # no ';' yet: a continuation line
+        read_until(b"...>")
+        os.write(master, b"FROM people;\r")
+        read_until(b"1 row")
+        os.write(master, b"SELECT 'discarded' AS gone\r")  # Ctrl-C drops the pending input
+        read_until(b"...>")
+        os.write(master, b"\x03")
+        read_until(b"queryleaf>")
+        os.write(master, b"\\q\r")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        MongoClient(server.uri).drop_database(dbname)
+    history = (tmp_path / "data" / "repl_history").read_text()
+    assert "+SELECT 41 + 1 AS answer\n+FROM people;" in history
+    assert "discarded" not in history
+
+
+# ---------------------------------------------------------------- explain
+
+
+def test_explain_prints_mongosh_and_json(cli, server, dbname):
+    _seed(server, dbname)
+    proc = _ok(cli("explain", "SELECT name FROM people WHERE age > 30"))
+    assert "mongosh:" in proc.stdout and "JSON:" in proc.stdout
+    assert re.search(r"^db\.people\.(find|aggregate)\(", proc.stdout, re.M)
+    assert '"people"' in proc.stdout
+
+
+def test_explain_json_format(cli, server, dbname):
+    _seed(server, dbname)
+    proc = _ok(cli("--format", "json", "explain", "DELETE FROM people WHERE name = 'ann'"))
+    (command,) = json.loads(proc.stdout)
+    assert command["delete"] == "people"
+
+
+def test_explain_error(cli):
+    proc = _failed(cli("explain", "SELECT FROM WHERE"))
+    assert proc.stderr.startswith("error at line 1, column")
+
+
+def test_serve_and_worker_are_listed(cli):
+    proc = _ok(subprocess.run([sys.executable, "-m", "queryleaf", "--help"],
+                              capture_output=True, text=True, timeout=60))
+    for name in ("run", "explain", "serve", "worker"):
+        assert re.search(rf"^\s+{name}\s", proc.stdout, re.M)
+
+
+# ---------------------------------------------------------------- mongosh rendering (no server)
+
+
+def test_to_mongosh_find():
+    cmd = {"find": "orders", "filter": {"status": "paid", "total": {"$gt": 10}},
+           "projection": {"_id": 0, "total": 1}, "sort": {"total": -1}, "skip": 5, "limit": 10}
+    assert to_mongosh(cmd) == (
+        "db.orders.find({ status: 'paid', total: { $gt: 10 } }, { _id: 0, total: 1 })"
+        ".sort({ total: -1 }).skip(5).limit(10)")
+
+
+def test_to_mongosh_values_and_keys():
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    cmd = {"insert": "o", "documents": [
+        {"_id": ObjectId(OID), "at": when, "p": Decimal128("9.99"), "a.b": None, "it's": True}]}
+    assert to_mongosh(cmd) == (
+        "db.o.insertOne({\n"
+        f"  _id: ObjectId('{OID}'),\n"
+        "  at: ISODate('2024-01-02T03:04:05.000Z'),\n"
+        "  p: NumberDecimal('9.99'),\n"
+        "  'a.b': null,\n"
+        "  'it\\'s': true\n"
+        "})")
+
+
+def test_to_mongosh_writes():
+    assert to_mongosh({"update": "t", "updates": [
+        {"q": {"a": 1}, "u": {"$inc": {"n": 1}}, "multi": True}]}) == (
+        "db.t.updateMany({ a: 1 }, { $inc: { n: 1 } })")
+    assert to_mongosh({"update": "t", "updates": [
+        {"q": {}, "u": [{"$set": {"n": {"$add": ["$n", 1]}}}], "multi": True, "upsert": True}]}) == (
+        "db.t.updateMany({}, [ { $set: { n: { $add: [ '$n', 1 ] } } } ], { upsert: true })")
+    assert to_mongosh({"delete": "t", "deletes": [{"q": {}, "limit": 0}]}) == "db.t.deleteMany({})"
+    assert to_mongosh({"insert": "t", "documents": [{"a": 1}, {"a": 2}]}) == (
+        "db.t.insertMany([ { a: 1 }, { a: 2 } ])")
+
+
+def test_to_mongosh_pipelines_and_fallbacks():
+    pipeline = [{"$match": {"status": "paid"}},
+                {"$group": {"_id": "$customer.name", "total": {"$sum": "$amount"}}},
+                {"$sort": {"total": -1}}]
+    text = to_mongosh({"aggregate": "orders", "pipeline": pipeline, "cursor": {}})
+    assert text.startswith("db.orders.aggregate([\n  { $match: { status: 'paid' } },\n")
+    assert text.endswith("\n  { $sort: { total: -1 } }\n])")
+    assert to_mongosh({"aggregate": "orders", "pipeline": [
+        {"$changeStream": {"fullDocument": "updateLookup"}}, {"$match": {"operationType": "insert"}}],
+        "cursor": {}}) == (
+        "db.orders.watch([ { $match: { operationType: 'insert' } } ], "
+        "{ fullDocument: 'updateLookup' })")
+    assert to_mongosh({"find": "my-orders", "filter": {}}) == "db.getCollection('my-orders').find({})"
+    assert to_mongosh({"ping": 1}) == "db.runCommand({ ping: 1 })"
+    assert to_mongosh({"find": "t", "filter": {}, "readConcern": {"level": "majority"}}) == (
+        "db.runCommand({ find: 't', filter: {}, readConcern: { level: 'majority' } })")
+
+
+def test_caret_excerpt():
+    assert caret_excerpt("SELECT 1;\nSELECT x FRM t;\n", 2, 10) == "SELECT x FRM t;\n         ^"
