@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import time
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
-    UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
     VisitError,
 )
+from lark.parsers.lalr_parser_state import ParserState
+from lark.visitors import Transformer_NonRecursive
 
 from queryleaf.errors import Position, SqlSyntaxError
 from queryleaf.sql import ast
@@ -29,16 +37,84 @@ def grammar_text() -> str:
     return source.read_text(encoding="utf-8")
 
 
+_LARK_OPTIONS = {
+    "start": "script",
+    "parser": "lalr",
+    "lexer": "contextual",
+    "propagate_positions": True,
+    "maybe_placeholders": True,
+}
+CACHE_ENV = "QUERYLEAF_GRAMMAR_CACHE"  # a directory, or "off"
+
+
 @functools.cache
 def _lark() -> Lark:
-    return Lark(
-        grammar_text(),
-        start="script",
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=True,
-    )
+    """The parser, built once per process (from the on-disk cache when it is current)."""
+    text = grammar_text()
+    path = _cache_path(text)
+    if path is not None:
+        cached = _load_cached(path)
+        if cached is not None:
+            return cached
+    parser = Lark(text, **_LARK_OPTIONS)
+    if path is not None:
+        _save_cached(parser, path)
+    return parser
+
+
+def _cache_path(text: str) -> Path | None:
+    """Where the built parser is cached: named by a hash of everything that shapes it, so a
+    changed grammar, lark or Python version never loads a stale table."""
+    setting = os.environ.get(CACHE_ENV, "")
+    if setting.lower() in ("off", "0", "no", "false"):
+        return None
+    import lark
+    import platformdirs
+
+    key = "\n".join([text, lark.__version__, sys.version, repr(sorted(_LARK_OPTIONS.items()))])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    folder = Path(setting) if setting else Path(platformdirs.user_cache_dir("queryleaf"))
+    return folder / f"grammar-{digest}.lark.pickle"
+
+
+def _load_cached(path: Path) -> Lark | None:
+    try:
+        with path.open("rb") as f:
+            return Lark.load(f)
+    except Exception:  # missing, unreadable or corrupt: rebuild (and rewrite it)
+        return None
+
+
+def _save_cached(parser: Lark, path: Path) -> None:
+    """Write atomically (temp file + rename): concurrent processes never see a partial file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".grammar-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                parser.save(f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _prune_cache(path)
+    except OSError:
+        pass  # a read-only or full cache dir only costs start-up time
+
+
+_STALE_SECONDS = 7 * 24 * 3600
+
+
+def _prune_cache(current: Path) -> None:
+    """Remove parsers cached for other grammars that have not been written for a week (another
+    installed version may still use a recent one)."""
+    now = time.time()
+    for other in current.parent.glob("grammar-*.lark.pickle"):
+        try:
+            if other != current and now - other.stat().st_mtime > _STALE_SECONDS:
+                other.unlink()
+        except OSError:
+            continue
 
 
 def parse_script(sql: str) -> list[ast.ParsedStatement]:
@@ -47,81 +123,254 @@ def parse_script(sql: str) -> list[ast.ParsedStatement]:
         tree = _lark().parse(sql)
     except UnexpectedInput as exc:
         raise _syntax_error(sql, exc) from None
-    out = []
-    for child in tree.children:
-        meta = child.meta
-        try:
-            statement = _ToAst(sql).transform(child)
-        except VisitError as exc:
-            if isinstance(exc.orig_exc, SqlSyntaxError):
-                raise exc.orig_exc from None
-            raise
-        text = sql[meta.start_pos : meta.end_pos]
-        out.append(ast.ParsedStatement(statement, text, meta.line, meta.column))
-    return out
+    return [_statement(sql, child) for child in tree.children]
+
+
+def _statement(sql: str, tree: Tree) -> ast.ParsedStatement:
+    meta = tree.meta
+    try:
+        statement = _ToAst(sql).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SqlSyntaxError):
+            raise exc.orig_exc from None
+        raise
+    except RecursionError:
+        raise SqlSyntaxError(
+            "statement is nested too deeply", _position(meta), sql, token=None, expected=()
+        ) from None
+    text = sql[meta.start_pos : meta.end_pos]
+    return ast.ParsedStatement(statement, text, meta.line, meta.column)
 
 
 def parse(sql: str) -> ast.Statement:
     """Parse exactly one statement (a trailing ``;`` is allowed)."""
     statements = parse_script(sql)
     if not statements:
-        raise SqlSyntaxError("empty statement: expected SQL", Position(1, 1, 0), sql)
+        pos = Position(1, 1, 0)
+        raise SqlSyntaxError("empty statement: expected SQL", pos, sql, token=None,
+                             expected=("statement",))
     if len(statements) > 1:
         second = statements[1]
         raise SqlSyntaxError(
             "expected one statement, found several (use execute_script for scripts)",
-            Position(second.line, second.column),
+            Position(second.line, second.column, _offset(sql, second.line, second.column)),
             sql,
+            token=_first_word(second.text),
+            expected=("end of input",),
         )
     return statements[0].statement
 
 
 # ---------------------------------------------------------------- errors
 
-_READABLE = {
-    "_SEMI": "';'", "STAR": "'*'", "COMP_OP": "comparison operator", "EQ": "'='", "CONCAT_OP": "'||'",
-    "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '%', DIV or MOD", "NEG_OP": "'-'",
-    "ARROW_OP": "'->' or '->>'", "LIKE_OP": "LIKE", "NAMED_PARAM": "parameter", "QMARK": "'?'",
-    "NUMBER": "number", "INT": "integer", "STRING": "string", "NAME": "name",
-    "QUOTED_NAME": "name", "BACKTICK_NAME": "name", "LPAR": "'('", "RPAR": "')'",
-    "COMMA": "','", "DOT": "'.'", "EQUAL": "'='", "LSQB": "'['", "RSQB": "']'",
-    "FRAME_UNIT": "ROWS or RANGE", "$END": "end of input",
+# How terminals read in messages. Keywords read as themselves (``_FROM`` → ``FROM``); string
+# terminals as their quoted text; everything else is listed here.
+_TERMINAL_NAMES = {
+    "COMP_OP": "comparison operator", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/' or '%'",
+    "DIV_OP": "DIV or MOD", "NEG_OP": "'-' or '+'", "ARROW_OP": "'->' or '->>'",
+    "LIKE_OP": "LIKE or ILIKE", "REGEXP": "REGEXP or RLIKE", "FRAME_UNIT": "ROWS or RANGE",
+    "NAMED_PARAM": "parameter", "NUMBER": "number", "INT": "integer", "STRING": "string",
+    "NAME": "name", "QUOTED_NAME": "name", "BACKTICK_NAME": "name", "$END": "end of input",
+}
+# The tokens an expression can start with: listed together, they read as "expression".
+_EXPRESSION_START = {
+    "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'", "CASE", "CAST",
+    "EXTRACT", "INTERVAL", "NULL", "TRUE", "FALSE", "EXISTS", "NOT",
+}
+_EXPRESSION_CORE = {"name", "number", "string", "'('"}
+# The operators that can follow an operand: when many are possible they read as "operator".
+_OPERATORS = {
+    "comparison operator", "'='", "'+' or '-'", "'*' or '/' or '%'", "DIV or MOD", "'||'",
+    "'->' or '->>'", "AND", "OR", "BETWEEN", "IN", "IS", "LIKE or ILIKE", "NOT", "REGEXP",
+}
+_UNTERMINATED = {
+    "'": "unterminated string: no closing '",
+    '"': 'unterminated quoted name: no closing "',
+    "`": "unterminated quoted name: no closing `",
 }
 
 
+@functools.cache
+def _readable_names() -> dict[str, str]:
+    names = {}
+    for term in _lark().terminals:
+        pattern = term.pattern
+        if term.name in _TERMINAL_NAMES:
+            names[term.name] = _TERMINAL_NAMES[term.name]
+        elif pattern.type == "str":
+            names[term.name] = repr(pattern.value) if "'" not in pattern.value else pattern.value
+        else:
+            names[term.name] = term.name.lstrip("_")
+    names["$END"] = "end of input"
+    return names
+
+
 def _readable(terminal: str) -> str:
-    if terminal in _READABLE:
-        return _READABLE[terminal]
-    if terminal.startswith("__ANON"):
-        return terminal
-    return terminal.lstrip("_").replace("_", " ") if terminal.isupper() else terminal
+    return _readable_names().get(terminal) or terminal.lstrip("_")
+
+
+def _summarize(expected: set[str]) -> tuple[str, ...]:
+    """Readable expected tokens, expression starters folded into "expression"; keywords first."""
+    names = {_readable(t) for t in expected}
+    if _EXPRESSION_CORE <= names:
+        names = (names - _EXPRESSION_START) | {"expression"}
+    if len(names & _OPERATORS) >= 5:
+        names = (names - _OPERATORS) | {"operator"}
+
+    def order(name: str) -> tuple[int, str]:
+        if name[:1].isupper():
+            return (0, name)
+        if name[:1] == "'":
+            return (1, name)
+        return (2, name)
+
+    return tuple(sorted(names, key=order))
+
+
+def _describe(token: Token) -> str:
+    """The offending token as a message shows it: ``FROM``, ``')'``, ``name 'foo'``..."""
+    if token.type == "$END":
+        return "end of input"
+    text = str(token)
+    if token.type in ("NAME", "QUOTED_NAME", "BACKTICK_NAME"):
+        return f"name {text}" if token.type != "NAME" else f"name '{text}'"
+    if token.type == "STRING":
+        return f"string {_clip(text)}"
+    if token.type in ("NUMBER", "INT"):
+        return f"number {text}"
+    if token.type == "NAMED_PARAM":
+        return f"parameter {text}"
+    if text[:1].isalpha():
+        return text.upper()
+    return repr(text)
+
+
+def _clip(text: str, width: int = 30) -> str:
+    return text if len(text) <= width else text[: width - 4] + "...'"
 
 
 def _syntax_error(sql: str, exc: UnexpectedInput) -> SqlSyntaxError:
-    line, column = exc.line, exc.column
-    if line is None or line < 1:  # errors at end of input carry -1
-        lines = sql.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
-    pos = Position(line, column, getattr(exc, "pos_in_stream", 0) or 0)
-    expected: set[str] = set()
+    comment = _unclosed_comment(sql)
+    if comment is not None and comment <= (exc.pos_in_stream or 0):
+        return _unclosed_comment_error(sql, comment)
     if isinstance(exc, UnexpectedToken):
-        token = exc.token
-        found = "end of input" if token.type == "$END" else repr(str(token))
-        expected = set(exc.accepts or exc.expected or ())
-    elif isinstance(exc, UnexpectedCharacters):
-        found = repr(sql[exc.pos_in_stream]) if exc.pos_in_stream < len(sql) else "end of input"
-        expected = set(exc.allowed or ())
-    elif isinstance(exc, UnexpectedEOF):
-        found = "end of input"
-        expected = set(exc.expected or ())
-    else:  # pragma: no cover - lark has no other kinds today
-        found = "input"
-    names = tuple(sorted({_readable(t) for t in expected}))
-    message = f"unexpected {found}"
-    if names:
-        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        message += f"; expected {shown}"
-    return SqlSyntaxError(message, pos, sql, token=found, expected=names)
+        return _token_error(sql, exc)
+    if isinstance(exc, UnexpectedCharacters):
+        return _character_error(sql, exc)
+    pos = _end_position(sql)  # UnexpectedEOF: lark's LALR parser does not raise it today
+    expected = _summarize(set(getattr(exc, "expected", None) or ()))
+    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected)
+
+
+def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
+    token = exc.token
+    expected = _summarize(_accepts(exc))
+    if token.type == "$END":
+        pos = _end_position(sql, token)
+        return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None,
+                              expected)
+    pos = Position(token.line, token.column, token.start_pos or 0)
+    message = _message(f"unexpected {_describe(token)}", expected)
+    return SqlSyntaxError(message, pos, sql, str(token), expected)
+
+
+def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
+    offset = exc.pos_in_stream
+    pos = Position(exc.line, exc.column, offset)
+    char = sql[offset]
+    if char in _UNTERMINATED:
+        return SqlSyntaxError(_UNTERMINATED[char], pos, sql, sql[offset:].split("\n")[0], ())
+    expected = _summarize(_accepts(exc))
+    return SqlSyntaxError(_message(f"unexpected character {char!r}", expected), pos, sql, char,
+                          expected)
+
+
+# Strings, quoted names and comments, in the order the lexer meets them; a bare ``/*`` is the
+# start of a comment that is never closed.
+_SKIPPABLE = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|--[^\n]*|/\*[\s\S]*?\*/|(/\*)"
+)
+
+
+def _unclosed_comment(sql: str) -> int | None:
+    """The offset of a ``/*`` that has no ``*/``, or None."""
+    if "/*" not in sql:
+        return None
+    for match in _SKIPPABLE.finditer(sql):
+        if match.group(1):
+            return match.start()
+    return None
+
+
+def _unclosed_comment_error(sql: str, offset: int) -> SqlSyntaxError:
+    line = sql.count("\n", 0, offset) + 1
+    column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
+    pos = Position(line, column, offset)
+    return SqlSyntaxError("unterminated comment: no closing */", pos, sql, "/*", ("'*/'",))
+
+
+def _message(head: str, expected: tuple[str, ...]) -> str:
+    if not expected:
+        return head
+    if len(expected) > 12:
+        return f"{head}; expected {', '.join(expected[:12])}, ..."
+    if len(expected) == 1:
+        return f"{head}; expected {expected[0]}"
+    return f"{head}; expected {', '.join(expected[:-1])} or {expected[-1]}"
+
+
+def _accepts(exc: UnexpectedInput) -> set[str]:
+    """The terminals the parser could take where it stopped.
+
+    Lark knows this exactly only for errors the parser raises; for a token the contextual lexer
+    refused it reports every terminal of the lexer state, which LALR merging makes too broad. So
+    ask the parser state itself, as lark's ``InteractiveParser.accepts`` does.
+    """
+    state = getattr(exc, "state", None)
+    if isinstance(state, ParserState):
+        return _state_accepts(state)
+    found = getattr(exc, "accepts", None) or getattr(exc, "expected", None)
+    return set(found or getattr(exc, "allowed", None) or ())
+
+
+def _state_accepts(state: ParserState) -> set[str]:
+    conf = copy.copy(state.parse_conf)
+    conf.callbacks = {}
+    accepted = set()
+    for terminal in conf.parse_table.states[state.position]:
+        if not terminal.isupper() and terminal != "$END":
+            continue
+        trial = state.copy(deepcopy_values=False)
+        trial.parse_conf = conf
+        try:
+            trial.feed_token(Token(terminal, ""), terminal == "$END")
+        except UnexpectedToken:
+            continue
+        except Exception:  # noqa: BLE001 - a probe must never mask the real error
+            continue
+        accepted.add(terminal)
+    return accepted
+
+
+def _end_position(sql: str, last: Token | None = None) -> Position:
+    """Just after the last token (``last``, as lark's end-of-input token borrows its place), or
+    after the last non-blank character when there is no token."""
+    if last is not None and last.end_pos is not None:
+        return Position(last.end_line, last.end_column, last.end_pos)
+    offset = len(sql.rstrip())
+    line = sql.count("\n", 0, offset) + 1
+    return Position(line, offset - (sql.rfind("\n", 0, offset) + 1) + 1, offset)
+
+
+def _offset(sql: str, line: int, column: int) -> int:
+    start = 0
+    for _ in range(line - 1):
+        start = sql.index("\n", start) + 1
+    return start + column - 1
+
+
+def _first_word(text: str) -> str:
+    return text.split(None, 1)[0] if text.strip() else text
 
 
 # ---------------------------------------------------------------- tree → AST
@@ -144,6 +393,18 @@ def _unquote_name(token: Token) -> str:
     return text
 
 
+def _string(token: Token) -> str:
+    return str(token)[1:-1].replace("''", "'")
+
+
+_BLANK = re.compile(r"(?:\s+|--[^\n]*|/\*[\s\S]*?\*/)*")
+
+
+def _skip_blank(sql: str, offset: int) -> int:
+    """The offset of the first character at or after ``offset`` that is not space or comment."""
+    return _BLANK.match(sql, offset).end()
+
+
 def _number(text: str) -> int | float | Decimal:
     if any(c in text for c in ".eE"):
         if "e" in text.lower():
@@ -157,8 +418,12 @@ def _is_token(x, type_: str) -> bool:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Builds AST nodes; every method receives the Lark meta (positions) first."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds AST nodes; every method receives the Lark meta (positions) first.
+
+    Non-recursive, so that long operator chains (``a = 1 OR a = 2 OR ...``) do not exhaust the
+    Python stack. Children are still transformed left to right (``?`` numbering relies on it).
+    """
 
     def __init__(self, sql: str):
         super().__init__()
@@ -173,10 +438,19 @@ class _ToAst(Transformer):
         return ".".join(children)
 
     def number(self, meta, children):
-        return ast.Literal(_number(str(children[0])), _position(meta))
+        return ast.Literal(self._number(children[0]), _position(meta))
+
+    def _number(self, token: Token) -> int | float | Decimal:
+        try:
+            return _number(str(token))
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise SqlSyntaxError(
+                f"number too long: {len(str(token))} digits", _position(token), self.sql,
+                str(token)[:20] + "...", (),
+            ) from None
 
     def string(self, meta, children):
-        return ast.Literal(str(children[0])[1:-1].replace("''", "'"), _position(meta))
+        return ast.Literal(_string(children[0]), _position(meta))
 
     def true(self, meta, children):
         return ast.Literal(True, _position(meta))
@@ -196,7 +470,7 @@ class _ToAst(Transformer):
         return ast.Param(str(token)[1:], None, _position(meta))
 
     def column_ref(self, meta, children):
-        parts = tuple(int(c) if _is_token(c, "INT") else c for c in children)
+        parts = tuple(self._number(c) if _is_token(c, "INT") else c for c in children)
         return ast.Column(parts, _position(meta))
 
     # --- operators
@@ -267,8 +541,7 @@ class _ToAst(Transformer):
 
     def json_arrow(self, meta, children):
         expr, op, path = children
-        return ast.JsonArrow(expr, str(path)[1:-1].replace("''", "'"), str(op) == "->>",
-                             _position(meta))
+        return ast.JsonArrow(expr, _string(path), str(op) == "->>", _position(meta))
 
     def expr_list(self, meta, children):
         return list(children)
@@ -290,7 +563,7 @@ class _ToAst(Transformer):
         return children[0]
 
     def limit_in_call(self, meta, children):
-        return int(str(children[0]))
+        return self._number(children[0])
 
     def over_clause(self, meta, children):
         partition, order, frame = children
@@ -317,17 +590,17 @@ class _ToAst(Transformer):
         return ast.FrameBound("current_row", None, _position(meta))
 
     def n_preceding(self, meta, children):
-        return ast.FrameBound("preceding", _number(str(children[0])), _position(meta))
+        return ast.FrameBound("preceding", self._number(children[0]), _position(meta))
 
     def n_following(self, meta, children):
-        return ast.FrameBound("following", _number(str(children[0])), _position(meta))
+        return ast.FrameBound("following", self._number(children[0]), _position(meta))
 
     def cast_expr(self, meta, children):
         return ast.Cast(children[0], children[1], _position(meta))
 
     def type_name(self, meta, children):
-        return ast.TypeName(children[0].upper(), tuple(int(str(c)) for c in children[1:] if c),
-                            _position(meta))
+        params = tuple(self._number(c) for c in children[1:] if c)
+        return ast.TypeName(children[0].upper(), params, _position(meta))
 
     def extract_expr(self, meta, children):
         return ast.Extract(children[0].upper(), children[1], _position(meta))
@@ -422,8 +695,19 @@ class _ToAst(Transformer):
     def join(self, meta, children):
         left, kind, right, on = children
         if on is None:
-            raise SqlSyntaxError(f"{kind} JOIN needs an ON condition", _position(meta), self.sql)
+            raise self._missing_on(kind, meta)
         return ast.Join(kind, left, right, on, _position(meta))
+
+    def _missing_on(self, kind: str, meta) -> SqlSyntaxError:
+        """Points where ON was expected: at the first token after the joined table."""
+        offset = _skip_blank(self.sql, meta.end_pos)
+        line = self.sql.count("\n", 0, offset) + 1
+        column = offset - (self.sql.rfind("\n", 0, offset) + 1) + 1
+        token = self.sql[offset:].split(None, 1)[0] if offset < len(self.sql) else None
+        found = f"'{token}'" if token else "end of input"
+        message = (f"{kind} JOIN needs an ON condition (use CROSS JOIN for every pair of rows);"
+                   f" found {found}")
+        return SqlSyntaxError(message, Position(line, column, offset), self.sql, token, ("ON",))
 
     def cross_join(self, meta, children):
         left, _cross, right = children
@@ -542,7 +826,7 @@ class _ToAst(Transformer):
 
     def reset_subscription(self, meta, children):
         name = children[0]
-        ts = next((str(c)[1:-1] for c in children[1:] if _is_token(c, "STRING")), None)
+        ts = next((_string(c) for c in children[1:] if _is_token(c, "STRING")), None)
         return ast.ResetSubscription(name, ts, _position(meta))
 
     def option_list(self, meta, children):
