@@ -20,10 +20,11 @@ def test_wheel_ships_and_loads_the_grammar(tmp_path):
         assert z.read("queryleaf/grammar/queryleaf.lark") == (
             ROOT / "grammar" / "queryleaf.lark").read_bytes()
         z.extractall(tmp_path / "site")
+    site = str(tmp_path / "site")
     code = ("import queryleaf.sql.parser as p, importlib.resources as r;"
             "f = r.files('queryleaf') / 'grammar' / 'queryleaf.lark';"
-            "assert f.is_file() and str(f).startswith(%r), str(f);"
-            "print(type(p.parse('SELECT 1')).__name__)") % str(tmp_path / "site")
+            f"assert f.is_file() and str(f).startswith({site!r}), str(f);"
+            "print(type(p.parse('SELECT 1')).__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
                          timeout=60)
