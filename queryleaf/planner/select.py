@@ -24,7 +24,7 @@ from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table, display_path
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
-from queryleaf.sql.walk import walk_expr
+from queryleaf.sql.walk import walk, walk_expr
 
 _SAFE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -107,6 +107,7 @@ class SelectPlanner:
         self.scope = Scope()
         self.extra_lets: dict[str, Any] = {}  # outer variables read by join/pushdown scopes
         self._sort: dict[str, int] = {}
+        self.relations: list[tuple[str, Table, ast.Expr | None, ast.Node]] = []
 
     def emit(self, stage: dict[str, Any]) -> None:
         self.pipeline.extend(self.pending)
@@ -121,6 +122,7 @@ class SelectPlanner:
         s = self.select
         aggregates = self.aggregates()
         relations = self.from_items()
+        self.relations = [(kind, rel.table, on, node) for kind, rel, on, node in relations]
         exprs, collection, where_rest = self.build_from(relations)
         stars = [i for i in s.items if isinstance(i.expr, ast.Star)]
         grouped = bool(s.group_by or aggregates or s.having is not None)
@@ -146,8 +148,11 @@ class SelectPlanner:
         presort = None
         if not grouped and not s.distinct and not self.has_windows:
             presort = self.source_sort(exprs, outputs)
-        if presort:
-            self.emit({"$sort": presort})
+            if presort is None and not s.order_by:
+                presort = {}  # no ORDER BY: OFFSET/LIMIT can go before the projection
+        if presort is not None:
+            if presort:
+                self.emit({"$sort": presort})
             self.add_window()
 
         if stars:
@@ -275,6 +280,9 @@ class SelectPlanner:
             self.emit({"$match": match})
             self.extra_lets.update(first_scope.lets)
         alias = first.table.alias
+        keep = self.used_fields(first)
+        if keep is not None:
+            self.emit({"$project": keep})
         self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
         tables = [Table(alias, (alias,), first.table.columns)]
         for kind, rel, on, node in relations[1:]:
@@ -288,6 +296,30 @@ class SelectPlanner:
             rest = conj if rest is None else ast.Binary("AND", rest, conj, conj.pos)
         return self.compiler(self.scope), first.collection, rest
 
+    def used_fields(self, rel: Relation) -> dict[str, int] | None:
+        """The top-level fields of a joined table that the query can read (None: all).
+
+        Conservative: a qualified reference counts for its table, an unqualified one for every
+        table; ``*`` / ``t.*`` keep everything. Derived tables already carry only their columns.
+        """
+        if rel.table.columns is not None:
+            return None
+        alias = rel.table.alias
+        others = {t.alias for _, t, _, _ in self.relations} - {alias}
+        keep: set[str] = set()
+        for node in walk(self.select):
+            if isinstance(node, ast.Star) and node.table in (None, alias):
+                return None
+            if isinstance(node, ast.Column) and isinstance(node.parts[0], str):
+                if len(node.parts) > 1 and node.parts[0] == alias:
+                    if isinstance(node.parts[1], str):
+                        keep.add(node.parts[1])
+                    else:
+                        return None
+                elif not (len(node.parts) > 1 and node.parts[0] in others):
+                    keep.add(node.parts[0])
+        return {"_id": 1, **{f: 1 for f in sorted(keep) if f != "_id" and not f.startswith("$")}}
+
     def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
              node: ast.Node) -> None:
         """$lookup + $unwind: the joined table's rows matching ON, nested under its alias."""
@@ -296,6 +328,9 @@ class SelectPlanner:
         if on is not None:
             compiler = ExprCompiler(inner, self.bindings, subquery=self.subquery)
             stages.append({"$match": FilterCompiler(compiler).match(on)})
+        keep = self.used_fields(rel)
+        if keep is not None:
+            stages.append({"$project": keep})
         lookup: dict[str, Any] = {}
         if rel.collection is not None:
             lookup["from"] = rel.collection
