@@ -11,6 +11,7 @@ from queryleaf.planner.expressions import ExprCompiler
 from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table
+from queryleaf.planner.select import as_aggregate
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 
@@ -34,22 +35,13 @@ def _options(options: tuple[ast.SubscriptionOption, ...],
 def plan_ddl(statement: ast.Statement, bindings: Bindings,
              tables: frozenset[str] | None = None) -> plan.Plan:
     if isinstance(statement, ast.CreateView):
-        source = plan_query(statement.query, bindings, tables)
-        if isinstance(source, plan.Find):
-            pipeline: list[dict[str, Any]] = []
-            if source.filter:
-                pipeline.append({"$match": source.filter})
-            if source.sort:
-                pipeline.append({"$sort": dict(source.sort)})
-            if source.skip:
-                pipeline.append({"$skip": source.skip})
-            if source.limit:
-                pipeline.append({"$limit": source.limit})
-            if source.projection is not None:
-                pipeline.append({"$project": source.projection})
-            collection = source.collection
-        else:
-            pipeline, collection = source.pipeline, source.collection
+        source = as_aggregate(plan_query(statement.query, bindings, tables))
+        pipeline, collection = list(source.pipeline), source.collection
+        if source.columns and any(c.key != c.name for c in source.columns):
+            # A view's documents carry the column names (a dotted name nests, and reads back
+            # under the same path).
+            pipeline.append({"$project": {"_id": 0, **{c.name: f"${c.key}"
+                                                       for c in source.columns}}})
         return plan.CreateView(statement.name, collection, pipeline, statement.or_replace)
     if isinstance(statement, ast.DropView):
         return plan.DropView(statement.name, statement.if_exists)
