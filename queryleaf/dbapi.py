@@ -1,0 +1,221 @@
+"""PEP 249 (DB-API 2.0) facade over the same planner and executor.
+
+    import queryleaf.dbapi as db
+    conn = db.connect()                      # embedded default, or connect("mongodb://...")
+    cur = conn.cursor()
+    cur.execute("SELECT name FROM users WHERE age > :age", {"age": 30})
+    cur.fetchall()                           # [('ann',), ...]
+
+MongoDB has no multi-statement transactions here: every statement commits on its own
+(autocommit); ``commit()`` is a no-op and ``rollback()`` raises NotSupportedError.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from queryleaf import errors
+from queryleaf.api import QueryLeaf
+
+apilevel = "2.0"
+threadsafety = 1  # threads may share the module, not connections
+paramstyle = "named"  # :name; qmark (?) is accepted too
+
+
+# ---------------------------------------------------------------- exceptions (PEP 249 names)
+class Warning(Exception):  # noqa: A001 - the name is fixed by PEP 249
+    pass
+
+
+class Error(Exception):
+    pass
+
+
+class InterfaceError(Error):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class DataError(DatabaseError):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class InternalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+def _translate(exc: errors.QueryLeafError) -> DatabaseError:
+    if isinstance(exc, errors.SqlSyntaxError | errors.PlanningError | errors.ParameterError):
+        cls: type[DatabaseError] = ProgrammingError
+    elif isinstance(exc, errors.EngineError):
+        cls = OperationalError
+    elif isinstance(exc, errors.ExecutionError) and exc.code in (11000, 11001):
+        cls = IntegrityError
+    elif isinstance(exc, errors.ExecutionError) and exc.code is None:
+        cls = OperationalError
+    else:
+        cls = DatabaseError
+    err = cls(str(exc))
+    err.__cause__ = exc
+    return err
+
+
+# ---------------------------------------------------------------- type objects
+Date = _dt.date
+Time = _dt.time
+Timestamp = _dt.datetime
+Binary = bytes
+
+
+def DateFromTicks(ticks: float) -> _dt.date:  # noqa: N802 - PEP 249 name
+    return _dt.datetime.fromtimestamp(ticks, _dt.UTC).date()
+
+
+def TimeFromTicks(ticks: float) -> _dt.time:  # noqa: N802
+    return _dt.datetime.fromtimestamp(ticks, _dt.UTC).time()
+
+
+def TimestampFromTicks(ticks: float) -> _dt.datetime:  # noqa: N802
+    return _dt.datetime.fromtimestamp(ticks, _dt.UTC)
+
+
+STRING, BINARY, NUMBER, DATETIME, ROWID = "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID"
+
+
+# ---------------------------------------------------------------- connection and cursor
+def connect(uri: str | None = None, database: str | None = None,
+            data_dir: str | None = None) -> Connection:
+    try:
+        return Connection(QueryLeaf(uri, database, data_dir))
+    except errors.QueryLeafError as exc:
+        raise _translate(exc) from exc
+
+
+class Connection:
+    def __init__(self, ql: QueryLeaf):
+        self._ql: QueryLeaf | None = ql
+
+    @property
+    def queryleaf(self) -> QueryLeaf:
+        if self._ql is None:
+            raise InterfaceError("the connection is closed")
+        return self._ql
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def commit(self) -> None:
+        self.queryleaf  # noqa: B018 - raises when closed
+
+    def rollback(self) -> None:
+        raise NotSupportedError("queryleaf runs every statement in autocommit mode")
+
+    def close(self) -> None:
+        if self._ql is not None:
+            self._ql.close()
+            self._ql = None
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.description: list[tuple] | None = None
+        self.rowcount = -1
+        self._rows: list[tuple] = []
+        self._next = 0
+        self._closed = False
+
+    def execute(self, operation: str,
+                parameters: Mapping[str, Any] | Sequence[Any] | None = None) -> Cursor:
+        if self._closed:
+            raise InterfaceError("the cursor is closed")
+        try:
+            result = self.connection.queryleaf.execute(operation, parameters)
+        except errors.QueryLeafError as exc:
+            raise _translate(exc) from exc
+        if result.columns and result.statement in ("SELECT", "EXPLAIN"):
+            self.description = [(c, None, None, None, None, None, True) for c in result.columns]
+            self._rows = [tuple(r[c] for c in result.columns) for r in result.rows]
+        else:
+            self.description = None
+            self._rows = []
+        self._next = 0
+        self.rowcount = result.rowcount
+        return self
+
+    def executemany(self, operation: str,
+                    seq_of_parameters: Sequence[Mapping[str, Any] | Sequence[Any]]) -> Cursor:
+        total = 0
+        for params in seq_of_parameters:
+            self.execute(operation, params)
+            total += max(self.rowcount, 0)
+        self.rowcount = total
+        return self
+
+    def fetchone(self) -> tuple | None:
+        self._check_rows()
+        if self._next >= len(self._rows):
+            return None
+        row = self._rows[self._next]
+        self._next += 1
+        return row
+
+    def fetchmany(self, size: int | None = None) -> list[tuple]:
+        self._check_rows()
+        n = self.arraysize if size is None else size
+        rows = self._rows[self._next:self._next + n]
+        self._next += len(rows)
+        return rows
+
+    def fetchall(self) -> list[tuple]:
+        self._check_rows()
+        rows = self._rows[self._next:]
+        self._next = len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[tuple]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def _check_rows(self) -> None:
+        if self.description is None:
+            raise ProgrammingError("the last statement returned no rows")
+
+    def setinputsizes(self, sizes: Any) -> None:
+        return None
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._rows = []
