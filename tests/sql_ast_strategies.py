@@ -59,6 +59,7 @@ _ODD_NAMES = [
     "status", "date", "count", "first", "timestamp", "key", "value", "end", "limit", "offset",
     "left", "select", "from", "Order", "Group", "null", "interval", "cast", "my col", 'a"b',
     "a`b", "café", "1abc", "$x", "a.b", "x y.z", "-", "Ünïcödé", "日本", "tab\there", "it's",
+    "ſelect", "ın", "ﬁrst", "²x",
 ]
 _PLAIN_NAMES = ["a", "b", "c", "t", "u", "orders", "items", "price", "_id", "x1", "a$b", "Amount"]
 

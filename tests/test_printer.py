@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sql_ast_strategies import exprs, renumber_params, statements, strict
+from sql_ast_strategies import plain_exprs, renumber_params, statements, strict
 from test_parser import (
     EXPRESSIONS,
     JOINS,
@@ -140,7 +140,7 @@ def test_round_trip_of_random_statements(statement):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(exprs)
+@given(plain_exprs)
 def test_round_trip_of_random_expressions(expression):
     statement = renumber_params(ast.QueryStatement(ast.Select((ast.SelectItem(expression),))))
     assert_round_trip(statement)

@@ -46,6 +46,17 @@ _EXPRESSION_KEYWORDS = RESERVED | {"CAST", "EXTRACT", "INTERVAL"}
 
 _PLAIN_NAME = re.compile(r"[^\W\d][\w$]*")
 
+
+def _matcher(words: frozenset[str]) -> re.Pattern[str]:
+    # The grammar matches keywords with re.IGNORECASE, which also folds e.g. 'ſ' to 's': test
+    # names the same way rather than with str.upper().
+    return re.compile("|".join(sorted(words, key=len, reverse=True)), re.IGNORECASE)
+
+
+_IS_KEYWORD = _matcher(KEYWORDS)
+_IS_RESERVED = _matcher(RESERVED)
+_IS_EXPRESSION_KEYWORD = _matcher(_EXPRESSION_KEYWORDS)
+
 # ---------------------------------------------------------------- precedence
 # Higher binds tighter. An operand is parenthesized when its precedence is below what its place
 # in the grammar accepts.
@@ -115,7 +126,7 @@ def quote_name(name: str) -> str:
     """A name as queryleaf SQL writes it: plain when it can be, else in double quotes."""
     if not name:
         raise ValueError("a name cannot be empty")
-    if _PLAIN_NAME.fullmatch(name) and name.upper() not in KEYWORDS:
+    if _PLAIN_NAME.fullmatch(name) and not _IS_KEYWORD.fullmatch(name):
         return name
     return _quoted(name)
 
@@ -125,7 +136,7 @@ def quote_name(name: str) -> str:
 
 def _function_name(name: str) -> str:
     """Before "(" a keyword reads as a function name unless an expression can start with it."""
-    if _PLAIN_NAME.fullmatch(name) and name.upper() not in _EXPRESSION_KEYWORDS:
+    if _PLAIN_NAME.fullmatch(name) and not _IS_EXPRESSION_KEYWORD.fullmatch(name):
         return name
     return _quoted(name)
 
@@ -133,7 +144,7 @@ def _function_name(name: str) -> str:
 def _word(name: str) -> str:
     """A type name or EXTRACT field: only a name fits there, so keywords (other than reserved
     ones) need no quotes: ``CAST(x AS TIMESTAMP)``."""
-    if _PLAIN_NAME.fullmatch(name) and name.upper() not in RESERVED:
+    if _PLAIN_NAME.fullmatch(name) and not _IS_RESERVED.fullmatch(name):
         return name
     return _quoted(name)
 
