@@ -278,3 +278,9 @@ def test_round_half_away_from_zero_and_cast(ql):
     row = r.rows[0]
     assert (row["a"], row["b"], row["c"], row["i"], row["s"]) == (3, -3, 1.23, 12, "7")
     assert str(row["d"]) == "3.14"
+
+
+def test_standard_call_forms_and_bare_current_timestamp(people):
+    r = people.execute("SELECT SUBSTRING(name FROM 2 FOR 1) AS s, TRIM(LEADING 'a' FROM name) AS t,"
+                       " CURRENT_TIMESTAMP IS NOT NULL AS now_known FROM people WHERE _id = 1")
+    assert r.rows == [{"s": "n", "t": "nn", "now_known": True}]

@@ -264,6 +264,11 @@ def load_active(db: Database, only: list[str] | None = None) -> list[definition.
             for doc in db[names.SUBSCRIPTIONS].find(query).sort("_id", 1)]
 
 
+def load_one(db: Database, name: str) -> definition.Subscription | None:
+    doc = db[names.SUBSCRIPTIONS].find_one({"_id": name})
+    return definition.Subscription.from_document(doc) if doc is not None else None
+
+
 def _load(db: Database, name: str) -> dict[str, Any]:
     doc = db[names.SUBSCRIPTIONS].find_one({"_id": name})
     if doc is None:

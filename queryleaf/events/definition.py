@@ -58,6 +58,13 @@ def new_document(name: str, options: dict[str, Any], spec: WatchSpec,
         "resume_token_timestamp": None,
         "last_event_at": None,
         "last_error": None,
+        "processing_time_p50_ms": None,
+        "processing_time_p99_ms": None,
+        "resume_token_lag_seconds": None,
+        "metrics_updated_at": None,
+        "worker_id": None,  # the worker holding the lease (see lease.py)
+        "worker_host": None,
+        "worker_pid": None,
         "created_at": now,
         "updated_at": now,
         "version": 1,  # bumped by ALTER and RESET: a running stream restarts

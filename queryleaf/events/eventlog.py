@@ -7,15 +7,20 @@ an event whose row is already terminal (completed / failed / dead_letter) is not
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from queryleaf.events import names
 
 TERMINAL = ("completed", "failed", "dead_letter")
+DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "event_id",
+                      "event_type", "collection_name", "database_name", "document_key",
+                      "event_timestamp", "cluster_time")
 # Fields copied from the changed document into the row when present (else null).
 DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
                    "target_service", "interaction_type")
@@ -74,31 +79,74 @@ def static_columns(subscription_id: str, service_name: str | None, subscription_
     }
 
 
+@dataclass
+class Row:
+    """One event in flight: its log key, its fixed columns, and (once handled) its outcome."""
+
+    change: dict[str, Any]
+    key: dict[str, str]
+    static: dict[str, Any]
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    status: str | None = None  # terminal status once handled; 'skipped' if already done
+    retries: int = 0
+    error: str | None = None
+    duration_ms: float | None = None
+    recorded: bool = False  # its terminal row is written
+    skipped: bool = False  # found terminal in the log: acknowledged, not delivered again
+    skip_sinks: tuple[Any, ...] = ()  # sinks already applied to it as part of a group
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+
 class EventLog:
-    """Writes the processing lifecycle of each event: processing → retrying → terminal."""
+    """Writes the processing lifecycle of each event: [processing | retrying →] terminal.
+
+    The terminal row of a group of events is written in one bulk upsert after they are handled;
+    a row appears earlier only for an event that is retrying or slow (``mark``).
+    """
 
     def __init__(self, db: Database):
         self.rows = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
 
-    def begin(self, key: dict[str, str], static: dict[str, Any], started_at: datetime) -> bool:
-        """Upsert the row as 'processing'; False if it is already terminal (skip delivery)."""
+    def terminal(self, keys: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
+        """``{event_id: {processing_status, retries}}`` of the ``keys`` whose row is already
+        terminal (handled before a crash, not checkpointed)."""
+        if not keys:
+            return {}
+        found = self.rows.find(
+            {"_id": {"$in": keys}, "processing_status": {"$in": list(TERMINAL)}},
+            {"processing_status": 1, "retry_count": 1})
+        return {doc["_id"]["event_id"]: {"processing_status": doc["processing_status"],
+                                         "retries": doc.get("retry_count") or 0}
+                for doc in found}
+
+    def mark(self, row: Row, status: str, retry_count: int = 0, error: str | None = None) -> None:
+        """Show an event in flight as 'processing' or 'retrying' (never over a terminal row)."""
         try:
             self.rows.update_one(
-                {"_id": key, "processing_status": {"$nin": list(TERMINAL)}},
-                {"$setOnInsert": static,
-                 "$set": {"processing_status": "processing", "processing_started_at": started_at,
+                {"_id": row.key, "processing_status": {"$nin": list(TERMINAL)}},
+                {"$setOnInsert": row.static,
+                 "$set": {"processing_status": status, "processing_started_at": row.started_at,
                           "processing_completed_at": None, "processing_duration_ms": None,
-                          "retry_count": 0, "last_error": None}},
-                upsert=True,
-            )
+                          "retry_count": retry_count, "last_error": error}},
+                upsert=True)
         except DuplicateKeyError:
-            return False
-        return True
+            pass
 
-    def retrying(self, key: dict[str, str], retry_count: int, error: str) -> None:
-        self.rows.update_one({"_id": key}, {"$set": {
-            "processing_status": "retrying", "retry_count": retry_count, "last_error": error}})
+    def record(self, rows: list[Row]) -> None:
+        """Write the terminal rows of handled events in one bulk upsert."""
+        ops = [UpdateOne({"_id": row.key}, {"$set": {
+            **row.static, "processing_status": row.status,
+            "processing_started_at": row.started_at,
+            "processing_completed_at": row.completed_at,
+            "processing_duration_ms": row.duration_ms, "retry_count": row.retries,
+            "last_error": row.error}}, upsert=True) for row in rows]
+        if ops:
+            self.rows.bulk_write(ops, ordered=False)
 
     def finish(self, key: dict[str, str], status: str, started_at: datetime,
                retry_count: int, error: str | None) -> float:
@@ -110,18 +158,15 @@ class EventLog:
             "processing_duration_ms": duration, "retry_count": retry_count, "last_error": error}})
         return duration
 
-    def dead_letter(self, key: dict[str, str], static: dict[str, Any], change: dict[str, Any],
-                    error: str, attempts: int) -> None:
-        """Park an event that exhausted its retries (idempotent by the same key)."""
+    def dead_letter(self, rows: list[Row]) -> None:
+        """Park events that exhausted their retries (idempotent by the same key)."""
         now = datetime.now(UTC)
-        self.dead_letters.update_one(
-            {"_id": key},
+        ops = [UpdateOne(
+            {"_id": row.key},
             {"$setOnInsert": {"created_at": now},
-             "$set": {**{k: static[k] for k in (
-                 "subscription_id", "subscription_name", "service_name", "event_id",
-                 "event_type", "collection_name", "database_name", "document_key",
-                 "event_timestamp", "cluster_time")},
-                 "event": change, "error": error, "attempts": attempts,
-                 "status": "dead_letter", "updated_at": now}},
-            upsert=True,
-        )
+             "$set": {**{k: row.static[k] for k in DEAD_LETTER_STATIC},
+                      "event": row.change, "error": row.error or "",
+                      "attempts": row.retries + 1, "status": "dead_letter", "updated_at": now}},
+            upsert=True) for row in rows]
+        if ops:
+            self.dead_letters.bulk_write(ops, ordered=False)

@@ -37,8 +37,13 @@ SUBSCRIPTION_COLUMNS = (
     "created_by", "description", "options", "event_filter", "event_filter_as_written", "where",
     "watch", "pre_images", "start_at_operation_time", "resume_token", "resume_token_timestamp",
     "last_event_at", "last_error", "events_received", "events_processed", "events_failed",
-    "events_retried", "events_dead_lettered", "created_at", "updated_at", "version",
-    "position_version",
+    "events_retried", "events_dead_lettered", "processing_time_p50_ms",
+    "processing_time_p99_ms", "resume_token_lag_seconds", "metrics_updated_at", "worker_id",
+    "worker_host", "worker_pid", "created_at", "updated_at", "version", "position_version",
+)
+LEASE_COLUMNS = (
+    "subscription_name", "subscription_id", "service_name", "watching", "worker_id", "host",
+    "pid", "acquired_at", "heartbeat_at", "expires_at", "lease_seconds",
 )
 DEAD_LETTER_COLUMNS = (
     "subscription_id", "subscription_name", "service_name", "event_id", "event_type",

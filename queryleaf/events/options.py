@@ -178,6 +178,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("description", "string", None, "free-form metadata", _string, nullable=True),
     OptionSpec("deliver_to", "string", "log",
                f"where events go: {', '.join(DELIVER_TO_FORMS)}", deliver_to_problem),
+    OptionSpec("webhook_secret", "string", None,
+               "HMAC-SHA256 key signing webhook POSTs ('env:NAME' reads the worker's "
+               "environment variable NAME)", _nonempty_string, nullable=True),
 )
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SPECS}
 VALID_NAMES: tuple[str, ...] = tuple(sorted(BY_NAME))
@@ -235,7 +238,21 @@ def validate(name: str, options: Mapping[str, Any],
     complete.update(checked)  # None only for nullable options, whose default is None
     if complete["subscription_id"] is None:
         complete["subscription_id"] = name
+    check_combination(complete, positions)
     return complete
+
+
+def check_combination(options: Mapping[str, Any], positions: Mapping[str, Any]) -> None:
+    """Rules between options (the complete, checked set)."""
+    secret = options.get("webhook_secret")
+    target = options.get("deliver_to") or "log"
+    if secret is not None and not target.startswith(("http://", "https://")):
+        raise option_error("webhook_secret", f"only applies to webhook targets "
+                           f"(deliver_to 'http://...' or 'https://...'), not {target!r}",
+                           positions)
+    if isinstance(secret, str) and secret.startswith("env:") and not _IDENT.match(secret[4:]):
+        raise option_error("webhook_secret", f"{secret!r}: 'env:' must be followed by an "
+                           "environment variable name", positions)
 
 
 def _copy(value: Any) -> Any:

@@ -1,14 +1,22 @@
 """Where a subscription's events go besides the event log (``deliver_to``).
 
-A sink has one method, ``deliver(event)``, which raises to report a failure (the worker then
-retries per the subscription's RetryPolicy). ``event`` is the change event document exactly as
-the server sent it (``_id`` = resume token, ``operationType``, ``ns``, ``documentKey``,
-``fullDocument``, ...).
+A sink's ``deliver(payload)`` raises to report a failure (the worker then retries per the
+subscription's RetryPolicy). ``payload`` is one change event document exactly as the server sent
+it (``_id`` = resume token, ``operationType``, ``ns``, ``documentKey``, ``fullDocument``, ...),
+or, for a subscription with ``batch_processing = true``, a list of them in oplog order.
+
+Built-in sinks (``builtin = True``) talk to the database: a connection error there is the
+server's trouble, not the event's, so the worker reconnects instead of counting a failure.
+The collection sink can also apply a whole group of events in one bulk write
+(``deliver_group``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -16,19 +24,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bson import json_util
+from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from queryleaf.events.definition import Subscription
 from queryleaf.events.eventlog import event_id
 
-Handler = Callable[[dict[str, Any]], Any]
+Handler = Callable[[Any], Any]
+Payload = dict[str, Any] | list[dict[str, Any]]
+SIGNATURE_HEADER = "X-Queryleaf-Signature-256"
 
 
 class Sink(Protocol):
     description: str
+    builtin: bool
 
-    def deliver(self, event: dict[str, Any]) -> None: ...
+    def deliver(self, payload: Payload) -> None: ...
 
 
 class SinkUnavailable(Exception):
@@ -41,16 +54,38 @@ class CollectionSink:
 
     collection: Collection
     subscription_id: str
+    builtin = True
 
     @property
     def description(self) -> str:
         return f"collection:{self.collection.name}"
 
-    def deliver(self, event: dict[str, Any]) -> None:
-        eid = event_id(event)
-        doc = {**event, "_id": eid, "resume_token": event["_id"],
-               "subscription_id": self.subscription_id}
-        self.collection.replace_one({"_id": eid}, doc, upsert=True)
+    def _document(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "_id": event_id(event), "resume_token": event["_id"],
+                "subscription_id": self.subscription_id}
+
+    def deliver(self, payload: Payload) -> None:
+        if isinstance(payload, list):
+            failed = self.deliver_group(payload)
+            if failed:
+                raise RuntimeError(f"{len(failed)} of {len(payload)} event(s) could not be "
+                                   f"written to {self.collection.name}: {failed[0][1]}")
+            return
+        doc = self._document(payload)
+        self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    def deliver_group(self, events: list[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Upsert every event in one unordered bulk write; returns (index, error) failures."""
+        if not events:
+            return []
+        ops = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+               for doc in map(self._document, events)]
+        try:
+            self.collection.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            return [(err["index"], err.get("errmsg", "write error"))
+                    for err in exc.details.get("writeErrors", [])]
+        return []
 
 
 @dataclass
@@ -59,27 +94,47 @@ class CallableSink:
 
     function: Handler
     description: str
+    builtin = False
 
-    def deliver(self, event: dict[str, Any]) -> None:
-        self.function(event)
+    def deliver(self, payload: Payload) -> None:
+        self.function(payload)
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The value of the X-Queryleaf-Signature-256 header: ``sha256=<hex HMAC of the body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass
 class HttpSink:
-    """POSTs the event as Extended JSON (relaxed); any 2xx status is success."""
+    """POSTs the event (or a batch, as a JSON array) as relaxed Extended JSON; 2xx = success.
+
+    Headers: ``X-Queryleaf-Subscription`` (the subscription_id), ``X-Queryleaf-Event-Id`` (one
+    event) or ``X-Queryleaf-Batch-Size`` (a batch), and with a ``webhook_secret``
+    ``X-Queryleaf-Signature-256: sha256=<hex>``, the HMAC-SHA256 of the exact body bytes.
+    """
 
     url: str
     timeout_s: float
+    subscription_id: str = ""
+    secret: str | None = None
+    builtin = False
 
     @property
     def description(self) -> str:
         return self.url
 
-    def deliver(self, event: dict[str, Any]) -> None:
-        body = json_util.dumps(event, json_options=json_util.RELAXED_JSON_OPTIONS).encode()
-        request = urllib.request.Request(
-            self.url, data=body, method="POST",
-            headers={"Content-Type": "application/json", "X-Queryleaf-Event-Id": event_id(event)})
+    def deliver(self, payload: Payload) -> None:
+        body = json_util.dumps(payload, json_options=json_util.RELAXED_JSON_OPTIONS).encode()
+        headers = {"Content-Type": "application/json",
+                   "X-Queryleaf-Subscription": self.subscription_id}
+        if isinstance(payload, list):
+            headers["X-Queryleaf-Batch-Size"] = str(len(payload))
+        else:
+            headers["X-Queryleaf-Event-Id"] = event_id(payload)
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = signature(self.secret, body)
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 status = response.status
@@ -101,7 +156,8 @@ def resolve(sub: Subscription, db: Database, handlers: Mapping[str, Handler]) ->
     if scheme == "collection":
         sinks.append(CollectionSink(db[rest], sub.subscription_id))
     elif scheme in ("http", "https"):
-        sinks.append(HttpSink(target, sub.options["processing_timeout_ms"] / 1000))
+        sinks.append(HttpSink(target, sub.options["processing_timeout_ms"] / 1000,
+                              sub.subscription_id, _secret(sub.options.get("webhook_secret"))))
     elif scheme == "python":
         sinks.append(CallableSink(_import(rest), target))
     elif scheme == "handler":
@@ -114,6 +170,18 @@ def resolve(sub: Subscription, db: Database, handlers: Mapping[str, Handler]) ->
                                       for s in sinks):
         sinks.append(CallableSink(registered, f"handler registered for {sub.name!r}"))
     return sinks
+
+
+def _secret(value: str | None) -> str | None:
+    """The webhook secret: the literal, or for ``env:NAME`` the worker's variable NAME."""
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value[4:]
+    secret = os.environ.get(name)
+    if not secret:
+        raise SinkUnavailable(f"webhook_secret 'env:{name}': the environment variable {name} "
+                              "is not set in this worker")
+    return secret
 
 
 def _import(spec: str) -> Handler:

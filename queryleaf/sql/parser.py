@@ -602,6 +602,21 @@ class _ToAst(Transformer_NonRecursive):
         params = tuple(self._number(c) for c in children[1:] if c)
         return ast.TypeName(children[0].upper(), params, _position(meta))
 
+    def from_call(self, meta, children):
+        name, side, first, source, length = children
+        fn = name.upper()
+        pos = _position(meta)
+        if fn in ("SUBSTRING", "SUBSTR") and side is None and first is not None:
+            args = (first, source) + ((length,) if length is not None else ())
+            return ast.FuncCall("SUBSTRING", args, pos=pos)
+        if fn == "TRIM" and length is None:
+            which = {"LEADING": "LTRIM", "TRAILING": "RTRIM"}.get(str(side).upper(), "TRIM")
+            args = (source,) + ((first,) if first is not None else ())
+            return ast.FuncCall(which, args, pos=pos)
+        raise SqlSyntaxError(f"{fn}(... FROM ...) is not valid; only SUBSTRING(s FROM i [FOR n]) "
+                             "and TRIM([BOTH|LEADING|TRAILING] [x] FROM s) use FROM", pos,
+                             self.sql)
+
     def extract_expr(self, meta, children):
         return ast.Extract(children[0].upper(), children[1], _position(meta))
 
