@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pymongo.errors
@@ -117,19 +117,22 @@ class Executor:
         return self.db[p.collection].aggregate(p.pipeline)
 
     def query(self, p: plan.Aggregate | plan.Find) -> Result:
-        docs = list(self.cursor(p))
+        """Rows stream from the cursor as the caller iterates (see Result)."""
+        cursor = self.cursor(p)
         if p.columns is None:
-            names: dict[str, None] = {}
-            for d in docs:
-                names.update(dict.fromkeys(d))
-            columns = list(names)
-            if "_id" in names:
-                columns = ["_id", *[c for c in columns if c != "_id"]]
-            rows = [{c: d.get(c) for c in columns} for d in docs]
-        else:
-            columns = [c.name for c in p.columns]
-            rows = [{c.name: get_path(d, c.key) for c in p.columns} for d in docs]
-        return Result(columns, rows, len(rows), "SELECT")
+            return Result(None, statement="SELECT", stream=self._guard(iter(cursor)))
+        columns = p.columns
+        rows = ({c.name: get_path(d, c.key) for c in columns} for d in cursor)
+        return Result([c.name for c in columns], statement="SELECT",
+                      stream=self._guard(rows))
+
+    @staticmethod
+    def _guard(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Server errors met while streaming surface as ExecutionError, like the others."""
+        try:
+            yield from rows
+        except pymongo.errors.PyMongoError as exc:
+            raise _server_error(exc) from exc
 
     # ------------------------------------------------------------ writes
     def insert(self, p: plan.Insert) -> Result:
@@ -150,7 +153,7 @@ class Executor:
         targets = list(p.columns) or result.columns
         total = 0
         batch: list[dict[str, Any]] = []
-        for row in result.rows:
+        for row in result:
             doc: dict[str, Any] = {}
             for target, column in zip(targets, result.columns, strict=True):
                 _nest(doc, target.split("."), row[column])

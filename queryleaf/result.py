@@ -3,36 +3,103 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from queryleaf.errors import QueryLeafError
 
-@dataclass
+
 class Result:
-    """Rows (dicts keyed by column name, every column present) or a write's row count.
+    """Rows (dicts keyed by column name) or a write's row count.
+
+    A query's rows stream from the server cursor: iterating a fresh Result reads them batch by
+    batch without keeping them, so memory does not grow with the result size (such a result can
+    be iterated once). ``rows``, ``len()``, ``rowcount`` and ``columns`` of a ``SELECT *`` read
+    (and keep) all remaining rows. Every row holds every column; in a streamed ``SELECT *`` a row
+    holds the fields of its own document, since the other documents are not known yet.
 
     ``rowcount`` is the number of rows returned for queries and the number of documents
     inserted/matched/deleted for writes; -1 when not applicable. ``message`` is a short status
-    line for statements without rows (e.g. ``CREATE EVENT_SUBSCRIPTION``). ``commands`` holds the
-    server commands for EXPLAIN.
+    line for statements without rows. ``commands`` holds the server commands for EXPLAIN.
     """
 
-    columns: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    rowcount: int = -1
-    statement: str = ""
-    message: str | None = None
-    commands: list[dict[str, Any]] | None = None
-    elapsed_ms: float = 0.0
+    def __init__(self, columns: list[str] | None = None, rows: list[dict[str, Any]] | None = None,
+                 rowcount: int = -1, statement: str = "", message: str | None = None,
+                 commands: list[dict[str, Any]] | None = None, elapsed_ms: float = 0.0,
+                 stream: Iterator[dict[str, Any]] | None = None):
+        self._columns = columns
+        self._rows = rows
+        self._stream = stream
+        self._streamed = 0  # rows handed out by a streaming iteration
+        self._rowcount = rowcount
+        self.statement = statement
+        self.message = message
+        self.commands = commands
+        self.elapsed_ms = elapsed_ms
+
+    # ------------------------------------------------------------ rows
+    def _materialize(self) -> list[dict[str, Any]]:
+        if self._stream is not None:
+            if self._streamed:
+                raise QueryLeafError("the rows of this result were already streamed by "
+                                     "iterating it; use .rows to keep them")
+            rows = list(self._stream)
+            self._stream = None
+            if self._columns is None:  # SELECT *: the union of the documents' fields
+                names: dict[str, None] = {}
+                for r in rows:
+                    names.update(dict.fromkeys(r))
+                columns = list(names)
+                if "_id" in names:
+                    columns = ["_id", *[c for c in columns if c != "_id"]]
+                self._columns = columns
+                rows = [{c: r.get(c) for c in columns} for r in rows]
+            self._rows = rows
+            self._rowcount = len(rows)
+        return self._rows if self._rows is not None else []
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self._materialize()
+
+    @property
+    def columns(self) -> list[str]:
+        if self._columns is None:
+            self._materialize()
+        return self._columns or []
+
+    @property
+    def rowcount(self) -> int:
+        if self._stream is not None and self._streamed:
+            return self._rowcount
+        if self._stream is not None:
+            self._materialize()
+        return self._rowcount
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.rows)
+        if self._stream is None:
+            yield from self._materialize()
+            return
+        if self._streamed:
+            raise QueryLeafError("the rows of this result were already streamed by "
+                                 "iterating it; use .rows to keep them")
+        self._streamed = -1  # started
+        count = 0
+        for row in self._stream:
+            count += 1
+            yield row
+        self._rowcount = count
+        self._streamed = count or -1
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __repr__(self) -> str:
+        return (f"Result(statement={self.statement!r}, columns={self._columns!r}, "
+                f"rowcount={self._rowcount!r}, message={self.message!r})")
+
     def scalar(self) -> Any:
         """The first column of the first row (None when there are no rows)."""
-        if not self.rows or not self.columns:
+        rows = self.rows
+        if not rows or not self.columns:
             return None
-        return self.rows[0][self.columns[0]]
+        return rows[0][self.columns[0]]

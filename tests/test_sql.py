@@ -37,8 +37,8 @@ def test_select_star_fills_missing_columns_with_null(people):
 
 def test_missing_and_null_are_both_null(people):
     r = people.execute("SELECT name, age FROM people WHERE age IS NULL")
-    assert names(r) == ["Eve", "bob"]
-    assert all(row["age"] is None for row in r)
+    assert names(r.rows) == ["Eve", "bob"]
+    assert all(row["age"] is None for row in r.rows)
 
 
 def test_three_valued_logic_never_matches_null(people):
@@ -284,3 +284,14 @@ def test_standard_call_forms_and_bare_current_timestamp(people):
     r = people.execute("SELECT SUBSTRING(name FROM 2 FOR 1) AS s, TRIM(LEADING 'a' FROM name) AS t,"
                        " CURRENT_TIMESTAMP IS NOT NULL AS now_known FROM people WHERE _id = 1")
     assert r.rows == [{"s": "n", "t": "nn", "now_known": True}]
+
+
+def test_rows_stream_once_and_rows_keeps_them(ql):
+    ql.db.big.insert_many([{"i": i} for i in range(250)])
+    r = ql.execute("SELECT i FROM big ORDER BY i")
+    assert sum(1 for _ in r) == 250 and r.rowcount == 250
+    with pytest.raises(Exception, match="already streamed"):
+        list(r)
+    r = ql.execute("SELECT * FROM big WHERE i < 3 ORDER BY i")
+    assert r.columns == ["_id", "i"] and [row["i"] for row in r] == [0, 1, 2]
+    assert [row["i"] for row in r] == [0, 1, 2]  # materialised by .columns: re-iterable
