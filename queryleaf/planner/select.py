@@ -22,6 +22,7 @@ from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, is_n
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table, display_path
+from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk, walk_expr
@@ -344,60 +345,11 @@ class SelectPlanner:
 
     # ------------------------------------------------------------ subqueries
     def subquery(self, e: ast.Expr, compiler: ExprCompiler) -> Any:
-        query = e.query  # type: ignore[attr-defined]
-        child_scope_outer = compiler.scope
-        planner_ctx = self.ctx
-        sub, lets = plan_with_lets(query, planner_ctx, outer=child_scope_outer,
-                                   allow_find=False)
-        agg = as_aggregate(sub)
-        lets = dict(lets)
-        field_name = self.ctx.fresh("__sq")
-        stages = list(agg.pipeline)
-        if isinstance(e, ast.Exists):
-            stages += [{"$limit": 1}, {"$project": {"_id": 1}}]
-            result: Any = {"$gt": [{"$size": f"${field_name}"}, 0]}
-        else:
-            if agg.columns is None or len(agg.columns) != 1:
-                raise PlanningError("a subquery used as a value must return exactly one column",
-                                    query.pos)
-            key = agg.columns[0].key
-            if isinstance(e, ast.InSubquery):
-                needle_var = self.ctx.fresh("needle")
-                lets[needle_var] = compiler.compile(e.expr)
-                stages.append({"$group": {
-                    "_id": None,
-                    "hit": {"$max": {"$eq": [f"${key}", f"$${needle_var}"]}},
-                    "nulls": {"$max": is_null_expr(f"${key}")},
-                }})
-                g = {"$arrayElemAt": [f"${field_name}", 0]}
-                found = {"$let": {"vars": {"g": g}, "in": {"$switch": {"branches": [
-                    {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
-                    {"case": is_null_expr(lets[needle_var]), "then": None},
-                    {"case": "$$g.hit", "then": True},
-                    {"case": "$$g.nulls", "then": None}], "default": False}}}}
-                result = found
-                if e.negated:
-                    result = {"$let": {"vars": {"f": found}, "in": {
-                        "$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]}}}
-            else:
-                stages.append({"$limit": 2})
-                rows = f"${field_name}"
-                too_many = {"$toInt": {"$concat": [
-                    "scalar subquery returned more than one row: ", {"$toString": {"$size": rows}}]}}
-                result = {"$switch": {"branches": [
-                    {"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
-                    "default": {"$getField": {"field": {"$literal": key},
-                                              "input": {"$arrayElemAt": [rows, 0]}}}}}
-        lookup: dict[str, Any] = {}
-        if agg.collection is not None:
-            lookup["from"] = agg.collection
-        if lets:
-            lookup["let"] = lets
-        lookup["pipeline"] = stages
-        lookup["as"] = field_name
-        self.pending.append({"$lookup": lookup})
+        """Compile a subquery: its $lookup waits in ``pending`` for the stage that needs it."""
+        stage, value, field_name = subquery_lookup(e, compiler, self.ctx)
+        self.pending.append(stage)
         self.temp_fields.append(field_name)
-        return result
+        return value
 
     # ------------------------------------------------------------ SELECT list
     def outputs(self) -> list[Output]:

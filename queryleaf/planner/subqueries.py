@@ -1,0 +1,75 @@
+"""Subqueries in expressions → a $lookup per subquery and the expression reading its result.
+
+Scalar subqueries yield their single value (more than one row is a run-time error, as in SQL),
+EXISTS whether a row exists, and IN / NOT IN follow three-valued logic: a miss is unknown when
+the subquery yields a NULL. Outer columns read by the subquery are bound with ``let``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from queryleaf.errors import PlanningError
+from queryleaf.planner.expressions import ExprCompiler, is_null_expr
+from queryleaf.sql import ast
+
+if TYPE_CHECKING:
+    from queryleaf.planner.select import Context
+
+
+def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
+                    ctx: Context) -> tuple[dict[str, Any], Any, str]:
+    """The $lookup stage, the expression reading the subquery's value, the temporary field."""
+    from queryleaf.planner.select import as_aggregate, plan_with_lets
+
+    query = e.query  # type: ignore[attr-defined]
+    sub, lets = plan_with_lets(query, ctx, outer=compiler.scope, allow_find=False)
+    agg = as_aggregate(sub)
+    lets = dict(lets)
+    field_name = ctx.fresh("__sq")
+    stages = list(agg.pipeline)
+    rows = f"${field_name}"
+    if isinstance(e, ast.Exists):
+        stages += [{"$limit": 1}, {"$project": {"_id": 1}}]
+        result: Any = {"$gt": [{"$size": rows}, 0]}
+    else:
+        if agg.columns is None or len(agg.columns) != 1:
+            raise PlanningError("a subquery used as a value must return exactly one column",
+                                query.pos)
+        key = agg.columns[0].key
+        if isinstance(e, ast.InSubquery):
+            needle = ctx.fresh("needle")
+            lets[needle] = compiler.compile(e.expr)
+            stages.append({"$group": {
+                "_id": None,
+                "hit": {"$max": {"$eq": [f"${key}", f"$${needle}"]}},
+                "nulls": {"$max": is_null_expr(f"${key}")},
+            }})
+            found = {"$let": {"vars": {"g": {"$arrayElemAt": [rows, 0]}}, "in": {"$switch": {
+                "branches": [
+                    {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
+                    {"case": is_null_expr(lets[needle]), "then": None},
+                    {"case": "$$g.hit", "then": True},
+                    {"case": "$$g.nulls", "then": None}],
+                "default": False}}}}
+            result = found
+            if e.negated:
+                result = {"$let": {"vars": {"f": found}, "in": {
+                    "$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]}}}
+        else:
+            stages.append({"$limit": 2})
+            # A non-constant conversion failure is how a pipeline raises a run-time error.
+            too_many = {"$toInt": {"$concat": [
+                "scalar subquery returned more than one row: ", {"$toString": {"$size": rows}}]}}
+            result = {"$switch": {"branches": [
+                {"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
+                "default": {"$getField": {"field": {"$literal": key},
+                                          "input": {"$arrayElemAt": [rows, 0]}}}}}
+    lookup: dict[str, Any] = {}
+    if agg.collection is not None:
+        lookup["from"] = agg.collection
+    if lets:
+        lookup["let"] = lets
+    lookup["pipeline"] = stages
+    lookup["as"] = field_name
+    return {"$lookup": lookup}, result, field_name
