@@ -91,10 +91,7 @@ class Executor:
             return Result(rowcount=res.deleted_count, statement="DELETE",
                           message=f"DELETE {res.deleted_count}")
         if isinstance(p, plan.CreateView):
-            if p.or_replace:
-                self.db.drop_collection(p.name)
-            self.db.command({"create": p.name, "viewOn": p.source, "pipeline": p.pipeline})
-            return Result(statement="CREATE VIEW", message=f"CREATE VIEW {p.name}")
+            return self.create_view(p)
         if isinstance(p, plan.DropView):
             return self.drop_view(p)
         from queryleaf.events import catalog
@@ -164,6 +161,28 @@ class Executor:
         if batch:
             total += len(self.db[p.collection].insert_many(batch).inserted_ids)
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
+
+    def create_view(self, p: plan.CreateView) -> Result:
+        existing = list(self.db.list_collections(filter={"name": p.name}))
+        if existing and existing[0].get("type") != "view":
+            raise ExecutionError(f"{p.name} is a collection, not a view; a view cannot replace it")
+        if existing and not p.or_replace:
+            raise ExecutionError(f"view {p.name} already exists (use CREATE OR REPLACE VIEW)")
+        create = {"create": p.name, "viewOn": p.source, "pipeline": p.pipeline}
+        if not existing:
+            self.db.command(create)
+        else:
+            # Replace the view; if the new definition is refused, put the old one back.
+            # (collMod would do it in one step, but not every server applies it to views.)
+            old = existing[0].get("options", {})
+            self.db.drop_collection(p.name)
+            try:
+                self.db.command(create)
+            except pymongo.errors.PyMongoError:
+                self.db.command({"create": p.name, "viewOn": old.get("viewOn"),
+                                 "pipeline": old.get("pipeline", [])})
+                raise
+        return Result(statement="CREATE VIEW", message=f"CREATE VIEW {p.name}")
 
     def drop_view(self, p: plan.DropView) -> Result:
         info = list(self.db.list_collections(filter={"name": p.name}))

@@ -69,7 +69,7 @@ class Insert(Plan):
     def commands(self):
         if self.compute is not None:
             return [{"aggregate": 1, "pipeline": self.compute, "cursor": {}},
-                    {"insert": self.collection, "documents": "<the documents computed above>"}]
+                    {"insert": self.collection, "documents": ["<the documents computed above>"]}]
         return [{"insert": self.collection, "documents": self.documents}]
 
 
@@ -87,7 +87,7 @@ class InsertSelect(Plan):
 
     def commands(self):
         return [*self.source.commands(),
-                {"insert": self.collection, "documents": "<the rows of the query above>"}]
+                {"insert": self.collection, "documents": ["<the rows of the query above>"]}]
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,19 @@ class Delete(Plan):
 
 @dataclass(frozen=True)
 class CreateView(Plan):
+    """CREATE [OR REPLACE] VIEW. Replacing drops and recreates an existing view (restoring it
+    if the new definition is refused); a collection of that name is never dropped."""
+
     name: str
     source: str
     pipeline: list[dict[str, Any]]
     or_replace: bool = False
 
     def commands(self):
-        cmds: list[dict[str, Any]] = []
+        create = {"create": self.name, "viewOn": self.source, "pipeline": self.pipeline}
         if self.or_replace:
-            cmds.append({"drop": self.name})
-        cmds.append({"create": self.name, "viewOn": self.source, "pipeline": self.pipeline})
-        return cmds
+            return [{"drop": self.name, "$comment": "only when it is a view"}, create]
+        return [create]
 
 
 @dataclass(frozen=True)
@@ -216,20 +218,33 @@ class SetSubscriptionState(Plan):
 
 @dataclass(frozen=True)
 class ResetSubscription(Plan):
+    """RESET EVENT_SUBSCRIPTION: forget the resume token and start at NOW or a timestamp."""
+
     name: str
     timestamp: str | None = None
 
     def commands(self):
         from queryleaf.events import names
 
-        return [{"update": names.SUBSCRIPTIONS, "updates": [{"q": {"_id": self.name}}]}]
+        start = self.timestamp if self.timestamp is not None else "<the cluster time of this write>"
+        changes = {"resume_token": None, "resume_token_timestamp": None, "status": "active",
+                   "start_at_operation_time": start}
+        return [{"update": names.SUBSCRIPTIONS,
+                 "updates": [{"q": {"_id": self.name},
+                              "u": {"$set": changes, "$inc": {"version": 1,
+                                                              "position_version": 1}}}]}]
 
 
 @dataclass(frozen=True)
 class ReplayDeadLetters(Plan):
+    """REPLAY DEAD_LETTER_EVENTS: mark matching dead letters; a running worker re-delivers them."""
+
     filter: dict[str, Any]
 
     def commands(self):
         from queryleaf.events import names
 
-        return [{"find": names.DEAD_LETTERS, "filter": self.filter}]
+        query = {"$and": [self.filter or {}, {"status": "dead_letter"}]}
+        return [{"update": names.DEAD_LETTERS,
+                 "updates": [{"q": query, "u": {"$set": {"status": "replay_requested"}},
+                              "multi": True}]}]

@@ -224,6 +224,9 @@ def test_views(people):
     people.execute("DROP VIEW IF EXISTS oslo_people")
     with pytest.raises(ExecutionError, match="not a view"):
         people.execute("DROP VIEW people")
+    with pytest.raises(ExecutionError, match="not a view"):
+        people.execute("CREATE OR REPLACE VIEW people AS SELECT name FROM people")
+    assert people.db.people.count_documents({}) == 5
 
 
 def test_script_runs_in_order_and_stops_at_first_error(ql):

@@ -105,7 +105,6 @@ def like_to_regex(pattern: str, escape: str | None = None) -> str:
     return "".join(out)
 
 
-_BARE_FUNCTIONS = {"CURRENT_TIMESTAMP", "CURRENT_DATE", "LOCALTIMESTAMP"}
 _COMPARE = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
 
@@ -195,9 +194,6 @@ class ExprCompiler:
         return literal(self.bindings.value(e))
 
     def _column(self, e: ast.Column) -> Any:
-        if len(e.parts) == 1 and str(e.parts[0]).upper() in _BARE_FUNCTIONS:
-            # CURRENT_TIMESTAMP / CURRENT_DATE are written without parentheses in SQL.
-            return self.compile(ast.FuncCall(str(e.parts[0]).upper(), (), pos=e.pos))
         if self.grouped:
             raise PlanningError(
                 f"column {display_path(e.parts)} must appear in GROUP BY or be used in an "

@@ -28,6 +28,9 @@ from queryleaf.errors import Position, SqlSyntaxError
 from queryleaf.sql import ast
 
 
+BARE_FUNCTIONS = frozenset({"CURRENT_TIMESTAMP", "CURRENT_DATE", "LOCALTIMESTAMP"})
+
+
 def grammar_text() -> str:
     """The grammar shipped in the wheel, or the repository's copy in a source checkout."""
     packaged = resources.files("queryleaf") / "grammar" / "queryleaf.lark"
@@ -470,6 +473,10 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Param(str(token)[1:], None, _position(meta))
 
     def column_ref(self, meta, children):
+        if len(children) == 1 and str(children[0]).upper() in BARE_FUNCTIONS and (
+                self.sql[meta.start_pos:meta.end_pos].upper() in BARE_FUNCTIONS):
+            # SQL's niladic functions, written without parentheses (a quoted name stays a column)
+            return ast.FuncCall(str(children[0]).upper(), (), pos=_position(meta))
         parts = tuple(self._number(c) if _is_token(c, "INT") else c for c in children)
         return ast.Column(parts, _position(meta))
 

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from queryleaf.sql import ast
+from queryleaf.sql.parser import BARE_FUNCTIONS
 
 __all__ = ["KEYWORDS", "RESERVED", "expr_name", "quote_name", "to_sql"]
 
@@ -126,7 +127,8 @@ def quote_name(name: str) -> str:
     """A name as queryleaf SQL writes it: plain when it can be, else in double quotes."""
     if not name:
         raise ValueError("a name cannot be empty")
-    if _PLAIN_NAME.fullmatch(name) and not _IS_KEYWORD.fullmatch(name):
+    if (_PLAIN_NAME.fullmatch(name) and not _IS_KEYWORD.fullmatch(name)
+            and name.upper() not in BARE_FUNCTIONS):
         return name
     return _quoted(name)
 
