@@ -27,7 +27,6 @@ from lark.visitors import Transformer_NonRecursive
 from queryleaf.errors import Position, SqlSyntaxError
 from queryleaf.sql import ast
 
-
 BARE_FUNCTIONS = frozenset({"CURRENT_TIMESTAMP", "CURRENT_DATE", "LOCALTIMESTAMP"})
 
 
