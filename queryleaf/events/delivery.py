@@ -107,6 +107,9 @@ class Caller:
         if job.error is not None:
             raise job.error
 
+    def close(self) -> None:
+        self._abandon()
+
     def _abandon(self) -> None:
         if self.helper is not None:
             self.helper.jobs.put(None)  # it exits after the call it is stuck in
@@ -123,6 +126,8 @@ class Delivery:
         self.stop = stop
         self.timeout_s = timeout_ms / 1000
         self.local = threading.local()
+        self.callers: list[Caller] = []
+        self.callers_lock = threading.Lock()
 
     @property
     def group_sinks(self) -> list[Sink]:
@@ -162,6 +167,13 @@ class Delivery:
         return Outcome(self.policy.exhausted_status, self.policy.max_retry_attempts, error,
                        _ms_since(started))
 
+    def close(self) -> None:
+        """Let the helper threads exit (after the call they are in, if any)."""
+        with self.callers_lock:
+            callers, self.callers = self.callers, []
+        for caller in callers:
+            caller.close()
+
     def _call(self, sink: Sink, payload: Payload, on_slow: Callable[[], None] | None) -> None:
         if sink.builtin:
             try:
@@ -172,6 +184,8 @@ class Delivery:
         caller = getattr(self.local, "caller", None)
         if caller is None:
             caller = self.local.caller = Caller()
+            with self.callers_lock:
+                self.callers.append(caller)
         caller.call(sink.deliver, payload, self.timeout_s, self.stop, on_slow)
 
 

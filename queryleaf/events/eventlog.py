@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReplaceOne, UpdateOne
+from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from queryleaf.events import names
 
@@ -26,12 +27,35 @@ DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
                    "target_service", "interaction_type")
 
 
+DUPLICATE_KEY = 11000
+
+
+def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> None:
+    """Upsert ``docs`` by ``_id``: one unordered insert, then a replace for those that exist."""
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if other:
+            raise
+        existing = [docs[e["index"]] for e in errors]
+        collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing],
+                              ordered=False)
+
+
 def event_id(change: dict[str, Any]) -> str:
     return change["_id"]["_data"]
 
 
-def row_key(subscription_id: str, eid: str) -> dict[str, str]:
-    return {"subscription_id": subscription_id, "event_id": eid}  # field order is part of _id
+def row_key(subscription_id: str, eid: str) -> str:
+    """The ``_id`` of an event-log row and of a dead letter: ``<subscription_id>:<event_id>``.
+
+    A string rather than an embedded document: equality on a string ``_id`` is a point lookup
+    on every server (some do not use the ``_id`` index for embedded-document values). The event
+    id is hex, so the key splits unambiguously at its last ':'.
+    """
+    return f"{subscription_id}:{eid}"
 
 
 def event_data(change: dict[str, Any]) -> Any:
@@ -84,7 +108,7 @@ class Row:
     """One event in flight: its log key, its fixed columns, and (once handled) its outcome."""
 
     change: dict[str, Any]
-    key: dict[str, str]
+    key: str
     static: dict[str, Any]
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -112,15 +136,15 @@ class EventLog:
         self.rows = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
 
-    def terminal(self, keys: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-        """``{event_id: {processing_status, retries}}`` of the ``keys`` whose row is already
+    def terminal(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """``{key: {processing_status, retries}}`` of the ``keys`` whose row is already
         terminal (handled before a crash, not checkpointed)."""
         if not keys:
             return {}
         found = self.rows.find(
             {"_id": {"$in": keys}, "processing_status": {"$in": list(TERMINAL)}},
             {"processing_status": 1, "retry_count": 1})
-        return {doc["_id"]["event_id"]: {"processing_status": doc["processing_status"],
+        return {doc["_id"]: {"processing_status": doc["processing_status"],
                                          "retries": doc.get("retry_count") or 0}
                 for doc in found}
 
@@ -138,17 +162,22 @@ class EventLog:
             pass
 
     def record(self, rows: list[Row]) -> None:
-        """Write the terminal rows of handled events in one bulk upsert."""
-        ops = [UpdateOne({"_id": row.key}, {"$set": {
-            **row.static, "processing_status": row.status,
-            "processing_started_at": row.started_at,
-            "processing_completed_at": row.completed_at,
-            "processing_duration_ms": row.duration_ms, "retry_count": row.retries,
-            "last_error": row.error}}, upsert=True) for row in rows]
-        if ops:
-            self.rows.bulk_write(ops, ordered=False)
+        """Write the terminal rows of handled events.
 
-    def finish(self, key: dict[str, str], status: str, started_at: datetime,
+        One unordered ``insert_many`` (much cheaper than upserts); the rows that already exist
+        (marked 'retrying' or 'processing' earlier, or written by a worker that lost its lease)
+        are then replaced, which is what an upsert would have done.
+        """
+        if not rows:
+            return
+        docs = [{"_id": row.key, **row.static, "processing_status": row.status,
+                 "processing_started_at": row.started_at,
+                 "processing_completed_at": row.completed_at,
+                 "processing_duration_ms": row.duration_ms, "retry_count": row.retries,
+                 "last_error": row.error} for row in rows]
+        insert_or_replace(self.rows, docs)
+
+    def finish(self, key: str, status: str, started_at: datetime,
                retry_count: int, error: str | None) -> float:
         """Record the terminal status; returns the processing duration in ms."""
         done = datetime.now(UTC)

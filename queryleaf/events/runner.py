@@ -6,11 +6,12 @@ The loop, per group of events the stream has ready (up to ``batch_size``):
    checkpointed): those are acknowledged without being delivered again;
 2. deliver the others — in order on this thread (``preserve_order``), concurrently per document
    (``preserve_order = false``, see lanes.py), or as one list (``batch_processing``);
-3. write their terminal event-log rows (one bulk upsert) and dead letters;
-4. store the resume token of the newest event that has no unfinished event before it, with the
-   counters and metrics, in one write to the definition. That write is conditional on this
+3. hand them to the committer thread (committer.py), which writes their terminal event-log
+   rows (one bulk insert) and dead letters, and then
+4. stores the resume token of the newest event that has no unfinished event before it, with
+   the counters and metrics, in one write to the definition. That write is conditional on this
    worker still being the subscription's owner (lease fencing) and on the position not having
-   been RESET meanwhile.
+   been RESET meanwhile. The runner meanwhile goes on with the next events.
 
 A crash anywhere before (4) means the events after the previous checkpoint arrive again: the log
 is keyed by event id, so there are no duplicate rows, and those already terminal are skipped.
@@ -22,7 +23,6 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.events import failures, names
+from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
 from queryleaf.events.definition import Subscription
 from queryleaf.events.delivery import Delivery, Outcome
 from queryleaf.events.eventlog import EventLog, Row, event_id, row_key, static_columns
@@ -66,14 +67,6 @@ class WorkerReport:
     def count(self, name: str, status: str) -> None:
         self.by_subscription.setdefault(name, Counter())[status] += 1
         self.events += 1
-
-
-class Stale(Exception):
-    """The definition changed (ALTER, PAUSE, DROP, RESET): stop this runner."""
-
-
-class LeaseLost(Stale):
-    """Another worker owns the subscription now."""
 
 
 class Shared:
@@ -110,6 +103,10 @@ class Shared:
         with self.lock:
             return time.monotonic() - self.last_activity
 
+    def touch(self) -> None:
+        with self.lock:
+            self.last_activity = time.monotonic()
+
 
 class SubscriptionRunner(threading.Thread):
     """Consumes one subscription's change stream until stopped, stale or failed."""
@@ -136,11 +133,12 @@ class SubscriptionRunner(threading.Thread):
             Lanes(concurrency, self._deliver_row, self._may_start, sub.name)
             if self.concurrent else None)
         self.metrics = Metrics()
-        self.token: dict[str, Any] | None = sub.resume_token
-        self.window: deque[Row] = deque()  # admitted, not yet checkpointed, in oplog order
+        self.committer = Committer(self.catalog, self.event_log, sub, leases.worker_id,
+                                   self.metrics, self._report, self.lease_lost,
+                                   sub.resume_token)
+        self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
         self.batch_started = 0.0
-        self.stored_lag: float | None = None
 
     # ---------------------------------------------------------------- control
     def stop(self) -> None:
@@ -151,6 +149,11 @@ class SubscriptionRunner(threading.Thread):
         self.lease_lost.set()
         self.stopping.set()
 
+    @property
+    def busy(self) -> bool:
+        """Events taken from the stream and not yet checkpointed (for ``idle_timeout``)."""
+        return bool(self.window) or bool(self.batch) or not self.committer.idle
+
     def _running(self) -> bool:
         return not (self.stopping.is_set() or self.shared.halt.is_set())
 
@@ -159,6 +162,7 @@ class SubscriptionRunner(threading.Thread):
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
+        self.committer.start()
         try:
             self._consume()
         except LeaseLost:
@@ -174,13 +178,17 @@ class SubscriptionRunner(threading.Thread):
         finally:
             if self.lanes is not None:
                 self.lanes.close()
+            self.delivery.close()
+            self.committer.close()
+            self.committer.join(30)
             self.leases.release(self.sub.name)
 
     def _consume(self) -> None:
         backoff = RECONNECT_FIRST_S
         while self._running():
+            checkpoints = self.committer.checkpoints
             try:
-                if self.token is None:
+                if self.committer.token is None:
                     failures.check_start_in_history(self.db, self.sub.start_at_operation_time)
                 with self._open() as stream:
                     self._drain(stream)
@@ -188,6 +196,8 @@ class SubscriptionRunner(threading.Thread):
             except Exception as exc:
                 if not failures.is_transient(exc):
                     raise
+                if self.committer.checkpoints > checkpoints:  # progress since last time
+                    backoff = RECONNECT_FIRST_S
                 self._abort_in_flight()
                 log.warning("%s: %s: %s; reconnecting in %.1fs from the last checkpoint",
                             self.sub.name, type(exc).__name__, exc, backoff)
@@ -196,8 +206,9 @@ class SubscriptionRunner(threading.Thread):
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     def _open(self) -> ChangeStream:
-        if self.token is not None:
-            return self.sub.watch.open(self.db, start_after=self.token,
+        token = self.committer.token
+        if token is not None:
+            return self.sub.watch.open(self.db, start_after=token,
                                        max_await_time_ms=AWAIT_MS)
         return self.sub.watch.open(self.db,
                                    start_at_operation_time=self.sub.start_at_operation_time,
@@ -208,7 +219,7 @@ class SubscriptionRunner(threading.Thread):
         self._replay_dead_letters()
         last_sync = last_checkpoint = time.monotonic()
         while self._running():
-            self._raise_lane_error()
+            self._raise_background_errors()
             room = self._room()
             group = self._fetch(stream, room) if room else []
             if group is None:  # the stream was closed by the server: reopen
@@ -226,13 +237,16 @@ class SubscriptionRunner(threading.Thread):
                 self.lanes.wait(AWAIT_MS / 1000)
             self._flush()
             if invalidate is not None:
-                # The watched collection/database went away; continue after the invalidate.
+                # The watched collection/database went away; continue after the invalidate
+                # (unless something before it is unfinished: then from the last checkpoint).
                 self._finish_in_flight(deliver_batch=True)
-                self._checkpoint(None, invalidate["_id"])
+                if not self.window:
+                    self.committer.submit(Commit(token=invalidate["_id"]))
+                    self.committer.drain()
                 return
             now = time.monotonic()
             if not group and now - last_sync >= SYNC_INTERVAL_S:
-                idle = not self.window and not self.batch
+                idle = not self.window and not self.batch and self.committer.idle
                 checkpoint = idle and now - last_checkpoint >= IDLE_CHECKPOINT_S
                 self._sync(stream.resume_token if checkpoint else None, idle)
                 if idle:
@@ -276,7 +290,7 @@ class SubscriptionRunner(threading.Thread):
         todo = []
         for row in rows:
             self.window.append(row)
-            previous = done.get(row.key["event_id"])
+            previous = done.get(row.key)
             if previous is not None:  # handled before a crash, not checkpointed: acknowledge
                 row.status, row.retries = previous["processing_status"], previous["retries"]
                 row.skipped = row.recorded = True
@@ -331,7 +345,7 @@ class SubscriptionRunner(threading.Thread):
         key = row.change.get("documentKey")
         if key is None:  # drop, rename, dropDatabase: a barrier for every lane
             self.lanes.wait_idle()
-            self._raise_lane_error()
+            self._raise_background_errors()
             self._deliver_row(row)
             return
         self.lanes.submit(bson.encode(key), row)
@@ -343,7 +357,7 @@ class SubscriptionRunner(threading.Thread):
 
         def on_retry(retry: int, error: str) -> None:
             log.warning("%s: %s failed (%s); retry %d of %d", self.sub.name,
-                        row.key["event_id"][-16:], error, retry, self.policy.max_retry_attempts)
+                        row.key[-16:], error, retry, self.policy.max_retry_attempts)
             self.event_log.mark(row, "retrying", retry, error)
 
         outcome = self.delivery.deliver(row.change, row.skip_sinks, on_retry,
@@ -400,7 +414,8 @@ class SubscriptionRunner(threading.Thread):
             self._deliver_batch()
         self.batch = []
         self._flush()
-        self._raise_lane_error()
+        self.committer.drain()
+        self._raise_background_errors()
 
     def _abort_in_flight(self) -> None:
         """After a transient error: stop the lanes, forget everything not checkpointed."""
@@ -411,124 +426,58 @@ class SubscriptionRunner(threading.Thread):
                 self.lanes.take_error()
         finally:
             self.aborting = False
+        self.committer.reset()
         self.window.clear()
         self.batch = []
 
-    def _raise_lane_error(self) -> None:
+    def _raise_background_errors(self) -> None:
         if self.lanes is not None:
             error = self.lanes.take_error()
             if error is not None:
                 raise error
+        self.committer.raise_error()
 
     # ---------------------------------------------------------------- flushing
     def _flush(self) -> None:
-        """Write terminal rows of finished events; checkpoint the finished prefix."""
+        """Hand finished events to the committer: their log rows, then the checkpoint of the
+        finished prefix (events with nothing unfinished before them)."""
         if not self.window:
             return
         finished = [row for row in self.window if row.done and not row.recorded]
-        if finished:
-            self.event_log.record(finished)
-            dead = [row for row in finished if row.status == "dead_letter"]
-            if dead:
-                self.event_log.dead_letter(dead)
-            for row in finished:
-                row.recorded = True
-        last: Row | None = None
-        while self.window and self.window[0].done:
-            last = self.window.popleft()
-            self._count(last)
-        if last is not None:
-            self._checkpoint(last, last.change["_id"])
+        for row in finished:
+            row.recorded = True
+        popped: list[Row] = []
+        while self.window and self.window[0].recorded:  # done *and* handed over
+            popped.append(self.window.popleft())
+        if finished or popped:
+            self.committer.submit(Commit(record=finished, popped=popped))
 
-    def _count(self, row: Row) -> None:
-        status = row.status or ""
-        self.metrics.record(status, row.retries, None if row.skipped else row.duration_ms)
+    def _report(self, row: Row) -> None:
+        """After its checkpoint (committer thread): the worker report and the log line."""
         if row.skipped:
             self.shared.done(self.sub.name, "skipped")
             return
-        self.shared.done(self.sub.name, status)
+        self.shared.done(self.sub.name, row.status or "")
         static = row.static
         log.info("%s %s %s.%s %s %s %.1fms", self.sub.name, static["event_type"],
                  static["database_name"], static["collection_name"], static["document_key"],
-                 status, row.duration_ms or 0.0)
+                 row.status, row.duration_ms or 0.0)
 
-    # ---------------------------------------------------------------- checkpoints
-    def _checkpoint(self, last: Row | None, token: dict[str, Any]) -> None:
-        """Store the position after ``last`` (handled) with the counters and metrics."""
-        now = datetime.now(UTC)
-        fields: dict[str, Any] = {"resume_token": token}
-        if last is not None:
-            cluster_time = last.change.get("clusterTime")
-            if cluster_time is not None:
-                happened = cluster_time.as_datetime()
-                lag = max((now - happened).total_seconds(), 0.0)
-                fields.update(resume_token_timestamp=happened,
-                              resume_token_lag_seconds=round(lag, 3))
-                self.stored_lag = lag
-            fields["last_event_at"] = now
-            if last.error:
-                fields["last_error"] = last.error
-        update: dict[str, Any] = {"$set": fields}
-        self._add_metrics(update, now)
-        self._write_position(token, update)
-
-    def _add_metrics(self, update: dict[str, Any], now: datetime, force: bool = False) -> None:
-        increments = self.metrics.take_increments()
-        if increments:
-            update["$inc"] = increments
-            update["_increments"] = increments
-        percentiles = self.metrics.percentiles(force)
-        if percentiles is not None:
-            update["$set"].update(percentiles)
-        if increments or percentiles is not None:
-            update["$set"]["metrics_updated_at"] = now
-
-    def _write_position(self, token: dict[str, Any] | None, update: dict[str, Any]) -> None:
-        increments = update.pop("_increments", None)
-        try:
-            doc = self.catalog.find_one_and_update(
-                {"_id": self.sub.name, "position_version": self.sub.position_version,
-                 "worker_id": self.leases.worker_id},
-                update, projection={"status": 1, "version": 1, "worker_id": 1})
-        except Exception:
-            if increments:
-                self.metrics.restore(increments)
-            raise
-        if doc is None:
-            # Dropped, RESET, or another worker owns it now: this position is not wanted.
-            owner = self.catalog.find_one({"_id": self.sub.name}, {"worker_id": 1})
-            if owner is not None and owner.get("worker_id") != self.leases.worker_id:
-                raise LeaseLost()
-            raise Stale()
-        if token is not None:
-            self.token = token
-        self._check_current(doc)
-
+    # ---------------------------------------------------------------- idle
     def _sync(self, token: dict[str, Any] | None, idle: bool) -> None:
         """Idle: store the stream's latest position (if it moved), zero the lag once caught up,
         flush percentiles, and look for definition changes."""
-        now = datetime.now(UTC)
-        update: dict[str, Any] = {"$set": {}}
-        if token is not None and token != self.token:
-            update["$set"]["resume_token"] = token
-        else:
-            token = None
-        if idle and self.stored_lag:
-            update["$set"]["resume_token_lag_seconds"] = 0.0
-            self.stored_lag = 0.0
-        self._add_metrics(update, now, force=True)
-        if update["$set"] or "$inc" in update:
-            self._write_position(token, update)
+        fields: dict[str, Any] = {}
+        if idle and self.committer.stored_lag:
+            fields["resume_token_lag_seconds"] = 0.0
+        if (token is not None and token != self.committer.token) or fields \
+                or self.metrics.dirty:
+            self.committer.submit(Commit(token=token, fields=fields))
+            self.committer.drain()
             return
         doc = self.catalog.find_one({"_id": self.sub.name},
                                     {"status": 1, "version": 1, "worker_id": 1})
-        self._check_current(doc)
-
-    def _check_current(self, doc: Mapping[str, Any] | None) -> None:
-        if doc is None or doc.get("status") != "active" or doc.get("version") != self.sub.version:
-            raise Stale()
-        if doc.get("worker_id") != self.leases.worker_id or self.lease_lost.is_set():
-            raise LeaseLost()
+        self.committer.check_current(doc)
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:

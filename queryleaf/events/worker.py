@@ -97,6 +97,8 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
             if shared.budget_spent or shared.halt.is_set():
                 shared.report.reason = "max_events"
                 break
+            if any(runner.busy for runner in runners.values()):
+                shared.touch()  # idle means nothing in flight either (e.g. waiting to retry)
             if idle_timeout is not None and shared.idle_for() >= idle_timeout:
                 shared.report.reason = "idle_timeout"
                 break

@@ -22,6 +22,24 @@ class Accumulated:
     empty: dict[str, Any]  # field → value over zero rows
 
 
+def _reads_row(v: Any) -> bool:
+    """Whether an expression reads the document (a field path or a variable other than NOW)."""
+    if isinstance(v, str):
+        return v.startswith("$") and v not in ("$$NOW", "$$REMOVE")
+    if isinstance(v, dict):
+        return "$literal" not in v and any(_reads_row(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_reads_row(x) for x in v)
+    return False
+
+
+def _per_row(v: Any) -> Any:
+    """A constant made to depend on the row: some servers reject constant $push/$addToSet."""
+    if _reads_row(v):
+        return v
+    return {"$cond": [{"$gt": ["$$ROOT", None]}, v, v]}
+
+
 def _drop_null(v: Any) -> Any:
     return {"$cond": [is_null_expr(v), "$$REMOVE", v]}
 
@@ -62,7 +80,7 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
     if call.limit is not None and name != "JSON_ARRAYAGG":
         raise PlanningError(f"LIMIT inside a call is only valid in JSON_ARRAYAGG, not {name}",
                             call.pos)
-    x = exprs.compile(args[0])
+    x = _per_row(exprs.compile(args[0]))
     ref = f"${field}"
     if call.distinct and name not in ("COUNT", "SUM", "AVG", "MIN", "MAX", "GROUP_CONCAT"):
         raise PlanningError(f"DISTINCT is not supported in {name}", call.pos)
@@ -89,6 +107,9 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
     if name in simple:
         return Accumulated({field: {simple[name]: x}}, ref, {field: None})
     if name == "GROUP_CONCAT":
+        if call.distinct and any(o.expr != args[0] for o in call.order_by):
+            raise PlanningError("GROUP_CONCAT(DISTINCT x ORDER BY ...) can only order by x "
+                                "itself", call.pos)
         sep = literal(",")
         if call.separator is not None:
             sep = exprs.constant_string(call.separator, "SEPARATOR")

@@ -7,6 +7,7 @@ answer is unknown, and ``$match: {$expr: ...}`` keeps only rows where the answer
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -101,11 +102,27 @@ def like_to_regex(pattern: str, escape: str | None = None) -> str:
         else:
             out.append(re.escape(c))
         i += 1
-    out.append("$")
+    # `$` would also match before a final newline (PCRE and Python alike): end of text instead.
+    out.append(r"(?![\s\S])")
     return "".join(out)
 
 
 _COMPARE = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+
+_BOOLEAN_OPS = {"AND", "OR", "=", "<>", "<", "<=", ">", ">="}
+
+
+def is_boolean(e: ast.Expr) -> bool:
+    """Whether e is a predicate (its value is TRUE, FALSE or NULL by construction)."""
+    if isinstance(e, ast.Literal):
+        return e.value is None or isinstance(e.value, bool)
+    if isinstance(e, ast.Binary):
+        return e.op in _BOOLEAN_OPS
+    if isinstance(e, ast.Unary):
+        return e.op == "NOT"
+    return isinstance(e, ast.InList | ast.InSubquery | ast.Between | ast.Like | ast.Regexp
+                      | ast.IsNull | ast.Exists)
 
 
 def nullable(e: ast.Expr) -> bool:
@@ -142,9 +159,10 @@ class ExprCompiler:
 
     # ------------------------------------------------------------ entry points
     def compile(self, e: ast.Expr) -> Any:
-        key = self.key(e)
-        if key in self.substitutions:
-            return self.substitutions[key]
+        if self.substitutions:
+            key = self.key(e)
+            if key in self.substitutions:
+                return self.substitutions[key]
         method = getattr(self, "_" + type(e).__name__.lower(), None)
         if method is None:
             raise PlanningError(f"{type(e).__name__} expressions are not supported here", e.pos)
@@ -163,7 +181,9 @@ class ExprCompiler:
             parts = [self.truth(p) for p in _flatten(e, e.op)]
             return {"$and" if e.op == "AND" else "$or": parts}
         if isinstance(e, ast.Unary) and e.op == "NOT":
-            return {"$eq": [self.compile(e.operand), False]}
+            return {"$eq": [self.condition(e.operand), False]}
+        if not is_boolean(e):
+            return {"$eq": [self.condition(e), True]}
         if isinstance(e, ast.Binary) and e.op in _COMPARE and not _has_interval(e):
             a, b = self.compile(e.left), self.compile(e.right)
             op = e.op
@@ -181,10 +201,18 @@ class ExprCompiler:
         return self.compile(e)
 
     def key(self, e: ast.Expr) -> Any:
-        """The identity of an expression for substitution (columns by what they resolve to)."""
+        """The identity of an expression for substitution: its structure with every column
+        replaced by what it resolves to (so ``o.total`` and ``total`` are the same key)."""
         if isinstance(e, ast.Column):
             return ("column", self.scope.resolve(e))
-        return e
+        if isinstance(e, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+            return e
+        if isinstance(e, tuple):
+            return tuple(self.key(x) for x in e)
+        if not dataclasses.is_dataclass(e):
+            return e
+        return (type(e).__name__, *(self.key(getattr(e, f.name)) for f in dataclasses.fields(e)
+                                    if f.name != "pos"))
 
     # ------------------------------------------------------------ leaves
     def _literal(self, e: ast.Literal) -> Any:
@@ -211,6 +239,7 @@ class ExprCompiler:
         if e.op == "+":
             return v
         if e.op == "NOT":
+            v = self.condition(e.operand)
             core = {"$not": [v]}
             return null_guard([v], core) if nullable(e.operand) else core
         raise PlanningError(f"unknown unary operator {e.op}", e.pos)
@@ -247,9 +276,20 @@ class ExprCompiler:
             return {"$concat": [to_text(a, e.left), to_text(b, e.right)]}
         raise PlanningError(f"unknown operator {op}", e.pos)
 
+    def condition(self, e: ast.Expr) -> Any:
+        """``e`` as a truth value: booleans as they are; as in MySQL and SQLite a number is
+        true when not zero; other values (strings, documents) are false; NULL stays NULL."""
+        v = self.compile(e)
+        if is_boolean(e):
+            return v
+        return {"$let": {"vars": {"c": v}, "in": {"$switch": {"branches": [
+            {"case": is_null_expr("$$c"), "then": None},
+            {"case": {"$isNumber": "$$c"}, "then": {"$ne": ["$$c", 0]}}],
+            "default": {"$eq": ["$$c", True]}}}}}
+
     def _connective(self, e: ast.Binary) -> Any:
         parts = _flatten(e, e.op)
-        compiled = [self.compile(p) for p in parts]
+        compiled = [self.condition(p) for p in parts]
         if not any(nullable(p) for p in parts):
             return {"$and" if e.op == "AND" else "$or": compiled}
         decisive = e.op == "OR"  # OR: any true decides; AND: any false decides
@@ -291,16 +331,14 @@ class ExprCompiler:
         if escape is not None and len(escape) != 1:
             raise PlanningError("ESCAPE must be a single character", e.escape.pos)
         v = self.compile(e.expr)
-        match = {"$regexMatch": {"input": to_text(v, e.expr), "regex": like_to_regex(pattern, escape),
+        match = {"$regexMatch": {"input": "$$s", "regex": like_to_regex(pattern, escape),
                                  "options": "si" if e.case_insensitive else "s"}}
-        core = {"$not": [match]} if e.negated else match
-        return null_guard([v], core)
+        return _string_match(v, match, e.negated)
 
     def _regexp(self, e: ast.Regexp) -> Any:
         pattern = self.constant_string(e.pattern, "REGEXP pattern")
         v = self.compile(e.expr)
-        match = {"$regexMatch": {"input": to_text(v, e.expr), "regex": pattern}}
-        return null_guard([v], {"$not": [match]} if e.negated else match)
+        return _string_match(v, {"$regexMatch": {"input": "$$s", "regex": pattern}}, e.negated)
 
     def _isnull(self, e: ast.IsNull) -> Any:
         v = self.compile(e.expr)
@@ -399,6 +437,14 @@ def _flatten(e: ast.Expr, op: str) -> list[ast.Expr]:
     if isinstance(e, ast.Binary) and e.op == op:
         return _flatten(e.left, op) + _flatten(e.right, op)
     return [e]
+
+
+def _string_match(v: Any, match: dict[str, Any], negated: bool) -> Any:
+    """A pattern test of v, for strings only: NULL for NULL and for non-strings, so that
+    neither LIKE nor NOT LIKE holds for a number (as in a WHERE filter)."""
+    test = {"$cond": [{"$eq": [{"$type": "$$s"}, "string"]},
+                      {"$not": [match]} if negated else match, None]}
+    return {"$let": {"vars": {"s": v}, "in": {"$cond": [is_null_expr("$$s"), None, test]}}}
 
 
 def to_text(v: Any, e: ast.Expr) -> Any:

@@ -152,7 +152,10 @@ class FilterCompiler:
             path = self._path(e)
             if path is None:
                 return None
-            return {path: not negate}
+            # TRUE, or a non-zero number (MySQL/SQLite); FALSE or zero for NOT.
+            if negate:
+                return {path: {"$in": [False, 0]}}
+            return {"$or": [{path: True}, {path: {"$type": "number", "$ne": 0}}]}
         if isinstance(e, ast.Literal) and isinstance(e.value, bool):
             return {} if e.value != negate else NOTHING
         return None

@@ -20,6 +20,7 @@ from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
     is_null_expr,
+    never_null,
     null_guard,
     path_get,
     to_text,
@@ -121,9 +122,12 @@ def _length(c, call, a):
 def _substring(c, call, a):
     s, pos = a[0], a[1]
     length = a[2] if len(a) > 2 else 2**31 - 1
+    # MySQL: positions count from 1, negative ones from the end; 0 or before the start is ''.
     start = {"$cond": [{"$gt": [pos, 0]}, {"$subtract": [pos, 1]},
-                       {"$max": [0, {"$add": [{"$strLenCP": s}, pos]}]}]}
-    return null_guard(a, {"$substrCP": [s, start, {"$max": [0, length]}]})
+                       {"$add": [{"$strLenCP": s}, pos]}]}
+    valid = {"$and": [{"$ne": [pos, 0]}, {"$gte": [start, 0]}]}
+    return null_guard(a, {"$cond": [valid, {"$substrCP": [s, {"$max": [0, start]},
+                                                          {"$max": [0, length]}]}, ""]})
 
 
 def _trim(op):
@@ -185,7 +189,7 @@ def _locate(c, call, a):
         idx = {"$indexOfCP": [s, sub, {"$subtract": [a[2], 1]}]}
     else:
         idx = {"$indexOfCP": [s, sub]}
-    return null_guard(a[:2], {"$add": [idx, 1]})
+    return null_guard(a, {"$add": [idx, 1]})
 
 
 @function("INSTR", args=(2, 2), summary="1-based position of substr in s, 0 if absent")
@@ -196,18 +200,25 @@ def _instr(c, call, a):
 # ---------------------------------------------------------------- numbers
 
 
-@function("ROUND", args=(1, 2), summary="round half away from zero to d decimals")
-def _round(c, call, a):
-    x = a[0]
-    digits = call.args[1] if len(call.args) > 1 else ast.Literal(0)
-    if not (isinstance(digits, ast.Literal) and isinstance(digits.value, int)):
-        return null_guard(a, {"$round": a})
-    scale = 10 ** digits.value
-    # NULL propagates through every operator used here, so no guard is needed.
+def round_half_away(x: Any, digits: Any) -> Any:
+    """x rounded to ``digits`` decimals, halves away from zero (MySQL), integers unchanged.
+
+    NULL propagates through every operator used, so no guard is needed."""
+    scale = {"$pow": [10, "$$d"]} if not isinstance(digits, int) else 10 ** digits
     magnitude = {"$floor": {"$add": [{"$multiply": [{"$abs": "$$x"}, scale]}, 0.5]}}
     signed = {"$multiply": [{"$cond": [{"$lt": ["$$x", 0]}, -1, 1]}, magnitude]}
-    rounded = {"$divide": [signed, scale]} if digits.value else signed
-    return {"$let": {"vars": {"x": x}, "in": rounded}}
+    rounded = signed if digits == 0 else {"$divide": [signed, scale]}
+    if isinstance(digits, int) and digits >= 0:
+        rounded = {"$cond": [{"$in": [{"$type": "$$x"}, ["int", "long"]]}, "$$x", rounded]}
+    return {"$let": {"vars": {"x": {"$ifNull": [x, None]}, "d": digits}, "in": rounded}}
+
+
+@function("ROUND", args=(1, 2), summary="round half away from zero to d decimals")
+def _round(c, call, a):
+    digits = call.args[1] if len(call.args) > 1 else ast.Literal(0)
+    if isinstance(digits, ast.Literal) and isinstance(digits.value, int):
+        return round_half_away(a[0], digits.value)
+    return null_guard([a[1]], round_half_away(a[0], a[1]))
 
 
 guarded("$trunc", "TRUNCATE", args=(2, 2), summary="truncate to d decimals")
@@ -234,7 +245,8 @@ def _log(c, call, a):
     if len(a) == 1:
         return _positive_only("$ln")(c, call, a)
     b, x = a
-    return null_guard(a, {"$cond": [{"$lte": [x, 0]}, None, {"$log": [x, b]}]})
+    invalid = {"$or": [{"$lte": [x, 0]}, {"$lte": [b, 0]}, {"$eq": [b, 1]}]}
+    return null_guard(a, {"$cond": [invalid, None, {"$log": [x, b]}]})
 
 
 @function("SQRT", summary="square root (NULL for negative x)")
@@ -286,7 +298,7 @@ def _nullif(c, call, a):
 
 @function("IF", args=(3, 3), summary="IF(cond, then, else); NULL cond takes else")
 def _if(c, call, a):
-    return {"$cond": a}
+    return {"$cond": [c.truth(call.args[0]), a[1], a[2]]}
 
 
 @function("GREATEST", args=(1, None), summary="largest argument; NULL if any is NULL")
@@ -411,7 +423,7 @@ def _date_trunc(c, call, a):
 
 _FORMAT = {
     "Y": "%Y", "m": "%m", "d": "%d", "H": "%H", "i": "%M", "s": "%S", "S": "%S", "j": "%j",
-    "f": "%L000", "T": "%H:%M:%S", "%": "%%", "w": None, "u": "%V", "x": "%G",
+    "f": "%L000", "T": "%H:%M:%S", "%": "%%", "w": None, "v": "%V", "x": "%G",
 }
 
 
@@ -491,7 +503,10 @@ def _json_object(c, call, a):
                             call.pos)
     pairs = []
     for k, v in zip(call.args[::2], call.args[1::2], strict=True):
-        pairs.append((c.constant_string(k, "a JSON_OBJECT key"), c.compile(v)))
+        value = c.compile(v)
+        if not never_null(value):
+            value = {"$ifNull": [value, None]}  # a missing field is a null member, not absent
+        pairs.append((c.constant_string(k, "a JSON_OBJECT key"), value))
     if all(re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) for k, _ in pairs):
         return {k: v for k, v in pairs}
     return {"$arrayToObject": [[{"k": k, "v": v} for k, v in pairs]]}
@@ -582,13 +597,17 @@ def compile_cast(c: ExprCompiler, e: ast.Cast) -> Any:
     if t in ("DECIMAL", "NUMERIC"):
         out: Any = {"$toDecimal": v}
         if len(e.type.params) == 2:
-            out = {"$round": [out, e.type.params[1]]}
+            # Round half away from zero, then $round (a no-op on the value) sets the scale: 2.00
+            out = {"$round": [round_half_away(out, e.type.params[1]), e.type.params[1]]}
         return null_guard([v], out)
     if t == "DATE":
         return null_guard([v], {"$dateTrunc": {"date": {"$toDate": v}, "unit": "day"}})
     if t in ("INT", "INTEGER", "BIGINT", "SIGNED", "SMALLINT"):
-        return null_guard([v], {"$toLong": {"$trunc": [{"$toDouble": v}, 0]}} if not
-                          isinstance(e.expr, ast.Literal) else {"$toLong": v})
+        # Integers convert exactly; anything else (strings, doubles, decimals) truncates.
+        exact = {"$in": [{"$type": "$$v"}, ["int", "long"]]}
+        truncated = {"$toLong": {"$trunc": [{"$toDecimal": "$$v"}, 0]}}
+        return null_guard([v], {"$let": {"vars": {"v": v}, "in": {
+            "$cond": [exact, {"$toLong": "$$v"}, truncated]}}})
     op = _CASTS.get(t)
     if op is None:
         raise PlanningError(f"unknown type {t} in CAST; use one of "

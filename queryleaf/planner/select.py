@@ -108,6 +108,7 @@ class SelectPlanner:
         self.scope = Scope()
         self.extra_lets: dict[str, Any] = {}  # outer variables read by join/pushdown scopes
         self._sort: dict[str, int] = {}
+        self._null_flags: dict[str, Any] = {}
         self.relations: list[tuple[str, Table, ast.Expr | None, ast.Node]] = []
 
     def emit(self, stage: dict[str, Any]) -> None:
@@ -517,7 +518,7 @@ class SelectPlanner:
             resolved = exprs.scope.resolve(expr)
             if resolved.variable is not None:
                 return None
-            spec[dotted(resolved.path)] = -1 if item.descending else 1
+            spec.setdefault(dotted(resolved.path), -1 if item.descending else 1)
         return spec
 
     def hidden_sort_keys(self, exprs: ExprCompiler, outputs: list[Output]) -> dict[str, Any]:
@@ -533,9 +534,12 @@ class SelectPlanner:
                 value = exprs.compile(expr)
                 key = f"__o{i}"
                 hidden[key] = value
-            # BSON order puts NULL first ascending and last descending; say otherwise explicitly.
+            if key in self._sort:
+                continue  # ORDER BY a DESC, a: the repeat changes nothing
+            # BSON order puts NULL first ascending and last descending; say otherwise explicitly
+            # with a flag computed after the projection (and DISTINCT), from the sort key.
             if item.nulls_first is not None and item.nulls_first == item.descending:
-                hidden[f"__n{i}"] = is_null_expr(value)
+                self._null_flags[f"__n{i}"] = is_null_expr(f"${key}")
                 self._sort[f"__n{i}"] = -1 if item.nulls_first else 1
             self._sort[key] = -1 if item.descending else 1
         return hidden
@@ -543,6 +547,8 @@ class SelectPlanner:
     def sort_after_projection(self) -> None:
         if not self._sort:
             return
+        if self._null_flags:
+            self.emit({"$set": self._null_flags})
         self.emit({"$sort": self._sort})
         hidden = [k for k in self._sort if k.startswith("__")]
         if hidden:

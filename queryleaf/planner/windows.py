@@ -26,6 +26,13 @@ def _bound(b: ast.FrameBound, range_: bool) -> Any:
     return -n if b.kind == "preceding" else n
 
 
+def _ranged(call: ast.FuncCall, spec: ast.WindowSpec) -> bool:
+    """Whether the call's frame is a RANGE over the ORDER BY key (the SQL default with ORDER BY)."""
+    if call.name not in _AGG or not spec.order_by:
+        return False
+    return spec.frame_unit in (None, "RANGE")
+
+
 def _window(call: ast.FuncCall, spec: ast.WindowSpec) -> dict[str, Any] | None:
     """The MongoDB window of an aggregate over the SQL frame (None: the whole partition)."""
     if spec.frame_unit is None:
@@ -55,7 +62,8 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
         if call.distinct or call.order_by or call.separator is not None:
             raise PlanningError(f"DISTINCT / ORDER BY inside {call.name}(...) OVER is not "
                                 "supported", call.pos)
-        key = (spec.partition_by, spec.order_by)
+        ranged = _ranged(call, spec)
+        key = (spec.partition_by, spec.order_by, ranged)
         if key not in groups:
             setup: dict[str, Any] = {}
             if spec.partition_by:
@@ -69,12 +77,18 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
                         raise PlanningError("NULLS FIRST/LAST other than the default is not "
                                             "supported in OVER (...)", item.pos)
                     v = exprs.compile(item.expr)
+                    direction = -1 if item.descending else 1
+                    if ranged:
+                        # MongoDB's range windows need one ascending numeric key: dates become
+                        # milliseconds, DESC a negated key (a string key fails at run time).
+                        v = {"$multiply": [direction, {"$toDouble": v}]}
+                        direction = 1
                     if isinstance(v, str) and v.startswith("$") and not v.startswith("$$"):
                         path = v[1:]
                     else:
                         path = fresh("__ws")
                         pre[path] = v
-                    sort[path] = -1 if item.descending else 1
+                    sort[path] = direction
                 setup["sortBy"] = sort
             outputs: dict[str, Any] = {}
             groups[key] = (setup, outputs)

@@ -120,7 +120,21 @@ def _prune_cache(current: Path) -> None:
 
 
 def parse_script(sql: str) -> list[ast.ParsedStatement]:
-    """Parse text holding zero or more ``;``-separated statements."""
+    """Parse text holding zero or more ``;``-separated statements.
+
+    Valid text takes the fast path (`_fast_script`: the AST is built during the LALR parse).
+    Anything it does not accept goes through Lark's own parser and the tree → AST transformer,
+    which raise the syntax errors; both paths build the same AST (tests/test_parser_fast.py).
+    """
+    try:
+        return _fast_script(sql)
+    except Exception:  # noqa: BLE001 - a syntax error, reported by the reference path below
+        pass
+    return _reference_script(sql)
+
+
+def _reference_script(sql: str) -> list[ast.ParsedStatement]:
+    """Lark's parse tree (with propagated positions), then `_ToAst` statement by statement."""
     try:
         tree = _lark().parse(sql)
     except UnexpectedInput as exc:
@@ -892,3 +906,457 @@ def _replace(node, **changes):
     import dataclasses
 
     return dataclasses.replace(node, **changes)
+
+
+# ---------------------------------------------------------------- fast path
+#
+# Lark's LALR parser, run with `propagate_positions`, builds a parse tree whose every reduction
+# goes through several wrapper objects, and the tree is then walked again by `_ToAst`. Most of
+# the reductions are unit steps of the precedence ladder (expr → or_expr → ... → primary). The
+# loop below runs the same parse table and the same contextual lexer states, and calls the same
+# `_ToAst` methods as each rule is reduced, with a `_Meta` that holds what Lark's propagated
+# meta would hold: nodes start at their first token and end at their last, counting the tokens
+# that are filtered out of the tree (keywords, punctuation) and those of inlined rules.
+# It never reports errors: on any failure parse_script takes the reference path.
+
+
+class _Meta:
+    """The span of a reduction, as `_ToAst` reads Lark's ``Meta``."""
+
+    __slots__ = ("line", "column", "start_pos", "end_pos")
+
+    def __init__(self, first: Token, last: Token):
+        self.line = first.line
+        self.column = first.column
+        self.start_pos = first.start_pos
+        self.end_pos = last.end_pos
+
+
+class _NoMeta:
+    """The meta of a rule that matched no tokens (no ``line``: `_position` gives None)."""
+
+    __slots__ = ()
+
+
+_NO_META = _NoMeta()
+
+
+class _Inline:
+    """The children of a ``_rule`` (Lark's ``x*`` / ``x+`` helpers), spliced into the parent."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list):
+        self.children = children
+
+
+# Rule kinds: how the value of a reduction is made.
+_UNIT = 0  # `?rule: x` — the child itself, span unchanged
+_STATEMENT = 1  # `?statement: x` — the same, and ``?`` numbering restarts
+_PASS = 2  # `?rule` that always keeps one child, e.g. "(" expr ")": that child, wider span
+_NODE = 3  # a `_ToAst` method on (meta, filtered children)
+_SPLICE = 4  # a ``_rule``: its filtered children, spliced into the parent
+_SCRIPT = 5  # the script and its helper rules: statements with their spans
+
+
+def _child_filter(rule) -> tuple[list[tuple[int, bool, int]], int]:
+    """Which children of a reduction reach the node, as Lark's ``maybe_create_child_filter``
+    (with ``maybe_placeholders``) computes them: (index, splice, Nones before it), Nones after."""
+    expansion = rule.expansion
+    empty = rule.options.empty_indices
+    if empty:
+        counts = [len(ones) for ones in "".join(str(int(b)) for b in empty).split("0")]
+    else:
+        counts = [0] * (len(expansion) + 1)
+    include = []
+    nones = 0
+    for i, sym in enumerate(expansion):
+        nones += counts[i]
+        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+            include.append((i, not sym.is_term and sym.name.startswith("_"), nones))
+            nones = 0
+    return include, nones + counts[len(expansion)]
+
+
+def _filter_function(include: list[tuple[int, bool, int]], trailing: int, size: int):
+    """A function: the reduced values → the children the node is built from."""
+    if not any(splice for _, splice, _ in include):
+        indexes: list[int | None] = []
+        for i, _, nones in include:
+            indexes += [None] * nones + [i]
+        indexes += [None] * trailing
+        if indexes == list(range(size)):
+            return None  # every value, as it is
+        if None not in indexes:
+            picks = tuple(i for i in indexes if i is not None)
+            return lambda values: [values[i] for i in picks]
+        return lambda values: [None if i is None else values[i] for i in indexes]
+
+    def splicing(values):
+        children: list = []
+        for i, splice, nones in include:
+            if nones:
+                children += [None] * nones
+            if splice:
+                children += values[i].children
+            else:
+                children.append(values[i])
+        if trailing:
+            children += [None] * trailing
+        return children
+
+    return splicing
+
+
+class _FastTables:
+    """The parse table, rules and lexer states of the cached Lark parser, in the form the loop
+    below reads fastest: per state, a dict terminal or rule name → int (shift target, or ``~rule``
+    for a reduction, or the goto state); rules as tuples."""
+
+    def __init__(self, lark: Lark):
+        frontend = lark.parser
+        table = frontend.parser.parser.parse_table
+        lexer = frontend.lexer
+        count = max(table.states) + 1
+        rules: list[tuple] = []
+        rule_ids: dict = {}
+        self.actions: list[dict[str, int]] = [{} for _ in range(count)]
+        for state, row in table.states.items():
+            out = self.actions[state]
+            for key, (action, arg) in row.items():
+                if action.name == "Shift":
+                    out[key] = arg
+                else:
+                    if arg not in rule_ids:
+                        rule_ids[arg] = len(rules)
+                        rules.append(self._rule(arg))
+                    out[key] = ~rule_ids[arg]
+        self.rules = rules
+        self.units: dict[tuple[int, int, str], int] = {}
+        self.start = table.start_states["script"]
+        self.end = table.end_states["script"]
+        # The contextual lexer: per state, an ordered alternation of the terminals that state
+        # accepts (the first alternative that matches wins). `lexers[state]` maps the character
+        # at the current offset to a smaller alternation: the same terminals in the same order,
+        # less those that cannot start with that character (see `_first_chars`), which could not
+        # have matched there anyway. Built as characters are met.
+        self.lexers: list[dict[str, object]] = [{} for _ in range(count)]
+        self._scanners: list = [None] * count
+        self._subsets: dict[tuple[str, ...], object] = {}
+        newline: set[str] = set()
+        ignore: set[str] = set()
+        first: dict[str, frozenset[str] | None] = {}
+        for state, basic in lexer.lexers.items():
+            scanner = basic.scanner
+            if basic.callback or len(scanner._mres) != 1 or scanner.use_bytes:
+                raise ValueError("lexer callbacks or split patterns: fast path unavailable")
+            self._scanners[state] = scanner
+            for term in scanner.terminals:
+                if term.name not in first:
+                    first[term.name] = _first_chars(term.pattern.to_regexp())
+            newline |= basic.newline_types
+            ignore |= basic.ignore_types
+        self._first = first
+        self.newline = frozenset(newline)
+        self.ignore = frozenset(ignore)
+
+    def unit_chain(self, key: tuple[int, int, str]) -> int:
+        """The state a run of unit reductions (``?rule: x``) ends in, from the state below the
+        top, the top state and the lookahead (all it depends on); remembered in `units`."""
+        below, top, lookahead = key
+        while True:
+            action = self.actions[top][lookahead]
+            if action >= 0:
+                break
+            kind, _size, origin, _extra = self.rules[~action]
+            if kind != _UNIT:
+                break
+            top = self.actions[below][origin]
+        self.units[key] = top
+        return top
+
+    def lexer(self, state: int, char: str):
+        """The ``match`` of the alternation for ``state`` at a ``char`` (and remember it)."""
+        scanner = self._scanners[state]
+        if char >= "\x80":  # first-character sets only cover ASCII
+            return scanner._mres[0].match
+        terms = [t for t in scanner.terminals
+                 if self._first[t.name] is None or char in self._first[t.name]]
+        key = tuple(t.name for t in terms)
+        found = self._subsets.get(key)
+        if found is None:
+            if len(terms) == len(scanner.terminals):
+                found = scanner._mres[0].match
+            else:
+                pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terms)
+                found = re.compile(pattern or "(?!)", scanner.g_regex_flags).match
+            self._subsets[key] = found
+        self.lexers[state][char] = found
+        return found
+
+    @staticmethod
+    def _rule(rule) -> tuple:
+        origin = rule.origin.name
+        name = rule.alias or origin
+        size = len(rule.expansion)
+        include, trailing = _child_filter(rule)
+        filter_fn = _filter_function(include, trailing, size)
+        if origin == "script" or origin.startswith("__script"):
+            statements = tuple(i for i, sym in enumerate(rule.expansion) if sym.name == "statement")
+            return (_SCRIPT, size, origin, (filter_fn, statements, origin == "script"))
+        if origin.startswith("_"):
+            if rule.options.expand1:
+                raise ValueError(f"inlined rule {origin} cannot be a ?rule")
+            return (_SPLICE, size, origin, filter_fn or list)
+        if rule.options.expand1 and not rule.alias:
+            if size == 1 and filter_fn is None:
+                return (_STATEMENT if origin == "statement" else _UNIT, size, origin, None)
+            if not any(splice for _, splice, _ in include) and len(include) == 1 and not (
+                    include[0][2] or trailing):
+                return (_PASS, size, origin, include[0][0])
+            raise ValueError(f"?rule {origin} may keep several children")
+        method = _ToAst.__dict__.get(name)
+        if method is None:
+            raise ValueError(f"no AST method for rule {name}")
+        return (_NODE, size, origin, (getattr(method, "base_func", method), filter_fn))
+
+
+_ASCII = [chr(i) for i in range(128)]
+
+
+def _first_chars(regexp: str) -> frozenset[str] | None:
+    """The ASCII characters a match of ``regexp`` can start with, or None for "any" (when
+    unsure). Never too small: it only ever drops alternatives that cannot match."""
+    from re import _constants as c
+    from re import _parser
+
+    def charset(items, icase: bool) -> set[str] | None:
+        chars: set[str] = set()
+        negate = False
+        for op, av in items:
+            if op is c.NEGATE:
+                negate = True
+            elif op is c.LITERAL:
+                chars.add(chr(av))
+            elif op is c.RANGE:
+                chars.update(ch for ch in _ASCII if av[0] <= ord(ch) <= av[1])
+            elif op is c.CATEGORY and av in _CATEGORIES:
+                chars.update(ch for ch in _ASCII if _CATEGORIES[av](ch))
+            else:
+                return None
+        if negate:
+            if icase:
+                return None
+            chars = set(_ASCII) - chars
+        if icase:
+            chars |= {ch.swapcase() for ch in chars}
+        return {ch for ch in chars if ch < "\x80"}
+
+    def first(items, icase: bool) -> tuple[set[str] | None, bool]:
+        """(first characters, whether the sequence can match the empty string)"""
+        found: set[str] = set()
+        for op, av in items:
+            if op is c.LITERAL:
+                ch = chr(av)
+                found |= {ch, ch.swapcase()} if icase else {ch}
+                return found, False
+            if op is c.IN:
+                chars = charset(av, icase)
+                if chars is None:
+                    return None, False
+                return found | chars, False
+            if op is c.SUBPATTERN:
+                _group, add, remove, sub = av
+                inner, empty = first(sub, (icase or bool(add & c.SRE_FLAG_IGNORECASE))
+                                     and not remove & c.SRE_FLAG_IGNORECASE)
+            elif op is c.BRANCH:
+                inner, empty = set(), False
+                for branch in av[1]:
+                    chars, branch_empty = first(branch, icase)
+                    if chars is None:
+                        return None, False
+                    inner |= chars
+                    empty = empty or branch_empty
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                inner, empty = first(av[2], icase)
+                empty = empty or av[0] == 0
+            elif op in (c.AT, c.ASSERT, c.ASSERT_NOT):
+                continue  # zero-width: the next item decides
+            else:
+                return None, False
+            if inner is None:
+                return None, False
+            found |= inner
+            if not empty:
+                return found, False
+        return found, True
+
+    try:
+        chars, empty = first(_parser.parse(regexp), False)
+    except Exception:  # noqa: BLE001 - unknown regex internals: no narrowing
+        return None
+    return None if chars is None or empty else frozenset(chars)
+
+
+def _category(pattern: str):
+    compiled = re.compile(pattern)
+    return lambda ch: compiled.match(ch) is not None
+
+
+_CATEGORIES = {}
+try:
+    from re import _constants as _re_constants
+
+    _CATEGORIES = {
+        _re_constants.CATEGORY_DIGIT: _category(r"\d"),
+        _re_constants.CATEGORY_NOT_DIGIT: _category(r"\D"),
+        _re_constants.CATEGORY_SPACE: _category(r"\s"),
+        _re_constants.CATEGORY_NOT_SPACE: _category(r"\S"),
+        _re_constants.CATEGORY_WORD: _category(r"\w"),
+        _re_constants.CATEGORY_NOT_WORD: _category(r"\W"),
+    }
+except (ImportError, AttributeError):  # pragma: no cover - another Python: no narrowing
+    pass
+
+
+@functools.cache
+def _fast_tables() -> _FastTables:
+    return _FastTables(_lark())
+
+
+def _fast_script(sql: str) -> list[ast.ParsedStatement]:
+    """Parse and build the AST in one pass; raises (anything) where the text is not valid."""
+    tables = _fast_tables()
+    actions = tables.actions
+    rules = tables.rules
+    lexers = tables.lexers
+    units = tables.units
+    newline = tables.newline
+    ignore = tables.ignore
+    end_state = tables.end
+    builder = _ToAst(sql)
+    new_str = str.__new__
+    unit, statement, node, pass_, splice = _UNIT, _STATEMENT, _NODE, _PASS, _SPLICE
+
+    states = [tables.start]
+    values: list = []
+    firsts: list = []  # per stack entry: its first token (None: it matched no tokens)
+    lasts: list = []  # and its last token
+    pos = 0
+    line = 1
+    line_start = 0
+    size_text = len(sql)
+    while True:
+        # ---- the next token, lexed in the terminals the current state accepts
+        token = None
+        while pos < size_text:
+            char = sql[pos]
+            lex = lexers[states[-1]].get(char) or tables.lexer(states[-1], char)
+            m = lex(sql, pos)
+            if m is None:
+                raise ValueError("no terminal matches")
+            value = m.group()
+            type_ = m.lastgroup
+            start = pos
+            start_line = line
+            pos = m.end()
+            if type_ in newline:
+                breaks = value.count("\n")
+                if breaks:
+                    line += breaks
+                    column = start - line_start + 1
+                    line_start = start + value.rindex("\n") + 1
+                    if type_ in ignore:
+                        continue
+                elif type_ in ignore:
+                    continue
+                else:
+                    column = start - line_start + 1
+            elif type_ in ignore:
+                continue
+            else:
+                column = start - line_start + 1
+            # lark.Token(type_, value, start, start_line, column, line, end column, pos),
+            # without the keyword-argument handling of its constructor
+            token = new_str(Token, value)
+            token.type = type_
+            token.value = value
+            token.start_pos = start
+            token.line = start_line
+            token.column = column
+            token.end_line = line
+            token.end_column = pos - line_start + 1
+            token.end_pos = pos
+            break
+        else:
+            type_ = "$END"
+
+        # ---- reduce as long as the table says so, then shift the token
+        while True:
+            action = actions[states[-1]][type_]  # KeyError: a syntax error
+            if action >= 0:
+                states.append(action)
+                values.append(token)
+                firsts.append(token)
+                lasts.append(token)
+                break
+            kind, size, origin, extra = rules[~action]
+            if kind == unit:  # a run of them: from the memo (value and span stay)
+                key = (states[-2], states[-1], type_)
+                top = units.get(key)
+                states[-1] = top if top is not None else tables.unit_chain(key)
+                continue
+            if kind == statement:
+                builder.qmarks = 0  # ``?`` numbering is per statement
+                states[-1] = actions[states[-2]][origin]
+                continue
+            if size:
+                children = values[-size:]
+                del values[-size:]
+                del states[-size:]
+                first_tokens = firsts[-size:]
+                del firsts[-size:]
+                last_tokens = lasts[-size:]
+                del lasts[-size:]
+                first = first_tokens[0]
+                if first is None:
+                    first = next((t for t in first_tokens if t is not None), None)
+                last = last_tokens[-1]
+                if last is None:
+                    last = next((t for t in reversed(last_tokens) if t is not None), None)
+            else:
+                children = []
+                first = last = first_tokens = last_tokens = None
+            if kind == node:
+                method, filter_fn = extra
+                if filter_fn is not None:
+                    children = filter_fn(children)
+                value = method(builder, _NO_META if first is None else _Meta(first, last),
+                               children)
+            elif kind == pass_:
+                value = children[extra]
+            elif kind == splice:
+                value = _Inline(extra(children))
+            else:
+                filter_fn, positions, top = extra
+                for i in positions:
+                    children[i] = (_as_statement(children[i]), first_tokens[i], last_tokens[i])
+                if filter_fn is not None:
+                    children = filter_fn(children)
+                if top:
+                    if token is not None:
+                        raise ValueError("the script rule was reduced before the end")
+                    return [_parsed_statement(sql, *item) for item in children]
+                value = _Inline(children)
+            states.append(actions[states[-1]][origin])
+            values.append(value)
+            firsts.append(first)
+            lasts.append(last)
+            if token is None and states[-1] == end_state:
+                raise ValueError("the script rule was not reduced")
+
+
+def _parsed_statement(sql: str, statement: ast.Statement, first: Token,
+                      last: Token) -> ast.ParsedStatement:
+    return ast.ParsedStatement(statement, sql[first.start_pos : last.end_pos], first.line,
+                               first.column)

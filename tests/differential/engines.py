@@ -1,0 +1,81 @@
+"""Loading one generated table into SQLite and MongoDB, and running a query on each."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .data import COLUMNS, SQLITE_TYPES, mongo_document, sqlite_tuple
+
+_names = itertools.count()
+
+
+@dataclass
+class Answer:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class SqliteTable:
+    """An in-memory SQLite database holding the table (LIKE made case-sensitive)."""
+
+    def __init__(self, name: str, rows: list[dict[str, Any]]):
+        self.con = sqlite3.connect(":memory:")
+        self.con.execute("PRAGMA case_sensitive_like = ON")
+        cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in COLUMNS.items())
+        self.con.execute(f"CREATE TABLE {name} ({cols})")
+        marks = ", ".join("?" for _ in COLUMNS)
+        self.con.executemany(f"INSERT INTO {name} VALUES ({marks})",
+                             [sqlite_tuple(r) for r in rows])
+
+    def query(self, sql: str) -> Answer:
+        cur = self.con.execute(sql)
+        return Answer([d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()])
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class MongoTable:
+    """A fresh collection holding the rows as documents (MISSING values left out)."""
+
+    def __init__(self, ql: Any, rows: list[dict[str, Any]], name: str | None = None):
+        self.ql = ql
+        self.name = name or f"dt{next(_names)}"
+        self.collection = ql.db[self.name]
+        self.collection.drop()
+        docs = [mongo_document(r) for r in rows]
+        if docs:
+            self.collection.insert_many(docs)
+        else:  # an empty table still exists (queryleaf rejects unknown tables)
+            ql.db.create_collection(self.name)
+
+    def query(self, sql: str, star: bool = False, names: list[str] | None = None) -> Answer:
+        """Run through queryleaf. ``star``: rows are matched to ``names`` by column name
+        (``SELECT *`` returns ``_id`` and only the fields some document holds)."""
+        res = self.ql.execute(sql)
+        if star:
+            assert names is not None
+            return Answer(list(names), [tuple(r.get(n) for n in names) for r in res.rows])
+        return Answer(list(res.columns), [tuple(r[c] for c in res.columns) for r in res.rows])
+
+    def drop(self) -> None:
+        self.collection.drop()
+
+
+class Tables:
+    """The same rows in both engines, under one table name; a context manager."""
+
+    def __init__(self, ql: Any, rows: list[dict[str, Any]]):
+        self.mongo = MongoTable(ql, rows)
+        self.name = self.mongo.name
+        self.sqlite = SqliteTable(self.name, rows)
+
+    def __enter__(self) -> Tables:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mongo.drop()
+        self.sqlite.close()
