@@ -194,3 +194,16 @@ def test_unknown_table_is_an_error_with_suggestions(shop):
     assert e.value.position.column == 15
     shop.execute("INSERT INTO brand_new (a) VALUES (1)")
     assert shop.execute("SELECT a FROM brand_new").rows == [{"a": 1}]
+
+
+def test_having_may_use_select_aliases(shop):
+    assert rows(shop, "SELECT status, COUNT(*) AS n FROM orders GROUP BY status "
+                      "HAVING n > 1") == [("paid", 3)]
+
+
+def test_comma_join_conditions_move_into_the_lookup(shop):
+    pipeline = shop.explain("SELECT c.name, o._id FROM customers c, orders o "
+                            "WHERE o.cust = c._id").commands[0]["pipeline"]
+    lookup = next(s["$lookup"] for s in pipeline if "$lookup" in s)
+    assert "$match" in lookup["pipeline"][0]
+    assert not any("$match" in s for s in pipeline[pipeline.index({"$lookup": lookup}):])

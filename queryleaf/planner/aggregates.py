@@ -24,8 +24,10 @@ class Accumulated:
 
 def _reads_row(v: Any) -> bool:
     """Whether an expression reads the document (a field path or a variable other than NOW)."""
-    if isinstance(v, str):
-        return v.startswith("$") and v not in ("$$NOW", "$$REMOVE")
+    if isinstance(v, str):  # a field path, or the document itself ($$let variables are
+        # bound to expressions that are themselves inspected)
+        return (v.startswith("$") and not v.startswith("$$")) or v.split(".")[0] in (
+            "$$ROOT", "$$CURRENT")
     if isinstance(v, dict):
         return "$literal" not in v and any(_reads_row(x) for x in v.values())
     if isinstance(v, list):

@@ -97,7 +97,7 @@ def change_event_filter(where: ast.Expr, bindings: Bindings) -> dict[str, Any]:
     are accepted for its sub-documents). ``changed_fields`` is the array of top-level field
     names an update set or removed.
     """
-    scope = Scope([Table("", (), CHANGE_EVENT_COLUMNS)])
+    scope = Scope([Table("", (), CHANGE_EVENT_COLUMNS, label="a change event")])
     changed = {"$map": {"input": {"$concatArrays": [
         {"$map": {"input": {"$objectToArray": {"$ifNull": ["$updateDescription.updatedFields",
                                                            {}]}},

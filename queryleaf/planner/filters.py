@@ -29,7 +29,10 @@ NOTHING: dict[str, Any] = {"$expr": False}
 
 
 def and_filters(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    parts = [p for p in parts if p]
+    flat: list[dict[str, Any]] = []
+    for p in parts:
+        flat.extend(p["$and"] if list(p) == ["$and"] else [p] if p else [])
+    parts = flat
     if not parts:
         return {}
     if len(parts) == 1:

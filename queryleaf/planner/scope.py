@@ -21,6 +21,7 @@ class Table:
     alias: str  # the name that qualifies its columns
     prefix: tuple[str, ...] = ()  # where its fields live in the row document
     columns: dict[str, str] | None = None  # known columns (name → key), None: schemaless
+    label: str = ""  # how messages name an anonymous table
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Scope:
             head = rest[0]
             if head not in t.columns:
                 known = ", ".join(t.columns) or "none"
-                raise PlanningError(f"{t.alias or 'the subquery'} has no column "
+                raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
                                     f"{display_path(rest)} (columns: {known})", col.pos)
             rest = (t.columns[head], *rest[1:])
         return Resolved(t.alias, (*t.prefix, *rest))

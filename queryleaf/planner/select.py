@@ -8,6 +8,7 @@ placed just before the stage that needs their value.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -143,7 +144,7 @@ class SelectPlanner:
         if grouped:
             exprs = self.group(exprs, aggregates, outputs)
             if s.having is not None:
-                having = exprs.truth(s.having)
+                having = exprs.truth(self.with_aliases(s.having, outputs))
                 self.emit({"$match": {"$expr": having}})
         exprs = self.windows(exprs)
 
@@ -216,7 +217,8 @@ class SelectPlanner:
         if isinstance(item, ast.TableRef):
             if item.name in self.ctx.ctes:
                 sub = plan_query(self.ctx.ctes[item.name], self.ctx, allow_find=False)
-                return self.derived(sub, item.alias or item.name)
+                return self.derived(sub, item.alias or item.name,
+                                    self.ctx.ctes[item.name].pos)
             if names.is_reserved(item.name):
                 raise PlanningError(f"{item.name} is a queryleaf system collection; read it "
                                     "through its table function (e.g. CHANGE_STREAM_EVENTS())",
@@ -235,7 +237,7 @@ class SelectPlanner:
                             system=True)
         if isinstance(item, ast.DerivedTable):
             sub = plan_query(item.query, self.ctx, allow_find=False)
-            return self.derived(sub, item.alias)
+            return self.derived(sub, item.alias, item.query.pos)
         raise PlanningError("unsupported FROM item", item.pos)
 
     def check_exists(self, item: ast.TableRef) -> None:
@@ -250,11 +252,11 @@ class SelectPlanner:
                             f"that name{hint}", item.pos)
 
     @staticmethod
-    def derived(sub: plan.Aggregate | plan.Find, alias: str) -> Relation:
+    def derived(sub: plan.Aggregate | plan.Find, alias: str, pos=None) -> Relation:
         agg = as_aggregate(sub)
         if agg.columns is None:
             raise PlanningError(f"subquery {alias} must list its columns (SELECT * is not "
-                                "allowed in a derived table or CTE)", None)
+                                "allowed in a derived table or CTE)", pos)
         columns = {c.name: c.key for c in agg.columns}
         return Relation(agg.collection, list(agg.pipeline), Table(alias, (), columns))
 
@@ -287,6 +289,7 @@ class SelectPlanner:
             self.emit({"$project": keep})
         self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
         tables = [Table(alias, (alias,), first.table.columns)]
+        late, relations = _push_into_joins(late, relations)
         for kind, rel, on, node in relations[1:]:
             tables.append(Table(rel.table.alias, (rel.table.alias,), rel.table.columns))
             left = Scope(list(tables[:-1]), outer=self.outer)
@@ -426,7 +429,13 @@ class SelectPlanner:
                 for node in walk_expr(e):
                     if isinstance(node, ast.FuncCall) and (node.name in AGGREGATES
                                                            or node.over is not None):
-                        hint = " (use HAVING)" if clause == "WHERE" else ""
+                        hint = ""
+                        if clause == "WHERE" and node.over is not None:
+                            hint = (" (compute it in a derived table and filter outside: "
+                                    "SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (...) AS rn "
+                                    "FROM t) x WHERE x.rn = 1)")
+                        elif clause == "WHERE":
+                            hint = " (use HAVING)"
                         raise PlanningError(f"{node.name}(...) is not allowed in {clause}{hint}",
                                             node.pos)
         return found
@@ -459,6 +468,28 @@ class SelectPlanner:
             self.emit({"$replaceRoot": {"newRoot": {
                 "$ifNull": [{"$arrayElemAt": ["$g", 0]}, {"$literal": empty}]}}})
         return self.compiler(exprs.scope, substitutions=substitutions, grouped=True)
+
+    def with_aliases(self, e: ast.Expr, outputs: list[Output]) -> ast.Expr:
+        """HAVING may name select-list aliases (as MySQL): replace them by their expressions."""
+        aliases = {o.item.alias: o.item.expr for o in outputs if o.item.alias}
+
+        def rewrite(node):
+            if isinstance(node, ast.Column) and len(node.parts) == 1 and node.parts[0] in aliases:
+                return aliases[node.parts[0]]
+            if not dataclasses.is_dataclass(node) or isinstance(node, ast.Query | ast.ScalarSubquery
+                                                                  | ast.Exists | ast.InSubquery):
+                return node
+            changes = {}
+            for f in dataclasses.fields(node):
+                value = getattr(node, f.name)
+                if isinstance(value, ast.Node):
+                    changes[f.name] = rewrite(value)
+                elif isinstance(value, tuple):
+                    changes[f.name] = tuple(rewrite(v) if isinstance(v, ast.Node) else v
+                                            for v in value)
+            return dataclasses.replace(node, **changes)
+
+        return rewrite(e) if aliases else e
 
     # ------------------------------------------------------------ windows
     has_windows = False
@@ -623,6 +654,40 @@ def _conjuncts(e: ast.Expr | None) -> list[ast.Expr]:
     if isinstance(e, ast.Binary) and e.op == "AND":
         return _conjuncts(e.left) + _conjuncts(e.right)
     return [e]
+
+
+def _tables_of(e: ast.Expr) -> set[str] | None:
+    """The tables e reads through qualified columns; None when it has an unqualified column or
+    a subquery (then its tables are not known before planning)."""
+    found: set[str] = set()
+    for node in walk_expr(e):
+        if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+            return None
+        if isinstance(node, ast.Column):
+            if len(node.parts) < 2 or not isinstance(node.parts[0], str):
+                return None
+            found.add(node.parts[0])
+    return found
+
+
+def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[ast.Expr], list]:
+    """WHERE conditions of an inner or cross join move into that join's $lookup (as ON), so
+    `FROM a, b WHERE a.k = b.k` joins on the key instead of filtering a cross product."""
+    aliases = [rel.table.alias for _, rel, _, _ in relations]
+    relations = list(relations)
+    rest = []
+    for conj in conjuncts:
+        tables = _tables_of(conj)
+        target = None
+        if tables and tables <= set(aliases):
+            target = max(aliases.index(t) for t in tables)
+        if target is None or target == 0 or relations[target][0] not in ("INNER", "CROSS"):
+            rest.append(conj)
+            continue
+        kind, rel, on, node = relations[target]
+        on = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
+        relations[target] = ("INNER" if kind == "CROSS" else kind, rel, on, node)
+    return rest, relations
 
 
 def _only_table(e: ast.Expr, alias: str, scope: Scope) -> bool:

@@ -40,6 +40,9 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
         if isinstance(e, ast.InSubquery):
             needle = ctx.fresh("needle")
             lets[needle] = compiler.compile(e.expr)
+            # Only rows equal to the needle or NULL matter (a NULL makes a miss unknown).
+            stages.append({"$match": {"$expr": {"$or": [{"$eq": [f"${key}", f"$${needle}"]},
+                                                        is_null_expr(f"${key}")]}}})
             stages.append({"$group": {
                 "_id": None,
                 "hit": {"$max": {"$eq": [f"${key}", f"$${needle}"]}},
