@@ -26,43 +26,43 @@ paramstyle = "named"  # :name; qmark (?) is accepted too
 
 # ---------------------------------------------------------------- exceptions (PEP 249 names)
 class Warning(Exception):  # noqa: A001 - the name is fixed by PEP 249
-    pass
+    """Important warnings (PEP 249); queryleaf raises none today."""
 
 
 class Error(Exception):
-    pass
+    """Base of the DB-API errors."""
 
 
 class InterfaceError(Error):
-    pass
+    """Misuse of the interface (e.g. a closed connection)."""
 
 
 class DatabaseError(Error):
-    pass
+    """An error of the database or the statement."""
 
 
 class DataError(DatabaseError):
-    pass
+    """A value the database cannot hold."""
 
 
 class OperationalError(DatabaseError):
-    pass
+    """The server cannot be reached or started."""
 
 
 class IntegrityError(DatabaseError):
-    pass
+    """A unique index refused a write."""
 
 
 class InternalError(DatabaseError):
-    pass
+    """An internal inconsistency."""
 
 
 class ProgrammingError(DatabaseError):
-    pass
+    """Invalid SQL, an unknown name, a wrong parameter."""
 
 
 class NotSupportedError(DatabaseError):
-    pass
+    """A feature queryleaf does not have (e.g. rollback)."""
 
 
 def _translate(exc: errors.QueryLeafError) -> DatabaseError:

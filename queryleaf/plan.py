@@ -6,6 +6,7 @@ EXPLAIN prints (``commands()``: a list of (mongosh text, JSON-able dict)).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,10 @@ class OutputColumn:
     key: str
 
 
-class Plan:
+class Plan(ABC):
+    @abstractmethod
     def commands(self) -> list[dict[str, Any]]:
         """The server commands this plan runs, as JSON-able command documents."""
-        raise NotImplementedError(type(self).__name__)
 
 
 @dataclass(frozen=True)
