@@ -1032,6 +1032,7 @@ class _FastTables:
                         rules.append(self._rule(arg))
                     out[key] = ~rule_ids[arg]
         self.rules = rules
+        _check_spans(lark.rules)
         self.units: dict[tuple[int, int, str], int] = {}
         self.start = table.start_states["script"]
         self.end = table.end_states["script"]
@@ -1039,26 +1040,27 @@ class _FastTables:
         # accepts (the first alternative that matches wins). `lexers[state]` maps the character
         # at the current offset to a smaller alternation: the same terminals in the same order,
         # less those that cannot start with that character (see `_first_chars`), which could not
-        # have matched there anyway. Built as characters are met.
+        # have matched there anyway. Built as characters are met (as Lark builds the scanner of
+        # a state when it is first met).
         self.lexers: list[dict[str, object]] = [{} for _ in range(count)]
-        self._scanners: list = [None] * count
+        self._basic: list = [None] * count
         self._subsets: dict[tuple[str, ...], object] = {}
+        self._first: dict[str, frozenset[str] | None] = {}
         newline: set[str] = set()
         ignore: set[str] = set()
-        first: dict[str, frozenset[str] | None] = {}
         for state, basic in lexer.lexers.items():
-            scanner = basic.scanner
-            if basic.callback or len(scanner._mres) != 1 or scanner.use_bytes:
-                raise ValueError("lexer callbacks or split patterns: fast path unavailable")
-            self._scanners[state] = scanner
-            for term in scanner.terminals:
-                if term.name not in first:
-                    first[term.name] = _first_chars(term.pattern.to_regexp())
+            self._basic[state] = basic
             newline |= basic.newline_types
             ignore |= basic.ignore_types
-        self._first = first
         self.newline = frozenset(newline)
         self.ignore = frozenset(ignore)
+
+    def first_chars(self, terminal) -> frozenset[str] | None:
+        try:
+            return self._first[terminal.name]
+        except KeyError:
+            chars = self._first[terminal.name] = _first_chars(terminal.pattern.to_regexp())
+            return chars
 
     def unit_chain(self, key: tuple[int, int, str]) -> int:
         """The state a run of unit reductions (``?rule: x``) ends in, from the state below the
@@ -1077,11 +1079,14 @@ class _FastTables:
 
     def lexer(self, state: int, char: str):
         """The ``match`` of the alternation for ``state`` at a ``char`` (and remember it)."""
-        scanner = self._scanners[state]
+        basic = self._basic[state]
+        scanner = basic.scanner
+        if basic.callback or len(scanner._mres) != 1 or scanner.use_bytes:
+            raise ValueError("lexer callbacks or split patterns: not supported by the fast path")
         if char >= "\x80":  # first-character sets only cover ASCII
             return scanner._mres[0].match
         terms = [t for t in scanner.terminals
-                 if self._first[t.name] is None or char in self._first[t.name]]
+                 if (chars := self.first_chars(t)) is None or char in chars]
         key = tuple(t.name for t in terms)
         found = self._subsets.get(key)
         if found is None:
@@ -1107,7 +1112,7 @@ class _FastTables:
         if origin.startswith("_"):
             if rule.options.expand1:
                 raise ValueError(f"inlined rule {origin} cannot be a ?rule")
-            return (_SPLICE, size, origin, filter_fn or list)
+            return (_SPLICE, size, origin, filter_fn or (lambda values: values))
         if rule.options.expand1 and not rule.alias:
             if size == 1 and filter_fn is None:
                 return (_STATEMENT if origin == "statement" else _UNIT, size, origin, None)
@@ -1219,14 +1224,38 @@ except (ImportError, AttributeError):  # pragma: no cover - another Python: no n
     pass
 
 
+def _check_spans(rules) -> None:
+    """The loop takes the end of a reduced span from the last token shifted, which is right
+    unless a rule ends with a symbol that can match nothing: refuse such a grammar."""
+    nullable: set[str] = set()
+    grown = True
+    while grown:
+        grown = False
+        for rule in rules:
+            name = rule.origin.name
+            if name not in nullable and all(not s.is_term and s.name in nullable
+                                            for s in rule.expansion):
+                nullable.add(name)
+                grown = True
+    for rule in rules:
+        last = rule.expansion[-1] if rule.expansion else None
+        if last is not None and not last.is_term and last.name in nullable:
+            raise ValueError(f"rule {rule.origin.name} ends with {last.name}, which can be empty")
+
+
 @functools.cache
-def _fast_tables() -> _FastTables:
-    return _FastTables(_lark())
+def _fast_tables() -> _FastTables | None:
+    try:
+        return _FastTables(_lark())
+    except ValueError:  # a grammar the fast path does not handle: the reference path only
+        return None
 
 
 def _fast_script(sql: str) -> list[ast.ParsedStatement]:
     """Parse and build the AST in one pass; raises (anything) where the text is not valid."""
     tables = _fast_tables()
+    if tables is None:
+        raise ValueError("no fast path for this grammar")
     actions = tables.actions
     rules = tables.rules
     lexers = tables.lexers
@@ -1241,13 +1270,15 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
     states = [tables.start]
     values: list = []
     firsts: list = []  # per stack entry: its first token (None: it matched no tokens)
-    lasts: list = []  # and its last token
+    token = None  # the last token shifted: the last token of whatever is reduced next
+    ends: dict[int, Token] = {}  # stack index → last token of the statement reduced there
     pos = 0
     line = 1
     line_start = 0
     size_text = len(sql)
     while True:
         # ---- the next token, lexed in the terminals the current state accepts
+        last = token
         token = None
         while pos < size_text:
             char = sql[pos]
@@ -1298,7 +1329,6 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                 states.append(action)
                 values.append(token)
                 firsts.append(token)
-                lasts.append(token)
                 break
             kind, size, origin, extra = rules[~action]
             if kind == unit:  # a run of them: from the memo (value and span stay)
@@ -1308,25 +1338,23 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                 continue
             if kind == statement:
                 builder.qmarks = 0  # ``?`` numbering is per statement
+                ends[len(values) - 1] = last
                 states[-1] = actions[states[-2]][origin]
                 continue
+            # The reduced span ends at the last token shifted (no rule ends with one that can
+            # match nothing) and starts at the first token of its first non-empty child.
             if size:
                 children = values[-size:]
                 del values[-size:]
                 del states[-size:]
                 first_tokens = firsts[-size:]
                 del firsts[-size:]
-                last_tokens = lasts[-size:]
-                del lasts[-size:]
                 first = first_tokens[0]
                 if first is None:
                     first = next((t for t in first_tokens if t is not None), None)
-                last = last_tokens[-1]
-                if last is None:
-                    last = next((t for t in reversed(last_tokens) if t is not None), None)
             else:
                 children = []
-                first = last = first_tokens = last_tokens = None
+                first = first_tokens = None
             if kind == node:
                 method, filter_fn = extra
                 if filter_fn is not None:
@@ -1340,7 +1368,8 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
             else:
                 filter_fn, positions, top = extra
                 for i in positions:
-                    children[i] = (_as_statement(children[i]), first_tokens[i], last_tokens[i])
+                    children[i] = (_as_statement(children[i]), first_tokens[i],
+                                   ends[len(values) + i])
                 if filter_fn is not None:
                     children = filter_fn(children)
                 if top:
@@ -1351,7 +1380,6 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
             states.append(actions[states[-1]][origin])
             values.append(value)
             firsts.append(first)
-            lasts.append(last)
             if token is None and states[-1] == end_state:
                 raise ValueError("the script rule was not reduced")
 
