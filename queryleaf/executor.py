@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from queryleaf.sql import ast
 from queryleaf.sql.walk import walk
 
 INSERT_BATCH = 1000
+CURSOR_BATCH = 1000  # rows per server batch: bounds the memory of a streamed result
+CATALOG_TTL_S = 5.0
 
 
 def get_path(doc: Any, key: str) -> Any:
@@ -56,15 +59,28 @@ def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
 class Executor:
     def __init__(self, db: Database):
         self.db = db
+        self._tables: frozenset[str] | None = None
+        self._tables_at = 0.0
 
     def catalog(self, statement: ast.Statement | None = None) -> Catalog:
-        """What the planner needs to know: the existing tables, when the statement reads any."""
-        if statement is None or not any(isinstance(n, ast.TableRef) for n in walk(statement)):
+        """What the planner needs to know: the existing tables, when the statement reads any.
+
+        The list of collections is kept for a few seconds and read again at once when the
+        statement names a table not in it, so a table made elsewhere is never reported unknown.
+        """
+        if statement is None:
             return Catalog()
-        try:
-            return Catalog(frozenset(self.db.list_collection_names()))
-        except pymongo.errors.PyMongoError as exc:
-            raise _server_error(exc) from exc
+        names = {n.name for n in walk(statement) if isinstance(n, ast.TableRef)}
+        if not names:
+            return Catalog()
+        fresh = time.monotonic() - self._tables_at < CATALOG_TTL_S
+        if self._tables is None or not fresh or not names <= self._tables:
+            try:
+                self._tables = frozenset(self.db.list_collection_names())
+            except pymongo.errors.PyMongoError as exc:
+                raise _server_error(exc) from exc
+            self._tables_at = time.monotonic()
+        return Catalog(self._tables)
 
     def run(self, p: plan.Plan) -> Result:
         try:
@@ -108,10 +124,11 @@ class Executor:
     def cursor(self, p: plan.Aggregate | plan.Find) -> Iterable[dict[str, Any]]:
         if isinstance(p, plan.Find):
             return self.db[p.collection].find(p.filter, p.projection, sort=p.sort or None,
-                                              skip=p.skip, limit=p.limit)
+                                              skip=p.skip, limit=p.limit,
+                                              batch_size=CURSOR_BATCH)
         if p.collection is None:
-            return self.db.aggregate(p.pipeline)
-        return self.db[p.collection].aggregate(p.pipeline)
+            return self.db.aggregate(p.pipeline, batchSize=CURSOR_BATCH)
+        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH)
 
     def query(self, p: plan.Aggregate | plan.Find) -> Result:
         """Rows stream from the cursor as the caller iterates (see Result)."""
@@ -163,6 +180,7 @@ class Executor:
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
 
     def create_view(self, p: plan.CreateView) -> Result:
+        self._tables = None
         existing = list(self.db.list_collections(filter={"name": p.name}))
         if existing and existing[0].get("type") != "view":
             raise ExecutionError(f"{p.name} is a collection, not a view; a view cannot replace it")
@@ -185,6 +203,7 @@ class Executor:
         return Result(statement="CREATE VIEW", message=f"CREATE VIEW {p.name}")
 
     def drop_view(self, p: plan.DropView) -> Result:
+        self._tables = None
         info = list(self.db.list_collections(filter={"name": p.name}))
         if not info:
             if p.if_exists:

@@ -33,7 +33,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.events import failures, names
-from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
+from queryleaf.events.committer import MAX_PENDING_ROWS, Commit, Committer, LeaseLost, Stale
 from queryleaf.events.definition import Subscription
 from queryleaf.events.delivery import Delivery, Outcome
 from queryleaf.events.eventlog import EventLog, Row, event_id, row_key, static_columns
@@ -52,6 +52,10 @@ SYNC_INTERVAL_S = 1.0  # how often an idle runner re-reads its definition
 # subscription does not fall out of the oplog). Not every sync: that write is itself a change.
 IDLE_CHECKPOINT_S = 60.0
 MAX_IN_FLIGHT = 1000  # events admitted but not yet checkpointed (preserve_order = false)
+# After (re)opening from a checkpoint, the first this-many (+ batch_size) events are looked up in
+# the event log: a run that crashed can have recorded at most the events of its window and its
+# committer's queue past its last checkpoint (MAX_IN_FLIGHT + MAX_PENDING_ROWS).
+RECHECK_EVENTS = MAX_IN_FLIGHT + MAX_PENDING_ROWS
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 10.0
 
@@ -139,6 +143,7 @@ class SubscriptionRunner(threading.Thread):
         self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
         self.batch_started = 0.0
+        self.recheck = 0  # events still to look up in the event log (see _open)
 
     # ---------------------------------------------------------------- control
     def stop(self) -> None:
@@ -207,6 +212,10 @@ class SubscriptionRunner(threading.Thread):
 
     def _open(self) -> ChangeStream:
         token = self.committer.token
+        # Events a previous run recorded but did not checkpoint can only be among the first
+        # RECHECK_EVENTS after the stored position. Without a position (a new subscription, or
+        # after RESET) nothing is looked up: what starts there is delivered (again).
+        self.recheck = RECHECK_EVENTS + self.group_size if token is not None else 0
         if token is not None:
             return self.sub.watch.open(self.db, start_after=token,
                                        max_await_time_ms=AWAIT_MS)
@@ -286,7 +295,10 @@ class SubscriptionRunner(threading.Thread):
             key = row_key(sub.subscription_id, event_id(change))
             static = static_columns(sub.subscription_id, sub.service_name, sub.name, change)
             rows.append(Row(change, key, static))
-        done = self.event_log.terminal([row.key for row in rows])
+        done = {}
+        if self.recheck > 0:
+            done = self.event_log.terminal([row.key for row in rows])
+            self.recheck -= len(rows)
         todo = []
         for row in rows:
             self.window.append(row)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -75,8 +76,33 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
     TTL of the event log and dead letters (``'7d'``, ``'12h'``, seconds, ``'off'``; see
     retention.py). ``ql`` is a QueryLeaf (its ``db`` and the ``handlers`` of ``@ql.on``).
     """
-    db: Database = ql.db
+    client = _worker_client(ql)
+    db: Database = client[ql.db.name] if client is not None else ql.db
     handlers: Mapping[str, Callable[..., Any]] = getattr(ql, "handlers", {})
+    try:
+        return _supervise(db, handlers, subscriptions, stop_event, idle_timeout, max_events,
+                          poll_interval, lease_seconds, concurrency, log_retention,
+                          dead_letter_retention, worker_id)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _worker_client(ql: Any) -> MongoClient | None:
+    """A client of the worker's own: every runner keeps a change stream (a connection, for up
+    to AWAIT_MS at a time) open, so the pool must not be capped at the driver's default 100."""
+    uri = getattr(ql, "uri", None)
+    if not isinstance(uri, str):
+        return None
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000, maxPoolSize=None)
+
+
+def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
+               subscriptions: list[str] | None, stop_event: threading.Event | None,
+               idle_timeout: float | None, max_events: int | None, poll_interval: float,
+               lease_seconds: float | None, concurrency: int,
+               log_retention: str | float | None, dead_letter_retention: str | float | None,
+               worker_id: str | None) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
     leases = LeaseManager(db, lease_seconds_from(lease_seconds), worker_id)

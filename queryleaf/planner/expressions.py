@@ -7,7 +7,6 @@ answer is unknown, and ``$match: {$expr: ...}`` keeps only rows where the answer
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -17,6 +16,7 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, display_path
 from queryleaf.sql import ast
+from queryleaf.sql.walk import field_names
 
 AGGREGATES = frozenset({
     "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_POP", "STDDEV_SAMP", "STD",
@@ -156,6 +156,7 @@ class ExprCompiler:
         self.substitutions = substitutions or {}
         self.grouped = grouped
         self.subquery = subquery
+        self._keys: dict[int, tuple[ast.Node, Any]] = {}
 
     # ------------------------------------------------------------ entry points
     def compile(self, e: ast.Expr) -> Any:
@@ -202,17 +203,27 @@ class ExprCompiler:
 
     def key(self, e: ast.Expr) -> Any:
         """The identity of an expression for substitution: its structure with every column
-        replaced by what it resolves to (so ``o.total`` and ``total`` are the same key)."""
+        replaced by what it resolves to (so ``o.total`` and ``total`` are the same key).
+        Memoised per node: compile() asks for the key of every subexpression."""
+        if not isinstance(e, ast.Node):
+            return e
+        cached = self._keys.get(id(e))
+        if cached is not None and cached[0] is e:
+            return cached[1]
         if isinstance(e, ast.Column):
-            return ("column", self.scope.resolve(e))
-        if isinstance(e, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-            return e
-        if isinstance(e, tuple):
-            return tuple(self.key(x) for x in e)
-        if not dataclasses.is_dataclass(e):
-            return e
-        return (type(e).__name__, *(self.key(getattr(e, f.name)) for f in dataclasses.fields(e)
-                                    if f.name != "pos"))
+            key: Any = ("column", self.scope.resolve(e))
+        elif isinstance(e, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+            key = e
+        else:
+            key = (type(e).__name__, *(self._field_key(getattr(e, name))
+                                       for name in field_names(type(e))))
+        self._keys[id(e)] = (e, key)
+        return key
+
+    def _field_key(self, value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(self._field_key(x) for x in value)
+        return self.key(value)
 
     # ------------------------------------------------------------ leaves
     def _literal(self, e: ast.Literal) -> Any:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 
 from queryleaf.sql import ast
 
 
+@functools.cache
+def field_names(cls: type) -> tuple[str, ...]:
+    """The fields of an AST class that can hold child nodes (all but ``pos``), cached."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "pos")
+
+
 def children(node: object) -> Iterator[object]:
     """Direct child nodes of an AST node (through tuples of nodes)."""
-    if not dataclasses.is_dataclass(node):
+    if not isinstance(node, ast.Node):
         return
-    for f in dataclasses.fields(node):
-        if f.name == "pos":
-            continue
-        value = getattr(node, f.name)
+    for name in field_names(type(node)):
+        value = getattr(node, name)
         if isinstance(value, tuple):
             for item in value:
                 if isinstance(item, tuple):
