@@ -224,7 +224,7 @@ def test_event_log_rows_have_the_seed_columns(ql):
     for row in rows:
         assert set(SEED_COLUMNS) <= set(row)
         assert set(row) - {"_id"} == set(names.EVENT_LOG_COLUMNS)
-        assert row["_id"] == {"subscription_id": "audit", "event_id": row["event_id"]}
+        assert row["_id"] == f"audit:{row['event_id']}"
         assert row["processing_status"] == "completed" and row["retry_count"] == 0
         assert row["last_error"] is None and row["database_name"] == ql.database_name
         assert isinstance(row["processing_duration_ms"], float)

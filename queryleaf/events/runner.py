@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -144,10 +145,20 @@ class SubscriptionRunner(threading.Thread):
         self.batch: list[Row] = []
         self.batch_started = 0.0
         self.recheck = 0  # events still to look up in the event log (see _open)
+        self.observed: Any = _NOTHING  # the definition as the supervisor last saw it
+        self.replay_wanted = threading.Event()
 
     # ---------------------------------------------------------------- control
     def stop(self) -> None:
         self.stopping.set()
+
+    def observe(self, doc: Mapping[str, Any] | None, replay: bool) -> None:
+        """The supervisor's periodic look at the definition (None: dropped) and the dead
+        letters: PAUSE/DROP/ALTER/RESET or a takeover stop the runner at its next step; a
+        REPLAY request is served when the stream is idle."""
+        self.observed = doc
+        if replay:
+            self.replay_wanted.set()
 
     def lose_lease(self) -> None:
         log.warning("%s: the lease was taken over by another worker; stopping", self.sub.name)
@@ -258,7 +269,7 @@ class SubscriptionRunner(threading.Thread):
                 idle = not self.window and not self.batch and self.committer.idle
                 checkpoint = idle and now - last_checkpoint >= IDLE_CHECKPOINT_S
                 self._sync(stream.resume_token if checkpoint else None, idle)
-                if idle:
+                if idle and self.replay_wanted.is_set():
                     self._replay_dead_letters()
                 last_sync = time.monotonic()
                 last_checkpoint = last_sync if checkpoint else last_checkpoint
@@ -443,6 +454,9 @@ class SubscriptionRunner(threading.Thread):
         self.batch = []
 
     def _raise_background_errors(self) -> None:
+        observed = self.observed
+        if observed is not _NOTHING:
+            self.committer.check_current(observed)  # a change the supervisor saw
         if self.lanes is not None:
             error = self.lanes.take_error()
             if error is not None:
@@ -478,7 +492,7 @@ class SubscriptionRunner(threading.Thread):
     # ---------------------------------------------------------------- idle
     def _sync(self, token: dict[str, Any] | None, idle: bool) -> None:
         """Idle: store the stream's latest position (if it moved), zero the lag once caught up,
-        flush percentiles, and look for definition changes."""
+        flush percentiles. (Definition changes are seen by the supervisor: ``observe``.)"""
         fields: dict[str, Any] = {}
         if idle and self.committer.stored_lag:
             fields["resume_token_lag_seconds"] = 0.0
@@ -486,14 +500,11 @@ class SubscriptionRunner(threading.Thread):
                 or self.metrics.dirty:
             self.committer.submit(Commit(token=token, fields=fields))
             self.committer.drain()
-            return
-        doc = self.catalog.find_one({"_id": self.sub.name},
-                                    {"status": 1, "version": 1, "worker_id": 1})
-        self.committer.check_current(doc)
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:
         """Re-deliver dead letters marked by REPLAY DEAD_LETTER_EVENTS (one pass)."""
+        self.replay_wanted.clear()
         letters = self.db[names.DEAD_LETTERS]
         query = {"subscription_id": self.sub.subscription_id, "status": "replay_requested"}
         while self._running():
@@ -528,6 +539,9 @@ class SubscriptionRunner(threading.Thread):
                           "updated_at": datetime.now(UTC)}})
         except PyMongoError:
             log.exception("%s: could not record the failure", self.sub.name)
+
+
+_NOTHING = object()
 
 
 def _buffered(stream: ChangeStream) -> int:

@@ -148,9 +148,23 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
     return shared.report
 
 
+def _observe_runners(db: Database, runners: dict[str, SubscriptionRunner]) -> None:
+    """One look for all running subscriptions: definition changes and REPLAY requests."""
+    running = {name: r for name, r in runners.items() if r.is_alive()}
+    if not running:
+        return
+    docs = {doc["_id"]: doc for doc in db[names.SUBSCRIPTIONS].find(
+        {"_id": {"$in": list(running)}}, {"status": 1, "version": 1, "worker_id": 1})}
+    replays = set(db[names.DEAD_LETTERS].distinct(
+        "subscription_id", {"status": "replay_requested"}))
+    for name, runner in running.items():
+        runner.observe(docs.get(name), runner.sub.subscription_id in replays)
+
+
 def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, Any],
                    shared: Shared, runners: dict[str, SubscriptionRunner],
                    unavailable: dict[str, str], leases: LeaseManager, concurrency: int) -> None:
+    _observe_runners(db, runners)
     current = leases.holders()
     leases.remove_stale(current.values())
     for sub in catalog.load_active(db, only):

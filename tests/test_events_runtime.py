@@ -1,0 +1,389 @@
+"""The worker runtime in-process: batches, concurrency, timeouts, signatures, leases, metrics,
+retention. (Process kills and server restarts are in test_reliability.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from bson import json_util
+
+from queryleaf.errors import SubscriptionError
+from queryleaf.events import names, retention
+from queryleaf.events.metrics import percentile
+
+
+def definition(ql, name):
+    return ql.db[names.SUBSCRIPTIONS].find_one({"_id": name})
+
+
+def log_rows(ql, **query):
+    return list(ql.db[names.EVENT_LOG].find(query).sort("cluster_time", 1))
+
+
+def drain(ql, **kwargs):
+    kwargs.setdefault("idle_timeout", 0.8)
+    return ql.run_subscriptions(poll_interval=0.2, **kwargs)
+
+
+class Background:
+    """A worker running in a thread until stopped."""
+
+    def __init__(self, ql, **kwargs):
+        self.stop_event = threading.Event()
+        self.report = None
+        kwargs.setdefault("poll_interval", 0.2)
+
+        def run():
+            self.report = ql.run_subscriptions(stop_event=self.stop_event, **kwargs)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+        return self.report
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+# ------------------------------------------------------------------ batch_processing
+
+
+def test_batches_are_lists_flushed_when_full_idle_or_stopping(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
+               " batch_processing = true, batch_size = 4)")
+    batches: list[list[int]] = []
+    ql.on("batched")(lambda events: batches.append([e["documentKey"]["_id"] for e in events]))
+    ql.db.orders.insert_many([{"_id": i} for i in range(10)])
+    report = drain(ql)
+    assert report.by_subscription["batched"]["completed"] == 10
+    assert [i for batch in batches for i in batch] == list(range(10))  # in order, once
+    assert all(len(b) <= 4 for b in batches) and max(map(len, batches)) == 4
+    assert len(batches[-1]) < 4  # the partial batch was flushed when the stream went idle
+    rows = log_rows(ql)
+    assert len(rows) == 10 and {r["processing_status"] for r in rows} == {"completed"}
+    assert definition(ql, "batched")["resume_token"]["_data"] == rows[-1]["event_id"]
+
+    # Stopping (here: max_events) delivers the partial batch in hand before checkpointing.
+    batches.clear()
+    ql.db.orders.insert_many([{"_id": i} for i in range(10, 13)])
+    assert ql.run_subscriptions(max_events=2, poll_interval=0.2).events == 2
+    assert batches == [[10, 11]]
+    assert definition(ql, "batched")["resume_token"]["_data"] == log_rows(ql)[-1]["event_id"]
+    drain(ql)
+    assert batches[-1] == [12]
+
+
+def test_a_failing_batch_is_retried_whole_then_dead_lettered(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
+               " batch_processing = true, batch_size = 3, max_retry_attempts = 1,"
+               " retry_delay_ms = 10)")
+    calls: list[list[int]] = []
+
+    @ql.on("batched")
+    def handle(events):
+        ids = [e["documentKey"]["_id"] for e in events]
+        calls.append(ids)
+        if 1 in ids:
+            raise RuntimeError("poison")
+
+    ql.db.orders.insert_many([{"_id": i} for i in range(3)])
+    drain(ql)
+    assert calls == [[0, 1, 2], [0, 1, 2]]
+    assert {r["processing_status"] for r in log_rows(ql)} == {"dead_letter"}
+    assert ql.db[names.DEAD_LETTERS].count_documents({}) == 3
+    assert definition(ql, "batched")["events_dead_lettered"] == 3
+
+
+# ------------------------------------------------------------------ preserve_order = false
+
+
+def test_unordered_delivery_is_concurrent_across_documents_ordered_within_one(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders',"
+               " preserve_order = false)")
+    seen: list[tuple[int, int]] = []
+    running = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    @ql.on("fast")
+    def handle(event):
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(0.1)
+        with lock:
+            running["now"] -= 1
+            change = event.get("updateDescription", {}).get("updatedFields") \
+                or event["fullDocument"]  # the post-image is read late: use what changed
+            seen.append((event["documentKey"]["_id"], change["v"]))
+
+    for v in range(3):
+        for doc in range(6):
+            ql.db.orders.update_one({"_id": doc}, {"$set": {"v": v}}, upsert=True)
+    started = time.monotonic()
+    report = drain(ql, idle_timeout=0.6)
+    assert report.by_subscription["fast"]["completed"] == 18
+    assert running["max"] > 1
+    assert time.monotonic() - started < 18 * 0.1  # faster than one at a time
+    for doc in range(6):
+        assert [v for d, v in seen if d == doc] == [0, 1, 2]  # per document: in order
+    rows = log_rows(ql)
+    assert len(rows) == 18 and {r["processing_status"] for r in rows} == {"completed"}
+    assert definition(ql, "fast")["resume_token"]["_data"] == rows[-1]["event_id"]
+
+
+def test_unordered_checkpoint_stays_before_the_oldest_unfinished_event(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders',"
+               " preserve_order = false, max_retry_attempts = 5, retry_delay_ms = 300,"
+               " exponential_backoff = false)")
+    ql.on("fast")(lambda e: (_ for _ in ()).throw(ValueError("down"))
+                  if e["documentKey"]["_id"] == "slow" else None)
+    ql.db.orders.insert_many([{"_id": "a"}, {"_id": "slow"}, {"_id": "b"}, {"_id": "c"}])
+    worker = Background(ql)
+    try:
+        # 'slow' keeps retrying while a, b, c complete behind it: the checkpoint stays at 'a'.
+        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents(
+            {"processing_status": "completed"}) == 3)
+        rows = {r["document_key"]["_id"]: r for r in log_rows(ql)}
+        assert rows["slow"]["processing_status"] == "retrying"
+        assert definition(ql, "fast")["resume_token"]["_data"] == rows["a"]["event_id"]
+    finally:
+        worker.stop()  # abandons the retry: 'slow' stays unacknowledged
+    assert definition(ql, "fast")["resume_token"]["_data"] == rows["a"]["event_id"]
+
+
+# ------------------------------------------------------------------ processing_timeout_ms
+
+
+def test_a_handler_running_longer_than_the_timeout_is_a_failure(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION timed AS (watch_collections = 'orders',"
+               " processing_timeout_ms = 200, max_retry_attempts = 1, retry_delay_ms = 10)")
+    calls: list[str] = []
+
+    @ql.on("timed")
+    def handle(event):
+        calls.append(event["documentKey"]["_id"])
+        if event["documentKey"]["_id"] == "hangs":
+            time.sleep(1.0)
+
+    ql.db.orders.insert_many([{"_id": "ok1"}, {"_id": "hangs"}, {"_id": "ok2"}])
+    started = time.monotonic()
+    drain(ql, idle_timeout=0.5)
+    assert time.monotonic() - started < 3.0
+    assert calls == ["ok1", "hangs", "hangs", "ok2"]
+    rows = {r["document_key"]["_id"]: r for r in log_rows(ql)}
+    assert rows["hangs"]["processing_status"] == "dead_letter"
+    assert "HandlerTimeout" in rows["hangs"]["last_error"]
+    assert "processing_timeout_ms=200" in rows["hangs"]["last_error"]
+    assert rows["ok1"]["processing_status"] == rows["ok2"]["processing_status"] == "completed"
+
+
+# ------------------------------------------------------------------ webhook_secret
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[bytes, dict]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((body, dict(self.headers)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_posts_are_signed_with_hmac_sha256(ql, monkeypatch):
+    _Hook.received = []
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_port}/hook"
+    monkeypatch.setenv("ORDERS_HOOK_SECRET", "from-the-environment")
+    try:
+        ql.execute(f"CREATE EVENT_SUBSCRIPTION signed AS (watch_collections = 'orders',"
+                   f" deliver_to = '{url}', webhook_secret = 's3cret')")
+        ql.execute(f"CREATE EVENT_SUBSCRIPTION signed_env AS (watch_collections = 'orders',"
+                   f" deliver_to = '{url}', webhook_secret = 'env:ORDERS_HOOK_SECRET',"
+                   f" batch_processing = true)")
+        ql.db.orders.insert_one({"_id": 1})
+        drain(ql)
+    finally:
+        web.shutdown()
+    by_subscription = {h["X-Queryleaf-Subscription"]: (body, h) for body, h in _Hook.received}
+    body, headers = by_subscription["signed"]
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Queryleaf-Signature-256"] == f"sha256={expected}"
+    assert json_util.loads(body)["_id"]["_data"] == headers["X-Queryleaf-Event-Id"]
+    body, headers = by_subscription["signed_env"]
+    expected = hmac.new(b"from-the-environment", body, hashlib.sha256).hexdigest()
+    assert headers["X-Queryleaf-Signature-256"] == f"sha256={expected}"
+    assert headers["X-Queryleaf-Batch-Size"] == "1"
+    assert [e["documentKey"] for e in json_util.loads(body)] == [{"_id": 1}]
+
+
+def test_webhook_secret_needs_a_webhook_target(ql):
+    with pytest.raises(SubscriptionError, match="webhook_secret.*only applies to webhook"):
+        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (webhook_secret = 'x')")
+    with pytest.raises(SubscriptionError, match="expected string"):
+        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://example.com',"
+                   " webhook_secret = 42)")
+    assert ql.db[names.SUBSCRIPTIONS].count_documents({}) == 0
+
+
+# ------------------------------------------------------------------ leases
+
+
+def test_one_worker_per_subscription_and_takeover_after_release(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION leased AS (watch_collections = 'orders')")
+    seen: list[int] = []
+    ql.on("leased")(lambda event: seen.append(event["documentKey"]["_id"]))
+
+    first = Background(ql, lease_seconds=2)
+    lease = wait_for(lambda: ql.db[names.LEASES].find_one({"_id": "leased"}))
+    second = Background(ql, lease_seconds=2)
+    try:
+        time.sleep(0.6)  # the second worker polls, sees a live lease, stays out
+        (row,) = ql.execute("SELECT subscription_name, worker_id, host, pid, heartbeat_at,"
+                            " expires_at, watching FROM ACTIVE_CHANGE_STREAMS()").rows
+        assert row["worker_id"] == lease["worker_id"] and row["watching"].endswith(".orders")
+        assert definition(ql, "leased")["worker_id"] == lease["worker_id"]
+        ql.db.orders.insert_many([{"_id": i} for i in range(5)])
+        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents({}) == 5)
+        # The heartbeat keeps the lease alive past its first expiry.
+        time.sleep(2.5)
+        renewed = ql.db[names.LEASES].find_one({"_id": "leased"})
+        assert renewed["worker_id"] == lease["worker_id"]
+        assert renewed["heartbeat_at"] > lease["heartbeat_at"]
+        first.stop()  # releases the lease: the second worker takes over at its next poll
+        taken = wait_for(lambda: (ql.db[names.LEASES].find_one({"_id": "leased"}) or {}).get(
+            "worker_id") not in (None, lease["worker_id"]), timeout=3)
+        assert taken
+        ql.db.orders.insert_many([{"_id": i} for i in range(5, 8)])
+        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents({}) == 8)
+    finally:
+        first.stop()
+        second.stop()
+    assert ql.db[names.LEASES].count_documents({}) == 0  # released on a graceful stop
+    assert definition(ql, "leased")["worker_id"] is None
+    assert seen == list(range(8))  # once each, in order, across the takeover
+    assert first.report.by_subscription["leased"]["completed"] == 5
+    assert second.report.by_subscription["leased"]["completed"] == 3
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_subscription_rows_carry_counters_percentiles_lag_and_owner(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION measured AS (watch_collections = 'orders',"
+               " service_name = 'billing', max_retry_attempts = 1, retry_delay_ms = 5)")
+
+    @ql.on("measured")
+    def handle(event):
+        time.sleep(0.002)
+        if event["documentKey"]["_id"] == 3:
+            raise ValueError("nope")
+
+    worker = Background(ql)
+    try:
+        wait_for(lambda: (definition(ql, "measured") or {}).get("worker_id"))
+        ql.db.orders.insert_many([{"_id": i} for i in range(10)])
+        wait_for(lambda: definition(ql, "measured")["events_received"] == 10)
+        wait_for(lambda: definition(ql, "measured")["resume_token_lag_seconds"] == 0)
+        (row,) = ql.execute(
+            "SELECT status, events_received, events_processed, events_failed, events_retried,"
+            " events_dead_lettered, processing_time_p50_ms, processing_time_p99_ms,"
+            " resume_token_lag_seconds, last_event_at, worker_id, worker_host"
+            " FROM EVENT_SUBSCRIPTIONS() WHERE name = 'measured'").rows
+        dashboard = ql.execute(
+            "SELECT (SELECT COUNT(*) FROM ACTIVE_CHANGE_STREAMS()) AS active_streams,"
+            " (SELECT MAX(resume_token_lag_seconds) FROM EVENT_SUBSCRIPTIONS()) AS max_lag"
+        ).rows[0]
+    finally:
+        worker.stop()
+    assert row["status"] == "active"
+    assert (row["events_received"], row["events_processed"], row["events_failed"],
+            row["events_retried"], row["events_dead_lettered"]) == (10, 9, 1, 1, 1)
+    assert 2 <= row["processing_time_p50_ms"] <= row["processing_time_p99_ms"] < 1000
+    assert row["resume_token_lag_seconds"] == 0 and row["last_event_at"] is not None
+    assert row["worker_id"] and row["worker_host"]
+    assert dashboard == {"active_streams": 1, "max_lag": 0}
+    letter = ql.execute("SELECT event_id, error, attempts, created_at"
+                        " FROM DEAD_LETTER_EVENTS()").rows[0]
+    assert letter["attempts"] == 2 and letter["created_at"] is not None
+
+
+def test_percentile_is_nearest_rank():
+    values = sorted(float(v) for v in range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7 and percentile([], 50) is None
+
+
+# ------------------------------------------------------------------ retention
+
+
+def test_retention_ttl_indexes_defaults_options_and_environment(ql, monkeypatch):
+    ql.execute("CREATE EVENT_SUBSCRIPTION kept AS (watch_collections = 'orders')")
+    monkeypatch.delenv("QUERYLEAF_EVENT_LOG_RETENTION", raising=False)
+    monkeypatch.delenv("QUERYLEAF_DEAD_LETTER_RETENTION", raising=False)
+
+    def ttl(collection):
+        index = ql.db[collection].index_information().get(retention.INDEX_NAME)
+        return None if index is None else (index["key"], index["expireAfterSeconds"])
+
+    drain(ql, idle_timeout=0.1)
+    assert ttl(names.EVENT_LOG) == ([("processing_completed_at", 1)], 7 * 86400)
+    assert ttl(names.DEAD_LETTERS) == ([("created_at", 1)], 30 * 86400)
+    drain(ql, idle_timeout=0.1, log_retention="12h", dead_letter_retention="off")
+    assert ttl(names.EVENT_LOG)[1] == 12 * 3600 and ttl(names.DEAD_LETTERS) is None
+    drain(ql, idle_timeout=0.1)  # no setting: an existing index is kept as it is
+    assert ttl(names.EVENT_LOG)[1] == 12 * 3600
+    monkeypatch.setenv("QUERYLEAF_EVENT_LOG_RETENTION", "90m")
+    drain(ql, idle_timeout=0.1)
+    assert ttl(names.EVENT_LOG)[1] == 90 * 60
+    assert retention.parse_duration("2w") == 14 * 86400
+    with pytest.raises(ValueError, match="not a duration"):
+        retention.parse_duration("soon")
+
+
+# ------------------------------------------------------------------ the docs
+
+
+def test_every_sql_example_of_the_events_doc_runs(ql):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    ql.db.users.insert_one({"_id": 1, "email": "a@example.com"})
+    for block in blocks:
+        ql.execute_script(block)
+    assert {d["_id"] for d in ql.db[names.SUBSCRIPTIONS].find()} == {
+        "user_service_events", "vip_changes"}
+
+
+def test_a_dropped_collection_is_logged_and_the_stream_continues(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION feed AS (watch_collections = 'orders',"
+               " preserve_order = false)")
+    ql.db.orders.insert_one({"_id": 1})
+    ql.db.orders.drop()
+    ql.db.orders.insert_one({"_id": 2})
+    drain(ql)
+    assert [(r["event_type"], r["document_key"]) for r in log_rows(ql)] == [
+        ("insert", {"_id": 1}), ("drop", None), ("insert", {"_id": 2})]
+    assert definition(ql, "feed")["status"] == "active"
