@@ -175,8 +175,8 @@ class LeaseManager:
             return set()
         ours = {doc["_id"] for doc in self.leases.find(
             {"_id": {"$in": held}, "worker_id": self.worker_id}, {"_id": 1})}
-        lost = set(held) - ours
-        with self.lock:
+        with self.lock:  # a lease released meanwhile (a runner stopping) is not lost
+            lost = (set(held) - ours) & self.held
             self.held -= lost
         return lost
 

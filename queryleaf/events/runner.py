@@ -2,8 +2,9 @@
 
 The loop, per group of events the stream has ready (up to ``batch_size``):
 
-1. look up which of them the event log already has as terminal (handled before a crash but not
-   checkpointed): those are acknowledged without being delivered again;
+1. right after (re)opening from a stored position, look up which of them the event log already
+   has as terminal (handled before a crash but not checkpointed): those are acknowledged without
+   being delivered again (see ``RECHECK_EVENTS``);
 2. deliver the others — in order on this thread (``preserve_order``), concurrently per document
    (``preserve_order = false``, see lanes.py), or as one list (``batch_processing``);
 3. hand them to the committer thread (committer.py), which writes their terminal event-log
@@ -15,6 +16,9 @@ The loop, per group of events the stream has ready (up to ``batch_size``):
 
 A crash anywhere before (4) means the events after the previous checkpoint arrive again: the log
 is keyed by event id, so there are no duplicate rows, and those already terminal are skipped.
+Definition changes (ALTER, PAUSE, DROP, RESET, a takeover) are noticed by the supervisor's poll
+and handed in with ``observe``; the runner stops at its next step and the supervisor restarts it
+if it is still active.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ log = logging.getLogger("queryleaf.worker")
 
 AWAIT_MS = 200  # longest the stream blocks on the server; also the batch idle-flush interval
 BATCH_MAX_WAIT_S = 1.0  # a partial batch is delivered at the latest this long after it began
-SYNC_INTERVAL_S = 1.0  # how often an idle runner re-reads its definition
+SYNC_INTERVAL_S = 1.0  # how often an idle runner writes its lag (0) and metrics
 # How often an idle runner stores the stream's post-batch position (so a rarely matching
 # subscription does not fall out of the oplog). Not every sync: that write is itself a change.
 IDLE_CHECKPOINT_S = 60.0
@@ -168,7 +172,7 @@ class SubscriptionRunner(threading.Thread):
     @property
     def busy(self) -> bool:
         """Events taken from the stream and not yet checkpointed (for ``idle_timeout``)."""
-        return bool(self.window) or bool(self.batch) or not self.committer.idle
+        return bool(self.window) or bool(self.batch) or self.committer.rows_in_flight > 0
 
     def _running(self) -> bool:
         return not (self.stopping.is_set() or self.shared.halt.is_set())
@@ -498,8 +502,8 @@ class SubscriptionRunner(threading.Thread):
             fields["resume_token_lag_seconds"] = 0.0
         if (token is not None and token != self.committer.token) or fields \
                 or self.metrics.dirty:
+            # Not waited for: its errors surface at the next step (_raise_background_errors).
             self.committer.submit(Commit(token=token, fields=fields))
-            self.committer.drain()
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:

@@ -144,6 +144,7 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
         for runner in list(runners.values()):
             runner.join()
         heartbeat.stopped.set()
+        heartbeat.join(5)
     log.info("worker %s stopped (%s)", leases.worker_id, shared.report.reason)
     return shared.report
 
