@@ -27,7 +27,11 @@ def seed_text() -> str:
 
 @pytest.fixture()
 def event_log(ql):
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return load_events(ql, dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+def load_events(ql, now: dt.datetime):
+    """Known events, the latest at ``now``, the earliest 10 minutes before."""
     rows = []
 
     def event(i, sub, service, kind, coll, status, duration_ms, minutes_ago, corr=None,
@@ -95,7 +99,11 @@ def test_event_correlation_runs_verbatim(event_log):
     assert rates == {"inventory_service": 50, "analytics_service": 100}
 
 
-def test_corrected_monitoring_statement(event_log):
+def test_corrected_monitoring_statement(ql):
+    # The statement groups by hour: keep all events inside one hour, whatever the clock says.
+    anchor = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(minute=30, second=0,
+                                                                         microsecond=0)
+    event_log = load_events(ql, anchor)
     (result,) = event_log.execute_script((EXAMPLES / "02_event_monitoring.sql").read_text())
     by_sub = {r["subscription_id"]: r for r in result.rows}
     assert [r["subscription_id"] for r in result.rows] == [
