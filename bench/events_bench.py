@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pymongo  # noqa: E402
+from machine import cpu_name, os_name  # noqa: E402  (bench/machine.py)
 
 import queryleaf  # noqa: E402
 from queryleaf.engine import start_ephemeral_server  # noqa: E402
@@ -230,16 +230,8 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"pymongo {pymongo.version}, {platform.system()} {platform.release()}")
+    return (f"{cpu_name()}, Python {platform.python_version()}, pymongo {pymongo.version}, "
+            f"{os_name()}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import argparse
 import gc
 import json
 import logging
-import os
 import platform
 import statistics
 import sys
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pymongo  # noqa: E402
+from machine import cpu_name, os_name  # noqa: E402  (bench/machine.py)
 
 import queryleaf  # noqa: E402
 from queryleaf import plan as plans  # noqa: E402
@@ -139,20 +139,12 @@ def alternate(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 2
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import lark
     import sqlglot
 
     return {
-        "cpu": f"{cpu}, {os.cpu_count()} CPUs",
-        "os": f"{platform.system()} {platform.release()}",
+        "cpu": cpu_name(),
+        "os": os_name(),
         "python": platform.python_version(),
         "versions": f"lark {lark.__version__}, sqlglot {sqlglot.__version__}, "
                     f"pymongo {pymongo.version}",

@@ -12,6 +12,7 @@ from pymongo.database import Database
 from queryleaf import mongosh, plan
 from queryleaf.errors import ExecutionError
 from queryleaf.planner import Catalog
+from queryleaf.planner.writes import nest
 from queryleaf.result import Result
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk
@@ -70,7 +71,9 @@ class Executor:
         """
         if statement is None:
             return Catalog()
-        names = {n.name for n in walk(statement) if isinstance(n, ast.TableRef)}
+        nodes = list(walk(statement))
+        ctes = {n.name for n in nodes if isinstance(n, ast.Cte)}
+        names = {n.name for n in nodes if isinstance(n, ast.TableRef)} - ctes
         if not names:
             return Catalog()
         fresh = time.monotonic() - self._tables_at < CATALOG_TTL_S
@@ -170,7 +173,7 @@ class Executor:
         for row in result:
             doc: dict[str, Any] = {}
             for target, column in zip(targets, result.columns, strict=True):
-                _nest(doc, target.split("."), row[column])
+                nest(doc, target.split("."), row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:
                 total += len(self.db[p.collection].insert_many(batch).inserted_ids)
@@ -220,9 +223,3 @@ class Executor:
         commands = p.commands()
         rows = [{"mongosh": mongosh.to_mongosh(c), "json": mongosh.to_json(c)} for c in commands]
         return Result(["mongosh", "json"], rows, len(rows), "EXPLAIN", commands=commands)
-
-
-def _nest(doc: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        doc = doc.setdefault(part, {})
-    doc[path[-1]] = value

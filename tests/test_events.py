@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from bson import Timestamp, json_util
+from event_helpers import definition, drain, log_rows
 from test_events_rules import SEED_FILTER_NORMALIZED
 
 from queryleaf import plan as p
@@ -31,20 +32,6 @@ SEED_COLUMNS = (
     "processing_started_at", "processing_completed_at", "processing_duration_ms", "retry_count",
     "last_error", "correlation_id", "resume_token_timestamp", "cluster_time",
 )
-
-
-def definition(ql, name):
-    return ql.db[names.SUBSCRIPTIONS].find_one({"_id": name})
-
-
-def log_rows(ql, **query):
-    return list(ql.db[names.EVENT_LOG].find(query).sort("cluster_time", 1))
-
-
-def drain(ql, **kwargs):
-    """Run the worker until it has been idle for a moment (or max_events)."""
-    kwargs.setdefault("idle_timeout", 0.8)
-    return ql.run_subscriptions(poll_interval=0.2, **kwargs)
 
 
 # ------------------------------------------------------------------ CREATE and the catalog

@@ -13,23 +13,11 @@ from pathlib import Path
 
 import pytest
 from bson import json_util
+from event_helpers import definition, drain, log_rows, wait_for
 
 from queryleaf.errors import SubscriptionError
 from queryleaf.events import names, retention
 from queryleaf.events.metrics import percentile
-
-
-def definition(ql, name):
-    return ql.db[names.SUBSCRIPTIONS].find_one({"_id": name})
-
-
-def log_rows(ql, **query):
-    return list(ql.db[names.EVENT_LOG].find(query).sort("cluster_time", 1))
-
-
-def drain(ql, **kwargs):
-    kwargs.setdefault("idle_timeout", 0.8)
-    return ql.run_subscriptions(poll_interval=0.2, **kwargs)
 
 
 class Background:
@@ -51,16 +39,6 @@ class Background:
         self.thread.join(20)
         assert not self.thread.is_alive()
         return self.report
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 # ------------------------------------------------------------------ batch_processing

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from event_helpers import wait_for
 
 import queryleaf
 from queryleaf.engine import free_port, start_ephemeral_server
@@ -87,16 +88,6 @@ class Worker:
 
     def output(self) -> str:
         return self.log_path.read_text()
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def completed(db, subscription_id: str) -> int:

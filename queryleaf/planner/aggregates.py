@@ -42,10 +42,6 @@ def _per_row(v: Any) -> Any:
     return {"$cond": [{"$gt": ["$$ROOT", None]}, v, v]}
 
 
-def _drop_null(v: Any) -> Any:
-    return {"$cond": [is_null_expr(v), "$$REMOVE", v]}
-
-
 def _non_null(array: Any) -> Any:
     return {"$filter": {"input": array, "cond": {"$gt": ["$$this", None]}}}
 

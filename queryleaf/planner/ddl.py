@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from queryleaf import plan
@@ -14,6 +15,7 @@ from queryleaf.planner.scope import Scope, Table
 from queryleaf.planner.select import as_aggregate
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
+from queryleaf.sql.walk import replace_columns
 
 
 def _options(options: tuple[ast.SubscriptionOption, ...],
@@ -117,22 +119,10 @@ _SNAKE = {"updated_fields": "updatedFields", "removed_fields": "removedFields",
 
 def _snake_paths(e: ast.Expr) -> ast.Expr:
     """update_description.updated_fields.x → updateDescription.updatedFields.x (by column)."""
-    import dataclasses
 
-    from queryleaf.sql.walk import children
-
-    if isinstance(e, ast.Column):
+    def camel(col: ast.Column) -> ast.Column:
         parts = tuple(_SNAKE.get(p, p) if isinstance(p, str) and i == 1 else p
-                      for i, p in enumerate(e.parts))
-        return dataclasses.replace(e, parts=parts)
-    if not dataclasses.is_dataclass(e) or isinstance(e, ast.Query):
-        return e
-    changes = {}
-    for f in dataclasses.fields(e):
-        value = getattr(e, f.name)
-        if isinstance(value, ast.Expr):
-            changes[f.name] = _snake_paths(value)
-        elif isinstance(value, tuple) and value and all(isinstance(v, ast.Expr) for v in value):
-            changes[f.name] = tuple(_snake_paths(v) for v in value)
-    del children
-    return dataclasses.replace(e, **changes) if changes else e
+                      for i, p in enumerate(col.parts))
+        return dataclasses.replace(col, parts=parts)
+
+    return replace_columns(e, camel)

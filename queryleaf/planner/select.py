@@ -8,7 +8,6 @@ placed just before the stage that needs their value.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 import re
@@ -26,7 +25,7 @@ from queryleaf.planner.scope import Scope, Table, display_path
 from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
-from queryleaf.sql.walk import walk, walk_expr
+from queryleaf.sql.walk import replace_columns, walk, walk_expr
 
 _SAFE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -110,6 +109,7 @@ class SelectPlanner:
         self.extra_lets: dict[str, Any] = {}  # outer variables read by join/pushdown scopes
         self._sort: dict[str, int] = {}
         self._null_flags: dict[str, Any] = {}
+        self.has_windows = False
         self.relations: list[tuple[str, Table, ast.Expr | None, ast.Node]] = []
 
     def emit(self, stage: dict[str, Any]) -> None:
@@ -398,14 +398,13 @@ class SelectPlanner:
             extra.update(self.hidden_sort_keys(exprs, outputs))
         if extra:
             self.emit({"$addFields": extra})
-        hide = [f for f in self.temp_fields]
+        hide = list(self.temp_fields)
         if len(relations) == 1 and relations[0][1].system:
             hide.append("_id")
         if len(relations) > 1:
             if len(self.select.items) > 1 or self.select.items[0].expr.table is not None:
                 raise PlanningError("with joins, SELECT * cannot be combined with other items "
                                     "or t.*", self.select.items[0].pos)
-            hide += []
         if hide:
             self.emit({"$project": {k: 0 for k in hide}})
         return None
@@ -472,27 +471,17 @@ class SelectPlanner:
     def with_aliases(self, e: ast.Expr, outputs: list[Output]) -> ast.Expr:
         """HAVING may name select-list aliases (as MySQL): replace them by their expressions."""
         aliases = {o.item.alias: o.item.expr for o in outputs if o.item.alias}
+        if not aliases:
+            return e
 
-        def rewrite(node):
-            if isinstance(node, ast.Column) and len(node.parts) == 1 and node.parts[0] in aliases:
-                return aliases[node.parts[0]]
-            if not dataclasses.is_dataclass(node) or isinstance(node, ast.Query | ast.ScalarSubquery
-                                                                  | ast.Exists | ast.InSubquery):
-                return node
-            changes = {}
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                if isinstance(value, ast.Node):
-                    changes[f.name] = rewrite(value)
-                elif isinstance(value, tuple):
-                    changes[f.name] = tuple(rewrite(v) if isinstance(v, ast.Node) else v
-                                            for v in value)
-            return dataclasses.replace(node, **changes)
+        def expand(col: ast.Column) -> ast.Expr:
+            if len(col.parts) == 1 and col.parts[0] in aliases:
+                return aliases[col.parts[0]]
+            return col
 
-        return rewrite(e) if aliases else e
+        return replace_columns(e, expand)
 
     # ------------------------------------------------------------ windows
-    has_windows = False
 
     def windows(self, exprs: ExprCompiler) -> ExprCompiler:
         calls = []

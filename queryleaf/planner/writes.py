@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from queryleaf import plan
@@ -44,7 +45,8 @@ def _check_paths(paths: list[tuple[str, ...]], nodes: list[ast.Node], what: str)
         seen[path] = node
 
 
-def _nest(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+def nest(doc: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    """Set ``value`` at a dotted ``path`` of ``doc``, creating the documents on the way."""
     for part in path[:-1]:
         doc = doc.setdefault(part, {})
     doc[path[-1]] = value
@@ -88,11 +90,11 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
                     raise PlanningError("VALUES cannot refer to columns", node.pos)
             try:
                 v = constant(value, bindings)
-                _nest(doc, path, v)
-                _nest(doc_expr, path, literal(v))
+                nest(doc, path, v)
+                nest(doc_expr, path, literal(v))
             except NotConstant:
                 computed = True
-                _nest(doc_expr, path, exprs.compile(value))
+                nest(doc_expr, path, exprs.compile(value))
         constant_docs.append(doc)
         rows_expr.append(doc_expr)
     if computed:

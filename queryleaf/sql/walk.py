@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from queryleaf.sql import ast
 
@@ -47,3 +47,27 @@ def walk_expr(node: object) -> Iterator[object]:
         return
     for child in children(node):
         yield from walk_expr(child)
+
+
+_NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery)
+
+
+def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast.Expr:
+    """``expr`` with every column ``c`` replaced by ``fn(c)``; subqueries are left as they are
+    (their columns belong to another scope)."""
+    if isinstance(expr, ast.Column):
+        return fn(expr)
+    if not isinstance(expr, ast.Node) or isinstance(expr, _NESTED_QUERIES):
+        return expr
+    changes = {}
+    for name in field_names(type(expr)):
+        value = getattr(expr, name)
+        if isinstance(value, ast.Node):
+            new = replace_columns(value, fn)
+        elif isinstance(value, tuple):
+            new = tuple(replace_columns(v, fn) if isinstance(v, ast.Node) else v for v in value)
+        else:
+            continue
+        if new is not value:
+            changes[name] = new
+    return dataclasses.replace(expr, **changes) if changes else expr
