@@ -5,6 +5,12 @@ from __future__ import annotations
 import time
 
 from queryleaf.events import names
+from queryleaf.events.eventlog import read_rows
+
+
+def count_rows(db, query):
+    """How many event-log rows match ``query``."""
+    return len(read_rows(db, query))
 
 
 def definition(ql, name):
@@ -14,7 +20,7 @@ def definition(ql, name):
 
 def log_rows(ql, **query):
     """Event-log rows matching ``query``, in oplog order."""
-    return list(ql.db[names.EVENT_LOG].find(query).sort("cluster_time", 1))
+    return read_rows(ql.db, query)
 
 
 def drain(ql, **kwargs):

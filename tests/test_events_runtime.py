@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from bson import json_util
-from event_helpers import definition, drain, log_rows, wait_for
+from event_helpers import count_rows, definition, drain, log_rows, wait_for
 
 from queryleaf.errors import SubscriptionError
 from queryleaf.events import names, retention
@@ -139,8 +139,7 @@ def test_unordered_checkpoint_stays_before_the_oldest_unfinished_event(ql):
     worker = Background(ql)
     try:
         # 'slow' keeps retrying while a, b, c complete behind it: the checkpoint stays at 'a'.
-        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents(
-            {"processing_status": "completed"}) == 3)
+        wait_for(lambda: count_rows(ql.db, {"processing_status": "completed"}) == 3)
         rows = {r["document_key"]["_id"]: r for r in log_rows(ql)}
         assert rows["slow"]["processing_status"] == "retrying"
         assert definition(ql, "fast")["resume_token"]["_data"] == rows["a"]["event_id"]
@@ -246,7 +245,7 @@ def test_one_worker_per_subscription_and_takeover_after_release(ql):
         assert row["worker_id"] == lease["worker_id"] and row["watching"].endswith(".orders")
         assert definition(ql, "leased")["worker_id"] == lease["worker_id"]
         ql.db.orders.insert_many([{"_id": i} for i in range(5)])
-        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents({}) == 5)
+        wait_for(lambda: count_rows(ql.db, {}) == 5)
         # The heartbeat keeps the lease alive past its first expiry.
         time.sleep(2.5)
         renewed = ql.db[names.LEASES].find_one({"_id": "leased"})
@@ -257,7 +256,7 @@ def test_one_worker_per_subscription_and_takeover_after_release(ql):
             "worker_id") not in (None, lease["worker_id"]), timeout=3)
         assert taken
         ql.db.orders.insert_many([{"_id": i} for i in range(5, 8)])
-        wait_for(lambda: ql.db[names.EVENT_LOG].count_documents({}) == 8)
+        wait_for(lambda: count_rows(ql.db, {}) == 8)
     finally:
         first.stop()
         second.stop()

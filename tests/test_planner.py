@@ -50,6 +50,9 @@ CASES = {
     "delete_filter": "DELETE FROM users WHERE status IN ('gone', 'banned')",
     "change_stream_events": "SELECT subscription_id, event_type, COUNT(*) AS n FROM "
                             "CHANGE_STREAM_EVENTS() GROUP BY subscription_id, event_type",
+    "change_stream_events_of_one_subscription": "SELECT e.event_type, e.last_error FROM "
+        "CHANGE_STREAM_EVENTS() e WHERE e.subscription_id = 'audit' "
+        "AND e.processing_status <> 'completed'",
     "seed_style_analytics": "SELECT subscription_id, "
         "COUNT(CASE WHEN processing_status = 'completed' THEN 1 END) AS done, "
         "ROUND(COUNT(CASE WHEN processing_status = 'completed' THEN 1 END) * 100.0 / COUNT(*), 2)"

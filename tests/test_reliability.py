@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from event_helpers import wait_for
+from event_helpers import count_rows, read_rows, wait_for
 
 import queryleaf
 from queryleaf.engine import free_port, start_ephemeral_server
@@ -91,8 +91,8 @@ class Worker:
 
 
 def completed(db, subscription_id: str) -> int:
-    return db[names.EVENT_LOG].count_documents(
-        {"subscription_id": subscription_id, "processing_status": "completed"})
+    return count_rows(db, {"subscription_id": subscription_id,
+                           "processing_status": "completed"})
 
 
 def lease_holder(db, name: str) -> int | None:
@@ -146,7 +146,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(ql, server, events
     assert db.order_mirror.count_documents({}) == total, context
     assert sorted(d["documentKey"]["_id"] for d in db.order_mirror.find()) == list(range(total))
     for sub in ("mirror", "audit"):
-        rows = list(db[names.EVENT_LOG].find({"subscription_id": sub}))
+        rows = read_rows(db, {"subscription_id": sub})
         assert len(rows) == total, context
         assert Counter(r["processing_status"] for r in rows) == {"completed": total}, context
         assert len({r["document_key"]["_id"] for r in rows}) == total, context
@@ -194,7 +194,7 @@ def test_server_stop_and_restart_mid_stream_loses_nothing(tmp_path, events_file)
         for sub in ("mirror", "audit"):
             doc = db[names.SUBSCRIPTIONS].find_one({"_id": sub})
             assert doc["status"] == "active", doc["status_message"]
-            assert db[names.EVENT_LOG].count_documents({"subscription_id": sub}) == 300
+            assert count_rows(db, {"subscription_id": sub}) == 300
         assert {key for _, _, key in deliveries(events_file)} == set(range(300))
     finally:
         if worker is not None and worker.proc.poll() is None:
@@ -239,7 +239,7 @@ def test_dropped_connections_reconnect_and_resume_from_the_checkpoint(ql, server
     first_seen = list(dict.fromkeys(seen))
     assert first_seen == sorted(first_seen)  # and first seen in order
     assert ql.db.order_mirror.count_documents({}) == 60
-    rows = list(ql.db[names.EVENT_LOG].find())
+    rows = read_rows(ql.db)
     assert len(rows) == 60 and {r["processing_status"] for r in rows} == {"completed"}
     doc = ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"})
     assert doc["status"] == "active" and doc["events_processed"] == 60
@@ -272,7 +272,7 @@ def test_failing_events_back_off_then_dead_letter_while_the_rest_flow_and_replay
         delays = [b - a for a, b in zip(times, times[1:], strict=False)]
         for delay, expected in zip(delays, (0.1, 0.2, 0.4), strict=True):
             assert expected <= delay < expected + 0.25, delays
-    rows = {r["document_key"]["_id"]: r for r in ql.db[names.EVENT_LOG].find()}
+    rows = {r["document_key"]["_id"]: r for r in read_rows(ql.db)}
     for key in broken:
         assert rows[key]["processing_status"] == "dead_letter"
         assert rows[key]["retry_count"] == 3
@@ -288,7 +288,7 @@ def test_failing_events_back_off_then_dead_letter_while_the_rest_flow_and_replay
     assert report.by_subscription["payments"] == {"replay_completed": 2}
     assert sorted(order[8:]) == [3, 7] and len(order) == 10  # delivered once each
     assert {r["status"] for r in ql.db[names.DEAD_LETTERS].find()} == {"replayed"}
-    assert {r["processing_status"] for r in ql.db[names.EVENT_LOG].find()} == {"completed"}
+    assert {r["processing_status"] for r in read_rows(ql.db)} == {"completed"}
 
 
 # ------------------------------------------------------------------ two workers
@@ -362,8 +362,7 @@ def test_sigterm_finishes_the_event_in_hand_checkpoints_and_releases(ql, server,
             worker.kill()
     handled = len(deliveries(events_file))
     assert 3 <= handled < 20
-    rows = list(db[names.EVENT_LOG].find({"processing_status": "completed"})
-                .sort("cluster_time", 1))
+    rows = read_rows(db, {"processing_status": "completed"})
     assert len(rows) == handled  # the event in hand was finished and recorded
     doc = db[names.SUBSCRIPTIONS].find_one({"_id": "slow"})
     assert doc["resume_token"]["_data"] == rows[-1]["event_id"]
@@ -401,17 +400,16 @@ def test_lost_history_fails_the_subscription_clearly_and_reset_recovers(tmp_path
         never = db[names.SUBSCRIPTIONS].find_one({"_id": "never_ran"})["status_message"]
         assert "older than the oldest oplog entry" in never
         # The worker kept the other subscription running.
-        assert [r["document_key"] for r in db[names.EVENT_LOG].find(
-            {"subscription_id": "fresh"})] == [{"_id": "after"}]
-        assert db[names.EVENT_LOG].count_documents({"subscription_id": "hist"}) == 3
+        assert [r["document_key"] for r in read_rows(db, {"subscription_id": "fresh"})] \
+            == [{"_id": "after"}]
+        assert count_rows(db, {"subscription_id": "hist"}) == 3
 
         ql.execute("RESET EVENT_SUBSCRIPTION hist TO NOW")
         db.orders.insert_one({"_id": "recovered"})
         ql.run_subscriptions(subscriptions=["hist"], idle_timeout=0.8, poll_interval=0.2)
         doc = db[names.SUBSCRIPTIONS].find_one({"_id": "hist"})
         assert doc["status"] == "active" and doc["status_message"] is None
-        keys = [r["document_key"]["_id"] for r in db[names.EVENT_LOG].find(
-            {"subscription_id": "hist"}).sort("cluster_time", 1)]
+        keys = [r["document_key"]["_id"] for r in read_rows(db, {"subscription_id": "hist"})]
         assert keys == [0, 1, 2, "recovered"]
     finally:
         ql.close()

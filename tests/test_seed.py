@@ -12,6 +12,7 @@ import pytest
 
 from queryleaf import ScriptError
 from queryleaf.events import names
+from queryleaf.events.eventlog import segment_entries
 from queryleaf.sql.parser import parse_script
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "queryleaf-event-sql.sql"
@@ -38,7 +39,7 @@ def load_events(ql, now: dt.datetime):
               process=None, data=None, source=None, target=None, interaction=None, retries=0):
         at = now - dt.timedelta(minutes=minutes_ago)
         rows.append({
-            "_id": {"subscription_id": sub, "event_id": str(i)}, "subscription_id": sub,
+            "subscription_id": sub,
             "service_name": service, "event_id": str(i), "event_type": kind,
             "collection_name": coll, "database_name": ql.database_name,
             "event_data": data or {"n": i}, "event_timestamp": at,
@@ -57,7 +58,9 @@ def load_events(ql, now: dt.datetime):
           9, "c1", "order-flow", None, "order_service", "inventory_service", "reserve", 3)
     event(5, "realtime_analytics", "analytics_service", "insert", "orders", "completed", 5, 3,
           "c2", "order-flow", {"order_total": 20}, "order_service", "analytics_service", "track")
-    ql.db[names.EVENT_LOG].insert_many(rows)
+    for sub in sorted({row["subscription_id"] for row in rows}):  # stored as the worker does
+        ql.db[names.EVENT_LOG].insert_many(
+            segment_entries([row for row in rows if row["subscription_id"] == sub]))
     return ql
 
 

@@ -21,6 +21,7 @@ from queryleaf import plan as p
 from queryleaf.errors import ExecutionError, SubscriptionError
 from queryleaf.events import definition, images, names
 from queryleaf.events import options as opts
+from queryleaf.events.eventlog import EventLog
 from queryleaf.events.watch import WatchSpec
 from queryleaf.result import Result
 
@@ -115,6 +116,7 @@ def _check_subscription_id_free(db: Database, subscription_id: str, name: str) -
 def ensure_indexes(db: Database) -> None:
     db[names.SUBSCRIPTIONS].create_index("subscription_id", unique=True,
                                          name="subscription_id_unique")
+    EventLog(db).ensure_indexes()
 
 
 def validate_on_server(db: Database, spec: WatchSpec, event_filter: Any) -> None:
@@ -210,6 +212,7 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
     statement = "RESET EVENT_SUBSCRIPTION"
     catalog = db[names.SUBSCRIPTIONS]
     changes: dict[str, Any] = {"resume_token": None, "resume_token_timestamp": None,
+                               "checkpoint_cluster_time": None,
                                "status": "active", "status_message": None,
                                "updated_at": datetime.now(UTC)}
     if plan.timestamp is not None:
@@ -221,10 +224,15 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
                                           session=session, return_document=ReturnDocument.AFTER)
         if doc is None:
             raise _unknown(db, plan.name)
+        start = changes.get("start_at_operation_time")
         if plan.timestamp is None:
+            start = session.operation_time
             catalog.update_one({"_id": plan.name},
-                               {"$set": {"start_at_operation_time": session.operation_time}},
+                               {"$set": {"start_at_operation_time": start}},
                                session=session)
+    # Events from the new start on are delivered again and get new rows: drop the old ones so
+    # that each event keeps one row.
+    EventLog(db).forget_from(doc["subscription_id"], start)
     return Result(statement=statement, message=f"{statement} {plan.name}", rowcount=1)
 
 

@@ -48,6 +48,7 @@ class Commit:
     record: list[Row] = field(default_factory=list)  # finished: write their log rows
     popped: list[Row] = field(default_factory=list)  # checkpoint after the last of these
     token: dict[str, Any] | None = None  # a position without an event (invalidate, idle)
+    cluster_time: Any = None  # the cluster time of ``token`` if known (an invalidate)
     fields: dict[str, Any] = field(default_factory=dict)  # other fields to $set (lag 0, ...)
 
 
@@ -64,6 +65,7 @@ class Committer(threading.Thread):
         self.report = report  # called per checkpointed row (worker report, log line)
         self.lease_lost = lease_lost
         self.token = token  # the last position stored
+        self.cluster_time = sub.checkpoint_cluster_time  # of the event the position follows
         self.checkpoints = 0
         self.stored_lag: float | None = None
         self.pending: deque[Commit] = deque()
@@ -164,10 +166,11 @@ class Committer(threading.Thread):
             if dead:
                 self.event_log.dead_letter(dead)
         fields: dict[str, Any] = {}
-        token = None
+        token = cluster_time = None
         for commit in batch:
             fields.update(commit.fields)
-            token = commit.token or token
+            if commit.token is not None:
+                token, cluster_time = commit.token, commit.cluster_time
         if popped:
             for row in popped:
                 self.metrics.record(row.status or "", row.retries,
@@ -178,7 +181,7 @@ class Committer(threading.Thread):
                 self.report(row)
         syncs = any(not commit.record and not commit.popped for commit in batch)
         if token is not None or fields or syncs:  # an invalidate after the events, idle
-            self.sync(token, fields)
+            self.sync(token, fields, cluster_time=cluster_time)
 
     # ---------------------------------------------------------------- position writes
     def checkpoint(self, last: Row, token: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -189,27 +192,29 @@ class Committer(threading.Thread):
         if cluster_time is not None:
             happened = cluster_time.as_datetime()
             lag = max((now - happened).total_seconds(), 0.0)
-            fields.update(resume_token_timestamp=happened,
+            fields.update(resume_token_timestamp=happened, checkpoint_cluster_time=cluster_time,
                           resume_token_lag_seconds=round(lag, 3))
             self.stored_lag = lag
         if last.error:
             fields["last_error"] = last.error
-        self.write({"$set": fields}, token, now)
+        self.write({"$set": fields}, token, now, cluster_time=cluster_time)
 
     def sync(self, token: dict[str, Any] | None, fields: dict[str, Any],
-             force_metrics: bool = True) -> None:
+             force_metrics: bool = True, cluster_time: Any = None) -> None:
         """A position without an event (invalidate, idle post-batch token) and/or fields."""
         update: dict[str, Any] = {"$set": dict(fields)}
         if token is not None and token != self.token:
             update["$set"]["resume_token"] = token
+            if cluster_time is not None:
+                update["$set"]["checkpoint_cluster_time"] = cluster_time
         else:
             token = None
         if "resume_token_lag_seconds" in fields:
             self.stored_lag = fields["resume_token_lag_seconds"]
-        self.write(update, token, datetime.now(UTC), force_metrics)
+        self.write(update, token, datetime.now(UTC), force_metrics, cluster_time)
 
     def write(self, update: dict[str, Any], token: dict[str, Any] | None, now: datetime,
-              force_metrics: bool = False) -> None:
+              force_metrics: bool = False, cluster_time: Any = None) -> None:
         increments = self.metrics.take_increments()
         if increments:
             update["$inc"] = increments
@@ -239,6 +244,8 @@ class Committer(threading.Thread):
             raise Stale()
         if token is not None:
             self.token = token
+            if cluster_time is not None:
+                self.cluster_time = cluster_time
             self.checkpoints += 1
         self.check_current(doc)
 

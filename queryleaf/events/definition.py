@@ -56,6 +56,7 @@ def new_document(name: str, options: dict[str, Any], spec: WatchSpec,
         "start_at_operation_time": None,
         "resume_token": None,
         "resume_token_timestamp": None,
+        "checkpoint_cluster_time": None,
         "last_event_at": None,
         "last_error": None,
         "processing_time_p50_ms": None,
@@ -88,6 +89,7 @@ class Subscription:
     watch: WatchSpec
     start_at_operation_time: Any  # bson Timestamp, or None before CREATE finished
     resume_token: dict[str, Any] | None
+    checkpoint_cluster_time: Any = None  # bson Timestamp of the event the token follows
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Subscription:
@@ -102,6 +104,7 @@ class Subscription:
             watch=WatchSpec.from_document(doc["watch"]),
             start_at_operation_time=doc.get("start_at_operation_time"),
             resume_token=doc.get("resume_token"),
+            checkpoint_cluster_time=doc.get("checkpoint_cluster_time"),
         )
 
     @property

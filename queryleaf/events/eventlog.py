@@ -1,8 +1,24 @@
 """The durable event log (``CHANGE_STREAM_EVENTS()``) and the dead-letter queue.
 
-One row per change event per subscription, ``_id = {subscription_id, event_id}`` where
-``event_id`` is the resume token's ``_data``: redelivery after a crash updates the same row, and
-an event whose row is already terminal (completed / failed / dead_letter) is not delivered again.
+One *row* per change event per subscription; its ``_id`` (the row key) is
+``<subscription_id>:<event_id>``, where ``event_id`` is the resume token's ``_data``. Rows are
+stored in *entries*: documents with the rows in an ``events`` array and, at the top level, what
+lookups and retention need (``subscription_id``, ``cluster_time`` of the first row,
+``last_cluster_time`` of the last, ``processing_completed_at`` of the newest). Two kinds:
+
+* a **segment** holds the rows of a group of events that completed at the first attempt and
+  were not recorded before: one insert per group after the events are handled (the common
+  case costs the server one write per group, not one per event);
+* a **single** holds one row whose lifecycle is written step by step (``_id`` = its row key):
+  an event shown as processing or retrying, one that failed or was dead-lettered, a replayed
+  one, or one delivered again after a crash or a RESET.
+
+``CHANGE_STREAM_EVENTS()`` reads the rows through ``names.EVENT_LOG_ROWS`` (unwind + replace
+root). Idempotence: after (re)opening from a position the runner loads what the log already
+holds from there (``existing``): an event already terminal (handled by a run that stopped before
+its checkpoint) is not delivered again; one found in flight is delivered and its single
+replaced. Only completed events go into segments, so every event keeps exactly one row. RESET
+to an earlier time removes the rows from there on (``forget_from``): they are delivered again.
 """
 
 from __future__ import annotations
@@ -11,10 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import Timestamp
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from queryleaf.events import names
 
@@ -25,7 +42,8 @@ DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "e
 # Fields copied from the changed document into the row when present (else null).
 DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
                    "target_service", "interaction_type")
-
+SEGMENT_ROWS = 500  # rows per segment at most (fewer when the 16 MB document limit needs it)
+LOOKUP_INDEX = "subscription_position"
 
 DUPLICATE_KEY = 11000
 
@@ -52,8 +70,7 @@ def row_key(subscription_id: str, eid: str) -> str:
     """The ``_id`` of an event-log row and of a dead letter: ``<subscription_id>:<event_id>``.
 
     A string rather than an embedded document: equality on a string ``_id`` is a point lookup
-    on every server (some do not use the ``_id`` index for embedded-document values). The event
-    id is hex, so the key splits unambiguously at its last ':'.
+    on every server (some do not use the ``_id`` index for embedded-document values).
     """
     return f"{subscription_id}:{eid}"
 
@@ -119,73 +136,193 @@ class Row:
     recorded: bool = False  # its terminal row is written
     skipped: bool = False  # found terminal in the log: acknowledged, not delivered again
     skip_sinks: tuple[Any, ...] = ()  # sinks already applied to it as part of a group
+    single: bool = False  # written step by step (marked, or delivered again): not in a segment
 
     @property
     def done(self) -> bool:
         return self.status is not None
 
+    def document(self) -> dict[str, Any]:
+        """The row's columns (``CHANGE_STREAM_EVENTS()`` adds ``_id``, the row key)."""
+        return {**self.static, "processing_status": self.status,
+                "processing_started_at": self.started_at,
+                "processing_completed_at": self.completed_at,
+                "processing_duration_ms": self.duration_ms, "retry_count": self.retries,
+                "last_error": self.error}
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the log holds of an event: its status and the entry holding its row."""
+
+    status: str
+    retries: int
+    entry: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+# Columns a segment may store once (in ``common``) when all its rows agree on the value (compared
+# with their type: 1, 1.0 and True are different values to BSON); other columns only when null.
+HOISTABLE = frozenset({"subscription_id", "subscription_name", "service_name", "event_type",
+                       "collection_name", "database_name", "processing_status",
+                       "processing_started_at", "processing_completed_at",
+                       "processing_duration_ms", "retry_count", "last_error"})
+PER_ROW = frozenset({"event_id", "cluster_time"})  # looked up / pulled by: always in the row
+
+
+def _common(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    first, rest = rows[0], rows[1:]
+    common = {}
+    for name, value in first.items():
+        if name in PER_ROW or (value is not None and name not in HOISTABLE):
+            continue
+        kind = type(value)
+        if all(name in row and type(row[name]) is kind and row[name] == value for row in rest):
+            common[name] = value
+    return common
+
+
+def _entry(entry_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    first, last = rows[0], rows[-1]
+    completed = [r["processing_completed_at"] for r in rows
+                 if r.get("processing_completed_at") is not None]
+    entry = {"_id": entry_id, "subscription_id": first["subscription_id"],
+             "subscription_name": first.get("subscription_name"),
+             "service_name": first.get("service_name"),
+             "cluster_time": first.get("cluster_time"),
+             "last_cluster_time": last.get("cluster_time"),
+             "processing_completed_at": max(completed) if completed else None}
+    if len(rows) == 1:
+        entry["events"] = rows
+        return entry
+    common = _common(rows)
+    entry["common"] = common
+    entry["events"] = [{k: v for k, v in row.items() if k not in common} for row in rows]
+    return entry
+
+
+def single_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """The entry of one row written on its own (``_id`` = the row key)."""
+    return _entry(row_key(row["subscription_id"], row["event_id"]), [row])
+
+
+def segment_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries for completed rows (one subscription), ``SEGMENT_ROWS`` rows each at most."""
+    return [_entry(f"{row_key(chunk[0]['subscription_id'], chunk[0]['event_id'])}+{len(chunk)}",
+                   chunk)
+            for chunk in (rows[i:i + SEGMENT_ROWS] for i in range(0, len(rows), SEGMENT_ROWS))]
+
+
+def read_rows(db: Database, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows matching ``query`` (on row fields), in oplog order: what
+    ``SELECT * FROM CHANGE_STREAM_EVENTS()`` reads, for tools and tests."""
+    pipeline = [*names.EVENT_LOG_ROWS, {"$match": query or {}},
+                {"$sort": {"cluster_time": 1, "event_id": 1}}]
+    return list(db[names.EVENT_LOG].aggregate(pipeline))
+
 
 class EventLog:
     """Writes the processing lifecycle of each event: [processing | retrying →] terminal.
 
-    The terminal row of a group of events is written in one bulk upsert after they are handled;
-    a row appears earlier only for an event that is retrying or slow (``mark``).
+    The rows of a group of handled events are written in one bulk insert (segments, and singles
+    for what needed them); a row appears earlier only for an event that is retrying or slow
+    (``mark``).
     """
 
     def __init__(self, db: Database):
-        self.rows = db[names.EVENT_LOG]
+        self.entries = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
 
-    def terminal(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """``{key: {processing_status, retries}}`` of the ``keys`` whose row is already
-        terminal (handled before a crash, not checkpointed)."""
-        if not keys:
-            return {}
-        found = self.rows.find(
-            {"_id": {"$in": keys}, "processing_status": {"$in": list(TERMINAL)}},
-            {"processing_status": 1, "retry_count": 1})
-        return {doc["_id"]: {"processing_status": doc["processing_status"],
-                                         "retries": doc.get("retry_count") or 0}
-                for doc in found}
+    def ensure_indexes(self) -> None:
+        self.entries.create_index([("subscription_id", 1), ("last_cluster_time", 1)],
+                                  name=LOOKUP_INDEX)
+
+    def existing(self, subscription_id: str, since: Timestamp | None) -> dict[str, Known]:
+        """The rows the log holds for events at or after cluster time ``since``."""
+        query: dict[str, Any] = {"subscription_id": subscription_id}
+        if since is not None:
+            query["last_cluster_time"] = {"$gte": since}
+        known: dict[str, Known] = {}
+        fields = ("event_id", "processing_status", "retry_count")
+        projection = {f"{part}.{name}": 1 for part in ("events", "common") for name in fields}
+        for entry in self.entries.find(query, projection):
+            common = entry.get("common") or {}
+            for row in entry.get("events") or ():
+                if "event_id" not in row:
+                    continue
+                found = Known(row.get("processing_status", common.get("processing_status")) or "",
+                              row.get("retry_count", common.get("retry_count")) or 0,
+                              entry["_id"])
+                key = row_key(subscription_id, row["event_id"])
+                previous = known.get(key)
+                if previous is None or (found.terminal and not previous.terminal):
+                    known[key] = found
+        return known
 
     def mark(self, row: Row, status: str, retry_count: int = 0, error: str | None = None) -> None:
         """Show an event in flight as 'processing' or 'retrying' (never over a terminal row)."""
+        row.single = True
+        fields = {"processing_status": status, "processing_started_at": row.started_at,
+                  "processing_completed_at": None, "processing_duration_ms": None,
+                  "retry_count": retry_count, "last_error": error}
         try:
-            self.rows.update_one(
-                {"_id": row.key, "processing_status": {"$nin": list(TERMINAL)}},
-                {"$setOnInsert": row.static,
-                 "$set": {"processing_status": status, "processing_started_at": row.started_at,
-                          "processing_completed_at": None, "processing_duration_ms": None,
-                          "retry_count": retry_count, "last_error": error}},
-                upsert=True)
+            self.entries.insert_one(single_entry({**row.static, **fields}))
         except DuplicateKeyError:
-            pass
+            self.entries.update_one(
+                {"_id": row.key, "events.0.processing_status": {"$nin": list(TERMINAL)}},
+                {"$set": {f"events.0.{k}": v for k, v in fields.items()}})
 
     def record(self, rows: list[Row]) -> None:
         """Write the terminal rows of handled events.
 
-        One unordered ``insert_many`` (much cheaper than upserts); the rows that already exist
-        (marked 'retrying' or 'processing' earlier, or written by a worker that lost its lease)
-        are then replaced, which is what an upsert would have done.
+        Events completed at the first attempt go into segments; the others replace their
+        single (if marked earlier). Everything is one unordered ``insert_many`` (much cheaper
+        than upserts); the entries that already exist are then replaced.
         """
         if not rows:
             return
-        docs = [{"_id": row.key, **row.static, "processing_status": row.status,
-                 "processing_started_at": row.started_at,
-                 "processing_completed_at": row.completed_at,
-                 "processing_duration_ms": row.duration_ms, "retry_count": row.retries,
-                 "last_error": row.error} for row in rows]
-        insert_or_replace(self.rows, docs)
+        singles = [single_entry(row.document()) for row in rows
+                   if row.single or row.status != "completed" or row.retries]
+        grouped = [row.document() for row in rows
+                   if not (row.single or row.status != "completed" or row.retries)]
+        self._insert(singles + segment_entries(grouped))
+
+    def _insert(self, entries: list[dict[str, Any]]) -> None:
+        try:
+            insert_or_replace(self.entries, entries)
+        except DocumentTooLarge:
+            # A segment over the server's document limit: write its halves (idempotent).
+            for entry in entries:
+                rows = [{**entry.get("common", {}), **row} for row in entry["events"]]
+                if len(rows) == 1:
+                    raise
+                half = len(rows) // 2
+                self._insert(segment_entries(rows[:half]) + segment_entries(rows[half:]))
 
     def finish(self, key: str, status: str, started_at: datetime,
                retry_count: int, error: str | None) -> float:
-        """Record the terminal status; returns the processing duration in ms."""
+        """Record the terminal status of a single; returns the processing duration in ms."""
         done = datetime.now(UTC)
         duration = round((done - started_at).total_seconds() * 1000, 3)
-        self.rows.update_one({"_id": key}, {"$set": {
-            "processing_status": status, "processing_completed_at": done,
-            "processing_duration_ms": duration, "retry_count": retry_count, "last_error": error}})
+        fields = {"processing_status": status, "processing_completed_at": done,
+                  "processing_duration_ms": duration, "retry_count": retry_count,
+                  "last_error": error}
+        self.entries.update_one({"_id": key}, {"$set": {
+            "processing_completed_at": done,
+            **{f"events.0.{k}": v for k, v in fields.items()}}})
         return duration
+
+    def forget_from(self, subscription_id: str, since: Timestamp) -> None:
+        """Remove the rows of events at or after ``since`` (RESET to an earlier time: they
+        are delivered again and get new rows)."""
+        self.entries.delete_many({"subscription_id": subscription_id,
+                                  "cluster_time": {"$gte": since}})
+        self.entries.update_many(
+            {"subscription_id": subscription_id, "last_cluster_time": {"$gte": since}},
+            {"$pull": {"events": {"cluster_time": {"$gte": since}}}})
 
     def dead_letter(self, rows: list[Row]) -> None:
         """Park events that exhausted their retries (idempotent by the same key)."""

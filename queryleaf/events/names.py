@@ -20,8 +20,10 @@ TABLE_FUNCTIONS = {
 }
 
 
+
 def is_reserved(collection: str) -> bool:
     return collection.startswith(PREFIX)
+
 
 # Columns of the table functions (top-level fields of the system collections), in display order.
 EVENT_LOG_COLUMNS = (
@@ -32,10 +34,28 @@ EVENT_LOG_COLUMNS = (
     "interaction_type", "resume_token_timestamp", "cluster_time", "subscription_name",
     "update_description", "full_document_before_change",
 )
+# CHANGE_STREAM_EVENTS() rows: the event log stores them grouped in entries, the columns a
+# segment's rows share stored once in ``common`` (eventlog.py). The template gives every row
+# every column, in this order.
+EVENT_LOG_ROWS = [
+    {"$unwind": "$events"},
+    {"$replaceRoot": {"newRoot": {"$mergeObjects": [
+        {"_id": {"$concat": ["$subscription_id", ":", "$events.event_id"]},
+         **{column: None for column in EVENT_LOG_COLUMNS}},
+        "$common", "$events"]}}},
+]
+# Table functions read through a pipeline, and the row columns every stored document also has
+# at its top level with the same value for all its rows (filters on them run before it).
+TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": EVENT_LOG_ROWS}
+TABLE_FUNCTION_STORED_FIELDS = {
+    "CHANGE_STREAM_EVENTS": frozenset({"subscription_id", "subscription_name", "service_name"}),
+}
+
 SUBSCRIPTION_COLUMNS = (
     "name", "subscription_id", "service_name", "status", "status_message", "deliver_to",
     "created_by", "description", "options", "event_filter", "event_filter_as_written", "where",
     "watch", "pre_images", "start_at_operation_time", "resume_token", "resume_token_timestamp",
+    "checkpoint_cluster_time",
     "last_event_at", "last_error", "events_received", "events_processed", "events_failed",
     "events_retried", "events_dead_lettered", "processing_time_p50_ms",
     "processing_time_p99_ms", "resume_token_lag_seconds", "metrics_updated_at", "worker_id",

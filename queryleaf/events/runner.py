@@ -2,20 +2,19 @@
 
 The loop, per group of events the stream has ready (up to ``batch_size``):
 
-1. right after (re)opening from a stored position, look up which of them the event log already
-   has as terminal (handled before a crash but not checkpointed): those are acknowledged without
-   being delivered again (see ``RECHECK_EVENTS``);
+1. skip those the event log already has as terminal (handled by a run that stopped before its
+   checkpoint): when it (re)opens, the runner loads what the log holds from its position on;
 2. deliver the others — in order on this thread (``preserve_order``), concurrently per document
    (``preserve_order = false``, see lanes.py), or as one list (``batch_processing``);
 3. hand them to the committer thread (committer.py), which writes their terminal event-log
-   rows (one bulk insert) and dead letters, and then
+   rows (one bulk insert: a segment per group, see eventlog.py) and dead letters, and then
 4. stores the resume token of the newest event that has no unfinished event before it, with
    the counters and metrics, in one write to the definition. That write is conditional on this
    worker still being the subscription's owner (lease fencing) and on the position not having
    been RESET meanwhile. The runner meanwhile goes on with the next events.
 
-A crash anywhere before (4) means the events after the previous checkpoint arrive again: the log
-is keyed by event id, so there are no duplicate rows, and those already terminal are skipped.
+A crash anywhere before (4) means the events after the previous checkpoint arrive again: those
+already terminal in the log are skipped, the others get one row each.
 Definition changes (ALTER, PAUSE, DROP, RESET, a takeover) are noticed by the supervisor's poll
 and handed in with ``observe``; the runner stops at its next step and the supervisor restarts it
 if it is still active.
@@ -38,10 +37,10 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.events import failures, names
-from queryleaf.events.committer import MAX_PENDING_ROWS, Commit, Committer, LeaseLost, Stale
+from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
 from queryleaf.events.definition import Subscription
 from queryleaf.events.delivery import Delivery, Outcome
-from queryleaf.events.eventlog import EventLog, Row, event_id, row_key, static_columns
+from queryleaf.events.eventlog import EventLog, Known, Row, event_id, row_key, static_columns
 from queryleaf.events.lanes import Lanes
 from queryleaf.events.lease import LeaseManager
 from queryleaf.events.metrics import Metrics
@@ -57,10 +56,6 @@ SYNC_INTERVAL_S = 1.0  # how often an idle runner writes its lag (0) and metrics
 # subscription does not fall out of the oplog). Not every sync: that write is itself a change.
 IDLE_CHECKPOINT_S = 60.0
 MAX_IN_FLIGHT = 1000  # events admitted but not yet checkpointed (preserve_order = false)
-# After (re)opening from a checkpoint, the first this-many (+ batch_size) events are looked up in
-# the event log: a run that crashed can have recorded at most the events of its window and its
-# committer's queue past its last checkpoint (MAX_IN_FLIGHT + MAX_PENDING_ROWS).
-RECHECK_EVENTS = MAX_IN_FLIGHT + MAX_PENDING_ROWS
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 10.0
 
@@ -72,6 +67,9 @@ class WorkerReport:
     events: int = 0
     by_subscription: dict[str, Counter] = field(default_factory=dict)
     reason: str = ""
+    # time.monotonic() when the first event was taken from a stream / the last one checkpointed
+    first_event_at: float | None = None
+    last_event_at: float | None = None
 
     def count(self, name: str, status: str) -> None:
         self.by_subscription.setdefault(name, Counter())[status] += 1
@@ -91,6 +89,8 @@ class Shared:
     def take(self) -> bool:
         """Claim the right to handle one more event (False once max_events is reached)."""
         with self.lock:
+            if self.report.first_event_at is None:
+                self.report.first_event_at = time.monotonic()
             if self.remaining is None:
                 return True
             if self.remaining <= 0:
@@ -106,7 +106,7 @@ class Shared:
     def done(self, name: str, status: str) -> None:
         with self.lock:
             self.report.count(name, status)
-            self.last_activity = time.monotonic()
+            self.last_activity = self.report.last_event_at = time.monotonic()
 
     def idle_for(self) -> float:
         with self.lock:
@@ -148,7 +148,7 @@ class SubscriptionRunner(threading.Thread):
         self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
         self.batch_started = 0.0
-        self.recheck = 0  # events still to look up in the event log (see _open)
+        self.known: dict[str, Known] = {}  # what the log holds past the position (see _open)
         self.observed: Any = _NOTHING  # the definition as the supervisor last saw it
         self.replay_wanted = threading.Event()
 
@@ -227,10 +227,11 @@ class SubscriptionRunner(threading.Thread):
 
     def _open(self) -> ChangeStream:
         token = self.committer.token
-        # Events a previous run recorded but did not checkpoint can only be among the first
-        # RECHECK_EVENTS after the stored position. Without a position (a new subscription, or
-        # after RESET) nothing is looked up: what starts there is delivered (again).
-        self.recheck = RECHECK_EVENTS + self.group_size if token is not None else 0
+        # A run that stopped before its checkpoint may have recorded events past the position
+        # (RESET removed the rows from its new start on, so after it only such runs count).
+        since = self.committer.cluster_time if token is not None else None
+        self.known = self.event_log.existing(self.sub.subscription_id,
+                                             since or self.sub.start_at_operation_time)
         if token is not None:
             return self.sub.watch.open(self.db, start_after=token,
                                        max_await_time_ms=AWAIT_MS)
@@ -265,7 +266,8 @@ class SubscriptionRunner(threading.Thread):
                 # (unless something before it is unfinished: then from the last checkpoint).
                 self._finish_in_flight(deliver_batch=True)
                 if not self.window:
-                    self.committer.submit(Commit(token=invalidate["_id"]))
+                    self.committer.submit(Commit(token=invalidate["_id"],
+                                                 cluster_time=invalidate.get("clusterTime")))
                     self.committer.drain()
                 return
             now = time.monotonic()
@@ -310,19 +312,19 @@ class SubscriptionRunner(threading.Thread):
             key = row_key(sub.subscription_id, event_id(change))
             static = static_columns(sub.subscription_id, sub.service_name, sub.name, change)
             rows.append(Row(change, key, static))
-        done = {}
-        if self.recheck > 0:
-            done = self.event_log.terminal([row.key for row in rows])
-            self.recheck -= len(rows)
+        known = self.known
         todo = []
         for row in rows:
             self.window.append(row)
-            previous = done.get(row.key)
-            if previous is not None:  # handled before a crash, not checkpointed: acknowledge
-                row.status, row.retries = previous["processing_status"], previous["retries"]
+            previous = known.pop(row.key, None) if known else None
+            if previous is not None and previous.terminal:
+                # Handled before a crash, not checkpointed: acknowledge, do not deliver again.
+                row.status, row.retries = previous.status, previous.retries
                 row.skipped = row.recorded = True
-            else:
-                todo.append(row)
+                continue
+            if previous is not None:  # in flight when that run stopped: replace its single
+                row.single = True
+            todo.append(row)
         if not todo:
             return
         if self.batch_mode:
@@ -340,11 +342,18 @@ class SubscriptionRunner(threading.Thread):
                 break  # stopping: the rest stays unacknowledged
 
     def _group_sinks(self, rows: list[Row]) -> list[Row]:
-        """Apply group-capable sinks (the collection sink) in one bulk write.
+        """Apply group-capable sinks (the collection sink) in one bulk write (with no sink at
+        all, the group is done at once).
 
         Returns the rows that still need per-event delivery (to the other sinks, or again to a
         group sink whose write failed for that event).
         """
+        if not self.delivery.sinks:  # deliver_to = 'log': recording the event is handling it
+            now = datetime.now(UTC)
+            for row in rows:
+                row.started_at = row.completed_at = now
+                self._finished(row, Outcome("completed", 0, None, 0.0))
+            return []
         group_sinks = self.delivery.group_sinks
         if not group_sinks:
             return rows

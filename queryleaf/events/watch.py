@@ -16,6 +16,9 @@ from pymongo.database import Database
 from queryleaf.events import names
 
 IMAGE_MODES = ("whenAvailable", "required")  # full_document / before_change values needing images
+# Events per server reply at least: the worker takes what it needs per step from the driver's
+# buffer, so a small ``batch_size`` (the handler's group size) need not mean small replies.
+MIN_CURSOR_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class WatchSpec:
         return (self.full_document in IMAGE_MODES
                 or self.full_document_before_change in IMAGE_MODES)
 
+    @property
+    def cursor_batch_size(self) -> int:
+        return max(self.batch_size, MIN_CURSOR_BATCH)
+
     def change_stream_stage(self, start: dict[str, Any] | None = None) -> dict[str, Any]:
         stage: dict[str, Any] = {}
         if self.full_document != "default":
@@ -76,7 +83,7 @@ class WatchSpec:
         return {
             "aggregate": self.collection if self.collection is not None else 1,
             "pipeline": [self.change_stream_stage(start), *self.pipeline],
-            "cursor": {"batchSize": self.batch_size},
+            "cursor": {"batchSize": self.cursor_batch_size},
         }
 
     # ---------------------------------------------------------------- running
@@ -92,6 +99,6 @@ class WatchSpec:
                                          else self.full_document_before_change),
             start_at_operation_time=start_at_operation_time,
             start_after=start_after,
-            batch_size=self.batch_size,
+            batch_size=self.cursor_batch_size,
             max_await_time_ms=max_await_time_ms,
         )

@@ -107,6 +107,7 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
         _check_names(db, subscriptions)
     leases = LeaseManager(db, lease_seconds_from(lease_seconds), worker_id)
     retention.ensure_all(db, log_retention, dead_letter_retention)
+    catalog.ensure_indexes(db)
     ensure_lease_indexes(db)
     shared = Shared(max_events)
     runners: dict[str, SubscriptionRunner] = {}

@@ -62,6 +62,9 @@ class Relation:
     table: Table
     plain: bool = False  # a stored collection read as is (find-able)
     system: bool = False  # a queryleaf system collection (hide _id for SELECT *)
+    # Columns equal to a top-level field of the stored document that holds the row (the event
+    # log keeps rows grouped): filters on them alone also run before ``pipeline``.
+    stored_fields: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -233,8 +236,11 @@ class SelectPlanner:
                                     item.pos)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
-            return Relation(collection, [], Table(item.alias or item.name.lower()), plain=True,
-                            system=True)
+            pipeline = names.TABLE_FUNCTION_PIPELINES.get(item.name)
+            return Relation(collection, list(pipeline or ()), Table(item.alias or item.name.lower()),
+                            plain=pipeline is None, system=True,
+                            stored_fields=names.TABLE_FUNCTION_STORED_FIELDS.get(item.name,
+                                                                                 frozenset()))
         if isinstance(item, ast.DerivedTable):
             sub = plan_query(item.query, self.ctx, allow_find=False)
             return self.derived(sub, item.alias, item.query.pos)
@@ -260,6 +266,35 @@ class SelectPlanner:
         columns = {c.name: c.key for c in agg.columns}
         return Relation(agg.collection, list(agg.pipeline), Table(alias, (), columns))
 
+    def stored_prefilter(self, rel: Relation, where: ast.Expr | None,
+                         alone: bool) -> list[dict[str, Any]]:
+        """A ``$match`` on the stored documents for the WHERE conjuncts that read only
+        ``rel.stored_fields`` (kept in WHERE too: they still hold for each row)."""
+        if not rel.stored_fields or where is None:
+            return []
+        alias = rel.table.alias
+
+        def stored(e: ast.Expr) -> bool:
+            for node in walk_expr(e):
+                if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
+                    return False
+                if isinstance(node, ast.Column):
+                    parts = node.parts
+                    if not ((len(parts) == 1 and alone) or (len(parts) == 2
+                                                            and parts[0] == alias)):
+                        return False
+                    if parts[-1] not in rel.stored_fields:
+                        return False
+            return True
+
+        conjuncts = [c for c in _conjuncts(where) if stored(c)]
+        if not conjuncts:
+            return []
+        scope = Scope([Table(alias, (), rel.table.columns)], outer=self.outer)
+        match = and_filters([FilterCompiler(self.compiler(scope)).match(c) for c in conjuncts])
+        self.extra_lets.update(scope.lets)
+        return [{"$match": match}]
+
     def build_from(self, relations) -> tuple[ExprCompiler, str | None, ast.Expr | None]:
         """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
         that still has to be applied."""
@@ -269,6 +304,7 @@ class SelectPlanner:
             self.pipeline.extend(names.ONE_ROW_PIPELINE)
             return self.compiler(self.scope), names.ONE_ROW, where
         _, first, _, _ = relations[0]
+        self.pipeline.extend(self.stored_prefilter(first, where, len(relations) == 1))
         self.pipeline.extend(first.pipeline)
         if len(relations) == 1:
             self.scope = Scope([first.table], outer=self.outer)
