@@ -50,7 +50,7 @@ def test_seed_statement_is_stored_with_normalized_filter_and_start(ql):
     assert doc["event_filter_as_written"]["$or"][1]["updateDescription.updatedFields"]
     assert doc["options"]["retry_delay_ms"] == 1000 and doc["deliver_to"] == "log"
     assert isinstance(doc["start_at_operation_time"], Timestamp)
-    assert doc["resume_token"] is None
+    assert doc["resume_token"]["_data"]  # the stream's position at CREATE
     assert doc["watch"]["collection"] is None
     assert doc["watch"]["pipeline"] == [
         {"$match": {"ns.coll": {"$in": ["users", "user_profiles", "user_preferences"]}}},
@@ -305,8 +305,15 @@ def test_pause_resume_alter_and_reset(ql):
     ql.db.orders.update_one({"_id": 1}, {"$set": {"x": 1}})
     drain(ql)
     assert [r["event_type"] for r in log_rows(ql)] == ["update"]  # the insert is filtered now
+    before = definition(ql, "feed")
+    ql.db.orders.update_one({"_id": 1}, {"$set": {"x": 2}})  # skipped by the RESET
     ql.execute("RESET EVENT_SUBSCRIPTION feed TO NOW")
-    assert definition(ql, "feed")["resume_token"] is None
+    after = definition(ql, "feed")
+    assert after["resume_token"] not in (None, before["resume_token"])  # the position now
+    assert after["position_version"] == before["position_version"] + 1
+    ql.db.orders.update_one({"_id": 1}, {"$set": {"x": 3}})
+    drain(ql)
+    assert [r["event_data"]["x"] for r in log_rows(ql)] == [1, 3]
     with pytest.raises(SubscriptionError, match="cannot be changed"):
         ql.execute("ALTER EVENT_SUBSCRIPTION feed SET (subscription_id = 'other')")
 

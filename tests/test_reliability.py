@@ -395,10 +395,9 @@ def test_lost_history_fails_the_subscription_clearly_and_reset_recovers(tmp_path
                                 f" WHERE name = '{name}'").rows
             assert row["status"] == "failed"
             assert f"RESET EVENT_SUBSCRIPTION {name} TO NOW" in row["status_message"]
-        hist = db[names.SUBSCRIPTIONS].find_one({"_id": "hist"})["status_message"]
-        assert "ChangeStreamHistoryLost" in hist and "no longer in the oplog" in hist
-        never = db[names.SUBSCRIPTIONS].find_one({"_id": "never_ran"})["status_message"]
-        assert "older than the oldest oplog entry" in never
+        for name in ("hist", "never_ran"):  # never_ran: from its position at CREATE
+            message = db[names.SUBSCRIPTIONS].find_one({"_id": name})["status_message"]
+            assert "ChangeStreamHistoryLost" in message and "no longer in the oplog" in message
         # The worker kept the other subscription running.
         assert [r["document_key"] for r in read_rows(db, {"subscription_id": "fresh"})] \
             == [{"_id": "after"}]
@@ -411,6 +410,14 @@ def test_lost_history_fails_the_subscription_clearly_and_reset_recovers(tmp_path
         assert doc["status"] == "active" and doc["status_message"] is None
         keys = [r["document_key"]["_id"] for r in read_rows(db, {"subscription_id": "hist"})]
         assert keys == [0, 1, 2, "recovered"]
+
+        # A start time the oplog no longer covers is refused too (some servers would silently
+        # start at their oldest entry instead).
+        ql.execute("RESET EVENT_SUBSCRIPTION never_ran TO TIMESTAMP '2001-01-01 00:00:00'")
+        ql.run_subscriptions(subscriptions=["never_ran"], idle_timeout=0.5, poll_interval=0.2)
+        never = db[names.SUBSCRIPTIONS].find_one({"_id": "never_ran"})
+        assert never["status"] == "failed"
+        assert "older than the oldest oplog entry" in never["status_message"]
     finally:
         ql.close()
         srv.stop()

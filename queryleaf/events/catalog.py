@@ -71,13 +71,18 @@ def create(db: Database, plan: p.CreateSubscription) -> Result:
     if catalog.find_one({"_id": plan.name}, {"_id": 1}) is not None:
         return _exists(plan, statement)
     _check_subscription_id_free(db, options["subscription_id"], plan.name)
-    validate_on_server(db, spec, options["event_filter"])
+    position = validate_on_server(db, spec, options["event_filter"])
 
     now = datetime.now(UTC)
     doc = definition.new_document(plan.name, options, spec, plan.where,
                                   plan.options.get("event_filter"), now)
     if spec.needs_images:
         doc["pre_images"] = images.enable(db, options["watch_collections"])
+        position = current_position(db, spec)  # from here on, changes carry their images
+    # The worker resumes after this position: every change from now on is delivered, and
+    # resuming from a token is cheap for the server (unlike a start time, which some servers
+    # find by scanning the oplog) and is where the server itself reports lost history.
+    doc["resume_token"] = position
     ensure_indexes(db)
     with db.client.start_session() as session:
         try:
@@ -119,16 +124,23 @@ def ensure_indexes(db: Database) -> None:
     EventLog(db).ensure_indexes()
 
 
-def validate_on_server(db: Database, spec: WatchSpec, event_filter: Any) -> None:
-    """Open (and close at once) the exact stream the worker will run: the server parses it."""
+def validate_on_server(db: Database, spec: WatchSpec, event_filter: Any) -> Any:
+    """Open (and close at once) the exact stream the worker will run: the server parses it.
+    Returns the stream's position (its resume token; None if the server gave none)."""
     try:
-        spec.open(db, max_await_time_ms=1).close()
+        return current_position(db, spec)
     except OperationFailure as exc:
         message = exc.details.get("errmsg", str(exc)) if exc.details else str(exc)
         what = "event_filter" if event_filter is not None else "watch pipeline"
         shown = f" (normalized event_filter: {event_filter})" if event_filter is not None else ""
         raise SubscriptionError(
             f"the server rejected the subscription's {what}: {message}{shown}") from exc
+
+
+def current_position(db: Database, spec: WatchSpec) -> Any:
+    """The resume token of the subscription's stream opened now (None if the server gave none)."""
+    with spec.open(db, max_await_time_ms=1) as stream:
+        return stream.resume_token
 
 
 # ------------------------------------------------------------------ ALTER
@@ -217,6 +229,11 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
                                "updated_at": datetime.now(UTC)}
     if plan.timestamp is not None:
         changes["start_at_operation_time"] = _timestamp(plan.timestamp)
+    else:
+        current = catalog.find_one({"_id": plan.name}, {"watch": 1})
+        if current is None:
+            raise _unknown(db, plan.name)
+        changes["resume_token"] = _position_or_none(db, current)
     with db.client.start_session() as session:
         doc = catalog.find_one_and_update({"_id": plan.name},
                                           {"$set": changes,
@@ -234,6 +251,14 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
     # that each event keeps one row.
     EventLog(db).forget_from(doc["subscription_id"], start)
     return Result(statement=statement, message=f"{statement} {plan.name}", rowcount=1)
+
+
+def _position_or_none(db: Database, doc: dict[str, Any]) -> Any:
+    """RESET ... TO NOW: the stream's position now (None: start from the cluster time)."""
+    try:
+        return current_position(db, WatchSpec.from_document(doc["watch"]))
+    except PyMongoError:
+        return None
 
 
 def _timestamp(text: str) -> Timestamp:

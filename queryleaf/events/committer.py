@@ -31,8 +31,8 @@ from queryleaf.events.metrics import Metrics
 log = logging.getLogger("queryleaf.worker")
 
 MAX_PENDING_ROWS = 5000  # back-pressure: the runner waits beyond this many unwritten rows
-COALESCE_S = 0.01  # at most one write batch per this interval while fewer than COALESCE_ROWS wait
-COALESCE_ROWS = 100
+COALESCE_S = 0.05  # at most one write batch per this interval while fewer than COALESCE_ROWS wait
+COALESCE_ROWS = 1000
 
 
 class Stale(Exception):
@@ -227,15 +227,14 @@ class Committer(threading.Thread):
             return
         if not update["$set"]:
             del update["$set"]
-        try:
-            doc = self.catalog.find_one_and_update(
-                {"_id": self.sub.name, "position_version": self.sub.position_version,
-                 "worker_id": self.worker_id},
-                update, projection={"status": 1, "version": 1, "worker_id": 1})
-        except Exception:
-            if increments:
-                self.metrics.restore(increments)
-            raise
+        # If this write fails, its increments are dropped, not put back: they count events
+        # after the stored position, which the runner takes from the stream again (and counts
+        # again) when it reopens from there. Were the write applied before the connection
+        # dropped, those events are behind the new position and must not count twice.
+        doc = self.catalog.find_one_and_update(
+            {"_id": self.sub.name, "position_version": self.sub.position_version,
+             "worker_id": self.worker_id},
+            update, projection={"status": 1, "version": 1, "worker_id": 1})
         if doc is None:
             # Dropped, RESET, or another worker owns it now: this position is not wanted.
             owner = self.catalog.find_one({"_id": self.sub.name}, {"worker_id": 1})

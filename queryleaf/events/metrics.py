@@ -60,12 +60,6 @@ class Metrics:
             out, self.pending = self.pending, {}
         return out
 
-    def restore(self, increments: dict[str, int]) -> None:
-        """Put back increments whose write failed."""
-        with self.lock:
-            for counter, n in increments.items():
-                self._add(counter, n)
-
     def percentiles(self, force: bool = False) -> dict[str, Any] | None:
         """``{processing_time_p50_ms, processing_time_p99_ms}`` when due, else None."""
         now = time.monotonic()
