@@ -43,6 +43,7 @@ DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "e
 DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
                    "target_service", "interaction_type")
 SEGMENT_ROWS = 500  # rows per segment at most (fewer when the 16 MB document limit needs it)
+MIN_RUN = 16  # rows handled together that get a segment of their own (see _chunks)
 LOOKUP_INDEX = "subscription_position"
 
 DUPLICATE_KEY = 11000
@@ -114,8 +115,7 @@ def static_columns(subscription_id: str, service_name: str | None, subscription_
         "update_description": change.get("updateDescription"),
         "full_document_before_change": change.get("fullDocumentBeforeChange"),
         "event_timestamp": change.get("wallTime") or cluster_dt,
-        "resume_token_timestamp": cluster_dt,
-        "cluster_time": cluster_time,
+        "cluster_time": cluster_time,  # resume_token_timestamp is derived from it when read
         **_document_fields(change),
     }
 
@@ -213,7 +213,32 @@ def segment_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Entries for completed rows (one subscription), ``SEGMENT_ROWS`` rows each at most."""
     return [_entry(f"{row_key(chunk[0]['subscription_id'], chunk[0]['event_id'])}+{len(chunk)}",
                    chunk)
-            for chunk in (rows[i:i + SEGMENT_ROWS] for i in range(0, len(rows), SEGMENT_ROWS))]
+            for chunk in _chunks(rows)]
+
+
+def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of ``SEGMENT_ROWS`` at most; a run of rows handled together (same
+    processing times, e.g. a group written to a collection in one bulk write) ends where the
+    times change, so that its times are stored once."""
+    chunks: list[list[dict[str, Any]]] = []
+    chunk: list[dict[str, Any]] = []
+    uniform = True
+    for row in rows:
+        if chunk:
+            same = _times(row) == _times(chunk[-1])
+            if len(chunk) >= SEGMENT_ROWS or (uniform and not same and len(chunk) >= MIN_RUN):
+                chunks.append(chunk)
+                chunk, uniform = [], True
+            else:
+                uniform = uniform and same
+        chunk.append(row)
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def _times(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row.get("processing_started_at"), row.get("processing_completed_at")
 
 
 def read_rows(db: Database, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:

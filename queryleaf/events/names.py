@@ -41,7 +41,9 @@ EVENT_LOG_ROWS = [
     {"$unwind": "$events"},
     {"$replaceRoot": {"newRoot": {"$mergeObjects": [
         {"_id": {"$concat": ["$subscription_id", ":", "$events.event_id"]},
-         **{column: None for column in EVENT_LOG_COLUMNS}},
+         **{column: None for column in EVENT_LOG_COLUMNS},
+         "resume_token_timestamp": {"$toDate": {"$multiply": [
+             {"$tsSecond": "$events.cluster_time"}, 1000]}}},
         "$common", "$events"]}}},
 ]
 # Table functions read through a pipeline, and the row columns every stored document also has
