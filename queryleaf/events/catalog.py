@@ -297,6 +297,11 @@ def load_active(db: Database, only: list[str] | None = None) -> list[definition.
             for doc in db[names.SUBSCRIPTIONS].find(query).sort("_id", 1)]
 
 
+def load_many(db: Database, names_: list[str]) -> list[definition.Subscription]:
+    return [definition.Subscription.from_document(doc)
+            for doc in db[names.SUBSCRIPTIONS].find({"_id": {"$in": names_}})]
+
+
 def load_one(db: Database, name: str) -> definition.Subscription | None:
     doc = db[names.SUBSCRIPTIONS].find_one({"_id": name})
     return definition.Subscription.from_document(doc) if doc is not None else None

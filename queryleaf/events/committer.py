@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
+from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.definition import Subscription
 from queryleaf.events.eventlog import EventLog, Row
 from queryleaf.events.metrics import Metrics
@@ -55,7 +56,8 @@ class Commit:
 class Committer(threading.Thread):
     def __init__(self, catalog: Collection, event_log: EventLog, sub: Subscription,
                  worker_id: str, metrics: Metrics, report: Callable[[Row], None],
-                 lease_lost: threading.Event, token: dict[str, Any] | None):
+                 lease_lost: threading.Event, token: dict[str, Any] | None,
+                 writer: WriteCombiner | None = None):
         super().__init__(name=f"queryleaf-commit-{sub.name}", daemon=True)
         self.catalog = catalog
         self.event_log = event_log
@@ -65,6 +67,7 @@ class Committer(threading.Thread):
         self.report = report  # called per checkpointed row (worker report, log line)
         self.lease_lost = lease_lost
         self.token = token  # the last position stored
+        self.writer = writer  # the worker's combined writer (combiner.py), if any
         self.cluster_time = sub.checkpoint_cluster_time  # of the event the position follows
         self.checkpoints = 0
         self.stored_lag: float | None = None
@@ -231,10 +234,13 @@ class Committer(threading.Thread):
         # after the stored position, which the runner takes from the stream again (and counts
         # again) when it reopens from there. Were the write applied before the connection
         # dropped, those events are behind the new position and must not count twice.
-        doc = self.catalog.find_one_and_update(
-            {"_id": self.sub.name, "position_version": self.sub.position_version,
-             "worker_id": self.worker_id},
-            update, projection={"status": 1, "version": 1, "worker_id": 1})
+        query = {"_id": self.sub.name, "position_version": self.sub.position_version,
+                 "worker_id": self.worker_id}
+        projection = {"status": 1, "version": 1, "worker_id": 1}
+        if self.writer is not None:
+            doc = self.writer.update_definition(query, update, projection)
+        else:
+            doc = self.catalog.find_one_and_update(query, update, projection=projection)
         if doc is None:
             # Dropped, RESET, or another worker owns it now: this position is not wanted.
             owner = self.catalog.find_one({"_id": self.sub.name}, {"worker_id": 1})

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import Timestamp
 from pymongo import ReplaceOne, UpdateOne
@@ -34,6 +34,9 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from queryleaf.events import names
+
+if TYPE_CHECKING:
+    from queryleaf.events.combiner import WriteCombiner
 
 TERMINAL = ("completed", "failed", "dead_letter")
 DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "event_id",
@@ -47,6 +50,7 @@ MIN_RUN = 16  # rows handled together that get a segment of their own (see _chun
 LOOKUP_INDEX = "subscription_position"
 
 DUPLICATE_KEY = 11000
+OBJECT_TOO_LARGE = 10334  # BSONObjectTooLarge
 
 
 def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> None:
@@ -61,6 +65,13 @@ def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> Non
         existing = [docs[e["index"]] for e in errors]
         collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing],
                               ordered=False)
+
+
+def _too_large(exc: Exception) -> bool:
+    if isinstance(exc, DocumentTooLarge):
+        return True
+    errors = exc.details.get("writeErrors", []) if isinstance(exc, BulkWriteError) else []
+    return any(e.get("code") == OBJECT_TOO_LARGE for e in errors)
 
 
 def event_id(change: dict[str, Any]) -> str:
@@ -257,9 +268,10 @@ class EventLog:
     (``mark``).
     """
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, writer: WriteCombiner | None = None):
         self.entries = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
+        self.writer = writer  # the worker's combined writer (combiner.py), if any
 
     def ensure_indexes(self) -> None:
         self.entries.create_index([("subscription_id", 1), ("last_cluster_time", 1)],
@@ -313,19 +325,29 @@ class EventLog:
                    if row.single or row.status != "completed" or row.retries]
         grouped = [row.document() for row in rows
                    if not (row.single or row.status != "completed" or row.retries)]
-        self._insert(singles + segment_entries(grouped))
+        entries = singles + segment_entries(grouped)
+        if self.writer is not None:
+            self.writer.insert(entries)
+        else:
+            self.insert(entries)
 
-    def _insert(self, entries: list[dict[str, Any]]) -> None:
+    def insert(self, entries: list[dict[str, Any]]) -> None:
+        """Insert or replace entries by ``_id``; a segment over the server's document size
+        limit is written in halves (everything here is idempotent by ``_id``)."""
         try:
             insert_or_replace(self.entries, entries)
-        except DocumentTooLarge:
-            # A segment over the server's document limit: write its halves (idempotent).
+        except (DocumentTooLarge, BulkWriteError) as exc:
+            if not _too_large(exc):
+                raise
             for entry in entries:
-                rows = [{**entry.get("common", {}), **row} for row in entry["events"]]
-                if len(rows) == 1:
-                    raise
-                half = len(rows) // 2
-                self._insert(segment_entries(rows[:half]) + segment_entries(rows[half:]))
+                try:
+                    insert_or_replace(self.entries, [entry])
+                except (DocumentTooLarge, BulkWriteError) as alone:
+                    rows = [{**entry.get("common", {}), **row} for row in entry["events"]]
+                    if not _too_large(alone) or len(rows) == 1:
+                        raise
+                    half = len(rows) // 2
+                    self.insert(segment_entries(rows[:half]) + segment_entries(rows[half:]))
 
     def finish(self, key: str, status: str, started_at: datetime,
                retry_count: int, error: str | None) -> float:

@@ -37,6 +37,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.events import failures, names
+from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
 from queryleaf.events.definition import Subscription
 from queryleaf.events.delivery import Delivery, Outcome
@@ -79,12 +80,13 @@ class WorkerReport:
 class Shared:
     """State shared by the supervisor and the runners of one worker."""
 
-    def __init__(self, max_events: int | None):
+    def __init__(self, max_events: int | None, writer: WriteCombiner | None = None):
         self.halt = threading.Event()  # max_events reached: runners finish what they took
         self.lock = threading.Lock()
         self.remaining = max_events
         self.last_activity = time.monotonic()
         self.report = WorkerReport()
+        self.writer = writer  # writes the runners' log entries and checkpoints together
 
     def take(self) -> bool:
         """Claim the right to handle one more event (False once max_events is reached)."""
@@ -128,7 +130,7 @@ class SubscriptionRunner(threading.Thread):
         self.shared = shared
         self.leases = leases
         self.catalog = db[names.SUBSCRIPTIONS]
-        self.event_log = EventLog(db)
+        self.event_log = EventLog(db, shared.writer)
         self.stopping = threading.Event()  # graceful stop: finish or abandon what is in hand
         self.lease_lost = threading.Event()
         self.aborting = False  # a transient error: drop what is in flight, reconnect
@@ -144,7 +146,7 @@ class SubscriptionRunner(threading.Thread):
         self.metrics = Metrics()
         self.committer = Committer(self.catalog, self.event_log, sub, leases.worker_id,
                                    self.metrics, self._report, self.lease_lost,
-                                   sub.resume_token)
+                                   sub.resume_token, shared.writer)
         self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
         self.batch_started = 0.0

@@ -22,10 +22,12 @@ from pymongo.errors import PyMongoError
 
 from queryleaf.errors import SubscriptionError
 from queryleaf.events import catalog, names, retention
+from queryleaf.events.combiner import WriteCombiner
+from queryleaf.events.eventlog import EventLog
 from queryleaf.events.lanes import DEFAULT_CONCURRENCY
 from queryleaf.events.lease import LeaseManager, ensure_lease_indexes, lease_seconds_from
 from queryleaf.events.runner import Shared, SubscriptionRunner, WorkerReport
-from queryleaf.events.sinks import SinkUnavailable, resolve
+from queryleaf.events.sinks import Sink, SinkUnavailable, resolve
 
 __all__ = ["WorkerReport", "run_worker"]
 
@@ -109,7 +111,10 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
     retention.ensure_all(db, log_retention, dead_letter_retention)
     catalog.ensure_indexes(db)
     ensure_lease_indexes(db)
-    shared = Shared(max_events)
+    event_log = EventLog(db)
+    writer = WriteCombiner(event_log.entries, db[names.SUBSCRIPTIONS], event_log.insert)
+    writer.start()
+    shared = Shared(max_events, writer)
     runners: dict[str, SubscriptionRunner] = {}
     unavailable: dict[str, str] = {}
     heartbeat = Heartbeat(leases, runners)
@@ -146,6 +151,8 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
             runner.join()
         heartbeat.stopped.set()
         heartbeat.join(5)
+        writer.close()
+        writer.join(5)
     log.info("worker %s stopped (%s)", leases.worker_id, shared.report.reason)
     return shared.report
 
@@ -169,6 +176,10 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
     _observe_runners(db, runners)
     current = leases.holders()
     leases.remove_stale(current.values())
+    # All leases first, then all streams: every write is examined by every open stream, so
+    # taking N leases while N streams open one by one would cost the server N² (it matters
+    # for a worker starting with many subscriptions).
+    acquired: dict[str, list[Sink]] = {}
     for sub in catalog.load_active(db, only):
         running = runners.get(sub.name)
         if (running is not None and running.is_alive()) or not sub.ready:
@@ -183,13 +194,18 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
                 unavailable[sub.name] = str(exc)
             continue
         unavailable.pop(sub.name, None)
-        if not leases.acquire(sub):
+        if leases.acquire(sub):
+            acquired[sub.name] = sinks
+    if not acquired:
+        return
+    # The positions as of the leases, not before.
+    fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
+    for name, sinks in acquired.items():
+        sub = fresh.get(name)
+        if sub is None or sub.status != "active":
+            leases.release(name)
             continue
-        fresh = catalog.load_one(db, sub.name)  # the position as of the lease, not before
-        if fresh is None or fresh.status != "active":
-            leases.release(sub.name)
-            continue
-        runner = SubscriptionRunner(db, fresh, sinks, shared, leases, concurrency)
+        runner = SubscriptionRunner(db, sub, sinks, shared, leases, concurrency)
         runners[sub.name] = runner
         log.info("%s: watching %s (worker %s)", sub.name,
                  sub.watch.collection or f"database {db.name}", leases.worker_id)
