@@ -69,6 +69,35 @@ def test_batches_are_lists_flushed_when_full_idle_or_stopping(ql):
     assert batches[-1] == [12]
 
 
+def test_events_waiting_behind_a_retried_one_show_as_queued(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION strict AS (watch_collections = 'orders',"
+               " max_retry_attempts = 3, retry_delay_ms = 400, exponential_backoff = false)")
+    failures = {"count": 0}
+
+    def handler(event):
+        if event["documentKey"]["_id"] == "bad" and failures["count"] < 2:
+            failures["count"] += 1
+            raise RuntimeError("not yet")
+
+    ql.on("strict")(handler)
+    worker = Background(ql)
+    try:
+        ql.db.orders.insert_many([{"_id": "bad"}, {"_id": "x"}, {"_id": "y"}])
+        def in_flight():
+            rows = {r["document_key"]["_id"]: r["processing_status"] for r in log_rows(ql)}
+            return rows if len(rows) == 3 else None
+
+        rows = wait_for(in_flight, what="rows in flight")
+        assert rows == {"bad": "retrying", "x": "queued", "y": "queued"}
+        wait_for(lambda: {r["processing_status"] for r in log_rows(ql)} == {"completed"},
+                 what="all completed")
+    finally:
+        worker.stop()
+    rows = log_rows(ql)
+    assert [(r["document_key"]["_id"], r["retry_count"]) for r in rows] \
+        == [("bad", 2), ("x", 0), ("y", 0)]
+
+
 def test_a_failing_batch_is_retried_whole_then_dead_lettered(ql):
     ql.execute("CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
                " batch_processing = true, batch_size = 3, max_retry_attempts = 1,"

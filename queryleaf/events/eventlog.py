@@ -10,7 +10,7 @@ lookups and retention need (``subscription_id``, ``cluster_time`` of the first r
   were not recorded before: one insert per group after the events are handled (the common
   case costs the server one write per group, not one per event);
 * a **single** holds one row whose lifecycle is written step by step (``_id`` = its row key):
-  an event shown as processing or retrying, one that failed or was dead-lettered, a replayed
+  an event shown as queued, processing or retrying, one that failed or was dead-lettered, a replayed
   one, or one delivered again after a crash or a RESET.
 
 ``CHANGE_STREAM_EVENTS()`` reads the rows through ``names.EVENT_LOG_ROWS`` (unwind + replace
@@ -311,6 +311,16 @@ class EventLog:
             self.entries.update_one(
                 {"_id": row.key, "events.0.processing_status": {"$nin": list(TERMINAL)}},
                 {"$set": {f"events.0.{k}": v for k, v in fields.items()}})
+
+    def mark_queued(self, rows: list[Row]) -> None:
+        """Show events taken from the stream but waiting behind another as 'queued'."""
+        for row in rows:
+            row.single = True
+        self.insert([single_entry({**row.static, "processing_status": "queued",
+                                   "processing_started_at": None,
+                                   "processing_completed_at": None,
+                                   "processing_duration_ms": None, "retry_count": 0,
+                                   "last_error": None}) for row in rows])
 
     def record(self, rows: list[Row]) -> None:
         """Write the terminal rows of handled events.

@@ -397,6 +397,8 @@ class SubscriptionRunner(threading.Thread):
             log.warning("%s: %s failed (%s); retry %d of %d", self.sub.name,
                         row.key[-16:], error, retry, self.policy.max_retry_attempts)
             self.event_log.mark(row, "retrying", retry, error)
+            if retry == 1 and self.lanes is None:
+                self._show_queued_behind(row)
 
         outcome = self.delivery.deliver(row.change, row.skip_sinks, on_retry,
                                         lambda: self.event_log.mark(row, "processing"))
@@ -405,6 +407,14 @@ class SubscriptionRunner(threading.Thread):
         row.completed_at = datetime.now(UTC)
         self._finished(row, outcome)
         return True
+
+    def _show_queued_behind(self, row: Row) -> None:
+        """In order, the events taken from the stream after one being retried wait for it:
+        show them as 'queued' (their rows are replaced when they are handled)."""
+        waiting = [other for other in self.window
+                   if other is not row and not other.done and not other.single]
+        if waiting:
+            self.event_log.mark_queued(waiting)
 
     def _batch_due(self, idle: bool) -> bool:
         if not self.batch:
