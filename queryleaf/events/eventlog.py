@@ -331,6 +331,10 @@ class EventLog:
         """
         if not rows:
             return
+        now = datetime.now(UTC)
+        for row in rows:
+            if row.started_at is None:  # recorded only (deliver_to = 'log'): written now
+                row.started_at = row.completed_at = now
         singles = [single_entry(row.document()) for row in rows
                    if row.single or row.status != "completed" or row.retries]
         grouped = [row.document() for row in rows

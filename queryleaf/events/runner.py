@@ -350,10 +350,10 @@ class SubscriptionRunner(threading.Thread):
         Returns the rows that still need per-event delivery (to the other sinks, or again to a
         group sink whose write failed for that event).
         """
-        if not self.delivery.sinks:  # deliver_to = 'log': recording the event is handling it
-            now = datetime.now(UTC)
+        if not self.delivery.sinks:
+            # deliver_to = 'log': recording the event is handling it; its processing times
+            # are when the committer writes its row (EventLog.record).
             for row in rows:
-                row.started_at = row.completed_at = now
                 self._finished(row, Outcome("completed", 0, None, 0.0))
             return []
         group_sinks = self.delivery.group_sinks
