@@ -32,7 +32,7 @@ from queryleaf.events.metrics import Metrics
 log = logging.getLogger("queryleaf.worker")
 
 MAX_PENDING_ROWS = 5000  # back-pressure: the runner waits beyond this many unwritten rows
-COALESCE_S = 0.02  # at most one write batch per this interval while fewer than COALESCE_ROWS wait
+COALESCE_S = 0.05  # at most one write batch per this interval while fewer than COALESCE_ROWS wait
 COALESCE_ROWS = 1000
 
 
