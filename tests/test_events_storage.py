@@ -44,6 +44,16 @@ def test_segments_store_shared_columns_once_and_read_back_as_rows(ql):
     assert list(back[0])[1:] == list(names.EVENT_LOG_COLUMNS)  # every column, in order
     assert ql.execute("SELECT COUNT(*) AS n FROM CHANGE_STREAM_EVENTS() "
                       "WHERE subscription_id = 's' AND event_data.n >= 1").rows == [{"n": 2}]
+    # A query naming columns computes only the derived ones it reads (_id, the timestamp).
+    (row,) = ql.execute("SELECT e._id, e.resume_token_timestamp AS at, e.retry_count "
+                        "FROM CHANGE_STREAM_EVENTS() e WHERE e.event_id = '0001'").rows
+    assert row == {"_id": "s:0001", "at": back[1]["resume_token_timestamp"], "retry_count": 0}
+    (command,) = ql.explain("SELECT event_type FROM CHANGE_STREAM_EVENTS()").commands
+    stages = [next(iter(stage)) for stage in command["pipeline"]]
+    assert stages == ["$unwind", "$replaceRoot", "$project"]
+    assert "$concat" not in str(command["pipeline"][1])
+    (command,) = ql.explain("SELECT * FROM CHANGE_STREAM_EVENTS()").commands
+    assert "$concat" in str(command["pipeline"][1])  # every column, the derived ones too
 
 
 def test_runs_handled_together_get_their_own_segment():

@@ -10,8 +10,8 @@ lookups and retention need (``subscription_id``, ``cluster_time`` of the first r
   were not recorded before: one insert per group after the events are handled (the common
   case costs the server one write per group, not one per event);
 * a **single** holds one row whose lifecycle is written step by step (``_id`` = its row key):
-  an event shown as queued, processing or retrying, one that failed or was dead-lettered, a replayed
-  one, or one delivered again after a crash or a RESET.
+  an event shown as queued, processing or retrying, one that failed or was dead-lettered, a
+  replayed one, or one that was in flight when a worker stopped and is delivered again.
 
 ``CHANGE_STREAM_EVENTS()`` reads the rows through ``names.EVENT_LOG_ROWS`` (unwind + replace
 root). Idempotence: after (re)opening from a position the runner loads what the log already
@@ -164,11 +164,10 @@ class Row:
 
 @dataclass(frozen=True)
 class Known:
-    """What the log holds of an event: its status and the entry holding its row."""
+    """What the log holds of an event."""
 
     status: str
     retries: int
-    entry: str
 
     @property
     def terminal(self) -> bool:
@@ -291,8 +290,7 @@ class EventLog:
                 if "event_id" not in row:
                     continue
                 found = Known(row.get("processing_status", common.get("processing_status")) or "",
-                              row.get("retry_count", common.get("retry_count")) or 0,
-                              entry["_id"])
+                              row.get("retry_count", common.get("retry_count")) or 0)
                 key = row_key(subscription_id, row["event_id"])
                 previous = known.get(key)
                 if previous is None or (found.terminal and not previous.terminal):

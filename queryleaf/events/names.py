@@ -4,6 +4,9 @@ The ``__queryleaf_`` prefix is reserved: user statements cannot write to these c
 reads them through the table functions below.
 """
 
+from collections.abc import Iterable
+from typing import Any
+
 PREFIX = "__queryleaf_"
 SUBSCRIPTIONS = PREFIX + "subscriptions"
 EVENT_LOG = PREFIX + "event_log"
@@ -35,10 +38,16 @@ EVENT_LOG_COLUMNS = (
     "update_description", "full_document_before_change",
 )
 # CHANGE_STREAM_EVENTS() rows: the event log stores them grouped in entries, the columns a
-# segment's rows share stored once in ``common`` (eventlog.py). The template gives every row
-# every column, in this order.
+# segment's rows share stored once in ``common`` (eventlog.py). Two columns are derived when read.
+EVENT_LOG_DERIVED: dict[str, Any] = {
+    "_id": {"$concat": ["$subscription_id", ":", "$event_id"]},
+    "resume_token_timestamp": {"$ifNull": ["$resume_token_timestamp", {"$toDate": {
+        "$multiply": [{"$tsSecond": "$cluster_time"}, 1000]}}]},
+}
+_UNWIND = {"$unwind": "$events"}
+# Every column, in order (the template gives rows every column; stored values win over it).
 EVENT_LOG_ROWS = [
-    {"$unwind": "$events"},
+    _UNWIND,
     {"$replaceRoot": {"newRoot": {"$mergeObjects": [
         {"_id": {"$concat": ["$subscription_id", ":", "$events.event_id"]},
          **{column: None for column in EVENT_LOG_COLUMNS},
@@ -46,9 +55,26 @@ EVENT_LOG_ROWS = [
              {"$tsSecond": "$events.cluster_time"}, 1000]}}},
         "$common", "$events"]}}},
 ]
-# Table functions read through a pipeline, and the row columns every stored document also has
-# at its top level with the same value for all its rows (filters on them run before it).
-TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": EVENT_LOG_ROWS}
+
+
+def event_log_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The pipeline reading CHANGE_STREAM_EVENTS() rows; given the columns a query reads, only
+    those of the derived ones are computed (they cost the server more than the rest of the
+    read), and a column without a value is missing rather than null (the same to SQL)."""
+    if columns is None:
+        return list(EVENT_LOG_ROWS)
+    stages: list[dict[str, Any]] = [
+        _UNWIND, {"$replaceRoot": {"newRoot": {"$mergeObjects": ["$common", "$events"]}}}]
+    derived = {name: expr for name, expr in EVENT_LOG_DERIVED.items() if name in set(columns)}
+    if derived:
+        stages.append({"$addFields": derived})
+    return stages
+
+
+# Table functions read through a pipeline (given the columns the query reads, None: all), and the
+# row columns every stored document also has at its top level with the same value for all its
+# rows (filters on them run before the pipeline).
+TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": event_log_rows}
 TABLE_FUNCTION_STORED_FIELDS = {
     "CHANGE_STREAM_EVENTS": frozenset({"subscription_id", "subscription_name", "service_name"}),
 }

@@ -236,15 +236,34 @@ class SelectPlanner:
                                     item.pos)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
-            pipeline = names.TABLE_FUNCTION_PIPELINES.get(item.name)
-            return Relation(collection, list(pipeline or ()), Table(item.alias or item.name.lower()),
-                            plain=pipeline is None, system=True,
+            alias = item.alias or item.name.lower()
+            rows = names.TABLE_FUNCTION_PIPELINES.get(item.name)
+            pipeline = rows(self.columns_read(alias)) if rows is not None else []
+            return Relation(collection, pipeline, Table(alias),
+                            plain=rows is None, system=True,
                             stored_fields=names.TABLE_FUNCTION_STORED_FIELDS.get(item.name,
                                                                                  frozenset()))
         if isinstance(item, ast.DerivedTable):
             sub = plan_query(item.query, self.ctx, allow_find=False)
             return self.derived(sub, item.alias, item.query.pos)
         raise PlanningError("unsupported FROM item", item.pos)
+
+    def columns_read(self, alias: str) -> set[str] | None:
+        """The top-level columns of table ``alias`` this query may read (None: all, for ``*``).
+        Conservative: unqualified names count, and so do those of subqueries."""
+        counted = {id(arg) for node in walk(self.select) if isinstance(node, ast.FuncCall)
+                   for arg in node.args if isinstance(arg, ast.Star)}  # COUNT(*)
+        columns: set[str] = set()
+        for node in walk(self.select):
+            if isinstance(node, ast.Star) and id(node) not in counted:
+                return None
+            if isinstance(node, ast.Column):
+                parts = node.parts
+                name = parts[1] if len(parts) > 1 and parts[0] == alias else parts[0]
+                if not isinstance(name, str):
+                    return None
+                columns.add(name)
+        return columns
 
     def check_exists(self, item: ast.TableRef) -> None:
         """Reading a table that does not exist is an error (SQL), not an empty result."""
