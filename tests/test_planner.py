@@ -34,6 +34,8 @@ CASES = {
     "group_by_ordinal_alias": "SELECT customer.city AS city, SUM(total) AS s FROM orders "
                               "GROUP BY city ORDER BY 2 DESC",
     "distinct": "SELECT DISTINCT status FROM orders ORDER BY status",
+    "join_count_prunes": "SELECT COUNT(*) AS n FROM orders o JOIN customers c "
+                         "ON o.customer_id = c._id WHERE c.tier = 'gold'",
     "order_nulls_last": "SELECT name FROM t ORDER BY score NULLS LAST, name DESC",
     "order_by_expression": "SELECT name FROM t ORDER BY LENGTH(name) DESC LIMIT 3 OFFSET 1",
     "case_concat": "SELECT CASE WHEN total > 100 THEN 'big' ELSE 'small' END AS size, "

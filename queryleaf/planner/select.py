@@ -248,11 +248,15 @@ class SelectPlanner:
             return self.derived(sub, item.alias, item.query.pos)
         raise PlanningError("unsupported FROM item", item.pos)
 
+    def count_stars(self) -> set[int]:
+        """The ``*`` of ``COUNT(*)`` (ids of the nodes): they read no column."""
+        return {id(arg) for node in walk(self.select) if isinstance(node, ast.FuncCall)
+                for arg in node.args if isinstance(arg, ast.Star)}
+
     def columns_read(self, alias: str) -> set[str] | None:
         """The top-level columns of table ``alias`` this query may read (None: all, for ``*``).
         Conservative: unqualified names count, and so do those of subqueries."""
-        counted = {id(arg) for node in walk(self.select) if isinstance(node, ast.FuncCall)
-                   for arg in node.args if isinstance(arg, ast.Star)}  # COUNT(*)
+        counted = self.count_stars()
         columns: set[str] = set()
         for node in walk(self.select):
             if isinstance(node, ast.Star) and id(node) not in counted:
@@ -367,8 +371,10 @@ class SelectPlanner:
         alias = rel.table.alias
         others = {t.alias for _, t, _, _ in self.relations} - {alias}
         keep: set[str] = set()
+        counted = self.count_stars()
         for node in walk(self.select):
-            if isinstance(node, ast.Star) and node.table in (None, alias):
+            if isinstance(node, ast.Star) and node.table in (None, alias) \
+                    and id(node) not in counted:
                 return None
             if isinstance(node, ast.Column) and isinstance(node.parts[0], str):
                 if len(node.parts) > 1 and node.parts[0] == alias:
