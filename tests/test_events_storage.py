@@ -56,6 +56,32 @@ def test_segments_store_shared_columns_once_and_read_back_as_rows(ql):
     assert "$concat" in str(command["pipeline"][1])  # every column, the derived ones too
 
 
+def test_filters_on_event_timestamp_skip_whole_entries_and_keep_every_matching_row(ql):
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [_row(i, event_timestamp=base + dt.timedelta(minutes=i)) for i in range(30)]
+    rows[5]["event_timestamp"] = None  # no time: never matches a comparison
+    log = EventLog(ql.db)
+    log.ensure_indexes()
+    for start in range(0, 30, 10):  # three entries of ten rows: minutes 0-9, 10-19, 20-29
+        log.insert(segment_entries(rows[start:start + 10]))
+
+    def minutes(where: str) -> list[int]:
+        sql = f"SELECT event_data.n AS n FROM CHANGE_STREAM_EVENTS() e WHERE {where} ORDER BY n"
+        return [r["n"] for r in ql.execute(sql).rows]
+
+    at = "CAST('2026-01-01T00:{:02d}:00Z' AS DATETIME)".format
+    assert minutes(f"e.event_timestamp >= {at(15)}") == list(range(15, 30))
+    assert minutes(f"{at(15)} > event_timestamp") == [i for i in range(15) if i != 5]
+    assert minutes(f"event_timestamp BETWEEN {at(9)} AND {at(10)}") == [9, 10]
+    assert minutes(f"event_timestamp = {at(20)} AND subscription_id = 's'") == [20]
+    assert minutes(f"event_timestamp <= {at(0)} OR event_data.n = 29") == [0, 29]
+    assert minutes("event_timestamp IS NULL") == [5]
+    (command,) = ql.explain("SELECT event_id FROM CHANGE_STREAM_EVENTS() "
+                            f"WHERE event_timestamp >= {at(15)}").commands
+    first = command["pipeline"][0]["$match"]
+    assert "event_timestamp_max" in str(first)  # entries ending before minute 15 are skipped
+
+
 def test_runs_handled_together_get_their_own_segment():
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     later = at + dt.timedelta(seconds=1)

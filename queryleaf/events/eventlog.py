@@ -48,6 +48,7 @@ DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
 SEGMENT_ROWS = 500  # rows per segment at most (fewer when the 16 MB document limit needs it)
 MIN_RUN = 16  # rows handled together that get a segment of their own (see _chunks)
 LOOKUP_INDEX = "subscription_position"
+RECENT_INDEX = "recent_events"
 
 DUPLICATE_KEY = 11000
 OBJECT_TOO_LARGE = 10334  # BSONObjectTooLarge
@@ -199,12 +200,16 @@ def _entry(entry_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     first, last = rows[0], rows[-1]
     completed = [r["processing_completed_at"] for r in rows
                  if r.get("processing_completed_at") is not None]
+    happened = [r["event_timestamp"] for r in rows
+                if isinstance(r.get("event_timestamp"), datetime)]
     entry = {"_id": entry_id, "subscription_id": first["subscription_id"],
              "subscription_name": first.get("subscription_name"),
              "service_name": first.get("service_name"),
              "cluster_time": first.get("cluster_time"),
              "last_cluster_time": last.get("cluster_time"),
-             "processing_completed_at": max(completed) if completed else None}
+             "processing_completed_at": max(completed) if completed else None,
+             "event_timestamp_min": min(happened) if happened else None,
+             "event_timestamp_max": max(happened) if happened else None}
     if len(rows) == 1:
         entry["events"] = rows
         return entry
@@ -275,6 +280,8 @@ class EventLog:
     def ensure_indexes(self) -> None:
         self.entries.create_index([("subscription_id", 1), ("last_cluster_time", 1)],
                                   name=LOOKUP_INDEX)
+        # CHANGE_STREAM_EVENTS() WHERE event_timestamp >= ... (dashboards) reads recent entries.
+        self.entries.create_index("event_timestamp_max", name=RECENT_INDEX)
 
     def existing(self, subscription_id: str, since: Timestamp | None) -> dict[str, Known]:
         """The rows the log holds for events at or after cluster time ``since``."""

@@ -78,6 +78,10 @@ TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": event_log_rows}
 TABLE_FUNCTION_STORED_FIELDS = {
     "CHANGE_STREAM_EVENTS": frozenset({"subscription_id", "subscription_name", "service_name"}),
 }
+# Row columns whose least and greatest value among its rows every stored document records.
+TABLE_FUNCTION_STORED_RANGES = {
+    "CHANGE_STREAM_EVENTS": {"event_timestamp": ("event_timestamp_min", "event_timestamp_max")},
+}
 
 SUBSCRIPTION_COLUMNS = (
     "name", "subscription_id", "service_name", "status", "status_message", "deliver_to",

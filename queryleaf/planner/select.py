@@ -22,6 +22,7 @@ from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, is_n
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table, display_path
+from queryleaf.planner.stored import document_conditions
 from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
@@ -62,9 +63,11 @@ class Relation:
     table: Table
     plain: bool = False  # a stored collection read as is (find-able)
     system: bool = False  # a queryleaf system collection (hide _id for SELECT *)
-    # Columns equal to a top-level field of the stored document that holds the row (the event
-    # log keeps rows grouped): filters on them alone also run before ``pipeline``.
+    # The event log keeps rows grouped in stored documents: columns every row of a document
+    # shares (stored at its top level), and columns whose least and greatest value the document
+    # records. Filters on them also run, on the documents, before ``pipeline`` (stored.py).
     stored_fields: frozenset[str] = frozenset()
+    stored_ranges: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,7 +245,8 @@ class SelectPlanner:
             return Relation(collection, pipeline, Table(alias),
                             plain=rows is None, system=True,
                             stored_fields=names.TABLE_FUNCTION_STORED_FIELDS.get(item.name,
-                                                                                 frozenset()))
+                                                                                 frozenset()),
+                            stored_ranges=names.TABLE_FUNCTION_STORED_RANGES.get(item.name, {}))
         if isinstance(item, ast.DerivedTable):
             sub = plan_query(item.query, self.ctx, allow_find=False)
             return self.derived(sub, item.alias, item.query.pos)
@@ -291,30 +295,17 @@ class SelectPlanner:
 
     def stored_prefilter(self, rel: Relation, where: ast.Expr | None,
                          alone: bool) -> list[dict[str, Any]]:
-        """A ``$match`` on the stored documents for the WHERE conjuncts that read only
-        ``rel.stored_fields`` (kept in WHERE too: they still hold for each row)."""
-        if not rel.stored_fields or where is None:
+        """A ``$match`` on the stored documents (before ``rel.pipeline``) for what WHERE
+        implies about them (see stored.py)."""
+        if not (rel.stored_fields or rel.stored_ranges) or where is None:
             return []
         alias = rel.table.alias
-
-        def stored(e: ast.Expr) -> bool:
-            for node in walk_expr(e):
-                if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-                    return False
-                if isinstance(node, ast.Column):
-                    parts = node.parts
-                    if not ((len(parts) == 1 and alone) or (len(parts) == 2
-                                                            and parts[0] == alias)):
-                        return False
-                    if parts[-1] not in rel.stored_fields:
-                        return False
-            return True
-
-        conjuncts = [c for c in _conjuncts(where) if stored(c)]
-        if not conjuncts:
+        conditions = document_conditions(_conjuncts(where), alias, alone, rel.stored_fields,
+                                         rel.stored_ranges)
+        if not conditions:
             return []
         scope = Scope([Table(alias, (), rel.table.columns)], outer=self.outer)
-        match = and_filters([FilterCompiler(self.compiler(scope)).match(c) for c in conjuncts])
+        match = and_filters([FilterCompiler(self.compiler(scope)).match(c) for c in conditions])
         self.extra_lets.update(scope.lets)
         return [{"$match": match}]
 
