@@ -24,6 +24,7 @@ def main(argv: list[str]) -> None:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # importable by name (a benchmark may spawn processes)
         spec.loader.exec_module(module)
         print(f"=== {name} ===")
         module.main(passed)
