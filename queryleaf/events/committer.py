@@ -5,6 +5,8 @@ and (b) the prefix of events with nothing unfinished before them, whose last res
 stored. The committer thread writes them in order — the log rows (one bulk insert) first, then
 the checkpoint with the counters — coalescing whatever queued up meanwhile into one write of
 each. Delivery of the next events goes on in parallel, so the writes add no latency to them.
+In a worker the writes go through its combined writer (combiner.py), which sends those of all
+its committers together.
 
 It is also the only writer of the subscription's definition while the runner runs (checkpoints,
 idle syncs), so position writes never race. An error (a lost connection, a stale definition, a
