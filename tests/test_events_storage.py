@@ -80,6 +80,11 @@ def test_filters_on_event_timestamp_skip_whole_entries_and_keep_every_matching_r
                             f"WHERE event_timestamp >= {at(15)}").commands
     first = command["pipeline"][0]["$match"]
     assert "event_timestamp_max" in str(first)  # entries ending before minute 15 are skipped
+    # Entries without the bounds (written before they were recorded) are not skipped.
+    ql.db[names.EVENT_LOG].update_many(
+        {}, {"$unset": {"event_timestamp_min": "", "event_timestamp_max": ""}})
+    assert minutes(f"e.event_timestamp >= {at(15)}") == list(range(15, 30))
+    assert minutes(f"event_timestamp BETWEEN {at(9)} AND {at(10)}") == [9, 10]
 
 
 def test_runs_handled_together_get_their_own_segment():

@@ -66,19 +66,24 @@ def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
                 return None
             least, greatest = bounds
             if op in (">", ">="):
-                return ast.Binary(op, field(greatest), right)
-            if op in ("<", "<="):
-                return ast.Binary(op, field(least), right)
-            return ast.Binary("AND", ast.Binary("<=", field(least), right),
-                              ast.Binary(">=", field(greatest), right))
-        if isinstance(e, ast.Between) and not e.negated:
+                condition = ast.Binary(op, field(greatest), right)
+            elif op in ("<", "<="):
+                condition = ast.Binary(op, field(least), right)
+            else:
+                condition = ast.Binary("AND", ast.Binary("<=", field(least), right),
+                                       ast.Binary(">=", field(greatest), right))
+        elif isinstance(e, ast.Between) and not e.negated:
             bounds = ranged(e.expr)
             if bounds is None or not (constant(e.low) and constant(e.high)):
                 return None
             least, greatest = bounds
-            return ast.Binary("AND", ast.Binary(">=", field(greatest), e.low),
-                              ast.Binary("<=", field(least), e.high))
-        return None
+            condition = ast.Binary("AND", ast.Binary(">=", field(greatest), e.low),
+                                   ast.Binary("<=", field(least), e.high))
+        else:
+            return None
+        # A document without the bounds (none of its rows has a value, or it was written
+        # before they were recorded) is kept: its rows are filtered after the unwind.
+        return ast.Binary("OR", condition, ast.IsNull(field(greatest)))
 
     out = []
     for conjunct in conjuncts:
