@@ -220,7 +220,10 @@ def test_dropped_connections_reconnect_and_resume_from_the_checkpoint(ql, server
             worker = threading.Thread(target=flaky.run_subscriptions, kwargs={
                 "stop_event": stop, "poll_interval": 0.2})
             worker.start()
-            wait_for(lambda: ql.db[names.LEASES].find_one({"_id": "mirror"}), 10, "the lease")
+            # The lease taken and the definition stamped: what fails from now on is the
+            # runner's stream and writes (and the heartbeat's), not the worker taking the lease.
+            wait_for(lambda: (ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"}) or {})
+                     .get("worker_id"), 10, "the lease")
             admin.command("configureFailPoint", "failCommand", mode={"times": 8}, data={
                 "failCommands": ["getMore", "update", "findAndModify"],
                 "closeConnection": True, "appName": "flaky_worker"})
