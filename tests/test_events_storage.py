@@ -129,7 +129,7 @@ def test_combined_writer_fences_each_checkpoint_and_isolates_failed_inserts(ql):
                          for name in ("a", "b")])
     catalog.update_one({"_id": "b"}, {"$set": {"worker_id": "other"}})  # b's lease was lost
     log = EventLog(ql.db)
-    writer = WriteCombiner(log.entries, catalog, log.insert)
+    writer = WriteCombiner(catalog, log.insert)
 
     def checkpoint(name: str) -> _Job:
         return _Job("update", ({"_id": name, "position_version": 1, "worker_id": "w"},

@@ -35,10 +35,9 @@ class _Job:
 
 
 class WriteCombiner(threading.Thread):
-    def __init__(self, entries: Collection, definitions: Collection,
+    def __init__(self, definitions: Collection,
                  insert_alone: Callable[[list[dict[str, Any]]], None]):
         super().__init__(name="queryleaf-writer", daemon=True)
-        self.entries = entries
         self.definitions = definitions
         self.insert_alone = insert_alone  # writes one committer's entries (idempotent)
         self.jobs: list[_Job] = []

@@ -5,8 +5,8 @@ and (b) the prefix of events with nothing unfinished before them, whose last res
 stored. The committer thread writes them in order — the log rows (one bulk insert) first, then
 the checkpoint with the counters — coalescing whatever queued up meanwhile into one write of
 each. Delivery of the next events goes on in parallel, so the writes add no latency to them.
-In a worker the writes go through its combined writer (combiner.py), which sends those of all
-its committers together.
+The writes go through the worker's combined writer (combiner.py), which sends those of all its
+committers together.
 
 It is also the only writer of the subscription's definition while the runner runs (checkpoints,
 idle syncs), so position writes never race. An error (a lost connection, a stale definition, a
@@ -59,7 +59,7 @@ class Committer(threading.Thread):
     def __init__(self, catalog: Collection, event_log: EventLog, sub: Subscription,
                  worker_id: str, metrics: Metrics, report: Callable[[Row], None],
                  lease_lost: threading.Event, token: dict[str, Any] | None,
-                 writer: WriteCombiner | None = None):
+                 writer: WriteCombiner):
         super().__init__(name=f"queryleaf-commit-{sub.name}", daemon=True)
         self.catalog = catalog
         self.event_log = event_log
@@ -69,7 +69,7 @@ class Committer(threading.Thread):
         self.report = report  # called per checkpointed row (worker report, log line)
         self.lease_lost = lease_lost
         self.token = token  # the last position stored
-        self.writer = writer  # the worker's combined writer (combiner.py), if any
+        self.writer = writer  # the worker's combined writer (combiner.py)
         self.cluster_time = sub.checkpoint_cluster_time  # of the event the position follows
         self.checkpoints = 0
         self.stored_lag: float | None = None
@@ -166,7 +166,7 @@ class Committer(threading.Thread):
         record = [row for commit in batch for row in commit.record]
         popped = [row for commit in batch for row in commit.popped]
         if record:
-            self.event_log.record(record)
+            self.writer.insert(self.event_log.entries_for(record))
             dead = [row for row in record if row.status == "dead_letter"]
             if dead:
                 self.event_log.dead_letter(dead)
@@ -239,10 +239,7 @@ class Committer(threading.Thread):
         query = {"_id": self.sub.name, "position_version": self.sub.position_version,
                  "worker_id": self.worker_id}
         projection = {"status": 1, "version": 1, "worker_id": 1}
-        if self.writer is not None:
-            doc = self.writer.update_definition(query, update, projection)
-        else:
-            doc = self.catalog.find_one_and_update(query, update, projection=projection)
+        doc = self.writer.update_definition(query, update, projection)
         if doc is None:
             # Dropped, RESET, or another worker owns it now: this position is not wanted.
             owner = self.catalog.find_one({"_id": self.sub.name}, {"worker_id": 1})

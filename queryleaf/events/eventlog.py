@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson import Timestamp
 from pymongo import ReplaceOne, UpdateOne
@@ -34,9 +34,6 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from queryleaf.events import names
-
-if TYPE_CHECKING:
-    from queryleaf.events.combiner import WriteCombiner
 
 TERMINAL = ("completed", "failed", "dead_letter")
 DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "event_id",
@@ -54,18 +51,34 @@ DUPLICATE_KEY = 11000
 OBJECT_TOO_LARGE = 10334  # BSONObjectTooLarge
 
 
-def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> None:
-    """Upsert ``docs`` by ``_id``: one unordered insert, then a replace for those that exist."""
+def upsert_by_id(collection: Collection, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Upsert ``docs`` by ``_id``: one unordered insert (much cheaper than upserts), then a
+    replace for those that exist. Returns the write errors of the documents that could not be
+    written (``index`` into ``docs``, ``code``, ``errmsg``)."""
     try:
         collection.insert_many(docs, ordered=False)
+        return []
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if other:
-            raise
-        existing = [docs[e["index"]] for e in errors]
-        collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing],
-                              ordered=False)
+    failed = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+    existing = [e["index"] for e in errors if e.get("code") == DUPLICATE_KEY]
+    if existing:
+        try:
+            collection.bulk_write([ReplaceOne({"_id": docs[i]["_id"]}, docs[i], upsert=True)
+                                   for i in existing], ordered=False)
+        except BulkWriteError as exc:
+            failed += [{**e, "index": existing[e["index"]]}
+                       for e in exc.details.get("writeErrors", [])]
+    return failed
+
+
+def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> None:
+    """``upsert_by_id``, raising ``BulkWriteError`` if a document could not be written."""
+    failed = upsert_by_id(collection, docs)
+    if failed:
+        raise BulkWriteError({"writeErrors": failed, "writeConcernErrors": [], "nInserted": 0,
+                              "nUpserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0,
+                              "upserted": []})
 
 
 def _too_large(exc: Exception) -> bool:
@@ -272,10 +285,9 @@ class EventLog:
     (``mark``).
     """
 
-    def __init__(self, db: Database, writer: WriteCombiner | None = None):
+    def __init__(self, db: Database):
         self.entries = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
-        self.writer = writer  # the worker's combined writer (combiner.py), if any
 
     def ensure_indexes(self) -> None:
         self.entries.create_index([("subscription_id", 1), ("last_cluster_time", 1)],
@@ -327,32 +339,26 @@ class EventLog:
                                    "processing_duration_ms": None, "retry_count": 0,
                                    "last_error": None}) for row in rows])
 
-    def record(self, rows: list[Row]) -> None:
-        """Write the terminal rows of handled events.
-
-        Events completed at the first attempt go into segments; the others replace their
-        single (if marked earlier). Everything is one unordered ``insert_many`` (much cheaper
-        than upserts); the entries that already exist are then replaced.
-        """
-        if not rows:
-            return
+    @staticmethod
+    def entries_for(rows: list[Row]) -> list[dict[str, Any]]:
+        """The entries holding the terminal rows of handled events (written with ``insert``):
+        events completed at the first attempt go into segments, the others replace their
+        single (if marked earlier)."""
         now = datetime.now(UTC)
+        singles, grouped = [], []
         for row in rows:
             if row.started_at is None:  # recorded only (deliver_to = 'log'): written now
                 row.started_at = row.completed_at = now
-        singles = [single_entry(row.document()) for row in rows
-                   if row.single or row.status != "completed" or row.retries]
-        grouped = [row.document() for row in rows
-                   if not (row.single or row.status != "completed" or row.retries)]
-        entries = singles + segment_entries(grouped)
-        if self.writer is not None:
-            self.writer.insert(entries)
-        else:
-            self.insert(entries)
+            if row.single or row.status != "completed" or row.retries:
+                singles.append(single_entry(row.document()))
+            else:
+                grouped.append(row.document())
+        return singles + segment_entries(grouped)
 
     def insert(self, entries: list[dict[str, Any]]) -> None:
-        """Insert or replace entries by ``_id``; a segment over the server's document size
-        limit is written in halves (everything here is idempotent by ``_id``)."""
+        """Insert or replace entries by ``_id`` (one unordered ``insert_many``, much cheaper
+        than upserts, then a replace for those that exist); a segment over the server's
+        document size limit is written in halves (everything here is idempotent by ``_id``)."""
         try:
             insert_or_replace(self.entries, entries)
         except (DocumentTooLarge, BulkWriteError) as exc:

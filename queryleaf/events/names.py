@@ -39,20 +39,22 @@ EVENT_LOG_COLUMNS = (
 )
 # CHANGE_STREAM_EVENTS() rows: the event log stores them grouped in entries, the columns a
 # segment's rows share stored once in ``common`` (eventlog.py). Two columns are derived when read.
-EVENT_LOG_DERIVED: dict[str, Any] = {
-    "_id": {"$concat": ["$subscription_id", ":", "$event_id"]},
-    "resume_token_timestamp": {"$ifNull": ["$resume_token_timestamp", {"$toDate": {
-        "$multiply": [{"$tsSecond": "$cluster_time"}, 1000]}}]},
-}
+
+
+def _derived(row: str) -> dict[str, Any]:
+    """The derived columns of the row at path ``row`` ('$events.' before the unwound row is
+    merged, '$' after)."""
+    return {"_id": {"$concat": ["$subscription_id", ":", f"{row}event_id"]},
+            "resume_token_timestamp": {"$toDate": {"$multiply": [
+                {"$tsSecond": f"{row}cluster_time"}, 1000]}}}
+
+
 _UNWIND = {"$unwind": "$events"}
-# Every column, in order (the template gives rows every column; stored values win over it).
+# Every column, in order: the template gives rows every column (stored values win over it).
 EVENT_LOG_ROWS = [
     _UNWIND,
     {"$replaceRoot": {"newRoot": {"$mergeObjects": [
-        {"_id": {"$concat": ["$subscription_id", ":", "$events.event_id"]},
-         **{column: None for column in EVENT_LOG_COLUMNS},
-         "resume_token_timestamp": {"$toDate": {"$multiply": [
-             {"$tsSecond": "$events.cluster_time"}, 1000]}}},
+        {"_id": None, **dict.fromkeys(EVENT_LOG_COLUMNS), **_derived("$events.")},
         "$common", "$events"]}}},
 ]
 
@@ -65,7 +67,10 @@ def event_log_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]
         return list(EVENT_LOG_ROWS)
     stages: list[dict[str, Any]] = [
         _UNWIND, {"$replaceRoot": {"newRoot": {"$mergeObjects": ["$common", "$events"]}}}]
-    derived = {name: expr for name, expr in EVENT_LOG_DERIVED.items() if name in set(columns)}
+    derived = {name: expr for name, expr in _derived("$").items() if name in set(columns)}
+    if "resume_token_timestamp" in derived:  # a stored value wins, as in the template
+        derived["resume_token_timestamp"] = {
+            "$ifNull": ["$resume_token_timestamp", derived["resume_token_timestamp"]]}
     if derived:
         stages.append({"$addFields": derived})
     return stages

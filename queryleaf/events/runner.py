@@ -80,7 +80,7 @@ class WorkerReport:
 class Shared:
     """State shared by the supervisor and the runners of one worker."""
 
-    def __init__(self, max_events: int | None, writer: WriteCombiner | None = None):
+    def __init__(self, max_events: int | None, writer: WriteCombiner):
         self.halt = threading.Event()  # max_events reached: runners finish what they took
         self.lock = threading.Lock()
         self.remaining = max_events
@@ -130,7 +130,7 @@ class SubscriptionRunner(threading.Thread):
         self.shared = shared
         self.leases = leases
         self.catalog = db[names.SUBSCRIPTIONS]
-        self.event_log = EventLog(db, shared.writer)
+        self.event_log = EventLog(db)
         self.stopping = threading.Event()  # graceful stop: finish or abandon what is in hand
         self.lease_lost = threading.Event()
         self.aborting = False  # a transient error: drop what is in flight, reconnect

@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bson import json_util
-from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
 from queryleaf.events.definition import Subscription
-from queryleaf.events.eventlog import DUPLICATE_KEY, event_id
+from queryleaf.events.eventlog import event_id, upsert_by_id
 
 Handler = Callable[[Any], Any]
 Payload = dict[str, Any] | list[dict[str, Any]]
@@ -78,24 +76,9 @@ class CollectionSink:
         """Upsert every event in one unordered bulk write; returns (index, error) failures."""
         if not events:
             return []
-        docs = [self._document(event) for event in events]
-        try:  # inserts are much cheaper than upserts; existing ones (redelivery) are replaced
-            self.collection.insert_many(docs, ordered=False)
-            return []
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-        failed = [(e["index"], e.get("errmsg", "write error")) for e in errors
-                  if e.get("code") != DUPLICATE_KEY]
-        existing = [e["index"] for e in errors if e.get("code") == DUPLICATE_KEY]
-        if existing:
-            try:
-                self.collection.bulk_write(
-                    [ReplaceOne({"_id": docs[i]["_id"]}, docs[i], upsert=True)
-                     for i in existing], ordered=False)
-            except BulkWriteError as exc:
-                failed += [(existing[e["index"]], e.get("errmsg", "write error"))
-                           for e in exc.details.get("writeErrors", [])]
-        return failed
+        docs = [self._document(event) for event in events]  # a redelivered one is replaced
+        return [(e["index"], e.get("errmsg", "write error"))
+                for e in upsert_by_id(self.collection, docs)]
 
 
 @dataclass

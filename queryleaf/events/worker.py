@@ -111,8 +111,7 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
     retention.ensure_all(db, log_retention, dead_letter_retention)
     catalog.ensure_indexes(db)
     ensure_lease_indexes(db)
-    event_log = EventLog(db)
-    writer = WriteCombiner(event_log.entries, db[names.SUBSCRIPTIONS], event_log.insert)
+    writer = WriteCombiner(db[names.SUBSCRIPTIONS], EventLog(db).insert)
     writer.start()
     shared = Shared(max_events, writer)
     runners: dict[str, SubscriptionRunner] = {}
