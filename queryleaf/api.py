@@ -67,6 +67,7 @@ class QueryLeaf:
             started = time.perf_counter()
             try:
                 result = self._run(parsed.statement, None)
+                result.rows  # noqa: B018 - read now: the next statement may change them
             except QueryLeafError as exc:
                 if exc.sql is None:
                     exc.sql = text

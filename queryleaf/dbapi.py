@@ -160,11 +160,12 @@ class Cursor:
             raise InterfaceError("the cursor is closed")
         try:
             result = self.connection.queryleaf.execute(operation, parameters)
+            rows = result.rows  # read here: reading can fail too (a server-side error)
         except errors.QueryLeafError as exc:
             raise _translate(exc) from exc
-        if result.columns and result.statement in ("SELECT", "EXPLAIN"):
+        if result.statement in ("SELECT", "EXPLAIN"):  # a result set, maybe empty
             self.description = [(c, None, None, None, None, None, True) for c in result.columns]
-            self._rows = [tuple(r[c] for c in result.columns) for r in result.rows]
+            self._rows = [tuple(r[c] for c in result.columns) for r in rows]
         else:
             self.description = None
             self._rows = []

@@ -14,6 +14,10 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.expressions import ExprCompiler, is_null_expr, literal
 from queryleaf.sql import ast
 
+# Aggregates that are one MongoDB accumulator over the argument (also in window frames).
+SIMPLE_ACCUMULATORS = {"AVG": "$avg", "MIN": "$min", "MAX": "$max", "STDDEV": "$stdDevPop",
+                       "STD": "$stdDevPop", "STDDEV_POP": "$stdDevPop",
+                       "STDDEV_SAMP": "$stdDevSamp"}
 
 @dataclass
 class Accumulated:
@@ -100,10 +104,8 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
         acc = {field: {"$sum": x}, count: {"$sum": {"$cond": [is_null_expr(x), 0, 1]}}}
         result = {"$cond": [{"$eq": [f"${count}", 0]}, None, ref]}
         return Accumulated(acc, result, {field: 0, count: 0})
-    simple = {"AVG": "$avg", "MIN": "$min", "MAX": "$max", "STDDEV": "$stdDevPop",
-              "STD": "$stdDevPop", "STDDEV_POP": "$stdDevPop", "STDDEV_SAMP": "$stdDevSamp"}
-    if name in simple:
-        return Accumulated({field: {simple[name]: x}}, ref, {field: None})
+    if name in SIMPLE_ACCUMULATORS:
+        return Accumulated({field: {SIMPLE_ACCUMULATORS[name]: x}}, ref, {field: None})
     if name == "GROUP_CONCAT":
         if call.distinct and any(o.expr != args[0] for o in call.order_by):
             raise PlanningError("GROUP_CONCAT(DISTINCT x ORDER BY ...) can only order by x "

@@ -54,10 +54,3 @@ def constant(e: ast.Expr, bindings: Bindings) -> Any:
             return ObjectId(v)
     raise NotConstant(e)
 
-
-def is_constant(e: ast.Expr, bindings: Bindings) -> bool:
-    try:
-        constant(e, bindings)
-    except NotConstant:
-        return False
-    return True

@@ -157,6 +157,9 @@ class ExprCompiler:
         self.grouped = grouped
         self.subquery = subquery
         self._keys: dict[int, tuple[ast.Node, Any]] = {}
+        # A subquery node compiled twice (e.g. ``(SELECT ...) BETWEEN a AND b`` reads it twice)
+        # reads the field of one $lookup.
+        self._subqueries: dict[int, tuple[ast.Node, Any]] = {}
 
     # ------------------------------------------------------------ entry points
     def compile(self, e: ast.Expr) -> Any:
@@ -179,7 +182,7 @@ class ExprCompiler:
         if key in self.substitutions:
             return self.substitutions[key]
         if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
-            parts = [self.truth(p) for p in _flatten(e, e.op)]
+            parts = [self.truth(p) for p in flatten(e, e.op)]
             return {"$and" if e.op == "AND" else "$or": parts}
         if isinstance(e, ast.Unary) and e.op == "NOT":
             return {"$eq": [self.condition(e.operand), False]}
@@ -299,7 +302,7 @@ class ExprCompiler:
             "default": {"$eq": ["$$c", True]}}}}}
 
     def _connective(self, e: ast.Binary) -> Any:
-        parts = _flatten(e, e.op)
+        parts = flatten(e, e.op)
         compiled = [self.condition(p) for p in parts]
         if not any(nullable(p) for p in parts):
             return {"$and" if e.op == "AND" else "$or": compiled}
@@ -396,7 +399,10 @@ class ExprCompiler:
     def _scalarsubquery(self, e: ast.ScalarSubquery) -> Any:
         if self.subquery is None:
             raise PlanningError("subqueries are not supported here", e.pos)
-        return self.subquery(e, self)
+        cached = self._subqueries.get(id(e))
+        if cached is None:
+            cached = self._subqueries[id(e)] = (e, self.subquery(e, self))
+        return cached[1]
 
     _exists = _scalarsubquery
     _insubquery = _scalarsubquery
@@ -444,10 +450,16 @@ def _has_interval(e: ast.Binary) -> bool:
     return isinstance(e.left, ast.Interval) or isinstance(e.right, ast.Interval)
 
 
-def _flatten(e: ast.Expr, op: str) -> list[ast.Expr]:
-    if isinstance(e, ast.Binary) and e.op == op:
-        return _flatten(e.left, op) + _flatten(e.right, op)
-    return [e]
+def flatten(e: ast.Expr, op: str) -> list[ast.Expr]:
+    """The operands of a chain of ``op`` (AND, OR), in order: ``a AND b AND c`` → a, b, c."""
+    out, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Binary) and node.op == op:
+            stack += (node.right, node.left)
+        else:
+            out.append(node)
+    return out
 
 
 def _string_match(v: Any, match: dict[str, Any], negated: bool) -> Any:

@@ -18,7 +18,7 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
-from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, is_null_expr
+from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table, display_path
@@ -26,7 +26,7 @@ from queryleaf.planner.stored import document_conditions
 from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
 from queryleaf.sql import ast
-from queryleaf.sql.walk import replace_columns, walk, walk_expr
+from queryleaf.sql.walk import has_subquery, replace_columns, walk, walk_expr
 
 _SAFE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -327,7 +327,8 @@ class SelectPlanner:
         first_scope = Scope([Table(first.table.alias, (), first.table.columns)], outer=self.outer)
         early, late = [], []
         for conj in _conjuncts(where):
-            (early if _only_table(conj, first.table.alias, first_scope) else late).append(conj)
+            tables = _tables_of(conj)
+            (early if tables is not None and tables <= {first.table.alias} else late).append(conj)
         if early:
             match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
                                  for c in early])
@@ -647,8 +648,7 @@ class SelectPlanner:
         if not star and any(isinstance(i.expr, ast.Star) for i in s.items):
             return None
         roots = [i.expr for i in s.items] + ([where] if where is not None else [])
-        if any(isinstance(n, ast.ScalarSubquery | ast.Exists | ast.InSubquery)
-               for r in roots for n in walk_expr(r)):
+        if any(has_subquery(r) for r in roots):
             return None
         outputs = [] if star else self.outputs()
         paths: list[str] = []
@@ -690,20 +690,16 @@ def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
 
 
 def _conjuncts(e: ast.Expr | None) -> list[ast.Expr]:
-    if e is None:
-        return []
-    if isinstance(e, ast.Binary) and e.op == "AND":
-        return _conjuncts(e.left) + _conjuncts(e.right)
-    return [e]
+    return [] if e is None else flatten(e, "AND")
 
 
 def _tables_of(e: ast.Expr) -> set[str] | None:
     """The tables e reads through qualified columns; None when it has an unqualified column or
     a subquery (then its tables are not known before planning)."""
     found: set[str] = set()
+    if has_subquery(e):
+        return None
     for node in walk_expr(e):
-        if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-            return None
         if isinstance(node, ast.Column):
             if len(node.parts) < 2 or not isinstance(node.parts[0], str):
                 return None
@@ -729,17 +725,6 @@ def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[a
         on = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
         relations[target] = ("INNER" if kind == "CROSS" else kind, rel, on, node)
     return rest, relations
-
-
-def _only_table(e: ast.Expr, alias: str, scope: Scope) -> bool:
-    """Whether every column of e belongs to the table ``alias`` (qualified), with no subquery."""
-    for node in walk_expr(e):
-        if isinstance(node, ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-            return False
-        if isinstance(node, ast.Column):
-            if not (len(node.parts) > 1 and node.parts[0] == alias):
-                return False
-    return True
 
 
 def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,

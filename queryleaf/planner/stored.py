@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from queryleaf.sql import ast
-from queryleaf.sql.walk import walk_expr
+from queryleaf.sql.walk import has_subquery, walk_expr
 
 FLIPPED = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "=": "="}
-SUBQUERIES = (ast.ScalarSubquery, ast.Exists, ast.InSubquery)
 
 
 def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
@@ -38,16 +37,14 @@ def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
             return parts[1]
         return None
 
+    def columns(e: ast.Expr) -> list[ast.Column]:
+        return [node for node in walk_expr(e) if isinstance(node, ast.Column)]
+
     def only_shared(e: ast.Expr) -> bool:
-        for node in walk_expr(e):
-            if isinstance(node, SUBQUERIES):
-                return False
-            if isinstance(node, ast.Column) and own(node) not in shared:
-                return False
-        return True
+        return not has_subquery(e) and all(own(c) in shared for c in columns(e))
 
     def constant(e: ast.Expr) -> bool:
-        return not any(isinstance(node, (ast.Column, *SUBQUERIES)) for node in walk_expr(e))
+        return not has_subquery(e) and not columns(e)
 
     def ranged(e: ast.Expr) -> tuple[str, str] | None:
         name = own(e) if isinstance(e, ast.Column) else None

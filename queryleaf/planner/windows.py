@@ -6,18 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 from queryleaf.errors import PlanningError
+from queryleaf.planner.aggregates import SIMPLE_ACCUMULATORS
 from queryleaf.planner.expressions import ExprCompiler, is_null_expr
 from queryleaf.sql import ast
 
 WINDOW_ONLY = frozenset({"ROW_NUMBER", "RANK", "DENSE_RANK", "LAG", "LEAD", "FIRST_VALUE",
                          "LAST_VALUE"})
 _RANKING = {"ROW_NUMBER": "$documentNumber", "RANK": "$rank", "DENSE_RANK": "$denseRank"}
-_AGG = {"SUM": "$sum", "AVG": "$avg", "MIN": "$min", "MAX": "$max", "COUNT": "$sum",
-        "FIRST_VALUE": "$first", "LAST_VALUE": "$last", "STDDEV": "$stdDevPop",
-        "STDDEV_POP": "$stdDevPop", "STDDEV_SAMP": "$stdDevSamp"}
+_AGG = {**SIMPLE_ACCUMULATORS, "SUM": "$sum", "COUNT": "$sum", "FIRST_VALUE": "$first",
+        "LAST_VALUE": "$last"}
 
 
-def _bound(b: ast.FrameBound, range_: bool) -> Any:
+def _bound(b: ast.FrameBound) -> Any:
     if b.kind == "unbounded_preceding" or b.kind == "unbounded_following":
         return "unbounded"
     if b.kind == "current_row":
@@ -43,8 +43,8 @@ def _window(call: ast.FuncCall, spec: ast.WindowSpec) -> dict[str, Any] | None:
                 "the default frame with several ORDER BY keys (RANGE ... CURRENT ROW with "
                 "peers) cannot be expressed; add ROWS BETWEEN ... explicitly", spec.pos)
         return {"range": ["unbounded", "current"]}
-    start = _bound(spec.frame_start, spec.frame_unit == "RANGE")  # type: ignore[arg-type]
-    end = _bound(spec.frame_end, False) if spec.frame_end else "current"
+    start = _bound(spec.frame_start)  # type: ignore[arg-type]
+    end = _bound(spec.frame_end) if spec.frame_end else "current"
     return {"documents" if spec.frame_unit == "ROWS" else "range": [start, end]}
 
 

@@ -15,7 +15,7 @@ from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, display_path
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
-from queryleaf.sql.walk import walk_expr
+from queryleaf.sql.walk import has_subquery, walk_expr
 
 
 def check_writable(table: str, pos) -> None:
@@ -125,11 +125,6 @@ def _write_scope(table: str, alias: str | None) -> Scope:
     return Scope.single(alias or table)
 
 
-def _has_subquery(where: ast.Expr | None) -> bool:
-    return where is not None and any(
-        isinstance(n, ast.ScalarSubquery | ast.Exists | ast.InSubquery) for n in walk_expr(where))
-
-
 def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
               tables: frozenset[str] | None):
     """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
@@ -172,7 +167,7 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
                                     a.target.pos)
         update = [{"$set": {dotted(t): (literal(v) if is_const else v)
                             for t, (v, is_const) in zip(targets, values, strict=True)}}]
-    if _has_subquery(stmt.where):
+    if (stmt.where is not None and has_subquery(stmt.where)):
         return plan.Update(stmt.table, {}, update,
                            _id_query(stmt.table, stmt.alias, stmt.where, bindings,
                                                      tables))
@@ -183,7 +178,7 @@ def plan_delete(stmt: ast.Delete, bindings: Bindings,
                 tables: frozenset[str] | None = None) -> plan.Delete:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
-    if _has_subquery(stmt.where):
+    if (stmt.where is not None and has_subquery(stmt.where)):
         return plan.Delete(stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings,
                                                      tables))
     return plan.Delete(stmt.table, _filter(stmt.where, scope, bindings))

@@ -33,23 +33,33 @@ def children(node: object) -> Iterator[object]:
 
 def walk(node: object) -> Iterator[object]:
     """Every node under ``node`` (itself included), depth first, in source order."""
-    yield node
-    for child in children(node):
-        yield from walk(child)
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(children(current))))
+
+
+# Nodes whose columns belong to another scope (all but the left side of ``x IN (SELECT ...)``).
+_NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery)
+
+
+def has_subquery(e: object) -> bool:
+    """Whether expression ``e`` contains a subquery (of any kind)."""
+    return any(isinstance(node, _NESTED_QUERIES) for node in walk_expr(e))
 
 
 def walk_expr(node: object) -> Iterator[object]:
     """Nodes of one expression, not descending into subqueries."""
-    yield node
-    if isinstance(node, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-        if isinstance(node, ast.InSubquery):
-            yield from walk_expr(node.expr)
-        return
-    for child in children(node):
-        yield from walk_expr(child)
-
-
-_NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery)
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, _NESTED_QUERIES):
+            if isinstance(current, ast.InSubquery):
+                stack.append(current.expr)
+            continue
+        stack.extend(reversed(list(children(current))))
 
 
 def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast.Expr:
@@ -57,6 +67,9 @@ def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast
     (their columns belong to another scope)."""
     if isinstance(expr, ast.Column):
         return fn(expr)
+    if isinstance(expr, ast.InSubquery):
+        left = replace_columns(expr.expr, fn)
+        return expr if left is expr.expr else dataclasses.replace(expr, expr=left)
     if not isinstance(expr, ast.Node) or isinstance(expr, _NESTED_QUERIES):
         return expr
     changes = {}
