@@ -68,12 +68,10 @@ class NotSupportedError(DatabaseError):
 def _translate(exc: errors.QueryLeafError) -> DatabaseError:
     if isinstance(exc, errors.SqlSyntaxError | errors.PlanningError | errors.ParameterError):
         cls: type[DatabaseError] = ProgrammingError
-    elif isinstance(exc, errors.EngineError):
+    elif isinstance(exc, errors.EngineError | errors.ServerUnreachable):
         cls = OperationalError
     elif isinstance(exc, errors.ExecutionError) and exc.code in (11000, 11001):
         cls = IntegrityError
-    elif isinstance(exc, errors.ExecutionError) and exc.code is None:
-        cls = OperationalError
     else:
         cls = DatabaseError
     err = cls(str(exc))

@@ -84,6 +84,15 @@ class ExecutionError(QueryLeafError):
         self.code_name = code_name
 
 
+class ServerUnreachable(ExecutionError):
+    """The server could not be reached (or the connection was lost) while running a statement.
+    ``cause`` is the driver's error."""
+
+    def __init__(self, message: str, cause: Exception):
+        super().__init__(message)
+        self.cause = cause
+
+
 class ScriptError(QueryLeafError):
     """A statement of a multi-statement script failed.
 

@@ -10,7 +10,7 @@ import pymongo.errors
 from pymongo.database import Database
 
 from queryleaf import mongosh, plan
-from queryleaf.errors import ExecutionError
+from queryleaf.errors import ExecutionError, ServerUnreachable
 from queryleaf.planner import Catalog
 from queryleaf.planner.writes import nest
 from queryleaf.result import Result
@@ -52,8 +52,8 @@ def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
         return ExecutionError(f"server error {exc.code} ({details.get('codeName', '')}): "
                               f"{details.get('errmsg', str(exc))}", exc.code,
                               details.get("codeName"))
-    if isinstance(exc, pymongo.errors.ServerSelectionTimeoutError | pymongo.errors.AutoReconnect):
-        return ExecutionError(f"cannot reach the MongoDB server: {exc}")
+    if isinstance(exc, pymongo.errors.ConnectionFailure):
+        return ServerUnreachable(f"cannot reach the MongoDB server: {exc}", exc)
     return ExecutionError(str(exc))
 
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pymongo.errors import PyMongoError
-
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.output import Printer, caret_excerpt
-from queryleaf.errors import ExecutionError, QueryLeafError, ScriptError
+from queryleaf.errors import ExecutionError, QueryLeafError, ScriptError, ServerUnreachable
 from queryleaf.sql.parser import parse_script
 
 EXIT_OK = 0
 EXIT_SQL_ERROR = 1  # a statement failed (syntax, planning, execution) or a file is missing
-EXIT_CONNECTION = 3  # the database could not be reached or the embedded server not started
 
 
 @dataclass(frozen=True)
@@ -114,12 +111,13 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
         if isinstance(exc, ScriptError):
             for result in exc.results:  # results of the statements before the failure
                 printer.result(result)
+        cause = exc.cause if isinstance(exc, ScriptError) else exc
+        if isinstance(cause, ServerUnreachable):
+            raise ConnectionLost(connection_message(cause.cause, ql.uri)) from exc
         err = locate(exc, text)
         headline = file_headline(path, err) if path else text_headline(err)
         printer.error(headline, err.excerpt)
         return False
-    except PyMongoError as exc:
-        raise ConnectionLost(connection_message(exc, ql.uri)) from exc
     for result in results:
         printer.result(result)
     return True
