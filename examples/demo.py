@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 import queryleaf
-from queryleaf.cli.output import cell_text
+from queryleaf.cli.output import cell_text, status_line
 
 HERE = Path(__file__).parent
 DATABASE = "queryleaf_demo"
@@ -101,7 +101,7 @@ def show(title: str, result: queryleaf.Result) -> None:
     for row in result.rows:
         table.add_row(*(cell_text(row[c]) for c in result.columns))
     console.print(table)
-    console.print(f"[dim]{result.rowcount} rows ({result.elapsed_ms:.1f} ms)[/dim]\n")
+    console.print(f"[dim]{status_line(result)}[/dim]\n")
 
 
 def reserve_stock(event: dict) -> None:

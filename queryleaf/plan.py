@@ -223,6 +223,7 @@ class ResetSubscription(Plan):
 
     name: str
     timestamp: str | None = None
+    pos: Any = None  # of the timestamp, for errors
 
     def commands(self):
         from queryleaf.events import names

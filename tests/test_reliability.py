@@ -16,14 +16,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from bson import Timestamp
 from event_helpers import count_rows, read_rows, wait_for
 
 import queryleaf
 from queryleaf.engine import free_port, start_ephemeral_server
-from queryleaf.events import names
+from queryleaf.events import failures, names
 
 pytestmark = pytest.mark.slow
 
@@ -416,7 +418,14 @@ def test_lost_history_fails_the_subscription_clearly_and_reset_recovers(tmp_path
 
         # A start time the oplog no longer covers is refused too (some servers would silently
         # start at their oldest entry instead).
-        ql.execute("RESET EVENT_SUBSCRIPTION never_ran TO TIMESTAMP '2001-01-01 00:00:00'")
+        # (RESET itself refuses a time already gone: it goes while no worker runs.)
+        time.sleep(1.1)  # a whole second after the oplog's entries so far
+        now = datetime.now(UTC)
+        ql.execute(f"RESET EVENT_SUBSCRIPTION never_ran TO TIMESTAMP '{now.isoformat()}'")
+        time.sleep(1.1)  # the changes that push it out of the oplog come a second later
+        db.orders.insert_many([{"_id": f"later{i}"} for i in range(1100)])
+        start = Timestamp(int(now.timestamp()), 1)
+        wait_for(lambda: failures.oldest_oplog_time(db) > start, 10, "the oplog to move on")
         ql.run_subscriptions(subscriptions=["never_ran"], idle_timeout=0.5, poll_interval=0.2)
         never = db[names.SUBSCRIPTIONS].find_one({"_id": "never_ran"})
         assert never["status"] == "failed"

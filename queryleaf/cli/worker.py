@@ -17,9 +17,10 @@ from queryleaf.events.lanes import DEFAULT_CONCURRENCY
 @click.command("worker")
 @click.option("--subscription", "subscriptions", multiple=True, metavar="NAME",
               help="Run only this subscription (repeatable; default: every active one).")
-@click.option("--idle-timeout", type=float, default=None, metavar="SECONDS",
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
               help="Exit after this many seconds without an event.")
-@click.option("--max-events", type=int, default=None, metavar="N",
+@click.option("--max-events", type=click.IntRange(min=1), default=None, metavar="N",
               help="Exit after handling N events.")
 @click.option("--lease-seconds", type=float, default=None, metavar="SECONDS",
               help="Lease time: a crashed worker's subscriptions are taken over by another "

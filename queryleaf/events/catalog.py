@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from queryleaf import plan as p
 from queryleaf.errors import ExecutionError, SubscriptionError
-from queryleaf.events import definition, images, names
+from queryleaf.events import definition, failures, images, names
 from queryleaf.events import options as opts
 from queryleaf.events.eventlog import EventLog
 from queryleaf.events.watch import WatchSpec
@@ -224,11 +224,11 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
     statement = "RESET EVENT_SUBSCRIPTION"
     catalog = db[names.SUBSCRIPTIONS]
     changes: dict[str, Any] = {"resume_token": None, "resume_token_timestamp": None,
-                               "checkpoint_cluster_time": None,
+                               "checkpoint_cluster_time": None, "resume_token_lag_seconds": None,
                                "status": "active", "status_message": None,
                                "updated_at": datetime.now(UTC)}
     if plan.timestamp is not None:
-        changes["start_at_operation_time"] = _timestamp(plan.timestamp)
+        changes["start_at_operation_time"] = _timestamp(db, plan.timestamp, plan.pos)
     else:
         current = catalog.find_one({"_id": plan.name}, {"watch": 1})
         if current is None:
@@ -261,15 +261,29 @@ def _position_or_none(db: Database, doc: dict[str, Any]) -> Any:
         return None
 
 
-def _timestamp(text: str) -> Timestamp:
+def _timestamp(db: Database, text: str, pos: Any) -> Timestamp:
+    """The cluster time of ``RESET ... TO TIMESTAMP 'text'``: a time the oplog still covers,
+    not in the future."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
         raise SubscriptionError(f"RESET ... TO TIMESTAMP expects an ISO 8601 date-time such as "
-                                f"'2025-01-31 12:00:00', not {text!r}") from exc
+                                f"'2025-01-31 12:00:00', not {text!r}", pos) from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return Timestamp(int(when.timestamp()), 1)
+    if when > datetime.now(UTC):
+        raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r} is in the future; use TO NOW "
+                                "to skip to the present", pos)
+    seconds = int(when.timestamp())
+    if seconds < 0:
+        raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r} is before 1970", pos)
+    start = Timestamp(seconds, 1)
+    try:
+        failures.check_start_in_history(db, start)
+    except failures.HistoryLost as exc:
+        raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r}: {exc}; choose a later time "
+                                "or TO NOW", pos) from exc
+    return start
 
 
 # ------------------------------------------------------------------ REPLAY

@@ -49,12 +49,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _string(v: Any) -> str | None:
-    return None if isinstance(v, str) else "expected a string"
+    return None if isinstance(v, str) else "expected string"
 
 
 def _nonempty_string(v: Any) -> str | None:
     if not isinstance(v, str):
-        return "expected a string"
+        return "expected string"
     return None if v.strip() else "must not be empty"
 
 
@@ -65,7 +65,7 @@ def _boolean(v: Any) -> str | None:
 def _int_at_least(minimum: int) -> Check:
     def check(v: Any) -> str | None:
         if not _is_int(v):
-            return "expected an integer"
+            return "expected integer"
         return None if v >= minimum else f"must be at least {minimum}"
 
     return check
@@ -74,7 +74,7 @@ def _int_at_least(minimum: int) -> Check:
 def _one_of(allowed: tuple[str, ...]) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
-            return "expected a string"
+            return "expected string"
         if v in allowed:
             return None
         return f"{v!r} is not one of {', '.join(repr(a) for a in allowed)}{_nearest(v, allowed)}"
@@ -121,7 +121,7 @@ def _filter(v: Any) -> str | None:
 def deliver_to_problem(v: Any) -> str | None:
     """Why ``v`` is not a valid ``deliver_to`` target, or None."""
     if not isinstance(v, str):
-        return "expected a string"
+        return "expected string"
     if v == "log":
         return None
     scheme, _, rest = v.partition(":")
@@ -170,7 +170,7 @@ SPECS: tuple[OptionSpec, ...] = (
                _boolean),
     OptionSpec("dead_letter_queue_enabled", "boolean", True,
                "park events that exhausted their retries in DEAD_LETTER_EVENTS()", _boolean),
-    OptionSpec("batch_size", "integer", 100, "events per batch (and per server round trip)",
+    OptionSpec("batch_size", "integer", 100, "events per handler batch (batch_processing)",
                _int_at_least(1)),
     OptionSpec("processing_timeout_ms", "integer", 30000,
                "time a delivery may take before it counts as failed", _int_at_least(1)),
@@ -228,7 +228,7 @@ def validate(name: str, options: Mapping[str, Any],
             continue
         problem = spec.check(value)
         if problem:
-            raise option_error(option, f"{problem} (expected {spec.type_name})", positions)
+            raise option_error(option, problem, positions)
         if spec.type_name == "array of strings" and isinstance(value, str):
             value = [value]
         checked[key] = value

@@ -212,9 +212,14 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
 
 
 def _check_names(db: Database, wanted: list[str]) -> None:
-    known = {doc["_id"] for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1})}
+    known = {doc["_id"]: doc.get("status")
+             for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1, "status": 1})}
     missing = [name for name in wanted if name not in known]
     if missing:
         raise SubscriptionError(
             f"no event subscription named {', '.join(map(repr, missing))}; existing: "
             f"{', '.join(sorted(known)) or 'none'}")
+    for name in wanted:
+        if known[name] != "active":
+            log.warning("%s is %s: not run until it is active again (RESUME, or RESET after a "
+                        "failure)", name, known[name])

@@ -64,7 +64,8 @@ def plan_ddl(statement: ast.Statement, bindings: Bindings,
     if isinstance(statement, ast.ResumeSubscription):
         return plan.SetSubscriptionState(statement.name, "active")
     if isinstance(statement, ast.ResetSubscription):
-        return plan.ResetSubscription(statement.name, statement.timestamp)
+        return plan.ResetSubscription(statement.name, statement.timestamp,
+                                      statement.timestamp_pos or statement.pos)
     if isinstance(statement, ast.ShowSubscriptions):
         return plan_query(ast.Select((ast.SelectItem(ast.Star()),),
                                      (ast.TableFunction("EVENT_SUBSCRIPTIONS"),)), bindings)

@@ -442,6 +442,7 @@ class ResetSubscription(Statement):
     name: str
     timestamp: str | None = None  # None: TO NOW
     pos: Position | None = _pos()
+    timestamp_pos: Position | None = _pos()  # where the timestamp's literal is
 
 
 @dataclass(frozen=True)

@@ -861,8 +861,10 @@ class _ToAst(Transformer_NonRecursive):
 
     def reset_subscription(self, meta, children):
         name = children[0]
-        ts = next((_string(c) for c in children[1:] if _is_token(c, "STRING")), None)
-        return ast.ResetSubscription(name, ts, _position(meta))
+        literal = next((c for c in children[1:] if _is_token(c, "STRING")), None)
+        ts = _string(literal) if literal is not None else None
+        return ast.ResetSubscription(name, ts, _position(meta),
+                                     _position(literal) if literal is not None else None)
 
     def option_list(self, meta, children):
         return list(children)
