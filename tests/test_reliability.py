@@ -233,6 +233,9 @@ def test_dropped_connections_reconnect_and_resume_from_the_checkpoint(ql, server
                 ql.db.orders.insert_many([{"_id": i} for i in range(start, start + 5)])
                 time.sleep(0.05)
             wait_for(lambda: completed(ql.db, "mirror") == 60, 30, "every change")
+            # ... and checkpointed (a checkpoint that failed is redone after the reconnect)
+            wait_for(lambda: ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"})
+                     ["events_processed"] >= 60, 30, "the checkpoint")
             stop.set()
             worker.join(20)
     finally:
