@@ -79,10 +79,15 @@ class QueryLeaf:
 
     def explain(self, sql: str, params: Params = None) -> Result:
         """The commands ``sql`` would run, without running them."""
-        statement = parse(sql)
-        if not isinstance(statement, ast.Explain):
-            statement = ast.Explain(statement, statement.pos)
-        return self._run(statement, params)
+        try:
+            statement = parse(sql)
+            if not isinstance(statement, ast.Explain):
+                statement = ast.Explain(statement, statement.pos)
+            return self._run(statement, params)
+        except QueryLeafError as exc:
+            if exc.sql is None:
+                exc.sql = sql  # as execute() does: the excerpt, secret literals masked
+            raise
 
     def _run(self, statement: ast.Statement, params: Params) -> Result:
         plan = plan_statement(statement, params, self._executor.catalog(statement))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from queryleaf.sql.redact import RedactedSql, scrub
 
 
 @dataclass(frozen=True)
@@ -18,22 +21,44 @@ class Position:
 
 
 class QueryLeafError(Exception):
-    """Base class of every error queryleaf raises on purpose."""
+    """Base class of every error queryleaf raises on purpose.
+
+    ``sql`` is the statement the error is about with its secret literals masked (assigning
+    it masks them, in the text and wherever the message quotes them: see sql/redact.py).
+    ``position`` stays a place in the text as written; ``excerpt`` maps it into the masked one.
+    """
 
     def __init__(self, message: str, position: Position | None = None, sql: str | None = None):
         super().__init__(message)
         self.message = message
         self.position = position
+        self._source: RedactedSql | None = None
         self.sql = sql
+
+    @property
+    def sql(self) -> str | None:
+        return self._source.text if self._source is not None else None
+
+    @sql.setter
+    def sql(self, text: str | None) -> None:
+        self._source = RedactedSql.of(text) if text is not None else None
+        if text is not None:
+            self._scrub(lambda message: scrub(message, text))
+
+    def _scrub(self, clean: Callable[[str], str]) -> None:
+        """Mask the secret literals of the statement where this error's text quotes them."""
+        self.message = clean(self.message)
+        self.args = (self.message, *self.args[1:])
 
     def excerpt(self) -> str:
         """The offending line of the SQL with a caret under the position, or ''."""
-        if self.position is None or not self.sql:
+        if self.position is None or self._source is None or not self._source.text:
             return ""
-        lines = self.sql.splitlines() or [""]
-        idx = min(max(self.position.line - 1, 0), len(lines) - 1)
+        line, column = self._source.locate(self.position.line, self.position.column)
+        lines = self._source.text.splitlines() or [""]
+        idx = min(max(line - 1, 0), len(lines) - 1)
         text = lines[idx]
-        return f"{text}\n{' ' * max(self.position.column - 1, 0)}^"
+        return f"{text}\n{' ' * max(column - 1, 0)}^"
 
     def __str__(self) -> str:
         where = f" at {self.position}" if self.position else ""
@@ -53,9 +78,14 @@ class SqlSyntaxError(QueryLeafError):
         token: str | None = None,
         expected: tuple[str, ...] = (),
     ):
-        super().__init__(message, position, sql)
         self.token = token
         self.expected = expected
+        super().__init__(message, position, sql)
+
+    def _scrub(self, clean: Callable[[str], str]) -> None:
+        super()._scrub(clean)
+        if self.token is not None:
+            self.token = clean(self.token)
 
 
 class PlanningError(QueryLeafError):
@@ -103,7 +133,8 @@ class ScriptError(QueryLeafError):
     def __init__(self, index: int, cause: QueryLeafError, results: list | None = None,
                  statement_position: Position | None = None):
         super().__init__(f"statement {index + 1} failed: {cause.message}",
-                         cause.position or statement_position, cause.sql)
+                         cause.position or statement_position)
+        self._source = cause._source  # masked already, and places positions of the text as written
         self.index = index
         self.cause = cause
         self.results = results or []

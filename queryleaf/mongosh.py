@@ -1,6 +1,8 @@
 """Render command documents in mongosh syntax and as Extended JSON (EXPLAIN shows both).
 
 Unrecognised commands or options fall back to ``db.runCommand({...})``, which is always exact.
+A ``Secret`` value (a literal credential) is rendered as ``'***'``: commands are shown, never
+the credential they carry.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
 
+from queryleaf.secret import MASK, Secret, masked
+
 
 def to_json(cmd: Mapping[str, Any]) -> str:
     """A command document as indented relaxed Extended JSON."""
-    return json_util.dumps(cmd, json_options=json_util.RELAXED_JSON_OPTIONS, indent=2)
+    return json_util.dumps(masked(cmd), json_options=json_util.RELAXED_JSON_OPTIONS, indent=2)
 
 
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -188,6 +192,8 @@ def _scalar(value: Any) -> str | None:
     """mongosh text for a non-container value (None when it is a container)."""
     if value is None:
         return "null"
+    if isinstance(value, Secret):
+        return _str(MASK)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Int64):

@@ -27,6 +27,8 @@ from rich.text import Text
 
 from queryleaf.mongosh import to_mongosh
 from queryleaf.result import Result
+from queryleaf.secret import MASK, Secret
+from queryleaf.sql.redact import RedactedSql
 
 FORMATS = ("table", "json", "csv")
 QUERY_STATEMENTS = ("SELECT", "WITH", "SHOW", "VALUES")
@@ -37,7 +39,10 @@ _JSON = json_util.RELAXED_JSON_OPTIONS
 
 
 def _to_bson(value: Any) -> Any:
-    """Make a value json_util can encode (Python Decimal → Decimal128, tuples → lists)."""
+    """Make a value json_util can encode (Python Decimal → Decimal128, tuples → lists) and
+    show (a Secret → its mask: the JSON encoder would read its characters)."""
+    if isinstance(value, Secret):
+        return MASK
     if isinstance(value, Decimal):
         return Decimal128(value)
     if isinstance(value, Mapping):
@@ -238,8 +243,11 @@ def _console(stream: TextIO) -> Console:
 
 
 def caret_excerpt(text: str, line: int, column: int) -> str:
-    """The ``line`` of ``text`` with a caret under ``column`` (both 1-based), or ''."""
-    lines = text.splitlines()
+    """The ``line`` of ``text`` with a caret under ``column`` (both 1-based), or ''; secret
+    literals masked (the caret stays under the same token)."""
+    redacted = RedactedSql.of(text)
+    line, column = redacted.locate(line, column)
+    lines = redacted.text.splitlines()
     if not lines or line < 1:
         return ""
     source = lines[min(line, len(lines)) - 1].expandtabs(1)

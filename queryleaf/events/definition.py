@@ -100,7 +100,7 @@ class Subscription:
             status=doc["status"],
             version=doc.get("version", 1),
             position_version=doc.get("position_version", 1),
-            options=doc["options"],
+            options=opts.concealed(doc["options"]),  # shown as '***' in logs and reports
             watch=WatchSpec.from_document(doc["watch"]),
             start_at_operation_time=doc.get("start_at_operation_time"),
             resume_token=doc.get("resume_token"),

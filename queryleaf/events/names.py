@@ -76,10 +76,39 @@ def event_log_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]
     return stages
 
 
+def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The pipeline reading EVENT_SUBSCRIPTIONS() rows: the stored definitions with the literal
+    value of every secret option shown as '***' ('env:NAME' references stay as they are), in
+    ``options`` and in the top-level column a metadata option is copied to.
+
+    The stored document must keep the credential (the worker signs with it); masking it in the
+    read, before any of the query's stages, keeps it out of every result, view and filter.
+    """
+    from queryleaf.events.options import ENV_PREFIX, SECRET_OPTIONS  # it imports this module
+    from queryleaf.secret import MASK
+
+    fields = [path for name in sorted(SECRET_OPTIONS) for path in (f"options.{name}", name)]
+    read = None if columns is None else set(columns)
+    if read is not None:
+        fields = [path for path in fields if path.split(".")[0] in read]
+    if not fields:
+        return []
+
+    def shown(field: str) -> dict[str, Any]:
+        return {"$cond": [{"$eq": [{"$type": field}, "string"]},
+                          {"$cond": [{"$eq": [{"$indexOfCP": [field, ENV_PREFIX]}, 0]},
+                                     field, MASK]},
+                          field]}
+
+    # A field that is not there stays absent: $set does not add a missing value.
+    return [{"$set": {path: shown(f"${path}") for path in fields}}]
+
+
 # Table functions read through a pipeline (given the columns the query reads, None: all), and the
 # row columns every stored document also has at its top level with the same value for all its
 # rows (filters on them run before the pipeline).
-TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": event_log_rows}
+TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": event_log_rows,
+                            "EVENT_SUBSCRIPTIONS": subscription_rows}
 TABLE_FUNCTION_STORED_FIELDS = {
     "CHANGE_STREAM_EVENTS": frozenset({"subscription_id", "subscription_name", "service_name"}),
 }

@@ -3,6 +3,11 @@
 ``validate(name, options, positions)`` turns the planner's option dict into a complete, checked
 dict (every option present, defaults filled in). Errors are ``SubscriptionError`` naming the
 option, where it was written, and the valid options (with the nearest name suggested).
+
+An option declared ``secret`` holds a credential: a literal value of it comes out of
+``validate`` (and ``concealed``) as a ``queryleaf.secret.Secret``, which every display shows as
+``'***'``; the SQL-text and system-table redactions read ``SECRET_OPTIONS``. An ``'env:NAME'``
+value is a reference resolved by the worker, not a credential, and stays visible.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from urllib.parse import urlparse
 
 from queryleaf.errors import Position, SubscriptionError
 from queryleaf.events import names
+from queryleaf.secret import Secret
 
 EVENT_TYPES = ("insert", "update", "replace", "delete", "drop", "rename", "dropDatabase")
 FULL_DOCUMENT = ("default", "updateLookup", "whenAvailable", "required")
@@ -39,6 +45,7 @@ class OptionSpec:
     description: str
     check: Check
     nullable: bool = False  # NULL accepted (means: the default)
+    secret: bool = False  # a credential: a literal value is never displayed
 
 
 # ------------------------------------------------------------------ value checks
@@ -180,10 +187,25 @@ SPECS: tuple[OptionSpec, ...] = (
                f"where events go: {', '.join(DELIVER_TO_FORMS)}", deliver_to_problem),
     OptionSpec("webhook_secret", "string", None,
                "HMAC-SHA256 key signing webhook POSTs ('env:NAME' reads the worker's "
-               "environment variable NAME)", _nonempty_string, nullable=True),
+               "environment variable NAME)", _nonempty_string, nullable=True, secret=True),
 )
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SPECS}
 VALID_NAMES: tuple[str, ...] = tuple(sorted(BY_NAME))
+SECRET_OPTIONS: frozenset[str] = frozenset(spec.name for spec in SPECS if spec.secret)
+ENV_PREFIX = "env:"  # 'env:NAME': the worker's environment variable NAME holds the value
+
+
+def conceal(option: str, value: Any) -> Any:
+    """``value`` as a Secret when ``option`` is secret and the value is a literal credential."""
+    if (option.lower() in SECRET_OPTIONS and isinstance(value, str)
+            and not isinstance(value, Secret) and not value.startswith(ENV_PREFIX)):
+        return Secret(value)
+    return value
+
+
+def concealed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options with their literal credentials concealed (see ``conceal``)."""
+    return {option: conceal(option, value) for option, value in options.items()}
 
 
 def _nearest(word: str, candidates: tuple[str, ...]) -> str:
@@ -226,6 +248,7 @@ def validate(name: str, options: Mapping[str, Any],
         if value is None and spec.nullable:
             checked[key] = None
             continue
+        value = conceal(key, value)  # before the check: a message quoting it shows '***'
         problem = spec.check(value)
         if problem:
             raise option_error(option, problem, positions)
@@ -250,7 +273,8 @@ def check_combination(options: Mapping[str, Any], positions: Mapping[str, Any]) 
         raise option_error("webhook_secret", f"only applies to webhook targets "
                            f"(deliver_to 'http://...' or 'https://...'), not {target!r}",
                            positions)
-    if isinstance(secret, str) and secret.startswith("env:") and not _IDENT.match(secret[4:]):
+    if (isinstance(secret, str) and secret.startswith(ENV_PREFIX)
+            and not _IDENT.match(secret[len(ENV_PREFIX):])):
         raise option_error("webhook_secret", f"{secret!r}: 'env:' must be followed by an "
                            "environment variable name", positions)
 

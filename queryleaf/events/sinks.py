@@ -17,8 +17,6 @@ import hashlib
 import hmac
 import importlib
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,8 +25,11 @@ from bson import json_util
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from queryleaf.events import webhook
 from queryleaf.events.definition import Subscription
 from queryleaf.events.eventlog import event_id, upsert_by_id
+from queryleaf.events.options import ENV_PREFIX
+from queryleaf.secret import Secret, reveal
 
 Handler = Callable[[Any], Any]
 Payload = dict[str, Any] | list[dict[str, Any]]
@@ -95,12 +96,13 @@ class CallableSink:
 
 def signature(secret: str, body: bytes) -> str:
     """The value of the X-Queryleaf-Signature-256 header: ``sha256=<hex HMAC of the body>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.new(reveal(secret).encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass
 class HttpSink:
-    """POSTs the event (or a batch, as a JSON array) as relaxed Extended JSON; 2xx = success.
+    """POSTs the event (or a batch, as a JSON array) as relaxed Extended JSON; a 2xx from the
+    URL itself is success (redirects are not followed; see webhook.py), within ``timeout_s``.
 
     Headers: ``X-Queryleaf-Subscription`` (the subscription_id), ``X-Queryleaf-Event-Id`` (one
     event) or ``X-Queryleaf-Batch-Size`` (a batch), and with a ``webhook_secret``
@@ -110,7 +112,7 @@ class HttpSink:
     url: str
     timeout_s: float
     subscription_id: str = ""
-    secret: str | None = None
+    secret: Secret | None = None
     builtin = False
 
     @property
@@ -127,14 +129,7 @@ class HttpSink:
             headers["X-Queryleaf-Event-Id"] = event_id(payload)
         if self.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
-        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        if not 200 <= status < 300:
-            raise RuntimeError(f"POST {self.url} returned HTTP {status}")
+        webhook.post(self.url, body, headers, self.timeout_s)
 
 
 def resolve(sub: Subscription, db: Database, handlers: Mapping[str, Handler]) -> list[Sink]:
@@ -165,16 +160,18 @@ def resolve(sub: Subscription, db: Database, handlers: Mapping[str, Handler]) ->
     return sinks
 
 
-def _secret(value: str | None) -> str | None:
+def _secret(value: str | None) -> Secret | None:
     """The webhook secret: the literal, or for ``env:NAME`` the worker's variable NAME."""
-    if value is None or not value.startswith("env:"):
-        return value
-    name = value[4:]
+    if value is None:
+        return None
+    if not value.startswith(ENV_PREFIX):
+        return Secret(value)
+    name = value[len(ENV_PREFIX):]
     secret = os.environ.get(name)
     if not secret:
         raise SinkUnavailable(f"webhook_secret 'env:{name}': the environment variable {name} "
                               "is not set in this worker")
-    return secret
+    return Secret(secret)
 
 
 def _import(spec: str) -> Handler:

@@ -243,7 +243,7 @@ class SelectPlanner:
             rows = names.TABLE_FUNCTION_PIPELINES.get(item.name)
             pipeline = rows(self.columns_read(alias)) if rows is not None else []
             return Relation(collection, pipeline, Table(alias),
-                            plain=rows is None, system=True,
+                            plain=not pipeline, system=True,
                             stored_fields=names.TABLE_FUNCTION_STORED_FIELDS.get(item.name,
                                                                                  frozenset()),
                             stored_ranges=names.TABLE_FUNCTION_STORED_RANGES.get(item.name, {}))
