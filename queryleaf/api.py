@@ -10,6 +10,7 @@ from typing import Any
 import pymongo
 
 from queryleaf import engine
+from queryleaf.clients import close_client
 from queryleaf.errors import Position, QueryLeafError, ScriptError
 from queryleaf.executor import Executor
 from queryleaf.planner import plan_statement
@@ -111,7 +112,7 @@ class QueryLeaf:
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        self.client.close()
+        close_client(self.client)
         self.close_lease()
 
     def close_lease(self) -> None:

@@ -21,6 +21,7 @@ from queryleaf import plan as p
 from queryleaf.errors import ExecutionError, SubscriptionError
 from queryleaf.events import definition, failures, images, names
 from queryleaf.events import options as opts
+from queryleaf.events.durable import durable
 from queryleaf.events.eventlog import EventLog
 from queryleaf.events.watch import WatchSpec
 from queryleaf.result import Result
@@ -42,7 +43,7 @@ def execute(db: Database, plan: p.Plan) -> Result:
     if handler is None:
         raise TypeError(f"not a subscription plan: {type(plan).__name__}")
     try:
-        return handler(db, plan)
+        return handler(durable(db), plan)
     except OperationFailure as exc:
         raise _server_error(exc) from exc
 

@@ -23,6 +23,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 FENCE = ("position_version", "worker_id")  # the checkpoint filter's fields besides _id
+POSITION = "resume_token"  # a checkpoint's filter also holds the position it moves from
 
 
 @dataclass
@@ -122,18 +123,39 @@ class WriteCombiner(threading.Thread):
 
     def _update_one(self, job: _Job) -> dict[str, Any] | None:
         query, update, projection = job.payload
-        return self.definitions.find_one_and_update(query, update, projection=projection)
+        doc = self.definitions.find_one_and_update(query, update, projection=projection)
+        if doc is not None:
+            return doc
+        # Not matched: perhaps because an earlier attempt of this very write applied (a
+        # driver's retry after a lost reply, which a restarted server does not recognise).
+        doc = self.definitions.find_one({"_id": query["_id"]}, _read_back(job))
+        return doc if doc is not None and _applied(query, update, doc) else None
 
     def _update_all(self, jobs: list[_Job]) -> None:
         self.definitions.bulk_write([UpdateOne(job.payload[0], job.payload[1]) for job in jobs],
                                     ordered=False)
-        fields = {name: 1 for job in jobs for name in job.payload[2]} | dict.fromkeys(FENCE, 1)
+        fields = {name: 1 for job in jobs for name in _read_back(job)}
         ids = [job.payload[0]["_id"] for job in jobs]
         found = {doc["_id"]: doc for doc in self.definitions.find({"_id": {"$in": ids}}, fields)}
         for job in jobs:
-            query = job.payload[0]
+            query, update, _ = job.payload
             doc = found.get(query["_id"])
-            # The fence (RESET's position_version, the lease holder) matched if it still
-            # matches: it never returns to a value once changed.
-            applied = doc is not None and all(doc.get(k) == query[k] for k in FENCE if k in query)
-            job.result = doc if applied else None
+            job.result = doc if doc is not None and _applied(query, update, doc) else None
+
+
+def _read_back(job: _Job) -> dict[str, Any]:
+    """The fields to read to tell whether a definition update applied."""
+    return {name: 1 for name in job.payload[2]} | dict.fromkeys((*FENCE, POSITION), 1)
+
+
+def _applied(query: dict[str, Any], update: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """Whether ``update`` (filtered by ``query``) is in ``doc``, read after it was sent.
+
+    The fence (RESET's position_version, the lease holder) matched if it still matches: it never
+    returns to a value once changed. A write that moves the position is conditional on the
+    position before it, so it applied if the stored position is the one it sets.
+    """
+    if not all(doc.get(k) == query[k] for k in FENCE if k in query):
+        return False
+    moved_to = update.get("$set", {}).get(POSITION)
+    return moved_to is None or doc.get(POSITION) == moved_to

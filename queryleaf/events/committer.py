@@ -238,6 +238,12 @@ class Committer(threading.Thread):
         # dropped, those events are behind the new position and must not count twice.
         query = {"_id": self.sub.name, "position_version": self.sub.position_version,
                  "worker_id": self.worker_id}
+        if token is not None:
+            # Conditional on the position it moves from: a driver's retry of this write after
+            # an attempt that applied (the reply lost with the connection) then changes nothing,
+            # so its counter increments never apply twice, whatever the server remembers of
+            # retried writes after a restart.
+            query["resume_token"] = self.token
         projection = {"status": 1, "version": 1, "worker_id": 1}
         doc = self.writer.update_definition(query, update, projection)
         if doc is None:

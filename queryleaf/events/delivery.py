@@ -78,6 +78,7 @@ class Caller:
 
     def __init__(self) -> None:
         self.helper: _HelperThread | None = None
+        self.calling = False  # a call is in flight (the worker's stop waits for it)
 
     def call(self, function: Callable[[Any], Any], payload: Any, timeout_s: float,
              stop: threading.Event, on_slow: Callable[[], None] | None = None) -> None:
@@ -86,6 +87,14 @@ class Caller:
             self.helper.start()
         job = _Job(function, payload)
         self.helper.jobs.put(job)
+        self.calling = True
+        try:
+            self._wait(job, timeout_s, stop, on_slow)
+        finally:
+            self.calling = False
+
+    def _wait(self, job: _Job, timeout_s: float, stop: threading.Event,
+              on_slow: Callable[[], None] | None) -> None:
         started = time.monotonic()
         slow_at = started + SLOW_MARK_S if on_slow is not None else None
         deadline = started + timeout_s
@@ -128,6 +137,12 @@ class Delivery:
         self.local = threading.local()
         self.callers: list[Caller] = []
         self.callers_lock = threading.Lock()
+
+    @property
+    def calling(self) -> bool:
+        """A call to user code (a handler, a webhook) is in flight."""
+        with self.callers_lock:
+            return any(caller.calling for caller in self.callers)
 
     @property
     def group_sinks(self) -> list[Sink]:

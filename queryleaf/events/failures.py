@@ -31,6 +31,19 @@ class HistoryLost(Exception):
     """The position to start from is older than the oldest oplog entry."""
 
 
+class PositionAhead(Exception):
+    """The stored position is newer than the server's newest write: the server lost history."""
+
+    def __init__(self, position: Timestamp, newest: Timestamp):
+        super().__init__(
+            f"the stored position (cluster time {position.time}.{position.inc}) is ahead of the "
+            f"server's newest write ({newest.time}.{newest.inc}): the server lost writes it had "
+            "acknowledged (a crash without durable commits, a restore from a backup, or a "
+            "replica-set rollback), and changes made since may carry earlier cluster times than "
+            "the position, so they would be skipped")
+        self.newest = newest
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionFailure | ServerUnavailable):
         return True
@@ -60,7 +73,12 @@ def server_message(exc: BaseException) -> str:
 
 def failure_message(name: str, exc: BaseException) -> str:
     """The status_message of a failed subscription: what happened and what to do."""
-    if is_history_lost(exc):
+    if isinstance(exc, PositionAhead):
+        newest = exc.newest.as_datetime().isoformat(timespec="seconds")
+        remedy = (f"run RESET EVENT_SUBSCRIPTION {name} TO TIMESTAMP '{newest}' (or earlier) to "
+                  f"deliver again from the server's history (events handled before may be "
+                  f"delivered twice), or TO NOW")
+    elif is_history_lost(exc):
         remedy = (f"the stored resume point is no longer in the oplog; run RESET "
                   f"EVENT_SUBSCRIPTION {name} TO NOW to continue from now (changes in between "
                   f"are not delivered), or TO TIMESTAMP '...' for a later point still in the "
@@ -94,3 +112,27 @@ def check_start_in_history(db: Database, start: Timestamp | None) -> None:
             f"the subscription's start point (cluster time {start.time}.{start.inc}, from its "
             f"CREATE or RESET) is older than the oldest oplog entry ({oldest.time}."
             f"{oldest.inc}): changes in between are no longer available")
+
+
+def newest_write_time(db: Database) -> Any:
+    """The cluster time of the server's newest write (``hello``), or None when not reported."""
+    try:
+        reply = db.client.admin.command("hello")
+    except PyMongoError:
+        return None
+    ts = (reply.get("lastWrite") or {}).get("opTime", {}).get("ts")
+    return ts if isinstance(ts, Timestamp) else None
+
+
+def check_position_not_ahead(db: Database, position: Timestamp | None) -> None:
+    """Refuse to resume from a position the server's history does not reach.
+
+    A position is stored after the event it follows, in a write with a later cluster time; a
+    server whose newest write is older than the position has lost history (and would give new
+    changes cluster times before the position, which a resumed stream skips).
+    """
+    if position is None:
+        return
+    newest = newest_write_time(db)
+    if newest is not None and newest < position:
+        raise PositionAhead(position, newest)

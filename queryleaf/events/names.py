@@ -92,7 +92,7 @@ def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, An
     if read is not None:
         fields = [path for path in fields if path.split(".")[0] in read]
     if not fields:
-        return []
+        return worker_liveness(columns)
 
     def shown(field: str) -> dict[str, Any]:
         return {"$cond": [{"$eq": [{"$type": field}, "string"]},
@@ -101,7 +101,42 @@ def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, An
                           field]}
 
     # A field that is not there stays absent: $set does not add a missing value.
-    return [{"$set": {path: shown(f"${path}") for path in fields}}]
+    return [{"$set": {path: shown(f"${path}") for path in fields}}, *worker_liveness(columns)]
+
+
+# EVENT_SUBSCRIPTIONS(): whether the worker named on a definition is alive, from its lease. A
+# worker that died, hangs or cannot reach the server stops renewing its lease, so its heartbeat
+# ages: such a subscription shows as 'stale', never as running.
+WORKER_COLUMNS = ("worker_status", "worker_heartbeat_at", "worker_heartbeat_age_seconds")
+_LEASE = "__lease"
+
+
+def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The stages adding the worker columns to EVENT_SUBSCRIPTIONS() rows (only when the query
+    reads one of them)."""
+    if columns is not None and not set(WORKER_COLUMNS) & set(columns):
+        return []
+    heartbeat = {"$ifNull": [f"${_LEASE}.heartbeat_at", None]}
+    return [
+        {"$lookup": {"from": LEASES, "localField": "_id", "foreignField": "_id", "as": _LEASE}},
+        {"$set": {_LEASE: {"$first": f"${_LEASE}"}}},
+        {"$set": {
+            "worker_heartbeat_at": heartbeat,
+            "worker_heartbeat_age_seconds": {"$cond": [
+                {"$eq": [heartbeat, None]}, None,
+                # Milliseconds as longs: date − date is refused by some servers (SecantusDB).
+                {"$divide": [{"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": heartbeat}]},
+                             1000]}]},
+            "worker_status": {"$switch": {"branches": [
+                {"case": {"$gt": [{"$toLong": f"${_LEASE}.expires_at"}, {"$toLong": "$$NOW"}]},
+                 "then": "running"},
+                {"case": {"$or": [{"$ne": [{"$ifNull": [f"${_LEASE}", None]}, None]},
+                                  {"$ne": [{"$ifNull": ["$worker_id", None]}, None]}]},
+                 "then": "stale"}],
+                "default": "none"}},
+        }},
+        {"$unset": _LEASE},
+    ]
 
 
 # Table functions read through a pipeline (given the columns the query reads, None: all), and the
@@ -125,7 +160,8 @@ SUBSCRIPTION_COLUMNS = (
     "last_event_at", "last_error", "events_received", "events_processed", "events_failed",
     "events_retried", "events_dead_lettered", "processing_time_p50_ms",
     "processing_time_p99_ms", "resume_token_lag_seconds", "metrics_updated_at", "worker_id",
-    "worker_host", "worker_pid", "created_at", "updated_at", "version", "position_version",
+    "worker_host", "worker_pid", *WORKER_COLUMNS, "created_at", "updated_at", "version",
+    "position_version",
 )
 LEASE_COLUMNS = (
     "subscription_name", "subscription_id", "service_name", "watching", "worker_id", "host",

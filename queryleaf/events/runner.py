@@ -194,7 +194,13 @@ class SubscriptionRunner(threading.Thread):
             log.info("%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed",
                      self.sub.name)
         except Exception as exc:
-            if not isinstance(exc, PyMongoError | failures.HistoryLost):
+            if self.stopping.is_set() and not isinstance(exc, failures.HistoryLost
+                                                         | failures.PositionAhead):
+                # Stopping while the server is gone (the worker may even have closed the
+                # client): not the subscription's failure; the next run resumes it.
+                log.info("%s: stopped (%s: %s)", self.sub.name, type(exc).__name__, exc)
+                return
+            if not isinstance(exc, PyMongoError | failures.HistoryLost | failures.PositionAhead):
                 log.exception("%s: stopped by an unexpected error", self.sub.name)
             self._set_failed(failures.failure_message(self.sub.name, exc))
         finally:
@@ -207,17 +213,24 @@ class SubscriptionRunner(threading.Thread):
 
     def _consume(self) -> None:
         backoff = RECONNECT_FIRST_S
+        reopening = False
         while self._running():
             checkpoints = self.committer.checkpoints
             try:
+                if reopening:
+                    self._reload_position()
                 if self.committer.token is None:
                     failures.check_start_in_history(self.db, self.sub.start_at_operation_time)
+                failures.check_position_not_ahead(
+                    self.db, self.committer.cluster_time if self.committer.token is not None
+                    else self.sub.start_at_operation_time)
                 with self._open() as stream:
                     self._drain(stream)
                 backoff = RECONNECT_FIRST_S
             except Exception as exc:
                 if not failures.is_transient(exc):
                     raise
+                reopening = True
                 if self.committer.checkpoints > checkpoints:  # progress since last time
                     backoff = RECONNECT_FIRST_S
                 self._abort_in_flight()
@@ -226,6 +239,28 @@ class SubscriptionRunner(threading.Thread):
                 if self.stopping.wait(backoff):
                     return
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    def _reload_position(self) -> None:
+        """After a lost connection: continue from the position the server has stored.
+
+        Checkpoints are written durably, so it is the one this runner stored last, unless the
+        server lost writes it had acknowledged (a server without durable commits crashed, a
+        rollback): then the stored one is older, and the events after it come again.
+        """
+        doc = self.catalog.find_one({"_id": self.sub.name}, {
+            "status": 1, "version": 1, "worker_id": 1, "position_version": 1,
+            "resume_token": 1, "checkpoint_cluster_time": 1})
+        self.committer.check_current(doc)
+        assert doc is not None
+        if doc.get("position_version") != self.sub.position_version:
+            raise Stale()
+        stored = doc.get("resume_token")
+        if stored != self.committer.token:
+            log.warning("%s: the server does not have the position this worker stored last (it "
+                        "lost acknowledged writes); continuing from the stored one, so events "
+                        "after it are delivered again", self.sub.name)
+            self.committer.token = stored
+            self.committer.cluster_time = doc.get("checkpoint_cluster_time")
 
     def _open(self) -> ChangeStream:
         token = self.committer.token

@@ -20,9 +20,11 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.clients import close_client
 from queryleaf.errors import SubscriptionError
 from queryleaf.events import catalog, names, retention
 from queryleaf.events.combiner import WriteCombiner
+from queryleaf.events.durable import durable
 from queryleaf.events.eventlog import EventLog
 from queryleaf.events.lanes import DEFAULT_CONCURRENCY
 from queryleaf.events.lease import LeaseManager, ensure_lease_indexes, lease_seconds_from
@@ -34,12 +36,70 @@ __all__ = ["WorkerReport", "run_worker"]
 log = logging.getLogger("queryleaf.worker")
 
 TICK_S = 0.05
+# How long a stopping worker waits for its final writes (checkpoints, lease releases) after the
+# last handler call in flight returned, when the server does not answer.
+STOP_WRITES_S = 2.5
+
+
+class Runners:
+    """The worker's subscription runners by name; once closed (the worker stops), no more."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_name: dict[str, SubscriptionRunner] = {}
+        self.closed = False
+
+    def get(self, name: str) -> SubscriptionRunner | None:
+        with self.lock:
+            return self.by_name.get(name)
+
+    def all(self) -> list[SubscriptionRunner]:
+        with self.lock:
+            return list(self.by_name.values())
+
+    def start(self, runner: SubscriptionRunner) -> bool:
+        """Start and keep ``runner``; False once closed."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.by_name[runner.sub.name] = runner
+            runner.start()
+            return True
+
+    def close(self) -> list[SubscriptionRunner]:
+        with self.lock:
+            self.closed = True
+            return list(self.by_name.values())
+
+
+class Poller(threading.Thread):
+    """Every ``interval``: one look at the subscriptions, leases and running runners (see
+    ``_start_runners``). Its own thread, so that a server that does not answer keeps only this
+    thread waiting, never the supervisor's response to a stop."""
+
+    def __init__(self, poll: Callable[[], None], interval: float):
+        super().__init__(name="queryleaf-poller", daemon=True)
+        self.poll = poll
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None  # raised by the supervisor
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.poll()
+            except PyMongoError as exc:
+                log.warning("could not read the subscriptions (%s); retrying", exc)
+            except BaseException as exc:  # noqa: BLE001 - handed to the supervisor
+                self.error = exc
+                return
+            self.stopped.wait(self.interval)
 
 
 class Heartbeat(threading.Thread):
     """Renews this worker's leases every third of the lease time; reports lost ones."""
 
-    def __init__(self, leases: LeaseManager, runners: dict[str, SubscriptionRunner]):
+    def __init__(self, leases: LeaseManager, runners: Runners):
         super().__init__(name="queryleaf-heartbeat", daemon=True)
         self.leases = leases
         self.runners = runners
@@ -79,7 +139,7 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
     retention.py). ``ql`` is a QueryLeaf (its ``db`` and the ``handlers`` of ``@ql.on``).
     """
     client = _worker_client(ql)
-    db: Database = client[ql.db.name] if client is not None else ql.db
+    db = durable(client[ql.db.name] if client is not None else ql.db)
     handlers: Mapping[str, Callable[..., Any]] = getattr(ql, "handlers", {})
     try:
         return _supervise(db, handlers, subscriptions, stop_event, idle_timeout, max_events,
@@ -87,7 +147,7 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
                           dead_letter_retention, worker_id)
     finally:
         if client is not None:
-            client.close()
+            close_client(client)
 
 
 def _worker_client(ql: Any) -> MongoClient | None:
@@ -114,12 +174,14 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
     writer = WriteCombiner(db[names.SUBSCRIPTIONS], EventLog(db).insert)
     writer.start()
     shared = Shared(max_events, writer)
-    runners: dict[str, SubscriptionRunner] = {}
+    runners = Runners()
     unavailable: dict[str, str] = {}
     heartbeat = Heartbeat(leases, runners)
     heartbeat.start()
+    poller = Poller(lambda: _start_runners(db, subscriptions, handlers, shared, runners,
+                                           unavailable, leases, concurrency), poll_interval)
+    poller.start()
     log.info("worker %s started (lease %.1fs)", leases.worker_id, leases.lease_seconds)
-    next_poll = 0.0
     try:
         while True:
             if stop_event is not None and stop_event.is_set():
@@ -128,37 +190,60 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
             if shared.budget_spent or shared.halt.is_set():
                 shared.report.reason = "max_events"
                 break
-            if any(runner.busy for runner in runners.values()):
+            if poller.error is not None:
+                raise poller.error
+            if any(runner.busy for runner in runners.all()):
                 shared.touch()  # idle means nothing in flight either (e.g. waiting to retry)
             if idle_timeout is not None and shared.idle_for() >= idle_timeout:
                 shared.report.reason = "idle_timeout"
                 break
-            if time.monotonic() >= next_poll:
-                try:
-                    _start_runners(db, subscriptions, handlers, shared, runners, unavailable,
-                                   leases, concurrency)
-                except PyMongoError as exc:
-                    log.warning("could not read the subscriptions (%s); retrying", exc)
-                next_poll = time.monotonic() + poll_interval
             time.sleep(TICK_S)
     finally:
         shared.halt.set()
-        if shared.report.reason != "max_events":
-            for runner in list(runners.values()):
+        poller.stopped.set()
+        running = runners.close()
+        stopped = shared.report.reason != "max_events"  # max_events: finish what was taken
+        if stopped:
+            for runner in running:
                 runner.stop()
-        for runner in list(runners.values()):
-            runner.join()
+        deadline = _join_runners(running, STOP_WRITES_S if stopped else None)
         heartbeat.stopped.set()
-        heartbeat.join(5)
         writer.close()
-        writer.join(5)
+        for thread in (heartbeat, writer):
+            thread.join(max(deadline - time.monotonic(), TICK_S))
     log.info("worker %s stopped (%s)", leases.worker_id, shared.report.reason)
     return shared.report
 
 
-def _observe_runners(db: Database, runners: dict[str, SubscriptionRunner]) -> None:
+def _join_runners(runners: list[SubscriptionRunner], bound_s: float | None) -> float:
+    """Wait for the stopped runners to write what they finished and release their leases, at
+    most ``bound_s`` after the last handler call in flight returned (that call has its own grace,
+    delivery.SHUTDOWN_GRACE_S). A runner still waiting for an unreachable server then is left
+    behind: what it did not checkpoint is delivered again once its lease expires. Returns the
+    deadline used (for the other threads)."""
+    if bound_s is None:
+        for runner in runners:
+            runner.join()
+        return time.monotonic() + STOP_WRITES_S
+    deadline = time.monotonic() + bound_s
+    for runner in runners:
+        while runner.is_alive():
+            if runner.delivery.calling:
+                deadline = max(deadline, time.monotonic() + bound_s)
+            elif time.monotonic() >= deadline:
+                break
+            runner.join(TICK_S)
+    stuck = [runner.sub.name for runner in runners if runner.is_alive()]
+    if stuck:
+        log.warning("could not checkpoint %s within %.0fs of the stop (the server does not "
+                    "answer); leaving: their unacknowledged events are delivered again after "
+                    "the lease expires", ", ".join(stuck), bound_s)
+    return deadline
+
+
+def _observe_runners(db: Database, runners: Runners) -> None:
     """One look for all running subscriptions: definition changes and REPLAY requests."""
-    running = {name: r for name, r in runners.items() if r.is_alive()}
+    running = {r.sub.name: r for r in runners.all() if r.is_alive()}
     if not running:
         return
     docs = {doc["_id"]: doc for doc in db[names.SUBSCRIPTIONS].find(
@@ -170,7 +255,7 @@ def _observe_runners(db: Database, runners: dict[str, SubscriptionRunner]) -> No
 
 
 def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, Any],
-                   shared: Shared, runners: dict[str, SubscriptionRunner],
+                   shared: Shared, runners: Runners,
                    unavailable: dict[str, str], leases: LeaseManager, concurrency: int) -> None:
     _observe_runners(db, runners)
     current = leases.holders()
@@ -205,10 +290,11 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
             leases.release(name)
             continue
         runner = SubscriptionRunner(db, sub, sinks, shared, leases, concurrency)
-        runners[sub.name] = runner
+        if not runners.start(runner):  # the worker is stopping
+            leases.release(name)
+            continue
         log.info("%s: watching %s (worker %s)", sub.name,
                  sub.watch.collection or f"database {db.name}", leases.worker_id)
-        runner.start()
 
 
 def _check_names(db: Database, wanted: list[str]) -> None:

@@ -1,0 +1,22 @@
+"""Closing a pymongo client without waiting on a server that is gone.
+
+``MongoClient.close()`` first ends the client's server sessions, which waits for the server for
+up to the server-selection timeout: a process whose server died or hangs would take that long
+to exit. A client being closed has nothing left to lose, so the wait is bounded here.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pymongo import MongoClient
+
+CLOSE_WAIT_S = 0.5
+
+
+def close_client(client: MongoClient, wait_s: float = CLOSE_WAIT_S) -> None:
+    """Close ``client``; if the server does not answer within ``wait_s``, leave the rest of the
+    close to a background (daemon) thread."""
+    closing = threading.Thread(target=client.close, name="queryleaf-close-client", daemon=True)
+    closing.start()
+    closing.join(wait_s)
