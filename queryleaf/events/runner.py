@@ -76,6 +76,14 @@ class WorkerReport:
         self.by_subscription.setdefault(name, Counter())[status] += 1
         self.events += 1
 
+    def add(self, earlier: WorkerReport) -> None:
+        """Count in what an earlier run of the same worker did."""
+        self.events += earlier.events
+        for name, counts in earlier.by_subscription.items():
+            self.by_subscription.setdefault(name, Counter()).update(counts)
+        if earlier.first_event_at is not None:
+            self.first_event_at = earlier.first_event_at
+
 
 class Shared:
     """State shared by the supervisor and the runners of one worker."""

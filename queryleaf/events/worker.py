@@ -27,7 +27,12 @@ from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.durable import durable
 from queryleaf.events.eventlog import EventLog
 from queryleaf.events.lanes import DEFAULT_CONCURRENCY
-from queryleaf.events.lease import LeaseManager, ensure_lease_indexes, lease_seconds_from
+from queryleaf.events.lease import (
+    LeaseManager,
+    ensure_lease_indexes,
+    lease_seconds_from,
+    new_worker_id,
+)
 from queryleaf.events.runner import Shared, SubscriptionRunner, WorkerReport
 from queryleaf.events.sinks import Sink, SinkUnavailable, resolve
 
@@ -39,6 +44,7 @@ TICK_S = 0.05
 # How long a stopping worker waits for its final writes (checkpoints, lease releases) after the
 # last handler call in flight returned, when the server does not answer.
 STOP_WRITES_S = 2.5
+SERVER_MOVED = "server_moved"  # a stop reason that run_worker turns into a restart
 
 
 class Runners:
@@ -138,16 +144,29 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
     TTL of the event log and dead letters (``'7d'``, ``'12h'``, seconds, ``'off'``; see
     retention.py). ``ql`` is a QueryLeaf (its ``db`` and the ``handlers`` of ``@ql.on``).
     """
-    client = _worker_client(ql)
-    db = durable(client[ql.db.name] if client is not None else ql.db)
     handlers: Mapping[str, Callable[..., Any]] = getattr(ql, "handlers", {})
-    try:
-        return _supervise(db, handlers, subscriptions, stop_event, idle_timeout, max_events,
-                          poll_interval, lease_seconds, concurrency, log_retention,
-                          dead_letter_retention, worker_id)
-    finally:
-        if client is not None:
-            close_client(client)
+    worker_id = worker_id or new_worker_id()  # kept across a move: the leases stay ours
+    before = WorkerReport()  # what the runs on an earlier port did
+    while True:
+        uri = getattr(ql, "uri", None)
+        client = _worker_client(ql)
+        db = durable(client[ql.db.name] if client is not None else ql.db)
+        try:
+            budget = None if max_events is None else max(max_events - before.events, 0)
+            report = _supervise(db, handlers, subscriptions, stop_event, idle_timeout,
+                                budget, poll_interval, lease_seconds, concurrency,
+                                log_retention, dead_letter_retention, worker_id,
+                                moved=lambda uri=uri: getattr(ql, "uri", None) != uri)
+        finally:
+            if client is not None:
+                close_client(client)
+        report.add(before)
+        if report.reason != SERVER_MOVED:
+            return report
+        before = report
+        # The embedded server had to be started again on another port (ql's watchdog
+        # reconnected ql): run again on the new one, from the stored positions.
+        log.warning("the embedded server moved to another port; reconnecting the worker")
 
 
 def _worker_client(ql: Any) -> MongoClient | None:
@@ -164,7 +183,8 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
                idle_timeout: float | None, max_events: int | None, poll_interval: float,
                lease_seconds: float | None, concurrency: int,
                log_retention: str | float | None, dead_letter_retention: str | float | None,
-               worker_id: str | None) -> WorkerReport:
+               worker_id: str | None, moved: Callable[[], bool] = lambda: False,
+               ) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
     leases = LeaseManager(db, lease_seconds_from(lease_seconds), worker_id)
@@ -192,6 +212,9 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
                 break
             if poller.error is not None:
                 raise poller.error
+            if moved():
+                shared.report.reason = SERVER_MOVED
+                break
             if any(runner.busy for runner in runners.all()):
                 shared.touch()  # idle means nothing in flight either (e.g. waiting to retry)
             if idle_timeout is not None and shared.idle_for() >= idle_timeout:
