@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import bson.errors
 import pymongo.errors
 from pymongo.database import Database
 
@@ -37,11 +38,12 @@ def get_path(doc: Any, key: str) -> Any:
     return value
 
 
-def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
+def _server_error(exc: pymongo.errors.PyMongoError, written_before: int = 0) -> ExecutionError:
+    """``written_before``: rows an earlier command of the same statement stored."""
     if isinstance(exc, pymongo.errors.BulkWriteError):
         errors = exc.details.get("writeErrors", [])
         first = errors[0] if errors else {}
-        inserted = exc.details.get("nInserted", 0)
+        inserted = written_before + exc.details.get("nInserted", 0)
         message = f"{first.get('errmsg', str(exc))} ({inserted} row(s) written before the error)"
         return ExecutionError(message, first.get("code"), first.get("codeName"))
     if isinstance(exc, pymongo.errors.OperationFailure):
@@ -55,6 +57,26 @@ def _server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
     if isinstance(exc, pymongo.errors.ConnectionFailure):
         return ServerUnreachable(f"cannot reach the MongoDB server: {exc}", exc)
     return ExecutionError(str(exc))
+
+
+# What the driver refuses to send: a value BSON cannot hold, a document over the server's size
+# limit, a command nested deeper than the encoder's recursion allows.
+DRIVER_ERRORS = (bson.errors.BSONError, OverflowError, UnicodeEncodeError, RecursionError)
+
+
+def _driver_error(exc: BaseException) -> ExecutionError:
+    if isinstance(exc, pymongo.errors.DocumentTooLarge):
+        return ExecutionError(f"a document or command is larger than MongoDB allows (16 MB for a "
+                              f"document): {exc}")
+    if isinstance(exc, RecursionError):
+        return ExecutionError("the command is nested too deeply to encode as BSON (see Limits in "
+                              "docs/semantics.md)")
+    if isinstance(exc, OverflowError):
+        return ExecutionError(f"a value does not fit in BSON: {exc} (integers are 64-bit)")
+    if isinstance(exc, UnicodeEncodeError):
+        return ExecutionError(f"text that is not valid Unicode cannot be sent as BSON (UTF-8): "
+                              f"{exc}")
+    return ExecutionError(f"the driver cannot encode the command as BSON: {exc}")
 
 
 class Executor:
@@ -90,6 +112,8 @@ class Executor:
             return self._run(p)
         except pymongo.errors.PyMongoError as exc:
             raise _server_error(exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ dispatch
     def _run(self, p: plan.Plan) -> Result:
@@ -150,6 +174,8 @@ class Executor:
             yield from rows
         except pymongo.errors.PyMongoError as exc:
             raise _server_error(exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ writes
     def insert(self, p: plan.Insert) -> Result:
@@ -170,17 +196,32 @@ class Executor:
         targets = list(p.columns) or result.columns
         total = 0
         batch: list[dict[str, Any]] = []
-        for row in result:
+        rows = iter(result)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except ExecutionError as exc:  # the query failed after some batches were stored
+                raise ExecutionError(f"{exc.message} ({total} row(s) written before the error)",
+                                     exc.code, exc.code_name) from exc
             doc: dict[str, Any] = {}
             for target, column in zip(targets, result.columns, strict=True):
                 nest(doc, target.split("."), row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:
-                total += len(self.db[p.collection].insert_many(batch).inserted_ids)
+                total += self._insert_batch(p.collection, batch, total)
                 batch = []
         if batch:
-            total += len(self.db[p.collection].insert_many(batch).inserted_ids)
+            total += self._insert_batch(p.collection, batch, total)
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
+
+    def _insert_batch(self, collection: str, batch: list[dict[str, Any]], written: int) -> int:
+        """Insert one batch; a failure reports every row stored so far (earlier batches too)."""
+        try:
+            return len(self.db[collection].insert_many(batch).inserted_ids)
+        except pymongo.errors.BulkWriteError as exc:
+            raise _server_error(exc, written_before=written) from exc
 
     def create_view(self, p: plan.CreateView) -> Result:
         self._tables = None

@@ -248,8 +248,10 @@ def _value(value: Any, indent: int, column: int | None = None) -> str:
     scalar = _scalar(value)
     if scalar is not None:
         return scalar
-    flat = _flat(value)
-    if (indent if column is None else column) + len(flat) <= _WIDTH or not value:
+    if not value:
+        return "{}" if isinstance(value, Mapping) else "[]"
+    flat = _flat_within(value, _WIDTH - (indent if column is None else column))
+    if flat is not None:
         return flat
     pad = " " * (indent + 2)
     if isinstance(value, Mapping):
@@ -260,14 +262,47 @@ def _value(value: Any, indent: int, column: int | None = None) -> str:
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
+def _flat_within(value: Any, room: int) -> str | None:
+    """``value`` on one line if that takes at most ``room`` characters, else None. It stops
+    as soon as the text is too long: measuring every subtree in full, level after level, would
+    take time proportional to the size times the depth (seconds for a 10,000-term OR)."""
+    out: list[str] = []
+    return "".join(out) if _emit(value, out, [room]) else None
+
+
 def _flat(value: Any) -> str:
+    """``value`` on one line, however long."""
+    out: list[str] = []
+    _emit(value, out, [math.inf])
+    return "".join(out)
+
+
+def _emit(value: Any, out: list[str], left: list[float]) -> bool:
+    """Append the one-line text of ``value``; False once more than ``left[0]`` characters are
+    needed (each level takes at least two, so with a width this recursion is shallow)."""
     scalar = _scalar(value)
     if scalar is not None:
-        return scalar
+        return _put(scalar, out, left)
     if isinstance(value, Mapping):
         if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_key(k)}: {_flat(v)}" for k, v in value.items()) + " }"
+            return _put("{}", out, left)
+        if not _put("{ ", out, left):
+            return False
+        for i, (k, v) in enumerate(value.items()):
+            if not (_put(f"{', ' if i else ''}{_key(k)}: ", out, left) and _emit(v, out, left)):
+                return False
+        return _put(" }", out, left)
     if not value:
-        return "[]"
-    return "[ " + ", ".join(_flat(v) for v in value) + " ]"
+        return _put("[]", out, left)
+    if not _put("[ ", out, left):
+        return False
+    for i, v in enumerate(value):
+        if not ((not i or _put(", ", out, left)) and _emit(v, out, left)):
+            return False
+    return _put(" ]", out, left)
+
+
+def _put(text: str, out: list[str], left: list[float]) -> bool:
+    left[0] -= len(text)
+    out.append(text)
+    return left[0] >= 0

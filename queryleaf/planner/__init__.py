@@ -9,6 +9,7 @@ from typing import Any
 from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner.ddl import plan_ddl
+from queryleaf.planner.nesting import check_command_depth
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.select import plan_select_statement
 from queryleaf.planner.writes import plan_delete, plan_insert, plan_update
@@ -26,7 +27,16 @@ def plan_statement(statement: ast.Statement,
                    params: Mapping[str, Any] | Sequence[Any] | None = None,
                    catalog: Catalog | None = None) -> plan.Plan:
     bindings = Bindings(statement, params)
-    return _plan(statement, bindings, catalog or Catalog())
+    try:
+        result = _plan(statement, bindings, catalog or Catalog())
+        check_command_depth(result, statement.pos)
+        return result
+    except RecursionError:
+        # Last resort: parsed statements are within the nesting limit (sql/limits.py), which
+        # keeps planning far from Python's recursion limit; this is for ASTs built by hand and
+        # for callers already deep in their own stack.
+        raise PlanningError("statement nested too deeply to plan (see Limits in "
+                            "docs/semantics.md)", statement.pos) from None
 
 
 def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> plan.Plan:

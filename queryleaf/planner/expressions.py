@@ -7,8 +7,9 @@ answer is unknown, and ``$match: {$expr: ...}`` keeps only rows where the answer
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, display_path
 from queryleaf.sql import ast
-from queryleaf.sql.walk import field_names
+from queryleaf.sql.walk import child_list, field_names
 
 AGGREGATES = frozenset({
     "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_POP", "STDDEV_SAMP", "STD",
@@ -76,13 +77,86 @@ def never_null(v: Any) -> bool:
 
 
 def null_guard(operands: list[Any], core: Any) -> Any:
-    """``core`` when every operand is non-null, else null."""
+    """``core`` when every operand is non-null, else null. The operands are simple values or
+    read through variables (see ``bound``): each appears in the guard and in ``core``."""
     operands = [o for o in operands if not never_null(o)]
     if not operands:
         return core
     cond = is_null_expr(operands[0]) if len(operands) == 1 else {
         "$or": [is_null_expr(o) for o in operands]}
     return {"$cond": [cond, None, core]}
+
+
+_SMALL = 8  # nodes: a value this small is written twice rather than bound to a variable
+
+
+def is_simple(v: Any) -> bool:
+    """Whether a compiled value is cheap to write twice: a constant, a field path or a variable,
+    or a few operators over them (``{$multiply: ['$price', '$qty']}``)."""
+    budget = _SMALL
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(x, dict):
+            if list(x) != ["$literal"]:
+                stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return True
+
+
+def bound(values: list[Any], build: Callable[[list[Any]], Any], prefix: str,
+          pure: bool = True) -> Any:
+    """``build(values)``, where a value that is not simple and that the result reads more than
+    once is read through a ``$let`` variable: written, and evaluated, once. Without this a null
+    guard (the value in the test and in the result) doubles the size of every level of a nested
+    expression: ``ABS(ABS(...))`` 30 deep would be gigabytes of BSON.
+
+    ``build`` makes the body from the references; ``pure``: it only combines them with operators
+    of its own, so it can be called again (with the values read once put back in place).
+    Variables are named ``prefix`` + index; translators bind single letters, and a ``prefix``
+    of ``ExprCompiler._fresh`` is unique, so no name is captured by an inner binding."""
+    names: dict[str, Any] = {}
+    refs = []
+    for i, v in enumerate(values):
+        if is_simple(v):
+            refs.append(v)
+        else:
+            names[f"{prefix}{i}"] = v
+            refs.append(f"$${prefix}{i}")
+    body = build(refs)
+    if not names:
+        return body
+    if pure:
+        uses = _variable_uses(body, {f"$${n}" for n in names})
+        once = {n for n in names if uses.get(f"$${n}", 0) <= 1}
+        if once:
+            for n in once:
+                del names[n]
+            body = build([values[i] if f"{prefix}{i}" in once else r
+                          for i, r in enumerate(refs)])
+            if not names:
+                return body
+    return {"$let": {"vars": names, "in": body}}
+
+
+def _variable_uses(body: Any, refs: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    stack = [body]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if x in refs:
+                counts[x] = counts.get(x, 0) + 1
+        elif isinstance(x, dict):
+            if list(x) != ["$literal"]:
+                stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return counts
 
 
 def like_to_regex(pattern: str, escape: str | None = None) -> str:
@@ -108,6 +182,18 @@ def like_to_regex(pattern: str, escape: str | None = None) -> str:
 
 
 _COMPARE = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+_DIVISIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "/": lambda a, b: {"$divide": [a, b]},
+    "DIV": lambda a, b: {"$trunc": [{"$divide": [a, b]}, 0]},
+    "%": lambda a, b: {"$mod": [a, b]},
+    "MOD": lambda a, b: {"$mod": [a, b]},
+}
+# Associative operators whose MongoDB counterpart takes any number of operands.
+_VARIADIC = {"+": "$add", "*": "$multiply", "||": "$concat"}
+
+
+def _variadic(operator: str, terms: list[Any]) -> Any:
+    return terms[0] if len(terms) == 1 else {operator: terms}
 
 
 _BOOLEAN_OPS = {"AND", "OR", "=", "<>", "<", "<=", ">", ">="}
@@ -127,17 +213,21 @@ def is_boolean(e: ast.Expr) -> bool:
 
 def nullable(e: ast.Expr) -> bool:
     """Whether e may evaluate to NULL (conservative: True unless known otherwise)."""
-    if isinstance(e, ast.Literal):
-        return e.value is None
-    if isinstance(e, ast.IsNull | ast.Exists):
-        return False
-    if isinstance(e, ast.FuncCall) and e.name == "COUNT" and e.over is None:
-        return False
-    if isinstance(e, ast.Binary) and e.op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
-        return nullable(e.left) or nullable(e.right)
-    if isinstance(e, ast.Unary):
-        return nullable(e.operand)
-    return True
+    stack = [e]  # NULL when any operand of a connective, comparison or unary operator may be
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Binary) and node.op in _BOOLEAN_OPS:
+            stack += (node.right, node.left)
+        elif isinstance(node, ast.Unary):
+            stack.append(node.operand)
+        elif isinstance(node, ast.Literal):
+            if node.value is None:
+                return True
+        elif isinstance(node, ast.IsNull | ast.Exists):
+            continue
+        elif not (isinstance(node, ast.FuncCall) and node.name == "COUNT" and node.over is None):
+            return True
+    return False
 
 
 class ExprCompiler:
@@ -160,9 +250,16 @@ class ExprCompiler:
         # A subquery node compiled twice (e.g. ``(SELECT ...) BETWEEN a AND b`` reads it twice)
         # reads the field of one $lookup.
         self._subqueries: dict[int, tuple[ast.Node, Any]] = {}
+        # Nodes whose value is already bound to a variable (see ``_reading``).
+        self._fixed: dict[int, tuple[ast.Node, Any]] = {}
+        self._names = 0
 
     # ------------------------------------------------------------ entry points
     def compile(self, e: ast.Expr) -> Any:
+        if self._fixed:
+            fixed = self._fixed.get(id(e))
+            if fixed is not None and fixed[0] is e:
+                return fixed[1]
         if self.substitutions:
             key = self.key(e)
             if key in self.substitutions:
@@ -178,9 +275,10 @@ class ExprCompiler:
         Used where SQL only keeps TRUE rows (WHERE via $expr, HAVING, CASE WHEN): a comparison
         whose nullable side sorts lowest needs no NULL guard there, which keeps pipelines short.
         """
-        key = self.key(e)
-        if key in self.substitutions:
-            return self.substitutions[key]
+        if self.substitutions:
+            key = self.key(e)
+            if key in self.substitutions:
+                return self.substitutions[key]
         if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
             parts = [self.truth(p) for p in flatten(e, e.op)]
             return {"$and" if e.op == "AND" else "$or": parts}
@@ -191,17 +289,22 @@ class ExprCompiler:
         if isinstance(e, ast.Binary) and e.op in _COMPARE and not _has_interval(e):
             a, b = self.compile(e.left), self.compile(e.right)
             op = e.op
-            guards = []
             # null/missing sort below every value: `a = b`, `a > b`, `a >= b` are false for a
             # NULL a when b is not NULL (and symmetrically), as SQL wants in this context.
             low_ok = {"=": (True, True), ">": (True, False), ">=": (True, False),
                       "<": (False, True), "<=": (False, True), "<>": (False, False)}[op]
-            if not (never_null(a) or (low_ok[0] and never_null(b))):
-                guards.append(not_null_expr(a))
-            if not (never_null(b) or (low_ok[1] and never_null(a))):
-                guards.append(not_null_expr(b))
-            core = {_COMPARE[op]: [a, b]}
-            return {"$and": [*guards, core]} if guards else core
+            guard_a = not (never_null(a) or (low_ok[0] and never_null(b)))
+            guard_b = not (never_null(b) or (low_ok[1] and never_null(a)))
+
+            def compare(refs: list[Any]) -> Any:
+                guards = [not_null_expr(r) for r, g in zip(refs, (guard_a, guard_b),
+                                                            strict=True) if g]
+                core = {_COMPARE[op]: refs}
+                return {"$and": [*guards, core]} if guards else core
+
+            if not (guard_a or guard_b):
+                return compare([a, b])
+            return bound([a, b], compare, "t")
         return self.compile(e)
 
     def key(self, e: ast.Expr) -> Any:
@@ -213,20 +316,41 @@ class ExprCompiler:
         cached = self._keys.get(id(e))
         if cached is not None and cached[0] is e:
             return cached[1]
-        if isinstance(e, ast.Column):
-            key: Any = ("column", self.scope.resolve(e))
-        elif isinstance(e, ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery):
-            key = e
-        else:
-            key = (type(e).__name__, *(self._field_key(getattr(e, name))
-                                       for name in field_names(type(e))))
-        self._keys[id(e)] = (e, key)
-        return key
+        # Post-order over the nodes without a key yet (an explicit stack: long chains are deep).
+        stack: list[tuple[ast.Node, bool]] = [(e, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not ready:
+                known = self._keys.get(id(node))
+                if known is not None and known[0] is node:
+                    continue
+                if isinstance(node, ast.Column):
+                    self._keys[id(node)] = (node, ("column", self.scope.resolve(node)))
+                elif isinstance(node, ast.Query | ast.ScalarSubquery | ast.Exists
+                                | ast.InSubquery):
+                    self._keys[id(node)] = (node, node)
+                else:
+                    stack.append((node, True))
+                    kids = _chain_operands(node) or child_list(node)
+                    stack.extend((c, False) for c in reversed(kids))
+                continue
+            operands = _chain_operands(node)
+            if operands:  # flat, as compiled: a nested key would be as deep as the chain
+                key: Any = ("chain", node.op,  # type: ignore[attr-defined]
+                            tuple(self._keys[id(o)][1] for o in operands))
+            else:
+                key = (type(node).__name__, *(self._field_key(getattr(node, name))
+                                              for name in field_names(type(node))))
+            self._keys[id(node)] = (node, key)
+        return self._keys[id(e)][1]
 
     def _field_key(self, value: Any) -> Any:
+        """The key of a field whose nodes have keys already."""
         if isinstance(value, tuple):
             return tuple(self._field_key(x) for x in value)
-        return self.key(value)
+        if isinstance(value, ast.Node):
+            return self._keys[id(value)][1]
+        return value
 
     # ------------------------------------------------------------ leaves
     def _literal(self, e: ast.Literal) -> Any:
@@ -247,15 +371,15 @@ class ExprCompiler:
 
     # ------------------------------------------------------------ operators
     def _unary(self, e: ast.Unary) -> Any:
-        v = self.compile(e.operand)
         if e.op == "-":
-            return {"$multiply": [-1, v]}
+            return {"$multiply": [-1, self.compile(e.operand)]}
         if e.op == "+":
-            return v
+            return self.compile(e.operand)
         if e.op == "NOT":
             v = self.condition(e.operand)
-            core = {"$not": [v]}
-            return null_guard([v], core) if nullable(e.operand) else core
+            if not nullable(e.operand):
+                return {"$not": [v]}
+            return self._negate(v)
         raise PlanningError(f"unknown unary operator {e.op}", e.pos)
 
     def _binary(self, e: ast.Binary) -> Any:
@@ -270,25 +394,59 @@ class ExprCompiler:
             from queryleaf.planner.functions import date_add
 
             return date_add(self, self.compile(e.right), e.left, 1)
+        if op in _VARIADIC and isinstance(e.left, ast.Binary) and e.left.op == op:
+            return self._chain(e)
         a, b = self.compile(e.left), self.compile(e.right)
         if op in _COMPARE:
-            operands = [x for x, n in ((a, e.left), (b, e.right)) if nullable(n)]
-            return null_guard(operands, {_COMPARE[op]: [a, b]})
+            nullable_sides = (nullable(e.left), nullable(e.right))
+
+            def compare(refs: list[Any]) -> Any:
+                operands = [r for r, n in zip(refs, nullable_sides, strict=True) if n]
+                return null_guard(operands, {_COMPARE[op]: refs})
+
+            return bound([a, b], compare, "t") if any(nullable_sides) else compare([a, b])
         if op == "+":
             return {"$add": [a, b]}
         if op == "-":
             return {"$subtract": [a, b]}
         if op == "*":
             return {"$multiply": [a, b]}
-        if op == "/":
-            return {"$cond": [{"$eq": [b, 0]}, None, {"$divide": [a, b]}]}
-        if op == "DIV":
-            return {"$cond": [{"$eq": [b, 0]}, None, {"$trunc": [{"$divide": [a, b]}, 0]}]}
-        if op in ("%", "MOD"):
-            return {"$cond": [{"$eq": [b, 0]}, None, {"$mod": [a, b]}]}
+        if op in _DIVISIONS:  # NULL, not an error, for a zero divisor
+            return bound([a, b], lambda refs: {"$cond": [
+                {"$eq": [refs[1], 0]}, None, _DIVISIONS[op](*refs)]}, "d")
         if op == "||":
             return {"$concat": [to_text(a, e.left), to_text(b, e.right)]}
         raise PlanningError(f"unknown operator {op}", e.pos)
+
+    def _chain(self, e: ast.Binary) -> Any:
+        """A left-deep chain of one associative operator (``a + b + c``, ``x || y || z``): one
+        n-ary operator over every operand, so a chain of any length neither recurses nor nests.
+        An INTERVAL operand of ``+`` applies to what the chain added up before it."""
+        links = []
+        node: ast.Expr = e
+        while isinstance(node, ast.Binary) and node.op == e.op:
+            links.append(node.right)
+            node = node.left
+        operands = [node, *reversed(links)]
+        operator = _VARIADIC[e.op]
+        if e.op == "||":
+            return {operator: [to_text(self.compile(o), o) for o in operands]}
+        if e.op != "+" or not any(isinstance(o, ast.Interval) for o in operands):
+            return {operator: [self.compile(o) for o in operands]}
+        from queryleaf.planner.functions import date_add
+
+        first, rest = operands[0], operands[1:]
+        if isinstance(first, ast.Interval):  # INTERVAL 1 DAY + d + ...
+            terms = [date_add(self, self.compile(rest[0]), first, 1)]
+            rest = rest[1:]
+        else:
+            terms = [self.compile(first)]
+        for operand in rest:
+            if isinstance(operand, ast.Interval):
+                terms = [date_add(self, _variadic(operator, terms), operand, 1)]
+            else:
+                terms.append(self.compile(operand))
+        return _variadic(operator, terms)
 
     def condition(self, e: ast.Expr) -> Any:
         """``e`` as a truth value: booleans as they are; as in MySQL and SQLite a number is
@@ -307,37 +465,70 @@ class ExprCompiler:
         if not any(nullable(p) for p in parts):
             return {"$and" if e.op == "AND" else "$or": compiled}
         decisive = e.op == "OR"  # OR: any true decides; AND: any false decides
-        return {"$cond": [
-            {"$or": [{"$eq": [c, decisive]} for c in compiled]},
+        return bound(compiled, lambda refs: {"$cond": [
+            {"$or": [{"$eq": [c, decisive]} for c in refs]},
             decisive,
-            {"$cond": [{"$or": [is_null_expr(c) for c in compiled]}, None, not decisive]},
-        ]}
+            {"$cond": [{"$or": [is_null_expr(c) for c in refs]}, None, not decisive]},
+        ]}, "p")
 
     def _inlist(self, e: ast.InList) -> Any:
         v = self.compile(e.expr)
-        items = [self.compile(i) for i in e.items]
         if all(isinstance(i, ast.Literal | ast.Param) for i in e.items):
+            items = [self.compile(i) for i in e.items]
             present = [c for c in items if c is not None]
-            found = {"$in": [v, present]}
             if len(present) == len(items):
-                core = {"$not": [found]} if e.negated else found
+                def core(ref: Any) -> Any:
+                    found = {"$in": [ref, present]}
+                    return {"$not": [found]} if e.negated else found
             else:  # a NULL in the list: a miss is unknown, not false
-                core = {"$cond": [found, not e.negated, None]}
-            return null_guard([v], core) if nullable(e.expr) else core
-        ors = ast.Binary("=", e.expr, e.items[0], e.pos)
-        for item in e.items[1:]:
-            ors = ast.Binary("OR", ors, ast.Binary("=", e.expr, item, e.pos), e.pos)
-        result = self.compile(ors)
+                def core(ref: Any) -> Any:
+                    return {"$cond": [{"$in": [ref, present]}, not e.negated, None]}
+            if not nullable(e.expr):
+                return core(v)
+            return bound([v], lambda refs: null_guard(refs, core(refs[0])), "i")
+
+        def ors(refs: list[Any]) -> Any:
+            chain = ast.Binary("=", e.expr, e.items[0], e.pos)
+            for item in e.items[1:]:
+                chain = ast.Binary("OR", chain, ast.Binary("=", e.expr, item, e.pos), e.pos)
+            with self._reading(e.expr, refs[0]):
+                return self.compile(chain)
+
+        result = bound([v], ors, self._fresh("i"), pure=False)
         return self._negate(result) if e.negated else result
 
     def _negate(self, v: Any) -> Any:
-        return null_guard([v], {"$not": [v]})
+        return bound([v], lambda refs: null_guard(refs, {"$not": [refs[0]]}), "n")
 
     def _between(self, e: ast.Between) -> Any:
-        both = ast.Binary("AND", ast.Binary(">=", e.expr, e.low, e.pos),
-                          ast.Binary("<=", e.expr, e.high, e.pos), e.pos)
-        result = self.compile(both)
+        def both(refs: list[Any]) -> Any:
+            conjunction = ast.Binary("AND", ast.Binary(">=", e.expr, e.low, e.pos),
+                                     ast.Binary("<=", e.expr, e.high, e.pos), e.pos)
+            with self._reading(e.expr, refs[0]):
+                return self.compile(conjunction)
+
+        result = bound([self.compile(e.expr)], both, self._fresh("b"), pure=False)
         return self._negate(result) if e.negated else result
+
+    def _fresh(self, prefix: str) -> str:
+        """A variable prefix no other binding of this compiler uses: the body of a
+        ``_reading`` binding compiles subexpressions, which must not capture its name."""
+        self._names += 1
+        return f"{prefix}{self._names}_"
+
+    @contextlib.contextmanager
+    def _reading(self, node: ast.Expr, value: Any) -> Iterator[None]:
+        """Within the block, ``node`` compiles to ``value`` (the variable holding its value):
+        an operand that a rewrite repeats (BETWEEN's, a CASE operand) is compiled once."""
+        saved = self._fixed.get(id(node))
+        self._fixed[id(node)] = (node, value)
+        try:
+            yield
+        finally:
+            if saved is None:
+                del self._fixed[id(node)]
+            else:
+                self._fixed[id(node)] = saved
 
     def _like(self, e: ast.Like) -> Any:
         pattern = self.constant_string(e.pattern, "LIKE pattern")
@@ -359,13 +550,28 @@ class ExprCompiler:
         return not_null_expr(v) if e.negated else is_null_expr(v)
 
     def _case(self, e: ast.Case) -> Any:
-        branches = []
-        for w in e.whens:
-            cond = w.condition if e.operand is None else ast.Binary("=", e.operand, w.condition,
-                                                                     w.pos)
-            branches.append({"case": self.truth(cond), "then": self.compile(w.result)})
-        default = self.compile(e.else_) if e.else_ is not None else None
-        return {"$switch": {"branches": branches, "default": default}}
+        def switch(refs: list[Any]) -> Any:
+            branches = []
+            for w in e.whens:
+                if e.operand is None:
+                    test = self.truth(w.condition)
+                else:
+                    with self._reading(e.operand, refs[0]):
+                        test = self.truth(ast.Binary("=", e.operand, w.condition, w.pos))
+                branches.append({"case": test, "then": self.compile(w.result)})
+            # CASE ... ELSE CASE WHEN ... END END: the inner branches continue the same
+            # $switch, so such a chain is one level of any length.
+            tail = e.else_
+            while isinstance(tail, ast.Case) and tail.operand is None:
+                branches += [{"case": self.truth(w.condition), "then": self.compile(w.result)}
+                             for w in tail.whens]
+                tail = tail.else_
+            default = self.compile(tail) if tail is not None else None
+            return {"$switch": {"branches": branches, "default": default}}
+
+        if e.operand is None:
+            return switch([None])
+        return bound([self.compile(e.operand)], switch, self._fresh("k"), pure=False)
 
     def _cast(self, e: ast.Cast) -> Any:
         from queryleaf.planner.functions import compile_cast
@@ -448,6 +654,22 @@ def path_get(base: Any, parts: tuple[str | int, ...] | list[str | int]) -> Any:
 
 def _has_interval(e: ast.Binary) -> bool:
     return isinstance(e.left, ast.Interval) or isinstance(e.right, ast.Interval)
+
+
+_CHAINED = frozenset({"AND", "OR", *_VARIADIC})
+
+
+def _chain_operands(node: ast.Node) -> list[ast.Expr] | None:
+    """The operands of a left-deep chain of AND, OR, +, * or || (at least three), else None."""
+    if not (isinstance(node, ast.Binary) and node.op in _CHAINED
+            and isinstance(node.left, ast.Binary) and node.left.op == node.op):
+        return None
+    rights = []
+    current: ast.Expr = node
+    while isinstance(current, ast.Binary) and current.op == node.op:
+        rights.append(current.right)
+        current = current.left
+    return [current, *reversed(rights)]
 
 
 def flatten(e: ast.Expr, op: str) -> list[ast.Expr]:

@@ -17,7 +17,7 @@ from typing import Any
 from bson import ObjectId, Regex
 from bson.decimal128 import Decimal128
 
-from queryleaf.planner.expressions import ExprCompiler, dotted, like_to_regex
+from queryleaf.planner.expressions import ExprCompiler, dotted, flatten, like_to_regex
 from queryleaf.sql import ast
 
 _SCALARS = (str, int, float, bool, dt.datetime, ObjectId, Decimal128)
@@ -32,17 +32,21 @@ def and_filters(parts: list[dict[str, Any]]) -> dict[str, Any]:
     flat: list[dict[str, Any]] = []
     for p in parts:
         flat.extend(p["$and"] if list(p) == ["$and"] else [p] if p else [])
-    parts = flat
+    # Field conditions on distinct fields merge into one document (where the first of them
+    # was); operators ($expr, $or...) and repeated fields stay separate conditions.
+    merged: dict[str, Any] = {}
+    parts = []
+    for p in flat:
+        if any(k.startswith("$") or k in merged for k in p):
+            parts.append(p)
+        else:
+            if not merged:
+                parts.append(merged)
+            merged.update(p)
     if not parts:
         return {}
     if len(parts) == 1:
         return parts[0]
-    keys = [k for p in parts for k in p]
-    if len(keys) == len(set(keys)) and not any(k.startswith("$") for k in keys):
-        merged: dict[str, Any] = {}
-        for p in parts:
-            merged.update(p)
-        return merged
     return {"$and": parts}
 
 
@@ -56,10 +60,11 @@ class FilterCompiler:
 
     # ------------------------------------------------------------ recursion
     def _filter(self, e: ast.Expr, negate: bool) -> dict[str, Any]:
-        if isinstance(e, ast.Unary) and e.op == "NOT":
-            return self._filter(e.operand, not negate)
+        while isinstance(e, ast.Unary) and e.op == "NOT":
+            e, negate = e.operand, not negate
         if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
-            parts = [self._filter(x, negate) for x in (e.left, e.right)]
+            # one call per operand of the whole chain: recursion only where AND and OR nest
+            parts = [self._filter(x, negate) for x in flatten(e, e.op)]
             conjunctive = (e.op == "AND") != negate
             if conjunctive:
                 return and_filters(parts)

@@ -19,6 +19,7 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
+    bound,
     is_null_expr,
     never_null,
     null_guard,
@@ -77,7 +78,10 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
                             "and LIMIT are not allowed in its call", call.pos)
     if call.name in _RAW_ARGS:
         return spec.translate(c, call, [])
-    return spec.translate(c, call, [c.compile(a) for a in call.args])
+    # Translators may read an argument more than once (its null test and its use): a compound
+    # argument is bound to a variable (see ``bound``), so nesting calls never doubles sizes.
+    args = [c.compile(a) for a in call.args]
+    return bound(args, lambda refs: spec.translate(c, call, refs), "a")
 
 
 # Functions whose translator compiles (or interprets) its arguments itself.
@@ -352,8 +356,8 @@ def date_add(c: ExprCompiler, date: Any, interval: ast.Interval, sign: int) -> A
     if sign < 0:
         amount = -amount if isinstance(amount, int | float) and not isinstance(
             amount, bool) else {"$multiply": [-1, amount]}
-    return null_guard([date, amount], {"$dateAdd": {"startDate": date, "unit": unit.lower(),
-                                                     "amount": amount}})
+    return bound([date, amount], lambda refs: null_guard(refs, {"$dateAdd": {
+        "startDate": refs[0], "unit": unit.lower(), "amount": refs[1]}}), "d")
 
 
 def _date_add_fn(sign: int):
@@ -479,7 +483,7 @@ for _unit in ("YEAR", "MONTH", "DAY", "DAYOFMONTH", "HOUR", "MINUTE", "SECOND", 
 
 
 def compile_extract(c: ExprCompiler, e: ast.Extract) -> Any:
-    return date_part(e.unit, c.compile(e.expr), e.pos)
+    return bound([c.compile(e.expr)], lambda refs: date_part(e.unit, refs[0], e.pos), "a")
 
 
 @function("UNIX_TIMESTAMP", args=(0, 1), summary="seconds since 1970-01-01 UTC")
@@ -592,7 +596,10 @@ _CASTS = {
 
 
 def compile_cast(c: ExprCompiler, e: ast.Cast) -> Any:
-    v = c.compile(e.expr)
+    return bound([c.compile(e.expr)], lambda refs: _cast(e, refs[0]), "a")
+
+
+def _cast(e: ast.Cast, v: Any) -> Any:
     t = e.type.name
     if t in ("DECIMAL", "NUMERIC"):
         out: Any = {"$toDecimal": v}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -15,12 +16,46 @@ from queryleaf.errors import ParameterError
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk
 
+# A lone UTF-16 surrogate (written "\ud800" in Python, or made by surrogateescape) is a str
+# but not Unicode text: UTF-8, and so BSON, cannot hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-def to_bson(value: Any, where: str = "parameter") -> Any:
+
+def _check_text(text: str, what: str) -> None:
+    """ParameterError unless ``text`` can be stored as UTF-8."""
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found is not None:
+            raise ParameterError(f"{what}: the text holds a lone surrogate "
+                                 f"U+{ord(found.group()):04X} (at index {found.start()}), which "
+                                 "is not Unicode text and cannot be stored as UTF-8")
+
+
+def _key(key: Any, where: str) -> str:
+    """A document key of a parameter: any text but a NUL (BSON ends keys with it). A key that
+    starts with ``$`` or holds ``.`` is a field name like any other: parameter values are
+    always data, never read as operators or paths (see tests/test_limits.py)."""
+    text = str(key)
+    if "\0" in text:
+        raise ParameterError(f"{where}: the key {text!r} holds a NUL character, which MongoDB "
+                             "field names cannot hold")
+    _check_text(text, f"{where}: key {text!r}")
+    return text
+
+
+# MongoDB stores documents nested at most 100 levels deep.
+MAX_NESTING = 100
+
+
+def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
     """A Python value as the BSON value MongoDB will store."""
-    if value is None or isinstance(value, bool | int | float | str | ObjectId | Decimal128):
+    if isinstance(value, str):
+        _check_text(value, where)
+        return value
+    if value is None or isinstance(value, bool | int | float | ObjectId | Decimal128):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise ParameterError(f"{where}: integer {value} does not fit in 64 bits")
+            raise ParameterError(f"{where}: integer {value} does not fit in 64 bits (MongoDB "
+                                 f"integers are {-(2**63)} to {2**63 - 1})")
         return value
     if isinstance(value, Decimal):
         return Decimal128(value)
@@ -34,10 +69,13 @@ def to_bson(value: Any, where: str = "parameter") -> Any:
         return Binary(bytes(value))
     if isinstance(value, uuid.UUID):
         return Binary.from_uuid(value)
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_NESTING:
+        raise ParameterError(f"{where}: documents and arrays nested more than {MAX_NESTING} "
+                             "levels deep (MongoDB's limit)")
     if isinstance(value, Mapping):
-        return {str(k): to_bson(v, where) for k, v in value.items()}
+        return {_key(k, where): to_bson(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_bson(v, where) for v in value]
+        return [to_bson(v, where, depth + 1) for v in value]
     raise ParameterError(f"{where}: cannot convert {type(value).__name__} to a BSON value")
 
 

@@ -39,6 +39,9 @@ class Context:
     ctes: dict[str, ast.Query] = field(default_factory=dict)
     counter: itertools.count = field(default_factory=itertools.count)
     tables: frozenset[str] | None = None  # existing collections and views (None: unknown)
+    # Each WITH query planned once (by id of its AST, so a nested WITH that reuses a name
+    # plans its own): a chain of CTEs, each reading the one before, is planned in a loop.
+    planned: dict[int, plan.Aggregate | plan.Find] = field(default_factory=dict)
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}{next(self.counter)}"
@@ -51,7 +54,17 @@ class Context:
             if cte.name in env and cte.name not in self.ctes:
                 raise PlanningError(f"WITH defines {cte.name} twice", cte.pos)
             env[cte.name] = cte.query
-        return Context(self.bindings, env, self.counter, self.tables)
+        inner = Context(self.bindings, env, self.counter, self.tables, self.planned)
+        for cte in ctes:  # in order: each finds the ones it reads planned already
+            inner.cte_plan(cte.name)
+        return inner
+
+    def cte_plan(self, name: str) -> plan.Aggregate | plan.Find:
+        query = self.ctes[name]
+        found = self.planned.get(id(query))
+        if found is None:
+            found = self.planned[id(query)] = plan_query(query, self, allow_find=False)
+        return found
 
 
 @dataclass
@@ -68,6 +81,17 @@ class Relation:
     # records. Filters on them also run, on the documents, before ``pipeline`` (stored.py).
     stored_fields: frozenset[str] = frozenset()
     stored_ranges: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class References:
+    """The columns a query reads: ``single`` unqualified names, ``qualified`` the names read
+    under each first part (None for an array index), ``stars`` the tables of ``*`` / ``t.*``
+    (None for a bare ``*``)."""
+
+    single: set[str] = field(default_factory=set)
+    qualified: dict[str, set[str | None]] = field(default_factory=dict)
+    stars: set[str | None] = field(default_factory=set)
 
 
 @dataclass
@@ -117,6 +141,7 @@ class SelectPlanner:
         self._null_flags: dict[str, Any] = {}
         self.has_windows = False
         self.relations: list[tuple[str, Table, ast.Expr | None, ast.Node]] = []
+        self._references: References | None = None
 
     def emit(self, stage: dict[str, Any]) -> None:
         self.pipeline.extend(self.pending)
@@ -185,19 +210,17 @@ class SelectPlanner:
         if not s.from_:
             return []
         items: list[tuple[str, ast.FromItem, ast.Expr | None, ast.Node]] = []
-
-        def flatten(item: ast.FromItem, kind: str, on: ast.Expr | None) -> None:
-            if isinstance(item, ast.Join):
-                flatten(item.left, kind, on)
-                if isinstance(item.right, ast.Join):
-                    raise PlanningError("a parenthesised join on the right of JOIN is not "
-                                        "supported", item.right.pos)
-                items.append((item.kind, item.right, item.on, item))
-            else:
-                items.append((kind, item, on, item))
-
         for i, item in enumerate(s.from_):
-            flatten(item, "FROM" if i == 0 else "CROSS", None)
+            joins = []  # the left-deep chain ``a JOIN b ... JOIN c ...``, outermost first
+            while isinstance(item, ast.Join):
+                joins.append(item)
+                item = item.left
+            items.append(("FROM" if i == 0 else "CROSS", item, None, item))
+            for join in reversed(joins):
+                if isinstance(join.right, ast.Join):
+                    raise PlanningError("a parenthesised join on the right of JOIN is not "
+                                        "supported", join.right.pos)
+                items.append((join.kind, join.right, join.on, join))
         if len(items) == 2 and items[1][0] == "RIGHT":
             (_, left, _, _), (_, right, on, node) = items
             items = [("FROM", right, None, right), ("LEFT", left, on, node)]
@@ -222,8 +245,7 @@ class SelectPlanner:
     def relation(self, item: ast.FromItem) -> Relation:
         if isinstance(item, ast.TableRef):
             if item.name in self.ctx.ctes:
-                sub = plan_query(self.ctx.ctes[item.name], self.ctx, allow_find=False)
-                return self.derived(sub, item.alias or item.name,
+                return self.derived(self.ctx.cte_plan(item.name), item.alias or item.name,
                                     self.ctx.ctes[item.name].pos)
             if names.is_reserved(item.name):
                 raise PlanningError(f"{item.name} is a queryleaf system collection; read it "
@@ -362,21 +384,35 @@ class SelectPlanner:
             return None
         alias = rel.table.alias
         others = {t.alias for _, t, _, _ in self.relations} - {alias}
-        keep: set[str] = set()
-        counted = self.count_stars()
-        for node in walk(self.select):
-            if isinstance(node, ast.Star) and node.table in (None, alias) \
-                    and id(node) not in counted:
-                return None
-            if isinstance(node, ast.Column) and isinstance(node.parts[0], str):
-                if len(node.parts) > 1 and node.parts[0] == alias:
-                    if isinstance(node.parts[1], str):
-                        keep.add(node.parts[1])
-                    else:
-                        return None
-                elif not (len(node.parts) > 1 and node.parts[0] in others):
-                    keep.add(node.parts[0])
+        refs = self.references()
+        if None in refs.stars or alias in refs.stars:
+            return None
+        own = refs.qualified.get(alias, set())
+        if None in own:  # alias[0]: an array index, not a field
+            return None
+        keep = set(refs.single)
+        keep.update(head for head in refs.qualified if head != alias and head not in others)
+        keep.update(name for name in own if name is not None)
         return {"_id": 1, **{f: 1 for f in sorted(keep) if f != "_id" and not f.startswith("$")}}
+
+    def references(self) -> References:
+        """The columns and ``*`` the query reads, gathered in one walk (``used_fields`` asks for
+        each joined table: a walk per table would be quadratic in the number of joins)."""
+        if self._references is None:
+            refs = References()
+            counted = self.count_stars()
+            for node in walk(self.select):
+                if isinstance(node, ast.Star) and id(node) not in counted:
+                    refs.stars.add(node.table)
+                elif isinstance(node, ast.Column) and isinstance(node.parts[0], str):
+                    if len(node.parts) == 1:
+                        refs.single.add(node.parts[0])
+                    else:
+                        second = node.parts[1]
+                        refs.qualified.setdefault(node.parts[0], set()).add(
+                            second if isinstance(second, str) else None)
+            self._references = refs
+        return self._references
 
     def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
              node: ast.Node) -> None:

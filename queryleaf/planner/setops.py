@@ -32,33 +32,50 @@ def _union_with(side: plan.Aggregate, extra: list[dict[str, Any]]) -> dict[str, 
 
 def plan_set_operation(q: ast.SetOperation, ctx: Context, outer: Scope | None
                        ) -> tuple[plan.Aggregate, dict[str, Any]]:
+    """A left-deep chain (``q1 UNION ALL q2 UNION ALL ...``, as the parser builds it) is one
+    pipeline over the first operand, each further operand adding its stages in turn: a chain of
+    any length is planned in one loop, not one nested call per operator."""
     lets: dict[str, Any] = {}
-    left = _side(q.left, ctx, outer, lets)
-    right = _side(q.right, ctx, outer, lets)
-    assert left.columns is not None and right.columns is not None
-    if len(left.columns) != len(right.columns):
-        raise PlanningError(f"{q.op}: the left side has {len(left.columns)} column(s), the right "
-                            f"side {len(right.columns)}", q.pos)
-    keys = [c.key for c in left.columns]
+    chain = [q]
+    while isinstance(chain[-1].left, ast.SetOperation) and not _own_clauses(chain[-1].left):
+        chain.append(chain[-1].left)
+    first = _side(chain[-1].left, ctx, outer, lets)
+    assert first.columns is not None
+    keys = [c.key for c in first.columns]
+    pipeline = list(first.pipeline)
+    for node in reversed(chain):
+        right = _side(node.right, ctx, outer, lets)
+        assert right.columns is not None
+        if len(keys) != len(right.columns):
+            raise PlanningError(f"{node.op}: the left side has {len(keys)} column(s), the "
+                                f"right side {len(right.columns)}", node.pos)
+        pipeline += _combine(node.op, keys, right)
+    pipeline += _order_and_limit(q, first.columns, ctx)
+    return plan.Aggregate(first.collection, pipeline, first.columns), lets
+
+
+def _own_clauses(q: ast.Query) -> bool:
+    return bool(q.ctes or q.order_by) or q.limit is not None or q.offset is not None
+
+
+def _combine(op: str, keys: list[str], right: plan.Aggregate) -> list[dict[str, Any]]:
+    """The stages that combine the rows so far (columns ``keys``) with ``right``'s."""
+    assert right.columns is not None
     # The right side's columns take the left side's names, by position.
     rename = {"$project": {"_id": 0, **{k: f"${c.key}" for k, c in zip(keys, right.columns,
                                                                       strict=True)}}}
-    pipeline = list(left.pipeline)
     group_id = {k: f"${k}" for k in keys}
-    if q.op in ("UNION ALL", "UNION"):
-        pipeline.append(_union_with(right, [rename]))
-        if q.op == "UNION":
-            pipeline += [{"$group": {"_id": group_id}}, {"$replaceRoot": {"newRoot": "$_id"}}]
-    else:
-        pipeline.append({"$set": {"__side": 0}})
-        tag_right = {"$project": {**rename["$project"], "__side": {"$literal": 1}}}
-        pipeline.append(_union_with(right, [tag_right]))
-        pipeline.append({"$group": {"_id": group_id, "sides": {"$addToSet": "$__side"}}})
-        keep = ({"$eq": [{"$size": "$sides"}, 2]} if q.op == "INTERSECT"
-                else {"$eq": ["$sides", [0]]})
-        pipeline += [{"$match": {"$expr": keep}}, {"$replaceRoot": {"newRoot": "$_id"}}]
-    pipeline += _order_and_limit(q, left.columns, ctx)
-    return plan.Aggregate(left.collection, pipeline, left.columns), lets
+    if op in ("UNION ALL", "UNION"):
+        stages = [_union_with(right, [rename])]
+        if op == "UNION":
+            stages += [{"$group": {"_id": group_id}}, {"$replaceRoot": {"newRoot": "$_id"}}]
+        return stages
+    tag_right = {"$project": {**rename["$project"], "__side": {"$literal": 1}}}
+    keep = ({"$eq": [{"$size": "$sides"}, 2]} if op == "INTERSECT"
+            else {"$eq": ["$sides", [0]]})
+    return [{"$set": {"__side": 0}}, _union_with(right, [tag_right]),
+            {"$group": {"_id": group_id, "sides": {"$addToSet": "$__side"}}},
+            {"$match": {"$expr": keep}}, {"$replaceRoot": {"newRoot": "$_id"}}]
 
 
 def _order_and_limit(q: ast.SetOperation, columns: tuple[plan.OutputColumn, ...],

@@ -158,7 +158,9 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
             values.append((constant(a.value, bindings), True))
         except NotConstant:
             values.append((exprs.compile(a.value), False))
-    if all(is_const for _, is_const in values):
+    indexed = any(isinstance(p, int) for t in targets for p in t)
+    if all(is_const for _, is_const in values) and (
+            indexed or all(_plain_keys(v) for v, _ in values)):
         update: Any = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
     else:
         for t, a in zip(targets, stmt.assignments, strict=True):
@@ -172,6 +174,21 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
                            _id_query(stmt.table, stmt.alias, stmt.where, bindings,
                                                      tables))
     return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
+
+
+def _plain_keys(value: Any) -> bool:
+    """Whether a constant holds no document key that an update operator would refuse to store
+    (``$``-prefixed or dotted: the pipeline form stores those, as a ``$literal`` value)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if any(k.startswith("$") or "." in k for k in v):
+                return False
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def plan_delete(stmt: ast.Delete, bindings: Bindings,

@@ -6,6 +6,7 @@ excluded from equality so that two parses of equivalent text compare equal.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +18,90 @@ def _pos() -> Any:
 
 
 class Node:
+    """Base of the nodes. Equality and hashing compare every field but ``pos``, through an
+    explicit stack: a chain of 100,000 terms compares without recursion (the methods that
+    dataclasses would generate recurse once per level)."""
+
+    __slots__ = ()
     pos: Position | None
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return _equal(self, other)
+
+    def __hash__(self) -> int:
+        return _hash(self)
+
+
+_COMPARED: dict[type, tuple[str, ...]] = {}
+
+
+def _compared(cls: type) -> tuple[str, ...]:
+    names = _COMPARED.get(cls)
+    if names is None:
+        names = _COMPARED[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
+    return names
+
+
+def _equal(a: Node, b: Node) -> bool:
+    stack: list[tuple[Any, Any]] = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if isinstance(x, Node):
+            if type(x) is not type(y):
+                return False
+            stack.extend((getattr(x, n), getattr(y, n)) for n in _compared(type(x)))
+        elif type(x) is tuple:
+            if type(y) is not tuple or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif not x == y:
+            return False
+    return True
+
+
+def _hash(root: Node) -> int:
+    done: dict[int, int] = {}  # id(node) -> its hash, children before parents
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        names = _compared(type(node))
+        if ready:
+            done[id(node)] = hash((type(node).__name__,
+                                   *(_field_hash(getattr(node, n), done) for n in names)))
+            continue
+        stack.append((node, True))
+        for name in names:
+            value = getattr(node, name)
+            items = value if type(value) is tuple else (value,)
+            for item in items:
+                for x in item if type(item) is tuple else (item,):
+                    if isinstance(x, Node) and id(x) not in done:
+                        stack.append((x, False))
+    return done[id(root)]
+
+
+def _field_hash(value: Any, done: dict[int, int]) -> int:
+    if isinstance(value, Node):
+        return done[id(value)]
+    if type(value) is tuple:  # of nodes, or of tuples of nodes (INSERT rows): two levels
+        return hash(tuple(_field_hash(v, done) for v in value))
+    return hash(value)
 
 
 class Expr(Node):
     """Base of expressions."""
 
+    __slots__ = ()
+
 
 # ---------------------------------------------------------------- expressions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Literal(Expr):
     """A constant: str, int, float, Decimal, bool or None (SQL NULL)."""
 
@@ -35,7 +109,7 @@ class Literal(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Param(Expr):
     """A placeholder: ``:name`` (name set) or ``?`` (index set, 0-based in order of appearance)."""
 
@@ -44,7 +118,7 @@ class Param(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Column(Expr):
     """A column or nested path: parts are str (field) or int (array index)."""
 
@@ -52,7 +126,7 @@ class Column(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Star(Expr):
     """``*`` in COUNT(*) or the select list; ``table.*`` when table is set."""
 
@@ -60,14 +134,14 @@ class Star(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Unary(Expr):
     op: str  # '-', '+', 'NOT'
     operand: Expr
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Binary(Expr):
     """Arithmetic, concatenation, comparison and boolean connectives.
 
@@ -80,7 +154,7 @@ class Binary(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class InList(Expr):
     expr: Expr
     items: tuple[Expr, ...]
@@ -88,7 +162,7 @@ class InList(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class InSubquery(Expr):
     expr: Expr
     query: Query
@@ -96,7 +170,7 @@ class InSubquery(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Between(Expr):
     expr: Expr
     low: Expr
@@ -105,7 +179,7 @@ class Between(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Like(Expr):
     expr: Expr
     pattern: Expr
@@ -115,7 +189,7 @@ class Like(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Regexp(Expr):
     expr: Expr
     pattern: Expr
@@ -123,26 +197,26 @@ class Regexp(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class IsNull(Expr):
     expr: Expr
     negated: bool = False
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Exists(Expr):
     query: Query
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ScalarSubquery(Expr):
     query: Query
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class OrderItem(Node):
     expr: Expr
     descending: bool = False
@@ -150,14 +224,14 @@ class OrderItem(Node):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FrameBound(Node):
     kind: str  # 'unbounded_preceding' | 'unbounded_following' | 'current_row' | 'preceding' | 'following'
     offset: int | float | None = None
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class WindowSpec(Node):
     partition_by: tuple[Expr, ...] = ()
     order_by: tuple[OrderItem, ...] = ()
@@ -167,7 +241,7 @@ class WindowSpec(Node):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FuncCall(Expr):
     """A function or aggregate call. ``args`` may hold a Star for COUNT(*)."""
 
@@ -181,35 +255,35 @@ class FuncCall(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TypeName(Node):
     name: str  # upper-cased
     params: tuple[int, ...] = ()
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Cast(Expr):
     expr: Expr
     type: TypeName
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Extract(Expr):
     unit: str  # upper-cased
     expr: Expr
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class When(Node):
     condition: Expr
     result: Expr
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Case(Expr):
     operand: Expr | None
     whens: tuple[When, ...]
@@ -217,14 +291,14 @@ class Case(Expr):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Interval(Expr):
     value: Expr
     unit: str  # upper-cased, singular: SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, YEAR ...
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class JsonArrow(Expr):
     """``expr -> '$.path'`` (JSON value) or ``expr ->> '$.path'`` (unquoted text)."""
 
@@ -240,15 +314,17 @@ class JsonArrow(Expr):
 class FromItem(Node):
     """Base of FROM-clause items."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True, eq=False)
 class TableRef(FromItem):
     name: str
     alias: str | None = None
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TableFunction(FromItem):
     name: str  # upper-cased
     args: tuple[Expr, ...] = ()
@@ -256,14 +332,14 @@ class TableFunction(FromItem):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DerivedTable(FromItem):
     query: Query
     alias: str
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Join(FromItem):
     kind: str  # 'INNER' | 'LEFT' | 'RIGHT' | 'FULL' | 'CROSS'
     left: FromItem
@@ -272,7 +348,7 @@ class Join(FromItem):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SelectItem(Node):
     expr: Expr  # Star for * / t.*
     alias: str | None = None
@@ -282,15 +358,17 @@ class SelectItem(Node):
 class Query(Node):
     """Base of SELECT-like statements (Select, SetOperation)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Cte(Node):
     name: str
     query: Query
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Select(Query):
     items: tuple[SelectItem, ...]
     from_: tuple[FromItem, ...] = ()
@@ -305,7 +383,7 @@ class Select(Query):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SetOperation(Query):
     op: str  # 'UNION' | 'UNION ALL' | 'INTERSECT' | 'EXCEPT'
     left: Query
@@ -323,20 +401,22 @@ class SetOperation(Query):
 class Statement(Node):
     """Base of every statement."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True, eq=False)
 class QueryStatement(Statement):
     query: Query
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Explain(Statement):
     statement: Statement
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Insert(Statement):
     table: str
     columns: tuple[Column, ...] = ()
@@ -345,14 +425,14 @@ class Insert(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Assignment(Node):
     target: Column
     value: Expr
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Update(Statement):
     table: str
     assignments: tuple[Assignment, ...]
@@ -361,7 +441,7 @@ class Update(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Delete(Statement):
     table: str
     where: Expr | None = None
@@ -369,7 +449,7 @@ class Delete(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CreateView(Statement):
     name: str
     query: Query
@@ -377,21 +457,21 @@ class CreateView(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DropView(Statement):
     name: str
     if_exists: bool = False
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SubscriptionOption(Node):
     name: str  # lower-cased
     value: Expr
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CreateSubscription(Statement):
     name: str
     options: tuple[SubscriptionOption, ...]
@@ -400,44 +480,44 @@ class CreateSubscription(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class AlterSubscription(Statement):
     name: str
     options: tuple[SubscriptionOption, ...]
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DropSubscription(Statement):
     name: str
     if_exists: bool = False
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class PauseSubscription(Statement):
     name: str
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ResumeSubscription(Statement):
     name: str
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ShowSubscriptions(Statement):
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ReplayDeadLetters(Statement):
     where: Expr | None = None
     pos: Position | None = _pos()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ResetSubscription(Statement):
     name: str
     timestamp: str | None = None  # None: TO NOW
@@ -445,7 +525,7 @@ class ResetSubscription(Statement):
     timestamp_pos: Position | None = _pos()  # where the timestamp's literal is
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParsedStatement:
     """A statement of a script with the span of text it came from."""
 

@@ -26,6 +26,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from queryleaf.errors import Position, SqlSyntaxError
 from queryleaf.sql import ast
+from queryleaf.sql.limits import check_statement
 
 BARE_FUNCTIONS = frozenset({"CURRENT_TIMESTAMP", "CURRENT_DATE", "LOCALTIMESTAMP"})
 
@@ -126,11 +127,32 @@ def parse_script(sql: str) -> list[ast.ParsedStatement]:
     Anything it does not accept goes through Lark's own parser and the tree → AST transformer,
     which raise the syntax errors; both paths build the same AST (tests/test_parser_fast.py).
     """
+    _check_unicode(sql)
     try:
-        return _fast_script(sql)
+        statements = _fast_script(sql)
     except Exception:  # noqa: BLE001 - a syntax error, reported by the reference path below
-        pass
-    return _reference_script(sql)
+        statements = _reference_script(sql)
+    for parsed in statements:
+        check_statement(parsed.statement, sql)
+    return statements
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(sql: str) -> None:
+    """A lone UTF-16 surrogate is a Python str but not Unicode text: no string or name holding
+    one could be sent to MongoDB (UTF-8), so the text is refused where it holds one."""
+    if sql.isascii():
+        return
+    found = _SURROGATE.search(sql)
+    if found is not None:
+        offset = found.start()
+        line = sql.count("\n", 0, offset) + 1
+        column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
+        raise SqlSyntaxError(f"lone surrogate U+{ord(found.group()):04X} in the SQL text: it is "
+                             "not Unicode text and cannot be sent to MongoDB as UTF-8",
+                             Position(line, column, offset), sql, repr(found.group()), ())
 
 
 def _reference_script(sql: str) -> list[ast.ParsedStatement]:
@@ -295,7 +317,9 @@ def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
     pos = Position(exc.line, exc.column, offset)
     char = sql[offset]
     if char in _UNTERMINATED:
-        return SqlSyntaxError(_UNTERMINATED[char], pos, sql, sql[offset:].split("\n")[0], ())
+        rest = sql[offset : offset + 31].split("\n")[0]
+        token = rest if len(rest) <= 30 else rest[:30] + "..."
+        return SqlSyntaxError(_UNTERMINATED[char], pos, sql, token, ())
     expected = _summarize(_accepts(exc))
     return SqlSyntaxError(_message(f"unexpected character {char!r}", expected), pos, sql, char,
                           expected)
@@ -393,11 +417,13 @@ def _first_word(text: str) -> str:
 
 
 def _position(meta_or_token) -> Position | None:
-    line = getattr(meta_or_token, "line", None)
+    try:
+        line = meta_or_token.line
+    except AttributeError:  # the meta of a rule that matched no tokens
+        return None
     if line is None:
         return None
-    offset = getattr(meta_or_token, "start_pos", 0) or 0
-    return Position(line, meta_or_token.column, offset)
+    return Position(line, meta_or_token.column, getattr(meta_or_token, "start_pos", 0) or 0)
 
 
 def _unquote_name(token: Token) -> str:
@@ -422,6 +448,8 @@ def _skip_blank(sql: str, offset: int) -> int:
 
 
 def _number(text: str) -> int | float | Decimal:
+    if text.isdigit():
+        return int(text)
     if any(c in text for c in ".eE"):
         if "e" in text.lower():
             return float(text)
@@ -994,9 +1022,19 @@ def _filter_function(include: list[tuple[int, bool, int]], trailing: int, size: 
             return lambda values: [values[i] for i in picks]
         return lambda values: [None if i is None else values[i] for i in indexes]
 
+    # Lark's ``x*`` helpers are left-recursive (``__star: __star "," expr``): the spliced list of
+    # the first child is grown in place, never copied, or a list of n items costs O(n²). Safe:
+    # an _Inline is made by one reduction and consumed by exactly one parent.
+    first_splice = include[0][0] if include and include[0][1] and not include[0][2] else None
+
     def splicing(values):
-        children: list = []
-        for i, splice, nones in include:
+        if first_splice is not None:
+            children = values[first_splice].children
+            rest = include[1:]
+        else:
+            children = []
+            rest = include
+        for i, splice, nones in rest:
             if nones:
                 children += [None] * nones
             if splice:
@@ -1284,6 +1322,9 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
         token = None
         while pos < size_text:
             char = sql[pos]
+            if char == " ":  # ignored in every state (%ignore WS): skip it without the lexer
+                pos += 1
+                continue
             lex = lexers[states[-1]].get(char) or tables.lexer(states[-1], char)
             m = lex(sql, pos)
             if m is None:
@@ -1361,8 +1402,9 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                 method, filter_fn = extra
                 if filter_fn is not None:
                     children = filter_fn(children)
-                value = method(builder, _NO_META if first is None else _Meta(first, last),
-                               children)
+                # A span of one token is that token's own (a Token has the same fields).
+                value = method(builder, _NO_META if first is None else first if first is last
+                               else _Meta(first, last), children)
             elif kind == pass_:
                 value = children[extra]
             elif kind == splice:

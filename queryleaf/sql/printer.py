@@ -238,9 +238,18 @@ def _binary(expr: ast.Binary) -> str:
     if level == PREDICATE:  # comparisons do not chain: both sides are concatenations
         left, right = _operand(expr.left, CONCAT), _operand(expr.right, CONCAT)
         op = "<>" if op == "!=" else op
-    else:  # left-associative
-        left, right = _operand(expr.left, level), _operand(expr.right, level + 1)
-    return f"{left} {op} {right}"
+        return f"{left} {op} {right}"
+    # Left-associative: a left-deep chain of one level (``a OR b OR c``, ``x - 1 - 2``) prints
+    # in one loop over its operands, not one call per operator.
+    spine = []
+    node: ast.Expr = expr
+    while isinstance(node, ast.Binary) and _BINARY_PRECEDENCE[node.op.upper()] == level:
+        spine.append(node)
+        node = node.left
+    parts = [_operand(node, level)]
+    for link in reversed(spine):
+        parts.append(f" {link.op.upper()} {_operand(link.right, level + 1)}")
+    return "".join(parts)
 
 
 def _unary(expr: ast.Unary) -> str:
@@ -297,8 +306,15 @@ def _star(expr: ast.Star) -> str:
 
 
 def _json_arrow(expr: ast.JsonArrow) -> str:
-    op = "->>" if expr.unquote else "->"
-    return f"{_operand(expr.expr, POSTFIX)}{op}{string_literal(expr.path)}"
+    spine = []
+    node: ast.Expr = expr
+    while isinstance(node, ast.JsonArrow):  # ``doc->'$.a'->'$.b'``: one loop
+        spine.append(node)
+        node = node.expr
+    parts = [_operand(node, POSTFIX)]
+    for link in reversed(spine):
+        parts.append(f"{'->>' if link.unquote else '->'}{string_literal(link.path)}")
+    return "".join(parts)
 
 
 def _func_call(expr: ast.FuncCall) -> str:
@@ -366,13 +382,22 @@ def _extract(expr: ast.Extract) -> str:
 
 
 def _case(expr: ast.Case) -> str:
-    parts = ["CASE"]
-    if expr.operand is not None:
-        parts.append(_expr(expr.operand))
-    parts.extend(_when(w) for w in expr.whens)
-    if expr.else_ is not None:
-        parts.append(f"ELSE {_expr(expr.else_)}")
-    parts.append("END")
+    parts = []
+    node, ends = expr, 0
+    while True:  # ``CASE ... ELSE CASE WHEN ... END END`` (a chain): one loop
+        parts.append("CASE")
+        if node.operand is not None:
+            parts.append(_expr(node.operand))
+        parts.extend(_when(w) for w in node.whens)
+        ends += 1
+        if isinstance(node.else_, ast.Case) and node.else_.operand is None:
+            parts.append("ELSE")
+            node = node.else_
+            continue
+        if node.else_ is not None:
+            parts.append(f"ELSE {_expr(node.else_)}")
+        break
+    parts.extend(["END"] * ends)
     return " ".join(parts)
 
 
@@ -434,10 +459,8 @@ def _tail(query: ast.Query) -> list[str]:
 
 def _set_operand(query: ast.Query, top: bool = False) -> str:
     """The body of a query without WITH / ORDER BY / LIMIT (those belong to the whole query)."""
-    if not top and (query.ctes or query.order_by or query.limit is not None
-                    or query.offset is not None):
-        raise ValueError("an operand of UNION / INTERSECT / EXCEPT cannot have its own "
-                         "WITH, ORDER BY, LIMIT or OFFSET in queryleaf SQL")
+    if not top:
+        _check_set_operand(query)
     if isinstance(query, ast.Select):
         return _select_core(query)
     if isinstance(query, ast.SetOperation):
@@ -445,17 +468,33 @@ def _set_operand(query: ast.Query, top: bool = False) -> str:
     raise TypeError(f"to_sql: not a query: {type(query).__name__}")
 
 
+# UNION and EXCEPT chain to the left over INTERSECT terms; INTERSECT chains to the left over
+# SELECTs. There is no parenthesized query operand, so other shapes have no text.
+_LEFT_OPS = {"INTERSECT": ("INTERSECT",)}
+_ANY_LEFT = ("UNION", "UNION ALL", "EXCEPT", "INTERSECT")
+_RIGHT_OPS = {"INTERSECT": ()}
+
+
+def _check_set_operand(query: ast.Query) -> None:
+    if query.ctes or query.order_by or query.limit is not None or query.offset is not None:
+        raise ValueError("an operand of UNION / INTERSECT / EXCEPT cannot have its own "
+                         "WITH, ORDER BY, LIMIT or OFFSET in queryleaf SQL")
+
+
 def _set_operation(query: ast.SetOperation) -> str:
-    op = query.op.upper()
-    # UNION and EXCEPT chain to the left over INTERSECT terms; INTERSECT chains to the left over
-    # SELECTs. There is no parenthesized query operand, so other shapes have no text.
-    if op == "INTERSECT":
-        _require_set_shape(query.left, ("INTERSECT",), "left")
-        _require_set_shape(query.right, (), "right")
-    else:
-        _require_set_shape(query.left, ("UNION", "UNION ALL", "EXCEPT", "INTERSECT"), "left")
-        _require_set_shape(query.right, ("INTERSECT",), "right")
-    return f"{_set_operand(query.left)} {op} {_set_operand(query.right)}"
+    # A left-deep chain (``q1 UNION ALL q2 UNION ALL ...``) prints in one loop over its operands.
+    spine = [query]
+    while isinstance(spine[-1].left, ast.SetOperation):
+        left = spine[-1].left
+        _require_set_shape(left, _LEFT_OPS.get(spine[-1].op.upper(), _ANY_LEFT), "left")
+        _check_set_operand(left)
+        spine.append(left)
+    parts = [_set_operand(spine[-1].left)]
+    for node in reversed(spine):
+        op = node.op.upper()
+        _require_set_shape(node.right, _RIGHT_OPS.get(op, ("INTERSECT",)), "right")
+        parts.append(f" {op} {_set_operand(node.right)}")
+    return "".join(parts)
 
 
 def _require_set_shape(operand: ast.Query, allowed_ops: tuple[str, ...], side: str) -> None:
@@ -524,17 +563,23 @@ _JOIN_WORDS = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN",
 
 
 def _join(join: ast.Join) -> str:
-    if isinstance(join.right, ast.Join):
-        raise ValueError("a join cannot be the right operand of a join in queryleaf SQL")
-    kind = join.kind.upper()
-    text = f"{_from_item(join.left)} {_JOIN_WORDS[kind]} {_from_item(join.right)}"
-    if kind == "CROSS":
-        if join.on is not None:
-            raise ValueError("CROSS JOIN takes no ON condition")
-        return text
-    if join.on is None:
-        raise ValueError(f"{kind} JOIN needs an ON condition")
-    return f"{text} ON {_expr(join.on)}"
+    spine = [join]
+    while isinstance(spine[-1].left, ast.Join):  # ``a JOIN b ON ... JOIN c ON ...``: one loop
+        spine.append(spine[-1].left)
+    parts = [_from_item(spine[-1].left)]
+    for node in reversed(spine):
+        if isinstance(node.right, ast.Join):
+            raise ValueError("a join cannot be the right operand of a join in queryleaf SQL")
+        kind = node.kind.upper()
+        parts.append(f" {_JOIN_WORDS[kind]} {_from_item(node.right)}")
+        if kind == "CROSS":
+            if node.on is not None:
+                raise ValueError("CROSS JOIN takes no ON condition")
+            continue
+        if node.on is None:
+            raise ValueError(f"{kind} JOIN needs an ON condition")
+        parts.append(f" ON {_expr(node.on)}")
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------- statements
