@@ -57,6 +57,7 @@ class QueryLeaf:
         except QueryLeafError as exc:
             if exc.sql is None:
                 exc.sql = sql
+            engine.add_server_log_hint(exc, self._lease)
             raise
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         return result
@@ -72,6 +73,7 @@ class QueryLeaf:
             except QueryLeafError as exc:
                 if exc.sql is None:
                     exc.sql = text
+                engine.add_server_log_hint(exc, self._lease)
                 start = Position(parsed.line, parsed.column)
                 raise ScriptError(index, exc, results, start) from exc
             result.elapsed_ms = (time.perf_counter() - started) * 1000

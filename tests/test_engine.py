@@ -2,114 +2,41 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import selectors
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pymongo
 import pytest
+from embedded_helpers import (  # noqa: F401
+    USER_SCRIPT,
+    acquire_fixture,
+    assert_stopped,
+    data_dir_fixture,
+    password_of,
+    ping,
+    read_line,
+    running,
+    spawn_fixture,
+)
 
 from queryleaf import engine
+from queryleaf.embedded import process
 from queryleaf.errors import EngineError
-
-# A user of the server in another process: acquire, print the URI and server pid, wait for
-# stdin to close, then release (or, with "exit", leave it to the atexit handler).
-USER_SCRIPT = """
-import sys
-from queryleaf import engine
-lease = engine.acquire(sys.argv[1])
-print(lease.uri, lease.pid, flush=True)
-sys.stdin.read()
-if sys.argv[2] == "release":
-    lease.release()
-"""
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # the process may vanish between the two checks
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def ping(uri: str) -> bool:
-    client: pymongo.MongoClient = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
-    try:
-        return client.admin.command("ping")["ok"] == 1
-    finally:
-        client.close()
-
-
-def read_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise AssertionError(f"no output from pid {proc.pid} within {timeout}s")
-    return proc.stdout.readline()
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path):
-    path = tmp_path / "data"
-    yield path
-    # Whatever the test did, leave no server behind.
-    with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
-        os.kill(json.loads((path / "server.json").read_text())["pid"], signal.SIGKILL)
-
-
-@pytest.fixture()
-def acquire(data_dir: Path):
-    leases: list[engine.ServerLease] = []
-
-    def _acquire(where: Path = data_dir) -> engine.ServerLease:
-        lease = engine.acquire(where)
-        leases.append(lease)
-        return lease
-
-    yield _acquire
-    for lease in leases:
-        lease.release()
-
-
-@pytest.fixture()
-def spawn(tmp_path: Path):
-    procs: list[subprocess.Popen] = []
-
-    def _spawn(*args: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return proc
-
-    yield _spawn
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def assert_stopped(data_dir: Path, pid: int) -> None:
-    assert not running(pid)
-    assert not (data_dir / "server.json").exists()
 
 
 def test_acquire_starts_a_recorded_server_that_answers(data_dir, acquire):
     lease = acquire()
-    assert lease.uri.startswith("mongodb://127.0.0.1:") and "directConnection=true" in lease.uri
+    assert lease.uri.startswith("mongodb://queryleaf:")
+    assert f"@127.0.0.1:{lease.port}/?directConnection=true&authSource=admin" in lease.uri
     assert ping(lease.uri)
     record = json.loads((data_dir / "server.json").read_text())
     assert (record["pid"], record["port"]) == (lease.pid, lease.port)
+    assert record["auth"] is True and record["sync_on_commit"] is True
+    command = Path(f"/proc/{lease.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--auth" in command and b"--sync-on-commit" in command
     assert (data_dir / "db" / "WiredTiger").exists()
     assert (data_dir / "users" / str(os.getpid())).exists()
     assert engine.find_server(data_dir).pid == lease.pid
@@ -149,7 +76,7 @@ def test_two_processes_share_one_server_until_both_leave(data_dir, spawn):
 
 
 @pytest.mark.parametrize("case", ["dead pid", "reused pid"])
-def test_a_stale_record_is_replaced(data_dir, acquire, case):
+def test_a_stale_record_is_replaced_on_its_port(data_dir, acquire, case):
     if case == "dead pid":
         gone = subprocess.Popen(["true"])
         gone.wait()
@@ -159,13 +86,15 @@ def test_a_stale_record_is_replaced(data_dir, acquire, case):
         stale_pid = bystander.pid
     (data_dir / "users").mkdir(parents=True)
     (data_dir / "users" / "999999999").write_text("{}")  # a user that died without releasing
+    stale_port = engine.free_port()
     (data_dir / "server.json").write_text(json.dumps({
-        "pid": stale_pid, "port": engine.free_port(), "started_at": 0,
-        "storage_path": str(data_dir / "db"),
+        "pid": stale_pid, "port": stale_port, "started_at": 0,
+        "storage_path": str(data_dir / "db"), "auth": True,
     }))
 
     lease = acquire()
     assert lease.pid != stale_pid
+    assert lease.port == stale_port  # clients still holding the old URI reconnect by themselves
     assert ping(lease.uri)
     assert lease.release() is True  # the dead user does not keep it alive
     assert_stopped(data_dir, lease.pid)
@@ -194,27 +123,29 @@ def test_data_persists_across_stop_and_start(data_dir, acquire):
 SERVE_FROM_GROUP = """
 import sys
 from queryleaf.cli.serve import serve_command
-serve_command(args=[], obj={"data_dir": sys.argv[1]})
+serve_command(args=sys.argv[2:], obj={"data_dir": sys.argv[1]})
 """
 
 
-def start_serve(spawn, data_dir: Path, via_group: bool = False) -> tuple[subprocess.Popen, str]:
+def start_serve(spawn, data_dir: Path, *options: str, via_group: bool = False
+                ) -> tuple[subprocess.Popen, str]:
+    """Start `queryleaf serve`; returns it and the first line it prints on stdout."""
     if via_group:
-        proc = spawn("-c", SERVE_FROM_GROUP, str(data_dir))
+        proc = spawn("-c", SERVE_FROM_GROUP, str(data_dir), *options)
     else:
-        proc = spawn("-m", "queryleaf.cli.serve", "--data-dir", str(data_dir))
+        proc = spawn("-m", "queryleaf.cli.serve", "--data-dir", str(data_dir), *options)
     line = read_line(proc)
-    found = re.search(r"mongodb://\S+", line)
-    assert found, (line, proc.stderr.read() if proc.poll() is not None else "")
-    return proc, found.group(0)
+    assert line, proc.stderr.read() if proc.poll() is not None else ""
+    return proc, line.rstrip("\n")
 
 
 def test_serve_outlives_other_users_and_stops_on_sigterm(data_dir, acquire, spawn):
-    server, uri = start_serve(spawn, data_dir)
+    server, line = start_serve(spawn, data_dir)
     lease = acquire()
-    assert lease.uri == uri
+    assert password_of(lease.uri) not in line
+    assert engine.redact_uri(lease.uri) in line and "queryleaf serve --print-uri" in line
     assert lease.release() is False  # pinned by serve
-    assert ping(uri)
+    assert ping(lease.uri)
 
     server.send_signal(signal.SIGTERM)
     _, err = server.communicate(timeout=30)
@@ -224,19 +155,44 @@ def test_serve_outlives_other_users_and_stops_on_sigterm(data_dir, acquire, spaw
 
 
 def test_serve_leaves_the_server_to_remaining_users(data_dir, acquire, spawn):
-    server, uri = start_serve(spawn, data_dir, via_group=True)
+    server, _ = start_serve(spawn, data_dir, via_group=True)
     lease = acquire()
     server.send_signal(signal.SIGINT)
     _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "left it running" in err
-    assert ping(uri)
+    assert ping(lease.uri)
     assert lease.release() is True
     assert_stopped(data_dir, lease.pid)
 
 
+def test_serve_print_uri_serves_when_no_one_else_keeps_the_server(data_dir, spawn):
+    server, uri = start_serve(spawn, data_dir, "--print-uri")
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        client.kept.things.insert_one({"_id": 1})  # the credential is in the URI
+        assert client.kept.list_collection_names() == ["things"]
+    record = json.loads((data_dir / "server.json").read_text())
+    assert f":{record['port']}/" in uri
+    server.send_signal(signal.SIGTERM)
+    out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert out == ""  # the URI was the only line on stdout
+    assert "serving" in err and "stopped the server" in err
+    assert_stopped(data_dir, record["pid"])
+
+
+def test_serve_print_uri_returns_at_once_when_others_keep_the_server(data_dir, acquire,
+                                                                    spawn):
+    lease = acquire()
+    printer = spawn("-m", "queryleaf.cli.serve", "--data-dir", str(data_dir), "--print-uri")
+    out, err = printer.communicate(timeout=30)
+    assert printer.returncode == 0, err
+    assert out == f"{lease.uri}\n"
+    assert lease.release() is True  # serve --print-uri did not become a user
+
+
 def test_missing_server_executable_says_what_to_do(data_dir, monkeypatch):
-    monkeypatch.setattr(engine, "SERVER_COMMAND", "secantusd-py-not-installed")
+    monkeypatch.setattr(process, "SERVER_COMMAND", "secantusd-py-not-installed")
     with pytest.raises(EngineError) as info:
         engine.acquire(data_dir)
     message = str(info.value)
@@ -250,7 +206,7 @@ def test_server_exiting_at_start_reports_its_log(data_dir, tmp_path, monkeypatch
     fake = tmp_path / "fake-secantusd"
     fake.write_text("#!/bin/sh\necho 'starting'\necho 'fatal: storage is corrupt' >&2\nexit 3\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(engine, "server_executable", lambda: str(fake))
+    monkeypatch.setattr(process, "server_executable", lambda: str(fake))
     with pytest.raises(EngineError) as info:
         engine.acquire(data_dir)
     message = str(info.value)
@@ -258,6 +214,7 @@ def test_server_exiting_at_start_reports_its_log(data_dir, tmp_path, monkeypatch
     assert "exited at start (code 3)" in message
     assert "fatal: storage is corrupt" in message and str(data_dir / "server.log") in message
     assert not (data_dir / "server.json").exists()
+    assert not (data_dir / "credentials.json").exists()
 
 
 def test_data_dir_comes_from_argument_then_env_then_platform(tmp_path, monkeypatch):

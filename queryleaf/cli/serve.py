@@ -16,17 +16,28 @@ from queryleaf.errors import EngineError
     help=f"Data directory of the embedded server (default: ${engine.DATA_DIR_ENV}, "
     "else the user data dir).",
 )
+@click.option(
+    "--print-uri",
+    is_flag=True,
+    help="Print only the server's URI with its password (for mongosh, Compass...) on stdout. "
+    "Returns at once if other processes keep the server running; otherwise starts it and "
+    "keeps it running like plain serve.",
+)
 @click.pass_context
-def serve_command(ctx: click.Context, data_dir: str | None) -> None:
+def serve_command(ctx: click.Context, data_dir: str | None, print_uri: bool) -> None:
     """Start (or adopt) the embedded server and keep it running until Ctrl-C or SIGTERM.
 
     Other queryleaf processes on the same data directory share it meanwhile; on the way out
-    it is stopped unless some of them still use it.
+    it is stopped unless some of them still use it. The line it prints hides the password;
+    `queryleaf serve --print-uri` prints the URI with it.
     """
     if data_dir is None and isinstance(ctx.obj, dict):
         data_dir = ctx.obj.get("data_dir")
     try:
-        stopped = engine.serve(data_dir, echo=click.echo)
+        if print_uri and (uri := engine.shared_server_uri(data_dir)):
+            click.echo(uri)
+            return
+        stopped = engine.serve(data_dir, announce=_print_uri if print_uri else _describe)
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc
     if stopped:
@@ -34,6 +45,16 @@ def serve_command(ctx: click.Context, data_dir: str | None) -> None:
     else:
         click.echo("queryleaf serve: other processes still use the server; left it running",
                    err=True)
+
+
+def _describe(lease: engine.ServerLease) -> None:
+    click.echo(engine.describe(lease))
+
+
+def _print_uri(lease: engine.ServerLease) -> None:
+    click.echo(lease.uri)  # the only line on stdout: $(queryleaf serve --print-uri)
+    click.echo(f"queryleaf serve: serving {lease.data_dir} (server pid {lease.pid}); press "
+               "Ctrl-C to stop", err=True)
 
 
 if __name__ == "__main__":
