@@ -25,8 +25,10 @@ import argparse
 import json
 import multiprocessing
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -239,12 +241,21 @@ def fan_out(k: int, total: int) -> dict[str, float]:
             **{who: fresh(fan_out_run, who, k, per) for who in ("bare", "worker")}}
 
 
+DURABLE = False  # --durable: storage on disk with durable commits, as the embedded default
+
+
 def fresh(scenario: Callable[..., Any], *args: Any) -> Any:
-    srv = start_ephemeral_server()
+    if not DURABLE:
+        srv = start_ephemeral_server()
+    else:
+        storage = tempfile.mkdtemp(prefix="queryleaf-bench-")
+        srv = start_ephemeral_server(storage_path=storage, extra_args=("--sync-on-commit",))
     try:
         return scenario(srv.uri, *args)
     finally:
         srv.stop()
+        if DURABLE:
+            shutil.rmtree(storage, ignore_errors=True)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
@@ -268,9 +279,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
-    args = parser.parse_args(argv)
+    parser.add_argument("--durable", action="store_true",
+                        help="servers on disk with durable commits (the embedded default) "
+                             "instead of in memory")
+    args, _ = parser.parse_known_args(argv)
+    global DURABLE
+    DURABLE = args.durable
     n = 500 if args.quick else args.events
-    results: dict[str, Any] = {"machine": machine(), "events": n}
+    results: dict[str, Any] = {"machine": machine(), "events": n,
+                               "storage": "disk, durable commits" if DURABLE else "memory"}
     # Every scenario (and fan-out size) on a fresh server: the embedded server's change streams
     # get slower as its oplog grows, which would otherwise favour whatever runs first.
     results["backlog"] = throughput(backlog_run, n)
@@ -285,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"machine: {r['machine']}")
+    print(f"machine: {r['machine']}; server storage: {r['storage']}")
     n = r["events"]
     print(f"\nthroughput, {n} inserts (events/s; ratio to the bare watch loop)")
     b = r["backlog"]

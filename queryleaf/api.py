@@ -34,18 +34,31 @@ class QueryLeaf:
         if uri is None:
             self._lease = engine.acquire(data_dir)
             uri = self._lease.uri
-        self.uri = uri
-        options: dict[str, Any] = {"tz_aware": True}
-        if "serverselectiontimeoutms" not in uri.lower():
-            options["serverSelectionTimeoutMS"] = 10_000
         try:
-            self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+            self._connect(uri)
         except Exception:
             self.close_lease()
             raise
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        if self._lease is not None:
+            # If the embedded server dies, start it again (on the same port, so the clients
+            # reconnect by themselves): a long-lived process must not stall on a dead server.
+            self._lease.start_watchdog(on_change=self._server_moved)
+
+    def _connect(self, uri: str) -> None:
+        options: dict[str, Any] = {"tz_aware": True}
+        if "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = 10_000
+        self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+        self.uri = uri
         self.db = self.client[self.database_name]
         self._executor = Executor(self.db)
-        self.handlers: dict[str, Callable[..., Any]] = {}
+
+    def _server_moved(self, uri: str) -> None:
+        """The embedded server was started again on another port: reconnect."""
+        old = self.client
+        self._connect(uri)
+        close_client(old)
 
     # ------------------------------------------------------------ statements
     def execute(self, sql: str, params: Params = None) -> Result:

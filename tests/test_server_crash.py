@@ -24,6 +24,7 @@ from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 import queryleaf
+from queryleaf.embedded.durability import server_flags
 from queryleaf.engine import free_port, start_ephemeral_server
 from queryleaf.events import names
 
@@ -86,7 +87,9 @@ def test_sigkill_of_the_server_mid_stream_loses_and_duplicates_nothing(tmp_path)
     storage = str(tmp_path / "db")
 
     def start():
-        return start_ephemeral_server(storage_path=storage, port=port, extra_args=("--sync-on-commit",),
+        # Durable commits, as the embedded default runs its server.
+        return start_ephemeral_server(storage_path=storage, port=port,
+                                      extra_args=tuple(server_flags(sync=True)),
                                       log_path=str(tmp_path / "server.log"))
 
     srv = start()

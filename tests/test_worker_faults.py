@@ -12,6 +12,7 @@ import time
 
 import pytest
 from event_helpers import wait_for
+from pymongo import MongoClient
 
 import queryleaf
 from queryleaf.engine import start_ephemeral_server
@@ -89,3 +90,52 @@ def test_a_worker_that_cannot_renew_its_lease_shows_as_stale(ql, server):
         if worker.poll() is None:
             worker.send_signal(signal.SIGCONT)
             worker.kill()
+
+
+def test_a_worker_on_the_embedded_default_restarts_its_dead_server_and_goes_on(tmp_path):
+    """The worker's watchdog starts the killed server again (same data dir, same storage);
+    its streams resume and nothing is lost. The test's own lease does not watch: only the
+    worker can have brought the server back."""
+    from queryleaf import engine
+
+    data_dir = tmp_path / "data"
+    lease = engine.acquire(data_dir)
+    client = MongoClient(lease.uri, serverSelectionTimeoutMS=30_000)
+    ql = queryleaf.connect(lease.uri, database="revive")
+    env = {**os.environ, "QUERYLEAF_DATA_DIR": str(data_dir), "QUERYLEAF_DB": "revive"}
+    env.pop("QUERYLEAF_URI", None)
+    worker = None
+    try:
+        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
+                   " deliver_to = 'collection:mirror')")
+        worker = subprocess.Popen([sys.executable, "-m", "queryleaf", "worker", "--quiet"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        written = 0
+        for _ in range(3):
+            client.revive.orders.insert_many([{"_id": written + i} for i in range(20)])
+            written += 20
+            wait_for(lambda n=written, c=client: c.revive.mirror.count_documents({}) == n, 30,
+                     "the worker to deliver")
+            dead = lease.pid
+            os.kill(dead, signal.SIGKILL)
+            wait_for(lambda d=dead: (r := engine.find_server(data_dir)) is not None and r.pid != d,
+                     30, "the worker to start the server again")
+            if lease.revive():  # adopt it; a new URI only if the old port was taken meanwhile
+                client.close()
+                client = MongoClient(lease.uri, serverSelectionTimeoutMS=30_000)
+        client.revive.orders.insert_many([{"_id": written + i} for i in range(20)])
+        written += 20
+        wait_for(lambda: client.revive.mirror.count_documents({}) == written, 30,
+                 "the worker to deliver after the restarts")
+        keys = sorted(d["documentKey"]["_id"] for d in client.revive.mirror.find())
+        assert keys == list(range(written))
+        doc = client.revive[names.SUBSCRIPTIONS].find_one({"_id": "s"})
+        assert doc["status"] == "active" and doc["events_processed"] == written
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.stderr.read().decode() if worker.stderr else ""
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        client.close()
+        ql.close()
+        lease.release()

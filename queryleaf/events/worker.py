@@ -43,7 +43,7 @@ log = logging.getLogger("queryleaf.worker")
 TICK_S = 0.05
 # How long a stopping worker waits for its final writes (checkpoints, lease releases) after the
 # last handler call in flight returned, when the server does not answer.
-STOP_WRITES_S = 2.5
+STOP_WRITES_S = 2.0
 SERVER_MOVED = "server_moved"  # a stop reason that run_worker turns into a restart
 
 
