@@ -43,20 +43,27 @@ def _key(key: Any, where: str) -> str:
     return text
 
 
+def _int64(value: int, where: str) -> int:
+    if not -(2**63) <= value < 2**63:
+        raise ParameterError(f"{where}: integer {value} does not fit in 64 bits (MongoDB "
+                             f"integers are {-(2**63)} to {2**63 - 1})")
+    return value
+
+
 # MongoDB stores documents nested at most 100 levels deep.
 MAX_NESTING = 100
 
 
 def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
     """A Python value as the BSON value MongoDB will store."""
+    if type(value) is int:  # the common case, first
+        return _int64(value, where)
     if isinstance(value, str):
         _check_text(value, where)
         return value
     if value is None or isinstance(value, bool | int | float | ObjectId | Decimal128):
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise ParameterError(f"{where}: integer {value} does not fit in 64 bits (MongoDB "
-                                 f"integers are {-(2**63)} to {2**63 - 1})")
-        return value
+        return _int64(value, where) if isinstance(value, int) and not isinstance(
+            value, bool) else value
     if isinstance(value, Decimal):
         return Decimal128(value)
     if isinstance(value, dt.datetime):

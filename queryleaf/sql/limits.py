@@ -20,6 +20,7 @@ error (never silently a float).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from queryleaf.errors import Position, SqlSyntaxError
@@ -47,25 +48,23 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
                                  f"see Limits in docs/semantics.md)", _where(node, statement),
                                  sql)
         cls = type(node)
-        if cls is ast.Literal:  # the most common node: no children, maybe an integer
-            if type(node.value) is int and not INT64_MIN <= node.value <= INT64_MAX:
-                _check_integers(node, statement, sql)
-            continue
         if cls in _INTEGERS:
             _check_integers(node, statement, sql)
         for name, cost in _edges(cls):
             value = getattr(node, name)
             if value is None:
                 continue
-            if type(value) is tuple:
-                for item in value:
-                    if type(item) is tuple:  # INSERT rows
-                        for x in item:
-                            push((x, depth + 1))
-                    else:
-                        push((item, depth + (cost if cost >= 0 else _cost(node, name, item))))
-            else:
-                push((value, depth + (cost if cost >= 0 else _cost(node, name, value))))
+            for item in value if type(value) is tuple else (value,):
+                if type(item) is tuple:  # INSERT rows
+                    stack.extend((x, depth + 1) for x in item)
+                    continue
+                item_depth = depth + (cost if cost >= 0 else _cost(node, name, item))
+                if type(item) in _LEAVES and item_depth <= MAX_DEPTH:
+                    # most nodes (list items): checked here rather than stacked
+                    if type(item) in _INTEGERS:
+                        _check_integers(item, statement, sql)
+                    continue
+                push((item, item_depth))
 
 
 @functools.cache
@@ -121,8 +120,15 @@ def _own_clauses(q: ast.Query) -> bool:
 _INTEGERS = frozenset({ast.Literal, ast.Column, ast.FuncCall, ast.FrameBound, ast.TypeName})
 
 
+_LEAVES = frozenset(cls for cls in vars(ast).values() if isinstance(cls, type)
+                    and issubclass(cls, ast.Node) and dataclasses.is_dataclass(cls)
+                    and not node_fields(cls))
+
+
 def _check_integers(node: ast.Node, statement: ast.Statement, sql: str | None) -> None:
     if isinstance(node, ast.Literal):
+        if type(node.value) is not int:  # the common case, first
+            return
         values: tuple = (node.value,)
     elif isinstance(node, ast.Column):
         values = node.parts
