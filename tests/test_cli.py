@@ -330,3 +330,17 @@ def test_to_mongosh_pipelines_and_fallbacks():
 
 def test_caret_excerpt():
     assert caret_excerpt("SELECT 1;\nSELECT x FRM t;\n", 2, 10) == "SELECT x FRM t;\n         ^"
+
+
+def test_repl_history_file_is_private(tmp_path):
+    from queryleaf.cli.repl import history_path
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "repl_history").write_text("SELECT 1\n")
+    (old / "repl_history").chmod(0o644)  # from before history files were made private
+    for data_dir in (tmp_path / "new" / "dir", old):
+        path = history_path(str(data_dir))
+        assert path is not None and (path.stat().st_mode & 0o777) == 0o600
+    assert ((tmp_path / "new" / "dir").stat().st_mode & 0o777) == 0o700
+    assert (old / "repl_history").read_text() == "SELECT 1\n"

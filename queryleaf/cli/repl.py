@@ -12,6 +12,7 @@ with stdin from a pipe or file it reads lines without prompts. The semantics are
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -132,10 +133,14 @@ def history_path(data_dir: str | None) -> Path | None:
 
     try:
         root = resolve_data_dir(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = root / HISTORY_FILE
+        # Private, like the rest of the data directory: statements may hold data or secrets.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)
     except OSError:
         return None
-    return root / HISTORY_FILE
+    return path
 
 
 def run_terminal(repl: Repl, history: Path | None) -> int:
