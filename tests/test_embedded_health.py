@@ -19,6 +19,8 @@ from queryleaf.embedded.health import HEALTH_COLLECTION, add_log_hint
 from queryleaf.embedded.paths import DataDir
 from queryleaf.errors import EngineError, ExecutionError, ServerUnreachable
 
+pytestmark = pytest.mark.slow  # real server processes
+
 
 @pytest.fixture()
 def small_disk(tmp_path: Path):

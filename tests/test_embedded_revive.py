@@ -26,6 +26,8 @@ from pymongo.errors import PyMongoError
 
 from queryleaf.embedded.process import port_available, wait_for_port
 
+pytestmark = pytest.mark.slow  # real server processes
+
 
 def record_quiet_port(data_dir: Path) -> int:
     """Record a dead server on a free port outside the range the system hands out for

@@ -24,6 +24,8 @@ from queryleaf.embedded.durability import SYNC_ENV, sync_on_commit
 from queryleaf.embedded.paths import DataDir
 from queryleaf.errors import EngineError
 
+pytestmark = pytest.mark.slow  # real server processes
+
 UNAUTHORIZED = 13
 AUTHENTICATION_FAILED = 18
 
