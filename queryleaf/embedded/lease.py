@@ -88,8 +88,9 @@ class ServerLease:
         Cheap when it does (a ping). Otherwise, under the directory lock: adopt the server
         another process has already started again, or start it again ourselves — on the same
         port, so every client holding ``uri`` reconnects by itself; the URI changes only if
-        another program has taken that port meanwhile. A server that runs but has not
-        answered for a few seconds is stopped and started again.
+        another program has taken that port meanwhile. A server whose storage fails is stopped
+        and started again; one that runs but does not answer is left alone (EngineError): it
+        may only be busy.
         """
         with self._revive_lock:
             if self._released or _holdings.closing:

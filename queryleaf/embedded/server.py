@@ -65,8 +65,8 @@ def usable_server(dirs: DataDir, *, restart_broken: bool, probe_write: bool,
     """The recorded server if it is usable, else a new one: on the recorded port (or
     ``preferred_port``) if it is free, so clients holding the old URI reconnect by themselves.
 
-    A server that runs but does not answer, or answers with errors (its storage failed), is an
-    EngineError, or with ``restart_broken`` stopped and started again. With ``probe_write``, a
+    A server that runs but does not answer is an EngineError; one that answers with errors (its
+    storage failed) too, or with ``restart_broken`` it is stopped and started again. With ``probe_write``, a
     server that answers but cannot write is an EngineError. A server that does not take the
     directory's credential (one started by a queryleaf from before it, or the file was lost)
     is restarted unless others use it.
@@ -82,14 +82,16 @@ def usable_server(dirs: DataDir, *, restart_broken: bool, probe_write: bool,
                                                                           credential))):
                 raise health.unusable_error(dirs, record.pid, reason)
             return record, credential
-        if not restart_broken and record.is_alive():
+        if record.is_alive():
+            # Never killed for being silent, not even by a watchdog: a server busy for a few
+            # seconds is not a dead one, and every process of the directory watches it.
             if answer.reply is Reply.SILENT:
                 raise EngineError(
                     f"the embedded server (pid {record.pid}) for {dirs.root} runs but does not "
                     f"answer on port {record.port}; stop it (`kill {record.pid}`) and retry; "
                     f"its log is {dirs.log}"
                 )
-            if answer.reply is Reply.FAILING:
+            if answer.reply is Reply.FAILING and not restart_broken:
                 raise health.unusable_error(dirs, record.pid, answer.reason,
                                             "serve requests (its storage fails)")
         if answer.reply is Reply.REJECTED:
