@@ -129,7 +129,10 @@ def test_a_worker_on_the_embedded_default_restarts_its_dead_server_and_goes_on(t
                  "the worker to deliver after the restarts")
         keys = sorted(d["documentKey"]["_id"] for d in client.revive.mirror.find())
         assert keys == list(range(written))
-        doc = client.revive[names.SUBSCRIPTIONS].find_one({"_id": "s"})
+        definitions = client.revive[names.SUBSCRIPTIONS]
+        wait_for(lambda: definitions.find_one({"_id": "s"})["events_processed"] >= written, 30,
+                 "the checkpoint (it follows the delivery)")
+        doc = definitions.find_one({"_id": "s"})
         assert doc["status"] == "active" and doc["events_processed"] == written
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, worker.stderr.read().decode() if worker.stderr else ""
