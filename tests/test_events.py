@@ -353,3 +353,27 @@ def test_worker_cli_logs_events_and_exits_0_on_sigterm(ql, server):
             proc.wait()
     assert [r["document_key"] for r in log_rows(ql)] == [{"_id": "from-test"}]
     assert definition(ql, "cli_feed")["resume_token"]["_data"] == log_rows(ql)[0]["event_id"]
+
+
+def test_a_position_ahead_of_the_servers_history_fails_clearly_and_reset_recovers(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION ahead AS (watch_collections = 'orders')")
+    ql.db.orders.insert_one({"_id": 1})
+    drain(ql)
+    # As after a restore of the data from before the last checkpoints (or a crash of a server
+    # without durable commits): the stored position is later than the server's newest write,
+    # so changes from now on could carry earlier cluster times and be skipped.
+    future = Timestamp(int(time.time()) + 86_400, 1)
+    ql.db[names.SUBSCRIPTIONS].update_one({"_id": "ahead"},
+                                          {"$set": {"checkpoint_cluster_time": future}})
+    ql.db.orders.insert_one({"_id": 2})
+    drain(ql)
+    doc = definition(ql, "ahead")
+    assert doc["status"] == "failed"
+    assert "ahead of the server's newest write" in doc["status_message"]
+    assert "RESET EVENT_SUBSCRIPTION ahead TO TIMESTAMP '" in doc["status_message"]
+    assert [r["document_key"]["_id"] for r in log_rows(ql, subscription_id="ahead")] == [1]
+    ql.execute("RESET EVENT_SUBSCRIPTION ahead TO NOW")
+    ql.db.orders.insert_one({"_id": 3})
+    drain(ql)
+    assert definition(ql, "ahead")["status"] == "active"
+    assert [r["document_key"]["_id"] for r in log_rows(ql, subscription_id="ahead")] == [1, 3]
