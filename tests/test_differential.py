@@ -226,6 +226,13 @@ TRAPS = {
                                               "LIMIT -1 OFFSET 3"}),
     "string_comparison_is_binary": ("SELECT s FROM @T@ WHERE s < 'a' OR s > 'B'", {}),
     "concat_null": ("SELECT s || 'x', s || i FROM @T@", {}),
+    # A computed operand read twice (the zero test and the division) is bound once with $let;
+    # bound to a missing field it must still be NULL to every operator.
+    "arithmetic_on_a_bound_missing_operand": (
+        "SELECT i % CASE WHEN NULL = NULL THEN NULL ELSE j END, "
+        "i / CASE WHEN i > 100 THEN 1 ELSE j END FROM @T@",
+        {"lite": "SELECT i % CASE WHEN NULL = NULL THEN NULL ELSE j END, "
+                 "CAST(i AS REAL) / CASE WHEN i > 100 THEN 1 ELSE j END FROM @T@"}),
 }
 
 

@@ -125,7 +125,9 @@ def bound(values: list[Any], build: Callable[[list[Any]], Any], prefix: str,
         if is_simple(v):
             refs.append(v)
         else:
-            names[f"{prefix}{i}"] = v
+            # Missing as null (the same to SQL): a variable bound to a missing field is not
+            # accepted by every operator on every server (SecantusDB's $mod refuses it).
+            names[f"{prefix}{i}"] = {"$ifNull": [v, None]} if may_be_missing(v) else v
             refs.append(f"$${prefix}{i}")
     body = build(refs)
     if not names:
@@ -141,6 +143,40 @@ def bound(values: list[Any], build: Callable[[list[Any]], Any], prefix: str,
             if not names:
                 return body
     return {"$let": {"vars": names, "in": body}}
+
+
+# Operators whose result is a value or null, never missing (whatever their operands).
+_NEVER_MISSING = frozenset({
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$cmp", "$and", "$or", "$not", "$in",
+    "$add", "$subtract", "$multiply", "$divide", "$mod", "$abs", "$concat", "$toLower",
+    "$toUpper", "$strLenCP", "$substrCP", "$isNumber", "$type", "$literal", "$size",
+})
+# Operators whose result is one of these operand positions (a missing one stays missing).
+_PASSES_ON = {"$cond": lambda a: a[1:] if isinstance(a, list) else [a.get("then"), a.get("else")],
+              "$switch": lambda a: [b.get("then") for b in a.get("branches", [])]
+              + [a.get("default")],
+              "$let": lambda a: [a.get("in")],
+              "$ifNull": lambda a: a[-1:]}
+
+
+def may_be_missing(v: Any) -> bool:
+    """Whether the expression ``v`` may evaluate to missing (a field path that may be absent,
+    or an operator that passes one on), as opposed to a value or null."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if x.startswith("$"):
+                return True
+        elif isinstance(x, dict) and len(x) == 1:
+            (op, args), = x.items()
+            if op in _PASSES_ON:
+                stack.extend(_PASSES_ON[op](args))
+            elif op not in _NEVER_MISSING:
+                return True
+        elif isinstance(x, dict):
+            return True  # a document of fields: not looked into, so to be safe
+    return False
 
 
 def _variable_uses(body: Any, refs: set[str]) -> dict[str, int]:
