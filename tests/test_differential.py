@@ -226,6 +226,12 @@ TRAPS = {
                                               "LIMIT -1 OFFSET 3"}),
     "string_comparison_is_binary": ("SELECT s FROM @T@ WHERE s < 'a' OR s > 'B'", {}),
     "concat_null": ("SELECT s || 'x', s || i FROM @T@", {}),
+    # A chain of one operator is compiled flat; a GROUP BY key that is a prefix of it stays one
+    # operand (the chain must not be split into columns that are not grouped).
+    "group_key_inside_a_chain": (
+        "SELECT ((NULL + i) + j) + 1, COUNT(*) FROM @T@ GROUP BY NULL + i, j", {}),
+    "group_key_inside_a_connective": (
+        "SELECT (b AND i > 0) AND j > 0, COUNT(*) FROM @T@ GROUP BY b AND i > 0, j > 0", {}),
     # A computed operand read twice (the zero test and the division) is bound once with $let;
     # bound to a missing field it must still be NULL to every operator.
     "arithmetic_on_a_bound_missing_operand": (

@@ -305,6 +305,21 @@ class ExprCompiler:
             raise PlanningError(f"{type(e).__name__} expressions are not supported here", e.pos)
         return method(e)
 
+    def computed(self, node: ast.Expr) -> bool:
+        """``node`` has a value already: a GROUP BY key or aggregate of an earlier stage, or a
+        value being read through a variable. A chain of operators is not split there, so
+        ``(a + b) + c`` grouped by ``a + b`` adds c to the key."""
+        fixed = self._fixed.get(id(node)) if self._fixed else None
+        if fixed is not None and fixed[0] is node:
+            return True
+        op = getattr(node, "op", None)
+        # Cheap first: only a substitution of this operator can match (keys of chains would
+        # otherwise be built for every prefix of a long chain).
+        if op is None or not any(isinstance(k, tuple) and len(k) > 1 and k[1] == op
+                                 for k in self.substitutions):
+            return False
+        return self.key(node) in self.substitutions
+
     def truth(self, e: ast.Expr) -> Any:
         """An expression that is truthy exactly when ``e`` is TRUE (NULL and FALSE are not).
 
@@ -316,7 +331,7 @@ class ExprCompiler:
             if key in self.substitutions:
                 return self.substitutions[key]
         if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
-            parts = [self.truth(p) for p in flatten(e, e.op)]
+            parts = [self.truth(p) for p in flatten(e, e.op, self.computed)]
             return {"$and" if e.op == "AND" else "$or": parts}
         if isinstance(e, ast.Unary) and e.op == "NOT":
             return {"$eq": [self.condition(e.operand), False]}
@@ -460,9 +475,12 @@ class ExprCompiler:
         An INTERVAL operand of ``+`` applies to what the chain added up before it."""
         links = []
         node: ast.Expr = e
-        while isinstance(node, ast.Binary) and node.op == e.op:
+        while True:
+            assert isinstance(node, ast.Binary)
             links.append(node.right)
             node = node.left
+            if not (isinstance(node, ast.Binary) and node.op == e.op) or self.computed(node):
+                break
         operands = [node, *reversed(links)]
         operator = _VARIADIC[e.op]
         if e.op == "||":
@@ -496,7 +514,7 @@ class ExprCompiler:
             "default": {"$eq": ["$$c", True]}}}}}
 
     def _connective(self, e: ast.Binary) -> Any:
-        parts = flatten(e, e.op)
+        parts = flatten(e, e.op, self.computed)
         compiled = [self.condition(p) for p in parts]
         if not any(nullable(p) for p in parts):
             return {"$and" if e.op == "AND" else "$or": compiled}
@@ -708,12 +726,15 @@ def _chain_operands(node: ast.Node) -> list[ast.Expr] | None:
     return [current, *reversed(rights)]
 
 
-def flatten(e: ast.Expr, op: str) -> list[ast.Expr]:
-    """The operands of a chain of ``op`` (AND, OR), in order: ``a AND b AND c`` → a, b, c."""
+def flatten(e: ast.Expr, op: str,
+            whole: Callable[[ast.Expr], bool] | None = None) -> list[ast.Expr]:
+    """The operands of a chain of ``op`` (AND, OR), in order: ``a AND b AND c`` → a, b, c;
+    a node below ``e`` for which ``whole`` says so stays one operand."""
     out, stack = [], [e]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == op:
+        if (isinstance(node, ast.Binary) and node.op == op
+                and (node is e or whole is None or not whole(node))):
             stack += (node.right, node.left)
         else:
             out.append(node)

@@ -64,7 +64,7 @@ class FilterCompiler:
             e, negate = e.operand, not negate
         if isinstance(e, ast.Binary) and e.op in ("AND", "OR"):
             # one call per operand of the whole chain: recursion only where AND and OR nest
-            parts = [self._filter(x, negate) for x in flatten(e, e.op)]
+            parts = [self._filter(x, negate) for x in flatten(e, e.op, self.exprs.computed)]
             conjunctive = (e.op == "AND") != negate
             if conjunctive:
                 return and_filters(parts)
