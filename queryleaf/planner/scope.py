@@ -116,6 +116,13 @@ class Scope:
                 raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
                                     f"{display_path(rest)} (columns: {known})", col.pos)
             rest = (t.columns[head], *rest[1:])
+        for part in rest:
+            # Refused rather than misread: MongoDB would take such a name as an operator (a
+            # filter {"$comment": ...} matches every document) or as a path of two fields.
+            if isinstance(part, str) and (part.startswith("$") or "." in part):
+                raise PlanningError(
+                    f"field name {part!r} cannot be used yet: a name that starts with '$' or "
+                    "contains '.' would reach MongoDB as an operator or a path", col.pos)
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:
