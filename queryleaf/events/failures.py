@@ -31,8 +31,9 @@ class HistoryLost(Exception):
     """The position to start from is older than the oldest oplog entry."""
 
 
-class PositionAhead(Exception):
-    """The stored position is newer than the server's newest write: the server lost history."""
+class PositionAhead(HistoryLost):
+    """The stored position is newer than the server's newest write: the server lost history
+    (a position no longer usable, as HistoryLost; its remedy differs)."""
 
     def __init__(self, position: Timestamp, newest: Timestamp):
         super().__init__(

@@ -77,9 +77,14 @@ def event_log_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]
 
 
 def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """The pipeline reading EVENT_SUBSCRIPTIONS() rows: the stored definitions with the literal
-    value of every secret option shown as '***' ('env:NAME' references stay as they are), in
-    ``options`` and in the top-level column a metadata option is copied to.
+    """The pipeline reading EVENT_SUBSCRIPTIONS() rows (given the columns the query reads,
+    None: all): the stored definitions, secrets masked, plus the worker columns."""
+    return [*_masked_secrets(columns), *worker_liveness(columns)]
+
+
+def _masked_secrets(columns: Iterable[str] | None) -> list[dict[str, Any]]:
+    """The literal value of every secret option shown as '***' ('env:NAME' references stay as
+    they are), in ``options`` and in the top-level column a metadata option is copied to.
 
     The stored document must keep the credential (the worker signs with it); masking it in the
     read, before any of the query's stages, keeps it out of every result, view and filter.
@@ -88,11 +93,11 @@ def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, An
     from queryleaf.secret import MASK
 
     fields = [path for name in sorted(SECRET_OPTIONS) for path in (f"options.{name}", name)]
-    read = None if columns is None else set(columns)
-    if read is not None:
+    if columns is not None:
+        read = set(columns)
         fields = [path for path in fields if path.split(".")[0] in read]
     if not fields:
-        return worker_liveness(columns)
+        return []
 
     def shown(field: str) -> dict[str, Any]:
         return {"$cond": [{"$eq": [{"$type": field}, "string"]},
@@ -101,7 +106,7 @@ def subscription_rows(columns: Iterable[str] | None = None) -> list[dict[str, An
                           field]}
 
     # A field that is not there stays absent: $set does not add a missing value.
-    return [{"$set": {path: shown(f"${path}") for path in fields}}, *worker_liveness(columns)]
+    return [{"$set": {path: shown(f"${path}") for path in fields}}]
 
 
 # EVENT_SUBSCRIPTIONS(): whether the worker named on a definition is alive, from its lease. A
@@ -122,11 +127,10 @@ def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]
         {"$set": {_LEASE: {"$first": f"${_LEASE}"}}},
         {"$set": {
             "worker_heartbeat_at": heartbeat,
-            "worker_heartbeat_age_seconds": {"$cond": [
-                {"$eq": [heartbeat, None]}, None,
-                # Milliseconds as longs: date − date is refused by some servers (SecantusDB).
-                {"$divide": [{"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": heartbeat}]},
-                             1000]}]},
+            # Milliseconds as longs: date − date is refused by some servers (SecantusDB).
+            # No lease: null, as arithmetic on null is.
+            "worker_heartbeat_age_seconds": {"$divide": [
+                {"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": heartbeat}]}, 1000]},
             "worker_status": {"$switch": {"branches": [
                 {"case": {"$gt": [{"$toLong": f"${_LEASE}.expires_at"}, {"$toLong": "$$NOW"}]},
                  "then": "running"},

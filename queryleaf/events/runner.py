@@ -202,13 +202,12 @@ class SubscriptionRunner(threading.Thread):
             log.info("%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed",
                      self.sub.name)
         except Exception as exc:
-            if self.stopping.is_set() and not isinstance(exc, failures.HistoryLost
-                                                         | failures.PositionAhead):
+            if self.stopping.is_set() and not isinstance(exc, failures.HistoryLost):
                 # Stopping while the server is gone (the worker may even have closed the
                 # client): not the subscription's failure; the next run resumes it.
                 log.info("%s: stopped (%s: %s)", self.sub.name, type(exc).__name__, exc)
                 return
-            if not isinstance(exc, PyMongoError | failures.HistoryLost | failures.PositionAhead):
+            if not isinstance(exc, PyMongoError | failures.HistoryLost):
                 log.exception("%s: stopped by an unexpected error", self.sub.name)
             self._set_failed(failures.failure_message(self.sub.name, exc))
         finally:
