@@ -193,7 +193,7 @@ class Executor:
         if p.columns and len(p.columns) != len(result.columns):
             raise ExecutionError(f"INSERT has {len(p.columns)} column(s) but the query returns "
                                  f"{len(result.columns)}")
-        targets = list(p.columns) or result.columns
+        targets = list(p.columns) or [tuple(c.split(".")) for c in result.columns]
         total = 0
         batch: list[dict[str, Any]] = []
         rows = iter(result)
@@ -207,7 +207,7 @@ class Executor:
                                      exc.code, exc.code_name) from exc
             doc: dict[str, Any] = {}
             for target, column in zip(targets, result.columns, strict=True):
-                nest(doc, target.split("."), row[column])
+                nest(doc, target, row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:
                 total += self._insert_batch(p.collection, batch, total)

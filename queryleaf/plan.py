@@ -79,12 +79,12 @@ class InsertSelect(Plan):
     """INSERT ... SELECT: the query's rows inserted as documents, in batches.
 
     ``columns`` are the target field paths (in the order of the query's columns); empty means
-    the query's column names.
+    the query's column names (a dotted column name such as ``customer.name`` is nested).
     """
 
     collection: str
     source: Aggregate | Find
-    columns: tuple[str, ...] = ()
+    columns: tuple[tuple[str, ...], ...] = ()  # field names, each taken literally
 
     def commands(self):
         return [*self.source.commands(),

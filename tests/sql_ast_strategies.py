@@ -212,6 +212,8 @@ def _subquery_exprs(exprs):
         st.builds(ast.Exists, queries),
         st.builds(ast.ScalarSubquery, queries),
         st.builds(ast.InSubquery, exprs, queries, st.booleans()),
+        st.builds(ast.Quantified, exprs, st.sampled_from(["=", "<>", "<", "<=", ">", ">="]),
+                  st.sampled_from(["ANY", "ALL"]), queries),
     )
 
 

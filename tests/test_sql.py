@@ -298,18 +298,3 @@ def test_rows_stream_once_and_rows_keeps_them(ql):
     r = ql.execute("SELECT * FROM big WHERE i < 3 ORDER BY i")
     assert r.columns == ["_id", "i"] and [row["i"] for row in r] == [0, 1, 2]
     assert [row["i"] for row in r] == [0, 1, 2]  # materialised by .columns: re-iterable
-
-
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM t WHERE \"$comment\" = 'x'",
-    "UPDATE t SET a = 3 WHERE `$where` = 'x'",
-    "SELECT `a.b` FROM t",
-    "SELECT a FROM t GROUP BY \"$x\"",
-])
-def test_a_name_mongodb_would_read_as_an_operator_or_path_is_refused(ql, sql):
-    ql.db.t.insert_many([{"a": 1, "a.b": 2}, {"a": 2}])
-    with pytest.raises(PlanningError, match="cannot be used yet") as info:
-        ql.execute(sql)
-    assert info.value.position is not None
-    assert ql.db.t.count_documents({}) == 2  # DELETE removed nothing
-    assert ql.db.t.count_documents({"a": 3}) == 0

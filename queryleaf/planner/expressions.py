@@ -243,8 +243,8 @@ def is_boolean(e: ast.Expr) -> bool:
         return e.op in _BOOLEAN_OPS
     if isinstance(e, ast.Unary):
         return e.op == "NOT"
-    return isinstance(e, ast.InList | ast.InSubquery | ast.Between | ast.Like | ast.Regexp
-                      | ast.IsNull | ast.Exists)
+    return isinstance(e, ast.InList | ast.InSubquery | ast.Quantified | ast.Between | ast.Like
+                      | ast.Regexp | ast.IsNull | ast.Exists)
 
 
 def nullable(e: ast.Expr) -> bool:
@@ -378,7 +378,7 @@ class ExprCompiler:
                 if isinstance(node, ast.Column):
                     self._keys[id(node)] = (node, ("column", self.scope.resolve(node)))
                 elif isinstance(node, ast.Query | ast.ScalarSubquery | ast.Exists
-                                | ast.InSubquery):
+                                | ast.InSubquery | ast.Quantified):
                     self._keys[id(node)] = (node, node)
                 else:
                     stack.append((node, True))
@@ -666,6 +666,7 @@ class ExprCompiler:
 
     _exists = _scalarsubquery
     _insubquery = _scalarsubquery
+    _quantified = _scalarsubquery
 
     # ------------------------------------------------------------ helpers
     def constant_string(self, e: ast.Expr | None, what: str) -> str:
@@ -704,6 +705,19 @@ def path_get(base: Any, parts: tuple[str | int, ...] | list[str | int]) -> Any:
         else:
             run.append(p)
     return flush(expr)
+
+
+def path_set(base: Any, parts: tuple[str, ...] | list[str], value: Any) -> Any:
+    """``base`` (a document expression) with ``value`` stored at ``parts``, each part a field
+    name taken literally ($setField): for names an update path cannot hold ($-prefixed,
+    dotted). Documents missing on the way are created, as ``$set`` does."""
+    head, rest = parts[0], parts[1:]
+    if rest:
+        inner = {"$ifNull": [{"$getField": {"field": {"$literal": head}, "input": "$$d"}}, {}]}
+        value = path_set(inner, rest, value)
+        return {"$let": {"vars": {"d": base}, "in": {"$setField": {
+            "field": {"$literal": head}, "input": "$$d", "value": value}}}}
+    return {"$setField": {"field": {"$literal": head}, "input": base, "value": value}}
 
 
 def _has_interval(e: ast.Binary) -> bool:

@@ -17,7 +17,8 @@ from typing import Any
 from bson import ObjectId, Regex
 from bson.decimal128 import Decimal128
 
-from queryleaf.planner.expressions import ExprCompiler, dotted, flatten, like_to_regex
+from queryleaf.planner.expressions import ExprCompiler, flatten, like_to_regex
+from queryleaf.planner.scope import field_path
 from queryleaf.sql import ast
 
 _SCALARS = (str, int, float, bool, dt.datetime, ObjectId, Decimal128)
@@ -85,7 +86,7 @@ class FilterCompiler:
         resolved = self.exprs.scope.resolve(e)
         if resolved.variable is not None:
             return None
-        return dotted(resolved.path)
+        return field_path(resolved.path)
 
     def _constant(self, e: ast.Expr) -> tuple[bool, Any]:
         if isinstance(e, ast.Literal):

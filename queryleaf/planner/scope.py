@@ -33,6 +33,20 @@ class Resolved:
     variable: str | None = None  # set for outer (correlated) references
 
 
+def is_plain_field(part: str | int) -> bool:
+    """Whether a field name can be written in a MongoDB path as is: a name that starts with
+    ``$`` would be read as an operator or variable, one with ``.`` as two fields."""
+    return isinstance(part, str) and bool(part) and not part.startswith("$") and "." not in part
+
+
+def field_path(parts: tuple[str | int, ...]) -> str | None:
+    """The dotted MongoDB path of ``parts``, or None when a name cannot be written in a path
+    (then the field is read with $getField and written with $setField)."""
+    if not all(is_plain_field(p) or isinstance(p, int) for p in parts):
+        return None
+    return ".".join(str(p) for p in parts)
+
+
 def display_path(parts: tuple[str | int, ...]) -> str:
     out = ""
     for p in parts:
@@ -115,14 +129,7 @@ class Scope:
                 known = ", ".join(t.columns) or "none"
                 raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
                                     f"{display_path(rest)} (columns: {known})", col.pos)
-            rest = (t.columns[head], *rest[1:])
-        for part in rest:
-            # Refused rather than misread: MongoDB would take such a name as an operator (a
-            # filter {"$comment": ...} matches every document) or as a path of two fields.
-            if isinstance(part, str) and (part.startswith("$") or "." in part):
-                raise PlanningError(
-                    f"field name {part!r} cannot be used yet: a name that starts with '$' or "
-                    "contains '.' would reach MongoDB as an operator or a path", col.pos)
+            rest = (*t.columns[head].split("."), *rest[1:])  # a key is a path we chose
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:
@@ -135,8 +142,10 @@ class Scope:
         if r.variable is not None:
             return "$$" + r.variable
         first = 0
-        while first < len(r.path) and isinstance(r.path[first], str):
+        while first < len(r.path) and is_plain_field(r.path[first]):
             first += 1
+        if first == 0:  # the first field's name is not a path: read it from the whole row
+            return path_get("$$CURRENT", r.path)
         head = ".".join(str(p) for p in r.path[:first])
         return path_get("$" + head, r.path[first:])
 

@@ -18,10 +18,10 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
-from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, flatten, is_null_expr
+from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.scope import Scope, Table, display_path
+from queryleaf.planner.scope import Scope, Table, display_path, field_path, is_plain_field
 from queryleaf.planner.stored import document_conditions
 from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
@@ -393,7 +393,9 @@ class SelectPlanner:
         keep = set(refs.single)
         keep.update(head for head in refs.qualified if head != alias and head not in others)
         keep.update(name for name in own if name is not None)
-        return {"_id": 1, **{f: 1 for f in sorted(keep) if f != "_id" and not f.startswith("$")}}
+        if not all(is_plain_field(f) for f in keep):
+            return None  # a projection cannot name such a field: keep the whole document
+        return {"_id": 1, **{f: 1 for f in sorted(keep) if f != "_id"}}
 
     def references(self) -> References:
         """The columns and ``*`` the query reads, gathered in one walk (``used_fields`` asks for
@@ -625,9 +627,10 @@ class SelectPlanner:
                     item.nulls_first == item.descending):
                 return None
             resolved = exprs.scope.resolve(expr)
-            if resolved.variable is not None:
+            path = field_path(resolved.path)
+            if resolved.variable is not None or path is None:
                 return None
-            spec.setdefault(dotted(resolved.path), -1 if item.descending else 1)
+            spec.setdefault(path, -1 if item.descending else 1)
         return spec
 
     def hidden_sort_keys(self, exprs: ExprCompiler, outputs: list[Output]) -> dict[str, Any]:
@@ -692,9 +695,10 @@ class SelectPlanner:
             if not isinstance(o.item.expr, ast.Column):
                 return None
             resolved = exprs.scope.resolve(o.item.expr)
-            if not all(isinstance(p, str) for p in resolved.path):
+            path = field_path(resolved.path)
+            if path is None or not all(isinstance(p, str) for p in resolved.path):
                 return None
-            paths.append(dotted(resolved.path))
+            paths.append(path)
         if any(q != p and q.startswith(p + ".") for p in paths for q in paths):
             return None  # a path and its parent cannot both be projected
         sort = self.source_sort(exprs, outputs) if s.order_by else {}

@@ -37,27 +37,19 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
             raise PlanningError("a subquery used as a value must return exactly one column",
                                 query.pos)
         key = agg.columns[0].key
-        if isinstance(e, ast.InSubquery):
+        if isinstance(e, ast.InSubquery | ast.Quantified):
+            if isinstance(e, ast.InSubquery):  # x IN (q) is x = ANY (q)
+                op, negate = "=", e.negated
+            elif e.quantifier == "ALL":  # x op ALL (q) is NOT (x (not op) ANY (q))
+                op, negate = _COMPLEMENT[e.op], True
+            else:
+                op, negate = e.op, False
             needle = ctx.fresh("needle")
             lets[needle] = compiler.compile(e.expr)
-            # Only rows equal to the needle or NULL matter (a NULL makes a miss unknown).
-            stages.append({"$match": {"$expr": {"$or": [{"$eq": [f"${key}", f"$${needle}"]},
-                                                        is_null_expr(f"${key}")]}}})
-            stages.append({"$group": {
-                "_id": None,
-                "hit": {"$max": {"$eq": [f"${key}", f"$${needle}"]}},
-                "nulls": {"$max": is_null_expr(f"${key}")},
-            }})
-            found = {"$let": {"vars": {"g": {"$arrayElemAt": [rows, 0]}}, "in": {"$switch": {
-                "branches": [
-                    {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
-                    {"case": is_null_expr(lets[needle]), "then": None},
-                    {"case": "$$g.hit", "then": True},
-                    {"case": "$$g.nulls", "then": None}],
-                "default": False}}}}
-            result = found
-            if e.negated:
-                result = {"$let": {"vars": {"f": found}, "in": {
+            stages += _any_stages(op, f"${key}", f"$${needle}")
+            result = _any_result(rows, lets[needle])
+            if negate:
+                result = {"$let": {"vars": {"f": result}, "in": {
                     "$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]}}}
         else:
             stages.append({"$limit": 2})
@@ -76,3 +68,31 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
     lookup["pipeline"] = stages
     lookup["as"] = field_name
     return {"$lookup": lookup}, result, field_name
+
+
+_COMPLEMENT = {"=": "<>", "<>": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_OPERATOR = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+
+def _any_stages(op: str, value: str, needle: str) -> list[dict[str, Any]]:
+    """Stages after the subquery's own for ``needle op ANY (rows)``: one row that says whether
+    some row compares TRUE (``hit``) and whether some comparison is unknown (``nulls``)."""
+    holds: Any = {"$eq": [value, needle]}  # equal to a needle that is not NULL: not NULL
+    if op != "=":
+        holds = {"$and": [{"$gt": [value, None]}, {_OPERATOR[op]: [needle, value]}]}
+    # Only rows that compare TRUE or are NULL matter; for a NULL needle every row does (the
+    # answer is NULL unless there are no rows).
+    return [{"$match": {"$expr": {"$or": [holds, is_null_expr(value), is_null_expr(needle)]}}},
+            {"$group": {"_id": None, "hit": {"$max": holds}, "nulls": {"$max": is_null_expr(value)}}}]
+
+
+def _any_result(rows: str, needle: Any) -> Any:
+    """Three-valued ``needle op ANY (rows)``: FALSE over no rows, NULL for a NULL needle, TRUE
+    when a row compares TRUE, NULL when a row is NULL, FALSE otherwise."""
+    return {"$let": {"vars": {"g": {"$arrayElemAt": [rows, 0]}}, "in": {"$switch": {
+        "branches": [
+            {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
+            {"case": is_null_expr(needle), "then": None},
+            {"case": "$$g.hit", "then": True},
+            {"case": "$$g.nulls", "then": None}],
+        "default": False}}}}

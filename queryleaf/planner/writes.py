@@ -9,10 +9,10 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.events import names
 from queryleaf.planner.constants import NotConstant, constant
-from queryleaf.planner.expressions import ExprCompiler, dotted, literal
+from queryleaf.planner.expressions import ExprCompiler, dotted, literal, path_set
 from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.scope import Scope, display_path
+from queryleaf.planner.scope import Scope, display_path, field_path
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
@@ -63,7 +63,7 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
     _check_paths(paths, list(stmt.columns), "column")
     if stmt.query is not None:
         source = plan_query(stmt.query, bindings, tables)
-        return plan.InsertSelect(stmt.table, source, tuple(".".join(p) for p in paths))
+        return plan.InsertSelect(stmt.table, source, tuple(paths))
 
     constant_docs: list[dict[str, Any]] = []
     computed = False
@@ -84,6 +84,7 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
                                 "value(s)", row[0].pos if row else stmt.pos)
         doc: dict[str, Any] = {}
         doc_expr: dict[str, Any] = {}
+        fields: list[Any] = []
         for path, value in zip(paths, row, strict=True):
             for node in walk_expr(value):
                 if isinstance(node, ast.Column):
@@ -91,12 +92,20 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
             try:
                 v = constant(value, bindings)
                 nest(doc, path, v)
-                nest(doc_expr, path, literal(v))
+                fields.append(literal(v))
             except NotConstant:
                 computed = True
-                nest(doc_expr, path, exprs.compile(value))
+                fields.append(exprs.compile(value))
+            nest(doc_expr, path, fields[-1])
         constant_docs.append(doc)
-        rows_expr.append(doc_expr)
+        if not all(field_path(p) for p in paths):
+            # An expression object cannot hold $-prefixed or dotted keys: $setField them.
+            built: Any = {"$literal": {}}
+            for path, value_expr in zip(paths, fields, strict=True):
+                built = path_set(built, path, value_expr)
+            rows_expr.append(built)
+        else:
+            rows_expr.append(doc_expr)
     if computed:
         # Values such as NOW() are computed by the server, then inserted.
         return plan.Insert(stmt.table, [], compute=[{"$documents": rows_expr}])
@@ -159,7 +168,9 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
         except NotConstant:
             values.append((exprs.compile(a.value), False))
     indexed = any(isinstance(p, int) for t in targets for p in t)
-    if all(is_const for _, is_const in values) and (
+    if any(field_path(t) is None for t in targets):
+        update = [{"$replaceWith": _set_fields(targets, values, stmt.assignments)}]
+    elif all(is_const for _, is_const in values) and (
             indexed or all(_plain_keys(v) for v, _ in values)):
         update: Any = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
     else:
@@ -174,6 +185,19 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
                            _id_query(stmt.table, stmt.alias, stmt.where, bindings,
                                                      tables))
     return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
+
+
+def _set_fields(targets: list[tuple[str | int, ...]], values: list[tuple[Any, bool]],
+                assignments: tuple[ast.Assignment, ...]) -> Any:
+    """The updated document for targets that an update path cannot name ($-prefixed or dotted
+    field names): $setField, every value read from the document as it was before."""
+    doc: Any = "$$ROOT"
+    for t, (v, is_const), a in zip(targets, values, assignments, strict=True):
+        if any(isinstance(p, int) for p in t):
+            raise PlanningError("SET on an array element cannot be combined with a field name "
+                                "that starts with '$' or contains '.'", a.target.pos)
+        doc = path_set(doc, [str(p) for p in t], literal(v) if is_const else v)
+    return doc
 
 
 def _plain_keys(value: Any) -> bool:

@@ -171,6 +171,17 @@ class InSubquery(Expr):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Quantified(Expr):
+    """``expr op ANY|ALL (query)`` (SOME is ANY)."""
+
+    expr: Expr
+    op: str
+    quantifier: str  # "ANY" or "ALL"
+    query: Query
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Between(Expr):
     expr: Expr
     low: Expr

@@ -209,10 +209,11 @@ _TERMINAL_NAMES = {
     "LIKE_OP": "LIKE or ILIKE", "REGEXP": "REGEXP or RLIKE", "FRAME_UNIT": "ROWS or RANGE",
     "NAMED_PARAM": "parameter", "NUMBER": "number", "INT": "integer", "STRING": "string",
     "NAME": "name", "QUOTED_NAME": "name", "BACKTICK_NAME": "name", "$END": "end of input",
+    "QUANTIFIER": "ANY, SOME or ALL",
 }
 # The tokens an expression can start with: listed together, they read as "expression".
 _EXPRESSION_START = {
-    "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'", "CASE", "CAST",
+    "ANY, SOME or ALL", "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'", "CASE", "CAST",
     "EXTRACT", "INTERVAL", "NULL", "TRUE", "FALSE", "EXISTS", "NOT",
 }
 _EXPRESSION_CORE = {"name", "number", "string", "'('"}
@@ -560,6 +561,13 @@ class _ToAst(Transformer_NonRecursive):
     def in_query(self, meta, children):
         negated, rest = self._split_not(children)
         return ast.InSubquery(rest[0], rest[1], negated, _position(meta))
+
+    def quantified(self, meta, children):
+        left, op, quantifier, query = children
+        op = "<>" if str(op) == "!=" else str(op)
+        word = str(quantifier).upper()
+        return ast.Quantified(left, op, "ANY" if word == "SOME" else word, query,
+                              _position(meta))
 
     def between(self, meta, children):
         negated, rest = self._split_not(children)

@@ -70,8 +70,8 @@ _BINARY_PRECEDENCE = {
     "||": CONCAT, "+": ADD, "-": ADD,
     "*": MUL, "/": MUL, "%": MUL, "DIV": MUL, "MOD": MUL,
 }
-_PREDICATES = (ast.InList, ast.InSubquery, ast.Between, ast.Like, ast.Regexp, ast.IsNull,
-               ast.Exists)
+_PREDICATES = (ast.InList, ast.InSubquery, ast.Quantified, ast.Between, ast.Like, ast.Regexp,
+               ast.IsNull, ast.Exists)
 
 
 def precedence(expr: ast.Expr) -> int:
@@ -418,6 +418,8 @@ _EXPR_RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.Binary: _binary,
     ast.InList: _in_list,
     ast.InSubquery: _in_subquery,
+    ast.Quantified: lambda e: (f"{_operand(e.expr, CONCAT)} {e.op} {e.quantifier} "
+                               f"({_query(e.query)})"),
     ast.Between: _between,
     ast.Like: _like,
     ast.Regexp: _regexp,

@@ -77,7 +77,9 @@ def _has_children(cls: type) -> bool:
 
 
 # Nodes whose columns belong to another scope (all but the left side of ``x IN (SELECT ...)``).
-_NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery)
+_NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery, ast.Quantified)
+# Subquery predicates whose left operand belongs to the enclosing query.
+_WITH_OPERAND = (ast.InSubquery, ast.Quantified)
 
 
 def has_subquery(e: object) -> bool:
@@ -96,7 +98,7 @@ def walk_expr(node: object) -> Iterator[object]:
         if not _has_children(cls):
             continue
         if _is_nested_query(cls):
-            if cls is ast.InSubquery:
+            if cls is ast.InSubquery or cls is ast.Quantified:
                 stack.append(current.expr)  # type: ignore[attr-defined]
             continue
         extend(reversed(child_list(current)))
@@ -119,12 +121,12 @@ def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast
             done[id(node)] = fn(node)
             continue
         if not isinstance(node, ast.Node) or (isinstance(node, _NESTED_QUERIES)
-                                              and not isinstance(node, ast.InSubquery)):
+                                              and not isinstance(node, _WITH_OPERAND)):
             done[id(node)] = node
             continue
         if not expanded:
             stack.append((node, True))
-            kids = [node.expr] if isinstance(node, ast.InSubquery) else _expr_children(node)
+            kids = [node.expr] if isinstance(node, _WITH_OPERAND) else _expr_children(node)
             stack.extend((kid, False) for kid in reversed(kids))
             continue
         done[id(node)] = _rebuilt(node, done)
@@ -144,7 +146,7 @@ def _expr_children(node: ast.Node) -> list[object]:
 
 
 def _rebuilt(node: ast.Node, done: dict[int, object]) -> object:
-    if isinstance(node, ast.InSubquery):
+    if isinstance(node, _WITH_OPERAND):
         left = done[id(node.expr)]
         return node if left is node.expr else dataclasses.replace(node, expr=left)
     changes = {}
