@@ -23,6 +23,27 @@ CURSOR_BATCH = 1000  # rows per server batch: bounds the memory of a streamed re
 CATALOG_TTL_S = 5.0
 
 
+def spread_row(doc: dict[str, Any], columns: tuple[plan.OutputColumn, ...]) -> dict[str, Any]:
+    """A result row whose ``t.*`` columns are the fields of a table's document; a name already
+    taken gets a suffix (``_id``, ``_id_2``), as the planner does for named columns."""
+    row: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> None:
+        unique, n = name, 2
+        while unique in row:
+            unique, n = f"{name}_{n}", n + 1
+        row[unique] = value
+
+    for c in columns:
+        value = get_path(doc, c.key)
+        if c.spread:
+            for name, field_value in (value or {}).items():
+                put(name, field_value)
+        else:
+            put(c.name, value)
+    return row
+
+
 def get_path(doc: Any, key: str) -> Any:
     """The value at a dotted path of a result document (None when missing)."""
     if key in doc:
@@ -163,6 +184,9 @@ class Executor:
         if p.columns is None:
             return Result(None, statement="SELECT", stream=self._guard(iter(cursor)))
         columns = p.columns
+        if any(c.spread for c in columns):
+            return Result(None, statement="SELECT",
+                          stream=self._guard(spread_row(d, columns) for d in cursor))
         rows = ({c.name: get_path(d, c.key) for c in columns} for d in cursor)
         return Result([c.name for c in columns], statement="SELECT",
                       stream=self._guard(rows))

@@ -17,6 +17,9 @@ class OutputColumn:
 
     name: str
     key: str
+    # The value at ``key`` is a whole document (``t.*`` of a schemaless table): its fields
+    # become columns, in document order, after the columns before it.
+    spread: bool = False
 
 
 class Plan(ABC):

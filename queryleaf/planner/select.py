@@ -8,6 +8,7 @@ placed just before the stage that needs their value.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -190,7 +191,14 @@ class SelectPlanner:
             self.add_window()
 
         if stars:
-            columns = self.star_projection(relations, exprs, outputs, sorting=presort is None)
+            if len(relations) > 1 or relations[0][1].table.columns is not None:
+                columns = self.table_star_projection(exprs, outputs, sorting=presort is None)
+            else:
+                columns = self.star_projection(relations, exprs, outputs,
+                                               sorting=presort is None)
+            if s.distinct:
+                self.emit({"$group": {"_id": "$$ROOT"}})
+                self.emit({"$replaceRoot": {"newRoot": "$_id"}})
         else:
             columns = self.projection(exprs, outputs, sorting=presort is None)
             if s.distinct:
@@ -309,9 +317,12 @@ class SelectPlanner:
     @staticmethod
     def derived(sub: plan.Aggregate | plan.Find, alias: str, pos=None) -> Relation:
         agg = as_aggregate(sub)
-        if agg.columns is None:
-            raise PlanningError(f"subquery {alias} must list its columns (SELECT * is not "
-                                "allowed in a derived table or CTE)", pos)
+        if agg.columns is None:  # SELECT * of one table: its documents pass through
+            return Relation(agg.collection, list(agg.pipeline), Table(alias))
+        if any(c.spread for c in agg.columns):
+            raise PlanningError(f"subquery {alias}: * over a join is not allowed in a derived "
+                                "table or CTE (the tables' columns are not known); list the "
+                                "columns", pos)
         columns = {c.name: c.key for c in agg.columns}
         return Relation(agg.collection, list(agg.pipeline), Table(alias, (), columns))
 
@@ -363,8 +374,11 @@ class SelectPlanner:
         self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
         tables = [Table(alias, (alias,), first.table.columns)]
         late, relations = _push_into_joins(late, relations)
-        for kind, rel, on, node in relations[1:]:
+        for i, (kind, rel, on, node) in enumerate(relations[1:], start=1):
             tables.append(Table(rel.table.alias, (rel.table.alias,), rel.table.columns))
+            if on is not None:
+                later = [r.table.alias for _, r, _, _ in relations[i + 1:]]
+                on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
             left = Scope(list(tables[:-1]), outer=self.outer)
             self.join(kind, rel, on, left, node)
             self.extra_lets.update(left.lets)
@@ -373,6 +387,36 @@ class SelectPlanner:
         for conj in late:
             rest = conj if rest is None else ast.Binary("AND", rest, conj, conj.pos)
         return self.compiler(self.scope), first.collection, rest
+
+    def qualified_on(self, on: ast.Expr, visible: Scope, later: list[str]) -> ast.Expr:
+        """ON with every unqualified column qualified by the one table in scope that can supply
+        it (the tables joined so far and this one); a table joined later, or a name two tables
+        could supply, is an error (never a silently empty join)."""
+
+        def qualify(col: ast.Column) -> ast.Column:
+            head = col.parts[0]
+            if len(col.parts) > 1 and isinstance(head, str) and head in later \
+                    and visible.table(head) is None:
+                raise PlanningError(f"table {head} is not in scope in this ON: it is joined "
+                                    "later in FROM (an ON can read the tables before it and "
+                                    "its own)", col.pos)
+            try:
+                resolved = visible.resolve(col)
+            except PlanningError as exc:
+                if len(col.parts) > 1 and isinstance(head, str) and not visible.knows_alias(
+                        head) and "ambiguous" in exc.message:
+                    raise PlanningError(
+                        f"{head} is not a table in scope here (tables: "
+                        f"{', '.join(visible.aliases())}); qualify the field with its table "
+                        f"(e.g. {visible.aliases()[0]}.{display_path(col.parts)})",
+                        col.pos) from None
+                raise
+            if resolved.variable is not None or (isinstance(head, str)
+                                                 and visible.table(head) is not None):
+                return col
+            return dataclasses.replace(col, parts=(resolved.table, *col.parts))
+
+        return replace_columns(on, qualify)
 
     def used_fields(self, rel: Relation) -> dict[str, int] | None:
         """The top-level fields of a joined table that the query can read (None: all).
@@ -482,6 +526,51 @@ class SelectPlanner:
         self.emit({"$project": proj})
         return tuple(plan.OutputColumn(o.name, o.key) for o in outputs)
 
+    def table_star_projection(self, exprs: ExprCompiler, outputs: list[Output],
+                              sorting: bool) -> tuple[plan.OutputColumn, ...]:
+        """``*`` / ``t.*`` over joins or derived tables: each table's columns in FROM order
+        (a derived table's by name, a collection's as its whole document, spread into columns
+        when the rows are read), the other items where they stand."""
+        proj: dict[str, Any] = {"_id": 0}
+        columns: list[plan.OutputColumn] = []
+        by_item = {id(o.item): o for o in outputs}
+        for item in self.select.items:
+            if not isinstance(item.expr, ast.Star):
+                out = by_item[id(item)]
+                proj[out.key] = {"$ifNull": [exprs.compile(item.expr), None]}
+                columns.append(plan.OutputColumn(out.name, out.key))
+                continue
+            tables = self.scope.tables
+            if item.expr.table is not None:
+                tables = [t for t in tables if t.alias == item.expr.table]
+                if not tables:
+                    raise PlanningError(f"{item.expr.table}.*: no table {item.expr.table} in "
+                                        f"FROM (tables: {', '.join(self.scope.aliases())})",
+                                        item.pos)
+            for table in tables:
+                source = ".".join(table.prefix)
+                if table.columns is not None:
+                    for name, key in table.columns.items():
+                        slot = f"_p{len(proj)}"
+                        proj[slot] = {"$ifNull": [f"${source + '.' if source else ''}{key}",
+                                                  None]}
+                        columns.append(plan.OutputColumn(name, slot))
+                else:
+                    slot = f"_p{len(proj)}"
+                    proj[slot] = f"${source}" if source else "$$ROOT"
+                    columns.append(plan.OutputColumn(f"{table.alias}.*", slot, spread=True))
+        if sorting:
+            proj.update(self.hidden_sort_keys(exprs, outputs))
+        self.emit({"$project": proj})
+        used: set[str] = set()
+        for i, c in enumerate(columns):  # a name taken by an earlier column gets a suffix
+            unique, n = c.name, 2
+            while unique in used and not c.spread:
+                unique, n = f"{c.name}_{n}", n + 1
+            used.add(unique)
+            columns[i] = dataclasses.replace(c, name=unique)
+        return tuple(columns)
+
     def star_projection(self, relations, exprs: ExprCompiler, outputs: list[Output],
                         sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
         extra = {o.key: {"$ifNull": [exprs.compile(o.item.expr), None]} for o in outputs}
@@ -492,10 +581,6 @@ class SelectPlanner:
         hide = list(self.temp_fields)
         if len(relations) == 1 and relations[0][1].system:
             hide.append("_id")
-        if len(relations) > 1:
-            if len(self.select.items) > 1 or self.select.items[0].expr.table is not None:
-                raise PlanningError("with joins, SELECT * cannot be combined with other items "
-                                    "or t.*", self.select.items[0].pos)
         if hide:
             self.emit({"$project": {k: 0 for k in hide}})
         return None
