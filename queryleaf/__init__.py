@@ -1,5 +1,6 @@
 """queryleaf: a SQL dialect for MongoDB with event-driven change-stream processing."""
 
+import queryleaf.events.tables  # noqa: F401  (registers the system tables with the planner)
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (
     EngineError,

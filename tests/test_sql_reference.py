@@ -27,10 +27,10 @@ import pytest
 
 from queryleaf import mongosh
 from queryleaf.errors import QueryLeafError
-from queryleaf.events.names import TABLE_FUNCTIONS
 from queryleaf.planner import plan_statement
 from queryleaf.planner.expressions import AGGREGATES
 from queryleaf.planner.functions import FUNCTIONS
+from queryleaf.planner.sources import table_function_names
 from queryleaf.planner.windows import WINDOW_ONLY
 from queryleaf.sql.parser import parse, parse_script
 
@@ -151,7 +151,7 @@ def test_every_function_is_documented(name: str) -> None:
 
 
 def test_function_tables_list_only_real_functions() -> None:
-    known = set(FUNCTIONS) | AGGREGATES | WINDOW_ONLY | set(TABLE_FUNCTIONS) | {"CAST", "EXTRACT"}
+    known = set(FUNCTIONS) | AGGREGATES | WINDOW_ONLY | set(table_function_names()) | {"CAST", "EXTRACT"}
     listed = set()
     for header, rows in _tables(_text()):
         if header and header[0] == "Function":

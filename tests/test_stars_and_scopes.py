@@ -85,3 +85,18 @@ def test_an_unqualified_on_column_that_one_table_supplies_reads_that_table(shop)
     r = shop.execute("SELECT i, c.n FROM (SELECT _id AS i, c AS k FROM o) x "
                      "JOIN c ON k = c._id ORDER BY i")
     assert rows(r) == [{"i": 1, "n": "a"}, {"i": 2, "n": "b"}]
+
+
+def test_a_registered_table_function_is_a_source_the_planner_does_not_know_by_name(ql):
+    from queryleaf.planner import sources
+
+    ql.db.raw_metrics.insert_many([{"_id": 1, "v": 2}, {"_id": 2, "v": 5}])
+    sources.register_table_function(sources.TableFunction(
+        "DOUBLED_METRICS", "raw_metrics",
+        lambda columns: [{"$set": {"v2": {"$multiply": ["$v", 2]}}}]))
+    try:
+        r = ql.execute("SELECT v, v2 FROM DOUBLED_METRICS() WHERE v2 > 5")
+        assert [dict(x) for x in r] == [{"v": 5, "v2": 10}]
+        assert ql.execute("SELECT * FROM DOUBLED_METRICS() ORDER BY v").columns == ["v", "v2"]
+    finally:
+        sources._TABLE_FUNCTIONS.pop("DOUBLED_METRICS")

@@ -14,16 +14,6 @@ DEAD_LETTERS = PREFIX + "dead_letters"
 LEASES = PREFIX + "leases"
 WORKERS = PREFIX + "workers"
 
-# Table functions usable in FROM, and the collection each one reads.
-TABLE_FUNCTIONS = {
-    "CHANGE_STREAM_EVENTS": EVENT_LOG,
-    "EVENT_SUBSCRIPTIONS": SUBSCRIPTIONS,
-    "ACTIVE_CHANGE_STREAMS": LEASES,
-    "DEAD_LETTER_EVENTS": DEAD_LETTERS,
-}
-
-
-
 def is_reserved(collection: str) -> bool:
     return collection.startswith(PREFIX)
 
@@ -143,19 +133,6 @@ def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]
     ]
 
 
-# Table functions read through a pipeline (given the columns the query reads, None: all), and the
-# row columns every stored document also has at its top level with the same value for all its
-# rows (filters on them run before the pipeline).
-TABLE_FUNCTION_PIPELINES = {"CHANGE_STREAM_EVENTS": event_log_rows,
-                            "EVENT_SUBSCRIPTIONS": subscription_rows}
-TABLE_FUNCTION_STORED_FIELDS = {
-    "CHANGE_STREAM_EVENTS": frozenset({"subscription_id", "subscription_name", "service_name"}),
-}
-# Row columns whose least and greatest value among its rows every stored document records.
-TABLE_FUNCTION_STORED_RANGES = {
-    "CHANGE_STREAM_EVENTS": {"event_timestamp": ("event_timestamp_min", "event_timestamp_max")},
-}
-
 SUBSCRIPTION_COLUMNS = (
     "name", "subscription_id", "service_name", "status", "status_message", "deliver_to",
     "created_by", "description", "options", "event_filter", "event_filter_as_written", "where",
@@ -181,5 +158,3 @@ DEAD_LETTER_COLUMNS = (
 # A collection that never exists: `SELECT` without FROM reads one empty row from it
 # ($facet yields exactly one document even over no input), which also works inside
 # $lookup / $unionWith sub-pipelines and views, where $documents is not accepted everywhere.
-ONE_ROW = PREFIX + "one"
-ONE_ROW_PIPELINE = [{"$facet": {"one": [{"$limit": 1}]}}, {"$project": {"one": 0}}]

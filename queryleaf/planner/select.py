@@ -17,7 +17,7 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
-from queryleaf.events import names
+from queryleaf.planner import sources
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
@@ -255,28 +255,25 @@ class SelectPlanner:
             if item.name in self.ctx.ctes:
                 return self.derived(self.ctx.cte_plan(item.name), item.alias or item.name,
                                     self.ctx.ctes[item.name].pos)
-            if names.is_reserved(item.name):
-                raise PlanningError(f"{item.name} is a queryleaf system collection; read it "
-                                    "through its table function (e.g. CHANGE_STREAM_EVENTS())",
+            hint = sources.reserved(item.name)
+            if hint is not None:
+                raise PlanningError(f"{item.name} is a queryleaf system collection; {hint}",
                                     item.pos)
             self.check_exists(item)
             return Relation(item.name, [], Table(item.alias or item.name), plain=True)
         if isinstance(item, ast.TableFunction):
-            collection = names.TABLE_FUNCTIONS.get(item.name)
-            if collection is None:
-                known = ", ".join(f"{n}()" for n in names.TABLE_FUNCTIONS)
+            source = sources.table_function(item.name)
+            if source is None:
+                known = ", ".join(f"{n}()" for n in sources.table_function_names())
                 raise PlanningError(f"unknown table function {item.name}(); known: {known}",
                                     item.pos)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
             alias = item.alias or item.name.lower()
-            rows = names.TABLE_FUNCTION_PIPELINES.get(item.name)
-            pipeline = rows(self.columns_read(alias)) if rows is not None else []
-            return Relation(collection, pipeline, Table(alias),
-                            plain=not pipeline, system=True,
-                            stored_fields=names.TABLE_FUNCTION_STORED_FIELDS.get(item.name,
-                                                                                 frozenset()),
-                            stored_ranges=names.TABLE_FUNCTION_STORED_RANGES.get(item.name, {}))
+            pipeline = source.rows(self.columns_read(alias)) if source.rows is not None else []
+            return Relation(source.collection, pipeline, Table(alias), plain=not pipeline,
+                            system=True, stored_fields=source.stored_fields,
+                            stored_ranges=dict(source.stored_ranges))
         if isinstance(item, ast.DerivedTable):
             sub = plan_query(item.query, self.ctx, allow_find=False)
             return self.derived(sub, item.alias, item.query.pos)
@@ -308,7 +305,7 @@ class SelectPlanner:
         tables = self.ctx.tables
         if tables is None or item.name in tables:
             return
-        known = sorted(t for t in tables if not names.is_reserved(t)) + sorted(self.ctx.ctes)
+        known = sorted(t for t in tables if sources.reserved(t) is None) + sorted(self.ctx.ctes)
         near = difflib.get_close_matches(item.name, known, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         raise PlanningError(f"unknown table {item.name}: no collection, view or WITH query of "
@@ -348,8 +345,8 @@ class SelectPlanner:
         where = self.select.where
         if not relations:
             self.scope = Scope(allow_columns=False, outer=self.outer)
-            self.pipeline.extend(names.ONE_ROW_PIPELINE)
-            return self.compiler(self.scope), names.ONE_ROW, where
+            self.pipeline.extend(sources.ONE_ROW_PIPELINE)
+            return self.compiler(self.scope), sources.ONE_ROW, where
         _, first, _, _ = relations[0]
         self.pipeline.extend(self.stored_prefilter(first, where, len(relations) == 1))
         self.pipeline.extend(first.pipeline)

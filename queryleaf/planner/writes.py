@@ -7,7 +7,7 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
-from queryleaf.events import names
+from queryleaf.planner import sources
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler, dotted, literal, path_set
 from queryleaf.planner.filters import FilterCompiler
@@ -19,7 +19,7 @@ from queryleaf.sql.walk import has_subquery, walk_expr
 
 
 def check_writable(table: str, pos) -> None:
-    if names.is_reserved(table):
+    if sources.reserved(table) is not None:
         raise PlanningError(f"{table} is a queryleaf system collection and cannot be written "
                             "with SQL", pos)
 
