@@ -22,10 +22,11 @@ from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.rewrite import normalize
 from queryleaf.planner.scope import Scope, Table, display_path, field_path, is_plain_field
 from queryleaf.planner.stored import document_conditions
 from queryleaf.planner.subqueries import subquery_lookup
-from queryleaf.planner.windows import WINDOW_ONLY, plan_windows
+from queryleaf.planner.windows import plan_windows
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, replace_columns, walk, walk_expr
 
@@ -176,7 +177,7 @@ class SelectPlanner:
         if grouped:
             exprs = self.group(exprs, aggregates, outputs)
             if s.having is not None:
-                having = exprs.truth(self.with_aliases(s.having, outputs))
+                having = exprs.truth(s.having)
                 self.emit({"$match": {"$expr": having}})
         exprs = self.windows(exprs)
 
@@ -229,9 +230,6 @@ class SelectPlanner:
                     raise PlanningError("a parenthesised join on the right of JOIN is not "
                                         "supported", join.right.pos)
                 items.append((join.kind, join.right, join.on, join))
-        if len(items) == 2 and items[1][0] == "RIGHT":
-            (_, left, _, _), (_, right, on, node) = items
-            items = [("FROM", right, None, right), ("LEFT", left, on, node)]
         for kind, _, _, node in items:
             if kind == "RIGHT":
                 raise PlanningError("RIGHT JOIN after other joins cannot be expressed as one "
@@ -595,26 +593,11 @@ class SelectPlanner:
                 if isinstance(node, ast.FuncCall) and node.name in AGGREGATES and node.over is None:
                     if node not in found:
                         found.append(node)
-        for clause, exprs in (("GROUP BY", list(s.group_by)),
-                              ("WHERE", [s.where] if s.where is not None else [])):
-            for e in exprs:
-                for node in walk_expr(e):
-                    if isinstance(node, ast.FuncCall) and (node.name in AGGREGATES
-                                                           or node.over is not None):
-                        hint = ""
-                        if clause == "WHERE" and node.over is not None:
-                            hint = (" (compute it in a derived table and filter outside: "
-                                    "SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (...) AS rn "
-                                    "FROM t) x WHERE x.rn = 1)")
-                        elif clause == "WHERE":
-                            hint = " (use HAVING)"
-                        raise PlanningError(f"{node.name}(...) is not allowed in {clause}{hint}",
-                                            node.pos)
         return found
 
     def group(self, exprs: ExprCompiler, aggregates: list[ast.FuncCall],
               outputs: list[Output]) -> ExprCompiler:
-        keys = [self.resolve_reference(g, outputs, "GROUP BY") or g for g in self.select.group_by]
+        keys = list(self.select.group_by)
         substitutions: dict[Any, Any] = {}
         group_id: Any = None
         if keys:
@@ -641,19 +624,6 @@ class SelectPlanner:
                 "$ifNull": [{"$arrayElemAt": ["$g", 0]}, {"$literal": empty}]}}})
         return self.compiler(exprs.scope, substitutions=substitutions, grouped=True)
 
-    def with_aliases(self, e: ast.Expr, outputs: list[Output]) -> ast.Expr:
-        """HAVING may name select-list aliases (as MySQL): replace them by their expressions."""
-        aliases = {o.item.alias: o.item.expr for o in outputs if o.item.alias}
-        if not aliases:
-            return e
-
-        def expand(col: ast.Column) -> ast.Expr:
-            if len(col.parts) == 1 and col.parts[0] in aliases:
-                return aliases[col.parts[0]]
-            return col
-
-        return replace_columns(e, expand)
-
     # ------------------------------------------------------------ windows
 
     def windows(self, exprs: ExprCompiler) -> ExprCompiler:
@@ -663,12 +633,6 @@ class SelectPlanner:
             for node in walk_expr(root):
                 if isinstance(node, ast.FuncCall) and node.over is not None and node not in calls:
                     calls.append(node)
-                elif isinstance(node, ast.FuncCall) and node.name in WINDOW_ONLY:
-                    raise PlanningError(f"{node.name}() needs an OVER (...) clause", node.pos)
-        if self.select.having is not None:
-            for node in walk_expr(self.select.having):
-                if isinstance(node, ast.FuncCall) and node.over is not None:
-                    raise PlanningError("window functions are not allowed in HAVING", node.pos)
         if not calls:
             return exprs
         self.has_windows = True
@@ -680,23 +644,8 @@ class SelectPlanner:
         return self.compiler(exprs.scope, substitutions=merged, grouped=exprs.grouped)
 
     # ------------------------------------------------------------ ORDER BY / LIMIT
-    def resolve_reference(self, e: ast.Expr, outputs: list[Output], clause: str) -> ast.Expr | None:
-        """An ordinal (``2``) or a select-list alias used in GROUP BY / ORDER BY."""
-        if isinstance(e, ast.Literal) and isinstance(e.value, int) and not isinstance(e.value, bool):
-            items = self.select.items
-            if not 1 <= e.value <= len(items) or isinstance(items[e.value - 1].expr, ast.Star):
-                raise PlanningError(f"{clause} position {e.value} is not in the select list "
-                                    f"(1..{len(items)})", e.pos)
-            return items[e.value - 1].expr
-        if isinstance(e, ast.Column) and len(e.parts) == 1:
-            for o in outputs:
-                if o.item.alias == e.parts[0]:
-                    return o.item.expr
-        return None
-
     def order_targets(self, outputs: list[Output]) -> list[tuple[ast.OrderItem, ast.Expr]]:
-        return [(o, self.resolve_reference(o.expr, outputs, "ORDER BY") or o.expr)
-                for o in self.select.order_by]
+        return [(o, o.expr) for o in self.select.order_by]
 
     def source_sort(self, exprs: ExprCompiler, outputs: list[Output]) -> dict[str, int] | None:
         """$sort on stored fields before projecting (index-usable), when ORDER BY allows it."""
@@ -858,7 +807,7 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
 
         return plan_set_operation(query, ctx, outer)
     assert isinstance(query, ast.Select)
-    planner = SelectPlanner(query, ctx, outer, allow_find)
+    planner = SelectPlanner(normalize(query), ctx, outer, allow_find)
     result = planner.plan()
     return result, {**planner.extra_lets, **planner.scope.lets}
 
