@@ -22,12 +22,22 @@ class NotConstant(Exception):
         self.node = node
 
 
+def literal_value(e: ast.Expr, bindings: Bindings) -> Any:
+    """The value of a literal or a parameter (the one place that reads them; a DECIMAL literal
+    is a double, as the server computes), or NotConstant."""
+    if isinstance(e, ast.Literal):
+        value = e.value
+    elif isinstance(e, ast.Param):
+        value = bindings.value(e)
+    else:
+        raise NotConstant(e)
+    return float(value) if isinstance(value, Decimal) else value
+
+
 def constant(e: ast.Expr, bindings: Bindings) -> Any:
     """The Python/BSON value of a constant expression, or NotConstant."""
-    if isinstance(e, ast.Literal):
-        return float(e.value) if isinstance(e.value, Decimal) else e.value
-    if isinstance(e, ast.Param):
-        return bindings.value(e)
+    if isinstance(e, ast.Literal | ast.Param):
+        return literal_value(e, bindings)
     if isinstance(e, ast.Unary) and e.op in ("-", "+"):
         v = constant(e.operand, bindings)
         if isinstance(v, int | float) and not isinstance(v, bool):

@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from queryleaf.errors import PlanningError
+from queryleaf.planner.comparisons import OPERATOR
+from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, display_path
 from queryleaf.sql import ast
@@ -217,7 +219,6 @@ def like_to_regex(pattern: str, escape: str | None = None) -> str:
     return "".join(out)
 
 
-_COMPARE = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 _DIVISIONS: dict[str, Callable[[Any, Any], Any]] = {
     "/": lambda a, b: {"$divide": [a, b]},
     "DIV": lambda a, b: {"$trunc": [{"$divide": [a, b]}, 0]},
@@ -337,7 +338,7 @@ class ExprCompiler:
             return {"$eq": [self.condition(e.operand), False]}
         if not is_boolean(e):
             return {"$eq": [self.condition(e), True]}
-        if isinstance(e, ast.Binary) and e.op in _COMPARE and not _has_interval(e):
+        if isinstance(e, ast.Binary) and e.op in OPERATOR and not _has_interval(e):
             a, b = self.compile(e.left), self.compile(e.right)
             op = e.op
             # null/missing sort below every value: `a = b`, `a > b`, `a >= b` are false for a
@@ -350,7 +351,7 @@ class ExprCompiler:
             def compare(refs: list[Any]) -> Any:
                 guards = [not_null_expr(r) for r, g in zip(refs, (guard_a, guard_b),
                                                             strict=True) if g]
-                core = {_COMPARE[op]: refs}
+                core = {OPERATOR[op]: refs}
                 return {"$and": [*guards, core]} if guards else core
 
             if not (guard_a or guard_b):
@@ -404,11 +405,10 @@ class ExprCompiler:
         return value
 
     # ------------------------------------------------------------ leaves
-    def _literal(self, e: ast.Literal) -> Any:
-        return literal(e.value)
+    def _literal(self, e: ast.Literal | ast.Param) -> Any:
+        return literal(literal_value(e, self.bindings))
 
-    def _param(self, e: ast.Param) -> Any:
-        return literal(self.bindings.value(e))
+    _param = _literal
 
     def _column(self, e: ast.Column) -> Any:
         if self.grouped:
@@ -448,12 +448,12 @@ class ExprCompiler:
         if op in _VARIADIC and isinstance(e.left, ast.Binary) and e.left.op == op:
             return self._chain(e)
         a, b = self.compile(e.left), self.compile(e.right)
-        if op in _COMPARE:
+        if op in OPERATOR:
             nullable_sides = (nullable(e.left), nullable(e.right))
 
             def compare(refs: list[Any]) -> Any:
                 operands = [r for r, n in zip(refs, nullable_sides, strict=True) if n]
-                return null_guard(operands, {_COMPARE[op]: refs})
+                return null_guard(operands, {OPERATOR[op]: refs})
 
             return bound([a, b], compare, "t") if any(nullable_sides) else compare([a, b])
         if op == "+":
@@ -670,12 +670,12 @@ class ExprCompiler:
 
     # ------------------------------------------------------------ helpers
     def constant_string(self, e: ast.Expr | None, what: str) -> str:
-        if isinstance(e, ast.Literal) and isinstance(e.value, str):
-            return e.value
-        if isinstance(e, ast.Param):
-            value = self.bindings.value(e)
-            if isinstance(value, str):
-                return value
+        try:
+            value = literal_value(e, self.bindings) if e is not None else None
+        except NotConstant:
+            value = None
+        if isinstance(value, str):
+            return value
         raise PlanningError(f"{what} must be a constant string", e.pos if e else None)
 
 

@@ -11,20 +11,18 @@ MongoDB's query operators compare array fields element-wise (``{tags: 'a'}`` mat
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 from bson import ObjectId, Regex
 from bson.decimal128 import Decimal128
 
+from queryleaf.planner.comparisons import COMPLEMENT, FLIPPED, OPERATOR
+from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.expressions import ExprCompiler, flatten, like_to_regex
 from queryleaf.planner.scope import field_path
 from queryleaf.sql import ast
 
 _SCALARS = (str, int, float, bool, dt.datetime, ObjectId, Decimal128)
-_FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_NEGATE = {"=": "<>", "<>": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
-_QUERY_OP = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
 NOTHING: dict[str, Any] = {"$expr": False}
 
@@ -89,31 +87,27 @@ class FilterCompiler:
         return field_path(resolved.path)
 
     def _constant(self, e: ast.Expr) -> tuple[bool, Any]:
-        if isinstance(e, ast.Literal):
-            v = e.value
-        elif isinstance(e, ast.Param):
-            v = self.exprs.bindings.value(e)
-        else:
+        try:
+            v = literal_value(e, self.exprs.bindings)
+        except NotConstant:
             return False, None
-        if isinstance(v, Decimal):
-            v = float(v)
         if v is None or isinstance(v, _SCALARS):
             return True, v
         return False, None
 
     def _simple(self, e: ast.Expr, negate: bool) -> dict[str, Any] | None:
         """Query-language form of a comparison of a plain field with constants, or None."""
-        if isinstance(e, ast.Binary) and e.op in _FLIP:
+        if isinstance(e, ast.Binary) and e.op in FLIPPED:
             path, (ok, v) = self._path(e.left), self._constant(e.right)
             op = e.op
             if path is None:
                 path, (ok, v) = self._path(e.right), self._constant(e.left)
-                op = _FLIP[op]
+                op = FLIPPED[op]
             if path is None or not ok:
                 return None
             if v is None:  # comparison with NULL is never true
                 return NOTHING
-            return self._compare(path, _NEGATE[op] if negate else op, v)
+            return self._compare(path, COMPLEMENT[op] if negate else op, v)
         if isinstance(e, ast.IsNull):
             path = self._path(e.expr)
             if path is None:
@@ -177,7 +171,7 @@ class FilterCompiler:
             return {path: v} if not isinstance(v, dict) else {path: {"$eq": v}}
         if op == "<>":
             return {path: {"$nin": [*forms, None]}}
-        return {path: {_QUERY_OP[op]: v}}
+        return {path: {OPERATOR[op]: v}}
 
     @staticmethod
     def _id_forms(path: str, values: list[Any]) -> list[Any]:

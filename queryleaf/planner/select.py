@@ -19,6 +19,7 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner import sources
 from queryleaf.planner.aggregates import accumulate
+from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.params import Bindings
@@ -753,8 +754,10 @@ class SelectPlanner:
 
 
 def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
-    value = e.value if isinstance(e, ast.Literal) else (
-        bindings.value(e) if isinstance(e, ast.Param) else None)
+    try:
+        value = literal_value(e, bindings)
+    except NotConstant:
+        value = None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise PlanningError(f"{clause} must be a non-negative integer constant", e.pos)
     return value

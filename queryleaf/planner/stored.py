@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from queryleaf.planner.comparisons import FLIPPED
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
-
-FLIPPED = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "=": "="}
 
 
 def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
@@ -54,7 +53,7 @@ def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
         return ast.Column((alias, name))
 
     def implied(e: ast.Expr) -> ast.Expr | None:
-        if isinstance(e, ast.Binary) and e.op in FLIPPED:
+        if isinstance(e, ast.Binary) and e.op in FLIPPED and e.op != "<>":
             left, op, right = e.left, e.op, e.right
             if ranged(right) and not ranged(left):
                 left, op, right = right, FLIPPED[op], left

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from queryleaf.errors import PlanningError
+from queryleaf.planner.comparisons import COMPLEMENT, OPERATOR
 from queryleaf.planner.expressions import ExprCompiler, is_null_expr
 from queryleaf.sql import ast
 
@@ -41,7 +42,7 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
             if isinstance(e, ast.InSubquery):  # x IN (q) is x = ANY (q)
                 op, negate = "=", e.negated
             elif e.quantifier == "ALL":  # x op ALL (q) is NOT (x (not op) ANY (q))
-                op, negate = _COMPLEMENT[e.op], True
+                op, negate = COMPLEMENT[e.op], True
             else:
                 op, negate = e.op, False
             needle = ctx.fresh("needle")
@@ -70,8 +71,6 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
     return {"$lookup": lookup}, result, field_name
 
 
-_COMPLEMENT = {"=": "<>", "<>": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
-_OPERATOR = {"=": "$eq", "<>": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
 
 def _any_stages(op: str, value: str, needle: str) -> list[dict[str, Any]]:
@@ -79,7 +78,7 @@ def _any_stages(op: str, value: str, needle: str) -> list[dict[str, Any]]:
     some row compares TRUE (``hit``) and whether some comparison is unknown (``nulls``)."""
     holds: Any = {"$eq": [value, needle]}  # equal to a needle that is not NULL: not NULL
     if op != "=":
-        holds = {"$and": [{"$gt": [value, None]}, {_OPERATOR[op]: [needle, value]}]}
+        holds = {"$and": [{"$gt": [value, None]}, {OPERATOR[op]: [needle, value]}]}
     # Only rows that compare TRUE or are NULL matter; for a NULL needle every row does (the
     # answer is NULL unless there are no rows).
     return [{"$match": {"$expr": {"$or": [holds, is_null_expr(value), is_null_expr(needle)]}}},
