@@ -62,3 +62,25 @@ def test_bad_ordinals_are_errors(sql, message):
 def test_placement_checks(sql, message):
     with pytest.raises(PlanningError, match=message):
         check_placement(_select(sql))
+
+
+def _planned(sql: str):
+    from queryleaf.planner import plan_statement
+
+    return plan_statement(parse(sql))
+
+
+@pytest.mark.parametrize("sql, kind", [
+    ("SELECT a, b.c FROM t WHERE a > 1 ORDER BY a LIMIT 5 OFFSET 2", "Find"),
+    ("SELECT * FROM t", "Find"),
+    ("SELECT * FROM (SELECT * FROM t) x", "Find"),  # the derived table adds no stage
+    ("SELECT a, a.b FROM t", "Aggregate"),  # a path and its parent
+    ('SELECT "a.b" FROM t', "Aggregate"),  # not a path: $getField
+    ("SELECT items[0] FROM t", "Aggregate"),
+    ("SELECT a FROM t LIMIT 0", "Aggregate"),
+    ("SELECT a + 1 FROM t", "Aggregate"),
+    ("SELECT a FROM t ORDER BY a + 1", "Aggregate"),
+    ("SELECT DISTINCT a FROM t", "Aggregate"),
+])
+def test_the_find_or_aggregate_choice_is_made_on_the_pipeline(sql, kind):
+    assert type(_planned(sql)).__name__ == kind

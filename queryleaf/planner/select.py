@@ -22,6 +22,7 @@ from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
+from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.rewrite import normalize
 from queryleaf.planner.scope import Scope, Table, display_path, field_path, is_plain_field
@@ -66,7 +67,7 @@ class Context:
         query = self.ctes[name]
         found = self.planned.get(id(query))
         if found is None:
-            found = self.planned[id(query)] = plan_query(query, self, allow_find=False)
+            found = self.planned[id(query)] = plan_query(query, self)
         return found
 
 
@@ -128,13 +129,11 @@ def as_aggregate(p: plan.Aggregate | plan.Find) -> plan.Aggregate:
 
 
 class SelectPlanner:
-    def __init__(self, select: ast.Select, ctx: Context, outer: Scope | None = None,
-                 allow_find: bool = True):
+    def __init__(self, select: ast.Select, ctx: Context, outer: Scope | None = None):
         self.select = select
         self.ctx = ctx
         self.bindings = ctx.bindings
         self.outer = outer
-        self.allow_find = allow_find
         self.pipeline: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []  # $lookup stages of subqueries not yet placed
         self.temp_fields: list[str] = []
@@ -166,11 +165,6 @@ class SelectPlanner:
         if stars and grouped:
             raise PlanningError("* cannot be combined with GROUP BY or aggregates", stars[0].pos)
 
-        if (self.allow_find and not grouped and not s.distinct and len(relations) == 1
-                and relations[0][1].plain and not self.pending and self.outer is None):
-            find = self.as_find(relations[0][1], exprs, where_rest)
-            if find is not None:
-                return find
         if where_rest is not None:
             self.emit({"$match": FilterCompiler(exprs).match(where_rest)})
 
@@ -274,7 +268,7 @@ class SelectPlanner:
                             system=True, stored_fields=source.stored_fields,
                             stored_ranges=dict(source.stored_ranges))
         if isinstance(item, ast.DerivedTable):
-            sub = plan_query(item.query, self.ctx, allow_find=False)
+            sub = plan_query(item.query, self.ctx)
             return self.derived(sub, item.alias, item.query.pos)
         raise PlanningError("unsupported FROM item", item.pos)
 
@@ -710,48 +704,6 @@ class SelectPlanner:
         return (count_value(s.offset, "OFFSET", self.bindings) if s.offset is not None else 0,
                 count_value(s.limit, "LIMIT", self.bindings) if s.limit is not None else None)
 
-    # ------------------------------------------------------------ find
-    def as_find(self, rel: Relation, exprs: ExprCompiler,
-                where: ast.Expr | None) -> plan.Find | None:
-        """A find command when the query only filters, picks stored fields and sorts."""
-        s = self.select
-        star = len(s.items) == 1 and isinstance(s.items[0].expr, ast.Star)
-        if not star and any(isinstance(i.expr, ast.Star) for i in s.items):
-            return None
-        roots = [i.expr for i in s.items] + ([where] if where is not None else [])
-        if any(has_subquery(r) for r in roots):
-            return None
-        outputs = [] if star else self.outputs()
-        paths: list[str] = []
-        for o in outputs:
-            if not isinstance(o.item.expr, ast.Column):
-                return None
-            resolved = exprs.scope.resolve(o.item.expr)
-            path = field_path(resolved.path)
-            if path is None or not all(isinstance(p, str) for p in resolved.path):
-                return None
-            paths.append(path)
-        if any(q != p and q.startswith(p + ".") for p in paths for q in paths):
-            return None  # a path and its parent cannot both be projected
-        sort = self.source_sort(exprs, outputs) if s.order_by else {}
-        if sort is None:
-            return None
-        skip, limit = self.limits()
-        if limit == 0:
-            return None
-        filter_ = FilterCompiler(exprs).match(where) if where is not None else {}
-        if star:
-            projection = {"_id": 0} if rel.system else None
-            columns = None
-        else:
-            projection = {"_id": 0, **{p: 1 for p in paths}}
-            if "_id" in paths:
-                projection["_id"] = 1
-            columns = tuple(plan.OutputColumn(o.name, p) for o, p in zip(outputs, paths,
-                                                                          strict=True))
-        return plan.Find(rel.collection or "", filter_, projection, list(sort.items()), skip,
-                         limit or 0, columns)
-
 
 def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
     try:
@@ -802,7 +754,7 @@ def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[a
 
 
 def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
-                   allow_find: bool = True) -> tuple[plan.Aggregate | plan.Find, dict[str, Any]]:
+                   ) -> tuple[plan.Aggregate | plan.Find, dict[str, Any]]:
     """Plan a query; also return the variables it reads from ``outer`` (correlation)."""
     ctx = ctx.with_ctes(query.ctes)
     if isinstance(query, ast.SetOperation):
@@ -810,16 +762,17 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
 
         return plan_set_operation(query, ctx, outer)
     assert isinstance(query, ast.Select)
-    planner = SelectPlanner(normalize(query), ctx, outer, allow_find)
+    planner = SelectPlanner(normalize(query), ctx, outer)
     result = planner.plan()
     return result, {**planner.extra_lets, **planner.scope.lets}
 
 
-def plan_query(query: ast.Query, ctx: Context, outer: Scope | None = None,
-               allow_find: bool = True) -> plan.Aggregate | plan.Find:
-    return plan_with_lets(query, ctx, outer, allow_find)[0]
+def plan_query(query: ast.Query, ctx: Context,
+               outer: Scope | None = None) -> plan.Aggregate | plan.Find:
+    return plan_with_lets(query, ctx, outer)[0]
 
 
 def plan_select_statement(query: ast.Query, bindings: Bindings,
                           tables: frozenset[str] | None = None) -> plan.Aggregate | plan.Find:
-    return plan_query(query, Context(bindings, tables=tables))
+    planned = plan_query(query, Context(bindings, tables=tables))
+    return lower_to_find(planned) if isinstance(planned, plan.Aggregate) else planned

@@ -13,7 +13,7 @@ from queryleaf.sql import ast
 
 def _side(query: ast.Query, ctx: Context, outer: Scope | None, lets: dict[str, Any]
           ) -> plan.Aggregate:
-    sub, sub_lets = plan_with_lets(query, ctx, outer, allow_find=False)
+    sub, sub_lets = plan_with_lets(query, ctx, outer)
     lets.update(sub_lets)
     agg = as_aggregate(sub)
     if agg.columns is None:

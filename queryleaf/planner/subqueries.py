@@ -24,7 +24,7 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
     from queryleaf.planner.select import as_aggregate, plan_with_lets
 
     query = e.query  # type: ignore[attr-defined]
-    sub, lets = plan_with_lets(query, ctx, outer=compiler.scope, allow_find=False)
+    sub, lets = plan_with_lets(query, ctx, outer=compiler.scope)
     agg = as_aggregate(sub)
     lets = dict(lets)
     field_name = ctx.fresh("__sq")
