@@ -77,7 +77,7 @@ def _planned(sql: str):
     ("SELECT a, a.b FROM t", "Aggregate"),  # a path and its parent
     ('SELECT "a.b" FROM t', "Aggregate"),  # not a path: $getField
     ("SELECT items[0] FROM t", "Aggregate"),
-    ("SELECT a FROM t LIMIT 0", "Aggregate"),
+    ("SELECT a FROM t LIMIT 0", "Find"),  # a filter that matches nothing
     ("SELECT a + 1 FROM t", "Aggregate"),
     ("SELECT a FROM t ORDER BY a + 1", "Aggregate"),
     ("SELECT DISTINCT a FROM t", "Aggregate"),
