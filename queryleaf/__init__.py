@@ -1,6 +1,9 @@
 """queryleaf: a SQL dialect for MongoDB with event-driven change-stream processing."""
 
-import queryleaf.events.tables  # noqa: F401  (registers the system tables with the planner)
+# The event runtime plugs into the layers below it: its system tables become planner sources,
+# its secret options are masked in every error and log line.
+import queryleaf.events.options  # noqa: F401
+import queryleaf.events.tables  # noqa: F401
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (
     EngineError,

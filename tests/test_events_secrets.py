@@ -275,7 +275,10 @@ def test_secret_values_display_as_the_mask():
 
 def test_declaring_an_option_secret_is_all_it_takes(ql, monkeypatch):
     """No surface names webhook_secret: they read the declaration (here: description)."""
+    from queryleaf.sql import redact
+
     monkeypatch.setattr(opts, "SECRET_OPTIONS", opts.SECRET_OPTIONS | {"description"})
+    monkeypatch.setattr(redact, "_SECRET_OPTIONS", redact._SECRET_OPTIONS | {"description"})
     create = ("CREATE EVENT_SUBSCRIPTION s AS (description = 'top-SECRET-desc',"
               " watch_collections = 'orders')")
     assert "top-SECRET" not in repr(ql.execute("EXPLAIN " + create).rows)

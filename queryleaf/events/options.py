@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from queryleaf.errors import Position, SubscriptionError
 from queryleaf.events import names
 from queryleaf.secret import Secret
+from queryleaf.sql.redact import register_secret_options
 
 EVENT_TYPES = ("insert", "update", "replace", "delete", "drop", "rename", "dropDatabase")
 FULL_DOCUMENT = ("default", "updateLookup", "whenAvailable", "required")
@@ -193,6 +194,7 @@ BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SPECS}
 VALID_NAMES: tuple[str, ...] = tuple(sorted(BY_NAME))
 SECRET_OPTIONS: frozenset[str] = frozenset(spec.name for spec in SPECS if spec.secret)
 ENV_PREFIX = "env:"  # 'env:NAME': the worker's environment variable NAME holds the value
+register_secret_options(SECRET_OPTIONS, ENV_PREFIX)  # errors and logs mask their values
 
 
 def conceal(option: str, value: Any) -> Any:

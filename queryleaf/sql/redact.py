@@ -32,12 +32,21 @@ _MIN_QUOTED_PREFIX = 8
 _MIN_BARE_VALUE = 4
 
 
+_SECRET_OPTIONS: set[str] = set()
+_REFERENCE_PREFIX = ["env:"]
+
+
+def register_secret_options(names: frozenset[str], reference_prefix: str) -> None:
+    """Options whose string values are secrets (the package defining them registers them: the
+    event runtime's options do when queryleaf.events.options is imported), and the prefix of a
+    value that names a secret instead of holding it."""
+    _SECRET_OPTIONS.update(names)
+    _REFERENCE_PREFIX[0] = reference_prefix
+
+
 def _secret_options() -> tuple[frozenset[str], str]:
     """The names of the secret options, and the prefix of a reference that is not a secret."""
-    # Imported here: the option definitions import queryleaf.errors, which imports this module.
-    from queryleaf.events.options import ENV_PREFIX, SECRET_OPTIONS
-
-    return SECRET_OPTIONS, ENV_PREFIX
+    return frozenset(_SECRET_OPTIONS), _REFERENCE_PREFIX[0]
 
 
 def _name(token: str) -> str:
