@@ -11,10 +11,12 @@ import pymongo
 
 from queryleaf import engine
 from queryleaf.clients import close_client
+from queryleaf.columns import check_columns
 from queryleaf.errors import Position, QueryLeafError, ScriptError
 from queryleaf.executor import Executor
-from queryleaf.planner import plan_statement
+from queryleaf.planner import ColumnReference, plan_statement
 from queryleaf.result import Result
+from queryleaf.sampling import FieldSampler
 from queryleaf.sql import ast
 from queryleaf.sql.parser import parse, parse_script
 
@@ -53,6 +55,7 @@ class QueryLeaf:
         self.uri = uri
         self.db = self.client[self.database_name]
         self._executor = Executor(self.db)
+        self._fields = FieldSampler(self.db)
 
     def _server_moved(self, uri: str) -> None:
         """The embedded server was started again on another port: reconnect."""
@@ -106,8 +109,16 @@ class QueryLeaf:
             raise
 
     def _run(self, statement: ast.Statement, params: Params) -> Result:
-        plan = plan_statement(statement, params, self._executor.catalog(statement))
-        return self._executor.run(plan)
+        references: list[ColumnReference] | None = (
+            None if isinstance(statement, ast.Explain) else [])
+        plan = plan_statement(statement, params, self._executor.catalog(statement), references)
+        warnings = check_columns(references or [], self._fields)
+        try:
+            result = self._executor.run(plan)
+        finally:
+            self._fields.written(plan)
+        result.warnings = warnings
+        return result
 
     # ------------------------------------------------------------ subscriptions
     def on(self, subscription: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -8,11 +8,16 @@
 
 MongoDB has no multi-statement transactions here: every statement commits on its own
 (autocommit); ``commit()`` is a no-op and ``rollback()`` raises NotSupportedError.
+
+A statement that reads a column no sampled document has issues a ``Warning`` through the
+``warnings`` module (``warnings.simplefilter("error", Warning)`` makes it raise).
 """
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,8 +30,9 @@ paramstyle = "named"  # :name; qmark (?) is accepted too
 
 
 # ---------------------------------------------------------------- exceptions (PEP 249 names)
-class Warning(Exception):  # noqa: A001 - the name is fixed by PEP 249
-    """Important warnings (PEP 249); queryleaf raises none today."""
+class Warning(builtins.Warning):  # noqa: A001 - the name is fixed by PEP 249
+    """Important warnings (PEP 249), issued with ``warnings.warn``: e.g. a column that no
+    sampled document has (``Result.warnings``)."""
 
 
 class Error(Exception):
@@ -161,6 +167,8 @@ class Cursor:
             rows = result.rows  # read here: reading can fail too (a server-side error)
         except errors.QueryLeafError as exc:
             raise _translate(exc) from exc
+        for warning in result.warnings:
+            warnings.warn(str(warning), Warning, stacklevel=2)
         if result.statement in ("SELECT", "EXPLAIN"):  # a result set, maybe empty
             self.description = [(c, None, None, None, None, None, True) for c in result.columns]
             self._rows = [tuple(r[c] for c in result.columns) for r in rows]

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from queryleaf.errors import QueryLeafError
+from queryleaf.errors import Position, QueryLeafError
+
+
+@dataclass(frozen=True)
+class QueryWarning:
+    """Something about a statement that ran but may not do what was meant (e.g. it reads a
+    column that no sampled document has: see docs/semantics.md)."""
+
+    message: str
+    position: Position | None = None
+
+    def __str__(self) -> str:
+        return f"{self.message} at {self.position}" if self.position else self.message
 
 
 class Result:
@@ -20,6 +33,7 @@ class Result:
     ``rowcount`` is the number of rows returned for queries and the number of documents
     inserted/matched/deleted for writes; -1 when not applicable. ``message`` is a short status
     line for statements without rows. ``commands`` holds the server commands for EXPLAIN.
+    ``warnings`` lists QueryWarnings about the statement (empty when there are none).
     """
 
     def __init__(self, columns: list[str] | None = None, rows: list[dict[str, Any]] | None = None,
@@ -35,6 +49,7 @@ class Result:
         self.message = message
         self.commands = commands
         self.elapsed_ms = elapsed_ms
+        self.warnings: list[QueryWarning] = []
 
     # ------------------------------------------------------------ rows
     def _materialize(self) -> list[dict[str, Any]]:

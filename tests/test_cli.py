@@ -21,6 +21,7 @@ from queryleaf.cli.output import caret_excerpt
 from queryleaf.mongosh import to_mongosh
 
 OID = "65a1b2c3d4e5f60718293a4b"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -42,6 +43,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS", "LINES", "NO_COLOR")}
     env["QUERYLEAF_DATA_DIR"] = str(tmp_path / "data")  # the REPL history goes there
+    # The queryleaf of this checkout (a git worktree too), not the one the venv has installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -96,7 +99,7 @@ def test_execute_json(cli):
 
 def test_execute_csv(cli):
     proc = _ok(cli("--format", "csv", "-e",
-                   PEOPLE + " SELECT name, age, nickname FROM people ORDER BY age;"))
+                   PEOPLE + " SELECT name, age, people.nickname FROM people ORDER BY age;"))
     assert proc.stdout.splitlines() == ["name,age,nickname", "ann,31,", "bob,42,"]
     assert re.match(r"INSERT 2 \(\d+\.\d ms\)\n2 rows", proc.stderr)
 
@@ -154,6 +157,34 @@ def test_run_planning_error_points_into_the_statement(cli, tmp_path):
     assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
 
 
+def test_unknown_column_warning_goes_to_stderr_with_a_caret(cli, server, dbname):
+    _seed(server, dbname)
+    proc = _ok(cli("--format", "csv", "-e", "SELECT name, nmae FROM people;"))
+    assert proc.stdout.splitlines() == ["name,nmae", "cy,"]
+    assert ("warning at line 1, column 14: unknown column nmae: no sampled document of people "
+            "has it (it reads as NULL); did you mean name?\n"
+            "SELECT name, nmae FROM people;\n             ^") in proc.stderr
+
+
+def test_run_file_warning_names_file_line_and_column(cli, tmp_path, server, dbname):
+    _seed(server, dbname)
+    path = tmp_path / "warn.sql"
+    path.write_text("SELECT name FROM people;\nSELECT agee FROM people;\n")
+    proc = _ok(cli("run", str(path)))
+    assert re.search(rf"^{re.escape(str(path))}:2:8: warning: unknown column agee: .*did you "
+                     r"mean age\?$", proc.stderr, re.M), proc.stderr
+
+
+def test_run_file_unknown_column_in_update_fails(cli, tmp_path, server, dbname):
+    _seed(server, dbname)
+    path = tmp_path / "trap.sql"
+    path.write_text('UPDATE people SET name = "Jane";\n')
+    proc = _failed(cli("run", str(path)))
+    assert f'{path}:1:26: error: unknown column "Jane"; string literals use single quotes' \
+        in proc.stderr
+    assert MongoClient(server.uri)[dbname]["people"].find_one()["name"] == "cy"
+
+
 def test_run_missing_file(cli, tmp_path):
     (tmp_path / "ok.sql").write_text(PEOPLE)
     proc = _failed(cli("run", "ok.sql", "nope.sql"))
@@ -183,6 +214,13 @@ def test_repl_through_a_pipe(cli):
     assert ["people", "collection"] in lines
     assert "never" not in proc.stdout
     assert "error at line 1, column" in proc.stderr and "^" in proc.stderr
+
+
+def test_repl_prints_unknown_column_warnings(cli, server, dbname):
+    _seed(server, dbname)
+    proc = _ok(cli(input="SELECT nmae\n  FROM people;\n"))
+    assert "warning at line 1, column 8: unknown column nmae" in proc.stderr
+    assert "NULL" in proc.stdout
 
 
 def test_repl_last_statement_without_semicolon_runs(cli, server, dbname):

@@ -212,6 +212,12 @@ class Printer:
         if excerpt:
             self.err_console.print(Text(excerpt, style="yellow"), soft_wrap=True)
 
+    def warning(self, headline: str, excerpt: str = "") -> None:
+        """A one-line warning (``warning: ...`` or ``file:3:7: warning: ...``) and an excerpt."""
+        self.err_console.print(Text(headline, style="bold yellow"), soft_wrap=True)
+        if excerpt:
+            self.err_console.print(Text(excerpt, style="yellow"), soft_wrap=True)
+
     def info(self, text: str) -> None:
         self.console.print(Text(text), soft_wrap=True)
 

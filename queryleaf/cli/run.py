@@ -12,6 +12,7 @@ from pathlib import Path
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.output import Printer, caret_excerpt
 from queryleaf.errors import ExecutionError, QueryLeafError, ScriptError, ServerUnreachable
+from queryleaf.result import QueryWarning, Result
 from queryleaf.sql.parser import parse_script
 
 EXIT_OK = 0
@@ -63,6 +64,24 @@ def file_headline(path: str, err: LocatedError) -> str:
     return f"{where}: error: {err.message}"
 
 
+def warning_headline(warning: QueryWarning, path: str | None) -> str:
+    """``path:line:col: warning: message`` for files, ``warning at line L, column C: message``."""
+    pos = warning.position
+    if path:
+        where = f"{path}:{pos.line}:{pos.column}" if pos else path
+        return f"{where}: warning: {warning.message}"
+    return f"warning at {pos}: {warning.message}" if pos else f"warning: {warning.message}"
+
+
+def print_result(printer: Printer, result: Result, text: str, path: str | None) -> None:
+    """A result, after its warnings (to stderr, as a compiler prints them)."""
+    for warning in result.warnings:
+        pos = warning.position
+        excerpt = caret_excerpt(text, pos.line, pos.column) if pos else ""
+        printer.warning(warning_headline(warning, path), excerpt)
+    printer.result(result)
+
+
 def text_headline(err: LocatedError) -> str:
     """``error in statement 2 at line 3, column 5: message`` for -e and the REPL."""
     head = "error"
@@ -110,7 +129,7 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
     except QueryLeafError as exc:
         if isinstance(exc, ScriptError):
             for result in exc.results:  # results of the statements before the failure
-                printer.result(result)
+                print_result(printer, result, text, path)
         cause = exc.cause if isinstance(exc, ScriptError) else exc
         if isinstance(cause, ServerUnreachable):
             raise ConnectionLost(connection_message(cause.cause, ql.uri)) from exc
@@ -119,7 +138,7 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
         printer.error(headline, err.excerpt)
         return False
     for result in results:
-        printer.result(result)
+        print_result(printer, result, text, path)
     return True
 
 

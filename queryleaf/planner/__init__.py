@@ -11,6 +11,7 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.ddl import plan_ddl
 from queryleaf.planner.nesting import check_command_depth
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.references import ColumnReference, recording
 from queryleaf.planner.select import plan_select_statement
 from queryleaf.planner.writes import plan_delete, plan_insert, plan_update
 from queryleaf.sql import ast
@@ -25,10 +26,15 @@ class Catalog:
 
 def plan_statement(statement: ast.Statement,
                    params: Mapping[str, Any] | Sequence[Any] | None = None,
-                   catalog: Catalog | None = None) -> plan.Plan:
+                   catalog: Catalog | None = None,
+                   references: list[ColumnReference] | None = None) -> plan.Plan:
+    """The plan of one statement; with ``references``, also the columns of stored collections
+    it reads, appended there (for the caller to check against the data: planner/references.py).
+    """
     bindings = Bindings(statement, params)
     try:
-        result = _plan(statement, bindings, catalog or Catalog())
+        with recording(references):
+            result = _plan(statement, bindings, catalog or Catalog())
         check_command_depth(result, statement.pos)
         return result
     except RecursionError:
@@ -55,4 +61,4 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
     return plan_ddl(statement, bindings, catalog.tables)
 
 
-__all__ = ["Catalog", "plan_statement"]
+__all__ = ["Catalog", "ColumnReference", "plan_statement"]

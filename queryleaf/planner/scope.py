@@ -9,10 +9,11 @@ subquery's ``$lookup``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from queryleaf.errors import PlanningError
+from queryleaf.planner import references
 from queryleaf.sql import ast
 
 
@@ -22,6 +23,13 @@ class Table:
     prefix: tuple[str, ...] = ()  # where its fields live in the row document
     columns: dict[str, str] | None = None  # known columns (name → key), None: schemaless
     label: str = ""  # how messages name an anonymous table
+    # The stored collection or view read as is (its fields are sampled, not declared: see
+    # planner/references.py); None for derived tables, CTEs and system tables.
+    collection: str | None = None
+
+    def at(self, prefix: tuple[str, ...]) -> Table:
+        """The same table with its fields under ``prefix`` of the row document."""
+        return replace(self, prefix=prefix)
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,10 @@ class Scope:
                 raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
                                     f"{display_path(rest)} (columns: {known})", col.pos)
             rest = (*t.columns[head].split("."), *rest[1:])  # a key is a path we chose
+        if t.collection is not None:
+            qualified = len(rest) < len(col.parts)  # the table's name came first
+            references.note(self, t.collection, t.alias, rest, display_path(col.parts),
+                            qualified, col.pos)
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:

@@ -253,7 +253,8 @@ class SelectPlanner:
                 raise PlanningError(f"{item.name} is a queryleaf system collection; {hint}",
                                     item.pos)
             self.check_exists(item)
-            return Relation(item.name, [], Table(item.alias or item.name), plain=True)
+            return Relation(item.name, [], Table(item.alias or item.name, collection=item.name),
+                            plain=True)
         if isinstance(item, ast.TableFunction):
             source = sources.table_function(item.name)
             if source is None:
@@ -347,7 +348,7 @@ class SelectPlanner:
             self.scope = Scope([first.table], outer=self.outer)
             return self.compiler(self.scope), first.collection, where
         # Filters on the first table alone run before the joins (and can use its indexes).
-        first_scope = Scope([Table(first.table.alias, (), first.table.columns)], outer=self.outer)
+        first_scope = Scope([first.table.at(())], outer=self.outer)
         early, late = [], []
         for conj in _conjuncts(where):
             tables = _tables_of(conj)
@@ -362,10 +363,10 @@ class SelectPlanner:
         if keep is not None:
             self.emit({"$project": keep})
         self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
-        tables = [Table(alias, (alias,), first.table.columns)]
+        tables = [first.table.at((alias,))]
         late, relations = _push_into_joins(late, relations)
         for i, (kind, rel, on, node) in enumerate(relations[1:], start=1):
-            tables.append(Table(rel.table.alias, (rel.table.alias,), rel.table.columns))
+            tables.append(rel.table.at((rel.table.alias,)))
             if on is not None:
                 later = [r.table.alias for _, r, _, _ in relations[i + 1:]]
                 on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
@@ -453,7 +454,7 @@ class SelectPlanner:
     def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
              node: ast.Node) -> None:
         """$lookup + $unwind: the joined table's rows matching ON, nested under its alias."""
-        inner = Scope([Table(rel.table.alias, (), rel.table.columns)], outer=left)
+        inner = Scope([rel.table.at(())], outer=left)
         stages = list(rel.pipeline)
         if on is not None:
             compiler = ExprCompiler(inner, self.bindings, subquery=self.subquery)

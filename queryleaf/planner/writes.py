@@ -12,7 +12,8 @@ from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler, dotted, literal, path_set
 from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.scope import Scope, display_path, field_path
+from queryleaf.planner.references import not_reads, storing_reads_of
+from queryleaf.planner.scope import Scope, Table, display_path, field_path
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
@@ -88,7 +89,8 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
         for path, value in zip(paths, row, strict=True):
             for node in walk_expr(value):
                 if isinstance(node, ast.Column):
-                    raise PlanningError("VALUES cannot refer to columns", node.pos)
+                    raise PlanningError(f"VALUES cannot refer to columns{_quote_hint(node)}",
+                                        node.pos)
             try:
                 v = constant(value, bindings)
                 nest(doc, path, v)
@@ -112,6 +114,16 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
     return plan.Insert(stmt.table, constant_docs)
 
 
+def _quote_hint(col: ast.Column) -> str:
+    """The double-quote trap: ``"Jane"`` is a column name, the string is ``'Jane'``."""
+    if len(col.parts) != 1 or not isinstance(col.parts[0], str):
+        return ""
+    from queryleaf.sql.printer import string_literal
+
+    return (f" (\"{col.parts[0]}\" is a column name; string literals use single quotes: "
+            f"{string_literal(col.parts[0])})")
+
+
 def _row_document(e: ast.Expr, bindings: Bindings,
                   exprs: ExprCompiler) -> tuple[dict[str, Any], Any, bool]:
     try:
@@ -131,7 +143,7 @@ def _row_document(e: ast.Expr, bindings: Bindings,
 
 
 def _write_scope(table: str, alias: str | None) -> Scope:
-    return Scope.single(alias or table)
+    return Scope([Table(alias or table, collection=table)])
 
 
 def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
@@ -155,18 +167,20 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
     exprs = ExprCompiler(scope, bindings)
-    targets = [scope.resolve(a.target).path for a in stmt.assignments]
+    with not_reads():  # SET may create fields: its targets are not checked against the data
+        targets = [scope.resolve(a.target).path for a in stmt.assignments]
     _check_paths([tuple(map(str, t)) for t in targets], [a.target for a in stmt.assignments],
                  "SET target")
     for t, a in zip(targets, stmt.assignments, strict=True):
         if t[0] == "_id":
             raise PlanningError("_id cannot be changed by UPDATE", a.target.pos)
     values: list[tuple[Any, bool]] = []
-    for a in stmt.assignments:
-        try:
-            values.append((constant(a.value, bindings), True))
-        except NotConstant:
-            values.append((exprs.compile(a.value), False))
+    with storing_reads_of(scope):
+        for a in stmt.assignments:
+            try:
+                values.append((constant(a.value, bindings), True))
+            except NotConstant:
+                values.append((exprs.compile(a.value), False))
     indexed = any(isinstance(p, int) for t in targets for p in t)
     if any(field_path(t) is None for t in targets):
         update = [{"$replaceWith": _set_fields(targets, values, stmt.assignments)}]
