@@ -153,11 +153,10 @@ class Connection:
         if ql.in_transaction:
             self._end("ROLLBACK")
         elif not ql.autobegin:
-            return  # no statement since the last commit() or rollback(): nothing to undo
-        else:
             raise NotSupportedError("the connection is in autocommit mode: every statement was "
                                     "committed when it ran (connect(..., autocommit=False) for "
                                     "transactions)")
+        # else: no statement since the last commit() or rollback(), nothing to undo
 
     def _end(self, statement: str) -> None:
         try:
