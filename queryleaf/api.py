@@ -148,8 +148,12 @@ class QueryLeaf:
         if txn is None:
             return self._executor.run(p)
         check_allowed(statement, p)
-        result = self._executor.run(p, txn.session)
-        result.rows  # noqa: B018 - read now: a transaction's cursors end with it
+        try:
+            result = self._executor.run(p, txn.session)
+            result.rows  # noqa: B018 - read now: a transaction's cursors end with it
+        except KeyboardInterrupt:
+            txn.cancel()
+            raise
         txn.wrote(p)
         return result
 

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -171,7 +171,7 @@ def _start_transaction(cmd: Mapping[str, Any]) -> str:
     return _call("session", "startTransaction", options)
 
 
-def _session_call(method: str) -> Any:
+def _session_call(method: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda cmd: f"session.{method}()"
 
 

@@ -105,6 +105,12 @@ class Transaction:
         if self.failure is None:
             self.failure = reason
 
+    def cancel(self) -> None:
+        """A statement was interrupted (Ctrl-C): what it did is unknown, so abort."""
+        if self.failure is None:
+            self.failure = "a statement was cancelled"
+            self._abort()
+
     def _consequence(self, exc: QueryLeafError) -> str:
         text = "; the transaction is aborted and nothing it changed will be committed"
         if not self.managed:
