@@ -186,9 +186,7 @@ WRITE_CONCERN = "majority"  # a committed transaction is not rolled back by a fa
 
 
 class TransactionControl(Plan):
-    """BEGIN, COMMIT, ROLLBACK: run by the connection, which owns the session."""
-
-    transactional: ClassVar[bool] = True
+    """BEGIN, COMMIT, ROLLBACK: run by the connection (QueryLeaf), which owns the session."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +194,9 @@ class StartTransaction(TransactionControl):
     def commands(self):
         return [{"startTransaction": True, "readConcern": {"level": READ_CONCERN},
                  "writeConcern": {"w": WRITE_CONCERN},
-                 "$comment": "sent with the first command of the transaction"}]
+                 "$comment": "the session's settings, not a command: the driver sends "
+                             "startTransaction and readConcern with the first command of the "
+                             "transaction, writeConcern with commitTransaction"}]
 
 
 @dataclass(frozen=True)
