@@ -4,35 +4,51 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pymongo
+import pymongo.errors
 
-from queryleaf import engine
+from queryleaf import engine, plan
 from queryleaf.clients import close_client
 from queryleaf.columns import check_columns
-from queryleaf.errors import Position, QueryLeafError, ScriptError
-from queryleaf.executor import Executor
-from queryleaf.planner import ColumnReference, plan_statement
+from queryleaf.errors import Position, QueryLeafError, ScriptError, TransactionError
+from queryleaf.executor import Executor, server_error
+from queryleaf.planner import Catalog, ColumnReference, plan_statement
 from queryleaf.result import Result
 from queryleaf.sampling import FieldSampler
 from queryleaf.sql import ast
 from queryleaf.sql.parser import parse, parse_script
+from queryleaf.transaction import Transaction, check_allowed
 
 DEFAULT_DATABASE = "queryleaf"
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 
 
+_CONTROL_NAMES: dict[type[plan.TransactionControl], str] = {
+    plan.StartTransaction: "BEGIN", plan.CommitTransaction: "COMMIT",
+    plan.AbortTransaction: "ROLLBACK",
+}
+
+
 class QueryLeaf:
-    """A connection to one MongoDB database that runs queryleaf SQL."""
+    """A connection to one MongoDB database that runs queryleaf SQL.
+
+    Statements commit one by one, unless a transaction is open: ``BEGIN`` ... ``COMMIT`` /
+    ``ROLLBACK`` in SQL, or ``with ql.transaction(): ...``. With ``autobegin`` (the DB-API's
+    ``autocommit=False``) a statement run with no transaction open first opens one.
+    """
 
     def __init__(self, uri: str | None = None, database: str | None = None,
                  data_dir: str | None = None):
         uri = uri or os.environ.get("QUERYLEAF_URI") or None
         self.database_name = database or os.environ.get("QUERYLEAF_DB") or DEFAULT_DATABASE
         self._lease: engine.ServerLease | None = None
+        self._transaction: Transaction | None = None
+        self.autobegin = False
         if uri is None:
             self._lease = engine.acquire(data_dir)
             uri = self._lease.uri
@@ -59,6 +75,8 @@ class QueryLeaf:
 
     def _server_moved(self, uri: str) -> None:
         """The embedded server was started again on another port: reconnect."""
+        if self._transaction is not None:
+            self._transaction.lose("the server was restarted, which aborts its transactions")
         old = self.client
         self._connect(uri)
         close_client(old)
@@ -71,6 +89,7 @@ class QueryLeaf:
             statement = parse(sql)
             result = self._run(statement, params)
         except QueryLeafError as exc:
+            self._statement_failed(exc)
             if exc.sql is None:
                 exc.sql = sql
             engine.add_server_log_hint(exc, self._lease)
@@ -81,12 +100,18 @@ class QueryLeaf:
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
         results = []
-        for index, parsed in enumerate(parse_script(text)):
+        try:
+            statements = parse_script(text)
+        except QueryLeafError as exc:
+            self._statement_failed(exc)
+            raise
+        for index, parsed in enumerate(statements):
             started = time.perf_counter()
             try:
                 result = self._run(parsed.statement, None)
                 result.rows  # noqa: B018 - read now: the next statement may change them
             except QueryLeafError as exc:
+                self._statement_failed(exc)
                 if exc.sql is None:
                     exc.sql = text
                 engine.add_server_log_hint(exc, self._lease)
@@ -102,23 +127,125 @@ class QueryLeaf:
             statement = parse(sql)
             if not isinstance(statement, ast.Explain):
                 statement = ast.Explain(statement, statement.pos)
-            return self._run(statement, params)
+            p = plan_statement(statement, params, self._catalog(statement))
+            return self._executor.run(p)  # runs nothing, in a transaction or not
         except QueryLeafError as exc:
             if exc.sql is None:
                 exc.sql = sql  # as execute() does: the excerpt, secret literals masked
             raise
 
+    def _catalog(self, statement: ast.Statement) -> Catalog:
+        created = self._transaction.created if self._transaction is not None else ()
+        return self._executor.catalog(statement, frozenset(created))
+
     def _run(self, statement: ast.Statement, params: Params) -> Result:
+        control = isinstance(statement, ast.TransactionStatement)
+        if self.autobegin and self._transaction is None and not control:
+            self._begin(statement.pos)
+        txn = self._transaction
+        if txn is not None and not control:
+            txn.check_usable(statement)
         references: list[ColumnReference] | None = (
-            None if isinstance(statement, ast.Explain) else [])
-        plan = plan_statement(statement, params, self._executor.catalog(statement), references)
+            None if control or isinstance(statement, ast.Explain) else [])
+        p = plan_statement(statement, params, self._catalog(statement), references)
+        if isinstance(p, plan.TransactionControl):
+            return self._control(p, statement.pos)
         warnings = check_columns(references or [], self._fields)
         try:
-            result = self._executor.run(plan)
+            if txn is None:
+                result = self._executor.run(p)
+            else:
+                check_allowed(statement, p)
+                try:
+                    result = self._executor.run(p, txn.session)
+                    result.rows  # noqa: B018 - read now: a transaction's cursors end with it
+                except KeyboardInterrupt:
+                    txn.cancel()
+                    raise
+                txn.wrote(p)
         finally:
-            self._fields.written(plan)
+            self._fields.written(p)
         result.warnings = warnings
         return result
+
+    # ------------------------------------------------------------ transactions
+    @property
+    def transaction_status(self) -> str:
+        """``idle`` (no transaction), ``open``, or ``aborted`` (a statement failed inside it;
+        statements are refused until ROLLBACK)."""
+        if self._transaction is None:
+            return "idle"
+        return "aborted" if self._transaction.aborted else "open"
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``with ql.transaction(): ...``: the statements of the block form one transaction,
+        committed when the block ends normally and rolled back when it raises. Transactions do
+        not nest, and BEGIN, COMMIT and ROLLBACK are refused inside the block."""
+        txn = self._begin(None, managed=True)
+        try:
+            yield
+        except BaseException:
+            if self._transaction is txn:
+                self._transaction = None
+                txn.rollback()
+            raise
+        if self._transaction is txn:
+            self._commit(None)
+
+    def _control(self, p: plan.TransactionControl, position: Position | None) -> Result:
+        name = _CONTROL_NAMES[type(p)]
+        if self._transaction is not None and self._transaction.managed:
+            raise TransactionError(f"{name} inside a `with ql.transaction()` block: the block "
+                                   "commits when it ends, or rolls back when it raises",
+                                   position)
+        if isinstance(p, plan.StartTransaction):
+            self._begin(position)
+        elif isinstance(p, plan.CommitTransaction):
+            self._commit(position)
+        else:
+            self._rollback(position)
+        return Result(statement=name, message=name)
+
+    def _begin(self, position: Position | None, managed: bool = False) -> Transaction:
+        if self._transaction is not None:
+            raise TransactionError("a transaction is already open, and transactions do not "
+                                   "nest: COMMIT or ROLLBACK it first", position)
+        try:
+            self._transaction = Transaction(self.client, managed)
+        except pymongo.errors.PyMongoError as exc:
+            raise server_error(exc) from exc
+        return self._transaction
+
+    def _open(self, name: str, position: Position | None) -> Transaction:
+        """The open transaction, which COMMIT or ROLLBACK ends."""
+        txn = self._transaction
+        if txn is None:
+            raise TransactionError(f"{name}: no transaction is open (outside BEGIN ... COMMIT "
+                                   "every statement commits on its own)", position)
+        self._transaction = None
+        return txn
+
+    def _commit(self, position: Position | None) -> None:
+        txn = self._open("COMMIT", position)
+        if txn.aborted:
+            txn.rollback()
+            raise TransactionError(f"the transaction was aborted by an earlier error "
+                                   f"({txn.failure}): it is rolled back, nothing was committed",
+                                   position)
+        txn.commit()
+
+    def _rollback(self, position: Position | None) -> None:
+        self._open("ROLLBACK", position).rollback()
+
+    def _statement_failed(self, exc: QueryLeafError) -> None:
+        """PostgreSQL's rule: an error inside a transaction aborts it."""
+        if self._transaction is not None:
+            self._transaction.fail(exc)
 
     # ------------------------------------------------------------ subscriptions
     def on(self, subscription: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -138,6 +265,10 @@ class QueryLeaf:
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        """Close the connection; an open transaction is rolled back."""
+        txn, self._transaction = self._transaction, None
+        if txn is not None:
+            txn.rollback()
         close_client(self.client)
         self.close_lease()
 

@@ -6,8 +6,11 @@
     cur.execute("SELECT name FROM users WHERE age > :age", {"age": 30})
     cur.fetchall()                           # [('ann',), ...]
 
-MongoDB has no multi-statement transactions here: every statement commits on its own
-(autocommit); ``commit()`` is a no-op and ``rollback()`` raises NotSupportedError.
+By default every statement commits on its own (autocommit): ``commit()`` is then a no-op and
+``rollback()`` raises NotSupportedError. ``connect(..., autocommit=False)`` (or setting
+``conn.autocommit = False``) runs statements in a transaction that the first statement opens
+and ``commit()`` / ``rollback()`` end (a MongoDB session transaction; see docs/semantics.md,
+"Transactions and partial failure"). ``close()`` rolls an open transaction back.
 
 A statement that reads a column no sampled document has issues a ``Warning`` through the
 ``warnings`` module (``warnings.simplefilter("error", Warning)`` makes it raise).
@@ -68,7 +71,7 @@ class ProgrammingError(DatabaseError):
 
 
 class NotSupportedError(DatabaseError):
-    """A feature queryleaf does not have (e.g. rollback)."""
+    """A feature queryleaf does not have (e.g. rollback in autocommit mode)."""
 
 
 def _translate(exc: errors.QueryLeafError) -> DatabaseError:
@@ -78,6 +81,10 @@ def _translate(exc: errors.QueryLeafError) -> DatabaseError:
         cls = OperationalError
     elif isinstance(exc, errors.ExecutionError) and exc.code in (11000, 11001):
         cls = IntegrityError
+    elif isinstance(exc, errors.ExecutionError) and "TransientTransactionError" in exc.labels:
+        cls = OperationalError  # a write conflict: running the transaction again may succeed
+    elif isinstance(exc, errors.TransactionError):
+        cls = InternalError  # psycopg's class for "current transaction is aborted"
     else:
         cls = DatabaseError
     err = cls(str(exc))
@@ -109,16 +116,17 @@ STRING, BINARY, NUMBER, DATETIME, ROWID = "STRING", "BINARY", "NUMBER", "DATETIM
 
 # ---------------------------------------------------------------- connection and cursor
 def connect(uri: str | None = None, database: str | None = None,
-            data_dir: str | None = None) -> Connection:
+            data_dir: str | None = None, autocommit: bool = True) -> Connection:
     try:
-        return Connection(QueryLeaf(uri, database, data_dir))
+        return Connection(QueryLeaf(uri, database, data_dir), autocommit)
     except errors.QueryLeafError as exc:
         raise _translate(exc) from exc
 
 
 class Connection:
-    def __init__(self, ql: QueryLeaf):
+    def __init__(self, ql: QueryLeaf, autocommit: bool = True):
         self._ql: QueryLeaf | None = ql
+        ql.autobegin = not autocommit
 
     @property
     def queryleaf(self) -> QueryLeaf:
@@ -129,11 +137,38 @@ class Connection:
     def cursor(self) -> Cursor:
         return Cursor(self)
 
+    @property
+    def autocommit(self) -> bool:
+        """False: statements run in a transaction that commit() or rollback() ends."""
+        return not self.queryleaf.autobegin
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if self.queryleaf.in_transaction:
+            raise ProgrammingError("a transaction is open: commit() or rollback() it before "
+                                   "changing autocommit")
+        self.queryleaf.autobegin = not value
+
     def commit(self) -> None:
-        self.queryleaf  # noqa: B018 - raises when closed
+        """Commit the open transaction (none in autocommit mode: nothing to do)."""
+        if self.queryleaf.in_transaction:
+            self._end("COMMIT")
 
     def rollback(self) -> None:
-        raise NotSupportedError("queryleaf runs every statement in autocommit mode")
+        ql = self.queryleaf
+        if ql.in_transaction:
+            self._end("ROLLBACK")
+        elif not ql.autobegin:
+            raise NotSupportedError("the connection is in autocommit mode: every statement was "
+                                    "committed when it ran (connect(..., autocommit=False) for "
+                                    "transactions)")
+        # else: no statement since the last commit() or rollback(), nothing to undo
+
+    def _end(self, statement: str) -> None:
+        try:
+            self.queryleaf.execute(statement)
+        except errors.QueryLeafError as exc:
+            raise _translate(exc) from exc
 
     def close(self) -> None:
         if self._ql is not None:

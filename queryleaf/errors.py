@@ -50,6 +50,11 @@ class QueryLeafError(Exception):
         self.message = clean(self.message)
         self.args = (self.message, *self.args[1:])
 
+    def append(self, text: str) -> None:
+        """Add to the message (what the error means for the transaction it happened in)."""
+        self.message += text
+        self.args = (self.message, *self.args[1:])
+
     def excerpt(self) -> str:
         """The offending line of the SQL with a caret under the position, or ''."""
         if self.position is None or self._source is None or not self._source.text:
@@ -105,13 +110,21 @@ class EngineError(QueryLeafError):
 
 
 class ExecutionError(QueryLeafError):
-    """The server rejected a command; keeps MongoDB's code and message."""
+    """The server rejected a command; keeps MongoDB's code and message, and its error labels
+    (``TransientTransactionError``: running the whole transaction again may succeed)."""
 
     def __init__(self, message: str, code: int | None = None, code_name: str | None = None,
-                 position: Position | None = None, sql: str | None = None):
+                 position: Position | None = None, sql: str | None = None,
+                 labels: frozenset[str] = frozenset()):
         super().__init__(message, position, sql)
         self.code = code
         self.code_name = code_name
+        self.labels = labels
+
+
+class TransactionError(QueryLeafError):
+    """BEGIN, COMMIT or ROLLBACK out of place (no transaction open, one already open), or a
+    statement refused because the open transaction was aborted by an earlier error."""
 
 
 class ServerUnreachable(ExecutionError):

@@ -8,6 +8,7 @@ from typing import Any
 
 import bson.errors
 import pymongo.errors
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from queryleaf import mongosh, plan
@@ -17,6 +18,7 @@ from queryleaf.planner.writes import nest
 from queryleaf.result import Result
 from queryleaf.sql import ast
 from queryleaf.sql.walk import walk
+from queryleaf.write_failures import insert_failed, multi_write_failed, query_failed_during_insert
 
 INSERT_BATCH = 1000
 CURSOR_BATCH = 1000  # rows per server batch: bounds the memory of a streamed result
@@ -59,22 +61,31 @@ def get_path(doc: Any, key: str) -> Any:
     return value
 
 
-def _server_error(exc: pymongo.errors.PyMongoError, written_before: int = 0) -> ExecutionError:
-    """``written_before``: rows an earlier command of the same statement stored."""
+# The error labels a statement's error may carry that queryleaf explains (transaction.py).
+KNOWN_LABELS = ("TransientTransactionError", "UnknownTransactionCommitResult")
+
+
+def error_labels(exc: pymongo.errors.PyMongoError) -> frozenset[str]:
+    return frozenset(label for label in KNOWN_LABELS if exc.has_error_label(label))
+
+
+def server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
     if isinstance(exc, pymongo.errors.BulkWriteError):
         errors = exc.details.get("writeErrors", [])
         first = errors[0] if errors else {}
-        inserted = written_before + exc.details.get("nInserted", 0)
+        inserted = exc.details.get("nInserted", 0)
         message = f"{first.get('errmsg', str(exc))} ({inserted} row(s) written before the error)"
-        return ExecutionError(message, first.get("code"), first.get("codeName"))
+        return ExecutionError(message, first.get("code"), first.get("codeName"),
+                              labels=error_labels(exc))
     if isinstance(exc, pymongo.errors.OperationFailure):
         details = exc.details or {}
         if "scalar subquery returned more than one row" in str(details.get("errmsg", "")):
             return ExecutionError("a scalar subquery returned more than one row", exc.code,
-                                  details.get("codeName"))
-        return ExecutionError(f"server error {exc.code} ({details.get('codeName', '')}): "
+                                  details.get("codeName"), labels=error_labels(exc))
+        name = f" ({details['codeName']})" if details.get("codeName") else ""
+        return ExecutionError(f"server error {exc.code}{name}: "
                               f"{details.get('errmsg', str(exc))}", exc.code,
-                              details.get("codeName"))
+                              details.get("codeName"), labels=error_labels(exc))
     if isinstance(exc, pymongo.errors.ConnectionFailure):
         return ServerUnreachable(f"cannot reach the MongoDB server: {exc}", exc)
     return ExecutionError(str(exc))
@@ -106,11 +117,14 @@ class Executor:
         self._tables: frozenset[str] | None = None
         self._tables_at = 0.0
 
-    def catalog(self, statement: ast.Statement | None = None) -> Catalog:
+    def catalog(self, statement: ast.Statement | None = None,
+                known: frozenset[str] = frozenset()) -> Catalog:
         """What the planner needs to know: the existing tables, when the statement reads any.
 
         The list of collections is kept for a few seconds and read again at once when the
         statement names a table not in it, so a table made elsewhere is never reported unknown.
+        ``known`` are tables that exist for this statement although the list may not show them
+        (those an open transaction created: listCollections runs outside transactions).
         """
         if statement is None:
             return Catalog()
@@ -120,40 +134,42 @@ class Executor:
         if not names:
             return Catalog()
         fresh = time.monotonic() - self._tables_at < CATALOG_TTL_S
-        if self._tables is None or not fresh or not names <= self._tables:
+        if self._tables is None or not fresh or not names <= self._tables | known:
             try:
                 self._tables = frozenset(self.db.list_collection_names())
             except pymongo.errors.PyMongoError as exc:
-                raise _server_error(exc) from exc
+                raise server_error(exc) from exc
             self._tables_at = time.monotonic()
-        return Catalog(self._tables)
+        return Catalog(self._tables | known)
 
-    def run(self, p: plan.Plan) -> Result:
+    def run(self, p: plan.Plan, session: ClientSession | None = None) -> Result:
+        """Run ``p``; with ``session`` (an open transaction's) every command is part of it."""
         try:
-            return self._run(p)
+            return self._run(p, session)
         except pymongo.errors.PyMongoError as exc:
-            raise _server_error(exc) from exc
+            raise server_error(exc) from exc
         except DRIVER_ERRORS as exc:
             raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ dispatch
-    def _run(self, p: plan.Plan) -> Result:
+    def _run(self, p: plan.Plan, session: ClientSession | None) -> Result:
         if isinstance(p, plan.Explain):
             return self.explain(p.inner)
         if isinstance(p, plan.Aggregate | plan.Find):
-            return self.query(p)
+            return self.query(p, session)
         if isinstance(p, plan.Insert):
-            return self.insert(p)
+            return self.insert(p, session)
         if isinstance(p, plan.InsertSelect):
-            return self.insert_select(p)
+            return self.insert_select(p, session)
         if isinstance(p, plan.Update):
-            res = self.db[p.collection].update_many(self.write_filter(p), p.update)
-            return Result(rowcount=res.matched_count, statement="UPDATE",
-                          message=f"UPDATE {res.matched_count}")
+            return self.update(p, session)
         if isinstance(p, plan.Delete):
-            res = self.db[p.collection].delete_many(self.write_filter(p))
-            return Result(rowcount=res.deleted_count, statement="DELETE",
-                          message=f"DELETE {res.deleted_count}")
+            return self.delete(p, session)
+        if isinstance(p, plan.TransactionControl):
+            raise ExecutionError("BEGIN, COMMIT and ROLLBACK are run by the connection "
+                                 "(QueryLeaf), which owns the transaction's session")
+        if session is not None:  # the connection refuses these inside a transaction
+            raise ExecutionError(f"{type(p).__name__} cannot run inside a transaction")
         if isinstance(p, plan.CreateView):
             return self.create_view(p)
         if isinstance(p, plan.DropView):
@@ -162,25 +178,29 @@ class Executor:
 
         return catalog.execute(self.db, p)
 
-    def write_filter(self, p: plan.Update | plan.Delete) -> dict[str, Any]:
+    def write_filter(self, p: plan.Update | plan.Delete,
+                     session: ClientSession | None = None) -> dict[str, Any]:
         if p.id_query is None:
             return p.filter
         key = p.id_query.columns[0].key if p.id_query.columns else "_id"
-        return {"_id": {"$in": [d.get(key) for d in self.cursor(p.id_query)]}}
+        return {"_id": {"$in": [d.get(key) for d in self.cursor(p.id_query, session)]}}
 
     # ------------------------------------------------------------ queries
-    def cursor(self, p: plan.Aggregate | plan.Find) -> Iterable[dict[str, Any]]:
+    def cursor(self, p: plan.Aggregate | plan.Find,
+               session: ClientSession | None = None) -> Iterable[dict[str, Any]]:
         if isinstance(p, plan.Find):
             return self.db[p.collection].find(p.filter, p.projection, sort=p.sort or None,
                                               skip=p.skip, limit=p.limit,
-                                              batch_size=CURSOR_BATCH)
+                                              batch_size=CURSOR_BATCH, session=session)
         if p.collection is None:
-            return self.db.aggregate(p.pipeline, batchSize=CURSOR_BATCH)
-        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH)
+            return self.db.aggregate(p.pipeline, batchSize=CURSOR_BATCH, session=session)
+        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH,
+                                               session=session)
 
-    def query(self, p: plan.Aggregate | plan.Find) -> Result:
+    def query(self, p: plan.Aggregate | plan.Find,
+              session: ClientSession | None = None) -> Result:
         """Rows stream from the cursor as the caller iterates (see Result)."""
-        cursor = self.cursor(p)
+        cursor = self.cursor(p, session)
         if p.columns is None:
             return Result(None, statement="SELECT", stream=self._guard(iter(cursor)))
         columns = p.columns
@@ -197,23 +217,23 @@ class Executor:
         try:
             yield from rows
         except pymongo.errors.PyMongoError as exc:
-            raise _server_error(exc) from exc
+            raise server_error(exc) from exc
         except DRIVER_ERRORS as exc:
             raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ writes
-    def insert(self, p: plan.Insert) -> Result:
+    def insert(self, p: plan.Insert, session: ClientSession | None = None) -> Result:
         documents = p.documents
         if p.compute is not None:
-            documents = list(self.db.aggregate(p.compute))
+            documents = list(self.db.aggregate(p.compute, session=session))
         if not documents:
             return Result(rowcount=0, statement="INSERT", message="INSERT 0")
-        res = self.db[p.collection].insert_many(documents)
-        n = len(res.inserted_ids)
+        n = self._insert_rows(p.collection, documents, 0, len(documents), session)
         return Result(rowcount=n, statement="INSERT", message=f"INSERT {n}")
 
-    def insert_select(self, p: plan.InsertSelect) -> Result:
-        result = self.query(p.source)
+    def insert_select(self, p: plan.InsertSelect,
+                      session: ClientSession | None = None) -> Result:
+        result = self.query(p.source, session)
         if p.columns and len(p.columns) != len(result.columns):
             raise ExecutionError(f"INSERT has {len(p.columns)} column(s) but the query returns "
                                  f"{len(result.columns)}")
@@ -227,25 +247,59 @@ class Executor:
             except StopIteration:
                 break
             except ExecutionError as exc:  # the query failed after some batches were stored
-                raise ExecutionError(f"{exc.message} ({total} row(s) written before the error)",
-                                     exc.code, exc.code_name) from exc
+                message = query_failed_during_insert(exc.message, total, session is not None)
+                raise ExecutionError(message, exc.code, exc.code_name,
+                                     labels=exc.labels) from exc
             doc: dict[str, Any] = {}
             for target, column in zip(targets, result.columns, strict=True):
                 nest(doc, target, row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:
-                total += self._insert_batch(p.collection, batch, total)
+                total += self._insert_rows(p.collection, batch, total, None, session)
                 batch = []
         if batch:
-            total += self._insert_batch(p.collection, batch, total)
+            total += self._insert_rows(p.collection, batch, total, None, session)
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
 
-    def _insert_batch(self, collection: str, batch: list[dict[str, Any]], written: int) -> int:
-        """Insert one batch; a failure reports every row stored so far (earlier batches too)."""
+    def _insert_rows(self, collection: str, documents: list[dict[str, Any]], before: int,
+                     total: int | None, session: ClientSession | None) -> int:
+        """Insert in order; a failure says which rows of the statement were stored and which
+        were not (``before``: rows stored by earlier batches, ``total``: the statement's rows
+        when known)."""
         try:
-            return len(self.db[collection].insert_many(batch).inserted_ids)
+            return len(self.db[collection].insert_many(documents, session=session).inserted_ids)
         except pymongo.errors.BulkWriteError as exc:
-            raise _server_error(exc, written_before=written) from exc
+            message = insert_failed(exc.details, before, total, session is not None)
+            if message is None:
+                raise
+            error = server_error(exc)
+            raise ExecutionError(message, error.code, error.code_name,
+                                 labels=error.labels) from exc
+
+    def update(self, p: plan.Update, session: ClientSession | None = None) -> Result:
+        where = self.write_filter(p, session)
+        try:
+            res = self.db[p.collection].update_many(where, p.update, session=session)
+        except pymongo.errors.OperationFailure as exc:
+            raise self._multi_write_error("UPDATE", exc, session) from exc
+        return Result(rowcount=res.matched_count, statement="UPDATE",
+                      message=f"UPDATE {res.matched_count}")
+
+    def delete(self, p: plan.Delete, session: ClientSession | None = None) -> Result:
+        where = self.write_filter(p, session)
+        try:
+            res = self.db[p.collection].delete_many(where, session=session)
+        except pymongo.errors.OperationFailure as exc:
+            raise self._multi_write_error("DELETE", exc, session) from exc
+        return Result(rowcount=res.deleted_count, statement="DELETE",
+                      message=f"DELETE {res.deleted_count}")
+
+    @staticmethod
+    def _multi_write_error(verb: str, exc: pymongo.errors.OperationFailure,
+                           session: ClientSession | None) -> ExecutionError:
+        error = server_error(exc)
+        return ExecutionError(multi_write_failed(verb, error.message, session is not None),
+                              error.code, error.code_name, labels=error.labels)
 
     def create_view(self, p: plan.CreateView) -> Result:
         self._tables = None

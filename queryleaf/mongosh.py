@@ -13,7 +13,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -165,9 +165,21 @@ def _watch(cmd: Mapping[str, Any]) -> str:
     return _call(target, "watch", list(cmd.get("pipeline", [])), *([options] if options else []))
 
 
+def _start_transaction(cmd: Mapping[str, Any]) -> str:
+    """The fields the driver adds to a transaction's first command, as mongosh starts one."""
+    options = {k: v for k, v in cmd.items() if k in ("readConcern", "writeConcern")}
+    return _call("session", "startTransaction", options)
+
+
+def _session_call(method: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda cmd: f"session.{method}()"
+
+
 _RENDERERS = {
     "watch": _watch, "aggregate": _aggregate, "find": _find, "insert": _insert, "update": _update,
     "delete": _delete, "create": _create, "drop": _drop,
+    "startTransaction": _start_transaction, "commitTransaction": _session_call("commitTransaction"),
+    "abortTransaction": _session_call("abortTransaction"),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class OutputColumn:
 
 
 class Plan(ABC):
+    # Whether the commands may run inside a transaction (with its session). Off unless a plan
+    # says so: catalog changes (views, subscriptions) cannot be part of one.
+    transactional: ClassVar[bool] = False
+
     @abstractmethod
     def commands(self) -> list[dict[str, Any]]:
         """The server commands this plan runs, as JSON-able command documents."""
@@ -30,6 +34,8 @@ class Plan(ABC):
 
 @dataclass(frozen=True)
 class Aggregate(Plan):
+    transactional: ClassVar[bool] = True
+
     collection: str
     pipeline: list[dict[str, Any]]
     columns: tuple[OutputColumn, ...] | None  # None: SELECT * (columns come from the documents)
@@ -40,6 +46,8 @@ class Aggregate(Plan):
 
 @dataclass(frozen=True)
 class Find(Plan):
+    transactional: ClassVar[bool] = True
+
     collection: str
     filter: dict[str, Any]
     projection: dict[str, Any] | None
@@ -66,6 +74,8 @@ class Insert(Plan):
     """INSERT ... VALUES. With ``compute`` set, the rows are first computed by the server
     (a database-level aggregate over ``$documents``) and then inserted."""
 
+    transactional: ClassVar[bool] = True
+
     collection: str
     documents: list[dict[str, Any]]
     compute: list[dict[str, Any]] | None = None
@@ -85,6 +95,8 @@ class InsertSelect(Plan):
     the query's column names (a dotted column name such as ``customer.name`` is nested).
     """
 
+    transactional: ClassVar[bool] = True
+
     collection: str
     source: Aggregate | Find
     columns: tuple[tuple[str, ...], ...] = ()  # field names, each taken literally
@@ -98,6 +110,8 @@ class InsertSelect(Plan):
 class Update(Plan):
     """UPDATE. With ``id_query`` (a WHERE holding subqueries, which update filters cannot run),
     the query first selects the ``_id`` of the rows to change and the update filters on them."""
+
+    transactional: ClassVar[bool] = True
 
     collection: str
     filter: dict[str, Any]
@@ -113,6 +127,8 @@ class Update(Plan):
 
 @dataclass(frozen=True)
 class Delete(Plan):
+    transactional: ClassVar[bool] = True
+
     collection: str
     filter: dict[str, Any]
     id_query: Aggregate | None = None
@@ -153,10 +169,49 @@ class DropView(Plan):
 class Explain(Plan):
     """EXPLAIN: show the inner plan's commands without running them."""
 
+    transactional: ClassVar[bool] = True
+
     inner: Plan
 
     def commands(self):
         return self.inner.commands()
+
+
+# ---------------------------------------------------------------- transactions
+#
+# A transaction is a MongoDB client session's transaction: BEGIN sends nothing (the driver
+# starts the transaction with its first statement's command, adding the session, the
+# transaction number, ``startTransaction`` and the read concern); COMMIT and ROLLBACK are the
+# ``commitTransaction`` / ``abortTransaction`` admin commands of that session.
+
+READ_CONCERN = "snapshot"  # every read of the transaction sees one point in time
+WRITE_CONCERN = "majority"  # a committed transaction is not rolled back by a failover
+
+
+class TransactionControl(Plan):
+    """BEGIN, COMMIT, ROLLBACK: run by the connection (QueryLeaf), which owns the session."""
+
+
+@dataclass(frozen=True)
+class StartTransaction(TransactionControl):
+    def commands(self):
+        return [{"startTransaction": True, "readConcern": {"level": READ_CONCERN},
+                 "writeConcern": {"w": WRITE_CONCERN},
+                 "$comment": "the session's settings, not a command: the driver sends "
+                             "startTransaction and readConcern with the first command of the "
+                             "transaction, writeConcern with commitTransaction"}]
+
+
+@dataclass(frozen=True)
+class CommitTransaction(TransactionControl):
+    def commands(self):
+        return [{"commitTransaction": 1, "writeConcern": {"w": WRITE_CONCERN}}]
+
+
+@dataclass(frozen=True)
+class AbortTransaction(TransactionControl):
+    def commands(self):
+        return [{"abortTransaction": 1}]
 
 
 # ---------------------------------------------------------------- subscription DDL

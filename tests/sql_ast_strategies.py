@@ -339,6 +339,9 @@ simple_statements = st.one_of(
     st.just(ast.ShowSubscriptions()),
     st.builds(ast.ReplayDeadLetters, st.one_of(st.none(), small_exprs)),
     st.builds(ast.ResetSubscription, names, st.one_of(st.none(), st.text(max_size=8))),
+    st.just(ast.Begin()),
+    st.just(ast.Commit()),
+    st.just(ast.Rollback()),
 )
 statements = st.one_of(
     simple_statements,

@@ -17,6 +17,7 @@ from bson.decimal128 import Decimal128
 from bson.objectid import ObjectId
 from pymongo import MongoClient
 
+import queryleaf
 from queryleaf.cli.output import caret_excerpt
 from queryleaf.mongosh import to_mongosh
 
@@ -43,8 +44,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS", "LINES", "NO_COLOR")}
     env["QUERYLEAF_DATA_DIR"] = str(tmp_path / "data")  # the REPL history goes there
-    # The queryleaf of this checkout (a git worktree too), not the one the venv has installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    # The command runs the queryleaf these tests import (a checkout's, not another install's).
+    source = str(Path(queryleaf.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     return env
 
 
@@ -192,6 +194,42 @@ def test_run_missing_file(cli, tmp_path):
     assert proc.stdout == ""  # nothing ran
 
 
+def test_run_a_script_with_begin_and_rollback(cli, tmp_path, server, dbname):
+    path = tmp_path / "txn.sql"
+    path.write_text("INSERT INTO t (_id) VALUES (1);\n"
+                    "BEGIN;\n"
+                    "INSERT INTO t (_id) VALUES (2);\n"
+                    "SELECT COUNT(*) AS n FROM t;\n"
+                    "ROLLBACK;\n"
+                    "SELECT COUNT(*) AS n FROM t;\n")
+    proc = _ok(cli("--format", "csv", "run", str(path)))
+    assert proc.stdout.splitlines() == ["n", "2", "", "n", "1"]
+    assert re.search(r"^BEGIN \(\d+\.\d ms\)$", proc.stderr, re.M)
+    assert re.search(r"^ROLLBACK \(\d+\.\d ms\)$", proc.stderr, re.M)
+    assert [d["_id"] for d in MongoClient(server.uri)[dbname]["t"].find()] == [1]
+
+
+def test_run_that_fails_inside_a_transaction_commits_nothing(cli, tmp_path, server, dbname):
+    path = tmp_path / "all_or_nothing.sql"
+    path.write_text("BEGIN;\n"
+                    "INSERT INTO t (_id) VALUES (1), (2);\n"
+                    "INSERT INTO t (_id) VALUES (2);\n"
+                    "COMMIT;\n")
+    proc = _failed(cli("run", str(path)))
+    assert re.search(rf"^{re.escape(str(path))}:3:1: error: INSERT failed \(E11000 ", proc.stderr,
+                     re.M), proc.stderr
+    assert (f"{path}: error: the open transaction was rolled back: nothing it changed was "
+            "committed") in proc.stderr
+    assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
+
+
+def test_execute_ending_inside_a_transaction_rolls_it_back(cli, server, dbname):
+    proc = _failed(cli("-e", "BEGIN; INSERT INTO t (_id) VALUES (1);"))
+    assert ("error: the statements ended inside a transaction (BEGIN without COMMIT): it was "
+            "rolled back, nothing it changed was committed") in proc.stderr
+    assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
+
+
 # ---------------------------------------------------------------- REPL
 
 
@@ -223,62 +261,115 @@ def test_repl_prints_unknown_column_warnings(cli, server, dbname):
     assert "NULL" in proc.stdout
 
 
+def test_repl_leaving_with_an_open_transaction_rolls_it_back(cli, server, dbname):
+    proc = _ok(cli(input="BEGIN;\nINSERT INTO t (_id) VALUES (1);\nSELECT COUNT(*) AS n FROM t;\n"
+                         "\\q\n"))
+    assert ["1"] in [line.split() for line in proc.stdout.splitlines()]
+    assert ("warning: the open transaction was rolled back on leaving the shell: nothing it "
+            "changed was committed") in proc.stderr
+    assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
+
+
 def test_repl_last_statement_without_semicolon_runs(cli, server, dbname):
     _seed(server, dbname)
     proc = _ok(cli("--format", "json", input="SELECT name FROM people"))
     assert json.loads(proc.stdout) == [{"name": "cy"}]
 
 
-def test_repl_on_a_terminal(server, dbname, tmp_path):
-    pty = pytest.importorskip("pty")
-    _seed(server, dbname)
-    master, slave = pty.openpty()
-    env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
-        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, start_new_session=True,
-    )
-    os.close(slave)
-    seen = bytearray()
-    consumed = 0  # output before this offset has been matched already
+class Terminal:
+    """The shell on a pseudo-terminal: ``write`` keys, ``read_until`` a marker appears."""
 
-    def read_until(marker: bytes, timeout: float = 20) -> None:
-        nonlocal consumed
+    def __init__(self, server, dbname: str, tmp_path: Path):
+        pty = pytest.importorskip("pty")
+        self.master, slave = pty.openpty()
+        env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
+            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.seen = bytearray()
+        self.consumed = 0  # output before this offset has been matched already
+
+    def write(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def read_until(self, marker: bytes, timeout: float = 20) -> bytes:
+        """Wait for ``marker``; returns the output before it since the last match."""
         deadline = time.monotonic() + timeout
-        while (found := seen.find(marker, consumed)) < 0:
-            ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
+        while (found := self.seen.find(marker, self.consumed)) < 0:
+            ready, _, _ = select.select([self.master], [], [],
+                                        max(deadline - time.monotonic(), 0))
             if not ready:
-                raise AssertionError(f"no {marker!r} in terminal output: {bytes(seen[-800:])!r}")
+                raise AssertionError(f"no {marker!r} in terminal output: "
+                                     f"{bytes(self.seen[-800:])!r}")
             try:
-                chunk = os.read(master, 4096)
+                chunk = os.read(self.master, 4096)
             except OSError:  # the child closed the terminal
                 chunk = b""
             if not chunk:
-                raise AssertionError(f"terminal closed before {marker!r}: {bytes(seen[-800:])!r}")
-            seen.extend(chunk)
-        consumed = found + len(marker)
+                raise AssertionError(f"terminal closed before {marker!r}: "
+                                     f"{bytes(self.seen[-800:])!r}")
+            self.seen.extend(chunk)
+        before = bytes(self.seen[self.consumed:found])
+        self.consumed = found + len(marker)
+        return before
 
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def test_repl_on_a_terminal(server, dbname, tmp_path):
+    _seed(server, dbname)
+    term = Terminal(server, dbname, tmp_path)
     try:
-        read_until(b"queryleaf>")
-        os.write(master, b"SELECT 41 + 1 AS answer\r")  # no ';' yet: a continuation line
-        read_until(b"...>")
-        os.write(master, b"FROM people;\r")
-        read_until(b"1 row")
-        os.write(master, b"SELECT 'discarded' AS gone\r")  # Ctrl-C drops the pending input
-        read_until(b"...>")
-        os.write(master, b"\x03")
-        read_until(b"queryleaf>")
-        os.write(master, b"\\q\r")
-        assert proc.wait(timeout=20) == 0
+        term.read_until(b"queryleaf>")
+        term.write(b"SELECT 41 + 1 AS answer\r")  # no ';' yet: a continuation line
+        term.read_until(b"...>")
+        term.write(b"FROM people;\r")
+        term.read_until(b"1 row")
+        term.write(b"SELECT 'discarded' AS gone\r")  # Ctrl-C drops the pending input
+        term.read_until(b"...>")
+        term.write(b"\x03")
+        term.read_until(b"queryleaf>")
+        term.write(b"\\q\r")
+        assert term.proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+        term.close()
         MongoClient(server.uri).drop_database(dbname)
     history = (tmp_path / "data" / "repl_history").read_text()
     assert "+SELECT 41 + 1 AS answer\n+FROM people;" in history
     assert "discarded" not in history
+
+
+def test_repl_prompt_shows_the_transaction(server, dbname, tmp_path):
+    term = Terminal(server, dbname, tmp_path)
+    try:
+        term.read_until(b"queryleaf>")
+        term.write(b"BEGIN;\r")
+        term.read_until(b"queryleaf*>")  # open
+        term.write(b"INSERT INTO t (_id) VALUES (1);\r")
+        term.read_until(b"queryleaf*>")
+        term.write(b"INSERT INTO t (_id) VALUES (1);\r")  # fails: the transaction is aborted
+        term.read_until(b"ROLLBACK to end it")
+        term.read_until(b"queryleaf!>")
+        term.write(b"ROLLBACK;\r")
+        assert b"queryleaf*>" not in term.read_until(b"queryleaf>")
+        term.write(b"START TRANSACTION;\r")
+        term.read_until(b"queryleaf*>")
+        term.write(b"INSERT INTO t (_id) VALUES (2);\r")
+        term.read_until(b"queryleaf*>")
+        term.write(b"\\q\r")
+        term.read_until(b"the open transaction was rolled back on leaving the shell")
+        assert term.proc.wait(timeout=20) == 0
+    finally:
+        term.close()
+    assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
+    MongoClient(server.uri).drop_database(dbname)
 
 
 # ---------------------------------------------------------------- explain

@@ -53,3 +53,99 @@ def test_errors_map_to_pep249_classes(conn):
     conn.close()
     with pytest.raises(dbapi.InterfaceError):
         conn.cursor().execute("SELECT 1")
+
+
+# ---------------------------------------------------------------- transactions
+
+
+@pytest.fixture()
+def manual(server, dbname):
+    """A connection with autocommit off: statements run in a transaction commit() ends."""
+    c = dbapi.connect(server.uri, database=dbname, autocommit=False)
+    yield c
+    c.close()
+
+
+def _stored(conn, table: str = "t") -> list:
+    return sorted(d["_id"] for d in conn.queryleaf.db[table].find())
+
+
+def test_autocommit_is_the_default(conn):
+    assert conn.autocommit is True
+    conn.cursor().execute("INSERT INTO t (_id) VALUES (1)")
+    assert conn.queryleaf.in_transaction is False
+
+
+def test_commit_and_rollback_without_autocommit(manual, conn):
+    assert manual.autocommit is False
+    cur = manual.cursor()
+    cur.execute("INSERT INTO t (_id) VALUES (1), (2)")
+    assert manual.queryleaf.in_transaction
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone() == (2,)
+    assert _stored(conn) == []
+    manual.commit()
+    assert _stored(conn) == [1, 2]
+    cur.execute("DELETE FROM t WHERE _id = 1")  # a new transaction begins implicitly
+    cur.execute("INSERT INTO t (_id) VALUES (3)")
+    manual.rollback()
+    assert _stored(conn) == [1, 2]
+    manual.rollback()  # nothing to undo: not an error
+    manual.commit()
+
+
+def test_an_error_without_autocommit_needs_a_rollback(manual, conn):
+    cur = manual.cursor()
+    cur.execute("INSERT INTO t (_id) VALUES (1)")
+    with pytest.raises(dbapi.IntegrityError):
+        cur.execute("INSERT INTO t (_id) VALUES (1)")
+    with pytest.raises(dbapi.InternalError, match="current transaction is aborted"):
+        cur.execute("SELECT _id FROM t")
+    with pytest.raises(dbapi.InternalError, match="aborted by an earlier error"):
+        manual.commit()
+    assert _stored(conn) == []
+    cur.execute("INSERT INTO t (_id) VALUES (2)")
+    manual.commit()
+    assert _stored(conn) == [2]
+
+
+def test_views_are_refused_without_autocommit(manual):
+    with pytest.raises(dbapi.ProgrammingError, match="CREATE VIEW cannot run inside a transaction"):
+        manual.cursor().execute("CREATE VIEW v AS SELECT 1 AS x")
+    manual.rollback()
+    manual.autocommit = True
+    manual.cursor().execute("CREATE VIEW v AS SELECT 1 AS x")
+
+
+def test_autocommit_cannot_change_inside_a_transaction(manual):
+    manual.cursor().execute("INSERT INTO t (_id) VALUES (1)")
+    with pytest.raises(dbapi.ProgrammingError, match="a transaction is open"):
+        manual.autocommit = True
+    manual.commit()
+    manual.autocommit = True
+    assert manual.autocommit and not manual.queryleaf.autobegin
+
+
+def test_close_rolls_back_and_sql_begin_works_in_autocommit_mode(server, dbname, conn):
+    closing = dbapi.connect(server.uri, database=dbname, autocommit=False)
+    closing.cursor().execute("INSERT INTO t (_id) VALUES (1)")
+    closing.close()
+    assert _stored(conn) == []
+    cur = conn.cursor()
+    cur.execute("BEGIN")
+    cur.execute("INSERT INTO t (_id) VALUES (2)")
+    conn.rollback()  # ends the transaction SQL opened
+    assert _stored(conn) == []
+    with pytest.raises(dbapi.NotSupportedError, match="autocommit mode"):
+        conn.rollback()
+
+
+def test_a_write_conflict_is_an_operational_error(manual, server, dbname):
+    with dbapi.connect(server.uri, database=dbname, autocommit=False) as rival:
+        manual.cursor().execute("INSERT INTO t (_id, v) VALUES (1, 0)")
+        manual.commit()
+        manual.cursor().execute("UPDATE t SET v = 1")
+        with pytest.raises(dbapi.OperationalError, match="WriteConflict"):
+            rival.cursor().execute("UPDATE t SET v = 2")
+        rival.rollback()
+        manual.commit()

@@ -527,11 +527,23 @@ OTHER = [
     ("DROP VIEW IF EXISTS v", DropView("v", True)),
     ("EXPLAIN SELECT 1", Explain(query(lit(1)))),
     ("EXPLAIN DELETE FROM t WHERE a = 1", Explain(Delete("t", b("=", col("a"), lit(1))))),
+    ("BEGIN", ast.Begin()),
+    ("begin transaction", ast.Begin()),
+    ("BEGIN WORK", ast.Begin()),
+    ("START TRANSACTION", ast.Begin()),
+    ("COMMIT", ast.Commit()),
+    ("commit work", ast.Commit()),
+    ("ROLLBACK", ast.Rollback()),
+    ("ROLLBACK WORK", ast.Rollback()),
+    ("EXPLAIN COMMIT", Explain(ast.Commit())),
+    # the transaction keywords stay usable as names
+    ("SELECT begin, start, work, commit FROM transaction",
+     query(col("begin"), col("start"), col("work"), col("commit"), from_=[t("transaction")])),
 ]
 
 
 @pytest.mark.parametrize(("sql", "expected"), OTHER, ids=[o[0] for o in OTHER])
-def test_view_and_explain(sql, expected):
+def test_view_explain_and_transactions(sql, expected):
     assert_parses(sql, expected)
 
 

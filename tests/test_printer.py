@@ -97,6 +97,11 @@ CANONICAL = [
     ("reset event_subscription s to timestamp 'x''y'",
      "RESET EVENT_SUBSCRIPTION s TO TIMESTAMP 'x''y'"),
     ("reset event_subscription s to now", "RESET EVENT_SUBSCRIPTION s TO NOW"),
+    ("start transaction", "BEGIN"),
+    ("begin work", "BEGIN"),
+    ("commit work", "COMMIT"),
+    ("rollback work", "ROLLBACK"),
+    ("select rollback from work", 'SELECT "rollback" FROM "work"'),
 ]
 
 

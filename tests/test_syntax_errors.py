@@ -44,8 +44,10 @@ ERRORS = [
     ("RESET EVENT_SUBSCRIPTION s TO", 1, 30, None, ("NOW", "TIMESTAMP")),
     ("SHOW EVENT_SUBSCRIPTION", 1, 6, "EVENT_SUBSCRIPTION", ("EVENT_SUBSCRIPTIONS",)),
     ("EXPLAIN", 1, 8, None,
-     ("ALTER", "CREATE", "DELETE", "DROP", "EXPLAIN", "INSERT", "PAUSE", "REPLAY", "RESET",
-      "RESUME", "SELECT", "SHOW", "UPDATE", "WITH")),
+     ("ALTER", "BEGIN", "COMMIT", "CREATE", "DELETE", "DROP", "EXPLAIN", "INSERT", "PAUSE",
+      "REPLAY", "RESET", "RESUME", "ROLLBACK", "SELECT", "SHOW", "START", "UPDATE", "WITH")),
+    ("START", 1, 6, None, ("TRANSACTION",)),
+    ("BEGIN TRANSACTION WORK", 1, 19, "WORK", ("';'", "end of input")),
     ("SELECT 1;\n  SELECT FROM", 2, 10, "FROM", ("DISTINCT", "'*'", "expression")),
 ]
 

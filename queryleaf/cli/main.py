@@ -144,10 +144,12 @@ def cli(ctx: click.Context, uri: str | None, db: str | None, data_dir: str | Non
 
 
 def execute_text(ctx: click.Context, sql: str) -> int:
-    from queryleaf.cli.run import EXIT_OK, EXIT_SQL_ERROR, run_text
+    from queryleaf.cli.run import EXIT_OK, EXIT_SQL_ERROR, finish, run_text
 
+    printer = _printer(ctx)
     with connection(ctx.obj) as ql:
-        return EXIT_OK if run_text(ql, sql, _printer(ctx)) else EXIT_SQL_ERROR
+        ok = finish(ql, printer, run_text(ql, sql, printer))
+        return EXIT_OK if ok else EXIT_SQL_ERROR
 
 
 @cli.command("run")

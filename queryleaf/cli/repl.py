@@ -6,8 +6,11 @@ with stdin from a pipe or file it reads lines without prompts. The semantics are
 - input accumulates until a line ends with ``;`` (or the input is a meta command), then runs
   as a script (several statements are fine);
 - errors are printed with their position and a caret, and the shell carries on;
-- ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0;
-- Ctrl-C discards the current input (or cancels the wait for a running statement).
+- ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0, rolling back a
+  transaction left open (and saying so);
+- Ctrl-C discards the current input (or cancels the wait for a running statement);
+- the prompt shows a transaction: ``queryleaf*>`` while one is open, ``queryleaf!>`` once a
+  statement failed in it (statements are refused until ROLLBACK), as psql does.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import TextIO
 
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.output import FORMATS, Printer, rows_table
-from queryleaf.cli.run import ConnectionLost, run_text
+from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
 
 PROMPT = "queryleaf> "
+# The prompt by transaction status (QueryLeaf.transaction_status), psql's markers.
+PROMPTS = {"idle": PROMPT, "open": "queryleaf*> ", "aborted": "queryleaf!> "}
 CONTINUATION = "...> "
 HISTORY_FILE = "repl_history"
 
@@ -51,6 +56,17 @@ class Repl:
     def __init__(self, ql: QueryLeaf, printer: Printer):
         self.ql = ql
         self.printer = printer
+
+    def prompt(self) -> str:
+        return PROMPTS[self.ql.transaction_status]
+
+    def leave(self) -> int:
+        """End the session: a transaction left open is rolled back, and the user is told."""
+        if self.ql.in_transaction:
+            end_open_transaction(self.ql)
+            self.printer.error("warning: the open transaction was rolled back on leaving the "
+                               "shell: nothing it changed was committed")
+        return 0
 
     def handle(self, text: str) -> bool:
         """Run one complete input. Returns False when the user asked to leave."""
@@ -120,11 +136,11 @@ def run_lines(repl: Repl, lines: Iterable[str]) -> int:
         if is_complete(text):
             buffer.clear()
             if not repl.handle(text):
-                return 0
+                return repl.leave()
     rest = "".join(buffer)
     if rest.strip():  # a last statement without ';' still runs
         repl.handle(rest)
-    return 0
+    return repl.leave()
 
 
 def history_path(data_dir: str | None) -> Path | None:
@@ -172,13 +188,13 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
                       "\\? for help, \\q to quit")
     while True:
         try:
-            text = session.prompt(PROMPT)
+            text = session.prompt(repl.prompt())
         except KeyboardInterrupt:
             continue
         except EOFError:
-            return 0
+            return repl.leave()
         if not repl.handle(text):
-            return 0
+            return repl.leave()
 
 
 def run_repl(ql: QueryLeaf, printer: Printer, data_dir: str | None,

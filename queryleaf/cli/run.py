@@ -2,6 +2,8 @@
 
 Both stop at the first failing statement. Errors are reported with the line and column in the
 text they came from (the file, for ``run``), like a compiler: ``path:3:7: error: message``.
+A transaction still open when the text ends (BEGIN without COMMIT, or a statement failed inside
+it) is rolled back; ending normally with one open is an error, since nothing was committed.
 """
 
 from __future__ import annotations
@@ -142,6 +144,30 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
     return True
 
 
+def end_open_transaction(ql: QueryLeaf) -> None:
+    """Roll back the transaction the statements left open."""
+    try:
+        ql.execute("ROLLBACK")
+    except QueryLeafError:
+        pass  # nothing open any more
+
+
+def finish(ql: QueryLeaf, printer: Printer, ok: bool, where: str | None = None) -> bool:
+    """After ``-e`` / ``run``: roll back a transaction left open, and say so. Returns whether
+    everything went well (a text that ended normally inside a transaction did not)."""
+    if not ql.in_transaction:
+        return ok
+    end_open_transaction(ql)
+    head = f"{where}: error" if where else "error"
+    if ok:
+        printer.error(f"{head}: the statements ended inside a transaction (BEGIN without "
+                      "COMMIT): it was rolled back, nothing it changed was committed")
+    else:
+        printer.error(f"{head}: the open transaction was rolled back: nothing it changed was "
+                      "committed")
+    return False
+
+
 def run_files(ql: QueryLeaf, paths: list[str], printer: Printer) -> int:
     """``queryleaf run``: each file in order; stop at the first error. Returns the exit code."""
     missing = [p for p in paths if not Path(p).is_file()]
@@ -154,7 +180,9 @@ def run_files(ql: QueryLeaf, paths: list[str], printer: Printer) -> int:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             printer.error(f"{path}: error: cannot read file: {exc}")
+            finish(ql, printer, False, path)
             return EXIT_SQL_ERROR
         if not run_text(ql, text, printer, path=path):
+            finish(ql, printer, False, path)
             return EXIT_SQL_ERROR
-    return EXIT_OK
+    return EXIT_OK if finish(ql, printer, True, paths[-1]) else EXIT_SQL_ERROR

@@ -45,6 +45,13 @@ def plan_statement(statement: ast.Statement,
                             "docs/semantics.md)", statement.pos) from None
 
 
+_TRANSACTION_PLANS: dict[type[ast.TransactionStatement], type[plan.TransactionControl]] = {
+    ast.Begin: plan.StartTransaction,
+    ast.Commit: plan.CommitTransaction,
+    ast.Rollback: plan.AbortTransaction,
+}
+
+
 def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> plan.Plan:
     if isinstance(statement, ast.Explain):
         if isinstance(statement.statement, ast.Explain):
@@ -58,6 +65,8 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
         return plan_update(statement, bindings, catalog.tables)
     if isinstance(statement, ast.Delete):
         return plan_delete(statement, bindings, catalog.tables)
+    if isinstance(statement, ast.TransactionStatement):
+        return _TRANSACTION_PLANS[type(statement)]()
     return plan_ddl(statement, bindings, catalog.tables)
 
 

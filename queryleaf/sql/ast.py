@@ -536,6 +536,29 @@ class ResetSubscription(Statement):
     timestamp_pos: Position | None = _pos()  # where the timestamp's literal is
 
 
+class TransactionStatement(Statement):
+    """BEGIN, COMMIT or ROLLBACK: they change the connection's transaction, not the data."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Begin(TransactionStatement):
+    """BEGIN [TRANSACTION | WORK] or START TRANSACTION."""
+
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Commit(TransactionStatement):
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rollback(TransactionStatement):
+    pos: Position | None = _pos()
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedStatement:
     """A statement of a script with the span of text it came from."""

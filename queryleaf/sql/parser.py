@@ -902,6 +902,15 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ResetSubscription(name, ts, _position(meta),
                                      _position(literal) if literal is not None else None)
 
+    def begin_stmt(self, meta, children):
+        return ast.Begin(_position(meta))
+
+    def commit_stmt(self, meta, children):
+        return ast.Commit(_position(meta))
+
+    def rollback_stmt(self, meta, children):
+        return ast.Rollback(_position(meta))
+
     def option_list(self, meta, children):
         return list(children)
 

@@ -33,6 +33,7 @@ KEYWORDS = frozenset("""
     OVER PARTITION PAUSE PRECEDING RANGE REGEXP REPLACE REPLAY RESET RESUME RIGHT RLIKE ROW ROWS
     SELECT SEPARATOR SET SHOW THEN TIMESTAMP TO TRAILING TRUE UNBOUNDED UNION UPDATE VALUES VIEW WHEN WHERE
     WITH
+    BEGIN COMMIT ROLLBACK START TRANSACTION WORK
 """.split())
 
 # Keywords that are never a plain name (the NAME terminal of the grammar excludes them).
@@ -671,6 +672,9 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.ShowSubscriptions: lambda s: "SHOW EVENT_SUBSCRIPTIONS",
     ast.ReplayDeadLetters: lambda s: "REPLAY DEAD_LETTER_EVENTS" + _where(s.where),
     ast.ResetSubscription: _reset_subscription,
+    ast.Begin: lambda s: "BEGIN",
+    ast.Commit: lambda s: "COMMIT",
+    ast.Rollback: lambda s: "ROLLBACK",
     # clauses and parts
     ast.SelectItem: _select_item,
     ast.OrderItem: _order_item,
