@@ -234,10 +234,15 @@ class Executor:
     def insert_select(self, p: plan.InsertSelect,
                       session: ClientSession | None = None) -> Result:
         result = self.query(p.source, session)
+        # SELECT * rows are documents: stored as they are (their field names are names, never
+        # paths), and streamed; named columns are stored at their target paths.
+        whole = not p.columns and (p.source.columns is None
+                                   or any(c.spread for c in p.source.columns))
         if p.columns and len(p.columns) != len(result.columns):
             raise ExecutionError(f"INSERT has {len(p.columns)} column(s) but the query returns "
                                  f"{len(result.columns)}")
-        targets = list(p.columns) or [tuple(c.split(".")) for c in result.columns]
+        columns = [] if whole else result.columns
+        targets = list(p.columns) or [tuple(c.split(".")) for c in columns]
         total = 0
         batch: list[dict[str, Any]] = []
         rows = iter(result)
@@ -250,8 +255,8 @@ class Executor:
                 message = query_failed_during_insert(exc.message, total, session is not None)
                 raise ExecutionError(message, exc.code, exc.code_name,
                                      labels=exc.labels) from exc
-            doc: dict[str, Any] = {}
-            for target, column in zip(targets, result.columns, strict=True):
+            doc: dict[str, Any] = dict(row) if whole else {}
+            for target, column in zip(targets, columns, strict=True):
                 nest(doc, target, row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:

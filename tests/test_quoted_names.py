@@ -101,3 +101,11 @@ def test_subscription_filter_reads_a_quoted_name_as_a_field(ql):
               {"_id": 3, "fullDocument": {"kind": "x", "a": 1}}]
     ql.db.events.insert_many(events)
     assert [d["_id"] for d in ql.db.events.aggregate([{"$match": match}])] == [1]
+
+
+def test_insert_select_star_stores_documents_as_they_are(t):
+    t.execute("INSERT INTO copy SELECT * FROM t WHERE _id = 1")
+    assert t.db.copy.find_one() == DOCS[0]  # "a.b" stays one field, not a.b nested
+    t.execute("INSERT INTO pairs SELECT * FROM t x JOIN t y ON x._id = y._id WHERE x._id = 2")
+    doc = t.db.pairs.find_one()
+    assert doc["a.b"] == 6 and doc["a.b_2"] == 6 and doc["$comment_2"] == "y"
