@@ -77,7 +77,7 @@ class QueryLeaf:
 
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
-        results = []
+        results: list[Result] = []
         for index, parsed in enumerate(parse_script(text)):
             started = time.perf_counter()
             try:

@@ -130,9 +130,9 @@ class Executor:
             return Result(rowcount=res.matched_count, statement="UPDATE",
                           message=f"UPDATE {res.matched_count}")
         if isinstance(p, plan.Delete):
-            res = self.db[p.collection].delete_many(self.write_filter(p))
-            return Result(rowcount=res.deleted_count, statement="DELETE",
-                          message=f"DELETE {res.deleted_count}")
+            deleted = self.db[p.collection].delete_many(self.write_filter(p))
+            return Result(rowcount=deleted.deleted_count, statement="DELETE",
+                          message=f"DELETE {deleted.deleted_count}")
         if isinstance(p, plan.CreateView):
             return self.create_view(p)
         if isinstance(p, plan.DropView):

@@ -33,7 +33,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click's is per class; this one varies
 
     def show(self, file: Any = None) -> None:
         click.secho(f"error: {self.message}", err=True, fg="red")

@@ -9,6 +9,7 @@ Entry points for the executor and EXPLAIN:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ START_PLACEHOLDER = {"startAtOperationTime": "<cluster time of the CREATE>"}
 
 def execute(db: Database, plan: p.Plan) -> Result:
     """Run one subscription statement."""
-    handlers = {
+    handlers: dict[type, Callable[[Database, Any], Result]] = {
         p.CreateSubscription: create,
         p.AlterSubscription: alter,
         p.DropSubscription: drop,
@@ -250,6 +251,7 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
                                session=session)
     # Events from the new start on are delivered again and get new rows: drop the old ones so
     # that each event keeps one row.
+    assert start is not None  # RESET's own time, or the session's (it has written)
     EventLog(db).forget_from(doc["subscription_id"], start)
     return Result(statement=statement, message=f"{statement} {plan.name}", rowcount=1)
 

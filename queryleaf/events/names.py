@@ -51,7 +51,7 @@ def _derived(row: str) -> dict[str, Any]:
 
 _UNWIND = {"$unwind": "$events"}
 # Every column, in order: the template gives rows every column (stored values win over it).
-EVENT_LOG_ROWS = [
+EVENT_LOG_ROWS: list[dict[str, Any]] = [
     _UNWIND,
     {"$replaceRoot": {"newRoot": {"$mergeObjects": [
         {"_id": None, **dict.fromkeys(EVENT_LOG_COLUMNS), **_derived("$events.")},
@@ -182,4 +182,4 @@ DEAD_LETTER_COLUMNS = (
 # ($facet yields exactly one document even over no input), which also works inside
 # $lookup / $unionWith sub-pipelines and views, where $documents is not accepted everywhere.
 ONE_ROW = PREFIX + "one"
-ONE_ROW_PIPELINE = [{"$facet": {"one": [{"$limit": 1}]}}, {"$project": {"one": 0}}]
+ONE_ROW_PIPELINE: list[dict[str, Any]] = [{"$facet": {"one": [{"$limit": 1}]}}, {"$project": {"one": 0}}]

@@ -557,7 +557,7 @@ class SubscriptionRunner(threading.Thread):
                  row.status, row.duration_ms or 0.0)
 
     # ---------------------------------------------------------------- idle
-    def _sync(self, token: dict[str, Any] | None, idle: bool) -> None:
+    def _sync(self, token: Mapping[str, Any] | None, idle: bool) -> None:
         """Idle: store the stream's latest position (if it moved), zero the lag once caught up,
         flush percentiles. (Definition changes are seen by the supervisor: ``observe``.)"""
         fields: dict[str, Any] = {}
@@ -566,7 +566,8 @@ class SubscriptionRunner(threading.Thread):
         if (token is not None and token != self.committer.token) or fields \
                 or self.metrics.dirty:
             # Not waited for: its errors surface at the next step (_raise_background_errors).
-            self.committer.submit(Commit(token=token, fields=fields))
+            self.committer.submit(Commit(token=None if token is None else dict(token),
+                                         fields=fields))
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:

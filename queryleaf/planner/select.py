@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError
+from queryleaf.errors import PlanningError, Position
 from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, flatten, is_null_expr
@@ -71,7 +71,7 @@ class Context:
 class Relation:
     """The rows of a FROM item before the query's own stages."""
 
-    collection: str | None
+    collection: str
     pipeline: list[dict[str, Any]]
     table: Table
     plain: bool = False  # a stored collection read as is (find-able)
@@ -152,7 +152,7 @@ class SelectPlanner:
         return ExprCompiler(scope, self.bindings, subquery=self.subquery, **kw)
 
     # ------------------------------------------------------------ entry
-    def plan(self) -> plan.Aggregate | plan.Find:
+    def build(self) -> plan.Aggregate | plan.Find:
         s = self.select
         aggregates = self.aggregates()
         relations = self.from_items()
@@ -307,7 +307,8 @@ class SelectPlanner:
                             f"that name{hint}", item.pos)
 
     @staticmethod
-    def derived(sub: plan.Aggregate | plan.Find, alias: str, pos=None) -> Relation:
+    def derived(sub: plan.Aggregate | plan.Find, alias: str,
+                pos: Position | None = None) -> Relation:
         agg = as_aggregate(sub)
         if agg.columns is None:
             raise PlanningError(f"subquery {alias} must list its columns (SELECT * is not "
@@ -331,7 +332,8 @@ class SelectPlanner:
         self.extra_lets.update(scope.lets)
         return [{"$match": match}]
 
-    def build_from(self, relations) -> tuple[ExprCompiler, str | None, ast.Expr | None]:
+    def build_from(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+                   ) -> tuple[ExprCompiler, str, ast.Expr | None]:
         """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
         that still has to be applied."""
         where = self.select.where
@@ -347,10 +349,11 @@ class SelectPlanner:
             return self.compiler(self.scope), first.collection, where
         # Filters on the first table alone run before the joins (and can use its indexes).
         first_scope = Scope([Table(first.table.alias, (), first.table.columns)], outer=self.outer)
-        early, late = [], []
+        early: list[ast.Expr] = []
+        late: list[ast.Expr] = []
         for conj in _conjuncts(where):
-            tables = _tables_of(conj)
-            (early if tables is not None and tables <= {first.table.alias} else late).append(conj)
+            reads = _tables_of(conj)
+            (early if reads is not None and reads <= {first.table.alias} else late).append(conj)
         if early:
             match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
                                  for c in early])
@@ -480,8 +483,8 @@ class SelectPlanner:
         self.emit({"$project": proj})
         return tuple(plan.OutputColumn(o.name, o.key) for o in outputs)
 
-    def star_projection(self, relations, exprs: ExprCompiler, outputs: list[Output],
-                        sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
+    def star_projection(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+                        exprs: ExprCompiler, outputs: list[Output], sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
         extra = {o.key: {"$ifNull": [exprs.compile(o.item.expr), None]} for o in outputs}
         if sorting and self.select.order_by:
             extra.update(self.hidden_sort_keys(exprs, outputs))
@@ -491,7 +494,7 @@ class SelectPlanner:
         if len(relations) == 1 and relations[0][1].system:
             hide.append("_id")
         if len(relations) > 1:
-            if len(self.select.items) > 1 or self.select.items[0].expr.table is not None:
+            if len(self.select.items) > 1 or self.select.items[0].expr.table is not None:  # type: ignore[attr-defined]  # the one item is the star
                 raise PlanningError("with joins, SELECT * cannot be combined with other items "
                                     "or t.*", self.select.items[0].pos)
         if hide:
@@ -773,7 +776,7 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
         return plan_set_operation(query, ctx, outer)
     assert isinstance(query, ast.Select)
     planner = SelectPlanner(query, ctx, outer, allow_find)
-    result = planner.plan()
+    result = planner.build()
     return result, {**planner.extra_lets, **planner.scope.lets}
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError
+from queryleaf.errors import PlanningError, Position
 from queryleaf.events import names
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler, dotted, literal
@@ -18,7 +18,7 @@ from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
 
 
-def check_writable(table: str, pos) -> None:
+def check_writable(table: str, pos: Position | None) -> None:
     if names.is_reserved(table):
         raise PlanningError(f"{table} is a queryleaf system collection and cannot be written "
                             "with SQL", pos)
@@ -126,7 +126,7 @@ def _write_scope(table: str, alias: str | None) -> Scope:
 
 
 def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
-              tables: frozenset[str] | None):
+              tables: frozenset[str] | None) -> plan.Aggregate:
     """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
     select = ast.Select((ast.SelectItem(ast.Column(("_id",))),),
                         (ast.TableRef(table, alias),), where)

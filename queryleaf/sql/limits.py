@@ -21,11 +21,10 @@ error (never silently a float).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 from queryleaf.errors import Position, SqlSyntaxError
 from queryleaf.sql import ast
-from queryleaf.sql.walk import node_fields
+from queryleaf.sql.walk import node_fields, per_class
 
 MAX_DEPTH = 64
 QUERY_LEVELS = 2
@@ -67,7 +66,7 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
                 push((item, item_depth))
 
 
-@functools.cache
+@per_class
 def _edges(cls: type) -> tuple[tuple[str, int], ...]:
     """Per field that can hold nodes: the levels its nodes add, or -1 when that depends on the
     node (`_cost`)."""
