@@ -3,6 +3,7 @@
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (
     EngineError,
+    ErrorCode,
     ExecutionError,
     ParameterError,
     PlanningError,
@@ -14,7 +15,7 @@ from queryleaf.errors import (
 from queryleaf.result import Result
 
 __all__ = [
-    "EngineError", "ExecutionError", "ParameterError", "PlanningError", "QueryLeaf",
+    "EngineError", "ErrorCode", "ExecutionError", "ParameterError", "PlanningError", "QueryLeaf",
     "QueryLeafError", "Result", "ScriptError", "SqlSyntaxError", "SubscriptionError", "connect",
 ]
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from queryleaf.errors import QueryLeafError
+from queryleaf.errors import ErrorCode, QueryLeafError
 
 
 class Result:
@@ -40,8 +40,7 @@ class Result:
     def _materialize(self) -> list[dict[str, Any]]:
         if self._stream is not None:
             if self._streamed:
-                raise QueryLeafError("the rows of this result were already streamed by "
-                                     "iterating it; use .rows to keep them")
+                raise _already_streamed()
             rows = list(self._stream)
             self._stream = None
             if self._columns is None:  # SELECT *: the union of the documents' fields
@@ -80,8 +79,7 @@ class Result:
             yield from self._materialize()
             return
         if self._streamed:
-            raise QueryLeafError("the rows of this result were already streamed by "
-                                 "iterating it; use .rows to keep them")
+            raise _already_streamed()
         self._streamed = -1  # started
         count = 0
         for row in self._stream:
@@ -103,3 +101,8 @@ class Result:
         if not rows or not self.columns:
             return None
         return rows[0][self.columns[0]]
+
+
+def _already_streamed() -> QueryLeafError:
+    return QueryLeafError("the rows of this result were already streamed by iterating it; use "
+                          ".rows to keep them", error_code=ErrorCode.ROWS_ALREADY_STREAMED)

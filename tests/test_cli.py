@@ -103,7 +103,7 @@ def test_execute_csv(cli):
 
 def test_execute_syntax_error(cli):
     proc = _failed(cli("-e", "SELECT name\nFROM people WHERE age >;"))
-    assert "error at line 2, column 24:" in proc.stderr
+    assert "error at line 2, column 24: QL1001: unexpected ';'" in proc.stderr
     assert "FROM people WHERE age >;\n" + " " * 23 + "^" in proc.stderr
 
 
@@ -113,7 +113,7 @@ def test_connection_error_is_one_line(cli):
         capture_output=True, text=True, timeout=60,
     )
     _failed(proc, 3)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: invalid MongoDB URI")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: QL0002: invalid MongoDB URI")
 
 
 # ---------------------------------------------------------------- run
@@ -141,7 +141,8 @@ def test_run_stops_at_failing_statement_and_keeps_earlier_effects(cli, tmp_path,
                     "INSERT INTO t (_id, v) VALUES (1, 'again');\n"
                     "INSERT INTO t (_id, v) VALUES (2, 'never');\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL3002: ", proc.stderr, re.M), \
+        proc.stderr
     assert "INSERT INTO t (_id, v) VALUES (1, 'again');\n" in proc.stderr
     docs = list(MongoClient(server.uri)[dbname]["t"].find())
     assert docs == [{"_id": 1, "v": "first"}]
@@ -151,7 +152,15 @@ def test_run_planning_error_points_into_the_statement(cli, tmp_path):
     path = tmp_path / "plan.sql"
     path.write_text(PEOPLE + "\n\nSELECT name,\n       NO_SUCH_FUNCTION(age) FROM people;\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL2004: unknown function "
+                     "NO_SUCH_FUNCTION", proc.stderr, re.M), proc.stderr
+
+
+def test_error_codes_in_the_output_of_e(cli):
+    proc = _failed(cli("-e", "SELECT name FROM no_such_table"))
+    assert "error at line 1, column 18: QL2001: unknown table no_such_table" in proc.stderr
+    proc = _failed(cli("-e", "PAUSE EVENT_SUBSCRIPTION nope"))
+    assert "error at line 1, column 1: QL4001: no event subscription named 'nope'" in proc.stderr
 
 
 def test_run_missing_file(cli, tmp_path):

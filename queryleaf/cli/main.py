@@ -77,12 +77,12 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
 
     import queryleaf
     from queryleaf.cli.run import ConnectionLost, connection_message
-    from queryleaf.errors import EngineError
+    from queryleaf.errors import EngineError, ErrorCode
 
     try:
         ql = queryleaf.connect(obj.get("uri"), obj.get("db"), obj.get("data_dir"))
     except EngineError as exc:
-        raise CliError(exc.message, EXIT_CONNECTION) from exc
+        raise CliError(exc.coded_message, EXIT_CONNECTION) from exc
     except PyMongoError as exc:
         raise CliError(connection_message(exc, obj.get("uri")), EXIT_CONNECTION) from exc
     try:
@@ -96,7 +96,7 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
     except ConnectionFailure as exc:
         raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
     except PyMongoError as exc:
-        raise CliError(f"MongoDB error: {exc}") from exc
+        raise CliError(f"{ErrorCode.EXECUTION}: MongoDB error: {exc}") from exc
     except KeyboardInterrupt:
         raise CliError("interrupted", EXIT_INTERRUPTED) from None
     finally:

@@ -19,7 +19,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from queryleaf import plan as p
-from queryleaf.errors import ExecutionError, SubscriptionError
+from queryleaf.errors import ErrorCode, ExecutionError, SubscriptionError
 from queryleaf.events import definition, failures, images, names
 from queryleaf.events import options as opts
 from queryleaf.events.durable import durable
@@ -285,7 +285,7 @@ def _timestamp(db: Database, text: str, pos: Any) -> Timestamp:
         failures.check_start_in_history(db, start)
     except failures.HistoryLost as exc:
         raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r}: {exc}; choose a later time "
-                                "or TO NOW", pos) from exc
+                                "or TO NOW", pos, error_code=ErrorCode.HISTORY_LOST) from exc
     return start
 
 
@@ -334,7 +334,8 @@ def _load(db: Database, name: str) -> dict[str, Any]:
 def _unknown(db: Database, name: str) -> SubscriptionError:
     existing = [doc["_id"] for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1})]
     hint = f"; existing: {', '.join(sorted(existing))}" if existing else "; there are none"
-    return SubscriptionError(f"no event subscription named {name!r}{hint}")
+    return SubscriptionError(f"no event subscription named {name!r}{hint}",
+                             error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
 
 
 def _server_error(exc: PyMongoError) -> ExecutionError:

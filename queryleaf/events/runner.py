@@ -36,6 +36,7 @@ from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.errors import ErrorCode
 from queryleaf.events import failures, names
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
@@ -196,8 +197,8 @@ class SubscriptionRunner(threading.Thread):
         try:
             self._consume()
         except LeaseLost:
-            log.warning("%s: another worker owns the subscription now; stream closed",
-                        self.sub.name)
+            log.warning("%s: %s: another worker owns the subscription now (lease lost); stream "
+                        "closed", self.sub.name, ErrorCode.LEASE_LOST)
         except Stale:
             log.info("%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed",
                      self.sub.name)

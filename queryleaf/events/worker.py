@@ -21,7 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.clients import close_client
-from queryleaf.errors import SubscriptionError
+from queryleaf.errors import ErrorCode, SubscriptionError
 from queryleaf.events import catalog, names, retention
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.durable import durable
@@ -333,7 +333,7 @@ def _check_names(db: Database, wanted: list[str]) -> None:
     if missing:
         raise SubscriptionError(
             f"no event subscription named {', '.join(map(repr, missing))}; existing: "
-            f"{', '.join(sorted(known)) or 'none'}")
+            f"{', '.join(sorted(known)) or 'none'}", error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
     for name in wanted:
         if known[name] != "active":
             log.warning("%s is %s: not run until it is active again (RESUME, or RESET after a "

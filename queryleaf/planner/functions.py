@@ -15,7 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from queryleaf.errors import PlanningError, Position
+from queryleaf.errors import ErrorCode, PlanningError, Position
 from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
@@ -68,7 +68,8 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
         known = sorted(set(FUNCTIONS) | AGGREGATES)
         near = difflib.get_close_matches(call.name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise PlanningError(f"unknown function {call.name}{hint}", call.pos)
+        raise PlanningError(f"unknown function {call.name}{hint}", call.pos,
+                            error_code=ErrorCode.UNKNOWN_FUNCTION)
     n = len(call.args)
     if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
         expected = (str(spec.min_args) if spec.max_args == spec.min_args else

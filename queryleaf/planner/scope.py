@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from queryleaf.errors import PlanningError
+from queryleaf.errors import ErrorCode, PlanningError
 from queryleaf.sql import ast
 
 
@@ -98,7 +98,7 @@ class Scope:
         if candidates or unknown:
             raise PlanningError(
                 f"column {display_path(parts)} is ambiguous: qualify it with one of "
-                f"{', '.join(self.aliases())}", col.pos)
+                f"{', '.join(self.aliases())}", col.pos, error_code=ErrorCode.AMBIGUOUS_COLUMN)
         return None
 
     def knows_alias(self, name: str) -> bool:
@@ -114,7 +114,8 @@ class Scope:
             if head not in t.columns:
                 known = ", ".join(t.columns) or "none"
                 raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
-                                    f"{display_path(rest)} (columns: {known})", col.pos)
+                                    f"{display_path(rest)} (columns: {known})", col.pos,
+                                    error_code=ErrorCode.UNKNOWN_COLUMN)
             rest = (t.columns[head], *rest[1:])
         for part in rest:
             # Refused rather than misread: MongoDB would take such a name as an operator (a
@@ -126,7 +127,8 @@ class Scope:
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:
-        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos)
+        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos,
+                             error_code=ErrorCode.UNKNOWN_COLUMN)
 
     def expression(self, r: Resolved) -> Any:
         """The aggregation expression reading a resolved column in this scope's rows."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError, Position
+from queryleaf.errors import ErrorCode, PlanningError, Position
 from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, flatten, is_null_expr
@@ -258,7 +258,7 @@ class SelectPlanner:
             if collection is None:
                 known = ", ".join(f"{n}()" for n in names.TABLE_FUNCTIONS)
                 raise PlanningError(f"unknown table function {item.name}(); known: {known}",
-                                    item.pos)
+                                    item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
             alias = item.alias or item.name.lower()
@@ -304,7 +304,7 @@ class SelectPlanner:
         near = difflib.get_close_matches(item.name, known, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         raise PlanningError(f"unknown table {item.name}: no collection, view or WITH query of "
-                            f"that name{hint}", item.pos)
+                            f"that name{hint}", item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
 
     @staticmethod
     def derived(sub: plan.Aggregate | plan.Find, alias: str,

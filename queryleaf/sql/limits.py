@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from queryleaf.errors import Position, SqlSyntaxError
+from queryleaf.errors import ErrorCode, Position, SqlSyntaxError
 from queryleaf.sql import ast
 from queryleaf.sql.walk import node_fields, per_class
 
@@ -45,7 +45,7 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
         if depth > MAX_DEPTH:
             raise SqlSyntaxError(f"statement nested too deeply (limit {MAX_DEPTH} levels; "
                                  f"see Limits in docs/semantics.md)", _where(node, statement),
-                                 sql)
+                                 sql, error_code=ErrorCode.LIMIT_EXCEEDED)
         cls = type(node)
         if cls in _INTEGERS:
             _check_integers(node, statement, sql)
@@ -144,7 +144,7 @@ def _check_integers(node: ast.Node, statement: ast.Statement, sql: str | None) -
                 INT64_MIN <= value <= INT64_MAX):
             raise SqlSyntaxError(f"integer {value} is out of range: MongoDB integers are 64-bit "
                                  f"({INT64_MIN} to {INT64_MAX})", _where(node, statement), sql,
-                                 str(value))
+                                 str(value), error_code=ErrorCode.LIMIT_EXCEEDED)
 
 
 def _where(node: ast.Node, statement: ast.Statement) -> Position | None:

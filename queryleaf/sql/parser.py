@@ -28,7 +28,7 @@ from lark.lexer import TerminalDef
 from lark.parsers.lalr_parser_state import ParserState
 from lark.visitors import Transformer_NonRecursive
 
-from queryleaf.errors import Position, SqlSyntaxError
+from queryleaf.errors import ErrorCode, Position, SqlSyntaxError
 from queryleaf.sql import ast
 from queryleaf.sql.limits import check_statement
 
@@ -179,8 +179,8 @@ def _statement(sql: str, tree: Tree) -> ast.ParsedStatement:
         raise
     except RecursionError:
         raise SqlSyntaxError(
-            "statement is nested too deeply", _position(meta), sql, token=None, expected=()
-        ) from None
+            "statement is nested too deeply", _position(meta), sql, token=None, expected=(),
+            error_code=ErrorCode.LIMIT_EXCEEDED) from None
     text = sql[meta.start_pos : meta.end_pos]
     return ast.ParsedStatement(statement, text, meta.line, meta.column)
 
@@ -302,7 +302,8 @@ def _syntax_error(sql: str, exc: UnexpectedInput) -> SqlSyntaxError:
         return _character_error(sql, exc)
     pos = _end_position(sql)  # UnexpectedEOF: lark's LALR parser does not raise it today
     expected = _summarize(set(getattr(exc, "expected", None) or ()))
-    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected)
+    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected,
+                          error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
@@ -311,10 +312,11 @@ def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
     if token.type == "$END":
         pos = _end_position(sql, token)
         return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None,
-                              expected)
+                              expected, error_code=ErrorCode.UNEXPECTED_INPUT)
     pos = Position(token.line, token.column, token.start_pos or 0)
     message = _message(f"unexpected {_describe(token)}", expected)
-    return SqlSyntaxError(message, pos, sql, str(token), expected)
+    return SqlSyntaxError(message, pos, sql, str(token), expected,
+                          error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
@@ -327,7 +329,7 @@ def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
         return SqlSyntaxError(_UNTERMINATED[char], pos, sql, token, ())
     expected = _summarize(_accepts(exc))
     return SqlSyntaxError(_message(f"unexpected character {char!r}", expected), pos, sql, char,
-                          expected)
+                          expected, error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 # Strings, quoted names and comments, in the order the lexer meets them; a bare ``/*`` is the
@@ -495,7 +497,7 @@ class _ToAst(Transformer_NonRecursive):
         except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
             raise SqlSyntaxError(
                 f"number too long: {len(str(token))} digits", _position(token), self.sql,
-                str(token)[:20] + "...", (),
+                str(token)[:20] + "...", (), error_code=ErrorCode.LIMIT_EXCEEDED,
             ) from None
 
     def _integer(self, token: Token) -> int:
