@@ -7,6 +7,7 @@ import queryleaf.events.tables  # noqa: F401
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (
     EngineError,
+    ErrorCode,
     ExecutionError,
     ParameterError,
     PlanningError,
@@ -18,7 +19,7 @@ from queryleaf.errors import (
 from queryleaf.result import Result
 
 __all__ = [
-    "EngineError", "ExecutionError", "ParameterError", "PlanningError", "QueryLeaf",
+    "EngineError", "ErrorCode", "ExecutionError", "ParameterError", "PlanningError", "QueryLeaf",
     "QueryLeafError", "Result", "ScriptError", "SqlSyntaxError", "SubscriptionError", "connect",
 ]
 __version__ = "0.1.0"

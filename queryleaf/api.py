@@ -99,7 +99,7 @@ class QueryLeaf:
 
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
-        results = []
+        results: list[Result] = []
         try:
             statements = parse_script(text)
         except QueryLeafError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 
-from queryleaf.errors import PlanningError
+from queryleaf.errors import ErrorCode, PlanningError
 from queryleaf.planner.references import ColumnReference
 from queryleaf.result import QueryWarning
 from queryleaf.sampling import FieldSampler, Sample
@@ -42,8 +42,11 @@ def check_columns(references: list[ColumnReference],
     unknown.sort(key=lambda u: (u[0].pos.offset if u[0].pos else -1))
     for ref, sample in unknown:
         if ref.stored:
-            raise PlanningError(_stored_message(ref, sample), ref.pos)
-    return [QueryWarning(_read_message(ref, sample), ref.pos) for ref, sample in unknown]
+            raise PlanningError(_stored_message(ref, sample), ref.pos,
+                                error_code=ErrorCode.UNKNOWN_COLUMN)
+    # A warning carries its code in its text, as an error's str() does.
+    return [QueryWarning(f"{ErrorCode.UNKNOWN_COLUMN}: {_read_message(ref, sample)}", ref.pos)
+            for ref, sample in unknown]
 
 
 def _missing(refs: list[ColumnReference], sample: Sample | None) -> list[ColumnReference]:

@@ -39,7 +39,10 @@ class Warning(builtins.Warning):  # noqa: A001 - the name is fixed by PEP 249
 
 
 class Error(Exception):
-    """Base of the DB-API errors."""
+    """Base of the DB-API errors. ``error_code`` is queryleaf's stable code (docs/errors.md)
+    when the error comes from queryleaf."""
+
+    error_code: str | None = None
 
 
 class InterfaceError(Error):
@@ -88,6 +91,7 @@ def _translate(exc: errors.QueryLeafError) -> DatabaseError:
     else:
         cls = DatabaseError
     err = cls(str(exc))
+    err.error_code = exc.error_code
     err.__cause__ = exc
     return err
 

@@ -1,11 +1,53 @@
-"""The one error hierarchy of queryleaf (DESIGN.md §6)."""
+"""The one error hierarchy of queryleaf, and its stable error codes (docs/errors.md).
+
+Every error carries a code (``QL2001``) that names what went wrong independently of the
+message's wording: ``str(error)`` and the CLI show it before the message. A class has a default
+code (``QLn000``, the other errors of its kind); the most common errors raise with their own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from queryleaf.sql.redact import RedactedSql, scrub
+
+
+class ErrorCode(StrEnum):
+    """The stable codes. The first digit is the kind of error: 0 the Python API, 1 syntax,
+    2 planning, 3 execution, 4 event subscriptions, 5 parameters, 6 the embedded server.
+    A code once published keeps its meaning; docs/errors.md lists every one (a test checks)."""
+
+    API = "QL0000"
+    ROWS_ALREADY_STREAMED = "QL0001"
+    INVALID_URI = "QL0002"
+
+    SYNTAX = "QL1000"
+    UNEXPECTED_INPUT = "QL1001"
+    LIMIT_EXCEEDED = "QL1002"
+
+    PLANNING = "QL2000"
+    UNKNOWN_TABLE = "QL2001"
+    UNKNOWN_COLUMN = "QL2002"
+    AMBIGUOUS_COLUMN = "QL2003"
+    UNKNOWN_FUNCTION = "QL2004"
+
+    EXECUTION = "QL3000"
+    SERVER_REJECTED = "QL3001"
+    DUPLICATE_KEY = "QL3002"
+    SERVER_UNREACHABLE = "QL3003"
+    TRANSACTION = "QL3100"
+
+    SUBSCRIPTION = "QL4000"
+    UNKNOWN_SUBSCRIPTION = "QL4001"
+    HISTORY_LOST = "QL4002"
+    POSITION_AHEAD = "QL4003"
+    LEASE_LOST = "QL4004"
+
+    PARAMETER = "QL5000"
+
+    ENGINE = "QL6000"
 
 
 @dataclass(frozen=True)
@@ -26,11 +68,17 @@ class QueryLeafError(Exception):
     ``sql`` is the statement the error is about with its secret literals masked (assigning
     it masks them, in the text and wherever the message quotes them: see sql/redact.py).
     ``position`` stays a place in the text as written; ``excerpt`` maps it into the masked one.
+    ``error_code`` is the stable code (the class's ``default_code`` unless the raiser names a
+    more specific one); ``message`` is the text without it.
     """
 
-    def __init__(self, message: str, position: Position | None = None, sql: str | None = None):
+    default_code = ErrorCode.API
+
+    def __init__(self, message: str, position: Position | None = None, sql: str | None = None,
+                 *, error_code: ErrorCode | None = None):
         super().__init__(message)
         self.message = message
+        self.error_code = error_code or self.default_code
         self.position = position
         self._source: RedactedSql | None = None
         self.sql = sql
@@ -65,15 +113,22 @@ class QueryLeafError(Exception):
         text = lines[idx]
         return f"{text}\n{' ' * max(column - 1, 0)}^"
 
+    @property
+    def coded_message(self) -> str:
+        """``QL2001: message``: what the CLI prints."""
+        return f"{self.error_code}: {self.message}"
+
     def __str__(self) -> str:
         where = f" at {self.position}" if self.position else ""
-        body = f"{self.message}{where}"
+        body = f"{self.coded_message}{where}"
         ex = self.excerpt()
         return f"{body}\n{ex}" if ex else body
 
 
 class SqlSyntaxError(QueryLeafError):
     """The text is not valid queryleaf SQL."""
+
+    default_code = ErrorCode.SYNTAX
 
     def __init__(
         self,
@@ -82,10 +137,12 @@ class SqlSyntaxError(QueryLeafError):
         sql: str | None = None,
         token: str | None = None,
         expected: tuple[str, ...] = (),
+        *,
+        error_code: ErrorCode | None = None,
     ):
         self.token = token
         self.expected = expected
-        super().__init__(message, position, sql)
+        super().__init__(message, position, sql, error_code=error_code)
 
     def _scrub(self, clean: Callable[[str], str]) -> None:
         super()._scrub(clean)
@@ -96,27 +153,42 @@ class SqlSyntaxError(QueryLeafError):
 class PlanningError(QueryLeafError):
     """Valid syntax that queryleaf cannot compile (unknown name, inexpressible construct...)."""
 
+    default_code = ErrorCode.PLANNING
+
 
 class ParameterError(QueryLeafError):
     """A placeholder without a value, a value without a placeholder, or an unconvertible value."""
+
+    default_code = ErrorCode.PARAMETER
 
 
 class SubscriptionError(QueryLeafError):
     """An invalid event-subscription definition or operation."""
 
+    default_code = ErrorCode.SUBSCRIPTION
+
 
 class EngineError(QueryLeafError):
     """The embedded server could not be found, started or reached."""
 
+    default_code = ErrorCode.ENGINE
+
 
 class ExecutionError(QueryLeafError):
-    """The server rejected a command; keeps MongoDB's code and message, and its error labels
-    (``TransientTransactionError``: running the whole transaction again may succeed)."""
+    """A statement failed while it ran. ``code`` and ``code_name`` are MongoDB's when the server
+    rejected a command (then the error code says so: SERVER_REJECTED, or DUPLICATE_KEY), with its
+    error labels (``TransientTransactionError``: running the whole transaction again may
+    succeed)."""
+
+    default_code = ErrorCode.EXECUTION
 
     def __init__(self, message: str, code: int | None = None, code_name: str | None = None,
                  position: Position | None = None, sql: str | None = None,
-                 labels: frozenset[str] = frozenset()):
-        super().__init__(message, position, sql)
+                 labels: frozenset[str] = frozenset(), *, error_code: ErrorCode | None = None):
+        if error_code is None and code is not None:
+            error_code = (ErrorCode.DUPLICATE_KEY if code in DUPLICATE_KEY_CODES
+                          else ErrorCode.SERVER_REJECTED)
+        super().__init__(message, position, sql, error_code=error_code)
         self.code = code
         self.code_name = code_name
         self.labels = labels
@@ -126,10 +198,17 @@ class TransactionError(QueryLeafError):
     """BEGIN, COMMIT or ROLLBACK out of place (no transaction open, one already open), or a
     statement refused because the open transaction was aborted by an earlier error."""
 
+    default_code = ErrorCode.TRANSACTION
+
+
+DUPLICATE_KEY_CODES = (11000, 11001)  # MongoDB's: a unique index refused a write
+
 
 class ServerUnreachable(ExecutionError):
     """The server could not be reached (or the connection was lost) while running a statement.
     ``cause`` is the driver's error."""
+
+    default_code = ErrorCode.SERVER_UNREACHABLE
 
     def __init__(self, message: str, cause: Exception):
         super().__init__(message)
@@ -140,13 +219,14 @@ class ScriptError(QueryLeafError):
     """A statement of a multi-statement script failed.
 
     ``index`` is the failing statement (0-based), ``statement_position`` where it starts in the
-    script, ``cause`` the original error and ``results`` those of the statements that ran.
+    script, ``cause`` the original error and ``results`` those of the statements that ran. Its
+    error code is the cause's.
     """
 
     def __init__(self, index: int, cause: QueryLeafError, results: list | None = None,
                  statement_position: Position | None = None):
         super().__init__(f"statement {index + 1} failed: {cause.message}",
-                         cause.position or statement_position)
+                         cause.position or statement_position, error_code=cause.error_code)
         self._source = cause._source  # masked already, and places positions of the text as written
         self.index = index
         self.cause = cause

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from queryleaf.errors import Position, QueryLeafError
+from queryleaf.errors import ErrorCode, Position, QueryLeafError
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ class Result:
     def _materialize(self) -> list[dict[str, Any]]:
         if self._stream is not None:
             if self._streamed:
-                raise QueryLeafError("the rows of this result were already streamed by "
-                                     "iterating it; use .rows to keep them")
+                raise _already_streamed()
             rows = list(self._stream)
             self._stream = None
             if self._columns is None:  # SELECT *: the union of the documents' fields
@@ -95,8 +94,7 @@ class Result:
             yield from self._materialize()
             return
         if self._streamed:
-            raise QueryLeafError("the rows of this result were already streamed by "
-                                 "iterating it; use .rows to keep them")
+            raise _already_streamed()
         self._streamed = -1  # started
         count = 0
         for row in self._stream:
@@ -118,3 +116,8 @@ class Result:
         if not rows or not self.columns:
             return None
         return rows[0][self.columns[0]]
+
+
+def _already_streamed() -> QueryLeafError:
+    return QueryLeafError("the rows of this result were already streamed by iterating it; use "
+                          ".rows to keep them", error_code=ErrorCode.ROWS_ALREADY_STREAMED)

@@ -108,7 +108,7 @@ def test_execute_csv(cli):
 
 def test_execute_syntax_error(cli):
     proc = _failed(cli("-e", "SELECT name\nFROM people WHERE age >;"))
-    assert "error at line 2, column 24:" in proc.stderr
+    assert "error at line 2, column 24: QL1001: unexpected ';'" in proc.stderr
     assert "FROM people WHERE age >;\n" + " " * 23 + "^" in proc.stderr
 
 
@@ -118,7 +118,7 @@ def test_connection_error_is_one_line(cli):
         capture_output=True, text=True, timeout=60,
     )
     _failed(proc, 3)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: invalid MongoDB URI")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: QL0002: invalid MongoDB URI")
 
 
 # ---------------------------------------------------------------- run
@@ -146,7 +146,8 @@ def test_run_stops_at_failing_statement_and_keeps_earlier_effects(cli, tmp_path,
                     "INSERT INTO t (_id, v) VALUES (1, 'again');\n"
                     "INSERT INTO t (_id, v) VALUES (2, 'never');\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL3002: ", proc.stderr, re.M), \
+        proc.stderr
     assert "INSERT INTO t (_id, v) VALUES (1, 'again');\n" in proc.stderr
     docs = list(MongoClient(server.uri)[dbname]["t"].find())
     assert docs == [{"_id": 1, "v": "first"}]
@@ -156,14 +157,22 @@ def test_run_planning_error_points_into_the_statement(cli, tmp_path):
     path = tmp_path / "plan.sql"
     path.write_text(PEOPLE + "\n\nSELECT name,\n       NO_SUCH_FUNCTION(age) FROM people;\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: ", proc.stderr, re.M), proc.stderr
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL2004: unknown function "
+                     "NO_SUCH_FUNCTION", proc.stderr, re.M), proc.stderr
+
+
+def test_error_codes_in_the_output_of_e(cli):
+    proc = _failed(cli("-e", "SELECT name FROM no_such_table"))
+    assert "error at line 1, column 18: QL2001: unknown table no_such_table" in proc.stderr
+    proc = _failed(cli("-e", "PAUSE EVENT_SUBSCRIPTION nope"))
+    assert "error at line 1, column 1: QL4001: no event subscription named 'nope'" in proc.stderr
 
 
 def test_unknown_column_warning_goes_to_stderr_with_a_caret(cli, server, dbname):
     _seed(server, dbname)
     proc = _ok(cli("--format", "csv", "-e", "SELECT name, nmae FROM people;"))
     assert proc.stdout.splitlines() == ["name,nmae", "cy,"]
-    assert ("warning at line 1, column 14: unknown column nmae: no sampled document of people "
+    assert ("warning at line 1, column 14: QL2002: unknown column nmae: no sampled document of people "
             "has it (it reads as NULL); did you mean name?\n"
             "SELECT name, nmae FROM people;\n             ^") in proc.stderr
 
@@ -173,7 +182,7 @@ def test_run_file_warning_names_file_line_and_column(cli, tmp_path, server, dbna
     path = tmp_path / "warn.sql"
     path.write_text("SELECT name FROM people;\nSELECT agee FROM people;\n")
     proc = _ok(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:2:8: warning: unknown column agee: .*did you "
+    assert re.search(rf"^{re.escape(str(path))}:2:8: warning: QL2002: unknown column agee: .*did you "
                      r"mean age\?$", proc.stderr, re.M), proc.stderr
 
 
@@ -182,7 +191,7 @@ def test_run_file_unknown_column_in_update_fails(cli, tmp_path, server, dbname):
     path = tmp_path / "trap.sql"
     path.write_text('UPDATE people SET name = "Jane";\n')
     proc = _failed(cli("run", str(path)))
-    assert f'{path}:1:26: error: unknown column "Jane"; string literals use single quotes' \
+    assert f'{path}:1:26: error: QL2002: unknown column "Jane"; string literals use single quotes' \
         in proc.stderr
     assert MongoClient(server.uri)[dbname]["people"].find_one()["name"] == "cy"
 
@@ -216,7 +225,7 @@ def test_run_that_fails_inside_a_transaction_commits_nothing(cli, tmp_path, serv
                     "INSERT INTO t (_id) VALUES (2);\n"
                     "COMMIT;\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:3:1: error: INSERT failed \(E11000 ", proc.stderr,
+    assert re.search(rf"^{re.escape(str(path))}:3:1: error: QL3002: INSERT failed \(E11000 ", proc.stderr,
                      re.M), proc.stderr
     assert (f"{path}: error: the open transaction was rolled back: nothing it changed was "
             "committed") in proc.stderr
@@ -257,7 +266,7 @@ def test_repl_through_a_pipe(cli):
 def test_repl_prints_unknown_column_warnings(cli, server, dbname):
     _seed(server, dbname)
     proc = _ok(cli(input="SELECT nmae\n  FROM people;\n"))
-    assert "warning at line 1, column 8: unknown column nmae" in proc.stderr
+    assert "warning at line 1, column 8: QL2002: unknown column nmae" in proc.stderr
     assert "NULL" in proc.stdout
 
 

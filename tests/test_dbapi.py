@@ -39,14 +39,20 @@ def test_execute_fetch_description_rowcount(conn):
 
 def test_errors_map_to_pep249_classes(conn):
     cur = conn.cursor()
-    with pytest.raises(dbapi.ProgrammingError, match="unexpected"):
+    with pytest.raises(dbapi.ProgrammingError, match="^QL1001: unexpected") as info:
         cur.execute("SELEC 1")
+    assert info.value.error_code == "QL1001"
+    with pytest.raises(dbapi.ProgrammingError, match="^QL2001: unknown table nope") as info:
+        cur.execute("SELECT a FROM nope")
+    assert info.value.error_code == "QL2001"
     conn.queryleaf.db.u.create_index("k", unique=True)
     cur.execute("INSERT INTO u (k) VALUES (1)")
-    with pytest.raises(dbapi.IntegrityError):
+    with pytest.raises(dbapi.IntegrityError, match="^QL3002: ") as info:
         cur.execute("INSERT INTO u (k) VALUES (1)")
-    with pytest.raises(dbapi.ProgrammingError, match="no rows"):
+    assert info.value.error_code == "QL3002"
+    with pytest.raises(dbapi.ProgrammingError, match="no rows") as info:
         cur.fetchall()
+    assert info.value.error_code is None  # the interface's own error: no queryleaf code
     with pytest.raises(dbapi.NotSupportedError):
         conn.rollback()
     conn.commit()

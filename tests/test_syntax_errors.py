@@ -152,7 +152,7 @@ def test_str_shows_position_line_and_caret():
     sql = "SELECT a,\n       b\n  FROM t\n WHERE a = = 1"
     err = _error(sql)
     assert str(err) == (
-        "unexpected '='; expected expression at line 4, column 12\n"
+        "QL1001: unexpected '='; expected expression at line 4, column 12\n"
         " WHERE a = = 1\n"
         "           ^"
     )

@@ -367,7 +367,7 @@ def test_insert_failure_at_the_edges(ql, values, tail):
 
 def test_insert_of_computed_rows_says_which_rows_were_inserted(ql):
     ql.execute("INSERT INTO t (_id) VALUES (2)")
-    with pytest.raises(ExecutionError, match=r"^INSERT failed at row 2 of 3 \(.*\): row 1 was "
+    with pytest.raises(ExecutionError, match=r"^QL3002: INSERT failed at row 2 of 3 \(.*\): row 1 was "
                                              r"inserted, rows 2-3 were not$"):
         ql.execute("INSERT INTO t (_id, at) VALUES (1, NOW()), (1 + 1, NOW()), (3, NOW())")
     assert ids(ql) == [1, 2]

@@ -34,7 +34,7 @@ def sampled(ql, monkeypatch) -> list[str]:
 
 
 def messages(result) -> list[str]:
-    return [str(w) for w in result.warnings]
+    return [str(w).removeprefix("QL2002: ") for w in result.warnings]
 
 
 # ---------------------------------------------------------------- SELECT: warnings
@@ -44,7 +44,7 @@ def test_unknown_column_warns_with_suggestion_and_position(users):
     result = users.execute("SELECT name, nmae FROM users ORDER BY name")
     assert result.rows == [{"name": "ann", "nmae": None}, {"name": "bob", "nmae": None}]
     [warning] = result.warnings
-    assert warning.message == ("unknown column nmae: no sampled document of users has it (it "
+    assert warning.message == ("QL2002: unknown column nmae: no sampled document of users has it (it "
                                "reads as NULL); did you mean name?")
     assert (warning.position.line, warning.position.column) == (1, 14)
 
@@ -62,7 +62,7 @@ def test_nested_paths_and_array_elements_are_known(users):
 def test_every_clause_is_checked_and_each_place_reported_once(users):
     result = users.execute("SELECT name FROM users WHERE agee > 1 GROUP BY name "
                            "HAVING COUNT(nam) > 0 ORDER BY name")
-    assert [w.message.split(":")[0] for w in result.warnings] == ["unknown column agee",
+    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == ["unknown column agee",
                                                                  "unknown column nam"]
 
 
@@ -89,11 +89,11 @@ def test_join_and_correlated_subquery_columns_are_checked(users):
                            "u ON o.user_id = u._id")
     # nmae is not a column of u (its columns are known), so it is read from orders
     assert [w.message for w in result.warnings] == [
-        "unknown column nmae: no sampled document of orders has it (it reads as NULL); write "
+        "QL2002: unknown column nmae: no sampled document of orders has it (it reads as NULL); write "
         "o.nmae if the field is too rare to be in the sample"]
     result = users.execute("SELECT name FROM users WHERE EXISTS "
                            "(SELECT 1 FROM orders o WHERE o.user_id = _id AND totl > 1)")
-    assert [w.message.split(";")[0] for w in result.warnings] == [
+    assert [w.message.removeprefix("QL2002: ").split(";")[0] for w in result.warnings] == [
         "unknown column totl: no sampled document of orders has it (it reads as NULL)"]
 
 
@@ -157,14 +157,14 @@ def test_script_results_carry_their_own_warnings(users):
 def test_delete_where_unknown_column_warns(users):
     result = users.execute("DELETE FROM users WHERE agee > 100")
     assert result.rowcount == 0
-    assert [w.message.split(";")[0] for w in result.warnings] == [
+    assert [w.message.removeprefix("QL2002: ").split(";")[0] for w in result.warnings] == [
         "unknown column agee: no sampled document of users has it (it reads as NULL)"]
 
 
 def test_insert_select_follows_the_select_rule(users):
     result = users.execute("INSERT INTO archive (name, nick) SELECT name, nickname FROM users")
     assert result.rowcount == 2
-    assert [w.message.split(":")[0] for w in result.warnings] == ["unknown column nickname"]
+    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == ["unknown column nickname"]
 
 
 # ---------------------------------------------------------------- INSERT/UPDATE values: errors

@@ -33,7 +33,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click's is per class; this one varies
 
     def show(self, file: Any = None) -> None:
         click.secho(f"error: {self.message}", err=True, fg="red")
@@ -77,12 +77,12 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
 
     import queryleaf
     from queryleaf.cli.run import ConnectionLost, connection_message
-    from queryleaf.errors import EngineError
+    from queryleaf.errors import EngineError, ErrorCode
 
     try:
         ql = queryleaf.connect(obj.get("uri"), obj.get("db"), obj.get("data_dir"))
     except EngineError as exc:
-        raise CliError(exc.message, EXIT_CONNECTION) from exc
+        raise CliError(exc.coded_message, EXIT_CONNECTION) from exc
     except PyMongoError as exc:
         raise CliError(connection_message(exc, obj.get("uri")), EXIT_CONNECTION) from exc
     try:
@@ -96,7 +96,7 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
     except ConnectionFailure as exc:
         raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
     except PyMongoError as exc:
-        raise CliError(f"MongoDB error: {exc}") from exc
+        raise CliError(f"{ErrorCode.EXECUTION}: MongoDB error: {exc}") from exc
     except KeyboardInterrupt:
         raise CliError("interrupted", EXIT_INTERRUPTED) from None
     finally:

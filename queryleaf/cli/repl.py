@@ -163,14 +163,14 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
     """The interactive shell on a terminal."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
-    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.lexers import PygmentsLexer
     from pygments.lexers.sql import SqlLexer
 
     bindings = KeyBindings()
 
     @bindings.add("enter")
-    def _enter(event) -> None:  # run when the input is complete, else start a new line
+    def _enter(event: KeyPressEvent) -> None:  # run when the input is complete, else start a new line
         buffer = event.current_buffer
         if is_complete(buffer.text):
             buffer.validate_and_handle()

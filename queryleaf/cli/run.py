@@ -13,7 +13,13 @@ from pathlib import Path
 
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.output import Printer, caret_excerpt
-from queryleaf.errors import ExecutionError, QueryLeafError, ScriptError, ServerUnreachable
+from queryleaf.errors import (
+    ErrorCode,
+    ExecutionError,
+    QueryLeafError,
+    ScriptError,
+    ServerUnreachable,
+)
 from queryleaf.result import QueryWarning, Result
 from queryleaf.sql.parser import parse_script
 
@@ -34,8 +40,9 @@ class LocatedError:
 
 
 def describe(exc: QueryLeafError) -> str:
-    """The message of an error, with MongoDB's code for server errors."""
-    message = exc.message
+    """The message of an error after its code (``QL2001: ...``), with MongoDB's code for server
+    errors."""
+    message = exc.coded_message
     if isinstance(exc, ExecutionError) and exc.code is not None and str(exc.code) not in message:
         message += f" (MongoDB error {exc.code}" + (f" {exc.code_name})" if exc.code_name else ")")
     return message
@@ -95,15 +102,17 @@ def text_headline(err: LocatedError) -> str:
 
 
 def connection_message(exc: Exception, uri: str | None = None) -> str:
-    """A one-line message for a database that cannot be reached (or a URI that is invalid)."""
+    """A one-line message for a database that cannot be reached (or a URI that is invalid),
+    after its error code."""
     from pymongo.errors import ConfigurationError
 
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     detail = detail.split(", Timeout:")[0].split(" (configured timeouts:")[0]
     where = f" {redact(uri)}" if uri else ""
     if isinstance(exc, ConfigurationError):
-        return f"invalid MongoDB URI{where}: {detail}"
-    return f"cannot reach MongoDB{' at' + where if uri else ''}: {detail}"
+        return f"{ErrorCode.INVALID_URI}: invalid MongoDB URI{where}: {detail}"
+    at = f" at{where}" if uri else ""
+    return f"{ErrorCode.SERVER_UNREACHABLE}: cannot reach MongoDB{at}: {detail}"
 
 
 def redact(uri: str) -> str:

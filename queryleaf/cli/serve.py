@@ -39,7 +39,7 @@ def serve_command(ctx: click.Context, data_dir: str | None, print_uri: bool) -> 
             return
         stopped = engine.serve(data_dir, announce=_print_uri if print_uri else _describe)
     except EngineError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise click.ClickException(exc.coded_message) from exc
     if stopped:
         click.echo("queryleaf serve: stopped the server", err=True)
     else:

@@ -75,7 +75,7 @@ def worker_command(ctx: click.Context, subscriptions: tuple[str, ...],
                                     concurrency=concurrency, log_retention=log_retention,
                                     dead_letter_retention=dead_letter_retention)
             except QueryLeafError as exc:
-                raise CliError(exc.message) from exc
+                raise CliError(exc.coded_message) from exc
             except ValueError as exc:  # a malformed duration or lease time
                 raise CliError(str(exc)) from exc
     finally:

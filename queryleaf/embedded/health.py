@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymongo
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -46,7 +47,7 @@ class Answer:
 
 
 def client(uri: str, timeout: float = PING_TIMEOUT, reply_timeout: float | None = None,
-           **options: object) -> pymongo.MongoClient:
+           **options: Any) -> pymongo.MongoClient:
     ms = int(timeout * 1000)
     return pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
                                socketTimeoutMS=int((reply_timeout or timeout) * 1000), **options)

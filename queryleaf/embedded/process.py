@@ -332,7 +332,7 @@ def start_ephemeral_server(
     try:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:
-        if log_path:
+        if not isinstance(log, int):  # a file, not DEVNULL
             log.close()  # the child has its own copy
     wait_until_listening(port, proc, log_path=log_path, log_offset=offset)
     return EphemeralServer(proc, port)

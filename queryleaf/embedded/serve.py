@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from queryleaf.embedded import credentials, health, users
 from queryleaf.embedded.credentials import client_uri, redact_uri
@@ -69,15 +71,19 @@ def _keep_running(lease: ServerLease, stop: threading.Event,
             announce(lease)
 
 
-def _install_stop_handlers(stop: threading.Event) -> dict[int, object]:
+# what signal.signal takes and gives back
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, _Handler]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # signals can only be caught on the main thread; rely on ``stop``
-    previous = {}
+    previous: dict[signal.Signals, _Handler] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
     return previous
 
 
-def _restore_handlers(previous: dict[int, object]) -> None:
+def _restore_handlers(previous: dict[signal.Signals, _Handler]) -> None:
     for sig, handler in previous.items():
-        signal.signal(sig, handler)  # type: ignore[arg-type]
+        signal.signal(sig, handler)

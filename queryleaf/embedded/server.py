@@ -52,6 +52,8 @@ class ServerRecord:
 
 def load_record(dirs: DataDir) -> ServerRecord | None:
     data = read_json(dirs.record)
+    if data is None:
+        return None
     try:
         return ServerRecord(int(data["pid"]), int(data["port"]), float(data["started_at"]),
                             str(data["storage_path"]), data.get("auth") is True,

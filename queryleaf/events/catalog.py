@@ -9,6 +9,7 @@ Entry points for the executor and EXPLAIN:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from queryleaf import plan as p
-from queryleaf.errors import ExecutionError, SubscriptionError
+from queryleaf.errors import ErrorCode, ExecutionError, SubscriptionError
 from queryleaf.events import definition, failures, images, names
 from queryleaf.events import options as opts
 from queryleaf.events.durable import durable
@@ -31,7 +32,7 @@ START_PLACEHOLDER = {"startAtOperationTime": "<cluster time of the CREATE>"}
 
 def execute(db: Database, plan: p.Plan) -> Result:
     """Run one subscription statement."""
-    handlers = {
+    handlers: dict[type, Callable[[Database, Any], Result]] = {
         p.CreateSubscription: create,
         p.AlterSubscription: alter,
         p.DropSubscription: drop,
@@ -250,6 +251,7 @@ def reset(db: Database, plan: p.ResetSubscription) -> Result:
                                session=session)
     # Events from the new start on are delivered again and get new rows: drop the old ones so
     # that each event keeps one row.
+    assert start is not None  # RESET's own time, or the session's (it has written)
     EventLog(db).forget_from(doc["subscription_id"], start)
     return Result(statement=statement, message=f"{statement} {plan.name}", rowcount=1)
 
@@ -283,7 +285,7 @@ def _timestamp(db: Database, text: str, pos: Any) -> Timestamp:
         failures.check_start_in_history(db, start)
     except failures.HistoryLost as exc:
         raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r}: {exc}; choose a later time "
-                                "or TO NOW", pos) from exc
+                                "or TO NOW", pos, error_code=ErrorCode.HISTORY_LOST) from exc
     return start
 
 
@@ -332,7 +334,8 @@ def _load(db: Database, name: str) -> dict[str, Any]:
 def _unknown(db: Database, name: str) -> SubscriptionError:
     existing = [doc["_id"] for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1})]
     hint = f"; existing: {', '.join(sorted(existing))}" if existing else "; there are none"
-    return SubscriptionError(f"no event subscription named {name!r}{hint}")
+    return SubscriptionError(f"no event subscription named {name!r}{hint}",
+                             error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
 
 
 def _server_error(exc: PyMongoError) -> ExecutionError:

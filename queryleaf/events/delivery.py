@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.errors import ConnectionFailure
 
 from queryleaf.events.retry import RetryPolicy
-from queryleaf.events.sinks import Payload, Sink
+from queryleaf.events.sinks import GroupSink, Payload, Sink
 
 # How long a handler in flight may still finish once the worker is asked to stop.
 SHUTDOWN_GRACE_S = 5.0
@@ -145,9 +145,9 @@ class Delivery:
             return any(caller.calling for caller in self.callers)
 
     @property
-    def group_sinks(self) -> list[Sink]:
+    def group_sinks(self) -> list[GroupSink]:
         """Sinks that can apply a whole group of events in one call (``deliver_group``)."""
-        return [s for s in self.sinks if hasattr(s, "deliver_group")]
+        return [s for s in self.sinks if isinstance(s, GroupSink)]
 
     def deliver(self, payload: Payload, skip: Sequence[Sink] = (),
                 on_retry: Callable[[int, str], None] | None = None,

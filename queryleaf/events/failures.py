@@ -5,6 +5,8 @@
 * history lost — the stored position is no longer in the oplog (``ChangeStreamHistoryLost``):
   the subscription is marked ``failed``; the remedy is ``RESET EVENT_SUBSCRIPTION name TO NOW``;
 * anything else the server refuses — marked ``failed`` with the server's message.
+
+The ``status_message`` of a failed subscription starts with the error code (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from bson import Timestamp
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
+from queryleaf.errors import ErrorCode
 from queryleaf.events.delivery import ServerUnavailable
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost
@@ -72,8 +75,18 @@ def server_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def failure_code(exc: BaseException) -> ErrorCode:
+    if isinstance(exc, PositionAhead):
+        return ErrorCode.POSITION_AHEAD
+    if is_history_lost(exc):
+        return ErrorCode.HISTORY_LOST
+    if isinstance(exc, OperationFailure):
+        return ErrorCode.SERVER_REJECTED
+    return ErrorCode.SUBSCRIPTION
+
+
 def failure_message(name: str, exc: BaseException) -> str:
-    """The status_message of a failed subscription: what happened and what to do."""
+    """The status_message of a failed subscription: its code, what happened and what to do."""
     if isinstance(exc, PositionAhead):
         newest = exc.newest.as_datetime().isoformat(timespec="seconds")
         remedy = (f"run RESET EVENT_SUBSCRIPTION {name} TO TIMESTAMP '{newest}' (or earlier) to "
@@ -86,7 +99,7 @@ def failure_message(name: str, exc: BaseException) -> str:
                   f"oplog")
     else:
         remedy = f"fix the cause, then RESUME EVENT_SUBSCRIPTION {name}"
-    return f"{server_message(exc)}; {remedy}"
+    return f"{failure_code(exc)}: {server_message(exc)}; {remedy}"
 
 
 def oldest_oplog_time(db: Database) -> Any:

@@ -16,7 +16,7 @@ from pymongo.errors import CollectionInvalid, OperationFailure
 
 from queryleaf.events import names
 
-OPTION = {"changeStreamPreAndPostImages": {"enabled": True}}
+OPTION: dict[str, Any] = {"changeStreamPreAndPostImages": {"enabled": True}}
 
 
 def commands(collections: list[str]) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ def _derived(row: str) -> dict[str, Any]:
 
 _UNWIND = {"$unwind": "$events"}
 # Every column, in order: the template gives rows every column (stored values win over it).
-EVENT_LOG_ROWS = [
+EVENT_LOG_ROWS: list[dict[str, Any]] = [
     _UNWIND,
     {"$replaceRoot": {"newRoot": {"$mergeObjects": [
         {"_id": None, **dict.fromkeys(EVENT_LOG_COLUMNS), **_derived("$events.")},

@@ -36,6 +36,7 @@ from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.errors import ErrorCode
 from queryleaf.events import failures, names
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
@@ -196,8 +197,8 @@ class SubscriptionRunner(threading.Thread):
         try:
             self._consume()
         except LeaseLost:
-            log.warning("%s: another worker owns the subscription now; stream closed",
-                        self.sub.name)
+            log.warning("%s: %s: another worker owns the subscription now (lease lost); stream "
+                        "closed", self.sub.name, ErrorCode.LEASE_LOST)
         except Stale:
             log.info("%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed",
                      self.sub.name)
@@ -557,7 +558,7 @@ class SubscriptionRunner(threading.Thread):
                  row.status, row.duration_ms or 0.0)
 
     # ---------------------------------------------------------------- idle
-    def _sync(self, token: dict[str, Any] | None, idle: bool) -> None:
+    def _sync(self, token: Mapping[str, Any] | None, idle: bool) -> None:
         """Idle: store the stream's latest position (if it moved), zero the lag once caught up,
         flush percentiles. (Definition changes are seen by the supervisor: ``observe``.)"""
         fields: dict[str, Any] = {}
@@ -566,7 +567,8 @@ class SubscriptionRunner(threading.Thread):
         if (token is not None and token != self.committer.token) or fields \
                 or self.metrics.dirty:
             # Not waited for: its errors surface at the next step (_raise_background_errors).
-            self.committer.submit(Commit(token=token, fields=fields))
+            self.committer.submit(Commit(token=None if token is None else dict(token),
+                                         fields=fields))
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:

@@ -19,7 +19,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bson import json_util
 from pymongo.collection import Collection
@@ -37,10 +37,21 @@ SIGNATURE_HEADER = "X-Queryleaf-Signature-256"
 
 
 class Sink(Protocol):
-    description: str
-    builtin: bool
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def builtin(self) -> bool: ...
 
     def deliver(self, payload: Payload) -> None: ...
+
+
+@runtime_checkable
+class GroupSink(Sink, Protocol):
+    """A sink that also applies a whole group of events in one call: the (index, error) of the
+    events that failed."""
+
+    def deliver_group(self, events: list[dict[str, Any]]) -> list[tuple[int, str]]: ...
 
 
 class SinkUnavailable(Exception):

@@ -21,7 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from queryleaf.clients import close_client
-from queryleaf.errors import SubscriptionError
+from queryleaf.errors import ErrorCode, SubscriptionError
 from queryleaf.events import catalog, names, retention
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.durable import durable
@@ -156,7 +156,7 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
             report = _supervise(db, handlers, subscriptions, stop_event, idle_timeout,
                                 budget, poll_interval, lease_seconds, concurrency,
                                 log_retention, dead_letter_retention, worker_id,
-                                moved=lambda uri=uri: getattr(ql, "uri", None) != uri)
+                                moved=_moved_from(ql, uri))
         finally:
             if client is not None:
                 close_client(client)
@@ -176,6 +176,12 @@ def _worker_client(ql: Any) -> MongoClient | None:
     if not isinstance(uri, str):
         return None
     return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000, maxPoolSize=None)
+
+
+def _moved_from(ql: Any, uri: str | None) -> Callable[[], bool]:
+    """Whether ``ql`` now talks to another server than ``uri`` (the embedded one restarted
+    on another port)."""
+    return lambda: getattr(ql, "uri", None) != uri
 
 
 def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
@@ -308,16 +314,16 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
     # The positions as of the leases, not before.
     fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
     for name, sinks in acquired.items():
-        sub = fresh.get(name)
-        if sub is None or sub.status != "active":
+        leased = fresh.get(name)
+        if leased is None or leased.status != "active":
             leases.release(name)
             continue
-        runner = SubscriptionRunner(db, sub, sinks, shared, leases, concurrency)
+        runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
         if not runners.start(runner):  # the worker is stopping
             leases.release(name)
             continue
-        log.info("%s: watching %s (worker %s)", sub.name,
-                 sub.watch.collection or f"database {db.name}", leases.worker_id)
+        log.info("%s: watching %s (worker %s)", leased.name,
+                 leased.watch.collection or f"database {db.name}", leases.worker_id)
 
 
 def _check_names(db: Database, wanted: list[str]) -> None:
@@ -327,7 +333,7 @@ def _check_names(db: Database, wanted: list[str]) -> None:
     if missing:
         raise SubscriptionError(
             f"no event subscription named {', '.join(map(repr, missing))}; existing: "
-            f"{', '.join(sorted(known)) or 'none'}")
+            f"{', '.join(sorted(known)) or 'none'}", error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
     for name in wanted:
         if known[name] != "active":
             log.warning("%s is %s: not run until it is active again (RESUME, or RESET after a "

@@ -89,12 +89,12 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
 
     if call.distinct and name != "GROUP_CONCAT":
         values = _non_null(ref)
-        acc = {field: {"$addToSet": x}}
-        empty = {field: []}
+        acc: dict[str, Any] = {field: {"$addToSet": x}}
+        empty: dict[str, Any] = {field: []}
         if name == "COUNT":
             return Accumulated(acc, {"$size": values}, empty)
         op = {"SUM": "$sum", "AVG": "$avg", "MIN": "$min", "MAX": "$max"}[name]
-        result = {"$cond": [{"$eq": [{"$size": values}, 0]}, None, {op: values}]}
+        result: Any = {"$cond": [{"$eq": [{"$size": values}, 0]}, None, {op: values}]}
         return Accumulated(acc, result, empty)
 
     if name == "COUNT":
@@ -130,12 +130,12 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
     if name == "JSON_ARRAYAGG":
         keys, spec = _sort_spec(call, exprs)
         acc = {field: {"$push": {"v": {"$ifNull": [x, None]}, **keys}}}
-        items: Any = ref
+        rows: Any = ref
         if spec:
-            items = {"$sortArray": {"input": items, "sortBy": spec}}
+            rows = {"$sortArray": {"input": rows, "sortBy": spec}}
         if call.limit is not None:
-            items = {"$slice": [items, call.limit]}
-        values = {"$map": {"input": items, "in": "$$this.v"}}
+            rows = {"$slice": [rows, call.limit]}
+        values = {"$map": {"input": rows, "in": "$$this.v"}}
         result = {"$cond": [{"$eq": [{"$size": ref}, 0]}, None, values]}
         return Accumulated(acc, result, {field: []})
     if name == "JSON_OBJECTAGG":

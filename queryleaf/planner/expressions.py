@@ -277,7 +277,7 @@ class ExprCompiler:
 
     def __init__(self, scope: Scope, bindings: Bindings,
                  substitutions: dict[Any, Any] | None = None, grouped: bool = False,
-                 subquery: Callable[[ast.Expr], Any] | None = None):
+                 subquery: Callable[[ast.Expr, ExprCompiler], Any] | None = None):
         self.scope = scope
         self.bindings = bindings
         self.substitutions = substitutions or {}
@@ -586,9 +586,11 @@ class ExprCompiler:
 
     def _like(self, e: ast.Like) -> Any:
         pattern = self.constant_string(e.pattern, "LIKE pattern")
-        escape = self.constant_string(e.escape, "ESCAPE") if e.escape is not None else None
-        if escape is not None and len(escape) != 1:
-            raise PlanningError("ESCAPE must be a single character", e.escape.pos)
+        escape = None
+        if e.escape is not None:
+            escape = self.constant_string(e.escape, "ESCAPE")
+            if len(escape) != 1:
+                raise PlanningError("ESCAPE must be a single character", e.escape.pos)
         v = self.compile(e.expr)
         match = {"$regexMatch": {"input": "$$s", "regex": like_to_regex(pattern, escape),
                                  "options": "si" if e.case_insensitive else "s"}}

@@ -15,7 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from queryleaf.errors import PlanningError
+from queryleaf.errors import ErrorCode, PlanningError, Position
 from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
@@ -42,7 +42,8 @@ class Function:
 FUNCTIONS: dict[str, Function] = {}
 
 
-def function(*names: str, args: tuple[int, int | None] = (1, 1), summary: str = ""):
+def function(*names: str, args: tuple[int, int | None] = (1, 1),
+             summary: str = "") -> Callable[[Translator], Translator]:
     def register(fn: Translator) -> Translator:
         for n in names:
             FUNCTIONS[n] = Function(args[0], args[1], fn, summary)
@@ -51,7 +52,8 @@ def function(*names: str, args: tuple[int, int | None] = (1, 1), summary: str = 
     return register
 
 
-def guarded(op: str, *names: str, args: tuple[int, int | None] = (1, 1), summary: str = ""):
+def guarded(op: str, *names: str, args: tuple[int, int | None] = (1, 1),
+            summary: str = "") -> None:
     """A function that maps to one MongoDB operator and is NULL when any argument is NULL."""
 
     def fn(c: ExprCompiler, call: ast.FuncCall, a: list[Any]) -> Any:
@@ -66,7 +68,8 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
         known = sorted(set(FUNCTIONS) | AGGREGATES)
         near = difflib.get_close_matches(call.name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise PlanningError(f"unknown function {call.name}{hint}", call.pos)
+        raise PlanningError(f"unknown function {call.name}{hint}", call.pos,
+                            error_code=ErrorCode.UNKNOWN_FUNCTION)
     n = len(call.args)
     if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
         expected = (str(spec.min_args) if spec.max_args == spec.min_args else
@@ -168,7 +171,7 @@ def _right(c, call, a):
                                         {"$max": [0, n]}]})
 
 
-def _pad(left: bool):
+def _pad(left: bool) -> Translator:
     def fn(c, call, a):
         s, n, pad = a
         fill = {"$reduce": {"input": {"$range": [0, {"$max": [0, n]}]}, "initialValue": "",
@@ -360,7 +363,7 @@ def date_add(c: ExprCompiler, date: Any, interval: ast.Interval, sign: int) -> A
         "startDate": refs[0], "unit": unit.lower(), "amount": refs[1]}}), "d")
 
 
-def _date_add_fn(sign: int):
+def _date_add_fn(sign: int) -> Translator:
     def fn(c, call, a):
         date, interval = call.args
         if not isinstance(interval, ast.Interval):
@@ -431,7 +434,7 @@ _FORMAT = {
 }
 
 
-def mysql_format(fmt: str, pos) -> str:
+def mysql_format(fmt: str, pos: Position | None) -> str:
     out, i = [], 0
     while i < len(fmt):
         ch = fmt[i]
@@ -464,7 +467,7 @@ _PARTS = {
 }
 
 
-def date_part(unit: str, d: Any, pos) -> Any:
+def date_part(unit: str, d: Any, pos: Position | None) -> Any:
     if unit == "QUARTER":
         return null_guard([d], {"$ceil": {"$divide": [{"$month": d}, 3]}})
     if unit == "EPOCH":
@@ -476,10 +479,16 @@ def date_part(unit: str, d: Any, pos) -> Any:
     return null_guard([d], {op: d})
 
 
+def _date_part_fn(unit: str) -> Translator:
+    def fn(c: ExprCompiler, call: ast.FuncCall, a: list[Any]) -> Any:
+        return date_part(unit, a[0], call.pos)
+
+    return fn
+
+
 for _unit in ("YEAR", "MONTH", "DAY", "DAYOFMONTH", "HOUR", "MINUTE", "SECOND", "DAYOFWEEK",
               "DAYOFYEAR", "WEEK", "QUARTER"):
-    function(_unit, summary=f"the {_unit.lower()} of a date")(
-        lambda c, call, a, u=_unit: date_part(u, a[0], call.pos))
+    function(_unit, summary=f"the {_unit.lower()} of a date")(_date_part_fn(_unit))
 
 
 def compile_extract(c: ExprCompiler, e: ast.Extract) -> Any:
@@ -521,7 +530,7 @@ def _json_array(c, call, a):
     return list(a)
 
 
-def parse_json_path(path: str, pos) -> list[str | int]:
+def parse_json_path(path: str, pos: Position | None) -> list[str | int]:
     """``$.a.b[0]`` / ``$."odd key"`` → ['a', 'b', 0]."""
     if not path.startswith("$"):
         raise PlanningError(f"JSON path {path!r} must start with $", pos)
@@ -535,7 +544,7 @@ def parse_json_path(path: str, pos) -> list[str | int]:
     return parts
 
 
-def json_path_get(base: Any, path: str, pos) -> Any:
+def json_path_get(base: Any, path: str, pos: Position | None) -> Any:
     return path_get(base, parse_json_path(path, pos))
 
 

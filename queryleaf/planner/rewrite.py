@@ -51,7 +51,8 @@ def resolve_references(select: ast.Select) -> ast.Select:
                if i.alias and not isinstance(i.expr, ast.Star)}
     if having is not None and aliases:
         having = replace_columns(having, lambda col: aliases.get(col.parts[0], col)
-                                 if len(col.parts) == 1 else col)
+                                 if len(col.parts) == 1 and isinstance(col.parts[0], str)
+                                 else col)
     if group_by == select.group_by and order_by == select.order_by and having is select.having:
         return select
     return dataclasses.replace(select, group_by=group_by, order_by=order_by, having=having)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from queryleaf.errors import PlanningError
+from queryleaf.errors import ErrorCode, PlanningError
 from queryleaf.planner import references
 from queryleaf.sql import ast
 
@@ -120,7 +120,7 @@ class Scope:
         if candidates or unknown:
             raise PlanningError(
                 f"column {display_path(parts)} is ambiguous: qualify it with one of "
-                f"{', '.join(self.aliases())}", col.pos)
+                f"{', '.join(self.aliases())}", col.pos, error_code=ErrorCode.AMBIGUOUS_COLUMN)
         return None
 
     def knows_alias(self, name: str) -> bool:
@@ -136,7 +136,8 @@ class Scope:
             if head not in t.columns:
                 known = ", ".join(t.columns) or "none"
                 raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
-                                    f"{display_path(rest)} (columns: {known})", col.pos)
+                                    f"{display_path(rest)} (columns: {known})", col.pos,
+                                    error_code=ErrorCode.UNKNOWN_COLUMN)
             rest = (*t.columns[head].split("."), *rest[1:])  # a key is a path we chose
         if t.collection is not None:
             qualified = len(rest) < len(col.parts)  # the table's name came first
@@ -145,7 +146,8 @@ class Scope:
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:
-        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos)
+        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos,
+                             error_code=ErrorCode.UNKNOWN_COLUMN)
 
     def expression(self, r: Resolved) -> Any:
         """The aggregation expression reading a resolved column in this scope's rows."""

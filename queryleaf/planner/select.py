@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError
+from queryleaf.errors import ErrorCode, PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.constants import NotConstant, literal_value
@@ -75,7 +75,7 @@ class Context:
 class Relation:
     """The rows of a FROM item before the query's own stages."""
 
-    collection: str | None
+    collection: str
     pipeline: list[dict[str, Any]]
     table: Table
     plain: bool = False  # a stored collection read as is (find-able)
@@ -154,7 +154,7 @@ class SelectPlanner:
         return ExprCompiler(scope, self.bindings, subquery=self.subquery, **kw)
 
     # ------------------------------------------------------------ entry
-    def plan(self) -> plan.Aggregate | plan.Find:
+    def build(self) -> plan.Aggregate | plan.Find:
         s = self.select
         aggregates = self.aggregates()
         relations = self.from_items()
@@ -186,6 +186,7 @@ class SelectPlanner:
                 self.emit({"$sort": presort})
             self.add_window()
 
+        columns: tuple[plan.OutputColumn, ...] | None
         if stars:
             if len(relations) > 1 or relations[0][1].table.columns is not None:
                 columns = self.table_star_projection(exprs, outputs, sorting=presort is None)
@@ -260,7 +261,7 @@ class SelectPlanner:
             if source is None:
                 known = ", ".join(f"{n}()" for n in sources.table_function_names())
                 raise PlanningError(f"unknown table function {item.name}(); known: {known}",
-                                    item.pos)
+                                    item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
             alias = item.alias or item.name.lower()
@@ -303,10 +304,11 @@ class SelectPlanner:
         near = difflib.get_close_matches(item.name, known, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         raise PlanningError(f"unknown table {item.name}: no collection, view or WITH query of "
-                            f"that name{hint}", item.pos)
+                            f"that name{hint}", item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
 
     @staticmethod
-    def derived(sub: plan.Aggregate | plan.Find, alias: str, pos=None) -> Relation:
+    def derived(sub: plan.Aggregate | plan.Find, alias: str,
+                pos: Position | None = None) -> Relation:
         agg = as_aggregate(sub)
         if agg.columns is None:  # SELECT * of one table: its documents pass through
             return Relation(agg.collection, list(agg.pipeline), Table(alias))
@@ -333,7 +335,8 @@ class SelectPlanner:
         self.extra_lets.update(scope.lets)
         return [{"$match": match}]
 
-    def build_from(self, relations) -> tuple[ExprCompiler, str | None, ast.Expr | None]:
+    def build_from(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+                   ) -> tuple[ExprCompiler, str, ast.Expr | None]:
         """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
         that still has to be applied."""
         where = self.select.where
@@ -349,10 +352,11 @@ class SelectPlanner:
             return self.compiler(self.scope), first.collection, where
         # Filters on the first table alone run before the joins (and can use its indexes).
         first_scope = Scope([first.table.at(())], outer=self.outer)
-        early, late = [], []
+        early: list[ast.Expr] = []
+        late: list[ast.Expr] = []
         for conj in _conjuncts(where):
-            tables = _tables_of(conj)
-            (early if tables is not None and tables <= {first.table.alias} else late).append(conj)
+            reads = _tables_of(conj)
+            (early if reads is not None and reads <= {first.table.alias} else late).append(conj)
         if early:
             match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
                                  for c in early])
@@ -562,7 +566,8 @@ class SelectPlanner:
             columns[i] = dataclasses.replace(c, name=unique)
         return tuple(columns)
 
-    def star_projection(self, relations, exprs: ExprCompiler, outputs: list[Output],
+    def star_projection(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+                        exprs: ExprCompiler, outputs: list[Output],
                         sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
         extra = {o.key: {"$ifNull": [exprs.compile(o.item.expr), None]} for o in outputs}
         if sorting and self.select.order_by:
@@ -764,7 +769,7 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
         return plan_set_operation(query, ctx, outer)
     assert isinstance(query, ast.Select)
     planner = SelectPlanner(normalize(query), ctx, outer)
-    result = planner.plan()
+    result = planner.build()
     return result, {**planner.extra_lets, **planner.scope.lets}
 
 

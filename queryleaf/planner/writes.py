@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError
+from queryleaf.errors import PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler, dotted, literal, path_set
@@ -19,7 +19,7 @@ from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
 
 
-def check_writable(table: str, pos) -> None:
+def check_writable(table: str, pos: Position | None) -> None:
     if sources.reserved(table) is not None:
         raise PlanningError(f"{table} is a queryleaf system collection and cannot be written "
                             "with SQL", pos)
@@ -147,7 +147,7 @@ def _write_scope(table: str, alias: str | None) -> Scope:
 
 
 def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
-              tables: frozenset[str] | None):
+              tables: frozenset[str] | None) -> plan.Aggregate:
     """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
     select = ast.Select((ast.SelectItem(ast.Column(("_id",))),),
                         (ast.TableRef(table, alias),), where)
@@ -182,11 +182,12 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
             except NotConstant:
                 values.append((exprs.compile(a.value), False))
     indexed = any(isinstance(p, int) for t in targets for p in t)
+    update: Any
     if any(field_path(t) is None for t in targets):
         update = [{"$replaceWith": _set_fields(targets, values, stmt.assignments)}]
     elif all(is_const for _, is_const in values) and (
             indexed or all(_plain_keys(v) for v, _ in values)):
-        update: Any = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
+        update = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
     else:
         for t, a in zip(targets, stmt.assignments, strict=True):
             if any(isinstance(p, int) for p in t):

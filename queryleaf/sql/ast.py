@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from queryleaf.errors import Position
 
@@ -24,6 +25,7 @@ class Node:
 
     __slots__ = ()
     pos: Position | None
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every node class is one
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -238,7 +240,7 @@ class OrderItem(Node):
 @dataclass(frozen=True, slots=True, eq=False)
 class FrameBound(Node):
     kind: str  # 'unbounded_preceding' | 'unbounded_following' | 'current_row' | 'preceding' | 'following'
-    offset: int | float | None = None
+    offset: int | float | Decimal | None = None
     pos: Position | None = _pos()
 
 
@@ -370,6 +372,10 @@ class Query(Node):
     """Base of SELECT-like statements (Select, SetOperation)."""
 
     __slots__ = ()
+    ctes: tuple[Cte, ...]
+    order_by: tuple[OrderItem, ...]
+    limit: Expr | None
+    offset: Expr | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -21,11 +21,10 @@ error (never silently a float).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
-from queryleaf.errors import Position, SqlSyntaxError
+from queryleaf.errors import ErrorCode, Position, SqlSyntaxError
 from queryleaf.sql import ast
-from queryleaf.sql.walk import node_fields
+from queryleaf.sql.walk import node_fields, per_class
 
 MAX_DEPTH = 64
 QUERY_LEVELS = 2
@@ -46,7 +45,7 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
         if depth > MAX_DEPTH:
             raise SqlSyntaxError(f"statement nested too deeply (limit {MAX_DEPTH} levels; "
                                  f"see Limits in docs/semantics.md)", _where(node, statement),
-                                 sql)
+                                 sql, error_code=ErrorCode.LIMIT_EXCEEDED)
         cls = type(node)
         if cls in _INTEGERS:
             _check_integers(node, statement, sql)
@@ -67,7 +66,7 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
                 push((item, item_depth))
 
 
-@functools.cache
+@per_class
 def _edges(cls: type) -> tuple[tuple[str, int], ...]:
     """Per field that can hold nodes: the levels its nodes add, or -1 when that depends on the
     node (`_cost`)."""
@@ -145,7 +144,7 @@ def _check_integers(node: ast.Node, statement: ast.Statement, sql: str | None) -
                 INT64_MIN <= value <= INT64_MAX):
             raise SqlSyntaxError(f"integer {value} is out of range: MongoDB integers are 64-bit "
                                  f"({INT64_MIN} to {INT64_MAX})", _where(node, statement), sql,
-                                 str(value))
+                                 str(value), error_code=ErrorCode.LIMIT_EXCEEDED)
 
 
 def _where(node: ast.Node, statement: ast.Statement) -> Position | None:

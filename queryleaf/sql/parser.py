@@ -10,9 +10,11 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lark import Lark, Token, Tree, v_args
 from lark.exceptions import (
@@ -21,10 +23,12 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
+from lark.grammar import Rule, Terminal
+from lark.lexer import TerminalDef
 from lark.parsers.lalr_parser_state import ParserState
 from lark.visitors import Transformer_NonRecursive
 
-from queryleaf.errors import Position, SqlSyntaxError
+from queryleaf.errors import ErrorCode, Position, SqlSyntaxError
 from queryleaf.sql import ast
 from queryleaf.sql.limits import check_statement
 
@@ -161,7 +165,8 @@ def _reference_script(sql: str) -> list[ast.ParsedStatement]:
         tree = _lark().parse(sql)
     except UnexpectedInput as exc:
         raise _syntax_error(sql, exc) from None
-    return [_statement(sql, child) for child in tree.children]
+    # the script rule's children are statement trees, never tokens
+    return [_statement(sql, child) for child in tree.children]  # type: ignore[arg-type]
 
 
 def _statement(sql: str, tree: Tree) -> ast.ParsedStatement:
@@ -174,8 +179,8 @@ def _statement(sql: str, tree: Tree) -> ast.ParsedStatement:
         raise
     except RecursionError:
         raise SqlSyntaxError(
-            "statement is nested too deeply", _position(meta), sql, token=None, expected=()
-        ) from None
+            "statement is nested too deeply", _position(meta), sql, token=None, expected=(),
+            error_code=ErrorCode.LIMIT_EXCEEDED) from None
     text = sql[meta.start_pos : meta.end_pos]
     return ast.ParsedStatement(statement, text, meta.line, meta.column)
 
@@ -298,7 +303,8 @@ def _syntax_error(sql: str, exc: UnexpectedInput) -> SqlSyntaxError:
         return _character_error(sql, exc)
     pos = _end_position(sql)  # UnexpectedEOF: lark's LALR parser does not raise it today
     expected = _summarize(set(getattr(exc, "expected", None) or ()))
-    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected)
+    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected,
+                          error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
@@ -307,14 +313,15 @@ def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
     if token.type == "$END":
         pos = _end_position(sql, token)
         return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None,
-                              expected)
+                              expected, error_code=ErrorCode.UNEXPECTED_INPUT)
     pos = Position(token.line, token.column, token.start_pos or 0)
     message = _message(f"unexpected {_describe(token)}", expected)
-    return SqlSyntaxError(message, pos, sql, str(token), expected)
+    return SqlSyntaxError(message, pos, sql, str(token), expected,
+                          error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
-    offset = exc.pos_in_stream
+    offset = exc.pos_in_stream or 0  # always set for a character error
     pos = Position(exc.line, exc.column, offset)
     char = sql[offset]
     if char in _UNTERMINATED:
@@ -323,7 +330,7 @@ def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
         return SqlSyntaxError(_UNTERMINATED[char], pos, sql, token, ())
     expected = _summarize(_accepts(exc))
     return SqlSyntaxError(_message(f"unexpected character {char!r}", expected), pos, sql, char,
-                          expected)
+                          expected, error_code=ErrorCode.UNEXPECTED_INPUT)
 
 
 # Strings, quoted names and comments, in the order the lexer meets them; a bare ``/*`` is the
@@ -397,7 +404,7 @@ def _end_position(sql: str, last: Token | None = None) -> Position:
     """Just after the last token (``last``, as lark's end-of-input token borrows its place), or
     after the last non-blank character when there is no token."""
     if last is not None and last.end_pos is not None:
-        return Position(last.end_line, last.end_column, last.end_pos)
+        return Position(last.end_line, last.end_column, last.end_pos)  # type: ignore[arg-type]  # lark sets the end fields together
     offset = len(sql.rstrip())
     line = sql.count("\n", 0, offset) + 1
     return Position(line, offset - (sql.rfind("\n", 0, offset) + 1) + 1, offset)
@@ -417,7 +424,7 @@ def _first_word(text: str) -> str:
 # ---------------------------------------------------------------- tree → AST
 
 
-def _position(meta_or_token) -> Position | None:
+def _position(meta_or_token: Any) -> Position | None:
     try:
         line = meta_or_token.line
     except AttributeError:  # the meta of a rule that matched no tokens
@@ -445,7 +452,7 @@ _BLANK = re.compile(r"(?:\s+|--[^\n]*|/\*[\s\S]*?\*/)*")
 
 def _skip_blank(sql: str, offset: int) -> int:
     """The offset of the first character at or after ``offset`` that is not space or comment."""
-    return _BLANK.match(sql, offset).end()
+    return _BLANK.match(sql, offset).end()  # type: ignore[union-attr]  # matches '' at worst
 
 
 def _number(text: str) -> int | float | Decimal:
@@ -458,7 +465,7 @@ def _number(text: str) -> int | float | Decimal:
     return int(text)
 
 
-def _is_token(x, type_: str) -> bool:
+def _is_token(x: object, type_: str) -> bool:
     return isinstance(x, Token) and x.type == type_
 
 
@@ -491,8 +498,11 @@ class _ToAst(Transformer_NonRecursive):
         except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
             raise SqlSyntaxError(
                 f"number too long: {len(str(token))} digits", _position(token), self.sql,
-                str(token)[:20] + "...", (),
+                str(token)[:20] + "...", (), error_code=ErrorCode.LIMIT_EXCEEDED,
             ) from None
+
+    def _integer(self, token: Token) -> int:
+        return int(self._number(token))  # an INT token: digits only, an int already
 
     def string(self, meta, children):
         return ast.Literal(_string(children[0]), _position(meta))
@@ -519,7 +529,7 @@ class _ToAst(Transformer_NonRecursive):
                 self.sql[meta.start_pos:meta.end_pos].upper() in BARE_FUNCTIONS):
             # SQL's niladic functions, written without parentheses (a quoted name stays a column)
             return ast.FuncCall(str(children[0]).upper(), (), pos=_position(meta))
-        parts = tuple(self._number(c) if _is_token(c, "INT") else c for c in children)
+        parts = tuple(self._integer(c) if _is_token(c, "INT") else c for c in children)
         return ast.Column(parts, _position(meta))
 
     # --- operators
@@ -655,7 +665,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Cast(children[0], children[1], _position(meta))
 
     def type_name(self, meta, children):
-        params = tuple(self._number(c) for c in children[1:] if c)
+        params = tuple(self._integer(c) for c in children[1:] if c)
         return ast.TypeName(children[0].upper(), params, _position(meta))
 
     def from_call(self, meta, children):
@@ -769,7 +779,7 @@ class _ToAst(Transformer_NonRecursive):
             raise self._missing_on(kind, meta)
         return ast.Join(kind, left, right, on, _position(meta))
 
-    def _missing_on(self, kind: str, meta) -> SqlSyntaxError:
+    def _missing_on(self, kind: str, meta: Any) -> SqlSyntaxError:
         """Points where ON was expected: at the first token after the joined table."""
         offset = _skip_blank(self.sql, meta.end_pos)
         line = self.sql.count("\n", 0, offset) + 1
@@ -932,7 +942,7 @@ class _ToAst(Transformer_NonRecursive):
         return _as_statement(result)
 
 
-def _as_statement(node) -> ast.Statement:
+def _as_statement(node: ast.Statement | ast.Query) -> ast.Statement:
     if isinstance(node, ast.Query):
         return ast.QueryStatement(node, node.pos)
     return node
@@ -1006,7 +1016,7 @@ _SPLICE = 4  # a ``_rule``: its filtered children, spliced into the parent
 _SCRIPT = 5  # the script and its helper rules: statements with their spans
 
 
-def _child_filter(rule) -> tuple[list[tuple[int, bool, int]], int]:
+def _child_filter(rule: Rule) -> tuple[list[tuple[int, bool, int]], int]:
     """Which children of a reduction reach the node, as Lark's ``maybe_create_child_filter``
     (with ``maybe_placeholders``) computes them: (index, splice, Nones before it), Nones after."""
     expansion = rule.expansion
@@ -1019,13 +1029,14 @@ def _child_filter(rule) -> tuple[list[tuple[int, bool, int]], int]:
     nones = 0
     for i, sym in enumerate(expansion):
         nones += counts[i]
-        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+        if rule.options.keep_all_tokens or not (isinstance(sym, Terminal) and sym.filter_out):
             include.append((i, not sym.is_term and sym.name.startswith("_"), nones))
             nones = 0
     return include, nones + counts[len(expansion)]
 
 
-def _filter_function(include: list[tuple[int, bool, int]], trailing: int, size: int):
+def _filter_function(include: list[tuple[int, bool, int]], trailing: int,
+                     size: int) -> Callable[[list], list] | None:
     """A function: the reduced values → the children the node is built from."""
     if not any(splice for _, splice, _ in include):
         indexes: list[int | None] = []
@@ -1099,9 +1110,9 @@ class _FastTables:
         # less those that cannot start with that character (see `_first_chars`), which could not
         # have matched there anyway. Built as characters are met (as Lark builds the scanner of
         # a state when it is first met).
-        self.lexers: list[dict[str, object]] = [{} for _ in range(count)]
+        self.lexers: list[dict[str, Callable[..., Any]]] = [{} for _ in range(count)]
         self._basic: list = [None] * count
-        self._subsets: dict[tuple[str, ...], object] = {}
+        self._subsets: dict[tuple[str, ...], Callable[..., Any]] = {}
         self._first: dict[str, frozenset[str] | None] = {}
         newline: set[str] = set()
         ignore: set[str] = set()
@@ -1112,7 +1123,7 @@ class _FastTables:
         self.newline = frozenset(newline)
         self.ignore = frozenset(ignore)
 
-    def first_chars(self, terminal) -> frozenset[str] | None:
+    def first_chars(self, terminal: TerminalDef) -> frozenset[str] | None:
         try:
             return self._first[terminal.name]
         except KeyError:
@@ -1134,7 +1145,7 @@ class _FastTables:
         self.units[key] = top
         return top
 
-    def lexer(self, state: int, char: str):
+    def lexer(self, state: int, char: str) -> Callable[..., Any]:
         """The ``match`` of the alternation for ``state`` at a ``char`` (and remember it)."""
         basic = self._basic[state]
         scanner = basic.scanner
@@ -1157,7 +1168,7 @@ class _FastTables:
         return found
 
     @staticmethod
-    def _rule(rule) -> tuple:
+    def _rule(rule: Rule) -> tuple:
         origin = rule.origin.name
         name = rule.alias or origin
         size = len(rule.expansion)
@@ -1192,7 +1203,7 @@ def _first_chars(regexp: str) -> frozenset[str] | None:
     from re import _constants as c
     from re import _parser
 
-    def charset(items, icase: bool) -> set[str] | None:
+    def charset(items: Any, icase: bool) -> set[str] | None:
         chars: set[str] = set()
         negate = False
         for op, av in items:
@@ -1214,7 +1225,7 @@ def _first_chars(regexp: str) -> frozenset[str] | None:
             chars |= {ch.swapcase() for ch in chars}
         return {ch for ch in chars if ch < "\x80"}
 
-    def first(items, icase: bool) -> tuple[set[str] | None, bool]:
+    def first(items: Any, icase: bool) -> tuple[set[str] | None, bool]:
         """(first characters, whether the sequence can match the empty string)"""
         found: set[str] = set()
         for op, av in items:
@@ -1260,7 +1271,7 @@ def _first_chars(regexp: str) -> frozenset[str] | None:
     return None if chars is None or empty else frozenset(chars)
 
 
-def _category(pattern: str):
+def _category(pattern: str) -> Callable[[str], bool]:
     compiled = re.compile(pattern)
     return lambda ch: compiled.match(ch) is not None
 
@@ -1281,7 +1292,7 @@ except (ImportError, AttributeError):  # pragma: no cover - another Python: no n
     pass
 
 
-def _check_spans(rules) -> None:
+def _check_spans(rules: list[Rule]) -> None:
     """The loop takes the end of a reduced span from the last token shifted, which is right
     unless a rule ends with a symbol that can match nothing: refuse such a grammar."""
     nullable: set[str] = set()
@@ -1328,7 +1339,7 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
     values: list = []
     firsts: list = []  # per stack entry: its first token (None: it matched no tokens)
     token = None  # the last token shifted: the last token of whatever is reduced next
-    ends: dict[int, Token] = {}  # stack index → last token of the statement reduced there
+    ends: dict[int, Token | None] = {}  # stack index → last token of the statement reduced there
     pos = 0
     line = 1
     line_start = 0
@@ -1414,14 +1425,14 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                     first = next((t for t in first_tokens if t is not None), None)
             else:
                 children = []
-                first = first_tokens = None
+                first, first_tokens = None, []
             if kind == node:
                 method, filter_fn = extra
                 if filter_fn is not None:
                     children = filter_fn(children)
                 # A span of one token is that token's own (a Token has the same fields).
                 value = method(builder, _NO_META if first is None else first if first is last
-                               else _Meta(first, last), children)
+                               else _Meta(first, last), children)  # type: ignore[arg-type]
             elif kind == pass_:
                 value = children[extra]
             elif kind == splice:
@@ -1447,5 +1458,6 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
 
 def _parsed_statement(sql: str, statement: ast.Statement, first: Token,
                       last: Token) -> ast.ParsedStatement:
+    assert first.line is not None and first.column is not None  # tokens lexed here have them
     return ast.ParsedStatement(statement, sql[first.start_pos : last.end_pos], first.line,
                                first.column)

@@ -348,8 +348,8 @@ def _window(spec: ast.WindowSpec) -> str:
 
 
 def _frame(spec: ast.WindowSpec) -> str:
-    if spec.frame_start is None:
-        raise ValueError("a window frame needs a start bound")
+    if spec.frame_start is None or spec.frame_unit is None:
+        raise ValueError("a window frame needs a unit and a start bound")
     if spec.frame_end is None:
         return f"{spec.frame_unit.upper()} {_frame_bound(spec.frame_start)}"
     return (f"{spec.frame_unit.upper()} BETWEEN {_frame_bound(spec.frame_start)}"
@@ -364,7 +364,7 @@ _FRAME_BOUNDS = {
 
 
 def _frame_bound(bound: ast.FrameBound) -> str:
-    if bound.kind in _FRAME_BOUNDS:
+    if bound.kind in _FRAME_BOUNDS or bound.offset is None:
         return _FRAME_BOUNDS[bound.kind]
     return f"{_number(bound.offset)} {bound.kind.upper()}"
 

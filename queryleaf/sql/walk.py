@@ -6,11 +6,21 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from queryleaf.sql import ast
 
+_T = TypeVar("_T")
 
-@functools.cache
+
+def per_class(fn: Callable[[type], _T]) -> Callable[[type], _T]:
+    """``functools.cache`` for a function of a class. Typed as taking a ``type``: the cache's own
+    signature asks for ``Hashable`` arguments, which type checkers deny to the node classes
+    (their instances define ``__hash__``, so the class's unbound ``__hash__`` does not fit)."""
+    return functools.cache(fn)
+
+
+@per_class
 def field_names(cls: type) -> tuple[str, ...]:
     """The fields of an AST class (all but ``pos``), cached."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.name != "pos")
@@ -20,7 +30,7 @@ _NODE_CLASSES = frozenset(name for name, value in vars(ast).items()
                           if isinstance(value, type) and issubclass(value, ast.Node))
 
 
-@functools.cache
+@per_class
 def node_fields(cls: type) -> tuple[str, ...]:
     """The fields of an AST class whose annotation names a node class (``Expr``,
     ``tuple[OrderItem, ...]``...): the only ones that can hold child nodes. Leaves (Literal,
@@ -28,7 +38,7 @@ def node_fields(cls: type) -> tuple[str, ...]:
     return tuple(name for name, _ in _field_shapes(cls))
 
 
-@functools.cache
+@per_class
 def _field_shapes(cls: type) -> tuple[tuple[str, int], ...]:
     """(name, shape) of the node fields: 0 a node or None, 1 a tuple of nodes, 2 a tuple of
     tuples of nodes (INSERT rows), as the annotations say."""
@@ -41,11 +51,11 @@ def _field_shapes(cls: type) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def child_list(node: object) -> list[object]:
+def child_list(node: object) -> list[ast.Node]:
     """Direct child nodes of an AST node (through tuples of nodes), in source order."""
     if not isinstance(node, ast.Node):
         return []
-    out: list[object] = []
+    out: list[ast.Node] = []
     for name, shape in _field_shapes(type(node)):
         value = getattr(node, name)
         if value is None:
@@ -71,7 +81,7 @@ def walk(node: object) -> Iterator[object]:
             extend(reversed(child_list(current)))
 
 
-@functools.cache
+@per_class
 def _has_children(cls: type) -> bool:
     return issubclass(cls, ast.Node) and bool(node_fields(cls))
 
@@ -104,7 +114,7 @@ def walk_expr(node: object) -> Iterator[object]:
         extend(reversed(child_list(current)))
 
 
-@functools.cache
+@per_class
 def _is_nested_query(cls: type) -> bool:
     return issubclass(cls, _NESTED_QUERIES)
 
@@ -113,7 +123,7 @@ def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast
     """``expr`` with every column ``c`` replaced by ``fn(c)``; subqueries are left as they are
     (their columns belong to another scope). Nodes without a replaced column are kept as they
     are. An explicit stack: nodes are rebuilt after their children (post-order)."""
-    done: dict[int, object] = {}
+    done: dict[int, Any] = {}  # id of a node → the node or its rebuilt copy
     stack: list[tuple[object, bool]] = [(expr, False)]
     while stack:
         node, expanded = stack.pop()
@@ -130,7 +140,7 @@ def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast
             stack.extend((kid, False) for kid in reversed(kids))
             continue
         done[id(node)] = _rebuilt(node, done)
-    return done[id(expr)]  # type: ignore[return-value]
+    return done[id(expr)]
 
 
 def _expr_children(node: ast.Node) -> list[object]:
@@ -145,7 +155,7 @@ def _expr_children(node: ast.Node) -> list[object]:
     return out
 
 
-def _rebuilt(node: ast.Node, done: dict[int, object]) -> object:
+def _rebuilt(node: ast.Node, done: dict[int, Any]) -> object:
     if isinstance(node, _WITH_OPERAND):
         left = done[id(node.expr)]
         return node if left is node.expr else dataclasses.replace(node, expr=left)

@@ -1,7 +1,7 @@
 """Query generation: a tiny expression model rendered to two dialects, and hypothesis strategies.
 
 Each node renders to queryleaf SQL (``"ql"``) and to SQLite SQL (``"lite"``). The two renderings
-differ only where SQLite's semantics differ from the SQL queryleaf implements (DESIGN.md §3):
+differ only where SQLite's semantics differ from the SQL queryleaf implements (docs/semantics.md):
 
 - ``a / b``: true division; SQLite divides two integers as integers → ``CAST(a AS REAL) / b``.
 - ``a % b`` with a non-integer operand: SQLite's ``%`` truncates its operands to integers →
