@@ -13,7 +13,8 @@ from __future__ import annotations
 from pymongo.database import Database
 from pymongo.write_concern import WriteConcern
 
-DURABLE = WriteConcern(w="majority", j=True)
+DURABLE_DOCUMENT = {"w": "majority", "j": True}  # as command documents carry it
+DURABLE = WriteConcern(**DURABLE_DOCUMENT)
 
 
 def durable(db: Database) -> Database:
