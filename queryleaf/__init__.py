@@ -1,8 +1,10 @@
 """queryleaf: a SQL dialect for MongoDB with event-driven change-stream processing."""
 
 # The event runtime plugs into the layers below it: its system tables become planner sources,
+# its statements are planned (into plans that run themselves) by its own planning functions,
 # its secret options are masked in every error and log line.
 import queryleaf.events.options  # noqa: F401
+import queryleaf.events.planning  # noqa: F401
 import queryleaf.events.tables  # noqa: F401
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (

@@ -168,15 +168,15 @@ class Executor:
         if isinstance(p, plan.TransactionControl):
             raise ExecutionError("BEGIN, COMMIT and ROLLBACK are run by the connection "
                                  "(QueryLeaf), which owns the transaction's session")
-        if session is not None:  # the connection refuses these inside a transaction
+        if session is not None and not p.transactional:  # the connection refuses these
             raise ExecutionError(f"{type(p).__name__} cannot run inside a transaction")
+        if isinstance(p, plan.SelfRunning):
+            return p.run(self.db, session)
         if isinstance(p, plan.CreateView):
             return self.create_view(p)
         if isinstance(p, plan.DropView):
             return self.drop_view(p)
-        from queryleaf.events import catalog
-
-        return catalog.execute(self.db, p)
+        raise ExecutionError(f"no way to run a {type(p).__name__} plan")
 
     def write_filter(self, p: plan.Update | plan.Delete,
                      session: ClientSession | None = None) -> dict[str, Any]:

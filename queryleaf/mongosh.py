@@ -50,11 +50,25 @@ def to_mongosh(command: Mapping[str, Any]) -> str:
     """A database command document as the mongosh call that runs it.
 
     Unrecognised commands or options fall back to ``db.runCommand({...})``, which is always exact.
+    A ``$db`` field (another database) becomes ``db.getSiblingDB(...)``; a ``$comment`` (an
+    EXPLAIN note, never sent) that the command's renderer does not take becomes a ``//``
+    comment after the call.
     """
     name = next(iter(command), None)
     render = _RENDERERS.get(name or "")
     text = render(command) if render else None
-    return text if text is not None else f"db.runCommand({_value(dict(command), 0)})"
+    if text is not None:
+        return text
+    note = command.get("$comment")
+    sibling = command.get("$db")
+    if note is not None or sibling is not None:
+        command = {k: v for k, v in command.items() if k not in ("$comment", "$db")}
+        text = render(command) if render else None
+    if text is None:
+        text = f"db.runCommand({_value(dict(command), 0)})"
+    if sibling is not None:
+        text = f"db.getSiblingDB({_str(str(sibling))}){text[2:]}"
+    return text if note is None else f"{text}  // {note}"
 
 
 def _coll(name: Any) -> str:
@@ -108,24 +122,30 @@ def _find(cmd: Mapping[str, Any]) -> str | None:
     return text
 
 
+def _write_concern(cmd: Mapping[str, Any]) -> dict[str, Any]:
+    return {"writeConcern": cmd["writeConcern"]} if "writeConcern" in cmd else {}
+
+
 def _insert(cmd: Mapping[str, Any]) -> str | None:
-    if not _only(cmd, {"insert", "documents", "ordered"}):
+    if not _only(cmd, {"insert", "documents", "ordered", "writeConcern"}):
         return None
     docs = list(cmd.get("documents", []))
     options = {"ordered": cmd["ordered"]} if "ordered" in cmd else {}
-    if len(docs) == 1 and not options:
-        return _call(_coll(cmd["insert"]), "insertOne", docs[0])
+    options.update(_write_concern(cmd))
+    if len(docs) == 1 and "ordered" not in options:
+        return _call(_coll(cmd["insert"]), "insertOne", docs[0], *([options] if options else []))
     return _call(_coll(cmd["insert"]), "insertMany", docs, *([options] if options else []))
 
 
 def _update(cmd: Mapping[str, Any]) -> str | None:
-    if not _only(cmd, {"update", "updates", "ordered"}):
+    if not _only(cmd, {"update", "updates", "ordered", "writeConcern"}):
         return None
     lines = []
     for u in cmd.get("updates", []):
         if not set(u) <= {"q", "u", "multi", *_KNOWN_UPDATE_OPTIONS}:
             return None
         options = {k: u[k] for k in _KNOWN_UPDATE_OPTIONS if k in u}
+        options.update(_write_concern(cmd))
         method = "updateMany" if u.get("multi") else "updateOne"
         lines.append(_call(_coll(cmd["update"]), method, u.get("q", {}), u.get("u", {}),
                            *([options] if options else [])))
@@ -133,17 +153,35 @@ def _update(cmd: Mapping[str, Any]) -> str | None:
 
 
 def _delete(cmd: Mapping[str, Any]) -> str | None:
-    if not _only(cmd, {"delete", "deletes", "ordered"}):
+    if not _only(cmd, {"delete", "deletes", "ordered", "writeConcern"}):
         return None
     lines = []
     for d in cmd.get("deletes", []):
         if not set(d) <= {"q", "limit", "hint", "collation"}:
             return None
         options = {k: d[k] for k in ("hint", "collation") if k in d}
+        options.update(_write_concern(cmd))
         method = "deleteOne" if d.get("limit") == 1 else "deleteMany"
         lines.append(_call(_coll(cmd["delete"]), method, d.get("q", {}),
                            *([options] if options else [])))
     return "\n".join(lines)
+
+
+def _find_and_modify(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"findAndModify", "query", "update", "new", "writeConcern"}):
+        return None
+    options = {"returnDocument": "after"} if cmd.get("new") else {}
+    options.update(_write_concern(cmd))
+    return _call(_coll(cmd["findAndModify"]), "findOneAndUpdate", cmd.get("query", {}),
+                 cmd.get("update", {}), *([options] if options else []))
+
+
+def _list_collections(cmd: Mapping[str, Any]) -> str | None:
+    if not _only(cmd, {"listCollections", "filter", "nameOnly"}):
+        return None
+    options = {"nameOnly": cmd["nameOnly"]} if "nameOnly" in cmd else {}
+    return _call("db", "getCollectionInfos", cmd.get("filter", {}),
+                 *([options] if options else []))
 
 
 def _create(cmd: Mapping[str, Any]) -> str:
@@ -177,7 +215,8 @@ def _session_call(method: str) -> Callable[[Mapping[str, Any]], str]:
 
 _RENDERERS = {
     "watch": _watch, "aggregate": _aggregate, "find": _find, "insert": _insert, "update": _update,
-    "delete": _delete, "create": _create, "drop": _drop,
+    "delete": _delete, "create": _create, "drop": _drop, "findAndModify": _find_and_modify,
+    "listCollections": _list_collections,
     "startTransaction": _start_transaction, "commitTransaction": _session_call("commitTransaction"),
     "abortTransaction": _session_call("abortTransaction"),
 }

@@ -1,4 +1,5 @@
-"""Plan objects: what the planner produces and the executor runs. Pure data, no I/O.
+"""Plan objects: what the planner produces and the executor runs. Pure data, no I/O (a
+``SelfRunning`` plan, which a plug-in package defines, carries its own ``run``).
 
 Every plan knows how to describe itself as the MongoDB commands it stands for, which is what
 EXPLAIN prints (``commands()``: a list of (mongosh text, JSON-able dict)).
@@ -8,7 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pymongo.client_session import ClientSession
+    from pymongo.database import Database
+
+    from queryleaf.result import Result
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,19 @@ class DropView(Plan):
         return [{"drop": self.name}]
 
 
+class SelfRunning(Plan):
+    """A plan that runs itself: the statements a package plugs into the planner (event
+    subscriptions, registered through planner/statements.py) bring their own way to run, and
+    the executor only calls ``run``. ``commands()`` must list exactly the commands ``run``
+    sends (a value known only when it runs shown as a ``<placeholder>``), since EXPLAIN shows
+    them."""
+
+    @abstractmethod
+    def run(self, db: Database, session: ClientSession | None = None) -> Result:
+        """Run the plan against ``db``; with ``session`` (only for ``transactional`` plans)
+        every command is part of that session's transaction."""
+
+
 @dataclass(frozen=True)
 class Explain(Plan):
     """EXPLAIN: show the inner plan's commands without running them."""
@@ -212,99 +232,3 @@ class CommitTransaction(TransactionControl):
 class AbortTransaction(TransactionControl):
     def commands(self):
         return [{"abortTransaction": 1}]
-
-
-# ---------------------------------------------------------------- subscription DDL
-
-
-@dataclass(frozen=True)
-class CreateSubscription(Plan):
-    """CREATE EVENT_SUBSCRIPTION with its options evaluated to Python values.
-
-    ``options`` maps lower-cased option names to constant values (JSON_OBJECT → dict,
-    JSON_ARRAY → list). ``where`` is the SQL WHERE compiled to a change-stream $match document
-    (or None). ``option_positions`` keeps where each option was written, for error messages.
-    """
-
-    name: str
-    options: dict[str, Any]
-    where: dict[str, Any] | None = None
-    if_not_exists: bool = False
-    option_positions: dict[str, Any] = field(default_factory=dict)
-
-    def commands(self):
-        from queryleaf.events import catalog
-
-        return catalog.describe_create(self)
-
-
-@dataclass(frozen=True)
-class AlterSubscription(Plan):
-    name: str
-    options: dict[str, Any]
-    option_positions: dict[str, Any] = field(default_factory=dict)
-
-    def commands(self):
-        from queryleaf.events import catalog
-
-        return catalog.describe_alter(self)
-
-
-@dataclass(frozen=True)
-class DropSubscription(Plan):
-    name: str
-    if_exists: bool = False
-
-    def commands(self):
-        from queryleaf.events import names
-
-        return [{"delete": names.SUBSCRIPTIONS, "deletes": [{"q": {"_id": self.name}, "limit": 1}]}]
-
-
-@dataclass(frozen=True)
-class SetSubscriptionState(Plan):
-    """PAUSE / RESUME EVENT_SUBSCRIPTION."""
-
-    name: str
-    status: str  # 'paused' | 'active'
-
-    def commands(self):
-        from queryleaf.events import names
-
-        return [{"update": names.SUBSCRIPTIONS,
-                 "updates": [{"q": {"_id": self.name}, "u": {"$set": {"status": self.status}}}]}]
-
-
-@dataclass(frozen=True)
-class ResetSubscription(Plan):
-    """RESET EVENT_SUBSCRIPTION: forget the resume token and start at NOW or a timestamp."""
-
-    name: str
-    timestamp: str | None = None
-    pos: Any = None  # of the timestamp, for errors
-
-    def commands(self):
-        from queryleaf.events import names
-
-        start = self.timestamp if self.timestamp is not None else "<the cluster time of this write>"
-        changes = {"resume_token": None, "resume_token_timestamp": None, "status": "active",
-                   "start_at_operation_time": start}
-        return [{"update": names.SUBSCRIPTIONS,
-                 "updates": [{"q": {"_id": self.name},
-                              "u": {"$set": changes, "$inc": {"version": 1,
-                                                              "position_version": 1}}}]}]
-
-
-@dataclass(frozen=True)
-class ReplayDeadLetters(Plan):
-    """REPLAY DEAD_LETTER_EVENTS: mark matching dead letters; a running worker re-delivers them."""
-
-    filter: dict[str, Any]
-
-    def commands(self):
-        from queryleaf.events import names
-
-        query = {"$and": [self.filter or {}, {"status": "dead_letter"}]}
-        return [{"update": names.DEAD_LETTERS,
-                 "updates": [{"q": query, "u": {"$set": {"status": "replay_requested"}},
-                              "multi": True}]}]

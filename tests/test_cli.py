@@ -466,6 +466,25 @@ def test_to_mongosh_pipelines_and_fallbacks():
         "db.runCommand({ find: 't', filter: {}, readConcern: { level: 'majority' } })")
 
 
+def test_to_mongosh_write_concern_notes_and_other_databases():
+    wc = {"w": "majority", "j": True}
+    assert to_mongosh({"delete": "t", "deletes": [{"q": {"_id": "s"}, "limit": 1}],
+                       "writeConcern": wc}) == (
+        "db.t.deleteOne({ _id: 's' }, { writeConcern: { w: 'majority', j: true } })")
+    assert to_mongosh({"findAndModify": "t", "query": {"_id": 1}, "update": {"$set": {"a": 1}},
+                       "new": True}) == (
+        "db.t.findOneAndUpdate({ _id: 1 }, { $set: { a: 1 } }, { returnDocument: 'after' })")
+    assert to_mongosh({"listCollections": 1, "filter": {"name": "t"}, "nameOnly": True}) == (
+        "db.getCollectionInfos({ name: 't' }, { nameOnly: true })")
+    # $db: another database; $comment: a note of EXPLAIN's, never sent.
+    assert to_mongosh({"find": "oplog.rs", "filter": {}, "limit": 1, "$db": "local",
+                       "$comment": "the oldest entry"}) == (
+        "db.getSiblingDB('local').getCollection('oplog.rs').find({}).limit(1)"
+        "  // the oldest entry")
+    assert to_mongosh({"collMod": "t", "$comment": "only when"}) == (
+        "db.runCommand({ collMod: 't' })  // only when")
+
+
 def test_caret_excerpt():
     assert caret_excerpt("SELECT 1;\nSELECT x FRM t;\n", 2, 10) == "SELECT x FRM t;\n         ^"
 

@@ -18,9 +18,9 @@ from bson import Timestamp, json_util
 from event_helpers import count_rows, definition, drain, log_rows
 from test_events_rules import SEED_FILTER_NORMALIZED
 
-from queryleaf import plan as p
 from queryleaf.errors import SubscriptionError
-from queryleaf.events import catalog, names
+from queryleaf.events import names
+from queryleaf.events.plans import ReplayDeadLetters
 
 # The seed's CREATE EVENT_SUBSCRIPTION, verbatim (the demo runs the same file).
 SEED_STATEMENT = (Path(__file__).resolve().parents[1] / "examples" / "seed"
@@ -65,7 +65,7 @@ def test_seed_statement_is_stored_with_normalized_filter_and_start(ql):
 
 def test_explain_shows_the_watch_with_the_normalized_filter(ql):
     result = ql.explain(SEED_STATEMENT)
-    watch = result.commands[-1]
+    watch = next(c for c in result.commands if "aggregate" in c)  # the stream the worker runs
     assert watch["aggregate"] == 1
     assert watch["pipeline"][-1] == {"$match": SEED_FILTER_NORMALIZED}
     assert definition(ql, "user_service_events") is None  # EXPLAIN stores nothing
@@ -232,7 +232,7 @@ def test_handler_failures_retry_then_dead_letter_and_replay(ql):
     assert definition(ql, "payments")["events_dead_lettered"] == 1
 
     broken.clear()
-    replayed = catalog.execute(ql.db, p.ReplayDeadLetters({"subscription_id": "payments"}))
+    replayed = ReplayDeadLetters({"subscription_id": "payments"}).run(ql.db)
     assert replayed.rowcount == 1
     assert drain(ql).by_subscription["payments"] == {"replay_completed": 1}
     assert calls[-1] == "p2"

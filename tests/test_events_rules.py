@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from queryleaf import plan as p
 from queryleaf.errors import Position, SubscriptionError
-from queryleaf.events import catalog, options
+from queryleaf.events import images, names, options
 from queryleaf.events.filters import FilterError, normalize_filter
+from queryleaf.events.plans import CreateSubscription
 from queryleaf.events.retry import RetryPolicy
 from queryleaf.events.watch import WatchSpec
 
@@ -156,14 +156,23 @@ def test_watch_spec_shapes():
     assert every.pipeline == [{"$match": {"ns.coll": {"$not": {"$regex": "^__queryleaf_"}}}}]
 
 
-def test_describe_create_shows_the_normalized_filter_and_the_watch():
-    plan = p.CreateSubscription("s", {"watch_collections": ["users"], "event_filter": SEED_FILTER,
-                                      "full_document_before_change": "whenAvailable"})
-    commands = catalog.describe_create(plan)
-    assert commands[0] == {"collMod": "users", "changeStreamPreAndPostImages": {"enabled": True}}
-    assert commands[1]["insert"] == "__queryleaf_subscriptions"
-    assert commands[1]["documents"][0]["event_filter"] == SEED_FILTER_NORMALIZED
-    watch = commands[2]
+def _first(commands, name):
+    return next(c for c in commands if name in c)
+
+
+def test_create_explain_shows_the_normalized_filter_and_the_watch():
+    plan = CreateSubscription.build("s", {"watch_collections": ["users"],
+                                          "event_filter": SEED_FILTER,
+                                          "full_document_before_change": "whenAvailable"})
+    commands = plan.commands()
+    coll_mod = _first(commands, "collMod")
+    assert coll_mod["collMod"] == "users" and coll_mod["changeStreamPreAndPostImages"] == (
+        images.OPTION["changeStreamPreAndPostImages"])
+    insert = _first(commands, "insert")
+    assert insert["insert"] == names.SUBSCRIPTIONS
+    assert insert["documents"][0]["event_filter"] == SEED_FILTER_NORMALIZED
+    assert insert["documents"][0]["event_filter_as_written"] == SEED_FILTER
+    watch = _first(commands, "aggregate")
     assert watch["aggregate"] == "users"
     assert watch["pipeline"][0]["$changeStream"]["fullDocumentBeforeChange"] == "whenAvailable"
     assert watch["pipeline"][1] == {"$match": SEED_FILTER_NORMALIZED}
@@ -180,8 +189,8 @@ def test_retry_policy_delays():
 
 def test_sql_where_joins_the_watch_pipeline_after_event_filter():
     where = {"fullDocument.total": {"$gt": 100}}
-    plan = p.CreateSubscription("big_orders", {"watch_collections": ["orders"],
-                                               "event_filter": {"operationType": "insert"}},
-                                where=where)
-    watch = catalog.describe_create(plan)[-1]
+    plan = CreateSubscription.build("big_orders", {"watch_collections": ["orders"],
+                                                   "event_filter": {"operationType": "insert"}},
+                                    where=where)
+    watch = _first(plan.commands(), "aggregate")
     assert watch["pipeline"][1:] == [{"$match": {"operationType": "insert"}}, {"$match": where}]

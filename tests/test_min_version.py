@@ -63,6 +63,10 @@ OPERATORS: dict[str, Version] = {
         # query and update operators
         "$all", "$comment", "$elemMatch", "$exists", "$expr", "$inc", "$nin", "$nor",
         "$pull", "$regex", "$setOnInsert",
+        # a command's database (a field of every OP_MSG command, shown where it is not ours)
+        "$db",
+        # sort/hint on the natural (storage) order, e.g. the oldest oplog entry
+        "$natural",
     ], EARLY),
     "$dateAdd": (5, 0), "$dateDiff": (5, 0), "$dateSubtract": (5, 0), "$dateTrunc": (5, 0),
     "$getField": (5, 0), "$setField": (5, 0), "$unsetField": (5, 0),
@@ -87,7 +91,7 @@ VARIABLES: dict[str, Version] = {
 
 COMMANDS: dict[str, Version] = {
     **dict.fromkeys(["aggregate", "find", "insert", "update", "delete", "create", "drop",
-                     "collMod"], EARLY),
+                     "collMod", "createIndexes", "listCollections", "findAndModify"], EARLY),
     # transactions (replica sets: 4.0; the fields BEGIN shows ride on the first command)
     **dict.fromkeys(["startTransaction", "commitTransaction", "abortTransaction"], (4, 0)),
     "bulkWrite": (8, 0),

@@ -90,7 +90,7 @@ def test_insert_select_into_quoted_names(t):
 
 
 def test_subscription_filter_reads_a_quoted_name_as_a_field(ql):
-    from queryleaf.planner.ddl import change_event_filter
+    from queryleaf.events.planning import change_event_filter
     from queryleaf.planner.params import Bindings
     from queryleaf.sql.parser import parse
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pymongo.database import Database
 from pymongo.write_concern import WriteConcern
 
+DURABLE_DOCUMENT: dict[str, str | bool] = {"w": "majority", "j": True}  # as commands carry it
 DURABLE = WriteConcern(w="majority", j=True)
 
 

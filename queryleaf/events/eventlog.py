@@ -34,6 +34,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from queryleaf.events import names
+from queryleaf.events.commands import Command, create_index, delete, send, update
 
 TERMINAL = ("completed", "failed", "dead_letter")
 DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "event_id",
@@ -277,6 +278,23 @@ def read_rows(db: Database, query: dict[str, Any] | None = None) -> list[dict[st
     return list(db[names.EVENT_LOG].aggregate(pipeline))
 
 
+def index_commands() -> list[Command]:
+    return [create_index(names.EVENT_LOG, {"subscription_id": 1, "last_cluster_time": 1},
+                         LOOKUP_INDEX),
+            # CHANGE_STREAM_EVENTS() WHERE event_timestamp >= ... (dashboards) reads recent
+            # entries.
+            create_index(names.EVENT_LOG, {"event_timestamp_max": 1}, RECENT_INDEX)]
+
+
+def forget_commands(subscription_id: Any, since: Any) -> list[Command]:
+    """The commands of ``EventLog.forget_from`` (placeholders allowed, for EXPLAIN)."""
+    return [delete(names.EVENT_LOG, {"subscription_id": subscription_id,
+                                     "cluster_time": {"$gte": since}}, multi=True),
+            update(names.EVENT_LOG,
+                   {"subscription_id": subscription_id, "last_cluster_time": {"$gte": since}},
+                   {"$pull": {"events": {"cluster_time": {"$gte": since}}}}, multi=True)]
+
+
 class EventLog:
     """Writes the processing lifecycle of each event: [processing | retrying →] terminal.
 
@@ -286,14 +304,13 @@ class EventLog:
     """
 
     def __init__(self, db: Database):
+        self.db = db
         self.entries = db[names.EVENT_LOG]
         self.dead_letters = db[names.DEAD_LETTERS]
 
     def ensure_indexes(self) -> None:
-        self.entries.create_index([("subscription_id", 1), ("last_cluster_time", 1)],
-                                  name=LOOKUP_INDEX)
-        # CHANGE_STREAM_EVENTS() WHERE event_timestamp >= ... (dashboards) reads recent entries.
-        self.entries.create_index("event_timestamp_max", name=RECENT_INDEX)
+        for command in index_commands():
+            send(self.db, command)
 
     def existing(self, subscription_id: str, since: Timestamp | None) -> dict[str, Known]:
         """The rows the log holds for events at or after cluster time ``since``."""
@@ -390,11 +407,8 @@ class EventLog:
     def forget_from(self, subscription_id: str, since: Timestamp) -> None:
         """Remove the rows of events at or after ``since`` (RESET to an earlier time: they
         are delivered again and get new rows)."""
-        self.entries.delete_many({"subscription_id": subscription_id,
-                                  "cluster_time": {"$gte": since}})
-        self.entries.update_many(
-            {"subscription_id": subscription_id, "last_cluster_time": {"$gte": since}},
-            {"$pull": {"events": {"cluster_time": {"$gte": since}}}})
+        for command in forget_commands(subscription_id, since):
+            send(self.db, command)
 
     def dead_letter(self, rows: list[Row]) -> None:
         """Park events that exhausted their retries (idempotent by the same key)."""

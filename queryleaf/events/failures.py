@@ -18,6 +18,7 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from queryleaf.errors import ErrorCode
+from queryleaf.events.commands import find_one, send
 from queryleaf.events.delivery import ServerUnavailable
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost
@@ -102,10 +103,14 @@ def failure_message(name: str, exc: BaseException) -> str:
     return f"{failure_code(exc)}: {server_message(exc)}; {remedy}"
 
 
+# The oldest oplog entry (natural order is insertion order).
+OLDEST_OPLOG_ENTRY = find_one("oplog.rs", {}, {"ts": 1}, sort={"$natural": 1}, database="local")
+
+
 def oldest_oplog_time(db: Database) -> Any:
     """The cluster time of the oldest oplog entry, or None when it cannot be read."""
     try:
-        doc = db.client["local"]["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", 1)])
+        doc = send(db, OLDEST_OPLOG_ENTRY)
     except PyMongoError:
         return None  # not permitted (or a mongos): the server's own check has to do
     ts = doc.get("ts") if doc else None

@@ -12,17 +12,38 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, OperationFailure
+from pymongo.errors import OperationFailure
 
 from queryleaf.events import names
+from queryleaf.events.commands import Command, list_collections, noted, send
 
 OPTION: dict[str, Any] = {"changeStreamPreAndPostImages": {"enabled": True}}
+NAMESPACE_EXISTS = 48
+USER_COLLECTIONS = {"type": "collection"}  # then without system. and queryleaf's own
+EACH = "<each user collection listed above>"
+EACH_WATCHED = "<each watched collection>"
 
 
-def commands(collections: list[str]) -> list[dict[str, Any]]:
-    """The commands (for EXPLAIN); an empty list of collections means every user collection."""
-    targets = collections or ["<every collection of the database>"]
-    return [{"collMod": name, **OPTION} for name in targets]
+def commands(collections: list[str] | None) -> list[Command]:
+    """The commands ``enable`` sends; an empty list of collections means every user
+    collection, None collections known only when it runs (stored ones)."""
+    if collections is None:
+        every = noted(list_collections(USER_COLLECTIONS), "only when it watches every "
+                                                          "collection")
+        return [every, *_commands_for(EACH_WATCHED)]
+    if not collections:
+        return [list_collections(USER_COLLECTIONS), *_commands_for(EACH)]
+    return [command for name in collections for command in _commands_for(name)]
+
+
+def _commands_for(name: str) -> list[Command]:
+    return [list_collections({"name": name}),
+            noted(_coll_mod(name), "createCollection with the option instead when the list "
+                                   "above is empty")]
+
+
+def _coll_mod(name: str) -> Command:
+    return {"collMod": name, **OPTION}
 
 
 def enable(db: Database, collections: list[str]) -> dict[str, Any]:
@@ -45,17 +66,19 @@ def enable(db: Database, collections: list[str]) -> dict[str, Any]:
 
 
 def _enable_one(db: Database, name: str) -> None:
-    if name not in db.list_collection_names(filter={"name": name}):
+    listed, coll_mod = _commands_for(name)
+    if not send(db, listed):
         try:
-            db.create_collection(name, **OPTION)
+            send(db, {"create": name, **OPTION})
             return
-        except CollectionInvalid:  # created meanwhile by someone else
-            pass
-    db.command("collMod", name, **OPTION)
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_EXISTS:  # created meanwhile by someone else: collMod
+                raise
+    send(db, coll_mod)
 
 
 def _user_collections(db: Database) -> list[str]:
     return sorted(
-        name for name in db.list_collection_names(filter={"type": "collection"})
+        name for name in send(db, list_collections(USER_COLLECTIONS))
         if not names.is_reserved(name) and not name.startswith("system.")
     )

@@ -13,6 +13,7 @@ from queryleaf.planner.nesting import check_command_depth
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.references import ColumnReference, recording
 from queryleaf.planner.select import plan_select_statement
+from queryleaf.planner.statements import statement_planner
 from queryleaf.planner.writes import plan_delete, plan_insert, plan_update
 from queryleaf.sql import ast
 
@@ -67,6 +68,9 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
         return plan_delete(statement, bindings, catalog.tables)
     if isinstance(statement, ast.TransactionStatement):
         return _TRANSACTION_PLANS[type(statement)]()
+    registered = statement_planner(type(statement))
+    if registered is not None:
+        return registered(statement, bindings)
     return plan_ddl(statement, bindings, catalog.tables)
 
 

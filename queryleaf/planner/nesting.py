@@ -9,7 +9,6 @@ is checked as well: refused here, with the statement's position, rather than by 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from queryleaf import plan
@@ -17,29 +16,16 @@ from queryleaf.errors import PlanningError, Position
 
 MAX_COMMAND_DEPTH = 200
 
-# Plans whose commands() are built from the compiled statement alone (no catalog reads).
-_COMPILED = (plan.Aggregate, plan.Find, plan.Insert, plan.InsertSelect, plan.Update, plan.Delete,
-             plan.CreateView)
-
 
 def check_command_depth(p: plan.Plan, pos: Position | None) -> None:
-    for document, levels_above in _compiled_documents(p):
-        depth = levels_above + nesting(document)
+    """Every plan's commands() is built from the statement alone (no I/O), so the commands
+    checked are the ones EXPLAIN shows and the executor sends."""
+    for command in p.commands():
+        depth = nesting(command)
         if depth > MAX_COMMAND_DEPTH:
             raise PlanningError(f"statement nested too deeply: its MongoDB command nests {depth} "
                                 f"levels, MongoDB accepts {MAX_COMMAND_DEPTH} (see Limits in "
                                 "docs/semantics.md)", pos)
-
-
-def _compiled_documents(p: plan.Plan) -> Iterator[tuple[Any, int]]:
-    if isinstance(p, plan.Explain):
-        yield from _compiled_documents(p.inner)
-    elif isinstance(p, _COMPILED):
-        yield from ((command, 0) for command in p.commands())
-    elif isinstance(p, plan.CreateSubscription) and p.where is not None:
-        yield p.where, 4  # {aggregate, pipeline: [.., {$match: where}]}
-    elif isinstance(p, plan.ReplayDeadLetters):
-        yield p.filter, 2
 
 
 def nesting(value: Any) -> int:

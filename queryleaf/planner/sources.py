@@ -1,7 +1,7 @@
 """Table functions as sources: tables that are not collections read as they are.
 
-A package that owns such a table registers it here (queryleaf.events registers
-``CHANGE_STREAM_EVENTS()`` and the other system tables when it is imported), with the stages
+A package that owns such a table registers it here (the event runtime registers
+``CHANGE_STREAM_EVENTS()`` and the other system tables when queryleaf is imported), with the stages
 that turn its stored documents into rows; the planner looks names up here and knows nothing of
 the package. A package also reserves the collection-name prefix it owns, so SQL cannot write
 those collections or read them other than through their table functions.

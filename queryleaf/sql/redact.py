@@ -38,7 +38,7 @@ _REFERENCE_PREFIX = ["env:"]
 
 def register_secret_options(names: frozenset[str], reference_prefix: str) -> None:
     """Options whose string values are secrets (the package defining them registers them: the
-    event runtime's options do when queryleaf.events.options is imported), and the prefix of a
+    event runtime's options module does when it is imported), and the prefix of a
     value that names a secret instead of holding it."""
     _SECRET_OPTIONS.update(names)
     _REFERENCE_PREFIX[0] = reference_prefix
