@@ -21,6 +21,7 @@ from queryleaf.result import Result
 from queryleaf.sampling import FieldSampler
 from queryleaf.sql import ast
 from queryleaf.sql.parser import parse, parse_script
+from queryleaf.sql.walk import table_names
 from queryleaf.transaction import Transaction, check_allowed
 
 DEFAULT_DATABASE = "queryleaf"
@@ -136,7 +137,7 @@ class QueryLeaf:
 
     def _catalog(self, statement: ast.Statement) -> Catalog:
         created = self._transaction.created if self._transaction is not None else ()
-        return self._executor.catalog(statement, frozenset(created))
+        return self._executor.catalog(table_names(statement), frozenset(created))
 
     def _run(self, statement: ast.Statement, params: Params) -> Result:
         control = isinstance(statement, ast.TransactionStatement)

@@ -12,53 +12,15 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from queryleaf import mongosh, plan
+from queryleaf.documents import get_path, nest, spread_row
 from queryleaf.errors import ExecutionError, ServerUnreachable
 from queryleaf.planner import Catalog
-from queryleaf.planner.writes import nest
 from queryleaf.result import Result
-from queryleaf.sql import ast
-from queryleaf.sql.walk import walk
 from queryleaf.write_failures import insert_failed, multi_write_failed, query_failed_during_insert
 
 INSERT_BATCH = 1000
 CURSOR_BATCH = 1000  # rows per server batch: bounds the memory of a streamed result
 CATALOG_TTL_S = 5.0
-
-
-def spread_row(doc: dict[str, Any], columns: tuple[plan.OutputColumn, ...]) -> dict[str, Any]:
-    """A result row whose ``t.*`` columns are the fields of a table's document; a name already
-    taken gets a suffix (``_id``, ``_id_2``), as the planner does for named columns."""
-    row: dict[str, Any] = {}
-
-    def put(name: str, value: Any) -> None:
-        unique, n = name, 2
-        while unique in row:
-            unique, n = f"{name}_{n}", n + 1
-        row[unique] = value
-
-    for c in columns:
-        value = get_path(doc, c.key)
-        if c.spread:
-            for name, field_value in (value or {}).items():
-                put(name, field_value)
-        else:
-            put(c.name, value)
-    return row
-
-
-def get_path(doc: Any, key: str) -> Any:
-    """The value at a dotted path of a result document (None when missing)."""
-    if key in doc:
-        return doc[key]
-    value = doc
-    for part in key.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
 
 
 # The error labels a statement's error may carry that queryleaf explains (transaction.py).
@@ -117,20 +79,16 @@ class Executor:
         self._tables: frozenset[str] | None = None
         self._tables_at = 0.0
 
-    def catalog(self, statement: ast.Statement | None = None,
+    def catalog(self, names: frozenset[str] = frozenset(),
                 known: frozenset[str] = frozenset()) -> Catalog:
-        """What the planner needs to know: the existing tables, when the statement reads any.
+        """What the planner needs to know: the existing tables, when the statement reads any
+        (``names``: the tables it names, see sql/walk.py ``table_names``).
 
         The list of collections is kept for a few seconds and read again at once when the
         statement names a table not in it, so a table made elsewhere is never reported unknown.
         ``known`` are tables that exist for this statement although the list may not show them
         (those an open transaction created: listCollections runs outside transactions).
         """
-        if statement is None:
-            return Catalog()
-        nodes = list(walk(statement))
-        ctes = {n.name for n in nodes if isinstance(n, ast.Cte)}
-        names = {n.name for n in nodes if isinstance(n, ast.TableRef)} - ctes
         if not names:
             return Catalog()
         fresh = time.monotonic() - self._tables_at < CATALOG_TTL_S

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from queryleaf import plan
+from queryleaf.documents import nest
 from queryleaf.errors import PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.planner.constants import NotConstant, constant
@@ -44,13 +44,6 @@ def _check_paths(paths: list[tuple[str, ...]], nodes: list[ast.Node], what: str)
                 raise PlanningError(f"{what} {'.'.join(path)} overlaps {'.'.join(other)}",
                                     node.pos)
         seen[path] = node
-
-
-def nest(doc: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    """Set ``value`` at a dotted ``path`` of ``doc``, creating the documents on the way."""
-    for part in path[:-1]:
-        doc = doc.setdefault(part, {})
-    doc[path[-1]] = value
 
 
 # ---------------------------------------------------------------- INSERT

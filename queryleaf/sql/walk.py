@@ -92,6 +92,13 @@ _NESTED_QUERIES = (ast.Query, ast.ScalarSubquery, ast.Exists, ast.InSubquery, as
 _WITH_OPERAND = (ast.InSubquery, ast.Quantified)
 
 
+def table_names(statement: object) -> frozenset[str]:
+    """The tables a statement names (FROM items that are not its own WITH queries)."""
+    nodes = list(walk(statement))
+    ctes = {n.name for n in nodes if isinstance(n, ast.Cte)}
+    return frozenset(n.name for n in nodes if isinstance(n, ast.TableRef)) - ctes
+
+
 def has_subquery(e: object) -> bool:
     """Whether expression ``e`` contains a subquery (of any kind)."""
     return any(isinstance(node, _NESTED_QUERIES) for node in walk_expr(e))
