@@ -20,6 +20,7 @@ from queryleaf.events import names
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, dotted, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
+from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.scope import Scope, Table, display_path
 from queryleaf.planner.stored import document_conditions
@@ -358,15 +359,17 @@ class SelectPlanner:
             self.extra_lets.update(first_scope.lets)
         alias = first.table.alias
         keep = self.used_fields(first)
-        if keep is not None:
-            self.emit({"$project": keep})
-        self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
+        # One stage nests the fields the query reads under the alias; the first join may add
+        # its lookup key to it (join()).
+        nest: dict[str, Any] = {alias: "$$ROOT" if keep is None
+                                else {f: f"${f}" for f in keep}}
+        self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [Table(alias, (alias,), first.table.columns)]
         late, relations = _push_into_joins(late, relations)
-        for kind, rel, on, node in relations[1:]:
+        for i, (kind, rel, on, node) in enumerate(relations[1:]):
             tables.append(Table(rel.table.alias, (rel.table.alias,), rel.table.columns))
             left = Scope(list(tables[:-1]), outer=self.outer)
-            self.join(kind, rel, on, left, node)
+            self.join(kind, rel, on, left, node, nest if i == 0 else None)
             self.extra_lets.update(left.lets)
         self.scope = Scope(tables, outer=self.outer)
         rest = None
@@ -415,8 +418,20 @@ class SelectPlanner:
         return self._references
 
     def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
-             node: ast.Node) -> None:
-        """$lookup + $unwind: the joined table's rows matching ON, nested under its alias."""
+             node: ast.Node, nest: dict[str, Any] | None = None) -> None:
+        """$lookup + $unwind: the joined table's rows matching ON, nested under its alias.
+        ``nest``: the new root of the stage that nested the first table (the first join)."""
+        alias = rel.table.alias
+        if on is not None and rel.plain and rel.collection is not None and not has_subquery(on):
+            joined = Scope([*left.tables, Table(alias, (alias,), None)], outer=left.outer)
+            key = find_equi_key(on, alias, joined)
+            if key is not None:  # index-backed: localField/foreignField (planner/joins.py)
+                temp = self.ctx.fresh("__jk")
+                self.temp_fields.append(temp)
+                for stage in keyed_join(kind, rel.collection, alias, key, left, self.compiler,
+                                        temp, nest):
+                    self.emit(stage)
+                return
         inner = Scope([Table(rel.table.alias, (), rel.table.columns)], outer=left)
         stages = list(rel.pipeline)
         if on is not None:
