@@ -548,14 +548,19 @@ class SelectPlanner:
         keys = [self.resolve_reference(g, outputs, "GROUP BY") or g for g in self.select.group_by]
         substitutions: dict[Any, Any] = {}
         group_id: Any = None
-        if keys:
-            group_id = {}
+        for k in keys:
+            for node in walk_expr(k):
+                if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
+                    raise PlanningError("GROUP BY cannot refer to an aggregate", k.pos)
+        # $group puts null and missing in one group for a key that is one value, and an array
+        # holds a missing value as null: no $ifNull per key and row is needed.
+        if len(keys) == 1:
+            group_id = exprs.compile(keys[0])
+            substitutions[exprs.key(keys[0])] = "$_id"
+        elif keys:
+            group_id = [exprs.compile(k) for k in keys]
             for i, k in enumerate(keys):
-                for node in walk_expr(k):
-                    if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
-                        raise PlanningError("GROUP BY cannot refer to an aggregate", k.pos)
-                group_id[f"k{i}"] = {"$ifNull": [exprs.compile(k), None]}
-                substitutions[exprs.key(k)] = f"$_id.k{i}"
+                substitutions[exprs.key(k)] = {"$arrayElemAt": ["$_id", i]}
         stage: dict[str, Any] = {"_id": group_id}
         empty: dict[str, Any] = {"_id": None}
         for i, call in enumerate(aggregates):
