@@ -100,6 +100,10 @@ PIPELINE_FORM = [
     "SELECT o.total FROM orders o JOIN customers c ON c._id = o.customer_id "
     "AND c.tier IN (SELECT tier FROM tiers)",
     "SELECT a.x FROM a CROSS JOIN b",
+    # an unqualified name: the pipeline form resolves it as before (name resolution in ON is
+    # the pipeline form's)
+    "SELECT o.total FROM orders o JOIN customers c ON customer_id = c._id",
+    "SELECT o.total FROM orders o JOIN customers c ON o.customer_id = c._id AND tier = 'gold'",
 ]
 
 

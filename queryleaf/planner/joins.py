@@ -63,7 +63,13 @@ class EquiKey:
 
 
 def find_equi_key(on: ast.Expr, alias: str, joined: Scope) -> EquiKey | None:
-    """The equality of ON to look up by, preferring a key on ``_id`` (unique, and exact)."""
+    """The equality of ON to look up by, preferring a key on ``_id`` (unique, and exact).
+
+    Only for an ON whose columns all name their table: the pipeline form resolves an
+    unqualified name among the joined table's columns first, the keyed form among all the
+    tables in scope, and the two must not answer differently."""
+    if not _qualified(on, joined):
+        return None
     conjuncts = flatten(on, "AND")
     found: list[tuple[bool, int, EquiKey]] = []
     for i, conj in enumerate(conjuncts):
@@ -76,6 +82,12 @@ def find_equi_key(on: ast.Expr, alias: str, joined: Scope) -> EquiKey | None:
                 found.append((foreign != "_id", i, EquiKey(local, foreign, conj, rest)))
                 break
     return min(found, key=lambda f: f[:2])[2] if found else None
+
+
+def _qualified(e: ast.Expr, joined: Scope) -> bool:
+    return all(len(node.parts) > 1 and isinstance(node.parts[0], str)
+               and joined.knows_alias(node.parts[0])
+               for node in walk_expr(e) if isinstance(node, ast.Column))
 
 
 def _probe(joined: Scope) -> Scope:
