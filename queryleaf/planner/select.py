@@ -360,7 +360,9 @@ class SelectPlanner:
         alias = first.table.alias
         keep = self.used_fields(first)
         # One stage nests the fields the query reads under the alias; the first join may add
-        # its lookup key to it (join()).
+        # its lookup key to it (join()). A name that is not a plain field name keeps all.
+        if keep is not None and any("." in f or f.startswith("$") or not f for f in keep):
+            keep = None
         nest: dict[str, Any] = {alias: "$$ROOT" if keep is None
                                 else {f: f"${f}" for f in keep}}
         self.emit({"$replaceRoot": {"newRoot": nest}})
