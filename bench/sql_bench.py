@@ -10,6 +10,12 @@
    alternating runs. Targets: <= 1.10x for the 10,000 rows; <= 0.5 ms added for the lookup.
 3. memory — tracemalloc peak while iterating a fresh Result of 10,000 and of 100,000 rows, and
    while reading ``.rows`` (which keeps them).
+4. joins and grouping (issue 9, item 3) — ``execute()`` of joins returning 100 and 1,000 rows
+   and of a GROUP BY with COUNT/SUM/AVG over 10,000 orders and 1,000 customers (an index on
+   each join key), against the pipeline a person would write with pymongo: ``$lookup`` with
+   ``localField``/``foreignField`` + ``$unwind`` + ``$project``, and ``$group`` (alone, and with
+   the ``$project`` that gives the same columns). Target: <= 1.2x. ``--only joins`` runs this
+   section alone.
 
 Not a test: prints a table (and ``--json``).
 """
@@ -465,6 +471,117 @@ def report_execute(r: dict[str, Any]) -> None:
               f"{row['pymongo_iterate_mib']:15.2f} {row['pymongo_batch1000_mib']:24.2f}")
 
 
+# ------------------------------------------------------------------ 4. joins and grouping
+
+ORDERS, CUSTOMERS = 10_000, 1_000
+
+
+def load_shop(db: Any) -> None:
+    """Customers 0..999; order i belongs to customer i % 1000 (10 orders each)."""
+    db.customers.drop()
+    db.orders.drop()
+    db.customers.insert_many([{"_id": i, "name": f"customer {i:04d}", "tier": ("gold", "silver",
+                                                                                 "bronze")[i % 3],
+                               "email": f"c{i}@example.com"} for i in range(CUSTOMERS)])
+    db.orders.insert_many([{"_id": i, "customer_id": i % CUSTOMERS, "total": round(i * 0.37, 2),
+                            "status": ("paid", "open", "shipped")[i % 3],
+                            "note": f"order {i} of customer {i % CUSTOMERS}"}
+                           for i in range(ORDERS)])
+    db.orders.create_index("customer_id")  # customers' join key is _id (always indexed)
+
+
+def _join_by_hand(outer: str, where: dict[str, Any], inner: str, local: str, foreign: str,
+                  alias: str, left: bool, columns: dict[str, Any]) -> tuple[str, list[Any]]:
+    unwind: Any = f"${alias}" if not left else {"path": f"${alias}",
+                                                 "preserveNullAndEmptyArrays": True}
+    return outer, [{"$match": where},
+                   {"$lookup": {"from": inner, "localField": local, "foreignField": foreign,
+                                "as": alias}},
+                   {"$unwind": unwind},
+                   {"$project": {"_id": 0, **columns}}]
+
+
+GROUP_STAGE = {"$group": {"_id": "$customer_id", "n": {"$sum": 1}, "spent": {"$sum": "$total"},
+                          "avg_total": {"$avg": "$total"}}}
+
+# (name, SQL, hand-written (collection, pipeline)...); the first hand-written one is the baseline.
+# Outer rows are chosen through an index (SecantusDB scans for a range on _id).
+JOIN_CASES: list[tuple[str, str, list[tuple[str, list[Any]]]]] = [
+    *[(f"join on _id, {n * 10:,} rows", "SELECT o._id AS id, o.total, c.name FROM orders o "
+       f"JOIN customers c ON o.customer_id = c._id WHERE o.customer_id < {n}",
+       [_join_by_hand("orders", {"customer_id": {"$lt": n}}, "customers", "customer_id", "_id",
+                      "c", False, {"id": "$_id", "total": 1, "name": "$c.name"})])
+      for n in (10, 100)],
+    *[(f"left join on customer_id, {n * 10:,} rows", "SELECT c.name, o.total FROM customers c "
+       f"LEFT JOIN orders o ON o.customer_id = c._id WHERE c._id < {n}",
+       [_join_by_hand("customers", {"_id": {"$lt": n}}, "orders", "_id", "customer_id", "o",
+                      True, {"name": 1, "total": "$o.total"})])
+      for n in (10, 100)],
+    ("comma join on customer_id, 1,000 rows", "SELECT c.name, o.total FROM customers c, "
+     "orders o WHERE o.customer_id = c._id AND c._id < 100",
+     [_join_by_hand("customers", {"_id": {"$lt": 100}}, "orders", "_id", "customer_id", "o",
+                    False, {"name": 1, "total": "$o.total"})]),
+    ("group by: COUNT, SUM, AVG", "SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, "
+     "AVG(total) AS avg_total FROM orders GROUP BY customer_id",
+     [("orders", [GROUP_STAGE]),
+      ("orders", [GROUP_STAGE, {"$project": {"_id": 0, "customer_id": "$_id", "n": 1,
+                                             "spent": 1, "avg_total": 1}}])]),
+    # SUM is the aggregate that needs more than its accumulator (NULL over no non-NULL value)
+    ("group by: COUNT, AVG, MAX", "SELECT customer_id, COUNT(*) AS n, AVG(total) AS avg_total, "
+     "MAX(total) AS top FROM orders GROUP BY customer_id",
+     [("orders", [{"$group": {"_id": "$customer_id", "n": {"$sum": 1},
+                              "avg_total": {"$avg": "$total"}, "top": {"$max": "$total"}}}]),
+      ("orders", [{"$group": {"_id": "$customer_id", "n": {"$sum": 1},
+                              "avg_total": {"$avg": "$total"}, "top": {"$max": "$total"}}},
+                  {"$project": {"_id": 0, "customer_id": "$_id", "n": 1, "avg_total": 1,
+                                "top": 1}}])]),
+]
+
+
+def joins_bench(uri: str, rounds: int, slow_rounds: int) -> list[dict[str, Any]]:
+    """Each case: execute() against its hand-written pipelines, alternating runs. A case slower
+    than a second per run (the pipeline-form joins before issue 9) runs ``slow_rounds``."""
+    ql = queryleaf.connect(uri, database="bench_joins")
+    db = ql.db
+    out = []
+    try:
+        load_shop(db)
+        for name, sql, hands in JOIN_CASES:
+            def run_ql(sql: str = sql) -> int:
+                return sum(1 for _ in ql.execute(sql))
+
+            fns: dict[str, Callable[[], Any]] = {"queryleaf": run_ql}
+            for i, (coll, pipeline) in enumerate(hands):
+                fns[f"hand{i}"] = (lambda c=db[coll], p=pipeline: list(c.aggregate(p)))
+            start = time.perf_counter()
+            n = run_ql()
+            once = time.perf_counter() - start
+            assert all(len(fn()) == n for key, fn in fns.items() if key != "queryleaf"), name
+            times = alternate(fns, rounds if once < 1 else slow_rounds,
+                              warmup=2 if once < 1 else 0)
+            plan = plan_statement(parse(sql))
+            out.append({"name": name, "sql": sql, "rows": n, "command": _command(plan),
+                        **{k: median_ms(v) for k, v in times.items()}})
+    finally:
+        db.customers.drop()
+        db.orders.drop()
+        ql.close()
+    return out
+
+
+def report_joins(rows: list[dict[str, Any]]) -> None:
+    print(f"\n4. joins and grouping vs hand-written pipelines ({ORDERS:,} orders, "
+          f"{CUSTOMERS:,} customers; median ms)  target <= 1.20x")
+    for row in rows:
+        hands = [k for k in row if k.startswith("hand")]
+        ratios = "  ".join(f"{row['queryleaf'] / row[k]:5.2f}x" for k in hands)
+        by_hand = "  ".join(f"{row[k]:8.2f}" for k in hands)
+        print(f"  {row['name']:38} rows {row['rows']:5d}  queryleaf {row['queryleaf']:8.2f}  "
+              f"by hand {by_hand}  ratio {ratios}")
+        print(f"    {row['sql']}")
+        print(f"    command: {row['command']}")
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -473,18 +590,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="few rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, default=25, help="rounds per measurement")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--only", choices=["joins"], help="run one section")
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else args.rounds
     results: dict[str, Any] = {"machine": machine()}
     print("machine: " + "; ".join(results["machine"].values()))
-    results["compile"] = compile_bench(rounds)
-    report_compile(results["compile"])
+    if args.only is None:
+        results["compile"] = compile_bench(rounds)
+        report_compile(results["compile"])
     server = start_ephemeral_server()
     try:
-        results["execute"] = execute_bench(server.uri, rounds, 50 if args.quick else 400)
+        if args.only is None:
+            results["execute"] = execute_bench(server.uri, rounds, 50 if args.quick else 400)
+        results["joins"] = joins_bench(server.uri, rounds, 1 if args.quick else 3)
     finally:
         server.stop()
-    report_execute(results["execute"])
+    if args.only is None:
+        report_execute(results["execute"])
+    report_joins(results["joins"])
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return results

@@ -100,10 +100,12 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
     if name == "COUNT":
         return Accumulated({field: {"$sum": {"$cond": [is_null_expr(x), 0, 1]}}}, ref, {field: 0})
     if name == "SUM":
-        count = field + "_n"
-        acc = {field: {"$sum": x}, count: {"$sum": {"$cond": [is_null_expr(x), 0, 1]}}}
-        result = {"$cond": [{"$eq": [f"${count}", 0]}, None, ref]}
-        return Accumulated(acc, result, {field: 0, count: 0})
+        # SUM over no non-NULL value is NULL, where $sum gives 0. $max ignores nulls as SQL
+        # does, so it is NULL exactly then; it is cheaper than counting with a $cond per row.
+        seen = field + "_n"
+        acc = {field: {"$sum": x}, seen: {"$max": x}}
+        result = {"$cond": [is_null_expr(f"${seen}"), None, ref]}
+        return Accumulated(acc, result, {field: 0, seen: None})
     if name in SIMPLE_ACCUMULATORS:
         return Accumulated({field: {SIMPLE_ACCUMULATORS[name]: x}}, ref, {field: None})
     if name == "GROUP_CONCAT":

@@ -32,21 +32,33 @@ def and_filters(parts: list[dict[str, Any]]) -> dict[str, Any]:
     for p in parts:
         flat.extend(p["$and"] if list(p) == ["$and"] else [p] if p else [])
     # Field conditions on distinct fields merge into one document (where the first of them
-    # was); operators ($expr, $or...) and repeated fields stay separate conditions.
+    # was), and so do distinct operators on one field (`n >= 5 AND n < 9` is {n: {$gte: 5,
+    # $lt: 9}}: a range some servers serve from an index only in this form). Operators ($expr,
+    # $or...) and other repeated fields stay separate conditions.
     merged: dict[str, Any] = {}
     parts = []
     for p in flat:
-        if any(k.startswith("$") or k in merged for k in p):
+        if any(k.startswith("$") or (k in merged and not _mergeable(merged[k], v))
+               for k, v in p.items()):
             parts.append(p)
         else:
             if not merged:
                 parts.append(merged)
-            merged.update(p)
+            for k, v in p.items():
+                merged[k] = {**merged[k], **v} if k in merged else v
     if not parts:
         return {}
     if len(parts) == 1:
         return parts[0]
     return {"$and": parts}
+
+
+def _mergeable(a: Any, b: Any) -> bool:
+    """Two conditions on one field that can share its operator document: distinct query
+    operators (their conjunction), none of them the $regex/$options pair."""
+    return (isinstance(a, dict) and isinstance(b, dict) and bool(a) and bool(b)
+            and all(k.startswith("$") and k not in ("$regex", "$options") for k in (*a, *b))
+            and not set(a) & set(b))
 
 
 class FilterCompiler:

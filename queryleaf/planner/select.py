@@ -22,6 +22,7 @@ from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
 from queryleaf.planner.filters import FilterCompiler, and_filters
+from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.rewrite import normalize
@@ -364,18 +365,22 @@ class SelectPlanner:
             self.extra_lets.update(first_scope.lets)
         alias = first.table.alias
         keep = self.used_fields(first)
-        if keep is not None:
-            self.emit({"$project": keep})
-        self.pipeline.append({"$replaceRoot": {"newRoot": {alias: "$$ROOT"}}})
+        # One stage nests the fields the query reads under the alias; the first join may add
+        # its lookup key to it (join()). A name that is not a plain field name keeps all.
+        if keep is not None and any("." in f or f.startswith("$") or not f for f in keep):
+            keep = None
+        nest: dict[str, Any] = {alias: "$$ROOT" if keep is None
+                                else {f: f"${f}" for f in keep}}
+        self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [first.table.at((alias,))]
         late, relations = _push_into_joins(late, relations)
-        for i, (kind, rel, on, node) in enumerate(relations[1:], start=1):
+        for i, (kind, rel, on, node) in enumerate(relations[1:]):
             tables.append(rel.table.at((rel.table.alias,)))
             if on is not None:
-                later = [r.table.alias for _, r, _, _ in relations[i + 1:]]
+                later = [r.table.alias for _, r, _, _ in relations[i + 2:]]
                 on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
             left = Scope(list(tables[:-1]), outer=self.outer)
-            self.join(kind, rel, on, left, node)
+            self.join(kind, rel, on, left, node, nest if i == 0 else None)
             self.extra_lets.update(left.lets)
         self.scope = Scope(tables, outer=self.outer)
         rest = None
@@ -456,8 +461,20 @@ class SelectPlanner:
         return self._references
 
     def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
-             node: ast.Node) -> None:
-        """$lookup + $unwind: the joined table's rows matching ON, nested under its alias."""
+             node: ast.Node, nest: dict[str, Any] | None = None) -> None:
+        """$lookup + $unwind: the joined table's rows matching ON, nested under its alias.
+        ``nest``: the new root of the stage that nested the first table (the first join)."""
+        alias = rel.table.alias
+        if on is not None and rel.plain and rel.collection is not None and not has_subquery(on):
+            joined = Scope([*left.tables, rel.table.at((alias,))], outer=left.outer)
+            key = find_equi_key(on, alias, joined)
+            if key is not None:  # index-backed: localField/foreignField (planner/joins.py)
+                temp = self.ctx.fresh("__jk")
+                self.temp_fields.append(temp)
+                for stage in keyed_join(kind, rel.collection, alias, key, left, self.compiler,
+                                        temp, nest):
+                    self.emit(stage)
+                return
         inner = Scope([rel.table.at(())], outer=left)
         stages = list(rel.pipeline)
         if on is not None:
@@ -601,14 +618,19 @@ class SelectPlanner:
         keys = list(self.select.group_by)
         substitutions: dict[Any, Any] = {}
         group_id: Any = None
-        if keys:
-            group_id = {}
+        for k in keys:
+            for node in walk_expr(k):
+                if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
+                    raise PlanningError("GROUP BY cannot refer to an aggregate", k.pos)
+        # $group puts null and missing in one group for a key that is one value, and an array
+        # holds a missing value as null: no $ifNull per key and row is needed.
+        if len(keys) == 1:
+            group_id = exprs.compile(keys[0])
+            substitutions[exprs.key(keys[0])] = "$_id"
+        elif keys:
+            group_id = [exprs.compile(k) for k in keys]
             for i, k in enumerate(keys):
-                for node in walk_expr(k):
-                    if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
-                        raise PlanningError("GROUP BY cannot refer to an aggregate", k.pos)
-                group_id[f"k{i}"] = {"$ifNull": [exprs.compile(k), None]}
-                substitutions[exprs.key(k)] = f"$_id.k{i}"
+                substitutions[exprs.key(k)] = {"$arrayElemAt": ["$_id", i]}
         stage: dict[str, Any] = {"_id": group_id}
         empty: dict[str, Any] = {"_id": None}
         for i, call in enumerate(aggregates):
