@@ -6,15 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from queryleaf.errors import PlanningError
-from queryleaf.planner.aggregates import SIMPLE_ACCUMULATORS
-from queryleaf.planner.expressions import ExprCompiler, is_null_expr
+from queryleaf.planner.aggregates import SIMPLE_ACCUMULATORS, accumulate
+from queryleaf.planner.expressions import ExprCompiler
 from queryleaf.sql import ast
 
 WINDOW_ONLY = frozenset({"ROW_NUMBER", "RANK", "DENSE_RANK", "LAG", "LEAD", "FIRST_VALUE",
                          "LAST_VALUE"})
 _RANKING = {"ROW_NUMBER": "$documentNumber", "RANK": "$rank", "DENSE_RANK": "$denseRank"}
-_AGG = {**SIMPLE_ACCUMULATORS, "SUM": "$sum", "COUNT": "$sum", "FIRST_VALUE": "$first",
-        "LAST_VALUE": "$last"}
+_EDGE = {"FIRST_VALUE": "$first", "LAST_VALUE": "$last"}
+_AGG = {*SIMPLE_ACCUMULATORS, "SUM", "COUNT", *_EDGE}  # usable with OVER
 
 
 def _bound(b: ast.FrameBound) -> Any:
@@ -135,25 +135,17 @@ def _output(call: ast.FuncCall, spec: ast.WindowSpec, exprs: ExprCompiler, field
     if name not in _AGG:
         raise PlanningError(f"{name}(...) cannot be used as a window function", call.pos)
     window = _window(call, spec)
-    star = len(call.args) == 1 and isinstance(call.args[0], ast.Star)
-    if len(call.args) != 1:
-        raise PlanningError(f"{name} takes one argument", call.pos)
-    if star and name != "COUNT":
-        raise PlanningError(f"{name}(*) is not valid; only COUNT(*) takes *", call.pos)
-    x = None if star else exprs.compile(call.args[0])
-
-    def acc(op: str, value: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {op: value}
-        if window is not None:
-            out["window"] = window
-        return out
-
-    if name == "COUNT":
-        outputs[field] = acc("$sum", 1 if star else {"$cond": [is_null_expr(x), 0, 1]})
+    if name in _EDGE:  # FIRST_VALUE / LAST_VALUE: window accumulators only
+        if len(call.args) != 1 or isinstance(call.args[0], ast.Star):
+            raise PlanningError(f"{name} takes one argument", call.pos)
+        outputs[field] = _framed({_EDGE[name]: exprs.compile(call.args[0])}, window)
         return f"${field}"
-    if name == "SUM":
-        outputs[field] = acc("$sum", x)
-        outputs[field + "_n"] = acc("$sum", {"$cond": [is_null_expr(x), 0, 1]})
-        return {"$cond": [{"$eq": [f"${field}_n", 0]}, None, f"${field}"]}
-    outputs[field] = acc(_AGG[name], x)
-    return f"${field}"
+    # The aggregates are the GROUP BY ones (aggregates.py), their accumulators over a frame.
+    accumulated = accumulate(call, exprs, field)
+    for name_, accumulator in accumulated.accumulators.items():
+        outputs[name_] = _framed(accumulator, window)
+    return accumulated.result
+
+
+def _framed(accumulator: dict[str, Any], window: dict[str, Any] | None) -> dict[str, Any]:
+    return accumulator if window is None else {**accumulator, "window": window}
