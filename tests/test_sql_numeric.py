@@ -292,3 +292,12 @@ def test_parameters_are_checked_like_literals(ql):
     assert one(ql, "SELECT a & :m FROM t", {"m": 3}) == 2
     with pytest.raises(PlanningError, match="takes integers"):
         ql.execute("SELECT a & :m FROM t", {"m": 2.5})
+
+
+def test_bitwise_not_of_a_predicate_is_null_not_false(ql):
+    # ~ of a boolean (not an integer) is NULL, so comparisons over it are unknown: the planner
+    # must not take ~(predicate) for a never-NULL value and drop the NULL guards.
+    ql.db.t.insert_one({"_id": 1, "x": 5})
+    row = ql.execute("SELECT ~(x IS NULL) AS a, NOT (~(x IS NULL) = 0) AS b, "
+                     "~(x IS NULL) = 0 OR FALSE AS c FROM t").rows[0]
+    assert row == {"a": None, "b": None, "c": None}
