@@ -301,3 +301,9 @@ def test_bitwise_not_of_a_predicate_is_null_not_false(ql):
     row = ql.execute("SELECT ~(x IS NULL) AS a, NOT (~(x IS NULL) = 0) AS b, "
                      "~(x IS NULL) = 0 OR FALSE AS c FROM t").rows[0]
     assert row == {"a": None, "b": None, "c": None}
+
+
+def test_a_constant_beyond_64_bits_is_a_planning_error(ql):
+    ql.db.t.insert_one({"_id": 1, "a": 1})
+    with pytest.raises(PlanningError, match="not a 64-bit integer"):
+        ql.execute("SELECT a & -~9223372036854775807 FROM t")  # -(-2^63)

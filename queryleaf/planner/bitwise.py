@@ -58,7 +58,7 @@ def _constant_integer(e: ast.Expr, c: ExprCompiler, what: str) -> int | None:
         v = _constant_integer(e.operand, c, what)
         if v is None:
             return None
-        return _wrap(-1 - v if e.op == "~" else -v if e.op == "-" else v)
+        return _integer_value(-1 - v if e.op == "~" else -v if e.op == "-" else v, e, what)
     if isinstance(e, ast.Binary) and e.op in BITWISE_OPERATORS:
         x, y = _constant_integer(e.left, c, what), _constant_integer(e.right, c, what)
         if x is None or y is None:
@@ -93,7 +93,7 @@ def _fold(op: str, x: int, y: int) -> int:
     if op == "^":
         return x ^ y
     if op == ">>":
-        x, y, op = x, -y, "<<"
+        y = -y
     if y >= 64:
         return 0
     if y <= -64:
