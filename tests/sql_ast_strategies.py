@@ -132,7 +132,7 @@ def _is_number_literal(expr: ast.Expr) -> bool:
 # ---------------------------------------------------------------- expressions
 
 BINARY_OPS = ["OR", "AND", "=", "<>", "<", "<=", ">", ">=", "||", "+", "-", "*", "/", "%",
-              "DIV", "MOD"]
+              "DIV", "MOD", "|", "&", "^", "<<", ">>"]
 
 
 def _order_items(exprs):
@@ -184,7 +184,7 @@ def _func_calls(exprs):
 
 
 def _extend(exprs):
-    unary = st.builds(ast.Unary, st.sampled_from(["-", "+", "NOT"]), exprs).map(_canonical_unary)
+    unary = st.builds(ast.Unary, st.sampled_from(["-", "+", "~", "NOT"]), exprs).map(_canonical_unary)
     return st.one_of(
         st.builds(ast.Binary, st.sampled_from(BINARY_OPS), exprs, exprs),
         unary,

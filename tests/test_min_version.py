@@ -60,6 +60,9 @@ OPERATORS: dict[str, Version] = {
         "$substrCP", "$subtract", "$sum", "$switch", "$toBool", "$toDate", "$toDecimal",
         "$toDouble", "$toInt", "$toLong", "$toLower", "$toObjectId", "$toString", "$toUpper",
         "$trim", "$trunc", "$type", "$week", "$year", "$zip",
+        # trigonometry (4.2)
+        "$sin", "$cos", "$tan", "$asin", "$acos", "$atan", "$atan2", "$degreesToRadians",
+        "$radiansToDegrees",
         # query and update operators
         "$all", "$comment", "$elemMatch", "$exists", "$expr", "$inc", "$nin", "$nor",
         "$pull", "$regex", "$setOnInsert",
@@ -280,9 +283,10 @@ def test_operators_written_in_the_code():
 
 
 def test_the_check_finds_newer_features():
-    with pytest.raises(AssertionError, match=r"\$bitAnd needs MongoDB 6\.3"):
+    with pytest.raises(AssertionError, match=r"\$median needs MongoDB 7\.0"):
         check([{"aggregate": "t", "pipeline": [
-            {"$project": {"x": {"$bitAnd": ["$a", 1]}}}], "cursor": {}}], "test")
+            {"$group": {"_id": None, "m": {"$median": {"input": "$a", "method": "approximate"}}}}],
+            "cursor": {}}], "test")
     with pytest.raises(AssertionError, match=r"\$getField\.field expression needs MongoDB 7\.2"):
         check([{"aggregate": "t", "pipeline": [
             {"$project": {"x": {"$getField": {"field": {"$concat": ["a", "b"]}}}}}]}], "test")

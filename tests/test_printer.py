@@ -49,6 +49,10 @@ CANONICAL = [
     ("SELECT a - -1, a * -b, INTERVAL (n + 1) day, INTERVAL -2 HOURS",
      "SELECT a - -1, a * -b, INTERVAL (n + 1) DAY, INTERVAL -2 HOUR"),
     ("SELECT a != 1, a mod 2, a div 2", "SELECT a <> 1, a MOD 2, a DIV 2"),
+    ("SELECT (a | b) & c, a | (b & c), (a << 1) + 2, a << (1 + 2), (a * b) ^ c, (a ^ b) * c",
+     "SELECT (a | b) & c, a | b & c, (a << 1) + 2, a << 1 + 2, (a * b) ^ c, a ^ b * c"),
+    ("SELECT ~(a ^ b), ~ ~a, -~a, ~-a, ~ -5, (a || b) | c, a || (b | c), (a & 1) = 1",
+     "SELECT ~(a ^ b), ~~a, -~a, ~-a, ~-5, a || b | c, a || (b | c), a & 1 = 1"),
     # literals
     ("SELECT 'it''s', 1.50, .5, 5., 1e3, 2.5e-7, -0.001, 1e999, TRUE, null",
      "SELECT 'it''s', 1.50, 0.5, 5.0, 1000.0E0, 2.5E-07, -0.001, 1E999, TRUE, NULL"),

@@ -225,6 +225,7 @@ _DIVISIONS: dict[str, Callable[[Any, Any], Any]] = {
     "%": lambda a, b: {"$mod": [a, b]},
     "MOD": lambda a, b: {"$mod": [a, b]},
 }
+_BITWISE = frozenset({"&", "|", "^", "<<", ">>"})  # planner/bitwise.py
 # Associative operators whose MongoDB counterpart takes any number of operands.
 _VARIADIC = {"+": "$add", "*": "$multiply", "||": "$concat"}
 
@@ -255,7 +256,7 @@ def nullable(e: ast.Expr) -> bool:
         node = stack.pop()
         if isinstance(node, ast.Binary) and node.op in _BOOLEAN_OPS:
             stack += (node.right, node.left)
-        elif isinstance(node, ast.Unary):
+        elif isinstance(node, ast.Unary) and node.op != "~":  # ~ of a non-integer is NULL
             stack.append(node.operand)
         elif isinstance(node, ast.Literal):
             if node.value is None:
@@ -431,6 +432,10 @@ class ExprCompiler:
             if not nullable(e.operand):
                 return {"$not": [v]}
             return self._negate(v)
+        if e.op == "~":
+            from queryleaf.planner.bitwise import compile_bit_not
+
+            return compile_bit_not(self, e)
         raise PlanningError(f"unknown unary operator {e.op}", e.pos)
 
     def _binary(self, e: ast.Binary) -> Any:
@@ -447,6 +452,10 @@ class ExprCompiler:
             return date_add(self, self.compile(e.right), e.left, 1)
         if op in _VARIADIC and isinstance(e.left, ast.Binary) and e.left.op == op:
             return self._chain(e)
+        if op in _BITWISE:
+            from queryleaf.planner.bitwise import compile_bitwise
+
+            return compile_bitwise(self, e)
         a, b = self.compile(e.left), self.compile(e.right)
         if op in OPERATOR:
             nullable_sides = (nullable(e.left), nullable(e.right))

@@ -16,6 +16,7 @@ from typing import Any
 from bson import ObjectId
 
 from queryleaf.errors import ErrorCode, PlanningError, Position
+from queryleaf.planner.bitwise import bit_count, constant_bit_count, integer_operand
 from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
@@ -89,7 +90,7 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
 
 # Functions whose translator compiles (or interprets) its arguments itself.
 _RAW_ARGS = {"DATE_ADD", "DATE_SUB", "ADDDATE", "SUBDATE", "TIMESTAMPDIFF", "DATE_TRUNC",
-             "JSON_OBJECT", "OBJECTID", "JSON_EXTRACT"}
+             "JSON_OBJECT", "OBJECTID", "JSON_EXTRACT", "BIT_COUNT"}
 
 
 # ---------------------------------------------------------------- strings
@@ -118,11 +119,19 @@ guarded("$toUpper", "UPPER", "UCASE", summary="upper case")
 guarded("$strLenCP", "CHAR_LENGTH", "CHARACTER_LENGTH", summary="length in characters")
 
 
+def _bytes(v: Any) -> Any:
+    return {"$cond": [{"$eq": [{"$type": v}, "object"]}, {"$bsonSize": v},
+                      {"$strLenBytes": {"$toString": v}}]}
+
+
 @function("LENGTH", "OCTET_LENGTH", summary="length in bytes (UTF-8); a document: its BSON size")
 def _length(c, call, a):
-    v = a[0]
-    return null_guard([v], {"$cond": [
-        {"$eq": [{"$type": v}, "object"]}, {"$bsonSize": v}, {"$strLenBytes": {"$toString": v}}]})
+    return null_guard(a, _bytes(a[0]))
+
+
+@function("BIT_LENGTH", summary="length in bits: 8 times LENGTH")
+def _bit_length(c, call, a):
+    return null_guard(a, {"$multiply": [8, _bytes(a[0])]})
 
 
 @function("SUBSTRING", "SUBSTR", "MID", args=(2, 3), summary="SUBSTRING(s, pos[, len]), 1-based")
@@ -236,15 +245,41 @@ guarded("$pow", "POWER", "POW", args=(2, 2), summary="x raised to y")
 guarded("$exp", "EXP", summary="e raised to x")
 
 
-def _positive_only(op):
+NAN = float("nan")
+INFINITIES = [float("inf"), float("-inf")]
+
+
+def domain_guard(operands: list[Any], outside: Any, core: Any) -> Any:
+    """``core``, or NULL where ``outside`` (a test of the operands) holds: MySQL's answer to an
+    argument outside a function's domain (LN(0), SQRT(-1), ASIN(2)). NaN is in every domain:
+    BSON orders NaN below every number, so a test such as ``x <= 0`` holds for it, yet SQRT(NaN)
+    is NaN. With one operand the core keeps NaN (MongoDB's math operators return NaN for NaN);
+    with several, a NaN operand gives NaN before any other test (``$log`` refuses a bad base
+    even when its argument is NaN)."""
+    if len(operands) == 1:
+        return {"$cond": [{"$and": [{"$ne": [operands[0], NAN]}, outside]}, None, core]}
+    nans = [{"$eq": [o, NAN]} for o in operands if not _constant_number(o)]
+    branches = [{"case": outside, "then": None}] if outside is not False else []
+    if nans:
+        branches.insert(0, {"case": nans[0] if len(nans) == 1 else {"$or": nans}, "then": NAN})
+    return {"$switch": {"branches": branches, "default": core}} if branches else core
+
+
+def _constant_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v
+
+
+def _positive_only(op, *extra):
     def fn(c, call, a):
-        return null_guard(a, {"$cond": [{"$lte": [a[0], 0]}, None, {op: a[0]}]})
+        x = a[0]
+        return null_guard(a, domain_guard(a, {"$lte": [x, 0]}, {op: [x, *extra] if extra else x}))
 
     return fn
 
 
 function("LN", summary="natural logarithm (NULL for x <= 0)")(_positive_only("$ln"))
 function("LOG10", summary="base-10 logarithm (NULL for x <= 0)")(_positive_only("$log10"))
+function("LOG2", summary="base-2 logarithm (NULL for x <= 0)")(_positive_only("$log", 2))
 
 
 @function("LOG", args=(1, 2), summary="LOG(x) natural; LOG(b, x) base b")
@@ -253,18 +288,73 @@ def _log(c, call, a):
         return _positive_only("$ln")(c, call, a)
     b, x = a
     invalid = {"$or": [{"$lte": [x, 0]}, {"$lte": [b, 0]}, {"$eq": [b, 1]}]}
-    return null_guard(a, {"$cond": [invalid, None, {"$log": [x, b]}]})
+    return null_guard(a, domain_guard(a, invalid, {"$log": [x, b]}))
 
 
 @function("SQRT", summary="square root (NULL for negative x)")
 def _sqrt(c, call, a):
-    return null_guard(a, {"$cond": [{"$lt": [a[0], 0]}, None, {"$sqrt": a[0]}]})
+    return null_guard(a, domain_guard(a, {"$lt": [a[0], 0]}, {"$sqrt": a[0]}))
 
 
-@function("SIGN", summary="-1, 0 or 1")
+@function("SIGN", summary="-1, 0 or 1 (NaN for NaN)")
 def _sign(c, call, a):
     x = a[0]
-    return null_guard(a, {"$cond": [{"$gt": [x, 0]}, 1, {"$cond": [{"$lt": [x, 0]}, -1, 0]}]})
+    return null_guard(a, {"$switch": {"branches": [
+        {"case": {"$gt": [x, 0]}, "then": 1}, {"case": {"$eq": [x, 0]}, "then": 0},
+        {"case": {"$eq": [x, NAN]}, "then": NAN}], "default": -1}})
+
+
+def _finite_only(op):
+    """A trigonometric function: NULL for an infinite x (a domain error; MongoDB would refuse
+    it), NaN for NaN (not infinite, so kept)."""
+    def fn(c, call, a):
+        x = a[0]
+        return null_guard(a, {"$cond": [{"$in": [x, INFINITIES]}, None, op(x)]})
+
+    return fn
+
+
+function("SIN", summary="sine of x radians")(_finite_only(lambda x: {"$sin": x}))
+function("COS", summary="cosine of x radians")(_finite_only(lambda x: {"$cos": x}))
+function("TAN", summary="tangent of x radians")(_finite_only(lambda x: {"$tan": x}))
+function("COT", summary="cotangent of x radians (NULL where the tangent is 0)")(_finite_only(
+    lambda x: {"$let": {"vars": {"tan": {"$tan": x}}, "in": {
+        "$cond": [{"$eq": ["$$tan", 0]}, None, {"$divide": [1, "$$tan"]}]}}}))
+
+
+def _unit_interval(op):
+    def fn(c, call, a):
+        x = a[0]
+        outside = {"$or": [{"$lt": [x, -1]}, {"$gt": [x, 1]}]}
+        return null_guard(a, domain_guard(a, outside, {op: x}))
+
+    return fn
+
+
+function("ASIN", summary="arc sine, in radians (NULL outside [-1, 1])")(_unit_interval("$asin"))
+function("ACOS", summary="arc cosine, in radians (NULL outside [-1, 1])")(
+    _unit_interval("$acos"))
+
+
+@function("ATAN", args=(1, 2), summary="arc tangent; ATAN(y, x) = ATAN2(y, x)")
+def _atan(c, call, a):
+    return _atan2(c, call, a) if len(a) == 2 else null_guard(a, {"$atan": a[0]})
+
+
+@function("ATAN2", args=(2, 2), summary="arc tangent of y / x, in (-π, π]")
+def _atan2(c, call, a):
+    # NaN answered before $atan2, which SecantusDB 0.7 never returns from for a decimal NaN.
+    return null_guard(a, domain_guard(a, False, {"$atan2": a}))
+guarded("$radiansToDegrees", "DEGREES", summary="radians to degrees")
+guarded("$degreesToRadians", "RADIANS", summary="degrees to radians")
+
+
+@function("BIT_COUNT", summary="number of 1 bits of a 64-bit integer (NULL for non-integers)")
+def _bit_count(c, call, a):
+    constant, x = integer_operand(c, call.args[0], "BIT_COUNT")
+    if x is None:
+        return None if constant is None else constant_bit_count(constant)
+    return bound([x], lambda refs: null_guard(refs, bit_count(refs[0])), "a")
 
 
 @function("MOD", args=(2, 2), summary="remainder (NULL when dividing by zero)")

@@ -138,16 +138,16 @@ class Star(Expr):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Unary(Expr):
-    op: str  # '-', '+', 'NOT'
+    op: str  # '-', '+', '~' (bitwise NOT), 'NOT'
     operand: Expr
     pos: Position | None = _pos()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Binary(Expr):
-    """Arithmetic, concatenation, comparison and boolean connectives.
+    """Arithmetic, bitwise operators, concatenation, comparison and boolean connectives.
 
-    op is one of + - * / % DIV MOD || = <> < <= > >= AND OR
+    op is one of + - * / % DIV MOD & | ^ << >> || = <> < <= > >= AND OR
     """
 
     op: str

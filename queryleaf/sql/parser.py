@@ -211,6 +211,7 @@ def parse(sql: str) -> ast.Statement:
 _TERMINAL_NAMES = {
     "COMP_OP": "comparison operator", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/' or '%'",
     "DIV_OP": "DIV or MOD", "NEG_OP": "'-' or '+'", "ARROW_OP": "'->' or '->>'",
+    "SHIFT_OP": "'<<' or '>>'",
     "LIKE_OP": "LIKE or ILIKE", "REGEXP": "REGEXP or RLIKE", "FRAME_UNIT": "ROWS or RANGE",
     "NAMED_PARAM": "parameter", "NUMBER": "number", "INT": "integer", "STRING": "string",
     "NAME": "name", "QUOTED_NAME": "name", "BACKTICK_NAME": "name", "$END": "end of input",
@@ -218,14 +219,16 @@ _TERMINAL_NAMES = {
 }
 # The tokens an expression can start with: listed together, they read as "expression".
 _EXPRESSION_START = {
-    "ANY, SOME or ALL", "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'", "CASE", "CAST",
+    "ANY, SOME or ALL", "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'",
+    "'~'", "CASE", "CAST",
     "EXTRACT", "INTERVAL", "NULL", "TRUE", "FALSE", "EXISTS", "NOT",
 }
 _EXPRESSION_CORE = {"name", "number", "string", "'('"}
 # The operators that can follow an operand: when many are possible they read as "operator".
 _OPERATORS = {
     "comparison operator", "'='", "'+' or '-'", "'*' or '/' or '%'", "DIV or MOD", "'||'",
-    "'->' or '->>'", "AND", "OR", "BETWEEN", "IN", "IS", "LIKE or ILIKE", "NOT", "REGEXP",
+    "'|'", "'&'", "'^'", "'<<' or '>>'", "'->' or '->>'", "AND", "OR", "BETWEEN", "IN", "IS",
+    "LIKE or ILIKE", "NOT", "REGEXP",
 }
 _UNTERMINATED = {
     "'": "unterminated string: no closing '",

@@ -62,14 +62,17 @@ _IS_EXPRESSION_KEYWORD = _matcher(_EXPRESSION_KEYWORDS)
 # ---------------------------------------------------------------- precedence
 # Higher binds tighter. An operand is parenthesized when its precedence is below what its place
 # in the grammar accepts.
-OR, AND, NOT, PREDICATE, CONCAT, ADD, MUL, UNARY, POSTFIX, PRIMARY = range(1, 11)
+(OR, AND, NOT, PREDICATE, BITOR, BITAND, SHIFT, CONCAT, ADD, MUL, XOR, UNARY, POSTFIX,
+ PRIMARY) = range(1, 15)
 
 _BINARY_PRECEDENCE = {
     "OR": OR, "AND": AND,
     "=": PREDICATE, "<>": PREDICATE, "!=": PREDICATE, "<": PREDICATE, "<=": PREDICATE,
     ">": PREDICATE, ">=": PREDICATE,
+    "|": BITOR, "&": BITAND, "<<": SHIFT, ">>": SHIFT,
     "||": CONCAT, "+": ADD, "-": ADD,
     "*": MUL, "/": MUL, "%": MUL, "DIV": MUL, "MOD": MUL,
+    "^": XOR,
 }
 _PREDICATES = (ast.InList, ast.InSubquery, ast.Quantified, ast.Between, ast.Like, ast.Regexp,
                ast.IsNull, ast.Exists)
@@ -236,8 +239,8 @@ def _operand(expr: ast.Expr, minimum: int) -> str:
 def _binary(expr: ast.Binary) -> str:
     op = expr.op.upper()
     level = _BINARY_PRECEDENCE[op]
-    if level == PREDICATE:  # comparisons do not chain: both sides are concatenations
-        left, right = _operand(expr.left, CONCAT), _operand(expr.right, CONCAT)
+    if level == PREDICATE:  # comparisons do not chain: both sides are bitwise-or level
+        left, right = _operand(expr.left, BITOR), _operand(expr.right, BITOR)
         op = "<>" if op == "!=" else op
         return f"{left} {op} {right}"
     # Left-associative: a left-deep chain of one level (``a OR b OR c``, ``x - 1 - 2``) prints
@@ -258,7 +261,7 @@ def _unary(expr: ast.Unary) -> str:
         return "NOT " + _operand(expr.operand, NOT)
     operand = _operand(expr.operand, UNARY)
     # "- -x" and "-+x": never glue two signs into "--", which starts a comment.
-    space = " " if operand[:1] in "-+" else ""
+    space = " " if operand[:1] in "-+" and expr.op in "-+" else ""
     return f"{expr.op}{space}{operand}"
 
 
@@ -270,32 +273,32 @@ def _in_list(expr: ast.InList) -> str:
     if not expr.items:
         raise ValueError("IN needs at least one value")
     items = ", ".join(_expr(i) for i in expr.items)
-    return f"{_operand(expr.expr, CONCAT)}{_not(expr.negated)} IN ({items})"
+    return f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} IN ({items})"
 
 
 def _in_subquery(expr: ast.InSubquery) -> str:
-    return f"{_operand(expr.expr, CONCAT)}{_not(expr.negated)} IN ({_query(expr.query)})"
+    return f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} IN ({_query(expr.query)})"
 
 
 def _between(expr: ast.Between) -> str:
-    return (f"{_operand(expr.expr, CONCAT)}{_not(expr.negated)} BETWEEN "
-            f"{_operand(expr.low, CONCAT)} AND {_operand(expr.high, CONCAT)}")
+    return (f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} BETWEEN "
+            f"{_operand(expr.low, BITOR)} AND {_operand(expr.high, BITOR)}")
 
 
 def _like(expr: ast.Like) -> str:
     op = "ILIKE" if expr.case_insensitive else "LIKE"
-    text = f"{_operand(expr.expr, CONCAT)}{_not(expr.negated)} {op} {_operand(expr.pattern, CONCAT)}"
+    text = f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} {op} {_operand(expr.pattern, BITOR)}"
     if expr.escape is not None:
-        text += f" ESCAPE {_operand(expr.escape, CONCAT)}"
+        text += f" ESCAPE {_operand(expr.escape, BITOR)}"
     return text
 
 
 def _regexp(expr: ast.Regexp) -> str:
-    return f"{_operand(expr.expr, CONCAT)}{_not(expr.negated)} REGEXP {_operand(expr.pattern, CONCAT)}"
+    return f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} REGEXP {_operand(expr.pattern, BITOR)}"
 
 
 def _is_null(expr: ast.IsNull) -> str:
-    return f"{_operand(expr.expr, CONCAT)} IS{_not(expr.negated)} NULL"
+    return f"{_operand(expr.expr, BITOR)} IS{_not(expr.negated)} NULL"
 
 
 def _param(expr: ast.Param) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,37 @@ class Answer:
     rows: list[tuple[Any, ...]]
 
 
+def _cot(x: float | None) -> float | None:
+    if x is None or math.isinf(x) or math.tan(x) == 0:
+        return None
+    return 1 / math.tan(x)
+
+
+def _bit_count(x: Any) -> int | None:
+    """queryleaf's BIT_COUNT: the 1 bits of a 64-bit integer; NULL for anything else."""
+    if isinstance(x, float) and x.is_integer() and -(2**63) <= x < 2**63:
+        x = int(x)
+    if not isinstance(x, int):
+        return None
+    return bin(x & (2**64 - 1)).count("1")
+
+
+def _bit_length(x: Any) -> int | None:
+    return None if x is None else 8 * len(str(x).encode("utf-8"))
+
+
+# Functions SQLite lacks, with queryleaf's (MySQL's) meaning.
+_FUNCTIONS = {"COT": _cot, "BIT_COUNT": _bit_count, "BIT_LENGTH": _bit_length}
+
+
 class SqliteTable:
     """An in-memory SQLite database holding the table (LIKE made case-sensitive)."""
 
     def __init__(self, name: str, rows: list[dict[str, Any]]):
         self.con = sqlite3.connect(":memory:")
         self.con.execute("PRAGMA case_sensitive_like = ON")
+        for function, fn in _FUNCTIONS.items():
+            self.con.create_function(function, 1, fn, deterministic=True)
         cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in COLUMNS.items())
         self.con.execute(f"CREATE TABLE {name} ({cols})")
         marks = ", ".join("?" for _ in COLUMNS)

@@ -7,6 +7,10 @@ differ only where SQLite's semantics differ from the SQL queryleaf implements (d
 - ``a % b`` with a non-integer operand: SQLite's ``%`` truncates its operands to integers →
   ``mod(a, b)`` (SQLite's math function, fmod semantics, NULL for a zero divisor).
 - ``OFFSET n`` without LIMIT: SQLite requires a LIMIT → ``LIMIT -1 OFFSET n``.
+- ``a ^ b`` (XOR): SQLite has no XOR → ``(a | b) & ~(a & b)``.
+- ``LOG(x)`` is SQLite's ``ln(x)`` (SQLite's one-argument ``log`` is base 10); ``ATAN(y, x)`` is
+  ``atan2(y, x)``; the arguments of both get ``+ 0`` (in both dialects: signed zeros). COT, BIT_COUNT and BIT_LENGTH are Python functions registered on the SQLite
+  connection (engines.py).
 
 Everything else is rendered the same (LIKE case-sensitivity is a PRAGMA on the SQLite
 connection). Composite expressions are always parenthesised, so precedence never matters and the
@@ -105,6 +109,8 @@ class Op(Node):
 
     def render(self, d: str) -> str:
         a, b = self.left.render(d), self.right.render(d)
+        if d == "lite" and self.op == "^":
+            return f"(({a} | {b}) & ~({a} & {b}))"
         if d == "lite" and self.op == "/":
             return f"(CAST({a} AS REAL) / {b})"
         if d == "lite" and self.op == "%" and not (self.left.typ == self.right.typ == "int"):
@@ -124,6 +130,17 @@ class Neg(Node):
 
 
 @dataclass(frozen=True)
+class BitNot(Node):
+    operand: Node = None  # type: ignore[assignment]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.operand,)
+
+    def render(self, d: str) -> str:
+        return f"(~ {self.operand.render(d)})"
+
+
+@dataclass(frozen=True)
 class Not(Node):
     operand: Node = None  # type: ignore[assignment]
 
@@ -132,6 +149,12 @@ class Not(Node):
 
     def render(self, d: str) -> str:
         return f"(NOT {self.operand.render(d)})"
+
+
+# Functions whose results are not exact binary fractions (sums and rounding of them may differ
+# between the engines, see ``Node.exact``).
+INEXACT_FUNCTIONS = frozenset({"SIN", "COS", "TAN", "COT", "ASIN", "ACOS", "ATAN", "ATAN2",
+                               "DEGREES", "RADIANS", "SQRT", "LN", "LOG", "LOG2", "LOG10"})
 
 
 @dataclass(frozen=True)
@@ -147,10 +170,18 @@ class Fn(Node):
         # ROUND(x, d > 0) is a decimal fraction (0.3): sums of such values depend on the order.
         if self.name == "ROUND" and len(self.args) > 1 and getattr(self.args[1], "value", 0):
             return False
-        return super().exact
+        return self.name not in INEXACT_FUNCTIONS and super().exact
 
     def render(self, d: str) -> str:
-        return f"{self.name}({', '.join(a.render(d) for a in self.args)})"
+        name, args = self.name, [a.render(d) for a in self.args]
+        if d == "lite" and name == "LOG" and len(args) == 1:
+            name = "ln"
+        if name in ("ATAN", "ATAN2") and len(args) == 2:
+            # The sign of a zero decides the quadrant; SQLite reads a stored 0.0 back as an
+            # integer (-f is 0, not -0.0): + 0 makes every zero positive, in both engines.
+            name = "atan2" if d == "lite" else name
+            args = [f"({a} + 0)" for a in args]
+        return f"{name}({', '.join(args)})"
 
 
 @dataclass(frozen=True)
@@ -553,7 +584,8 @@ class Gen:
         sub = depth - 1
         if typ == "int":
             kind = d(st.sampled_from(["arith", "arith", "mod", "neg", "abs", "length", "case",
-                                      "coalesce", "nullif"]))
+                                      "coalesce", "nullif", "bitwise", "bitwise", "shift",
+                                      "bit_not", "bit_count", "bit_length"]))
             if kind == "arith":
                 return Op("int", d(st.sampled_from("+-*")), self.value("int", sub),
                           self.value("int", sub))
@@ -565,10 +597,13 @@ class Gen:
                 return Fn("int", "ABS", (self.value("int", sub),))
             if kind == "length":
                 return Fn("int", "LENGTH", (self.value(d(st.sampled_from(["text", "int"])), sub),))
+            if kind in ("bitwise", "shift", "bit_not", "bit_count", "bit_length"):
+                return self.bits(kind, sub)
             return self.generic(typ, kind, sub)
         if typ == "float":
             kind = d(st.sampled_from(["arith", "arith", "div", "div", "mod", "neg", "abs",
-                                      "round", "case", "coalesce", "nullif"]))
+                                      "round", "case", "coalesce", "nullif", "math", "math",
+                                      "math2"]))
             if kind == "arith":
                 left, right = self.value("num", sub), self.value("float", sub)
                 if d(st.booleans()):
@@ -590,6 +625,8 @@ class Gen:
                 if d(st.booleans()):
                     args += (Lit("int", d(st.integers(0, 2))),)
                 return Fn("float", "ROUND", args)
+            if kind in ("math", "math2"):
+                return self.math(kind, sub)
             return self.generic(typ, kind, sub)
         # text
         kind = d(st.sampled_from(["concat", "concat", "upper", "lower", "substring", "case",
@@ -610,6 +647,46 @@ class Gen:
                 args += (Lit("int", d(st.integers(0, 3))),)
             return Fn("text", "SUBSTRING", args)
         return self.generic(typ, kind, sub)
+
+    # Shift counts: small ones, and ones that shift everything out. Not 62 or 63 to the left:
+    # a result near -2^63 overflows into a double in the arithmetic above it, where SQLite
+    # saturates a double too big for an integer and queryleaf gives NULL (tests/test_sql_numeric.py
+    # covers the wrap).
+    LEFT_COUNTS = (-64, -3, -1, 0, 1, 2, 3, 5, 64, 65)
+    RIGHT_COUNTS = (-64, -3, -1, 0, 1, 2, 3, 5, 62, 63, 64, 65)
+
+    def bits(self, kind: str, sub: int) -> Node:
+        """Bitwise operators, BIT_COUNT and BIT_LENGTH, over integers."""
+        d = self.draw
+        if kind == "bitwise":
+            return Op("int", d(st.sampled_from(["&", "|", "^"])), self.value("int", sub),
+                      self.value("int", sub))
+        if kind == "shift":
+            op = d(st.sampled_from(["<<", ">>"]))
+            if self.scope.grouped or d(st.booleans()):  # (COUNT(*) could shift far left)
+                count: Node = Lit("int", d(st.sampled_from(
+                    self.LEFT_COUNTS if op == "<<" else self.RIGHT_COUNTS)))
+            else:  # a column (i in -3..3, j in 0..4) or a small literal
+                count = self.leaf("int")
+            return Op("int", op, self.value("int", sub), count)
+        if kind == "bit_not":
+            return BitNot("int", self.value("int", sub))
+        if kind == "bit_count":
+            return Fn("int", "BIT_COUNT", (self.value("int", sub),))
+        return Fn("int", "BIT_LENGTH", (self.value(d(st.sampled_from(["text", "int"])), sub),))
+
+    def math(self, kind: str, sub: int) -> Node:
+        """Trigonometric and logarithmic functions (NULL outside their domains in both)."""
+        d = self.draw
+        if kind == "math":
+            name = d(st.sampled_from(["SIN", "COS", "TAN", "COT", "ASIN", "ACOS", "ATAN",
+                                      "DEGREES", "RADIANS", "SQRT", "LN", "LOG", "LOG2",
+                                      "LOG10"]))
+            return Fn("float", name, (self.value("num", sub),))
+        name = d(st.sampled_from(["ATAN", "ATAN2", "LOG"]))
+        if name == "LOG":  # an integer base: SQLite's log(b, x) is NULL for 0 < b < 1
+            return Fn("float", name, (self.value("int", sub), self.value("num", sub)))
+        return Fn("float", name, (self.value("num", sub), self.value("num", sub)))
 
     def generic(self, typ: str, kind: str, sub: int) -> Node:
         """CASE / COALESCE / IFNULL / NULLIF producing ``typ``."""
