@@ -87,12 +87,15 @@ class Scope:
             return found
         if self.outer is not None:
             inner = self.outer.resolve(col)
-            var = f"o{len(self.lets)}_{_safe(inner.table)}"
+            value = self.outer.expression(inner)
+            # Named by what it reads, so that the variables of two scopes merged into one
+            # $lookup's let agree: one name, one value (merge_lets checks it).
+            var = f"o_{_safe(inner.table)}_{_safe(display_path(inner.path))}"
             for name, expr in self.lets.items():
-                if expr == self.outer.expression(inner):
+                if expr == value:
                     var = name
                     break
-            self.lets[var] = self.outer.expression(inner)
+            self.lets[var] = value
             return Resolved(inner.table, inner.path, var)
         raise self._unknown(col)
 
@@ -166,3 +169,13 @@ class Scope:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name) or "t"
+
+
+def merge_lets(into: dict[str, Any], new: dict[str, Any]) -> None:
+    """Add the variables ``new`` binds to ``into``; one name bound to two values would make one
+    of them read the other's value: refused (a planner bug, never a wrong answer)."""
+    for name, value in new.items():
+        if name in into and into[name] != value:
+            raise PlanningError(f"internal: $lookup variable {name} would be bound twice; "
+                                "please report this statement")
+        into[name] = value

@@ -26,7 +26,14 @@ from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.rewrite import normalize
-from queryleaf.planner.scope import Scope, Table, display_path, field_path, is_plain_field
+from queryleaf.planner.scope import (
+    Scope,
+    Table,
+    display_path,
+    field_path,
+    is_plain_field,
+    merge_lets,
+)
 from queryleaf.planner.stored import document_conditions
 from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.planner.windows import plan_windows
@@ -271,7 +278,10 @@ class SelectPlanner:
                             system=True, stored_fields=source.stored_fields,
                             stored_ranges=dict(source.stored_ranges))
         if isinstance(item, ast.DerivedTable):
-            sub = plan_query(item.query, self.ctx)
+            # A derived table inside a subquery may read the enclosing query's columns (they
+            # are variables of the subquery's $lookup, visible in every stage below it).
+            sub, lets = plan_with_lets(item.query, self.ctx, outer=self.outer)
+            merge_lets(self.extra_lets, lets)
             return self.derived(sub, item.alias, item.query.pos)
         raise PlanningError("unsupported FROM item", item.pos)
 
@@ -333,7 +343,7 @@ class SelectPlanner:
             return []
         scope = Scope([Table(alias, (), rel.table.columns)], outer=self.outer)
         match = and_filters([FilterCompiler(self.compiler(scope)).match(c) for c in conditions])
-        self.extra_lets.update(scope.lets)
+        merge_lets(self.extra_lets, scope.lets)
         return [{"$match": match}]
 
     def build_from(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
@@ -362,7 +372,7 @@ class SelectPlanner:
             match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
                                  for c in early])
             self.emit({"$match": match})
-            self.extra_lets.update(first_scope.lets)
+            merge_lets(self.extra_lets, first_scope.lets)
         alias = first.table.alias
         keep = self.used_fields(first)
         # One stage nests the fields the query reads under the alias; the first join may add
@@ -381,7 +391,7 @@ class SelectPlanner:
                 on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
             left = Scope(list(tables[:-1]), outer=self.outer)
             self.join(kind, rel, on, left, node, nest if i == 0 else None)
-            self.extra_lets.update(left.lets)
+            merge_lets(self.extra_lets, left.lets)
         self.scope = Scope(tables, outer=self.outer)
         rest = None
         for conj in late:
@@ -792,7 +802,9 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
     assert isinstance(query, ast.Select)
     planner = SelectPlanner(normalize(query), ctx, outer)
     result = planner.build()
-    return result, {**planner.extra_lets, **planner.scope.lets}
+    lets = dict(planner.extra_lets)
+    merge_lets(lets, planner.scope.lets)
+    return result, lets
 
 
 def plan_query(query: ast.Query, ctx: Context,

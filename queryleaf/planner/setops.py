@@ -6,7 +6,7 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
-from queryleaf.planner.scope import Scope
+from queryleaf.planner.scope import Scope, merge_lets
 from queryleaf.planner.select import Context, as_aggregate, count_value, plan_with_lets
 from queryleaf.sql import ast
 
@@ -14,7 +14,7 @@ from queryleaf.sql import ast
 def _side(query: ast.Query, ctx: Context, outer: Scope | None, lets: dict[str, Any]
           ) -> plan.Aggregate:
     sub, sub_lets = plan_with_lets(query, ctx, outer)
-    lets.update(sub_lets)
+    merge_lets(lets, sub_lets)
     agg = as_aggregate(sub)
     if agg.columns is None:
         raise PlanningError("each side of a set operation must list its columns (not *)",

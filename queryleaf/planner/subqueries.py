@@ -26,7 +26,7 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
     query = e.query  # type: ignore[attr-defined]
     sub, lets = plan_with_lets(query, ctx, outer=compiler.scope)
     agg = as_aggregate(sub)
-    lets = dict(lets)
+    lets = {name: _after_grouping(value, compiler, e) for name, value in lets.items()}
     field_name = ctx.fresh("__sq")
     stages = list(agg.pipeline)
     rows = f"${field_name}"
@@ -95,3 +95,19 @@ def _any_result(rows: str, needle: Any) -> Any:
             {"case": "$$g.hit", "then": True},
             {"case": "$$g.nulls", "then": None}],
         "default": False}}}}
+
+
+def _after_grouping(value: Any, compiler: ExprCompiler, e: ast.Expr) -> Any:
+    """An outer column a correlated subquery reads, as the enclosing row holds it: after GROUP
+    BY a grouped column lives in the group's key (its substitution), and any other column of the
+    row no longer exists, an error as in SQL (it would silently read NULL)."""
+    if not compiler.grouped:
+        return value
+    for key, grouped in compiler.substitutions.items():
+        if isinstance(key, tuple) and key and key[0] == "column" \
+                and compiler.scope.expression(key[1]) == value:
+            return grouped
+    if isinstance(value, str) and value.startswith("$") and not value.startswith("$$"):
+        raise PlanningError(f"a subquery of a grouped query reads {value[1:]}, which is neither "
+                            "grouped nor aggregated: add it to GROUP BY", e.pos)
+    return value

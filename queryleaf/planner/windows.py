@@ -68,8 +68,10 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
             setup: dict[str, Any] = {}
             if spec.partition_by:
                 parts = [exprs.compile(p) for p in spec.partition_by]
+                # In a document of keys a missing key stays missing, a partition apart from
+                # NULL's: SQL has one NULL. (One key alone is compared as a value: no split.)
                 setup["partitionBy"] = parts[0] if len(parts) == 1 else {
-                    f"p{i}": p for i, p in enumerate(parts)}
+                    f"p{i}": {"$ifNull": [p, None]} for i, p in enumerate(parts)}
             if spec.order_by:
                 sort: dict[str, int] = {}
                 for item in spec.order_by:
@@ -88,7 +90,7 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
                     else:
                         path = fresh("__ws")
                         pre[path] = v
-                    sort[path] = direction
+                    sort.setdefault(path, direction)  # a repeated key changes nothing
                 setup["sortBy"] = sort
             outputs: dict[str, Any] = {}
             groups[key] = (setup, outputs)
