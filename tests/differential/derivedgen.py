@@ -69,7 +69,7 @@ def body(draw: Any, ctx: Ctx, depth: int, outer: bool = False) -> Select:
     if len(rels) == 1 and (outer or gaps.DERIVED_SELECT_STAR) and not (
             gaps.AVOID_STAR_OVER_DERIVED_ID and "_id" in rels[0].columns
             and rels[0].source not in TABLES):
-        shapes.append("star")
+        shapes += ["star", "star"]
     shape = draw(st.sampled_from(shapes))
     if shape == "star":
         q = star_body(draw, rels, where)

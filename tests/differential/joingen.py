@@ -34,9 +34,12 @@ def _family(typ: str) -> str:
     return "num" if typ in ("int", "float") else typ
 
 
-def equality(draw: Any, left: list[Rel], right: Rel) -> Node | None:
+def equality(draw: Any, left: list[Rel], right: Rel, scope: RelScope | None = None,
+             expression: bool = False) -> Node | None:
     """``l.x = r.y`` for a column of a relation in ``left`` and one of ``right``, of comparable
-    types (integer keys most often); None when there are no such columns."""
+    types (integer keys most often); None when there are no such columns. With ``scope`` (which
+    holds ``left`` and ``right``) a name may be written bare; with ``expression`` the left side
+    is an expression over ``left`` (``l.x + 1 = r.y``)."""
     pairs = []
     for lrel in left:
         for lc, lt in lrel.columns.items():
@@ -47,8 +50,15 @@ def equality(draw: Any, left: list[Rel], right: Rel) -> Node | None:
     if not pairs:
         return None
     lrel, lc, lt, rc, rt = draw(st.sampled_from(pairs))
-    a = RCol(lt, lc, lrel.alias + ".", lrel.alias)
-    b = RCol(rt, rc, right.alias + ".", right.alias)
+    a: Node = scope.ref(draw, lrel, lc) if scope else RCol(lt, lc, lrel.alias + ".", lrel.alias)
+    b: Node = scope.ref(draw, right, rc) if scope else RCol(rt, rc, right.alias + ".",
+                                                              right.alias)
+    if expression:
+        # the left relations are read through $lookup variables
+        bare = scope.bare if scope else False
+        among = scope.bare_among if scope else left
+        a = Gen(draw, RelScope(left, bare=bare, bare_among=among,
+                               let_bound=[r.alias for r in left])).value(lt, 1)
     return Compare("bool", "=", *((a, b) if draw(st.booleans()) else (b, a)))
 
 
@@ -56,11 +66,11 @@ def join_condition(draw: Any, scope: RelScope, left: list[Rel], right: Rel) -> N
     """An ON condition over ``left`` and ``right`` (``scope`` holds exactly those)."""
     g = Gen(draw, scope)
     kind = draw(st.sampled_from(["eq", "eq", "eq", "eq_and", "eq_and", "two_eq", "eq_or",
-                                 "theta"]))
-    eq = equality(draw, left, right)
+                                 "expr_eq", "theta"]))
+    eq = equality(draw, left, right, scope, expression=kind == "expr_eq")
     if eq is None or kind == "theta":
         return g.predicate(draw(st.integers(0, 2)))
-    if kind == "eq":
+    if kind in ("eq", "expr_eq"):
         return eq
     if kind == "two_eq":
         return conjoin(eq, equality(draw, left, right))

@@ -5,9 +5,9 @@ shapes (``joingen``, ``subquerygen``, ``windowgen``, ``derivedgen``) read *relat
 generated tables ``@A@``, ``@B@``, ``@C@`` (same columns as the single table, plus a unique
 integer ``_id``), derived tables and CTEs, each under an alias. This module holds what they share:
 
-- the data: three tables of 0–6 rows whose key columns overlap (``i`` −3..3, ``j`` 0..4,
-  ``_id`` 1..6), so joins meet NULL keys, missing keys, duplicate keys and unmatched rows on
-  both sides;
+- the data: three tables (``@A@`` and ``@B@`` of 2–6 rows, ``@C@`` of 0–6) whose key columns
+  overlap (``i`` −3..3, ``j`` 0..4, ``_id`` 1..6), so joins meet NULL keys, missing keys,
+  duplicate keys and unmatched rows on both sides;
 - ``Rel`` (a FROM item under an alias) and ``Select`` (a query with a FROM clause of joins,
   ``WITH``, and everything ``sqlgen.Query`` has);
 - ``RelScope``: the expression leaves of a query over several relations (qualified columns,
@@ -189,15 +189,19 @@ class RelScope:
         if not cands:
             return None
         rel, name = d(st.sampled_from(cands))
-        qual = rel.alias + "."
-        if (pool is self.rels and self.bare and len(self._owners(name)) == 1
-                and d(st.integers(0, 2)) == 2):
-            qual = ""
-        col: Node = RCol(typ, name, qual, rel.alias)
+        col: Node = self.ref(d, rel, name) if pool is self.rels else RCol(
+            typ, name, rel.alias + ".", rel.alias)
         if (gaps.AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE and rel.alias in self.let_bound
                 and typ in ("int", "float")):
             col = Fn(typ, "COALESCE", (col, Lit(typ, None)))
         return col
+
+    def ref(self, draw: Any, rel: Rel, name: str) -> RCol:
+        """Column ``name`` of ``rel`` (one of ``rels``): qualified, or now and then bare."""
+        qual = rel.alias + "."
+        if self.bare and len(self._owners(name)) == 1 and draw(st.integers(0, 2)) == 2:
+            qual = ""
+        return RCol(rel.columns[name], name, qual, rel.alias)
 
 
 class Ctx:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from . import gaps
 from .derivedgen import body
-from .joingen import join_condition
+from .joingen import conjoin, equality, join_condition
 from .relations import Ctx, Join, RCol, Rel, RelScope, Select
 from .selectgen import as_rel, columns_of, grouped, projection, unique_outputs
 from .sqlgen import (
@@ -122,7 +122,7 @@ class SubqueryScope(RelScope):
 
     def __init__(self, ctx: Ctx, rels: list[Rel], outer: list[Rel] | None = None,
                  outer_weight: int = 0, budget: list[int] | None = None, bare: bool = True,
-                 bool_weight: int = 6, value_weight: int = 1, let_bound: Iterable[str] = ()):
+                 bool_weight: int = 6, value_weight: int = 2, let_bound: Iterable[str] = ()):
         super().__init__(rels, outer, outer_weight, bare, let_bound)
         self.ctx = ctx
         self.budget = budget if budget is not None else [3]
@@ -154,8 +154,14 @@ class SubqueryScope(RelScope):
         kind = draw(st.sampled_from(kinds))
         if kind in ("exists", "not exists"):
             return Exists("bool", self.exists_select(draw), kind == "not exists")
-        vtype = draw(st.sampled_from(["num", "num", "text"]))
-        operand = Gen(draw, self).value(vtype, draw(st.integers(0, 1)))
+        vtype = draw(st.sampled_from(["int", "int", "float", "text"]))
+        # most often a column that may be NULL or missing (x IN (SELECT ...))
+        cols = [(r, c) for r in self.rels for c, t in r.columns.items()
+                if t == vtype and c != "_id"]
+        if cols and draw(st.integers(0, 2)) < 2:
+            operand: Node = self.ref(draw, *draw(st.sampled_from(cols)))
+        else:
+            operand = Gen(draw, self).value(vtype, draw(st.integers(0, 1)))
         item_type = (operand.typ if draw(st.integers(0, 2)) else
                      {"int": "float", "float": "int"}.get(operand.typ, operand.typ))
         if kind == "quantified":
@@ -172,7 +178,7 @@ class SubqueryScope(RelScope):
         scopes of its WHERE (correlated, may nest) and of its select list."""
         ctx = self.ctx
         outer = self.rels + self.outer
-        rels = [self._derived(draw, outer) if draw(st.integers(0, 5)) == 5 else ctx.rel(draw, "s")]
+        rels = [self._derived(draw, outer) if draw(st.integers(0, 3)) == 3 else ctx.rel(draw, "s")]
         joins = []
         if draw(st.integers(0, 5)) == 5:
             second = ctx.rel(draw, "s")
@@ -195,17 +201,23 @@ class SubqueryScope(RelScope):
         where = RelScope([base], outer, outer_weight=4)
         q = projection(draw, [base], [], scope=RelScope([base]), where_scope=where,
                        namer=self.ctx.column_name, order=False)
+        if outer and draw(st.booleans()):
+            q.where = conjoin(equality(draw, outer, base), q.where)
         return as_rel(draw, self.ctx, q, "s")
 
     def _where(self, draw: Any, q: Select, scope: SubqueryScope, chance: int = 4) -> None:
+        """Sometimes a WHERE, often with a correlation on a key (``s.i = a.j``)."""
         if draw(st.integers(0, 4)) < chance:
             q.where = Gen(draw, scope).predicate(draw(st.integers(0, 2)))
+        if scope.outer and draw(st.integers(0, 3)) < 3:
+            q.where = conjoin(equality(draw, scope.outer, q.rels[0]), q.where)
 
     def list_select(self, draw: Any, typ: str, name: str | None = None) -> Select:
         """A one-column subquery for IN / ANY / ALL (any number of rows)."""
         rels, joins, where, items = self._from(draw)
         inner_only = RelScope(rels)
-        form = draw(st.sampled_from(["plain", "plain", "plain", "grouped", "limited"]))
+        form = draw(st.sampled_from(["plain", "plain", "plain", "not_null", "grouped",
+                                     "limited"]))
         if form == "grouped":
             keys = [inner_only.column(Gen(draw, inner_only), draw(st.sampled_from(
                 ["int", "text"])))]
@@ -220,6 +232,8 @@ class SubqueryScope(RelScope):
                    rels=rels, joins=joins)
         q.distinct = form == "plain" and draw(st.integers(0, 3)) == 3
         self._where(draw, q, where)
+        if form == "not_null":  # the NULL-free subquery of NOT IN done right
+            q.where = conjoin(IsNull("bool", q.items[0].expr, True), q.where)
         if form == "limited":
             self._limit(draw, q, draw(st.integers(0, 3)))
         return q
@@ -307,41 +321,46 @@ def subquery_queries(draw: Any) -> Select:
         ctes.append((name, cte))
     rels = [ctx.rel(draw, "a", tables_only=True)]
     joins: list = []
-    if draw(st.integers(0, 4)) == 4:
+    if draw(st.integers(0, 2)) == 2:
         second = ctx.rel(draw, "a", tables_only=True)
         budget = [draw(st.integers(1, 3))]
         on_scope: RelScope = RelScope([*rels, second], let_bound=[rels[0].alias])
         if not gaps.AVOID_SUBQUERY_IN_ON:
             on_scope = SubqueryScope(ctx, [*rels, second], budget=budget, bool_weight=3,
                                      value_weight=0, let_bound=[rels[0].alias])
-        joins.append(Join(draw(st.sampled_from(["JOIN", "LEFT JOIN"])), second,
-                          join_condition(draw, on_scope, rels, second)))
+        on = join_condition(draw, on_scope, rels, second)
+        if isinstance(on_scope, SubqueryScope) and draw(st.booleans()):
+            on = conjoin(on_scope.subquery(draw, "bool"), on)
+        joins.append(Join(draw(st.sampled_from(["JOIN", "LEFT JOIN"])), second, on))
         rels.append(second)
     else:
         budget = [draw(st.integers(1, 3))]
-    scope = SubqueryScope(ctx, rels, budget=budget, let_bound=[r.alias for r in rels[:-1]])
-    q = _body(draw, ctx, rels, joins, scope, budget)
+    scope = SubqueryScope(ctx, rels, budget=budget)
+    where = SubqueryScope(ctx, rels, budget=budget, let_bound=[r.alias for r in rels[:-1]])
+    q = _body(draw, ctx, rels, joins, scope, where, budget)
     q.ctes = ctes
     return q
 
 
 def _body(draw: Any, ctx: Ctx, rels: list[Rel], joins: list, scope: SubqueryScope,
-          budget: list[int]) -> Select:
+          where: SubqueryScope, budget: list[int]) -> Select:
     is_grouped = draw(st.integers(0, 3)) == 3
     if is_grouped:
-        q = grouped(draw, rels, joins, row=scope.plain(), where_scope=scope)
-        if budget[0] > 0 and draw(st.booleans()):
+        q = grouped(draw, rels, joins, row=scope.plain(), where_scope=where)
+        if draw(st.integers(0, 3)) < 3:
             typ = draw(st.sampled_from(["bool", "int", "text"]))
-            q.items.append(SelectItem(_on_group_keys(draw, ctx, q, budget, typ), None))
-        if budget[0] > 0 and draw(st.integers(0, 3)) == 3:
-            sub = _on_group_keys(draw, ctx, q, budget, "bool")
+            q.items.append(SelectItem(_on_group_keys(draw, ctx, q, [1], typ), None))
+        if draw(st.integers(0, 2)) == 2:
+            sub = _on_group_keys(draw, ctx, q, [1], "bool")
             q.having = sub if q.having is None else Logic("bool", "AND", sub, q.having)
     else:
-        q = projection(draw, rels, joins, scope=scope)
+        q = projection(draw, rels, joins, scope=scope, where_scope=where)
     # most queries get one subquery at the top of WHERE or as a select item
     if budget[0] > 0 and draw(st.integers(0, 3)) < 3:
-        sub = scope.subquery(draw, draw(st.sampled_from(["bool", "bool", "int", "text"])))
-        if not is_grouped and (sub.typ != "bool" or draw(st.booleans())):
+        in_items = not is_grouped and draw(st.booleans())
+        sub = (scope if in_items else where).subquery(
+            draw, draw(st.sampled_from(["bool", "bool", "int", "text"])))
+        if in_items:
             q.items.append(SelectItem(sub, f"c{len(q.items)}" if draw(st.booleans()) else None))
             return q
         pred = sub if sub.typ == "bool" else IsNull("bool", sub, draw(st.booleans()))

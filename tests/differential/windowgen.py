@@ -145,7 +145,7 @@ class WindowMaker:
     def _partition(self) -> tuple[Node, ...]:
         d = self.draw
         parts = [self.g.value(d(st.sampled_from(["int", "text", "bool", "float"])),
-                              d(st.integers(0, 1))) for _ in range(d(st.integers(0, 2)))]
+                              d(st.sampled_from([0, 0, 1]))) for _ in range(d(st.integers(0, 2)))]
         parts = [p for p in parts if not is_constant(p)]
         if gaps.AVOID_MULTI_KEY_PARTITION_MISSING and len(parts) > 1:
             parts = [Fn(p.typ, "COALESCE", (p, Lit(p.typ, None))) for p in parts]
