@@ -50,7 +50,7 @@ def run_all(ql: Any, data: dict[str, list[dict[str, Any]]], qs: list) -> None:
 # ---------------------------------------------------------------- random tests
 
 
-@settings(max_examples=examples(100), **SETTINGS)
+@settings(max_examples=examples(120), **SETTINGS)
 @given(data=database(), qs=st.lists(join_queries(), min_size=1, max_size=3))
 def test_random_joins(ql, data, qs):
     """INNER / LEFT / RIGHT / CROSS / comma joins of 2-3 tables, self-joins, with WHERE,
@@ -58,14 +58,14 @@ def test_random_joins(ql, data, qs):
     run_all(ql, data, qs)
 
 
-@settings(max_examples=examples(100), **SETTINGS)
+@settings(max_examples=examples(120), **SETTINGS)
 @given(data=database(), qs=st.lists(subquery_queries(), min_size=1, max_size=3))
 def test_random_subqueries(ql, data, qs):
     """[NOT] IN / [NOT] EXISTS / scalar subqueries, correlated or not, nested, with NULLs."""
     run_all(ql, data, qs)
 
 
-@settings(max_examples=examples(80), **SETTINGS)
+@settings(max_examples=examples(90), **SETTINGS)
 @given(data=database(), qs=st.lists(window_queries(), min_size=1, max_size=3))
 def test_random_windows(ql, data, qs):
     """Ranking, offset, value and aggregate window functions with PARTITION BY, ORDER BY and
@@ -133,6 +133,7 @@ def test_known_bug_in_subquery_null_operand(ql):
 def test_known_bug_star_over_derived_id(ql):
     # queryleaf names the columns _0, i (and for a CTE likewise)
     check(ql, "SELECT * FROM (SELECT _id, i FROM @A@) d", star=True)
+    check(ql, "SELECT d.* FROM (SELECT _id, i FROM @A@) d", star=True)
     check(ql, "WITH q AS (SELECT i, _id FROM @A@) SELECT * FROM q", star=True)
 
 

@@ -13,6 +13,7 @@ with ``SELECT *`` from a single relation (compared by column name).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from . import gaps
 from .joingen import conjoin, from_clause, join_scope
 from .relations import TABLES, Ctx, Rel, RelScope, Select
 from .selectgen import as_rel, columns_of, grouped, projection, unique_outputs
-from .sqlgen import Gen, OrderItem, SelectItem, _limits
+from .sqlgen import Gen, Node, OrderItem, SelectItem, _limits
 from .windowgen import group_windows, row_windows
 
 
@@ -41,8 +42,20 @@ def _from(draw: Any, ctx: Ctx, depth: int, prefix: str,
     return from_clause(draw, ctx, n, rels=rels)
 
 
+@dataclass(frozen=True)
+class TableStar(Node):
+    """``d.*``: every column of one relation."""
+
+    alias: str = ""
+
+    def render(self, d: str) -> str:
+        return f"{self.alias}.*"
+
+
 def star_body(draw: Any, rels: list[Rel], scope: RelScope) -> Select:
-    q = Select([SelectItem(None)], rels=rels, star=True)
+    """``SELECT *`` or ``SELECT d.*`` from one relation (compared by column name)."""
+    star = TableStar("", rels[0].alias) if draw(st.integers(0, 2)) == 2 else None
+    q = Select([SelectItem(star)], rels=rels, star=True)
     if draw(st.booleans()):
         q.where = Gen(draw, scope).predicate(draw(st.integers(0, 2)))
     if draw(st.integers(0, 2)) == 2:

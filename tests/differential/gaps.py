@@ -31,10 +31,11 @@ AVOID_NULL_RANGE_KEYS = True
 # Arithmetic (+ - * / %) on a column that is missing, read through a $lookup variable (the left
 # side of a join in ON or a WHERE moved into the join, an outer column in a correlated subquery):
 # the embedded server binds the variable to a missing value that $add/$subtract/... refuse
-# ("$add only supports numeric or date types, not object"); real MongoDB yields null. Avoided by
+# ("$add only supports numeric or date types, not object"; MongoDB documents null for a missing
+# operand). queryleaf can bind such variables with $ifNull, as it does for $let. Avoided by
 # reading such columns as COALESCE(col, NULL) in those places (relations.RelScope).
 AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE = True
-# SELECT * over a derived table / CTE that selects _id names the column _0, _1, ... (an internal
+# SELECT * (or d.*) over a derived table / CTE that selects _id names it _0, _1, ... (an internal
 # name leaks; "_id through derived tables may be renamed"). Avoided by not generating the outer
 # SELECT * when the relation has an _id column.
 AVOID_STAR_OVER_DERIVED_ID = True
@@ -62,8 +63,8 @@ AVOID_SUBQUERY_IN_ON = True
 # b.i = a.i)), reads the key as NULL: wrong results. Avoided by uncorrelated subqueries there.
 AVOID_CORRELATED_SUBQUERY_ON_GROUP_KEY = True
 # A derived table inside a subquery whose WHERE reads the enclosing query
-# (EXISTS (SELECT 1 FROM (SELECT b.i FROM b WHERE b.i = a.i) x)) finds no rows. Avoided by
-# uncorrelated derived tables only there.
+# (EXISTS (SELECT 1 FROM (SELECT b.i FROM b WHERE b.i = a.i) x)) sees no rows (EXISTS is FALSE,
+# COUNT(*) 0). Avoided by uncorrelated derived tables only there.
 AVOID_CORRELATED_DERIVED_IN_SUBQUERY = True
 # A bare (unqualified) column name in ON is resolved against the wrong table: a name of the
 # relation(s) already joined is read from the table being joined (FROM (SELECT _id AS k ...) d
