@@ -10,4 +10,13 @@ Modules:
   hypothesis strategies that generate queries over the language queryleaf supports.
 - ``engines``: loading rows into SQLite / MongoDB and running a query on each.
 - ``compare``: value normalisation and the result comparison (ordered, key-ordered or multiset).
+
+Over several tables (tests/test_differential_relational.py):
+
+- ``relations``: the three tables, relations under aliases, ``Select`` with joins and ``WITH``,
+  the scopes expressions draw their columns from;
+- ``selectgen``: query bodies (projection, grouped) over a FROM clause;
+- ``joingen``, ``subquerygen``, ``windowgen``, ``derivedgen``: the query shapes;
+- ``runner``: running a ``Select`` on both engines; ``gaps``: switches for missing features and
+  open bugs.
 """

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .data import COLUMNS, SQLITE_TYPES, mongo_document, sqlite_tuple
+from .data import COLUMNS, MISSING, SQLITE_TYPES, mongo_document, sqlite_tuple
 
 _names = itertools.count()
 
@@ -105,3 +105,56 @@ class Tables:
     def __exit__(self, *exc: object) -> None:
         self.mongo.drop()
         self.sqlite.close()
+
+
+class Database:
+    """Several tables (``{placeholder: rows}``, e.g. ``@A@``) in both engines: one in-memory
+    SQLite database and one fresh collection per table; a context manager."""
+
+    def __init__(self, ql: Any, tables: dict[str, list[dict[str, Any]]],
+                 columns: dict[str, str]):
+        self.ql = ql
+        self.names = {p: f"dt{next(_names)}" for p in tables}
+        self.con = sqlite3.connect(":memory:")
+        self.con.execute("PRAGMA case_sensitive_like = ON")
+        for function, fn in _FUNCTIONS.items():
+            self.con.create_function(function, 1, fn, deterministic=True)
+        self.collections = []
+        for p, data in tables.items():
+            name = self.names[p]
+            cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in columns.items())
+            self.con.execute(f"CREATE TABLE {name} ({cols})")
+            marks = ", ".join("?" for _ in columns)
+            self.con.executemany(f"INSERT INTO {name} VALUES ({marks})",
+                                 [tuple(None if r.get(c, MISSING) is MISSING else r[c]
+                                        for c in columns) for r in data])
+            coll = ql.db[name]
+            coll.drop()
+            if data:
+                coll.insert_many([mongo_document(r) for r in data])
+            else:
+                ql.db.create_collection(name)
+            self.collections.append(coll)
+
+    def resolve(self, sql: str) -> str:
+        for p, name in self.names.items():
+            sql = sql.replace(p, name)
+        return sql
+
+    def sqlite(self, sql: str) -> Answer:
+        cur = self.con.execute(sql)
+        return Answer([d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()])
+
+    def mongo(self, sql: str) -> tuple[Answer, list[dict[str, Any]]]:
+        """queryleaf's answer, and its rows as dicts (for SELECT *, matched by name)."""
+        res = self.ql.execute(sql)
+        return (Answer(list(res.columns), [tuple(r[c] for c in res.columns) for r in res.rows]),
+                res.rows)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for coll in self.collections:
+            coll.drop()
+        self.con.close()
