@@ -44,12 +44,25 @@ MODES = ("on", "off")
 def log_row(i: int) -> dict[str, Any]:
     """About the size and shape of an event log row."""
     now = datetime.now(UTC)
-    return {"_id": f"bench:{i:012d}", "subscription_name": "bench", "event_id": f"{i:024x}",
-            "event_type": "insert", "collection_name": "orders", "database_name": "shop",
-            "document_key": {"_id": i}, "event_timestamp": now, "cluster_time": now,
-            "status": "delivered", "attempts": 1, "delivered_at": now,
-            "correlation_id": f"corr-{i % 97}", "source_service": "checkout",
-            "target_service": "billing", "interaction_type": "async", "error": None}
+    return {
+        "_id": f"bench:{i:012d}",
+        "subscription_name": "bench",
+        "event_id": f"{i:024x}",
+        "event_type": "insert",
+        "collection_name": "orders",
+        "database_name": "shop",
+        "document_key": {"_id": i},
+        "event_timestamp": now,
+        "cluster_time": now,
+        "status": "delivered",
+        "attempts": 1,
+        "delivered_at": now,
+        "correlation_id": f"corr-{i % 97}",
+        "source_service": "checkout",
+        "target_service": "billing",
+        "interaction_type": "async",
+        "error": None,
+    }
 
 
 class Target:
@@ -72,8 +85,10 @@ class Target:
 
     def single_row(self) -> None:
         self.next_id += 1
-        self.ql.execute("INSERT INTO singles (n, name, price) VALUES (?, ?, ?)",
-                        [self.next_id, f"item {self.next_id}", 9.99])
+        self.ql.execute(
+            "INSERT INTO singles (n, name, price) VALUES (?, ?, ?)",
+            [self.next_id, f"item {self.next_id}", 9.99],
+        )
 
     def thousand_rows(self, statement: str) -> None:
         self.ql.execute(statement)
@@ -82,8 +97,9 @@ class Target:
         start = self.next_id
         self.next_id += 100
         self.log.insert_many([log_row(i) for i in range(start, self.next_id)], ordered=False)
-        self.checkpoints.update_one({"_id": "bench"}, {"$set": {"position": self.next_id}},
-                                    upsert=True)
+        self.checkpoints.update_one(
+            {"_id": "bench"}, {"$set": {"position": self.next_id}}, upsert=True
+        )
 
     def close(self) -> None:
         self.ql.close()
@@ -120,23 +136,30 @@ def run(rounds: int, singles: int, thousands: int, batches: int) -> dict[str, An
     targets = {mode: Target(root, mode) for mode in MODES}
     statement = thousand_row_insert()
     samples: dict[str, dict[str, list[float]]] = {
-        name: {mode: [] for mode in MODES} for name in ("single", "thousand", "batch")}
+        name: {mode: [] for mode in MODES} for name in ("single", "thousand", "batch")
+    }
     fsync = fsync_ms(root)
     try:
         for round_ in range(rounds):
             # Alternate which server goes first, so neither always runs on a warmer machine.
-            for mode in (MODES if round_ % 2 == 0 else MODES[::-1]):
+            for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
                 t = targets[mode]
                 samples["single"][mode] += timed(t.single_row, singles)
-                samples["thousand"][mode] += timed(lambda t=t: t.thousand_rows(statement),
-                                                   thousands)
+                samples["thousand"][mode] += timed(
+                    lambda t=t: t.thousand_rows(statement), thousands
+                )
                 samples["batch"][mode] += timed(t.log_batch, batches)
     finally:
         for t in targets.values():
             t.close()
         shutil.rmtree(root, ignore_errors=True)
-    return {"fsync_ms": fsync, **{name: {mode: statistics.median(v) for mode, v in by_mode.items()}
-                                  for name, by_mode in samples.items()}}
+    return {
+        "fsync_ms": fsync,
+        **{
+            name: {mode: statistics.median(v) for mode, v in by_mode.items()}
+            for name, by_mode in samples.items()
+        },
+    }
 
 
 LABELS = {
@@ -161,12 +184,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
-    machine = {"cpu": cpu_name(), "os": os_name(), "python": platform.python_version(),
-               "pymongo": pymongo.version, "storage": f"disk under {tempfile.gettempdir()}"}
-    print(f"machine: {machine['cpu']}, {machine['os']}, Python {machine['python']}, "
-          f"pymongo {machine['pymongo']}; storage: {machine['storage']}")
-    results = run(rounds, singles=20 if args.quick else 100, thousands=1 if args.quick else 3,
-                  batches=5 if args.quick else 20)
+    machine = {
+        "cpu": cpu_name(),
+        "os": os_name(),
+        "python": platform.python_version(),
+        "pymongo": pymongo.version,
+        "storage": f"disk under {tempfile.gettempdir()}",
+    }
+    print(
+        f"machine: {machine['cpu']}, {machine['os']}, Python {machine['python']}, "
+        f"pymongo {machine['pymongo']}; storage: {machine['storage']}"
+    )
+    results = run(
+        rounds,
+        singles=20 if args.quick else 100,
+        thousands=1 if args.quick else 3,
+        batches=5 if args.quick else 20,
+    )
     report(results)
     if args.json:
         print(json.dumps({"machine": machine, **results}, indent=2))

@@ -64,8 +64,9 @@ def write_live(coll: Any, n: int) -> None:
 # ------------------------------------------------------------------ bare loop
 
 
-def bare_consume(coll: Any, n: int, start_at: Any, on_event: Callable[[dict], None] | None = None
-                 ) -> dict[str, float]:
+def bare_consume(
+    coll: Any, n: int, start_at: Any, on_event: Callable[[dict], None] | None = None
+) -> dict[str, float]:
     """Receive ``n`` events from ``start_at``: seconds in all, and from the first event on."""
     started = time.perf_counter()
     first = None
@@ -81,16 +82,21 @@ def bare_consume(coll: Any, n: int, start_at: Any, on_event: Callable[[dict], No
                 on_event(event)
             seen += 1
     end = time.perf_counter()
-    return {"total": end - started, "steady": end - (first or started),
-            "startup": (first or end) - started}
+    return {
+        "total": end - started,
+        "steady": end - (first or started),
+        "startup": (first or end) - started,
+    }
 
 
 # ------------------------------------------------------------------ the worker
 
 
 def subscription(ql: Any, name: str, coll: str, deliver_to: str = "log") -> None:
-    ql.execute(f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = '{coll}',"
-               f" deliver_to = '{deliver_to}', full_document = 'default')")
+    ql.execute(
+        f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = '{coll}',"
+        f" deliver_to = '{deliver_to}', full_document = 'default')"
+    )
 
 
 def worker_consume(ql: Any, n: int) -> dict[str, float]:
@@ -188,8 +194,12 @@ def latency(uri: str, n: int) -> dict[str, dict[str, float]]:
     start = _start_time(client, db.name)
     writer = threading.Thread(target=_paced_writes, args=(db.orders, n, 0.005))
     writer.start()
-    bare_consume(db.orders, n, start,
-                 lambda e: bare.append((time.perf_counter() - e["fullDocument"]["t"]) * 1000))
+    bare_consume(
+        db.orders,
+        n,
+        start,
+        lambda e: bare.append((time.perf_counter() - e["fullDocument"]["t"]) * 1000),
+    )
     writer.join()
     out["bare"] = _percentiles(bare)
     with queryleaf.connect(uri, database="bench_latency_worker") as ql:
@@ -197,8 +207,7 @@ def latency(uri: str, n: int) -> dict[str, dict[str, float]]:
         seen: list[float] = []
         ql.on("s")(lambda e: seen.append((time.perf_counter() - e["fullDocument"]["t"]) * 1000))
         stop = threading.Event()
-        worker = threading.Thread(target=ql.run_subscriptions,
-                                  kwargs={"stop_event": stop})
+        worker = threading.Thread(target=ql.run_subscriptions, kwargs={"stop_event": stop})
         worker.start()
         _wait(lambda: ql.db["__queryleaf_leases"].find_one({"_id": "s"}) is not None)
         writer = threading.Thread(target=_paced_writes, args=(ql.db.orders, n, 0.005))
@@ -219,9 +228,10 @@ def fan_out_run(uri: str, who: str, k: int, per: int) -> float:
         with pymongo.MongoClient(uri, maxPoolSize=None) as client:
             start = _start_time(client, "bench_fan")
             write_backlog(client.bench_fan.orders, per)
-            threads = [threading.Thread(target=bare_consume,
-                                        args=(client.bench_fan.orders, per, start))
-                       for _ in range(k)]
+            threads = [
+                threading.Thread(target=bare_consume, args=(client.bench_fan.orders, per, start))
+                for _ in range(k)
+            ]
             t0 = time.perf_counter()
             for t in threads:
                 t.start()
@@ -237,8 +247,11 @@ def fan_out_run(uri: str, who: str, k: int, per: int) -> float:
 
 def fan_out(k: int, total: int) -> dict[str, float]:
     per = max(total // k, 20)
-    return {"subscriptions": k, "events_each": per,
-            **{who: fresh(fan_out_run, who, k, per) for who in ("bare", "worker")}}
+    return {
+        "subscriptions": k,
+        "events_each": per,
+        **{who: fresh(fan_out_run, who, k, per) for who in ("bare", "worker")},
+    }
 
 
 DURABLE = False  # --durable: storage on disk with durable commits, as the embedded default
@@ -270,8 +283,9 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def machine() -> str:
-    return (f"{cpu_name()}, Python {platform.python_version()}, pymongo {pymongo.version}, "
-            f"{os_name()}")
+    return (
+        f"{cpu_name()}, Python {platform.python_version()}, pymongo {pymongo.version}, {os_name()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -279,22 +293,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
-    parser.add_argument("--durable", action="store_true",
-                        help="servers on disk with durable commits (the embedded default) "
-                             "instead of in memory")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="servers on disk with durable commits (the embedded default) instead of in memory",
+    )
     args, _ = parser.parse_known_args(argv)
     global DURABLE
     DURABLE = args.durable
     n = 500 if args.quick else args.events
-    results: dict[str, Any] = {"machine": machine(), "events": n,
-                               "storage": "disk, durable commits" if DURABLE else "memory"}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "events": n,
+        "storage": "disk, durable commits" if DURABLE else "memory",
+    }
     # Every scenario (and fan-out size) on a fresh server: the embedded server's change streams
     # get slower as its oplog grows, which would otherwise favour whatever runs first.
     results["backlog"] = throughput(backlog_run, n)
     results["live"] = throughput(live_run, n)
     results["latency"] = fresh(latency, 200 if args.quick else 1000)
-    results["fan_out"] = [fan_out(k, 1000 if args.quick else 5000)
-                          for k in ((1, 10) if args.quick else (1, 10, 100))]
+    results["fan_out"] = [
+        fan_out(k, 1000 if args.quick else 5000) for k in ((1, 10) if args.quick else (1, 10, 100))
+    ]
     report(results)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -306,31 +326,45 @@ def report(r: dict[str, Any]) -> None:
     n = r["events"]
     print(f"\nthroughput, {n} inserts (events/s; ratio to the bare watch loop)")
     b = r["backlog"]
-    for label, key in (("backlog, from the first event on", "steady"),
-                       ("backlog, including start-up", "total")):
+    for label, key in (
+        ("backlog, from the first event on", "steady"),
+        ("backlog, including start-up", "total"),
+    ):
         bare = n / b["bare"][key]
-        cells = "  ".join(f"{k} {n / b[k][key]:8.0f} ({b['bare'][key] / b[k][key]:.2f}x)"
-                          for k in SINKS)
+        cells = "  ".join(
+            f"{k} {n / b[k][key]:8.0f} ({b['bare'][key] / b[k][key]:.2f}x)" for k in SINKS
+        )
         print(f"  {label:34} bare {bare:8.0f}  {cells}")
     live = r["live"]
-    cells = "  ".join(f"{k} {n / live[k]['total']:8.0f} "
-                      f"({live['bare']['total'] / live[k]['total']:.2f}x)" for k in SINKS)
-    print(f"  {'live writes (first write to last)':34} bare {n / live['bare']['total']:8.0f}  "
-          f"{cells}")
-    print("  start-up (s, to the first event): " + "  ".join(
-        f"{k} {b[k]['startup']:.3f}" for k in ("bare", *SINKS)))
+    cells = "  ".join(
+        f"{k} {n / live[k]['total']:8.0f} ({live['bare']['total'] / live[k]['total']:.2f}x)"
+        for k in SINKS
+    )
+    print(
+        f"  {'live writes (first write to last)':34} bare {n / live['bare']['total']:8.0f}  {cells}"
+    )
+    print(
+        "  start-up (s, to the first event): "
+        + "  ".join(f"{k} {b[k]['startup']:.3f}" for k in ("bare", *SINKS))
+    )
     lat = r["latency"]
     print("\nwrite-to-handler latency (ms)")
     for who in ("bare", "worker"):
-        print(f"  {who:7} p50 {lat[who]['p50']:7.2f}  p99 {lat[who]['p99']:7.2f}  "
-              f"max {lat[who]['max']:7.2f}")
-    print(f"  added   p50 {lat['worker']['p50'] - lat['bare']['p50']:7.2f}  "
-          f"p99 {lat['worker']['p99'] - lat['bare']['p99']:7.2f}")
+        print(
+            f"  {who:7} p50 {lat[who]['p50']:7.2f}  p99 {lat[who]['p99']:7.2f}  "
+            f"max {lat[who]['max']:7.2f}"
+        )
+    print(
+        f"  added   p50 {lat['worker']['p50'] - lat['bare']['p50']:7.2f}  "
+        f"p99 {lat['worker']['p99'] - lat['bare']['p99']:7.2f}"
+    )
     print("\nfan-out: subscriptions on one worker vs as many bare loops (events/s, total)")
     for row in r["fan_out"]:
-        print(f"  {row['subscriptions']:4} x {row['events_each']:5} events: bare "
-              f"{row['bare']:8.0f}  worker {row['worker']:8.0f} "
-              f"({row['worker'] / row['bare']:.2f}x)")
+        print(
+            f"  {row['subscriptions']:4} x {row['events_each']:5} events: bare "
+            f"{row['bare']:8.0f}  worker {row['worker']:8.0f} "
+            f"({row['worker'] / row['bare']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -112,8 +112,12 @@ def run(rounds: int, with_sqlglot: bool) -> list[dict[str, Any]]:
 def machine() -> dict[str, str]:
     import lark
 
-    return {"cpu": cpu_name(), "os": os_name(), "python": platform.python_version(),
-            "versions": f"lark {lark.__version__}"}
+    return {
+        "cpu": cpu_name(),
+        "os": os_name(),
+        "python": platform.python_version(),
+        "versions": f"lark {lark.__version__}",
+    }
 
 
 def _seconds(value: float | None) -> str:
@@ -121,16 +125,22 @@ def _seconds(value: float | None) -> str:
 
 
 def report(rows: list[dict[str, Any]]) -> None:
-    print("\nparse + plan (pure), best of the rounds, seconds; ratio = large / small "
-          "(linear ~10, quadratic ~100)")
-    print(f"  {'shape':22} {'sizes':>17} {'small':>8} {'large':>8} {'ratio':>6}  "
-          f"{'sqlglot small':>13} {'sqlglot large':>13}  outcome")
+    print(
+        "\nparse + plan (pure), best of the rounds, seconds; ratio = large / small "
+        "(linear ~10, quadratic ~100)"
+    )
+    print(
+        f"  {'shape':22} {'sizes':>17} {'small':>8} {'large':>8} {'ratio':>6}  "
+        f"{'sqlglot small':>13} {'sqlglot large':>13}  outcome"
+    )
     for row in rows:
         small, large = row["sizes"]
-        print(f"  {row['shape']:22} {small:>8,}/{large:<8,} "
-              f"{_seconds(row[f'queryleaf_{small}'])} {_seconds(row[f'queryleaf_{large}'])} "
-              f"{row['ratio']:6.1f}  {_seconds(row[f'sqlglot_{small}']):>13} "
-              f"{_seconds(row[f'sqlglot_{large}']):>13}  {row['outcome']}")
+        print(
+            f"  {row['shape']:22} {small:>8,}/{large:<8,} "
+            f"{_seconds(row[f'queryleaf_{small}'])} {_seconds(row[f'queryleaf_{large}'])} "
+            f"{row['ratio']:6.1f}  {_seconds(row[f'sqlglot_{small}']):>13} "
+            f"{_seconds(row[f'sqlglot_{large}']):>13}  {row['outcome']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

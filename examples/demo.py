@@ -114,8 +114,10 @@ def reserve_stock(event: dict) -> None:
 def wait_for(ql: queryleaf.QueryLeaf, expected: int, timeout: float = 30.0) -> None:
     """Until the worker has finished `expected` events (or timeout)."""
     deadline = time.monotonic() + timeout
-    sql = ("SELECT COUNT(*) AS n FROM CHANGE_STREAM_EVENTS() "
-           "WHERE processing_status IN ('completed', 'failed', 'dead_letter')")
+    sql = (
+        "SELECT COUNT(*) AS n FROM CHANGE_STREAM_EVENTS() "
+        "WHERE processing_status IN ('completed', 'failed', 'dead_letter')"
+    )
     while time.monotonic() < deadline:
         if ql.execute(sql).scalar() >= expected:
             return
@@ -138,16 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         ql.execute_script((HERE / "seed" / "01_user_service_subscription.sql").read_text())
         ql.execute_script(SUBSCRIPTIONS)
         ql.on("inventory_events")(reserve_stock)
-        show("EVENT SUBSCRIPTIONS", ql.execute(
-            "SELECT name, subscription_id, service_name, status FROM EVENT_SUBSCRIPTIONS() "
-            "ORDER BY name"))
+        show(
+            "EVENT SUBSCRIPTIONS",
+            ql.execute(
+                "SELECT name, subscription_id, service_name, status FROM EVENT_SUBSCRIPTIONS() "
+                "ORDER BY name"
+            ),
+        )
 
         # Changes made before any worker runs are not lost: subscriptions start at CREATE.
         ql.execute("INSERT INTO users (name, email, status) VALUES ('Early', 'e@x.io', 'new')")
 
         stop = threading.Event()
-        worker = threading.Thread(target=ql.run_subscriptions, kwargs={"stop_event": stop},
-                                  daemon=True)
+        worker = threading.Thread(
+            target=ql.run_subscriptions, kwargs={"stop_event": stop}, daemon=True
+        )
         worker.start()
         for result in ql.execute_script(WRITES):
             console.print(f"[green]{result.message}[/green]")
@@ -161,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.join(timeout=15)
 
         show("CHANGE_STREAM_EVENTS()", ql.execute(EVENT_LOG))
-        show("Event processing by subscription and event type (last hour)",
-             ql.execute(ANALYTICS))
+        show("Event processing by subscription and event type (last hour)", ql.execute(ANALYTICS))
         show("DEAD_LETTER_EVENTS()", ql.execute(DEAD_LETTERS))
     console.print(f"[bold green]demo finished in {time.monotonic() - started:.1f}s[/bold green]")
     return 0

@@ -21,7 +21,17 @@ from queryleaf.errors import (
 from queryleaf.result import Result
 
 __all__ = [
-    "EngineError", "ErrorCode", "ExecutionError", "ParameterError", "PlanningError", "QueryLeaf",
-    "QueryLeafError", "Result", "ScriptError", "SqlSyntaxError", "SubscriptionError", "connect",
+    "EngineError",
+    "ErrorCode",
+    "ExecutionError",
+    "ParameterError",
+    "PlanningError",
+    "QueryLeaf",
+    "QueryLeafError",
+    "Result",
+    "ScriptError",
+    "SqlSyntaxError",
+    "SubscriptionError",
+    "connect",
 ]
 __version__ = "0.1.0"

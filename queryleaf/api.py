@@ -30,7 +30,8 @@ Params = Mapping[str, Any] | Sequence[Any] | None
 
 
 _CONTROL_NAMES: dict[type[plan.TransactionControl], str] = {
-    plan.StartTransaction: "BEGIN", plan.CommitTransaction: "COMMIT",
+    plan.StartTransaction: "BEGIN",
+    plan.CommitTransaction: "COMMIT",
     plan.AbortTransaction: "ROLLBACK",
 }
 
@@ -43,8 +44,9 @@ class QueryLeaf:
     ``autocommit=False``) a statement run with no transaction open first opens one.
     """
 
-    def __init__(self, uri: str | None = None, database: str | None = None,
-                 data_dir: str | None = None):
+    def __init__(
+        self, uri: str | None = None, database: str | None = None, data_dir: str | None = None
+    ):
         uri = uri or os.environ.get("QUERYLEAF_URI") or None
         self.database_name = database or os.environ.get("QUERYLEAF_DB") or DEFAULT_DATABASE
         self._lease: engine.ServerLease | None = None
@@ -147,7 +149,8 @@ class QueryLeaf:
         if txn is not None and not control:
             txn.check_usable(statement)
         references: list[ColumnReference] | None = (
-            None if control or isinstance(statement, ast.Explain) else [])
+            None if control or isinstance(statement, ast.Explain) else []
+        )
         p = plan_statement(statement, params, self._catalog(statement), references)
         if isinstance(p, plan.TransactionControl):
             return self._control(p, statement.pos)
@@ -201,9 +204,11 @@ class QueryLeaf:
     def _control(self, p: plan.TransactionControl, position: Position | None) -> Result:
         name = _CONTROL_NAMES[type(p)]
         if self._transaction is not None and self._transaction.managed:
-            raise TransactionError(f"{name} inside a `with ql.transaction()` block: the block "
-                                   "commits when it ends, or rolls back when it raises",
-                                   position)
+            raise TransactionError(
+                f"{name} inside a `with ql.transaction()` block: the block "
+                "commits when it ends, or rolls back when it raises",
+                position,
+            )
         if isinstance(p, plan.StartTransaction):
             self._begin(position)
         elif isinstance(p, plan.CommitTransaction):
@@ -214,8 +219,11 @@ class QueryLeaf:
 
     def _begin(self, position: Position | None, managed: bool = False) -> Transaction:
         if self._transaction is not None:
-            raise TransactionError("a transaction is already open, and transactions do not "
-                                   "nest: COMMIT or ROLLBACK it first", position)
+            raise TransactionError(
+                "a transaction is already open, and transactions do not "
+                "nest: COMMIT or ROLLBACK it first",
+                position,
+            )
         try:
             self._transaction = Transaction(self.client, managed)
         except pymongo.errors.PyMongoError as exc:
@@ -226,8 +234,11 @@ class QueryLeaf:
         """The open transaction, which COMMIT or ROLLBACK ends."""
         txn = self._transaction
         if txn is None:
-            raise TransactionError(f"{name}: no transaction is open (outside BEGIN ... COMMIT "
-                                   "every statement commits on its own)", position)
+            raise TransactionError(
+                f"{name}: no transaction is open (outside BEGIN ... COMMIT "
+                "every statement commits on its own)",
+                position,
+            )
         self._transaction = None
         return txn
 
@@ -235,9 +246,11 @@ class QueryLeaf:
         txn = self._open("COMMIT", position)
         if txn.aborted:
             txn.rollback()
-            raise TransactionError(f"the transaction was aborted by an earlier error "
-                                   f"({txn.failure}): it is rolled back, nothing was committed",
-                                   position)
+            raise TransactionError(
+                f"the transaction was aborted by an earlier error "
+                f"({txn.failure}): it is rolled back, nothing was committed",
+                position,
+            )
         txn.commit()
 
     def _rollback(self, position: Position | None) -> None:
@@ -285,7 +298,8 @@ class QueryLeaf:
         self.close()
 
 
-def connect(uri: str | None = None, database: str | None = None,
-            data_dir: str | None = None) -> QueryLeaf:
+def connect(
+    uri: str | None = None, database: str | None = None, data_dir: str | None = None
+) -> QueryLeaf:
     """Connect to ``uri`` (any MongoDB), or with no URI to the embedded default server."""
     return QueryLeaf(uri, database, data_dir)

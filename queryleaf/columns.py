@@ -23,8 +23,7 @@ from queryleaf.sql import ast
 from queryleaf.sql.printer import string_literal, to_sql
 
 
-def check_columns(references: list[ColumnReference],
-                  sampler: FieldSampler) -> list[QueryWarning]:
+def check_columns(references: list[ColumnReference], sampler: FieldSampler) -> list[QueryWarning]:
     """Warnings for unknown columns read; raises PlanningError for an unknown stored one."""
     by_collection: dict[str, dict[tuple, ColumnReference]] = {}
     for ref in references:
@@ -39,14 +38,17 @@ def check_columns(references: list[ColumnReference],
             sample = sampler.sample(collection, recheck=True)
             missing = _missing(missing, sample)
         unknown.extend((ref, sample) for ref in missing if sample is not None)
-    unknown.sort(key=lambda u: (u[0].pos.offset if u[0].pos else -1))
+    unknown.sort(key=lambda u: u[0].pos.offset if u[0].pos else -1)
     for ref, sample in unknown:
         if ref.stored:
-            raise PlanningError(_stored_message(ref, sample), ref.pos,
-                                error_code=ErrorCode.UNKNOWN_COLUMN)
+            raise PlanningError(
+                _stored_message(ref, sample), ref.pos, error_code=ErrorCode.UNKNOWN_COLUMN
+            )
     # A warning carries its code in its text, as an error's str() does.
-    return [QueryWarning(f"{ErrorCode.UNKNOWN_COLUMN}: {_read_message(ref, sample)}", ref.pos)
-            for ref, sample in unknown]
+    return [
+        QueryWarning(f"{ErrorCode.UNKNOWN_COLUMN}: {_read_message(ref, sample)}", ref.pos)
+        for ref, sample in unknown
+    ]
 
 
 def _missing(refs: list[ColumnReference], sample: Sample | None) -> list[ColumnReference]:
@@ -56,17 +58,23 @@ def _missing(refs: list[ColumnReference], sample: Sample | None) -> list[ColumnR
 
 
 def _read_message(ref: ColumnReference, sample: Sample) -> str:
-    return (f"unknown column {ref.written}: no sampled document of {ref.collection} has it (it "
-            f"reads as NULL){_hint(ref, sample)}")
+    return (
+        f"unknown column {ref.written}: no sampled document of {ref.collection} has it (it "
+        f"reads as NULL){_hint(ref, sample)}"
+    )
 
 
 def _stored_message(ref: ColumnReference, sample: Sample) -> str:
     head = f"unknown column {ref.written}"
     if len(ref.path) == 1:
-        head = (f'unknown column "{ref.written}"; string literals use single quotes '
-                f"({string_literal(ref.written)})")
-    return (f"{head}; no sampled document of {ref.collection} has a field {ref.written}"
-            f"{_hint(ref, sample)}")
+        head = (
+            f'unknown column "{ref.written}"; string literals use single quotes '
+            f"({string_literal(ref.written)})"
+        )
+    return (
+        f"{head}; no sampled document of {ref.collection} has a field {ref.written}"
+        f"{_hint(ref, sample)}"
+    )
 
 
 def _hint(ref: ColumnReference, sample: Sample) -> str:

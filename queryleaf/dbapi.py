@@ -119,8 +119,12 @@ STRING, BINARY, NUMBER, DATETIME, ROWID = "STRING", "BINARY", "NUMBER", "DATETIM
 
 
 # ---------------------------------------------------------------- connection and cursor
-def connect(uri: str | None = None, database: str | None = None,
-            data_dir: str | None = None, autocommit: bool = True) -> Connection:
+def connect(
+    uri: str | None = None,
+    database: str | None = None,
+    data_dir: str | None = None,
+    autocommit: bool = True,
+) -> Connection:
     try:
         return Connection(QueryLeaf(uri, database, data_dir), autocommit)
     except errors.QueryLeafError as exc:
@@ -149,8 +153,9 @@ class Connection:
     @autocommit.setter
     def autocommit(self, value: bool) -> None:
         if self.queryleaf.in_transaction:
-            raise ProgrammingError("a transaction is open: commit() or rollback() it before "
-                                   "changing autocommit")
+            raise ProgrammingError(
+                "a transaction is open: commit() or rollback() it before changing autocommit"
+            )
         self.queryleaf.autobegin = not value
 
     def commit(self) -> None:
@@ -163,9 +168,11 @@ class Connection:
         if ql.in_transaction:
             self._end("ROLLBACK")
         elif not ql.autobegin:
-            raise NotSupportedError("the connection is in autocommit mode: every statement was "
-                                    "committed when it ran (connect(..., autocommit=False) for "
-                                    "transactions)")
+            raise NotSupportedError(
+                "the connection is in autocommit mode: every statement was "
+                "committed when it ran (connect(..., autocommit=False) for "
+                "transactions)"
+            )
         # else: no statement since the last commit() or rollback(), nothing to undo
 
     def _end(self, statement: str) -> None:
@@ -197,8 +204,9 @@ class Cursor:
         self._next = 0
         self._closed = False
 
-    def execute(self, operation: str,
-                parameters: Mapping[str, Any] | Sequence[Any] | None = None) -> Cursor:
+    def execute(
+        self, operation: str, parameters: Mapping[str, Any] | Sequence[Any] | None = None
+    ) -> Cursor:
         if self._closed:
             raise InterfaceError("the cursor is closed")
         try:
@@ -218,8 +226,9 @@ class Cursor:
         self.rowcount = result.rowcount
         return self
 
-    def executemany(self, operation: str,
-                    seq_of_parameters: Sequence[Mapping[str, Any] | Sequence[Any]]) -> Cursor:
+    def executemany(
+        self, operation: str, seq_of_parameters: Sequence[Mapping[str, Any] | Sequence[Any]]
+    ) -> Cursor:
         total = 0
         for params in seq_of_parameters:
             self.execute(operation, params)
@@ -238,13 +247,13 @@ class Cursor:
     def fetchmany(self, size: int | None = None) -> list[tuple]:
         self._check_rows()
         n = self.arraysize if size is None else size
-        rows = self._rows[self._next:self._next + n]
+        rows = self._rows[self._next : self._next + n]
         self._next += len(rows)
         return rows
 
     def fetchall(self) -> list[tuple]:
         self._check_rows()
-        rows = self._rows[self._next:]
+        rows = self._rows[self._next :]
         self._next = len(self._rows)
         return rows
 

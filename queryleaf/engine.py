@@ -18,9 +18,21 @@ from queryleaf.embedded.server import ServerRecord
 from queryleaf.errors import QueryLeafError
 
 __all__ = [
-    "DATA_DIR_ENV", "SYNC_ENV", "EphemeralServer", "ServerLease", "ServerRecord", "acquire",
-    "add_server_log_hint", "describe", "find_server", "free_port", "redact_uri",
-    "resolve_data_dir", "serve", "shared_server_uri", "start_ephemeral_server",
+    "DATA_DIR_ENV",
+    "SYNC_ENV",
+    "EphemeralServer",
+    "ServerLease",
+    "ServerRecord",
+    "acquire",
+    "add_server_log_hint",
+    "describe",
+    "find_server",
+    "free_port",
+    "redact_uri",
+    "resolve_data_dir",
+    "serve",
+    "shared_server_uri",
+    "start_ephemeral_server",
 ]
 
 

@@ -74,8 +74,14 @@ class QueryLeafError(Exception):
 
     default_code = ErrorCode.API
 
-    def __init__(self, message: str, position: Position | None = None, sql: str | None = None,
-                 *, error_code: ErrorCode | None = None):
+    def __init__(
+        self,
+        message: str,
+        position: Position | None = None,
+        sql: str | None = None,
+        *,
+        error_code: ErrorCode | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.error_code = error_code or self.default_code
@@ -182,12 +188,23 @@ class ExecutionError(QueryLeafError):
 
     default_code = ErrorCode.EXECUTION
 
-    def __init__(self, message: str, code: int | None = None, code_name: str | None = None,
-                 position: Position | None = None, sql: str | None = None,
-                 labels: frozenset[str] = frozenset(), *, error_code: ErrorCode | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        code_name: str | None = None,
+        position: Position | None = None,
+        sql: str | None = None,
+        labels: frozenset[str] = frozenset(),
+        *,
+        error_code: ErrorCode | None = None,
+    ):
         if error_code is None and code is not None:
-            error_code = (ErrorCode.DUPLICATE_KEY if code in DUPLICATE_KEY_CODES
-                          else ErrorCode.SERVER_REJECTED)
+            error_code = (
+                ErrorCode.DUPLICATE_KEY
+                if code in DUPLICATE_KEY_CODES
+                else ErrorCode.SERVER_REJECTED
+            )
         super().__init__(message, position, sql, error_code=error_code)
         self.code = code
         self.code_name = code_name
@@ -223,10 +240,18 @@ class ScriptError(QueryLeafError):
     error code is the cause's.
     """
 
-    def __init__(self, index: int, cause: QueryLeafError, results: list | None = None,
-                 statement_position: Position | None = None):
-        super().__init__(f"statement {index + 1} failed: {cause.message}",
-                         cause.position or statement_position, error_code=cause.error_code)
+    def __init__(
+        self,
+        index: int,
+        cause: QueryLeafError,
+        results: list | None = None,
+        statement_position: Position | None = None,
+    ):
+        super().__init__(
+            f"statement {index + 1} failed: {cause.message}",
+            cause.position or statement_position,
+            error_code=cause.error_code,
+        )
         self._source = cause._source  # masked already, and places positions of the text as written
         self.index = index
         self.cause = cause

@@ -37,17 +37,25 @@ def server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
         first = errors[0] if errors else {}
         inserted = exc.details.get("nInserted", 0)
         message = f"{first.get('errmsg', str(exc))} ({inserted} row(s) written before the error)"
-        return ExecutionError(message, first.get("code"), first.get("codeName"),
-                              labels=error_labels(exc))
+        return ExecutionError(
+            message, first.get("code"), first.get("codeName"), labels=error_labels(exc)
+        )
     if isinstance(exc, pymongo.errors.OperationFailure):
         details = exc.details or {}
         if "scalar subquery returned more than one row" in str(details.get("errmsg", "")):
-            return ExecutionError("a scalar subquery returned more than one row", exc.code,
-                                  details.get("codeName"), labels=error_labels(exc))
+            return ExecutionError(
+                "a scalar subquery returned more than one row",
+                exc.code,
+                details.get("codeName"),
+                labels=error_labels(exc),
+            )
         name = f" ({details['codeName']})" if details.get("codeName") else ""
-        return ExecutionError(f"server error {exc.code}{name}: "
-                              f"{details.get('errmsg', str(exc))}", exc.code,
-                              details.get("codeName"), labels=error_labels(exc))
+        return ExecutionError(
+            f"server error {exc.code}{name}: {details.get('errmsg', str(exc))}",
+            exc.code,
+            details.get("codeName"),
+            labels=error_labels(exc),
+        )
     if isinstance(exc, pymongo.errors.ConnectionFailure):
         return ServerUnreachable(f"cannot reach the MongoDB server: {exc}", exc)
     return ExecutionError(str(exc))
@@ -60,16 +68,19 @@ DRIVER_ERRORS = (bson.errors.BSONError, OverflowError, UnicodeEncodeError, Recur
 
 def _driver_error(exc: BaseException) -> ExecutionError:
     if isinstance(exc, pymongo.errors.DocumentTooLarge):
-        return ExecutionError(f"a document or command is larger than MongoDB allows (16 MB for a "
-                              f"document): {exc}")
+        return ExecutionError(
+            f"a document or command is larger than MongoDB allows (16 MB for a document): {exc}"
+        )
     if isinstance(exc, RecursionError):
-        return ExecutionError("the command is nested too deeply to encode as BSON (see Limits in "
-                              "docs/semantics.md)")
+        return ExecutionError(
+            "the command is nested too deeply to encode as BSON (see Limits in docs/semantics.md)"
+        )
     if isinstance(exc, OverflowError):
         return ExecutionError(f"a value does not fit in BSON: {exc} (integers are 64-bit)")
     if isinstance(exc, UnicodeEncodeError):
-        return ExecutionError(f"text that is not valid Unicode cannot be sent as BSON (UTF-8): "
-                              f"{exc}")
+        return ExecutionError(
+            f"text that is not valid Unicode cannot be sent as BSON (UTF-8): {exc}"
+        )
     return ExecutionError(f"the driver cannot encode the command as BSON: {exc}")
 
 
@@ -79,8 +90,9 @@ class Executor:
         self._tables: frozenset[str] | None = None
         self._tables_at = 0.0
 
-    def catalog(self, names: frozenset[str] = frozenset(),
-                known: frozenset[str] = frozenset()) -> Catalog:
+    def catalog(
+        self, names: frozenset[str] = frozenset(), known: frozenset[str] = frozenset()
+    ) -> Catalog:
         """What the planner needs to know: the existing tables, when the statement reads any
         (``names``: the tables it names, see sql/walk.py ``table_names``).
 
@@ -124,8 +136,10 @@ class Executor:
         if isinstance(p, plan.Delete):
             return self.delete(p, session)
         if isinstance(p, plan.TransactionControl):
-            raise ExecutionError("BEGIN, COMMIT and ROLLBACK are run by the connection "
-                                 "(QueryLeaf), which owns the transaction's session")
+            raise ExecutionError(
+                "BEGIN, COMMIT and ROLLBACK are run by the connection "
+                "(QueryLeaf), which owns the transaction's session"
+            )
         if session is not None and not p.transactional:  # the connection refuses these
             raise ExecutionError(f"{type(p).__name__} cannot run inside a transaction")
         if isinstance(p, plan.SelfRunning):
@@ -136,38 +150,44 @@ class Executor:
             return self.drop_view(p)
         raise ExecutionError(f"no way to run a {type(p).__name__} plan")
 
-    def write_filter(self, p: plan.Update | plan.Delete,
-                     session: ClientSession | None = None) -> dict[str, Any]:
+    def write_filter(
+        self, p: plan.Update | plan.Delete, session: ClientSession | None = None
+    ) -> dict[str, Any]:
         if p.id_query is None:
             return p.filter
         key = p.id_query.columns[0].key if p.id_query.columns else "_id"
         return {"_id": {"$in": [d.get(key) for d in self.cursor(p.id_query, session)]}}
 
     # ------------------------------------------------------------ queries
-    def cursor(self, p: plan.Aggregate | plan.Find,
-               session: ClientSession | None = None) -> Iterable[dict[str, Any]]:
+    def cursor(
+        self, p: plan.Aggregate | plan.Find, session: ClientSession | None = None
+    ) -> Iterable[dict[str, Any]]:
         if isinstance(p, plan.Find):
-            return self.db[p.collection].find(p.filter, p.projection, sort=p.sort or None,
-                                              skip=p.skip, limit=p.limit,
-                                              batch_size=CURSOR_BATCH, session=session)
+            return self.db[p.collection].find(
+                p.filter,
+                p.projection,
+                sort=p.sort or None,
+                skip=p.skip,
+                limit=p.limit,
+                batch_size=CURSOR_BATCH,
+                session=session,
+            )
         if p.collection is None:
             return self.db.aggregate(p.pipeline, batchSize=CURSOR_BATCH, session=session)
-        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH,
-                                               session=session)
+        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH, session=session)
 
-    def query(self, p: plan.Aggregate | plan.Find,
-              session: ClientSession | None = None) -> Result:
+    def query(self, p: plan.Aggregate | plan.Find, session: ClientSession | None = None) -> Result:
         """Rows stream from the cursor as the caller iterates (see Result)."""
         cursor = self.cursor(p, session)
         if p.columns is None:
             return Result(None, statement="SELECT", stream=self._guard(iter(cursor)))
         columns = p.columns
         if any(c.spread for c in columns):
-            return Result(None, statement="SELECT",
-                          stream=self._guard(spread_row(d, columns) for d in cursor))
+            return Result(
+                None, statement="SELECT", stream=self._guard(spread_row(d, columns) for d in cursor)
+            )
         rows = ({c.name: get_path(d, c.key) for c in columns} for d in cursor)
-        return Result([c.name for c in columns], statement="SELECT",
-                      stream=self._guard(rows))
+        return Result([c.name for c in columns], statement="SELECT", stream=self._guard(rows))
 
     @staticmethod
     def _guard(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -189,16 +209,17 @@ class Executor:
         n = self._insert_rows(p.collection, documents, 0, len(documents), session)
         return Result(rowcount=n, statement="INSERT", message=f"INSERT {n}")
 
-    def insert_select(self, p: plan.InsertSelect,
-                      session: ClientSession | None = None) -> Result:
+    def insert_select(self, p: plan.InsertSelect, session: ClientSession | None = None) -> Result:
         result = self.query(p.source, session)
         # SELECT * rows are documents: stored as they are (their field names are names, never
         # paths), and streamed; named columns are stored at their target paths.
-        whole = not p.columns and (p.source.columns is None
-                                   or any(c.spread for c in p.source.columns))
+        whole = not p.columns and (
+            p.source.columns is None or any(c.spread for c in p.source.columns)
+        )
         if p.columns and len(p.columns) != len(result.columns):
-            raise ExecutionError(f"INSERT has {len(p.columns)} column(s) but the query returns "
-                                 f"{len(result.columns)}")
+            raise ExecutionError(
+                f"INSERT has {len(p.columns)} column(s) but the query returns {len(result.columns)}"
+            )
         columns = [] if whole else result.columns
         targets = list(p.columns) or [tuple(c.split(".")) for c in columns]
         total = 0
@@ -211,8 +232,7 @@ class Executor:
                 break
             except ExecutionError as exc:  # the query failed after some batches were stored
                 message = query_failed_during_insert(exc.message, total, session is not None)
-                raise ExecutionError(message, exc.code, exc.code_name,
-                                     labels=exc.labels) from exc
+                raise ExecutionError(message, exc.code, exc.code_name, labels=exc.labels) from exc
             doc: dict[str, Any] = dict(row) if whole else {}
             for target, column in zip(targets, columns, strict=True):
                 nest(doc, target, row[column])
@@ -224,8 +244,14 @@ class Executor:
             total += self._insert_rows(p.collection, batch, total, None, session)
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
 
-    def _insert_rows(self, collection: str, documents: list[dict[str, Any]], before: int,
-                     total: int | None, session: ClientSession | None) -> int:
+    def _insert_rows(
+        self,
+        collection: str,
+        documents: list[dict[str, Any]],
+        before: int,
+        total: int | None,
+        session: ClientSession | None,
+    ) -> int:
         """Insert in order; a failure says which rows of the statement were stored and which
         were not (``before``: rows stored by earlier batches, ``total``: the statement's rows
         when known)."""
@@ -236,8 +262,7 @@ class Executor:
             if message is None:
                 raise
             error = server_error(exc)
-            raise ExecutionError(message, error.code, error.code_name,
-                                 labels=error.labels) from exc
+            raise ExecutionError(message, error.code, error.code_name, labels=error.labels) from exc
 
     def update(self, p: plan.Update, session: ClientSession | None = None) -> Result:
         where = self.write_filter(p, session)
@@ -245,8 +270,9 @@ class Executor:
             res = self.db[p.collection].update_many(where, p.update, session=session)
         except pymongo.errors.OperationFailure as exc:
             raise self._multi_write_error("UPDATE", exc, session) from exc
-        return Result(rowcount=res.matched_count, statement="UPDATE",
-                      message=f"UPDATE {res.matched_count}")
+        return Result(
+            rowcount=res.matched_count, statement="UPDATE", message=f"UPDATE {res.matched_count}"
+        )
 
     def delete(self, p: plan.Delete, session: ClientSession | None = None) -> Result:
         where = self.write_filter(p, session)
@@ -254,15 +280,21 @@ class Executor:
             res = self.db[p.collection].delete_many(where, session=session)
         except pymongo.errors.OperationFailure as exc:
             raise self._multi_write_error("DELETE", exc, session) from exc
-        return Result(rowcount=res.deleted_count, statement="DELETE",
-                      message=f"DELETE {res.deleted_count}")
+        return Result(
+            rowcount=res.deleted_count, statement="DELETE", message=f"DELETE {res.deleted_count}"
+        )
 
     @staticmethod
-    def _multi_write_error(verb: str, exc: pymongo.errors.OperationFailure,
-                           session: ClientSession | None) -> ExecutionError:
+    def _multi_write_error(
+        verb: str, exc: pymongo.errors.OperationFailure, session: ClientSession | None
+    ) -> ExecutionError:
         error = server_error(exc)
-        return ExecutionError(multi_write_failed(verb, error.message, session is not None),
-                              error.code, error.code_name, labels=error.labels)
+        return ExecutionError(
+            multi_write_failed(verb, error.message, session is not None),
+            error.code,
+            error.code_name,
+            labels=error.labels,
+        )
 
     def create_view(self, p: plan.CreateView) -> Result:
         self._tables = None
@@ -282,8 +314,13 @@ class Executor:
             try:
                 self.db.command(create)
             except pymongo.errors.PyMongoError:
-                self.db.command({"create": p.name, "viewOn": old.get("viewOn"),
-                                 "pipeline": old.get("pipeline", [])})
+                self.db.command(
+                    {
+                        "create": p.name,
+                        "viewOn": old.get("viewOn"),
+                        "pipeline": old.get("pipeline", []),
+                    }
+                )
                 raise
         return Result(statement="CREATE VIEW", message=f"CREATE VIEW {p.name}")
 
@@ -295,8 +332,9 @@ class Executor:
                 return Result(statement="DROP VIEW", message=f"DROP VIEW {p.name} (did not exist)")
             raise ExecutionError(f"view {p.name} does not exist")
         if info[0].get("type") != "view":
-            raise ExecutionError(f"{p.name} is a collection, not a view; DROP VIEW only drops "
-                                 "views")
+            raise ExecutionError(
+                f"{p.name} is a collection, not a view; DROP VIEW only drops views"
+            )
         self.db.drop_collection(p.name)
         return Result(statement="DROP VIEW", message=f"DROP VIEW {p.name}")
 

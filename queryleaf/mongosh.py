@@ -39,8 +39,19 @@ def to_json(cmd: Mapping[str, Any]) -> str:
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _COLLECTION_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _DB_METHODS = {
-    "aggregate", "watch", "getName", "getCollection", "runCommand", "stats", "version",
-    "createView", "createCollection", "getMongo", "help", "auth", "adminCommand",
+    "aggregate",
+    "watch",
+    "getName",
+    "getCollection",
+    "runCommand",
+    "stats",
+    "version",
+    "createView",
+    "createCollection",
+    "getMongo",
+    "help",
+    "auth",
+    "adminCommand",
 }
 _WIDTH = 80
 _KNOWN_UPDATE_OPTIONS = ("upsert", "arrayFilters", "hint", "collation")
@@ -89,8 +100,20 @@ def _only(command: Mapping[str, Any], allowed: set[str]) -> bool:
 
 
 def _aggregate(cmd: Mapping[str, Any]) -> str | None:
-    if not _only(cmd, {"aggregate", "pipeline", "cursor", "allowDiskUse", "hint", "collation",
-                       "let", "comment", "maxTimeMS"}):
+    if not _only(
+        cmd,
+        {
+            "aggregate",
+            "pipeline",
+            "cursor",
+            "allowDiskUse",
+            "hint",
+            "collation",
+            "let",
+            "comment",
+            "maxTimeMS",
+        },
+    ):
         return None
     pipeline = list(cmd.get("pipeline", []))
     options = {k: v for k, v in cmd.items() if k not in ("aggregate", "pipeline", "cursor")}
@@ -109,8 +132,10 @@ def _aggregate(cmd: Mapping[str, Any]) -> str | None:
 
 
 def _find(cmd: Mapping[str, Any]) -> str | None:
-    if not _only(cmd, {"find", "filter", "projection", "sort", "skip", "limit", "hint",
-                       "collation", "batchSize"}):
+    if not _only(
+        cmd,
+        {"find", "filter", "projection", "sort", "skip", "limit", "hint", "collation", "batchSize"},
+    ):
         return None
     args: list[Any] = [cmd.get("filter", {})]
     if cmd.get("projection") is not None:
@@ -147,8 +172,15 @@ def _update(cmd: Mapping[str, Any]) -> str | None:
         options = {k: u[k] for k in _KNOWN_UPDATE_OPTIONS if k in u}
         options.update(_write_concern(cmd))
         method = "updateMany" if u.get("multi") else "updateOne"
-        lines.append(_call(_coll(cmd["update"]), method, u.get("q", {}), u.get("u", {}),
-                           *([options] if options else [])))
+        lines.append(
+            _call(
+                _coll(cmd["update"]),
+                method,
+                u.get("q", {}),
+                u.get("u", {}),
+                *([options] if options else []),
+            )
+        )
     return "\n".join(lines)
 
 
@@ -162,8 +194,9 @@ def _delete(cmd: Mapping[str, Any]) -> str | None:
         options = {k: d[k] for k in ("hint", "collation") if k in d}
         options.update(_write_concern(cmd))
         method = "deleteOne" if d.get("limit") == 1 else "deleteMany"
-        lines.append(_call(_coll(cmd["delete"]), method, d.get("q", {}),
-                           *([options] if options else [])))
+        lines.append(
+            _call(_coll(cmd["delete"]), method, d.get("q", {}), *([options] if options else []))
+        )
     return "\n".join(lines)
 
 
@@ -172,23 +205,33 @@ def _find_and_modify(cmd: Mapping[str, Any]) -> str | None:
         return None
     options = {"returnDocument": "after"} if cmd.get("new") else {}
     options.update(_write_concern(cmd))
-    return _call(_coll(cmd["findAndModify"]), "findOneAndUpdate", cmd.get("query", {}),
-                 cmd.get("update", {}), *([options] if options else []))
+    return _call(
+        _coll(cmd["findAndModify"]),
+        "findOneAndUpdate",
+        cmd.get("query", {}),
+        cmd.get("update", {}),
+        *([options] if options else []),
+    )
 
 
 def _list_collections(cmd: Mapping[str, Any]) -> str | None:
     if not _only(cmd, {"listCollections", "filter", "nameOnly"}):
         return None
     options = {"nameOnly": cmd["nameOnly"]} if "nameOnly" in cmd else {}
-    return _call("db", "getCollectionInfos", cmd.get("filter", {}),
-                 *([options] if options else []))
+    return _call("db", "getCollectionInfos", cmd.get("filter", {}), *([options] if options else []))
 
 
 def _create(cmd: Mapping[str, Any]) -> str:
     options = {k: v for k, v in cmd.items() if k not in ("create", "viewOn", "pipeline")}
     if "viewOn" in cmd:
-        return _call("db", "createView", cmd["create"], cmd["viewOn"], cmd.get("pipeline", []),
-                     *([options] if options else []))
+        return _call(
+            "db",
+            "createView",
+            cmd["create"],
+            cmd["viewOn"],
+            cmd.get("pipeline", []),
+            *([options] if options else []),
+        )
     return _call("db", "createCollection", cmd["create"], *([options] if options else []))
 
 
@@ -214,10 +257,18 @@ def _session_call(method: str) -> Callable[[Mapping[str, Any]], str]:
 
 
 _RENDERERS = {
-    "watch": _watch, "aggregate": _aggregate, "find": _find, "insert": _insert, "update": _update,
-    "delete": _delete, "create": _create, "drop": _drop, "findAndModify": _find_and_modify,
+    "watch": _watch,
+    "aggregate": _aggregate,
+    "find": _find,
+    "insert": _insert,
+    "update": _update,
+    "delete": _delete,
+    "create": _create,
+    "drop": _drop,
+    "findAndModify": _find_and_modify,
     "listCollections": _list_collections,
-    "startTransaction": _start_transaction, "commitTransaction": _session_call("commitTransaction"),
+    "startTransaction": _start_transaction,
+    "commitTransaction": _session_call("commitTransaction"),
     "abortTransaction": _session_call("abortTransaction"),
 }
 
@@ -306,8 +357,10 @@ def _value(value: Any, indent: int, column: int | None = None) -> str:
         return flat
     pad = " " * (indent + 2)
     if isinstance(value, Mapping):
-        items = [f"{pad}{_key(k)}: {_value(v, indent + 2, indent + len(_key(k)) + 4)}"
-                 for k, v in value.items()]
+        items = [
+            f"{pad}{_key(k)}: {_value(v, indent + 2, indent + len(_key(k)) + 4)}"
+            for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     items = [f"{pad}{_value(v, indent + 2)}" for v in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"

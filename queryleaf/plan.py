@@ -89,8 +89,10 @@ class Insert(Plan):
 
     def commands(self):
         if self.compute is not None:
-            return [{"aggregate": 1, "pipeline": self.compute, "cursor": {}},
-                    {"insert": self.collection, "documents": ["<the documents computed above>"]}]
+            return [
+                {"aggregate": 1, "pipeline": self.compute, "cursor": {}},
+                {"insert": self.collection, "documents": ["<the documents computed above>"]},
+            ]
         return [{"insert": self.collection, "documents": self.documents}]
 
 
@@ -109,8 +111,10 @@ class InsertSelect(Plan):
     columns: tuple[tuple[str, ...], ...] = ()  # field names, each taken literally
 
     def commands(self):
-        return [*self.source.commands(),
-                {"insert": self.collection, "documents": ["<the rows of the query above>"]}]
+        return [
+            *self.source.commands(),
+            {"insert": self.collection, "documents": ["<the rows of the query above>"]},
+        ]
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,10 @@ class Update(Plan):
     def commands(self):
         first = self.id_query.commands() if self.id_query else []
         q = {"_id": {"$in": "<the _id values selected above>"}} if self.id_query else self.filter
-        return [*first, {"update": self.collection,
-                         "updates": [{"q": q, "u": self.update, "multi": True}]}]
+        return [
+            *first,
+            {"update": self.collection, "updates": [{"q": q, "u": self.update, "multi": True}]},
+        ]
 
 
 @dataclass(frozen=True)
@@ -215,11 +221,16 @@ class TransactionControl(Plan):
 @dataclass(frozen=True)
 class StartTransaction(TransactionControl):
     def commands(self):
-        return [{"startTransaction": True, "readConcern": {"level": READ_CONCERN},
-                 "writeConcern": {"w": WRITE_CONCERN},
-                 "$comment": "the session's settings, not a command: the driver sends "
-                             "startTransaction and readConcern with the first command of the "
-                             "transaction, writeConcern with commitTransaction"}]
+        return [
+            {
+                "startTransaction": True,
+                "readConcern": {"level": READ_CONCERN},
+                "writeConcern": {"w": WRITE_CONCERN},
+                "$comment": "the session's settings, not a command: the driver sends "
+                "startTransaction and readConcern with the first command of the "
+                "transaction, writeConcern with commitTransaction",
+            }
+        ]
 
 
 @dataclass(frozen=True)

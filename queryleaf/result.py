@@ -36,10 +36,17 @@ class Result:
     ``warnings`` lists QueryWarnings about the statement (empty when there are none).
     """
 
-    def __init__(self, columns: list[str] | None = None, rows: list[dict[str, Any]] | None = None,
-                 rowcount: int = -1, statement: str = "", message: str | None = None,
-                 commands: list[dict[str, Any]] | None = None, elapsed_ms: float = 0.0,
-                 stream: Iterator[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        columns: list[str] | None = None,
+        rows: list[dict[str, Any]] | None = None,
+        rowcount: int = -1,
+        statement: str = "",
+        message: str | None = None,
+        commands: list[dict[str, Any]] | None = None,
+        elapsed_ms: float = 0.0,
+        stream: Iterator[dict[str, Any]] | None = None,
+    ):
         self._columns = columns
         self._rows = rows
         self._stream = stream
@@ -107,8 +114,10 @@ class Result:
         return len(self.rows)
 
     def __repr__(self) -> str:
-        return (f"Result(statement={self.statement!r}, columns={self._columns!r}, "
-                f"rowcount={self._rowcount!r}, message={self.message!r})")
+        return (
+            f"Result(statement={self.statement!r}, columns={self._columns!r}, "
+            f"rowcount={self._rowcount!r}, message={self.message!r})"
+        )
 
     def scalar(self) -> Any:
         """The first column of the first row (None when there are no rows)."""
@@ -119,5 +128,7 @@ class Result:
 
 
 def _already_streamed() -> QueryLeafError:
-    return QueryLeafError("the rows of this result were already streamed by iterating it; use "
-                          ".rows to keep them", error_code=ErrorCode.ROWS_ALREADY_STREAMED)
+    return QueryLeafError(
+        "the rows of this result were already streamed by iterating it; use .rows to keep them",
+        error_code=ErrorCode.ROWS_ALREADY_STREAMED,
+    )

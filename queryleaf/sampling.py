@@ -62,8 +62,9 @@ class FieldSampler:
         now = time.monotonic()
         if cached is not None:
             age = now - cached.taken_at
-            if age <= MAX_AGE_S and not (recheck and (age > RECHECK_AGE_S
-                                                      or self._written_since(cached, collection))):
+            if age <= MAX_AGE_S and not (
+                recheck and (age > RECHECK_AGE_S or self._written_since(cached, collection))
+            ):
                 return cached
         fresh = self._take(collection)
         if fresh is None:
@@ -81,8 +82,9 @@ class FieldSampler:
         started, generation = time.monotonic(), self._writes
         try:
             info = next(iter(self.db.list_collections(filter={"name": collection})), None)
-            cursor = self.db[collection].aggregate([{"$sample": {"size": SAMPLE_SIZE}}],
-                                                   batchSize=SAMPLE_SIZE)
+            cursor = self.db[collection].aggregate(
+                [{"$sample": {"size": SAMPLE_SIZE}}], batchSize=SAMPLE_SIZE
+            )
             paths: set[FieldPath] = set()
             documents = 0
             complete = True

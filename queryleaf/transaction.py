@@ -60,8 +60,9 @@ def check_allowed(statement: ast.Statement, p: plan.Plan) -> None:
         raise PlanningError(f"{name} cannot run inside a transaction ({reason})", statement.pos)
     for node in walk(statement):
         if isinstance(node, ast.TableFunction):
-            raise PlanningError(f"{node.name}() cannot be read inside a transaction ({_EVENTS})",
-                                node.pos)
+            raise PlanningError(
+                f"{node.name}() cannot be read inside a transaction ({_EVENTS})", node.pos
+            )
 
 
 class Transaction:
@@ -70,8 +71,10 @@ class Transaction:
 
     def __init__(self, client: pymongo.MongoClient, managed: bool = False):
         self.session: ClientSession = client.start_session()
-        self.session.start_transaction(read_concern=ReadConcern(plan.READ_CONCERN),
-                                       write_concern=WriteConcern(plan.WRITE_CONCERN))
+        self.session.start_transaction(
+            read_concern=ReadConcern(plan.READ_CONCERN),
+            write_concern=WriteConcern(plan.WRITE_CONCERN),
+        )
         self.managed = managed
         self.failure: str | None = None  # the message of the error that aborted it
         # Collections its inserts wrote: a new one exists for its later statements although
@@ -84,9 +87,11 @@ class Transaction:
 
     def check_usable(self, statement: ast.Statement) -> None:
         if self.failure is not None:
-            raise TransactionError("current transaction is aborted, statements are refused "
-                                   f"until ROLLBACK (it was aborted by: {self.failure})",
-                                   statement.pos)
+            raise TransactionError(
+                "current transaction is aborted, statements are refused "
+                f"until ROLLBACK (it was aborted by: {self.failure})",
+                statement.pos,
+            )
 
     def wrote(self, p: plan.Plan) -> None:
         if isinstance(p, plan.Insert | plan.InsertSelect):
@@ -117,9 +122,11 @@ class Transaction:
             text += ": ROLLBACK to end it"
         if isinstance(exc, ExecutionError):
             if exc.code == NO_SUCH_TRANSACTION:
-                text += (" (the server no longer has the transaction: MongoDB aborts one that "
-                         "stays open longer than transactionLifetimeLimitSeconds, 60 s by "
-                         "default)")
+                text += (
+                    " (the server no longer has the transaction: MongoDB aborts one that "
+                    "stays open longer than transactionLifetimeLimitSeconds, 60 s by "
+                    "default)"
+                )
             if TRANSIENT in exc.labels:
                 text += f" ({TRANSIENT}: running the whole transaction again may succeed)"
         return text
@@ -151,12 +158,16 @@ class Transaction:
 def _commit_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
     error = server_error(exc)
     if UNKNOWN_COMMIT in error_labels(exc):
-        message = ("COMMIT failed and its outcome is unknown: the transaction may or may not "
-                   f"have been committed ({error.message}); check the data before running it "
-                   "again")
+        message = (
+            "COMMIT failed and its outcome is unknown: the transaction may or may not "
+            f"have been committed ({error.message}); check the data before running it "
+            "again"
+        )
     else:
-        message = (f"COMMIT failed ({error.message}): the transaction was rolled back, nothing "
-                   "it changed was committed")
+        message = (
+            f"COMMIT failed ({error.message}): the transaction was rolled back, nothing "
+            "it changed was committed"
+        )
         if TRANSIENT in error_labels(exc):
             message += f" ({TRANSIENT}: running the whole transaction again may succeed)"
     if isinstance(error, ServerUnreachable):

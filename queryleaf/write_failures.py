@@ -19,8 +19,9 @@ def _rows(first: int, last: int) -> str:
     return f"row {first}" if first == last else f"rows {first}-{last}"
 
 
-def insert_failed(details: Mapping[str, Any], before: int, total: int | None,
-                  in_transaction: bool) -> str | None:
+def insert_failed(
+    details: Mapping[str, Any], before: int, total: int | None, in_transaction: bool
+) -> str | None:
     """The message of an ordered insert the server stopped at a row (``details`` of its
     BulkWriteError); None when it stopped for another reason (a write concern error).
 
@@ -33,13 +34,17 @@ def insert_failed(details: Mapping[str, Any], before: int, total: int | None,
     failed = before + int(errors[0].get("index", 0)) + 1  # 1-based, in the statement's rows
     reason = errors[0].get("errmsg", "")
     if total == 1:
-        return f"INSERT failed ({reason})" + ("" if in_transaction else
-                                              ": the row was not inserted")
+        return f"INSERT failed ({reason})" + (
+            "" if in_transaction else ": the row was not inserted"
+        )
     of = f" of {total}" if total is not None else ""
     message = f"INSERT failed at row {failed}{of} ({reason})"
     if not in_transaction:
-        done = ("no row was inserted" if failed == 1
-                else f"{_rows(1, failed - 1)} {'was' if failed == 2 else 'were'} inserted")
+        done = (
+            "no row was inserted"
+            if failed == 1
+            else f"{_rows(1, failed - 1)} {'was' if failed == 2 else 'were'} inserted"
+        )
         if total is None:
             rest = f"row {failed} and the rows after it were not"
         else:
@@ -66,7 +71,9 @@ def multi_write_failed(verb: str, reason: str, in_transaction: bool) -> str:
     message = f"{verb} failed ({reason})"
     if in_transaction:
         return message
-    return message + (f": some rows may already have been {_CHANGED[verb]} (MongoDB applies it "
-                      "row by row and does not report how many rows it applied before the "
-                      "error); run it inside a transaction (BEGIN ... COMMIT) to make it "
-                      "all-or-nothing")
+    return message + (
+        f": some rows may already have been {_CHANGED[verb]} (MongoDB applies it "
+        "row by row and does not report how many rows it applied before the "
+        "error); run it inside a transaction (BEGIN ... COMMIT) to make it "
+        "all-or-nothing"
+    )

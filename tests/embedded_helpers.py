@@ -89,8 +89,14 @@ def spawn_fixture(tmp_path: Path):
     procs: list[subprocess.Popen] = []
 
     def _spawn(*args: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.PIPE,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(proc)
         return proc
 

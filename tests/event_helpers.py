@@ -29,8 +29,7 @@ def drain(ql, **kwargs):
     return ql.run_subscriptions(poll_interval=0.2, **kwargs)
 
 
-def wait_for(predicate, timeout: float = 10.0, what: str = "the condition",
-             interval: float = 0.05):
+def wait_for(predicate, timeout: float = 10.0, what: str = "the condition", interval: float = 0.05):
     """The first truthy value of ``predicate()`` within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -29,10 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(server, dbname, tmp_path):
     """Run ``python -m queryleaf --uri <server> --db <dbname> ARGS...``; returns CompletedProcess."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname, *args],
-            input=input, capture_output=True, text=True, timeout=timeout, env=_env(tmp_path),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(tmp_path),
             cwd=tmp_path,
         )
 
@@ -41,8 +47,11 @@ def cli(server, dbname, tmp_path):
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS", "LINES", "NO_COLOR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS", "LINES", "NO_COLOR")
+    }
     env["QUERYLEAF_DATA_DIR"] = str(tmp_path / "data")  # the REPL history goes there
     # The command runs the queryleaf these tests import (a checkout's, not another install's).
     source = str(Path(queryleaf.__file__).resolve().parents[1])
@@ -51,13 +60,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     assert "Traceback" not in proc.stderr
     return proc
 
 
 def _failed(proc: subprocess.CompletedProcess, code: int = 1) -> subprocess.CompletedProcess:
-    assert proc.returncode == code, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == code, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     assert "Traceback" not in proc.stderr
     return proc
 
@@ -67,8 +80,10 @@ def _seed(server, dbname: str) -> None:
     MongoClient(server.uri)[dbname]["people"].insert_one({"name": "cy", "age": 7})
 
 
-PEOPLE = ("INSERT INTO people (name, age, _id) VALUES "
-          f"('ann', 31, OBJECTID('{OID}')), ('bob', 42, OBJECTID('65a1b2c3d4e5f60718293a4c'));")
+PEOPLE = (
+    "INSERT INTO people (name, age, _id) VALUES "
+    f"('ann', 31, OBJECTID('{OID}')), ('bob', 42, OBJECTID('65a1b2c3d4e5f60718293a4c'));"
+)
 
 
 # ---------------------------------------------------------------- -e and formats
@@ -87,9 +102,15 @@ def test_execute_table(cli):
 
 def test_execute_json(cli):
     _ok(cli("-e", PEOPLE))
-    proc = _ok(cli("--format", "json", "-e",
-                   "SELECT _id, name, age, nickname FROM people ORDER BY age; "
-                   "SELECT name FROM people WHERE age > 40;"))
+    proc = _ok(
+        cli(
+            "--format",
+            "json",
+            "-e",
+            "SELECT _id, name, age, nickname FROM people ORDER BY age; "
+            "SELECT name FROM people WHERE age > 40;",
+        )
+    )
     first, second = (json.loads(line) for line in proc.stdout.splitlines())
     assert first == [
         {"_id": {"$oid": OID}, "name": "ann", "age": 31, "nickname": None},
@@ -100,8 +121,14 @@ def test_execute_json(cli):
 
 
 def test_execute_csv(cli):
-    proc = _ok(cli("--format", "csv", "-e",
-                   PEOPLE + " SELECT name, age, people.nickname FROM people ORDER BY age;"))
+    proc = _ok(
+        cli(
+            "--format",
+            "csv",
+            "-e",
+            PEOPLE + " SELECT name, age, people.nickname FROM people ORDER BY age;",
+        )
+    )
     assert proc.stdout.splitlines() == ["name,age,nickname", "ann,31,", "bob,42,"]
     assert re.match(r"INSERT 2 \(\d+\.\d ms\)\n2 rows", proc.stderr)
 
@@ -115,10 +142,14 @@ def test_execute_syntax_error(cli):
 def test_connection_error_is_one_line(cli):
     proc = subprocess.run(
         [sys.executable, "-m", "queryleaf", "--uri", "notmongo://nowhere", "-e", "SELECT 1 AS x"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     _failed(proc, 3)
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: QL0002: invalid MongoDB URI")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+        "error: QL0002: invalid MongoDB URI"
+    )
 
 
 # ---------------------------------------------------------------- run
@@ -141,13 +172,16 @@ def test_run_syntax_error_names_file_line_and_column(cli, tmp_path):
 
 def test_run_stops_at_failing_statement_and_keeps_earlier_effects(cli, tmp_path, server, dbname):
     path = tmp_path / "dup.sql"
-    path.write_text("INSERT INTO t (_id, v) VALUES (1, 'first');\n\n"
-                    "-- the same _id again: the server refuses it\n"
-                    "INSERT INTO t (_id, v) VALUES (1, 'again');\n"
-                    "INSERT INTO t (_id, v) VALUES (2, 'never');\n")
+    path.write_text(
+        "INSERT INTO t (_id, v) VALUES (1, 'first');\n\n"
+        "-- the same _id again: the server refuses it\n"
+        "INSERT INTO t (_id, v) VALUES (1, 'again');\n"
+        "INSERT INTO t (_id, v) VALUES (2, 'never');\n"
+    )
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL3002: ", proc.stderr, re.M), \
+    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL3002: ", proc.stderr, re.M), (
         proc.stderr
+    )
     assert "INSERT INTO t (_id, v) VALUES (1, 'again');\n" in proc.stderr
     docs = list(MongoClient(server.uri)[dbname]["t"].find())
     assert docs == [{"_id": 1, "v": "first"}]
@@ -157,8 +191,12 @@ def test_run_planning_error_points_into_the_statement(cli, tmp_path):
     path = tmp_path / "plan.sql"
     path.write_text(PEOPLE + "\n\nSELECT name,\n       NO_SUCH_FUNCTION(age) FROM people;\n")
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:4:\d+: error: QL2004: unknown function "
-                     "NO_SUCH_FUNCTION", proc.stderr, re.M), proc.stderr
+    assert re.search(
+        rf"^{re.escape(str(path))}:4:\d+: error: QL2004: unknown function "
+        "NO_SUCH_FUNCTION",
+        proc.stderr,
+        re.M,
+    ), proc.stderr
 
 
 def test_error_codes_in_the_output_of_e(cli):
@@ -172,9 +210,11 @@ def test_unknown_column_warning_goes_to_stderr_with_a_caret(cli, server, dbname)
     _seed(server, dbname)
     proc = _ok(cli("--format", "csv", "-e", "SELECT name, nmae FROM people;"))
     assert proc.stdout.splitlines() == ["name,nmae", "cy,"]
-    assert ("warning at line 1, column 14: QL2002: unknown column nmae: no sampled document of people "
-            "has it (it reads as NULL); did you mean name?\n"
-            "SELECT name, nmae FROM people;\n             ^") in proc.stderr
+    assert (
+        "warning at line 1, column 14: QL2002: unknown column nmae: no sampled document of people "
+        "has it (it reads as NULL); did you mean name?\n"
+        "SELECT name, nmae FROM people;\n             ^"
+    ) in proc.stderr
 
 
 def test_run_file_warning_names_file_line_and_column(cli, tmp_path, server, dbname):
@@ -182,8 +222,12 @@ def test_run_file_warning_names_file_line_and_column(cli, tmp_path, server, dbna
     path = tmp_path / "warn.sql"
     path.write_text("SELECT name FROM people;\nSELECT agee FROM people;\n")
     proc = _ok(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:2:8: warning: QL2002: unknown column agee: .*did you "
-                     r"mean age\?$", proc.stderr, re.M), proc.stderr
+    assert re.search(
+        rf"^{re.escape(str(path))}:2:8: warning: QL2002: unknown column agee: .*did you "
+        r"mean age\?$",
+        proc.stderr,
+        re.M,
+    ), proc.stderr
 
 
 def test_run_file_unknown_column_in_update_fails(cli, tmp_path, server, dbname):
@@ -191,8 +235,10 @@ def test_run_file_unknown_column_in_update_fails(cli, tmp_path, server, dbname):
     path = tmp_path / "trap.sql"
     path.write_text('UPDATE people SET name = "Jane";\n')
     proc = _failed(cli("run", str(path)))
-    assert f'{path}:1:26: error: QL2002: unknown column "Jane"; string literals use single quotes' \
+    assert (
+        f'{path}:1:26: error: QL2002: unknown column "Jane"; string literals use single quotes'
         in proc.stderr
+    )
     assert MongoClient(server.uri)[dbname]["people"].find_one()["name"] == "cy"
 
 
@@ -205,12 +251,14 @@ def test_run_missing_file(cli, tmp_path):
 
 def test_run_a_script_with_begin_and_rollback(cli, tmp_path, server, dbname):
     path = tmp_path / "txn.sql"
-    path.write_text("INSERT INTO t (_id) VALUES (1);\n"
-                    "BEGIN;\n"
-                    "INSERT INTO t (_id) VALUES (2);\n"
-                    "SELECT COUNT(*) AS n FROM t;\n"
-                    "ROLLBACK;\n"
-                    "SELECT COUNT(*) AS n FROM t;\n")
+    path.write_text(
+        "INSERT INTO t (_id) VALUES (1);\n"
+        "BEGIN;\n"
+        "INSERT INTO t (_id) VALUES (2);\n"
+        "SELECT COUNT(*) AS n FROM t;\n"
+        "ROLLBACK;\n"
+        "SELECT COUNT(*) AS n FROM t;\n"
+    )
     proc = _ok(cli("--format", "csv", "run", str(path)))
     assert proc.stdout.splitlines() == ["n", "2", "", "n", "1"]
     assert re.search(r"^BEGIN \(\d+\.\d ms\)$", proc.stderr, re.M)
@@ -220,22 +268,25 @@ def test_run_a_script_with_begin_and_rollback(cli, tmp_path, server, dbname):
 
 def test_run_that_fails_inside_a_transaction_commits_nothing(cli, tmp_path, server, dbname):
     path = tmp_path / "all_or_nothing.sql"
-    path.write_text("BEGIN;\n"
-                    "INSERT INTO t (_id) VALUES (1), (2);\n"
-                    "INSERT INTO t (_id) VALUES (2);\n"
-                    "COMMIT;\n")
+    path.write_text(
+        "BEGIN;\nINSERT INTO t (_id) VALUES (1), (2);\nINSERT INTO t (_id) VALUES (2);\nCOMMIT;\n"
+    )
     proc = _failed(cli("run", str(path)))
-    assert re.search(rf"^{re.escape(str(path))}:3:1: error: QL3002: INSERT failed \(E11000 ", proc.stderr,
-                     re.M), proc.stderr
-    assert (f"{path}: error: the open transaction was rolled back: nothing it changed was "
-            "committed") in proc.stderr
+    assert re.search(
+        rf"^{re.escape(str(path))}:3:1: error: QL3002: INSERT failed \(E11000 ", proc.stderr, re.M
+    ), proc.stderr
+    assert (
+        f"{path}: error: the open transaction was rolled back: nothing it changed was committed"
+    ) in proc.stderr
     assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
 
 
 def test_execute_ending_inside_a_transaction_rolls_it_back(cli, server, dbname):
     proc = _failed(cli("-e", "BEGIN; INSERT INTO t (_id) VALUES (1);"))
-    assert ("error: the statements ended inside a transaction (BEGIN without COMMIT): it was "
-            "rolled back, nothing it changed was committed") in proc.stderr
+    assert (
+        "error: the statements ended inside a transaction (BEGIN without COMMIT): it was "
+        "rolled back, nothing it changed was committed"
+    ) in proc.stderr
     assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
 
 
@@ -248,7 +299,7 @@ def test_repl_through_a_pipe(cli):
         "SELECT name\n"
         "  FROM people\n"
         "  WHERE age > 40;\n"
-        "SELECT name FROM people WHERE;\n"          # an error: reported, the REPL carries on
+        "SELECT name FROM people WHERE;\n"  # an error: reported, the REPL carries on
         "\\d\n"
         "SELECT name, age + 1 AS next_age FROM people WHERE name = 'ann';\n"
         "\\q\n"
@@ -271,11 +322,14 @@ def test_repl_prints_unknown_column_warnings(cli, server, dbname):
 
 
 def test_repl_leaving_with_an_open_transaction_rolls_it_back(cli, server, dbname):
-    proc = _ok(cli(input="BEGIN;\nINSERT INTO t (_id) VALUES (1);\nSELECT COUNT(*) AS n FROM t;\n"
-                         "\\q\n"))
+    proc = _ok(
+        cli(input="BEGIN;\nINSERT INTO t (_id) VALUES (1);\nSELECT COUNT(*) AS n FROM t;\n\\q\n")
+    )
     assert ["1"] in [line.split() for line in proc.stdout.splitlines()]
-    assert ("warning: the open transaction was rolled back on leaving the shell: nothing it "
-            "changed was committed") in proc.stderr
+    assert (
+        "warning: the open transaction was rolled back on leaving the shell: nothing it "
+        "changed was committed"
+    ) in proc.stderr
     assert MongoClient(server.uri)[dbname]["t"].count_documents({}) == 0
 
 
@@ -294,7 +348,11 @@ class Terminal:
         env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
-            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=tmp_path,
             start_new_session=True,
         )
         os.close(slave)
@@ -308,20 +366,21 @@ class Terminal:
         """Wait for ``marker``; returns the output before it since the last match."""
         deadline = time.monotonic() + timeout
         while (found := self.seen.find(marker, self.consumed)) < 0:
-            ready, _, _ = select.select([self.master], [], [],
-                                        max(deadline - time.monotonic(), 0))
+            ready, _, _ = select.select([self.master], [], [], max(deadline - time.monotonic(), 0))
             if not ready:
-                raise AssertionError(f"no {marker!r} in terminal output: "
-                                     f"{bytes(self.seen[-800:])!r}")
+                raise AssertionError(
+                    f"no {marker!r} in terminal output: {bytes(self.seen[-800:])!r}"
+                )
             try:
                 chunk = os.read(self.master, 4096)
             except OSError:  # the child closed the terminal
                 chunk = b""
             if not chunk:
-                raise AssertionError(f"terminal closed before {marker!r}: "
-                                     f"{bytes(self.seen[-800:])!r}")
+                raise AssertionError(
+                    f"terminal closed before {marker!r}: {bytes(self.seen[-800:])!r}"
+                )
             self.seen.extend(chunk)
-        before = bytes(self.seen[self.consumed:found])
+        before = bytes(self.seen[self.consumed : found])
         self.consumed = found + len(marker)
         return before
 
@@ -405,8 +464,14 @@ def test_explain_error(cli):
 
 
 def test_serve_and_worker_are_listed(cli):
-    proc = _ok(subprocess.run([sys.executable, "-m", "queryleaf", "--help"],
-                              capture_output=True, text=True, timeout=60))
+    proc = _ok(
+        subprocess.run(
+            [sys.executable, "-m", "queryleaf", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    )
     for name in ("run", "explain", "serve", "worker"):
         assert re.search(rf"^\s+{name}\s", proc.stdout, re.M)
 
@@ -415,17 +480,28 @@ def test_serve_and_worker_are_listed(cli):
 
 
 def test_to_mongosh_find():
-    cmd = {"find": "orders", "filter": {"status": "paid", "total": {"$gt": 10}},
-           "projection": {"_id": 0, "total": 1}, "sort": {"total": -1}, "skip": 5, "limit": 10}
+    cmd = {
+        "find": "orders",
+        "filter": {"status": "paid", "total": {"$gt": 10}},
+        "projection": {"_id": 0, "total": 1},
+        "sort": {"total": -1},
+        "skip": 5,
+        "limit": 10,
+    }
     assert to_mongosh(cmd) == (
         "db.orders.find({ status: 'paid', total: { $gt: 10 } }, { _id: 0, total: 1 })"
-        ".sort({ total: -1 }).skip(5).limit(10)")
+        ".sort({ total: -1 }).skip(5).limit(10)"
+    )
 
 
 def test_to_mongosh_values_and_keys():
     when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    cmd = {"insert": "o", "documents": [
-        {"_id": ObjectId(OID), "at": when, "p": Decimal128("9.99"), "a.b": None, "it's": True}]}
+    cmd = {
+        "insert": "o",
+        "documents": [
+            {"_id": ObjectId(OID), "at": when, "p": Decimal128("9.99"), "a.b": None, "it's": True}
+        ],
+    }
     assert to_mongosh(cmd) == (
         "db.o.insertOne({\n"
         f"  _id: ObjectId('{OID}'),\n"
@@ -433,56 +509,90 @@ def test_to_mongosh_values_and_keys():
         "  p: NumberDecimal('9.99'),\n"
         "  'a.b': null,\n"
         "  'it\\'s': true\n"
-        "})")
+        "})"
+    )
 
 
 def test_to_mongosh_writes():
-    assert to_mongosh({"update": "t", "updates": [
-        {"q": {"a": 1}, "u": {"$inc": {"n": 1}}, "multi": True}]}) == (
-        "db.t.updateMany({ a: 1 }, { $inc: { n: 1 } })")
-    assert to_mongosh({"update": "t", "updates": [
-        {"q": {}, "u": [{"$set": {"n": {"$add": ["$n", 1]}}}], "multi": True, "upsert": True}]}) == (
-        "db.t.updateMany({}, [ { $set: { n: { $add: [ '$n', 1 ] } } } ], { upsert: true })")
+    assert to_mongosh(
+        {"update": "t", "updates": [{"q": {"a": 1}, "u": {"$inc": {"n": 1}}, "multi": True}]}
+    ) == ("db.t.updateMany({ a: 1 }, { $inc: { n: 1 } })")
+    assert to_mongosh(
+        {
+            "update": "t",
+            "updates": [
+                {
+                    "q": {},
+                    "u": [{"$set": {"n": {"$add": ["$n", 1]}}}],
+                    "multi": True,
+                    "upsert": True,
+                }
+            ],
+        }
+    ) == ("db.t.updateMany({}, [ { $set: { n: { $add: [ '$n', 1 ] } } } ], { upsert: true })")
     assert to_mongosh({"delete": "t", "deletes": [{"q": {}, "limit": 0}]}) == "db.t.deleteMany({})"
     assert to_mongosh({"insert": "t", "documents": [{"a": 1}, {"a": 2}]}) == (
-        "db.t.insertMany([ { a: 1 }, { a: 2 } ])")
+        "db.t.insertMany([ { a: 1 }, { a: 2 } ])"
+    )
 
 
 def test_to_mongosh_pipelines_and_fallbacks():
-    pipeline = [{"$match": {"status": "paid"}},
-                {"$group": {"_id": "$customer.name", "total": {"$sum": "$amount"}}},
-                {"$sort": {"total": -1}}]
+    pipeline = [
+        {"$match": {"status": "paid"}},
+        {"$group": {"_id": "$customer.name", "total": {"$sum": "$amount"}}},
+        {"$sort": {"total": -1}},
+    ]
     text = to_mongosh({"aggregate": "orders", "pipeline": pipeline, "cursor": {}})
     assert text.startswith("db.orders.aggregate([\n  { $match: { status: 'paid' } },\n")
     assert text.endswith("\n  { $sort: { total: -1 } }\n])")
-    assert to_mongosh({"aggregate": "orders", "pipeline": [
-        {"$changeStream": {"fullDocument": "updateLookup"}}, {"$match": {"operationType": "insert"}}],
-        "cursor": {}}) == (
+    assert to_mongosh(
+        {
+            "aggregate": "orders",
+            "pipeline": [
+                {"$changeStream": {"fullDocument": "updateLookup"}},
+                {"$match": {"operationType": "insert"}},
+            ],
+            "cursor": {},
+        }
+    ) == (
         "db.orders.watch([ { $match: { operationType: 'insert' } } ], "
-        "{ fullDocument: 'updateLookup' })")
-    assert to_mongosh({"find": "my-orders", "filter": {}}) == "db.getCollection('my-orders').find({})"
+        "{ fullDocument: 'updateLookup' })"
+    )
+    assert (
+        to_mongosh({"find": "my-orders", "filter": {}}) == "db.getCollection('my-orders').find({})"
+    )
     assert to_mongosh({"ping": 1}) == "db.runCommand({ ping: 1 })"
     assert to_mongosh({"find": "t", "filter": {}, "readConcern": {"level": "majority"}}) == (
-        "db.runCommand({ find: 't', filter: {}, readConcern: { level: 'majority' } })")
+        "db.runCommand({ find: 't', filter: {}, readConcern: { level: 'majority' } })"
+    )
 
 
 def test_to_mongosh_write_concern_notes_and_other_databases():
     wc = {"w": "majority", "j": True}
-    assert to_mongosh({"delete": "t", "deletes": [{"q": {"_id": "s"}, "limit": 1}],
-                       "writeConcern": wc}) == (
-        "db.t.deleteOne({ _id: 's' }, { writeConcern: { w: 'majority', j: true } })")
-    assert to_mongosh({"findAndModify": "t", "query": {"_id": 1}, "update": {"$set": {"a": 1}},
-                       "new": True}) == (
-        "db.t.findOneAndUpdate({ _id: 1 }, { $set: { a: 1 } }, { returnDocument: 'after' })")
+    assert to_mongosh(
+        {"delete": "t", "deletes": [{"q": {"_id": "s"}, "limit": 1}], "writeConcern": wc}
+    ) == ("db.t.deleteOne({ _id: 's' }, { writeConcern: { w: 'majority', j: true } })")
+    assert to_mongosh(
+        {"findAndModify": "t", "query": {"_id": 1}, "update": {"$set": {"a": 1}}, "new": True}
+    ) == ("db.t.findOneAndUpdate({ _id: 1 }, { $set: { a: 1 } }, { returnDocument: 'after' })")
     assert to_mongosh({"listCollections": 1, "filter": {"name": "t"}, "nameOnly": True}) == (
-        "db.getCollectionInfos({ name: 't' }, { nameOnly: true })")
+        "db.getCollectionInfos({ name: 't' }, { nameOnly: true })"
+    )
     # $db: another database; $comment: a note of EXPLAIN's, never sent.
-    assert to_mongosh({"find": "oplog.rs", "filter": {}, "limit": 1, "$db": "local",
-                       "$comment": "the oldest entry"}) == (
-        "db.getSiblingDB('local').getCollection('oplog.rs').find({}).limit(1)"
-        "  // the oldest entry")
+    assert to_mongosh(
+        {
+            "find": "oplog.rs",
+            "filter": {},
+            "limit": 1,
+            "$db": "local",
+            "$comment": "the oldest entry",
+        }
+    ) == (
+        "db.getSiblingDB('local').getCollection('oplog.rs').find({}).limit(1)  // the oldest entry"
+    )
     assert to_mongosh({"collMod": "t", "$comment": "only when"}) == (
-        "db.runCommand({ collMod: 't' })  // only when")
+        "db.runCommand({ collMod: 't' })  // only when"
+    )
 
 
 def test_caret_excerpt():

@@ -30,8 +30,11 @@ M = MISSING
 
 SETTINGS = dict(
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 # QUERYLEAF_DIFF_SCALE=10 runs ten times as many examples (a deeper, slower run).
 SCALE = float(os.environ.get("QUERYLEAF_DIFF_SCALE", "1"))
@@ -44,10 +47,13 @@ def examples(n: int) -> int:
 # ---------------------------------------------------------------- the check
 
 
-def _report(problem: str, data: list[dict[str, Any]], ql_sql: str, lite_sql: str,
-            expected: Any, actual: Any) -> str:
-    return (f"{problem}\n  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
-            f"  rows ({len(data)}): {data}\n  SQLite:    {expected}\n  queryleaf: {actual}")
+def _report(
+    problem: str, data: list[dict[str, Any]], ql_sql: str, lite_sql: str, expected: Any, actual: Any
+) -> str:
+    return (
+        f"{problem}\n  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
+        f"  rows ({len(data)}): {data}\n  SQLite:    {expected}\n  queryleaf: {actual}"
+    )
 
 
 def run_both(tables: Tables, ql_sql: str, lite_sql: str, *, star: bool = False):
@@ -55,15 +61,24 @@ def run_both(tables: Tables, ql_sql: str, lite_sql: str, *, star: bool = False):
     try:
         actual = tables.mongo.query(ql_sql, star=star, names=expected.columns)
     except Exception as exc:  # an error is a difference too: SQLite answered
-        raise AssertionError(f"queryleaf failed: {type(exc).__name__}: {exc}\n"
-                             f"  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
-                             f"  SQLite: {expected.rows}") from None
+        raise AssertionError(
+            f"queryleaf failed: {type(exc).__name__}: {exc}\n"
+            f"  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
+            f"  SQLite: {expected.rows}"
+        ) from None
     return expected, actual
 
 
-def check(tables: Tables, data: list[dict[str, Any]], ql_sql: str, lite_sql: str | None = None,
-          *, ordered: bool = False, key_positions: list[int] | None = None,
-          star: bool = False) -> None:
+def check(
+    tables: Tables,
+    data: list[dict[str, Any]],
+    ql_sql: str,
+    lite_sql: str | None = None,
+    *,
+    ordered: bool = False,
+    key_positions: list[int] | None = None,
+    star: bool = False,
+) -> None:
     """Run the query on both engines and assert the same answer."""
     ql_sql = ql_sql.replace(TABLE, tables.name)
     lite_sql = (lite_sql or ql_sql).replace(TABLE, tables.name)
@@ -72,11 +87,9 @@ def check(tables: Tables, data: list[dict[str, Any]], ql_sql: str, lite_sql: str
     if len(expected.columns) != len(actual.columns):
         problem = f"column count differs: {expected.columns} vs {actual.columns}"
     else:
-        problem = compare(expected.rows, actual.rows, ordered=ordered,
-                          key_positions=key_positions)
+        problem = compare(expected.rows, actual.rows, ordered=ordered, key_positions=key_positions)
     if problem:
-        raise AssertionError(_report(problem, data, ql_sql, lite_sql, expected.rows,
-                                     actual.rows))
+        raise AssertionError(_report(problem, data, ql_sql, lite_sql, expected.rows, actual.rows))
 
 
 def check_query(tables: Tables, data: list[dict[str, Any]], q: Query) -> None:
@@ -84,8 +97,15 @@ def check_query(tables: Tables, data: list[dict[str, Any]], q: Query) -> None:
     if q.limited and not total:
         check_unordered_limit(tables, data, q)
         return
-    check(tables, data, q.render("ql", TABLE), q.render("lite", TABLE), ordered=total,
-          key_positions=None if total else q.key_prefix, star=q.star)
+    check(
+        tables,
+        data,
+        q.render("ql", TABLE),
+        q.render("lite", TABLE),
+        ordered=total,
+        key_positions=None if total else q.key_prefix,
+        star=q.star,
+    )
 
 
 def check_unordered_limit(tables: Tables, data: list[dict[str, Any]], q: Query) -> None:
@@ -103,12 +123,16 @@ def check_unordered_limit(tables: Tables, data: list[dict[str, Any]], q: Query) 
     elif not is_sub_multiset(actual.rows, expected.rows):
         problem = "LIMIT/OFFSET: rows that are not in the answer without LIMIT/OFFSET"
     if problem:
-        raise AssertionError(_report(problem, data, ql_sql, full_sql + "  (no LIMIT/OFFSET)",
-                                     expected.rows, actual.rows))
+        raise AssertionError(
+            _report(
+                problem, data, ql_sql, full_sql + "  (no LIMIT/OFFSET)", expected.rows, actual.rows
+            )
+        )
 
 
-def check_sql(ql: Any, data: list[dict[str, Any]], sql: str, lite_sql: str | None = None,
-              **kw: Any) -> None:
+def check_sql(
+    ql: Any, data: list[dict[str, Any]], sql: str, lite_sql: str | None = None, **kw: Any
+) -> None:
     with Tables(ql, data) as tables:
         check(tables, data, sql, lite_sql, **kw)
 
@@ -157,14 +181,22 @@ FULL = [{c: r.get(c, M) for c in ("i", "j", "f", "s", "t", "b")} for r in NULLY]
 TRAPS = {
     "having": ("SELECT s, COUNT(*) AS n FROM @T@ GROUP BY s HAVING COUNT(*) > 1", {}),
     "having_without_select_aggregate": (
-        "SELECT i FROM @T@ GROUP BY i HAVING SUM(f) > 0 AND MIN(s) IS NOT NULL", {}),
+        "SELECT i FROM @T@ GROUP BY i HAVING SUM(f) > 0 AND MIN(s) IS NOT NULL",
+        {},
+    ),
     "having_no_group_by": ("SELECT COUNT(*) FROM @T@ HAVING COUNT(*) > 100", {}),
     "count_col_skips_nulls": (
-        "SELECT COUNT(*), COUNT(i), COUNT(s), COUNT(DISTINCT i), COUNT(DISTINCT s) FROM @T@", {}),
+        "SELECT COUNT(*), COUNT(i), COUNT(s), COUNT(DISTINCT i), COUNT(DISTINCT s) FROM @T@",
+        {},
+    ),
     "aggregates_over_empty_input": (
-        "SELECT COUNT(*), COUNT(i), SUM(i), AVG(f), MIN(s), MAX(i) FROM @T@ WHERE i > 100", {}),
+        "SELECT COUNT(*), COUNT(i), SUM(i), AVG(f), MIN(s), MAX(i) FROM @T@ WHERE i > 100",
+        {},
+    ),
     "aggregates_over_all_null": (
-        "SELECT COUNT(j), SUM(j), AVG(j), MIN(j), MAX(j), COUNT(DISTINCT j) FROM @T@", {}),
+        "SELECT COUNT(j), SUM(j), AVG(j), MIN(j), MAX(j), COUNT(DISTINCT j) FROM @T@",
+        {},
+    ),
     "group_by_over_empty_input": ("SELECT i, COUNT(*) FROM @T@ WHERE i > 100 GROUP BY i", {}),
     "ne_skips_null_and_missing": ("SELECT s FROM @T@ WHERE i <> 1", {}),
     "bang_ne_skips_null_and_missing": ("SELECT s FROM @T@ WHERE i != 1", {}),
@@ -179,66 +211,93 @@ TRAPS = {
     "not_or_three_valued": ("SELECT s FROM @T@ WHERE NOT (i = 1 OR s = 'b')", {}),
     "three_valued_in_select": (
         "SELECT i = 1, i <> 1, NOT (i = 1), (i = 1) OR (s = 'b'), (i = 1) AND (s = 'b') FROM @T@",
-        {}),
+        {},
+    ),
     "eq_null_never_true": ("SELECT s FROM @T@ WHERE i = NULL OR NOT (i = NULL)", {}),
     "is_null_covers_missing": ("SELECT f FROM @T@ WHERE i IS NULL", {}),
     "is_not_null": ("SELECT f FROM @T@ WHERE s IS NOT NULL", {}),
     "order_by_nulls_first_asc": ("SELECT i, f FROM @T@ ORDER BY i, f", {"ordered": True}),
-    "order_by_nulls_last_desc": ("SELECT i, f FROM @T@ ORDER BY i DESC, f DESC",
-                                 {"ordered": True}),
+    "order_by_nulls_last_desc": ("SELECT i, f FROM @T@ ORDER BY i DESC, f DESC", {"ordered": True}),
     "order_by_explicit_default_nulls": (
-        "SELECT i, f FROM @T@ ORDER BY i ASC NULLS FIRST, f DESC NULLS LAST", {"ordered": True}),
+        "SELECT i, f FROM @T@ ORDER BY i ASC NULLS FIRST, f DESC NULLS LAST",
+        {"ordered": True},
+    ),
     "order_by_nulls_last_on_stored_column": (
-        "SELECT i, f FROM @T@ ORDER BY i NULLS LAST, f DESC NULLS FIRST", {"ordered": True}),
-    "order_by_expression_nulls": ("SELECT i + 1 AS k, f FROM @T@ ORDER BY k DESC, f",
-                                  {"ordered": True}),
-    "group_by_null_and_missing_one_group": (
-        "SELECT i, COUNT(*), COUNT(i) FROM @T@ GROUP BY i", {}),
+        "SELECT i, f FROM @T@ ORDER BY i NULLS LAST, f DESC NULLS FIRST",
+        {"ordered": True},
+    ),
+    "order_by_expression_nulls": (
+        "SELECT i + 1 AS k, f FROM @T@ ORDER BY k DESC, f",
+        {"ordered": True},
+    ),
+    "group_by_null_and_missing_one_group": ("SELECT i, COUNT(*), COUNT(i) FROM @T@ GROUP BY i", {}),
     "group_by_expression_null_and_missing": (
-        "SELECT i * 2 AS k, COUNT(*) FROM @T@ GROUP BY i * 2", {}),
-    "group_by_two_keys_null_and_missing": (
-        "SELECT s, i, COUNT(*) FROM @T@ GROUP BY s, i", {}),
+        "SELECT i * 2 AS k, COUNT(*) FROM @T@ GROUP BY i * 2",
+        {},
+    ),
+    "group_by_two_keys_null_and_missing": ("SELECT s, i, COUNT(*) FROM @T@ GROUP BY s, i", {}),
     "distinct_null_and_missing_one_row": ("SELECT DISTINCT i FROM @T@", {}),
     "distinct_two_columns": ("SELECT DISTINCT s, i > 1 FROM @T@", {}),
     "like_underscore": ("SELECT s FROM @T@ WHERE s LIKE '_'", {}),
     "like_percent": ("SELECT s FROM @T@ WHERE s LIKE '%a%' OR s LIKE 'b%'", {}),
     "like_is_case_sensitive": ("SELECT s FROM @T@ WHERE s LIKE 'A%'", {}),
     "null_arithmetic": ("SELECT i + f, i * NULL, -i, f - i FROM @T@", {}),
-    "division_is_true_division": ("SELECT i / 2 FROM @T@", {"lite": "SELECT CAST(i AS REAL) / 2 "
-                                                                     "FROM @T@"}),
-    "division_by_zero_is_null": ("SELECT i / 0, f / (i - 1), i % 0 FROM @T@",
-                                 {"lite": "SELECT CAST(i AS REAL) / 0, CAST(f AS REAL) / (i - 1),"
-                                          " i % 0 FROM @T@"}),
+    "division_is_true_division": (
+        "SELECT i / 2 FROM @T@",
+        {"lite": "SELECT CAST(i AS REAL) / 2 FROM @T@"},
+    ),
+    "division_by_zero_is_null": (
+        "SELECT i / 0, f / (i - 1), i % 0 FROM @T@",
+        {"lite": "SELECT CAST(i AS REAL) / 0, CAST(f AS REAL) / (i - 1), i % 0 FROM @T@"},
+    ),
     "case_with_null": (
         "SELECT CASE WHEN i = 1 THEN 'one' WHEN i IS NULL THEN 'none' ELSE 'other' END, "
-        "CASE i WHEN 1 THEN 'one' WHEN NULL THEN 'null?' END FROM @T@", {}),
+        "CASE i WHEN 1 THEN 'one' WHEN NULL THEN 'null?' END FROM @T@",
+        {},
+    ),
     "coalesce_ifnull_nullif": (
-        "SELECT COALESCE(i, f, 0), IFNULL(s, '?'), NULLIF(i, 1), NULLIF(s, 'a') FROM @T@", {}),
+        "SELECT COALESCE(i, f, 0), IFNULL(s, '?'), NULLIF(i, 1), NULLIF(s, 'a') FROM @T@",
+        {},
+    ),
     "aggregate_of_case": (
         "SELECT COUNT(CASE WHEN i = 1 THEN 1 END), SUM(CASE WHEN s = 'a' THEN 1 ELSE 0 END) "
-        "FROM @T@", {}),
+        "FROM @T@",
+        {},
+    ),
     "order_by_aggregate_not_selected": (
-        "SELECT s FROM @T@ GROUP BY s ORDER BY COUNT(*) DESC, s", {"ordered": True}),
-    "limit_offset": ("SELECT i, s, f FROM @T@ ORDER BY f, i, s LIMIT 2 OFFSET 1",
-                     {"ordered": True}),
-    "offset_only": ("SELECT i, s, f FROM @T@ ORDER BY f, i, s OFFSET 3",
-                    {"ordered": True, "lite": "SELECT i, s, f FROM @T@ ORDER BY f, i, s "
-                                              "LIMIT -1 OFFSET 3"}),
+        "SELECT s FROM @T@ GROUP BY s ORDER BY COUNT(*) DESC, s",
+        {"ordered": True},
+    ),
+    "limit_offset": (
+        "SELECT i, s, f FROM @T@ ORDER BY f, i, s LIMIT 2 OFFSET 1",
+        {"ordered": True},
+    ),
+    "offset_only": (
+        "SELECT i, s, f FROM @T@ ORDER BY f, i, s OFFSET 3",
+        {"ordered": True, "lite": "SELECT i, s, f FROM @T@ ORDER BY f, i, s LIMIT -1 OFFSET 3"},
+    ),
     "string_comparison_is_binary": ("SELECT s FROM @T@ WHERE s < 'a' OR s > 'B'", {}),
     "concat_null": ("SELECT s || 'x', s || i FROM @T@", {}),
     # A chain of one operator is compiled flat; a GROUP BY key that is a prefix of it stays one
     # operand (the chain must not be split into columns that are not grouped).
     "group_key_inside_a_chain": (
-        "SELECT ((NULL + i) + j) + 1, COUNT(*) FROM @T@ GROUP BY NULL + i, j", {}),
+        "SELECT ((NULL + i) + j) + 1, COUNT(*) FROM @T@ GROUP BY NULL + i, j",
+        {},
+    ),
     "group_key_inside_a_connective": (
-        "SELECT (b AND i > 0) AND j > 0, COUNT(*) FROM @T@ GROUP BY b AND i > 0, j > 0", {}),
+        "SELECT (b AND i > 0) AND j > 0, COUNT(*) FROM @T@ GROUP BY b AND i > 0, j > 0",
+        {},
+    ),
     # A computed operand read twice (the zero test and the division) is bound once with $let;
     # bound to a missing field it must still be NULL to every operator.
     "arithmetic_on_a_bound_missing_operand": (
         "SELECT i % CASE WHEN NULL = NULL THEN NULL ELSE j END, "
         "i / CASE WHEN i > 100 THEN 1 ELSE j END FROM @T@",
-        {"lite": "SELECT i % CASE WHEN NULL = NULL THEN NULL ELSE j END, "
-                 "CAST(i AS REAL) / CASE WHEN i > 100 THEN 1 ELSE j END FROM @T@"}),
+        {
+            "lite": "SELECT i % CASE WHEN NULL = NULL THEN NULL ELSE j END, "
+            "CAST(i AS REAL) / CASE WHEN i > 100 THEN 1 ELSE j END FROM @T@"
+        },
+    ),
 }
 
 
@@ -259,10 +318,12 @@ def test_trap(ql, name):
 
 def test_empty_collection(ql):
     """An empty collection is an empty table."""
-    for sql in ("SELECT COUNT(*), SUM(i), MAX(s) FROM @T@",
-                "SELECT i, COUNT(*) FROM @T@ GROUP BY i",
-                "SELECT DISTINCT s FROM @T@ ORDER BY s",
-                "SELECT * FROM @T@"):
+    for sql in (
+        "SELECT COUNT(*), SUM(i), MAX(s) FROM @T@",
+        "SELECT i, COUNT(*) FROM @T@ GROUP BY i",
+        "SELECT DISTINCT s FROM @T@ ORDER BY s",
+        "SELECT * FROM @T@",
+    ):
         check_sql(ql, [], sql, star=sql.startswith("SELECT *"))
 
 
@@ -291,8 +352,9 @@ def test_regression_nulls_order_on_expression(ql):
 
 def test_regression_nulls_order_grouped(ql):
     # expected (1, 1), (2, 1), (NULL, 2); queryleaf: (NULL, 2) first
-    check_sql(ql, NULLS, "SELECT i, COUNT(*) FROM @T@ GROUP BY i ORDER BY i NULLS LAST",
-              ordered=True)
+    check_sql(
+        ql, NULLS, "SELECT i, COUNT(*) FROM @T@ GROUP BY i ORDER BY i NULLS LAST", ordered=True
+    )
 
 
 def test_regression_nulls_order_with_distinct(ql):
@@ -319,13 +381,15 @@ def test_regression_distinct_aggregate_of_constant(ql):
 
 
 def test_regression_like_trailing_newline_filter(ql):
-    check_sql(ql, [{"s": "ab\n"}, {"s": "ab"}, {"s": "b\n"}],
-              "SELECT s FROM @T@ WHERE s LIKE 'ab' OR s LIKE '_'")
+    check_sql(
+        ql,
+        [{"s": "ab\n"}, {"s": "ab"}, {"s": "b\n"}],
+        "SELECT s FROM @T@ WHERE s LIKE 'ab' OR s LIKE '_'",
+    )
 
 
 def test_regression_like_trailing_newline_expression(ql):
-    check_sql(ql, [{"s": "ab\n"}, {"s": "ab"}],
-              "SELECT s, s LIKE 'ab', s NOT LIKE '%b' FROM @T@")
+    check_sql(ql, [{"s": "ab\n"}, {"s": "ab"}], "SELECT s, s LIKE 'ab', s NOT LIKE '%b' FROM @T@")
 
 
 def test_regression_integer_as_condition(ql):

@@ -31,8 +31,11 @@ M = MISSING
 
 SETTINGS = dict(
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 SCALE = float(os.environ.get("QUERYLEAF_DIFF_SCALE", "1"))
 
@@ -85,8 +88,12 @@ def test_random_derived_tables_and_ctes(ql, data, qs):
 # xfail(strict=True), and a switch in tests/differential/gaps.py that keeps the generator away
 # from it. When one XPASSes, the bug is fixed: delete the marker and set the switch to False.
 
-A = [{"_id": 1, "i": 1, "s": "a"}, {"_id": 2, "i": None, "s": "b"}, {"_id": 3, "s": "c"},
-     {"_id": 4, "i": 2}]
+A = [
+    {"_id": 1, "i": 1, "s": "a"},
+    {"_id": 2, "i": None, "s": "b"},
+    {"_id": 3, "s": "c"},
+    {"_id": 4, "i": 2},
+]
 B = [{"_id": 1, "i": 1}, {"_id": 2, "i": 3}]
 TABLES = {"@A@": A, "@B@": B, "@C@": []}
 
@@ -94,12 +101,14 @@ TABLES = {"@A@": A, "@B@": B, "@C@": []}
 def _known_bug(switch: str):
     # raises=AssertionError: a wrong answer or a queryleaf error (check_text turns queryleaf
     # exceptions into AssertionError); anything else is a broken test and fails normally.
-    return pytest.mark.xfail(strict=True, raises=AssertionError,
-                             reason=f"open queryleaf bug; generator switch gaps.{switch}")
+    return pytest.mark.xfail(
+        strict=True,
+        raises=AssertionError,
+        reason=f"open queryleaf bug; generator switch gaps.{switch}",
+    )
 
 
-def check(ql: Any, sql: str, lite: str | None = None, data: dict | None = None,
-          **kw: Any) -> None:
+def check(ql: Any, sql: str, lite: str | None = None, data: dict | None = None, **kw: Any) -> None:
     data = data or TABLES
     with Database(ql, data, TABLE_COLUMNS) as db:
         check_text(db, data, sql, lite, **kw)
@@ -123,8 +132,11 @@ def test_known_bug_not_in_subquery_null_operand(ql):
 
 def test_known_bug_in_subquery_null_operand(ql):
     # for _id 2 and 3, SQLite: NULL, NULL, NULL; queryleaf: FALSE, TRUE, TRUE
-    check(ql, "SELECT a._id, a.i IN (SELECT b.i FROM @B@ b), a.i NOT IN (SELECT b.i FROM @B@ b),"
-              " NOT (a.i IN (SELECT b.i FROM @B@ b)) FROM @A@ a")
+    check(
+        ql,
+        "SELECT a._id, a.i IN (SELECT b.i FROM @B@ b), a.i NOT IN (SELECT b.i FROM @B@ b),"
+        " NOT (a.i IN (SELECT b.i FROM @B@ b)) FROM @A@ a",
+    )
 
 
 def test_known_bug_star_over_derived_id(ql):
@@ -142,8 +154,10 @@ def test_known_bug_null_range_window_key(ql):
 
 @_known_bug("AVOID_NULL_RANGE_KEYS")
 def test_known_bug_null_range_window_key_with_offsets(ql):
-    check(ql, "SELECT _id, SUM(_id) OVER (ORDER BY i RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) "
-              "FROM @A@")
+    check(
+        ql,
+        "SELECT _id, SUM(_id) OVER (ORDER BY i RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) FROM @A@",
+    )
 
 
 def test_known_bug_arithmetic_on_missing_join_value(ql):
@@ -159,27 +173,40 @@ def test_known_bug_arithmetic_on_missing_outer_value(ql):
 @_known_bug("AVOID_ARITHMETIC_ON_EMPTY_SCALAR_SUBQUERY")
 def test_known_bug_arithmetic_on_empty_scalar_subquery(ql):
     # the subquery finds no row: SQLite NULL; queryleaf "$add only supports numeric ... object"
-    check(ql, "SELECT a._id, (SELECT b.i FROM @B@ b WHERE b._id = a._id + 10) + 1, "
-              "-(SELECT b.i FROM @B@ b WHERE b._id = a._id + 10) FROM @A@ a")
+    check(
+        ql,
+        "SELECT a._id, (SELECT b.i FROM @B@ b WHERE b._id = a._id + 10) + 1, "
+        "-(SELECT b.i FROM @B@ b WHERE b._id = a._id + 10) FROM @A@ a",
+    )
 
 
 def test_known_bug_multi_key_partition_null_and_missing(ql):
     # rows 2 (i NULL, s NULL) and 3 (both missing) are one partition: counts 2, 2;
     # queryleaf: 1, 1
-    data = {"@A@": [{"_id": 1, "i": 1, "s": "a"}, {"_id": 2, "i": None, "s": None}, {"_id": 3}],
-            "@B@": [], "@C@": []}
+    data = {
+        "@A@": [{"_id": 1, "i": 1, "s": "a"}, {"_id": 2, "i": None, "s": None}, {"_id": 3}],
+        "@B@": [],
+        "@C@": [],
+    }
     check(ql, "SELECT _id, COUNT(*) OVER (PARTITION BY i, s) FROM @A@", data=data)
 
 
 def test_known_bug_repeated_window_call(ql):
     # PlanningError: ROW_NUMBER() needs an OVER (...) clause
-    check(ql, "SELECT ROW_NUMBER() OVER (ORDER BY _id) AS x, ROW_NUMBER() OVER (ORDER BY _id) AS y"
-              " FROM @A@")
+    check(
+        ql,
+        "SELECT ROW_NUMBER() OVER (ORDER BY _id) AS x, ROW_NUMBER() OVER (ORDER BY _id) AS y"
+        " FROM @A@",
+    )
 
 
 def test_known_bug_order_by_selected_window_call(ql):
-    check(ql, "SELECT _id, ROW_NUMBER() OVER (ORDER BY s DESC) AS r FROM @A@ "
-              "ORDER BY ROW_NUMBER() OVER (ORDER BY s DESC)", ordered=True)
+    check(
+        ql,
+        "SELECT _id, ROW_NUMBER() OVER (ORDER BY s DESC) AS r FROM @A@ "
+        "ORDER BY ROW_NUMBER() OVER (ORDER BY s DESC)",
+        ordered=True,
+    )
 
 
 def test_known_bug_repeated_window_order_key(ql):
@@ -190,8 +217,11 @@ def test_known_bug_repeated_window_order_key(ql):
 @_known_bug("AVOID_SUBQUERY_IN_ON")
 def test_known_bug_subquery_in_on(ql):
     # server error: "Use of undefined variable: o1_a"
-    check(ql, "SELECT a._id, b._id FROM @A@ a JOIN @B@ b ON a.i = b.i "
-              "AND EXISTS (SELECT 1 FROM @B@ c WHERE c._id = a._id)")
+    check(
+        ql,
+        "SELECT a._id, b._id FROM @A@ a JOIN @B@ b ON a.i = b.i "
+        "AND EXISTS (SELECT 1 FROM @B@ c WHERE c._id = a._id)",
+    )
 
 
 def test_known_bug_correlated_subquery_on_group_key(ql):
@@ -201,14 +231,20 @@ def test_known_bug_correlated_subquery_on_group_key(ql):
 
 def test_known_bug_correlated_subquery_on_group_key_in_having(ql):
     # SQLite: (1, 1); queryleaf: no rows
-    check(ql, "SELECT a.i, COUNT(*) FROM @A@ a GROUP BY a.i "
-              "HAVING EXISTS (SELECT 1 FROM @B@ b WHERE b.i = a.i)")
+    check(
+        ql,
+        "SELECT a.i, COUNT(*) FROM @A@ a GROUP BY a.i "
+        "HAVING EXISTS (SELECT 1 FROM @B@ b WHERE b.i = a.i)",
+    )
 
 
 def test_known_bug_correlated_derived_table_in_subquery(ql):
     # SQLite: _id 1; queryleaf: no rows
-    check(ql, "SELECT a._id FROM @A@ a "
-              "WHERE EXISTS (SELECT 1 FROM (SELECT b.i FROM @B@ b WHERE b.i = a.i) x)")
+    check(
+        ql,
+        "SELECT a._id FROM @A@ a "
+        "WHERE EXISTS (SELECT 1 FROM (SELECT b.i FROM @B@ b WHERE b.i = a.i) x)",
+    )
 
 
 def test_known_bug_bare_name_of_left_relation_in_on(ql):
@@ -223,8 +259,11 @@ def test_known_bug_bare_name_in_right_join_on(ql):
 
 def test_known_bug_bare_name_of_right_table_in_right_join_on(ql):
     # PlanningError: d has no column s (columns: k)
-    check(ql, "SELECT b._id, d.k FROM (SELECT _id AS k FROM @A@) d RIGHT JOIN @B@ b "
-              "ON d.k = b.i AND s IS NULL")
+    check(
+        ql,
+        "SELECT b._id, d.k FROM (SELECT _id AS k FROM @A@) d RIGHT JOIN @B@ b "
+        "ON d.k = b.i AND s IS NULL",
+    )
 
 
 def test_known_bug_on_reads_a_later_table(ql):
@@ -240,10 +279,12 @@ def test_known_bug_ambiguous_column_in_on(ql):
 def test_feature_quantified_comparisons(ql):
     sub = "(SELECT b.i AS qc FROM @B@ b)"
     exists = "EXISTS (SELECT 1 FROM " + sub + " AS qv WHERE {})"
-    lite = (f"SELECT a._id, CASE WHEN {exists.format('a.i > qv.qc')} THEN 1 "
-            f"WHEN {exists.format('(a.i > qv.qc) IS NULL')} THEN NULL ELSE 0 END, "
-            f"CASE WHEN {exists.format('NOT (a.i <> qv.qc)')} THEN 0 "
-            f"WHEN {exists.format('(a.i <> qv.qc) IS NULL')} THEN NULL ELSE 1 END FROM @A@ a")
+    lite = (
+        f"SELECT a._id, CASE WHEN {exists.format('a.i > qv.qc')} THEN 1 "
+        f"WHEN {exists.format('(a.i > qv.qc) IS NULL')} THEN NULL ELSE 0 END, "
+        f"CASE WHEN {exists.format('NOT (a.i <> qv.qc)')} THEN 0 "
+        f"WHEN {exists.format('(a.i <> qv.qc) IS NULL')} THEN NULL ELSE 1 END FROM @A@ a"
+    )
     check(ql, f"SELECT a._id, a.i > ANY {sub}, a.i <> ALL {sub} FROM @A@ a", lite)
 
 

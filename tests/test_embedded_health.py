@@ -27,11 +27,16 @@ def small_disk(tmp_path: Path):
     """A 32 MB file system of its own (tmpfs), to fill up."""
     mountpoint = tmp_path / "disk"
     mountpoint.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mountpoint)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
-        pytest.skip("filling a disk needs a small tmpfs, and mounting one is not permitted here "
-                    f"({mounted.stderr.strip() or 'mount failed'})")
+        pytest.skip(
+            "filling a disk needs a small tmpfs, and mounting one is not permitted here "
+            f"({mounted.stderr.strip() or 'mount failed'})"
+        )
     yield mountpoint
     with contextlib.suppress(OSError, ValueError, KeyError):
         record = json.loads((mountpoint / "data" / "server.json").read_text())
@@ -50,8 +55,9 @@ def fill(directory: Path) -> None:
         os.close(fd)
 
 
-def test_a_full_disk_is_reported_and_the_server_revived_once_there_is_space(small_disk,
-                                                                           monkeypatch):
+def test_a_full_disk_is_reported_and_the_server_revived_once_there_is_space(
+    small_disk, monkeypatch
+):
     monkeypatch.delenv("QUERYLEAF_URI", raising=False)
     # A connection's watchdog would restart the broken server in the background (and fail
     # while the disk is full); this test looks at what a statement and acquire() report.
@@ -103,20 +109,24 @@ def test_a_server_that_answers_but_cannot_write_is_not_handed_out(small_disk):
                 engine.acquire(data_dir)
             assert client.admin.command("ping")["ok"] == 1
         message = info.value.message
-        assert f"(pid {lease.pid}) for {data_dir} answers but cannot write: server error 1" \
-            in message
+        assert (
+            f"(pid {lease.pid}) for {data_dir} answers but cannot write: server error 1" in message
+        )
         assert f"see {data_dir / 'server.log'} for its reason" in message
     finally:
         lease.release()
 
 
-@pytest.mark.parametrize("error, hinted", [
-    (ExecutionError("server error 1 (InternalError): internal server error", 1), True),
-    (ExecutionError("out of disk space", 14031), True),
-    (ExecutionError("E11000 duplicate key", 11000), False),
-    (ExecutionError("view v does not exist"), False),
-    (ServerUnreachable("cannot reach the MongoDB server", OSError()), False),
-])
+@pytest.mark.parametrize(
+    "error, hinted",
+    [
+        (ExecutionError("server error 1 (InternalError): internal server error", 1), True),
+        (ExecutionError("out of disk space", 14031), True),
+        (ExecutionError("E11000 duplicate key", 11000), False),
+        (ExecutionError("view v does not exist"), False),
+        (ServerUnreachable("cannot reach the MongoDB server", OSError()), False),
+    ],
+)
 def test_only_failures_the_server_log_explains_point_to_it(tmp_path, error, hinted):
     dirs = DataDir(tmp_path)
     before = error.message

@@ -38,9 +38,17 @@ def record_quiet_port(data_dir: Path) -> int:
     gone = subprocess.Popen(["true"])
     gone.wait()
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "server.json").write_text(json.dumps({
-        "pid": gone.pid, "port": port, "started_at": 0, "storage_path": str(data_dir / "db"),
-        "auth": True}))
+    (data_dir / "server.json").write_text(
+        json.dumps(
+            {
+                "pid": gone.pid,
+                "port": port,
+                "started_at": 0,
+                "storage_path": str(data_dir / "db"),
+                "auth": True,
+            }
+        )
+    )
     return port
 
 

@@ -31,8 +31,9 @@ AUTHENTICATION_FAILED = 18
 
 
 def anonymous(port: int) -> pymongo.MongoClient:
-    return pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
-                               serverSelectionTimeoutMS=5000)
+    return pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=5000
+    )
 
 
 def assert_private(data_dir: Path) -> None:
@@ -45,8 +46,12 @@ def assert_private(data_dir: Path) -> None:
 def assert_refused_without_credential(port: int) -> None:
     with anonymous(port) as client:
         assert client.admin.command("ping")["ok"] == 1  # the handshake needs no credential
-        for attempt in (client.list_database_names, client.shop.list_collection_names,
-                        client.shop.orders.find_one, lambda: client.shop.orders.insert_one({})):
+        for attempt in (
+            client.list_database_names,
+            client.shop.list_collection_names,
+            client.shop.orders.find_one,
+            lambda: client.shop.orders.insert_one({}),
+        ):
             with pytest.raises(OperationFailure) as info:
                 attempt()
             assert info.value.code == UNAUTHORIZED
@@ -59,8 +64,10 @@ def test_files_are_private_and_the_server_requires_the_credential(data_dir, acqu
     assert_private(data_dir)
     assert_refused_without_credential(lease.port)
     wrong = lease.uri.replace(password_of(lease.uri), "not-the-password")
-    with pymongo.MongoClient(wrong, serverSelectionTimeoutMS=5000) as client, \
-            pytest.raises(OperationFailure) as info:
+    with (
+        pymongo.MongoClient(wrong, serverSelectionTimeoutMS=5000) as client,
+        pytest.raises(OperationFailure) as info,
+    ):
         client.admin.command("ping")
     assert info.value.code == AUTHENTICATION_FAILED
 
@@ -126,9 +133,13 @@ def test_another_user_can_neither_read_the_files_nor_query_the_server(shared_par
     with pymongo.MongoClient(lease.uri) as client:
         client.shop.orders.insert_one({"_id": 1, "card": "4111"})
     # The other user is nobody (65534); it starts as root only to import its modules.
-    other = subprocess.run([sys.executable, "-c", OTHER_USER_SCRIPT, str(lease.data_dir),
-                            str(lease.port)], capture_output=True, text=True, timeout=60,
-                           cwd="/")
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_USER_SCRIPT, str(lease.data_dir), str(lease.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     assert other.returncode == 0, other.stderr
     report = json.loads(other.stdout)
     assert report == {
@@ -150,13 +161,21 @@ def test_a_data_dir_from_before_the_credential_is_upgraded(data_dir, acquire):
     # still running and recorded, with the user's data.
     data_dir.mkdir(mode=0o755)
     (data_dir / "users").mkdir(mode=0o755)
-    legacy = engine.start_ephemeral_server(str(data_dir / "db"),
-                                           log_path=str(data_dir / "server.log"))
+    legacy = engine.start_ephemeral_server(
+        str(data_dir / "db"), log_path=str(data_dir / "server.log")
+    )
     with pymongo.MongoClient(legacy.uri) as client:
         client.shop.orders.insert_one({"_id": 1})
-    (data_dir / "server.json").write_text(json.dumps({
-        "pid": legacy.process.pid, "port": legacy.port, "started_at": 0,
-        "storage_path": str(data_dir / "db")}))
+    (data_dir / "server.json").write_text(
+        json.dumps(
+            {
+                "pid": legacy.process.pid,
+                "port": legacy.port,
+                "started_at": 0,
+                "storage_path": str(data_dir / "db"),
+            }
+        )
+    )
     (data_dir / "server.json").chmod(0o644)
     assert (data_dir / "db" / "WiredTiger.wt").stat().st_mode & 0o044
 
@@ -210,8 +229,11 @@ def attempt_during_bootstrap(monkeypatch, *client_options: dict) -> list[str]:
     def set_user_while_others_try(mongo: pymongo.MongoClient, credential) -> None:
         port = mongo.address[1]
         for options in client_options:
-            with pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
-                                     serverSelectionTimeoutMS=1000, **options) as other:
+            with pymongo.MongoClient(
+                f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                serverSelectionTimeoutMS=1000,
+                **options,
+            ) as other:
                 try:
                     other.admin.command("createUser", "intruder", pwd="x", roles=["root"])
                     attempts.append("created")
@@ -230,8 +252,9 @@ def users_of(uri: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 def test_the_bootstrap_takes_no_commands_from_others(data_dir, acquire, monkeypatch):
-    attempts = attempt_during_bootstrap(monkeypatch, {}, {"tls": True,
-                                                          "tlsAllowInvalidCertificates": True})
+    attempts = attempt_during_bootstrap(
+        monkeypatch, {}, {"tls": True, "tlsAllowInvalidCertificates": True}
+    )
     lease = acquire()
     assert attempts == ["ServerSelectionTimeoutError", "ServerSelectionTimeoutError"]
     assert users_of(lease.uri) == ["admin.queryleaf"]
@@ -239,8 +262,9 @@ def test_the_bootstrap_takes_no_commands_from_others(data_dir, acquire, monkeypa
     assert not list(data_dir.glob(".bootstrap-*"))  # the certificate and key are gone
 
 
-def test_without_openssl_users_created_during_the_bootstrap_are_dropped(data_dir, acquire,
-                                                                       monkeypatch):
+def test_without_openssl_users_created_during_the_bootstrap_are_dropped(
+    data_dir, acquire, monkeypatch
+):
     monkeypatch.setattr(bootstrap, "OPENSSL", "openssl-not-installed")
     attempts = attempt_during_bootstrap(monkeypatch, {})
     lease = acquire()
@@ -263,7 +287,9 @@ def test_commits_are_synced_unless_explicitly_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(SYNC_ENV, "OFF")
     assert sync_on_commit(dirs) is False
     monkeypatch.setenv(SYNC_ENV, "sometimes")
-    with pytest.raises(EngineError, match=f"{SYNC_ENV}='sometimes' is not a setting: use on or off"):
+    with pytest.raises(
+        EngineError, match=f"{SYNC_ENV}='sometimes' is not a setting: use on or off"
+    ):
         sync_on_commit(dirs)
 
 

@@ -87,10 +87,17 @@ def test_a_stale_record_is_replaced_on_its_port(data_dir, acquire, case):
     (data_dir / "users").mkdir(parents=True)
     (data_dir / "users" / "999999999").write_text("{}")  # a user that died without releasing
     stale_port = engine.free_port()
-    (data_dir / "server.json").write_text(json.dumps({
-        "pid": stale_pid, "port": stale_port, "started_at": 0,
-        "storage_path": str(data_dir / "db"), "auth": True,
-    }))
+    (data_dir / "server.json").write_text(
+        json.dumps(
+            {
+                "pid": stale_pid,
+                "port": stale_port,
+                "started_at": 0,
+                "storage_path": str(data_dir / "db"),
+                "auth": True,
+            }
+        )
+    )
 
     lease = acquire()
     assert lease.pid != stale_pid
@@ -127,8 +134,9 @@ serve_command(args=sys.argv[2:], obj={"data_dir": sys.argv[1]})
 """
 
 
-def start_serve(spawn, data_dir: Path, *options: str, via_group: bool = False
-                ) -> tuple[subprocess.Popen, str]:
+def start_serve(
+    spawn, data_dir: Path, *options: str, via_group: bool = False
+) -> tuple[subprocess.Popen, str]:
     """Start `queryleaf serve`; returns it and the first line it prints on stdout."""
     if via_group:
         proc = spawn("-c", SERVE_FROM_GROUP, str(data_dir), *options)
@@ -181,8 +189,7 @@ def test_serve_print_uri_serves_when_no_one_else_keeps_the_server(data_dir, spaw
     assert_stopped(data_dir, record["pid"])
 
 
-def test_serve_print_uri_returns_at_once_when_others_keep_the_server(data_dir, acquire,
-                                                                    spawn):
+def test_serve_print_uri_returns_at_once_when_others_keep_the_server(data_dir, acquire, spawn):
     lease = acquire()
     printer = spawn("-m", "queryleaf.cli.serve", "--data-dir", str(data_dir), "--print-uri")
     out, err = printer.communicate(timeout=30)

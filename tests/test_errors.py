@@ -58,27 +58,31 @@ def test_codes_are_unique_and_in_their_class_range():
         assert re.fullmatch(r"QL\d{4}", code.value), code
 
 
-def _error(sql: str, tables: frozenset[str] | None = None,
-           params: dict | None = None) -> QueryLeafError:
+def _error(
+    sql: str, tables: frozenset[str] | None = None, params: dict | None = None
+) -> QueryLeafError:
     with pytest.raises(QueryLeafError) as info:
         plan_statement(parse(sql), params, Catalog(tables))
     return info.value
 
 
-@pytest.mark.parametrize(("sql", "code", "text"), [
-    ("SELECT FROM t", ErrorCode.UNEXPECTED_INPUT, "unexpected FROM"),
-    ("SELECT a FROM t WHERE", ErrorCode.UNEXPECTED_INPUT, "unexpected end of input"),
-    ("SELECT a # b FROM t", ErrorCode.UNEXPECTED_INPUT, "unexpected character"),
-    ("SELECT 'abc FROM t", ErrorCode.SYNTAX, "unterminated string"),
-    ("SELECT 99999999999999999999 AS x", ErrorCode.LIMIT_EXCEEDED, "out of range"),
-    ("SELECT a FROM custmers", ErrorCode.UNKNOWN_TABLE, "unknown table custmers"),
-    ("SELECT * FROM NOPE_EVENTS()", ErrorCode.UNKNOWN_TABLE, "unknown table function"),
-    ("SELECT s.x FROM (SELECT a FROM t) s", ErrorCode.UNKNOWN_COLUMN, "has no column x"),
-    ("SELECT x FROM a JOIN b ON a.k = b.k", ErrorCode.AMBIGUOUS_COLUMN, "ambiguous"),
-    ("SELECT UPPR(a) FROM t", ErrorCode.UNKNOWN_FUNCTION, "unknown function UPPR"),
-    ("SELECT a FROM t WHERE COUNT(*) > 1", ErrorCode.PLANNING, "not allowed in WHERE"),
-    ("SELECT a FROM t WHERE a = :p", ErrorCode.PARAMETER, "no value for parameter :p"),
-])
+@pytest.mark.parametrize(
+    ("sql", "code", "text"),
+    [
+        ("SELECT FROM t", ErrorCode.UNEXPECTED_INPUT, "unexpected FROM"),
+        ("SELECT a FROM t WHERE", ErrorCode.UNEXPECTED_INPUT, "unexpected end of input"),
+        ("SELECT a # b FROM t", ErrorCode.UNEXPECTED_INPUT, "unexpected character"),
+        ("SELECT 'abc FROM t", ErrorCode.SYNTAX, "unterminated string"),
+        ("SELECT 99999999999999999999 AS x", ErrorCode.LIMIT_EXCEEDED, "out of range"),
+        ("SELECT a FROM custmers", ErrorCode.UNKNOWN_TABLE, "unknown table custmers"),
+        ("SELECT * FROM NOPE_EVENTS()", ErrorCode.UNKNOWN_TABLE, "unknown table function"),
+        ("SELECT s.x FROM (SELECT a FROM t) s", ErrorCode.UNKNOWN_COLUMN, "has no column x"),
+        ("SELECT x FROM a JOIN b ON a.k = b.k", ErrorCode.AMBIGUOUS_COLUMN, "ambiguous"),
+        ("SELECT UPPR(a) FROM t", ErrorCode.UNKNOWN_FUNCTION, "unknown function UPPR"),
+        ("SELECT a FROM t WHERE COUNT(*) > 1", ErrorCode.PLANNING, "not allowed in WHERE"),
+        ("SELECT a FROM t WHERE a = :p", ErrorCode.PARAMETER, "no value for parameter :p"),
+    ],
+)
 def test_each_error_has_its_code_first_in_str(sql, code, text):
     err = _error(sql, frozenset({"t", "a", "b"}), {} if ":" in sql else None)
     assert err.error_code == code
@@ -116,9 +120,13 @@ def test_execution_error_codes_follow_the_server_code():
 
 
 def test_a_specific_code_overrides_the_class_default():
-    err = PlanningError("unknown table t", Position(1, 15), "SELECT * FROM t",
-                        error_code=ErrorCode.UNKNOWN_TABLE)
-    assert str(err) == "QL2001: unknown table t at line 1, column 15\nSELECT * FROM t\n" + " " * 14 + "^"
+    err = PlanningError(
+        "unknown table t", Position(1, 15), "SELECT * FROM t", error_code=ErrorCode.UNKNOWN_TABLE
+    )
+    assert (
+        str(err)
+        == "QL2001: unknown table t at line 1, column 15\nSELECT * FROM t\n" + " " * 14 + "^"
+    )
 
 
 def test_rows_streamed_twice(ql):

@@ -23,14 +23,29 @@ from queryleaf.events import names
 from queryleaf.events.plans import ReplayDeadLetters
 
 # The seed's CREATE EVENT_SUBSCRIPTION, verbatim (the demo runs the same file).
-SEED_STATEMENT = (Path(__file__).resolve().parents[1] / "examples" / "seed"
-                  / "01_user_service_subscription.sql").read_text()
+SEED_STATEMENT = (
+    Path(__file__).resolve().parents[1] / "examples" / "seed" / "01_user_service_subscription.sql"
+).read_text()
 
 SEED_COLUMNS = (
-    "subscription_id", "service_name", "event_id", "event_type", "collection_name",
-    "database_name", "document_key", "event_data", "event_timestamp", "processing_status",
-    "processing_started_at", "processing_completed_at", "processing_duration_ms", "retry_count",
-    "last_error", "correlation_id", "resume_token_timestamp", "cluster_time",
+    "subscription_id",
+    "service_name",
+    "event_id",
+    "event_type",
+    "collection_name",
+    "database_name",
+    "document_key",
+    "event_data",
+    "event_timestamp",
+    "processing_status",
+    "processing_started_at",
+    "processing_completed_at",
+    "processing_duration_ms",
+    "retry_count",
+    "last_error",
+    "correlation_id",
+    "resume_token_timestamp",
+    "cluster_time",
 )
 
 
@@ -57,8 +72,12 @@ def test_seed_statement_is_stored_with_normalized_filter_and_start(ql):
         {"$match": {"operationType": {"$in": ["insert", "update", "delete"]}}},
         {"$match": SEED_FILTER_NORMALIZED},
     ]
-    assert doc["pre_images"] == {"requested": True, "enabled": True, "message": None,
-                                 "collections": ["users", "user_profiles", "user_preferences"]}
+    assert doc["pre_images"] == {
+        "requested": True,
+        "enabled": True,
+        "message": None,
+        "collections": ["users", "user_profiles", "user_preferences"],
+    }
     info = ql.db.command("listCollections", filter={"name": "users"})["cursor"]["firstBatch"]
     assert info[0]["options"]["changeStreamPreAndPostImages"] == {"enabled": True}
 
@@ -89,16 +108,20 @@ def test_duplicates_if_not_exists_and_drop(ql):
 
 def test_invalid_filter_is_rejected_by_the_server_and_nothing_is_stored(ql):
     with pytest.raises(SubscriptionError) as info:
-        ql.execute("CREATE EVENT_SUBSCRIPTION bad AS ("
-                   " event_filter = JSON_OBJECT('fullDocument.total', JSON_OBJECT('$bogus', 1)))")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION bad AS ("
+            " event_filter = JSON_OBJECT('fullDocument.total', JSON_OBJECT('$bogus', 1)))"
+        )
     assert "event_filter" in info.value.message and "$bogus" in info.value.message
     assert ql.db[names.SUBSCRIPTIONS].count_documents({}) == 0
 
 
 def test_unknown_option_and_wrong_type_are_errors_with_positions(ql):
     with pytest.raises(SubscriptionError) as info:
-        ql.execute("CREATE EVENT_SUBSCRIPTION bad AS (\n  service_name = 'x',\n"
-                   "  watch_colections = JSON_ARRAY('users'))")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION bad AS (\n  service_name = 'x',\n"
+            "  watch_colections = JSON_ARRAY('users'))"
+        )
     err = info.value
     assert "did you mean 'watch_collections'" in err.message
     assert "valid options: batch_processing, batch_size" in err.message
@@ -117,8 +140,10 @@ def test_unknown_option_and_wrong_type_are_errors_with_positions(ql):
 
 def test_changes_after_create_are_delivered_even_before_a_worker_runs(ql):
     ql.db.orders.insert_one({"_id": "before-create"})
-    ql.execute("CREATE EVENT_SUBSCRIPTION orders_feed AS ("
-               " watch_collections = JSON_ARRAY('orders'), service_name = 'billing')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION orders_feed AS ("
+        " watch_collections = JSON_ARRAY('orders'), service_name = 'billing')"
+    )
     ql.db.orders.insert_many([{"_id": i, "total": i * 10} for i in range(3)])
     report = drain(ql)
     assert report.by_subscription["orders_feed"]["completed"] == 3
@@ -131,18 +156,21 @@ def test_seed_subscription_honours_collections_types_and_filter(ql):
     ql.execute(SEED_STATEMENT)
     users, orders = ql.db.users, ql.db.orders
     users.insert_one({"_id": "u1", "email": "a@x", "correlation_id": "c-42"})  # yes
-    users.update_one({"_id": "u1"}, {"$set": {"email": "b@x"}})                 # yes
-    users.update_one({"_id": "u1"}, {"$set": {"last_login": 1}})                # no: filter
-    users.replace_one({"_id": "u1"}, {"email": "c@x"})                          # no: type
-    ql.db.user_profiles.insert_one({"_id": "p1", "user": "u1"})                 # yes
+    users.update_one({"_id": "u1"}, {"$set": {"email": "b@x"}})  # yes
+    users.update_one({"_id": "u1"}, {"$set": {"last_login": 1}})  # no: filter
+    users.replace_one({"_id": "u1"}, {"email": "c@x"})  # no: type
+    ql.db.user_profiles.insert_one({"_id": "p1", "user": "u1"})  # yes
     ql.db.user_profiles.update_one({"_id": "p1"}, {"$set": {"status": "gold"}})  # yes
-    orders.insert_one({"_id": "o1"})                                            # no: collection
-    users.delete_one({"_id": "u1"})                                             # no: filter
+    orders.insert_one({"_id": "o1"})  # no: collection
+    users.delete_one({"_id": "u1"})  # no: filter
     drain(ql)
     rows = log_rows(ql)
     assert [(r["event_type"], r["collection_name"]) for r in rows] == [
-        ("insert", "users"), ("update", "users"), ("insert", "user_profiles"),
-        ("update", "user_profiles")]
+        ("insert", "users"),
+        ("update", "users"),
+        ("insert", "user_profiles"),
+        ("update", "user_profiles"),
+    ]
     insert, update, profile, profile_update = rows
     assert insert["subscription_id"] == "user_lifecycle_events"
     assert insert["correlation_id"] == "c-42" and profile["correlation_id"] is None
@@ -155,8 +183,10 @@ def test_seed_subscription_honours_collections_types_and_filter(ql):
 
 
 def test_event_log_rows_have_the_seed_columns(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'users',"
-               " service_name = 'audit_service', full_document_before_change = 'whenAvailable')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'users',"
+        " service_name = 'audit_service', full_document_before_change = 'whenAvailable')"
+    )
     before = dt.datetime.now(dt.UTC)
     ql.db.users.insert_one({"_id": 1, "name": "ann"})
     ql.db.users.delete_one({"_id": 1})
@@ -177,8 +207,10 @@ def test_event_log_rows_have_the_seed_columns(ql):
     assert rows[1]["event_type"] == "delete"
     assert rows[1]["event_data"] == {"_id": 1, "name": "ann"}  # the pre-image
     # The planner reads CHANGE_STREAM_EVENTS() from the same collection.
-    result = ql.execute("SELECT event_type, collection_name, processing_status "
-                        "FROM CHANGE_STREAM_EVENTS() ORDER BY event_timestamp")
+    result = ql.execute(
+        "SELECT event_type, collection_name, processing_status "
+        "FROM CHANGE_STREAM_EVENTS() ORDER BY event_timestamp"
+    )
     assert [r["event_type"] for r in result.rows] == ["insert", "delete"]
     counters = definition(ql, "audit")
     assert counters["events_received"] == 2 and counters["events_processed"] == 2
@@ -207,8 +239,10 @@ def test_restart_resumes_from_the_stored_token_without_duplicates(ql):
 
 
 def test_handler_failures_retry_then_dead_letter_and_replay(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION payments AS (watch_collections = JSON_ARRAY('payments'),"
-               " max_retry_attempts = 2, retry_delay_ms = 20, exponential_backoff = true)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION payments AS (watch_collections = JSON_ARRAY('payments'),"
+        " max_retry_attempts = 2, retry_delay_ms = 20, exponential_backoff = true)"
+    )
     broken = {"p2"}
     calls: list[str] = []
 
@@ -241,8 +275,10 @@ def test_handler_failures_retry_then_dead_letter_and_replay(ql):
 
 
 def test_collection_sink_is_idempotent_by_event_id(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = JSON_ARRAY('orders'),"
-               " deliver_to = 'collection:order_events')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = JSON_ARRAY('orders'),"
+        " deliver_to = 'collection:order_events')"
+    )
     ql.db.orders.insert_many([{"_id": 1}, {"_id": 2}])
     drain(ql)
     docs = list(ql.db.order_events.find())
@@ -275,11 +311,15 @@ def test_python_and_http_targets(ql):
     web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     try:
-        ql.execute("CREATE EVENT_SUBSCRIPTION hook AS (watch_collections = JSON_ARRAY('orders'),"
-                   f" deliver_to = 'http://127.0.0.1:{web.server_port}/events',"
-                   " retry_delay_ms = 10)")
-        ql.execute("CREATE EVENT_SUBSCRIPTION py AS (watch_collections = JSON_ARRAY('orders'),"
-                   " deliver_to = 'python:test_events:record_event')")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION hook AS (watch_collections = JSON_ARRAY('orders'),"
+            f" deliver_to = 'http://127.0.0.1:{web.server_port}/events',"
+            " retry_delay_ms = 10)"
+        )
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION py AS (watch_collections = JSON_ARRAY('orders'),"
+            " deliver_to = 'python:test_events:record_event')"
+        )
         RECORDED.clear()
         ql.db.orders.insert_one({"_id": 7})
         drain(ql)
@@ -340,7 +380,11 @@ def test_worker_cli_logs_events_and_exits_0_on_sigterm(ql, server):
     env = {**os.environ, "QUERYLEAF_URI": server.uri, "QUERYLEAF_DB": ql.database_name}
     proc = subprocess.Popen(
         [sys.executable, "-m", "queryleaf", "worker", "--subscription", "cli_feed"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         _read_until(proc, "cli_feed: watching orders", 30)
         ql.db.orders.insert_one({"_id": "from-test"})
@@ -363,8 +407,9 @@ def test_a_position_ahead_of_the_servers_history_fails_clearly_and_reset_recover
     # without durable commits): the stored position is later than the server's newest write,
     # so changes from now on could carry earlier cluster times and be skipped.
     future = Timestamp(int(time.time()) + 86_400, 1)
-    ql.db[names.SUBSCRIPTIONS].update_one({"_id": "ahead"},
-                                          {"$set": {"checkpoint_cluster_time": future}})
+    ql.db[names.SUBSCRIPTIONS].update_one(
+        {"_id": "ahead"}, {"$set": {"checkpoint_cluster_time": future}}
+    )
     ql.db.orders.insert_one({"_id": 2})
     drain(ql)
     doc = definition(ql, "ahead")

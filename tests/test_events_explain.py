@@ -25,14 +25,24 @@ BOOKKEEPING = {"getMore", "killCursors", "endSessions"}
 # What the driver adds to a command; with a value, the only value it may have (a session's
 # later commands read after its earlier writes: causal consistency).
 DRIVER_FIELDS: dict[str, Any] = {
-    "lsid": None, "$db": None, "$clusterTime": None, "$readPreference": None, "txnNumber": None,
-    "ordered": True, "singleBatch": True, "upsert": False, "cursor": {}, "readConcern": None,
+    "lsid": None,
+    "$db": None,
+    "$clusterTime": None,
+    "$readPreference": None,
+    "txnNumber": None,
+    "ordered": True,
+    "singleBatch": True,
+    "upsert": False,
+    "cursor": {},
+    "readConcern": None,
 }
 STATEMENT_DEFAULTS = {"multi": False, "upsert": False}  # in each of updates / deletes
 
-CREATE = ("CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
-          " event_types = JSON_ARRAY('insert', 'update'), deliver_to = 'collection:out')"
-          " WHERE full_document.total > 10")
+CREATE = (
+    "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
+    " event_types = JSON_ARRAY('insert', 'update'), deliver_to = 'collection:out')"
+    " WHERE full_document.total > 10"
+)
 
 
 class Recorder(monitoring.CommandListener):
@@ -68,13 +78,19 @@ def _same(explained: Any, sent: Any) -> bool:
     if _placeholder(explained):
         return True
     if isinstance(explained, dict):
-        return (isinstance(sent, dict) and explained.keys() == sent.keys()
-                and all(_same(value, sent[key]) for key, value in explained.items()))
+        return (
+            isinstance(sent, dict)
+            and explained.keys() == sent.keys()
+            and all(_same(value, sent[key]) for key, value in explained.items())
+        )
     if isinstance(explained, list | tuple):
         if len(explained) == 1 and _placeholder(explained[0]):  # stands for the whole list
             return isinstance(sent, list)
-        return (isinstance(sent, list) and len(explained) == len(sent)
-                and all(_same(e, s) for e, s in zip(explained, sent, strict=True)))
+        return (
+            isinstance(sent, list)
+            and len(explained) == len(sent)
+            and all(_same(e, s) for e, s in zip(explained, sent, strict=True))
+        )
     if isinstance(explained, str):  # a Secret is a str: sent as its characters
         return isinstance(sent, str) and explained == sent
     return type(explained) is type(sent) and explained == sent  # True is not 1 in BSON
@@ -85,16 +101,14 @@ def _statements_match(explained: list[dict], sent: list[dict]) -> bool:
         return False
     for e, s in zip(explained, sent, strict=True):
         extra = set(s) - set(e)
-        if any(key not in STATEMENT_DEFAULTS or s[key] != STATEMENT_DEFAULTS[key]
-               for key in extra):
+        if any(key not in STATEMENT_DEFAULTS or s[key] != STATEMENT_DEFAULTS[key] for key in extra):
             return False
         if set(e) - set(s) or not all(_same(value, s[key]) for key, value in e.items()):
             return False
     return True
 
 
-def _matches(explained: dict[str, Any], event: monitoring.CommandStartedEvent,
-             dbname: str) -> bool:
+def _matches(explained: dict[str, Any], event: monitoring.CommandStartedEvent, dbname: str) -> bool:
     sent = dict(event.command)
     name = next(iter(explained))
     if name != event.command_name or event.database_name != explained.get("$db", dbname):
@@ -116,8 +130,9 @@ def _matches(explained: dict[str, Any], event: monitoring.CommandStartedEvent,
     return True
 
 
-def _compare(explained: list[dict[str, Any]], sent: list[monitoring.CommandStartedEvent],
-             dbname: str) -> None:
+def _compare(
+    explained: list[dict[str, Any]], sent: list[monitoring.CommandStartedEvent], dbname: str
+) -> None:
     """Every sent command is the next one EXPLAIN lists; EXPLAIN may list more only where it
     says the command runs under a condition."""
     position = 0
@@ -140,10 +155,16 @@ def _now_text() -> str:
 
 STATEMENTS = {
     "create": ([], CREATE),
-    "create with images": ([], "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
-                               " full_document_before_change = 'whenAvailable')"),
-    "alter": ([CREATE], "ALTER EVENT_SUBSCRIPTION s SET (batch_size = 50,"
-                        " full_document_before_change = 'whenAvailable', description = 'd')"),
+    "create with images": (
+        [],
+        "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
+        " full_document_before_change = 'whenAvailable')",
+    ),
+    "alter": (
+        [CREATE],
+        "ALTER EVENT_SUBSCRIPTION s SET (batch_size = 50,"
+        " full_document_before_change = 'whenAvailable', description = 'd')",
+    ),
     "pause": ([CREATE], "PAUSE EVENT_SUBSCRIPTION s"),
     "resume": ([CREATE, "PAUSE EVENT_SUBSCRIPTION s"], "RESUME EVENT_SUBSCRIPTION s"),
     "reset to now": ([CREATE], "RESET EVENT_SUBSCRIPTION s TO NOW"),

@@ -15,24 +15,30 @@ SEED_FILTER = {
     "operationType": {"$in": ["insert", "update"]},
     "$or": [
         {"operationType": "insert"},
-        {"operationType": "update",
-         "updateDescription.updatedFields": {"$or": [
-             {"email": {"$exists": True}},
-             {"status": {"$exists": True}},
-             {"subscription_tier": {"$exists": True}},
-         ]}},
+        {
+            "operationType": "update",
+            "updateDescription.updatedFields": {
+                "$or": [
+                    {"email": {"$exists": True}},
+                    {"status": {"$exists": True}},
+                    {"subscription_tier": {"$exists": True}},
+                ]
+            },
+        },
     ],
 }
 SEED_FILTER_NORMALIZED = {
     "operationType": {"$in": ["insert", "update"]},
     "$or": [
         {"operationType": "insert"},
-        {"operationType": "update",
-         "$or": [
-             {"updateDescription.updatedFields.email": {"$exists": True}},
-             {"updateDescription.updatedFields.status": {"$exists": True}},
-             {"updateDescription.updatedFields.subscription_tier": {"$exists": True}},
-         ]},
+        {
+            "operationType": "update",
+            "$or": [
+                {"updateDescription.updatedFields.email": {"$exists": True}},
+                {"updateDescription.updatedFields.status": {"$exists": True}},
+                {"updateDescription.updatedFields.subscription_tier": {"$exists": True}},
+            ],
+        },
     ],
 }
 
@@ -46,27 +52,36 @@ def test_seed_filter_is_normalized():
 
 def test_normalization_is_idempotent_and_keeps_valid_filters():
     assert normalize_filter(SEED_FILTER_NORMALIZED) == SEED_FILTER_NORMALIZED
-    plain = {"fullDocument.total": {"$gt": 5}, "ns.coll": {"$in": ["a"]},
-             "fullDocument.items": {"$elemMatch": {"$or": [{"a": 1}, {"b": 2}]}},
-             "documentKey": {"_id": 1}, "$expr": {"$gt": ["$a", 1]}}
+    plain = {
+        "fullDocument.total": {"$gt": 5},
+        "ns.coll": {"$in": ["a"]},
+        "fullDocument.items": {"$elemMatch": {"$or": [{"a": 1}, {"b": 2}]}},
+        "documentKey": {"_id": 1},
+        "$expr": {"$gt": ["$a", 1]},
+    }
     assert normalize_filter(plain) == plain
 
 
 def test_operators_in_scoped_branches_apply_to_the_path():
     assert normalize_filter({"price": {"$or": [{"$lt": 5}, {"$gt": 100}]}}) == {
-        "$or": [{"price": {"$lt": 5}}, {"price": {"$gt": 100}}]}
+        "$or": [{"price": {"$lt": 5}}, {"price": {"$gt": 100}}]
+    }
 
 
 def test_other_operators_stay_on_the_path_and_nesting_recurses():
-    got = normalize_filter({"a": {"$exists": True, "$and": [
-        {"b": {"$nor": [{"c": 1}, {"d": {"$gt": 2}}]}}]}})
-    assert got == {"a": {"$exists": True},
-                   "$and": [{"$nor": [{"a.b.c": 1}, {"a.b.d": {"$gt": 2}}]}]}
+    got = normalize_filter(
+        {"a": {"$exists": True, "$and": [{"b": {"$nor": [{"c": 1}, {"d": {"$gt": 2}}]}}]}}
+    )
+    assert got == {
+        "a": {"$exists": True},
+        "$and": [{"$nor": [{"a.b.c": 1}, {"a.b.d": {"$gt": 2}}]}],
+    }
 
 
 def test_not_over_a_logical_operator_becomes_nor():
     assert normalize_filter({"u": {"$not": {"$or": [{"x": 1}, {"y": 2}]}}}) == {
-        "$nor": [{"$or": [{"u.x": 1}, {"u.y": 2}]}]}
+        "$nor": [{"$or": [{"u.x": 1}, {"u.y": 2}]}]
+    }
 
 
 def test_colliding_clauses_are_combined_with_and():
@@ -74,11 +89,14 @@ def test_colliding_clauses_are_combined_with_and():
     assert got == {"$and": [{"$or": [{"a": 1}, {"b": 1}]}, {"$or": [{"u.x": 1}, {"u.y": 1}]}]}
 
 
-@pytest.mark.parametrize("bad", [
-    {"u": {"$or": [{"$expr": {"$eq": [1, 1]}}]}},
-    {"u": {"$or": []}},
-    {"u": {"$or": ["x"]}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"u": {"$or": [{"$expr": {"$eq": [1, 1]}}]}},
+        {"u": {"$or": []}},
+        {"u": {"$or": ["x"]}},
+    ],
+)
 def test_unnormalizable_filters_are_errors(bad):
     with pytest.raises(FilterError):
         normalize_filter(bad)
@@ -108,20 +126,23 @@ def test_unknown_option_names_position_suggestion_and_valid_options():
         assert name in err.message
 
 
-@pytest.mark.parametrize("option, value, expected", [
-    ("max_retry_attempts", "three", "integer"),
-    ("max_retry_attempts", True, "integer"),
-    ("batch_size", 0, "at least 1"),
-    ("preserve_order", 1, "TRUE or FALSE"),
-    ("watch_collections", 5, "JSON_ARRAY"),
-    ("watch_collections", ["__queryleaf_event_log"], "system collection"),
-    ("event_types", ["insert", "upsert"], "'update'"),
-    ("event_filter", "operationType = 'insert'", "JSON_OBJECT"),
-    ("full_document", "updatelookup", "did you mean 'updateLookup'"),
-    ("full_document_before_change", "on", "'whenAvailable'"),
-    ("deliver_to", "ftp://x", "'collection:<name>'"),
-    ("deliver_to", "python:mod", "python:<module>:<function>"),
-])
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("max_retry_attempts", "three", "integer"),
+        ("max_retry_attempts", True, "integer"),
+        ("batch_size", 0, "at least 1"),
+        ("preserve_order", 1, "TRUE or FALSE"),
+        ("watch_collections", 5, "JSON_ARRAY"),
+        ("watch_collections", ["__queryleaf_event_log"], "system collection"),
+        ("event_types", ["insert", "upsert"], "'update'"),
+        ("event_filter", "operationType = 'insert'", "JSON_OBJECT"),
+        ("full_document", "updatelookup", "did you mean 'updateLookup'"),
+        ("full_document_before_change", "on", "'whenAvailable'"),
+        ("deliver_to", "ftp://x", "'collection:<name>'"),
+        ("deliver_to", "python:mod", "python:<module>:<function>"),
+    ],
+)
 def test_wrong_values_name_the_option_and_what_is_valid(option, value, expected):
     with pytest.raises(SubscriptionError) as info:
         options.validate("s", {option: value}, {option: Position(2, 5)})
@@ -130,8 +151,16 @@ def test_wrong_values_name_the_option_and_what_is_valid(option, value, expected)
     assert info.value.position == Position(2, 5)
 
 
-@pytest.mark.parametrize("target", ["log", "collection:audit", "https://example.com/hook",
-                                    "python:my_pkg.hooks:on_event", "handler:audit"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "log",
+        "collection:audit",
+        "https://example.com/hook",
+        "python:my_pkg.hooks:on_event",
+        "handler:audit",
+    ],
+)
 def test_deliver_to_forms(target):
     assert options.validate("s", {"deliver_to": target})["deliver_to"] == target
 
@@ -147,11 +176,14 @@ def test_single_string_is_accepted_for_list_options():
 def test_watch_spec_shapes():
     one = WatchSpec.build(options.validate("s", {"watch_collections": ["users"]}))
     assert one.collection == "users" and one.pipeline == []
-    many = WatchSpec.build(options.validate("s", {"watch_collections": ["a", "b", "a"],
-                                                  "event_types": ["insert"]}))
+    many = WatchSpec.build(
+        options.validate("s", {"watch_collections": ["a", "b", "a"], "event_types": ["insert"]})
+    )
     assert many.collection is None
-    assert many.pipeline == [{"$match": {"ns.coll": {"$in": ["a", "b"]}}},
-                             {"$match": {"operationType": {"$in": ["insert"]}}}]
+    assert many.pipeline == [
+        {"$match": {"ns.coll": {"$in": ["a", "b"]}}},
+        {"$match": {"operationType": {"$in": ["insert"]}}},
+    ]
     every = WatchSpec.build(options.validate("s", {}))
     assert every.pipeline == [{"$match": {"ns.coll": {"$not": {"$regex": "^__queryleaf_"}}}}]
 
@@ -161,13 +193,21 @@ def _first(commands, name):
 
 
 def test_create_explain_shows_the_normalized_filter_and_the_watch():
-    plan = CreateSubscription.build("s", {"watch_collections": ["users"],
-                                          "event_filter": SEED_FILTER,
-                                          "full_document_before_change": "whenAvailable"})
+    plan = CreateSubscription.build(
+        "s",
+        {
+            "watch_collections": ["users"],
+            "event_filter": SEED_FILTER,
+            "full_document_before_change": "whenAvailable",
+        },
+    )
     commands = plan.commands()
     coll_mod = _first(commands, "collMod")
-    assert coll_mod["collMod"] == "users" and coll_mod["changeStreamPreAndPostImages"] == (
-        images.OPTION["changeStreamPreAndPostImages"])
+    assert (
+        coll_mod["collMod"] == "users"
+        and coll_mod["changeStreamPreAndPostImages"]
+        == (images.OPTION["changeStreamPreAndPostImages"])
+    )
     insert = _first(commands, "insert")
     assert insert["insert"] == names.SUBSCRIPTIONS
     assert insert["documents"][0]["event_filter"] == SEED_FILTER_NORMALIZED
@@ -189,8 +229,10 @@ def test_retry_policy_delays():
 
 def test_sql_where_joins_the_watch_pipeline_after_event_filter():
     where = {"fullDocument.total": {"$gt": 100}}
-    plan = CreateSubscription.build("big_orders", {"watch_collections": ["orders"],
-                                                   "event_filter": {"operationType": "insert"}},
-                                    where=where)
+    plan = CreateSubscription.build(
+        "big_orders",
+        {"watch_collections": ["orders"], "event_filter": {"operationType": "insert"}},
+        where=where,
+    )
     watch = _first(plan.commands(), "aggregate")
     assert watch["pipeline"][1:] == [{"$match": {"operationType": "insert"}}, {"$match": where}]

@@ -45,8 +45,10 @@ class Background:
 
 
 def test_batches_are_lists_flushed_when_full_idle_or_stopping(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
-               " batch_processing = true, batch_size = 4)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
+        " batch_processing = true, batch_size = 4)"
+    )
     batches: list[list[int]] = []
     ql.on("batched")(lambda events: batches.append([e["documentKey"]["_id"] for e in events]))
     ql.db.orders.insert_many([{"_id": i} for i in range(10)])
@@ -70,8 +72,10 @@ def test_batches_are_lists_flushed_when_full_idle_or_stopping(ql):
 
 
 def test_events_waiting_behind_a_retried_one_show_as_queued(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION strict AS (watch_collections = 'orders',"
-               " max_retry_attempts = 3, retry_delay_ms = 400, exponential_backoff = false)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION strict AS (watch_collections = 'orders',"
+        " max_retry_attempts = 3, retry_delay_ms = 400, exponential_backoff = false)"
+    )
     failures = {"count": 0}
 
     def handler(event):
@@ -83,25 +87,33 @@ def test_events_waiting_behind_a_retried_one_show_as_queued(ql):
     worker = Background(ql)
     try:
         ql.db.orders.insert_many([{"_id": "bad"}, {"_id": "x"}, {"_id": "y"}])
+
         def in_flight():
             rows = {r["document_key"]["_id"]: r["processing_status"] for r in log_rows(ql)}
             return rows if len(rows) == 3 else None
 
         rows = wait_for(in_flight, what="rows in flight")
         assert rows == {"bad": "retrying", "x": "queued", "y": "queued"}
-        wait_for(lambda: {r["processing_status"] for r in log_rows(ql)} == {"completed"},
-                 what="all completed")
+        wait_for(
+            lambda: {r["processing_status"] for r in log_rows(ql)} == {"completed"},
+            what="all completed",
+        )
     finally:
         worker.stop()
     rows = log_rows(ql)
-    assert [(r["document_key"]["_id"], r["retry_count"]) for r in rows] \
-        == [("bad", 2), ("x", 0), ("y", 0)]
+    assert [(r["document_key"]["_id"], r["retry_count"]) for r in rows] == [
+        ("bad", 2),
+        ("x", 0),
+        ("y", 0),
+    ]
 
 
 def test_a_failing_batch_is_retried_whole_then_dead_lettered(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
-               " batch_processing = true, batch_size = 3, max_retry_attempts = 1,"
-               " retry_delay_ms = 10)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION batched AS (watch_collections = 'orders',"
+        " batch_processing = true, batch_size = 3, max_retry_attempts = 1,"
+        " retry_delay_ms = 10)"
+    )
     calls: list[list[int]] = []
 
     @ql.on("batched")
@@ -123,8 +135,9 @@ def test_a_failing_batch_is_retried_whole_then_dead_lettered(ql):
 
 
 def test_unordered_delivery_is_concurrent_across_documents_ordered_within_one(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders',"
-               " preserve_order = false)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders', preserve_order = false)"
+    )
     seen: list[tuple[int, int]] = []
     running = {"now": 0, "max": 0}
     calls: list[float] = []
@@ -140,8 +153,9 @@ def test_unordered_delivery_is_concurrent_across_documents_ordered_within_one(ql
         with lock:
             calls.append(time.monotonic())
             running["now"] -= 1
-            change = event.get("updateDescription", {}).get("updatedFields") \
-                or event["fullDocument"]  # the post-image is read late: use what changed
+            change = (
+                event.get("updateDescription", {}).get("updatedFields") or event["fullDocument"]
+            )  # the post-image is read late: use what changed
             seen.append((event["documentKey"]["_id"], change["v"]))
 
     for v in range(3):
@@ -159,11 +173,16 @@ def test_unordered_delivery_is_concurrent_across_documents_ordered_within_one(ql
 
 
 def test_unordered_checkpoint_stays_before_the_oldest_unfinished_event(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders',"
-               " preserve_order = false, max_retry_attempts = 5, retry_delay_ms = 300,"
-               " exponential_backoff = false)")
-    ql.on("fast")(lambda e: (_ for _ in ()).throw(ValueError("down"))
-                  if e["documentKey"]["_id"] == "slow" else None)
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION fast AS (watch_collections = 'orders',"
+        " preserve_order = false, max_retry_attempts = 5, retry_delay_ms = 300,"
+        " exponential_backoff = false)"
+    )
+    ql.on("fast")(
+        lambda e: (
+            (_ for _ in ()).throw(ValueError("down")) if e["documentKey"]["_id"] == "slow" else None
+        )
+    )
     ql.db.orders.insert_many([{"_id": "a"}, {"_id": "slow"}, {"_id": "b"}, {"_id": "c"}])
     worker = Background(ql)
     try:
@@ -181,8 +200,10 @@ def test_unordered_checkpoint_stays_before_the_oldest_unfinished_event(ql):
 
 
 def test_a_handler_running_longer_than_the_timeout_is_a_failure(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION timed AS (watch_collections = 'orders',"
-               " processing_timeout_ms = 200, max_retry_attempts = 1, retry_delay_ms = 10)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION timed AS (watch_collections = 'orders',"
+        " processing_timeout_ms = 200, max_retry_attempts = 1, retry_delay_ms = 10)"
+    )
     calls: list[str] = []
 
     @ql.on("timed")
@@ -226,11 +247,15 @@ def test_webhook_posts_are_signed_with_hmac_sha256(ql, monkeypatch):
     url = f"http://127.0.0.1:{web.server_port}/hook"
     monkeypatch.setenv("ORDERS_HOOK_SECRET", "from-the-environment")
     try:
-        ql.execute(f"CREATE EVENT_SUBSCRIPTION signed AS (watch_collections = 'orders',"
-                   f" deliver_to = '{url}', webhook_secret = 's3cret')")
-        ql.execute(f"CREATE EVENT_SUBSCRIPTION signed_env AS (watch_collections = 'orders',"
-                   f" deliver_to = '{url}', webhook_secret = 'env:ORDERS_HOOK_SECRET',"
-                   f" batch_processing = true)")
+        ql.execute(
+            f"CREATE EVENT_SUBSCRIPTION signed AS (watch_collections = 'orders',"
+            f" deliver_to = '{url}', webhook_secret = 's3cret')"
+        )
+        ql.execute(
+            f"CREATE EVENT_SUBSCRIPTION signed_env AS (watch_collections = 'orders',"
+            f" deliver_to = '{url}', webhook_secret = 'env:ORDERS_HOOK_SECRET',"
+            f" batch_processing = true)"
+        )
         ql.db.orders.insert_one({"_id": 1})
         drain(ql)
     finally:
@@ -251,8 +276,10 @@ def test_webhook_secret_needs_a_webhook_target(ql):
     with pytest.raises(SubscriptionError, match="webhook_secret.*only applies to webhook"):
         ql.execute("CREATE EVENT_SUBSCRIPTION s AS (webhook_secret = 'x')")
     with pytest.raises(SubscriptionError, match="expected string"):
-        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://example.com',"
-                   " webhook_secret = 42)")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://example.com',"
+            " webhook_secret = 42)"
+        )
     assert ql.db[names.SUBSCRIPTIONS].count_documents({}) == 0
 
 
@@ -269,8 +296,10 @@ def test_one_worker_per_subscription_and_takeover_after_release(ql):
     second = Background(ql, lease_seconds=2)
     try:
         time.sleep(0.6)  # the second worker polls, sees a live lease, stays out
-        (row,) = ql.execute("SELECT subscription_name, worker_id, host, pid, heartbeat_at,"
-                            " expires_at, watching FROM ACTIVE_CHANGE_STREAMS()").rows
+        (row,) = ql.execute(
+            "SELECT subscription_name, worker_id, host, pid, heartbeat_at,"
+            " expires_at, watching FROM ACTIVE_CHANGE_STREAMS()"
+        ).rows
         assert row["worker_id"] == lease["worker_id"] and row["watching"].endswith(".orders")
         assert definition(ql, "leased")["worker_id"] == lease["worker_id"]
         ql.db.orders.insert_many([{"_id": i} for i in range(5)])
@@ -281,8 +310,13 @@ def test_one_worker_per_subscription_and_takeover_after_release(ql):
         assert renewed["worker_id"] == lease["worker_id"]
         assert renewed["heartbeat_at"] > lease["heartbeat_at"]
         first.stop()  # releases the lease: the second worker takes over at its next poll
-        taken = wait_for(lambda: (ql.db[names.LEASES].find_one({"_id": "leased"}) or {}).get(
-            "worker_id") not in (None, lease["worker_id"]), timeout=3)
+        taken = wait_for(
+            lambda: (
+                (ql.db[names.LEASES].find_one({"_id": "leased"}) or {}).get("worker_id")
+                not in (None, lease["worker_id"])
+            ),
+            timeout=3,
+        )
         assert taken
         ql.db.orders.insert_many([{"_id": i} for i in range(5, 8)])
         wait_for(lambda: count_rows(ql.db, {}) == 8)
@@ -300,8 +334,10 @@ def test_one_worker_per_subscription_and_takeover_after_release(ql):
 
 
 def test_subscription_rows_carry_counters_percentiles_lag_and_owner(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION measured AS (watch_collections = 'orders',"
-               " service_name = 'billing', max_retry_attempts = 1, retry_delay_ms = 5)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION measured AS (watch_collections = 'orders',"
+        " service_name = 'billing', max_retry_attempts = 1, retry_delay_ms = 5)"
+    )
 
     @ql.on("measured")
     def handle(event):
@@ -319,7 +355,8 @@ def test_subscription_rows_carry_counters_percentiles_lag_and_owner(ql):
             "SELECT status, events_received, events_processed, events_failed, events_retried,"
             " events_dead_lettered, processing_time_p50_ms, processing_time_p99_ms,"
             " resume_token_lag_seconds, last_event_at, worker_id, worker_host"
-            " FROM EVENT_SUBSCRIPTIONS() WHERE name = 'measured'").rows
+            " FROM EVENT_SUBSCRIPTIONS() WHERE name = 'measured'"
+        ).rows
         dashboard = ql.execute(
             "SELECT (SELECT COUNT(*) FROM ACTIVE_CHANGE_STREAMS()) AS active_streams,"
             " (SELECT MAX(resume_token_lag_seconds) FROM EVENT_SUBSCRIPTIONS()) AS max_lag"
@@ -327,14 +364,20 @@ def test_subscription_rows_carry_counters_percentiles_lag_and_owner(ql):
     finally:
         worker.stop()
     assert row["status"] == "active"
-    assert (row["events_received"], row["events_processed"], row["events_failed"],
-            row["events_retried"], row["events_dead_lettered"]) == (10, 9, 1, 1, 1)
+    assert (
+        row["events_received"],
+        row["events_processed"],
+        row["events_failed"],
+        row["events_retried"],
+        row["events_dead_lettered"],
+    ) == (10, 9, 1, 1, 1)
     assert 2 <= row["processing_time_p50_ms"] <= row["processing_time_p99_ms"] < 1000
     assert row["resume_token_lag_seconds"] == 0 and row["last_event_at"] is not None
     assert row["worker_id"] and row["worker_host"]
     assert dashboard == {"active_streams": 1, "max_lag": 0}
-    letter = ql.execute("SELECT event_id, error, attempts, created_at"
-                        " FROM DEAD_LETTER_EVENTS()").rows[0]
+    letter = ql.execute(
+        "SELECT event_id, error, attempts, created_at FROM DEAD_LETTER_EVENTS()"
+    ).rows[0]
     assert letter["attempts"] == 2 and letter["created_at"] is not None
 
 
@@ -382,16 +425,22 @@ def test_every_sql_example_of_the_events_doc_runs(ql):
     for block in blocks:
         ql.execute_script(block)
     assert {d["_id"] for d in ql.db[names.SUBSCRIPTIONS].find()} == {
-        "user_service_events", "vip_changes"}
+        "user_service_events",
+        "vip_changes",
+    }
 
 
 def test_a_dropped_collection_is_logged_and_the_stream_continues(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION feed AS (watch_collections = 'orders',"
-               " preserve_order = false)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION feed AS (watch_collections = 'orders', preserve_order = false)"
+    )
     ql.db.orders.insert_one({"_id": 1})
     ql.db.orders.drop()
     ql.db.orders.insert_one({"_id": 2})
     drain(ql)
     assert [(r["event_type"], r["document_key"]) for r in log_rows(ql)] == [
-        ("insert", {"_id": 1}), ("drop", None), ("insert", {"_id": 2})]
+        ("insert", {"_id": 1}),
+        ("drop", None),
+        ("insert", {"_id": 2}),
+    ]
     assert definition(ql, "feed")["status"] == "active"

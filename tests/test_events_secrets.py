@@ -34,9 +34,11 @@ def assert_hidden(text: str, where: str) -> None:
 
 
 def _create(url: str, secret: str = SECRET, name: str = "hook") -> str:
-    return (f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = 'orders',"
-            f" deliver_to = '{url}', webhook_secret = '{secret}',"
-            " max_retry_attempts = 1, retry_delay_ms = 10)")
+    return (
+        f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = 'orders',"
+        f" deliver_to = '{url}', webhook_secret = '{secret}',"
+        " max_retry_attempts = 1, retry_delay_ms = 10)"
+    )
 
 
 class _Verifier(http.server.BaseHTTPRequestHandler):
@@ -44,8 +46,7 @@ class _Verifier(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        expected = "sha256=" + hmac.new(self.server.key.encode(), body,
-                                        hashlib.sha256).hexdigest()
+        expected = "sha256=" + hmac.new(self.server.key.encode(), body, hashlib.sha256).hexdigest()
         signed = hmac.compare_digest(expected, self.headers.get("X-Queryleaf-Signature-256", ""))
         self.server.posts.append(signed)
         self.send_response(500 if b'"documentKey": {"_id": 1}' in body else 204)
@@ -90,8 +91,9 @@ def test_explain_shows_the_commands_with_the_secret_masked(ql):
     assert_hidden(repr(rows), "EXPLAIN ALTER")
     assert "'options.webhook_secret': '***'" in rows[-1]["mongosh"]  # the catalog update
     # An env: reference is not a secret: shown as written.
-    rows = ql.execute("EXPLAIN ALTER EVENT_SUBSCRIPTION hook SET"
-                      " (webhook_secret = 'env:HOOK_SECRET')").rows
+    rows = ql.execute(
+        "EXPLAIN ALTER EVENT_SUBSCRIPTION hook SET (webhook_secret = 'env:HOOK_SECRET')"
+    ).rows
     assert "'options.webhook_secret': 'env:HOOK_SECRET'" in rows[-1]["mongosh"]
 
 
@@ -106,16 +108,26 @@ def test_show_and_event_subscriptions_mask_a_literal_secret(ql):
     assert_hidden(repr(shown), "SHOW EVENT_SUBSCRIPTIONS")
     assert shown["hook"]["options"]["webhook_secret"] == MASK
     assert shown["by_env"]["options"]["webhook_secret"] == "env:HOOK_SECRET"
-    for query in ("SELECT * FROM EVENT_SUBSCRIPTIONS()",
-                  "SELECT name, options FROM EVENT_SUBSCRIPTIONS() ORDER BY name",
-                  "SELECT options.webhook_secret AS s FROM EVENT_SUBSCRIPTIONS()",
-                  "SELECT s.options AS o FROM EVENT_SUBSCRIPTIONS() AS s"):
+    for query in (
+        "SELECT * FROM EVENT_SUBSCRIPTIONS()",
+        "SELECT name, options FROM EVENT_SUBSCRIPTIONS() ORDER BY name",
+        "SELECT options.webhook_secret AS s FROM EVENT_SUBSCRIPTIONS()",
+        "SELECT s.options AS o FROM EVENT_SUBSCRIPTIONS() AS s",
+    ):
         assert_hidden(repr(ql.execute(query).rows), query)
     # Masked before the query's own stages: no filter can test the secret's characters.
-    assert ql.execute("SELECT name FROM EVENT_SUBSCRIPTIONS()"
-                      f" WHERE options.webhook_secret = '{SECRET}'").rows == []
-    assert ql.execute("SELECT name FROM EVENT_SUBSCRIPTIONS()"
-                      " WHERE options.webhook_secret LIKE 'hunter%'").rows == []
+    assert (
+        ql.execute(
+            f"SELECT name FROM EVENT_SUBSCRIPTIONS() WHERE options.webhook_secret = '{SECRET}'"
+        ).rows
+        == []
+    )
+    assert (
+        ql.execute(
+            "SELECT name FROM EVENT_SUBSCRIPTIONS() WHERE options.webhook_secret LIKE 'hunter%'"
+        ).rows
+        == []
+    )
     ql.execute("CREATE VIEW subs AS SELECT name, options FROM EVENT_SUBSCRIPTIONS()")
     assert_hidden(repr(ql.execute("SELECT * FROM subs").rows), "a view")
 
@@ -126,12 +138,16 @@ def test_a_worker_signs_with_the_real_secret_and_shows_it_nowhere(ql, receiver, 
     ql.db.orders.insert_many([{"_id": 1}, {"_id": 2}])  # 1 fails (HTTP 500), 2 is delivered
     stop = threading.Event()
     reports = []
-    worker = threading.Thread(target=lambda: reports.append(
-        ql.run_subscriptions(stop_event=stop, poll_interval=0.2)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: reports.append(ql.run_subscriptions(stop_event=stop, poll_interval=0.2)),
+        daemon=True,
+    )
     worker.start()
     try:
-        wait_for(lambda: {r["processing_status"] for r in log_rows(ql)}
-                 == {"dead_letter", "completed"}, what="both events handled")
+        wait_for(
+            lambda: {r["processing_status"] for r in log_rows(ql)} == {"dead_letter", "completed"},
+            what="both events handled",
+        )
         active = ql.execute("SELECT * FROM ACTIVE_CHANGE_STREAMS()").rows
         assert [r["subscription_name"] for r in active] == ["hook"]
         assert_hidden(repr(active), "ACTIVE_CHANGE_STREAMS()")
@@ -139,8 +155,11 @@ def test_a_worker_signs_with_the_real_secret_and_shows_it_nowhere(ql, receiver, 
         stop.set()
         worker.join(20)
     assert receiver.posts == [True, True, True]  # 2 attempts of event 1, event 2: all signed
-    for query in ("SELECT * FROM CHANGE_STREAM_EVENTS()", "SELECT * FROM DEAD_LETTER_EVENTS()",
-                  "SELECT * FROM EVENT_SUBSCRIPTIONS()"):
+    for query in (
+        "SELECT * FROM CHANGE_STREAM_EVENTS()",
+        "SELECT * FROM DEAD_LETTER_EVENTS()",
+        "SELECT * FROM EVENT_SUBSCRIPTIONS()",
+    ):
         rows = ql.execute(query).rows
         assert rows
         assert_hidden(repr(rows), query)
@@ -161,42 +180,75 @@ def test_a_worker_signs_with_the_real_secret_and_shows_it_nowhere(ql, receiver, 
 
 
 FAILING = [
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = '{SECRET}' oops)", "unexpected name 'oops'",
-                 id="syntax error after the secret"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret '{SECRET}')", "unexpected string '***'",
-                 id="the secret is the unexpected token"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret '{SECRET * 3}')", "unexpected string '***...'",
-                 id="the secret clipped in the message"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = '{SECRET}", "unterminated string",
-                 id="unterminated secret"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = '{SECRET}', bogus_option = 1)", "unknown subscription option",
-                 id="unknown option beside the secret"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = '{SECRET}', batch_size = 'ten')", "expected integer",
-                 id="wrong type beside the secret"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (webhook_secret = '{SECRET}')",
-                 "only applies to webhook targets", id="the secret itself is refused"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = UPPER('{SECRET}'))", "must be a constant",
-                 id="not a constant"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = '{SECRET}', webhook_secret = 'again-SECRET-xyz')",
-                 "given twice", id="given twice"),
-    pytest.param(f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
-                 f" webhook_secret = OBJECTID('{SECRET}'))", "is not a valid ObjectId",
-                 id="the planner quotes the value"),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = '{SECRET}' oops)",
+        "unexpected name 'oops'",
+        id="syntax error after the secret",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret '{SECRET}')",
+        "unexpected string '***'",
+        id="the secret is the unexpected token",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret '{SECRET * 3}')",
+        "unexpected string '***...'",
+        id="the secret clipped in the message",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = '{SECRET}",
+        "unterminated string",
+        id="unterminated secret",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = '{SECRET}', bogus_option = 1)",
+        "unknown subscription option",
+        id="unknown option beside the secret",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = '{SECRET}', batch_size = 'ten')",
+        "expected integer",
+        id="wrong type beside the secret",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (webhook_secret = '{SECRET}')",
+        "only applies to webhook targets",
+        id="the secret itself is refused",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = UPPER('{SECRET}'))",
+        "must be a constant",
+        id="not a constant",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = '{SECRET}', webhook_secret = 'again-SECRET-xyz')",
+        "given twice",
+        id="given twice",
+    ),
+    pytest.param(
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',"
+        f" webhook_secret = OBJECTID('{SECRET}'))",
+        "is not a valid ObjectId",
+        id="the planner quotes the value",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("sql", "message"), FAILING)
 def test_a_failing_statement_does_not_echo_the_secret(ql, sql, message):
-    for attempt in (lambda: ql.execute(sql), lambda: ql.execute_script(f"SELECT 1; {sql}"),
-                    lambda: ql.explain(sql)):
+    for attempt in (
+        lambda: ql.execute(sql),
+        lambda: ql.execute_script(f"SELECT 1; {sql}"),
+        lambda: ql.explain(sql),
+    ):
         with pytest.raises(QueryLeafError) as caught:
             attempt()
         error = caught.value
@@ -211,8 +263,10 @@ def test_a_failing_statement_does_not_echo_the_secret(ql, sql, message):
 
 @pytest.mark.parametrize("script", [False, True])
 def test_the_caret_stays_under_the_offending_token(ql, script):
-    sql = (f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',\n"
-           f"  webhook_secret = '{SECRET}', oops = 1,\n  x = 2)")
+    sql = (
+        f"CREATE EVENT_SUBSCRIPTION s AS (deliver_to = 'https://x.org/h',\n"
+        f"  webhook_secret = '{SECRET}', oops = 1,\n  x = 2)"
+    )
     with pytest.raises(QueryLeafError) as caught:
         ql.execute_script(f"SELECT 1;\n{sql}") if script else ql.execute(sql)
     error = caught.value
@@ -223,13 +277,16 @@ def test_the_caret_stays_under_the_offending_token(ql, script):
     # ... the excerpt shows the masked line with the caret under the same token.
     line, caret = error.excerpt().splitlines()
     assert line == "  webhook_secret = '***', oops = 1,"
-    assert line[caret.index("^"):].startswith("oops")
+    assert line[caret.index("^") :].startswith("oops")
 
 
 def test_a_secret_over_several_lines_keeps_later_lines_in_place():
     sql = "ALTER EVENT_SUBSCRIPTION s SET (webhook_secret = 'a\nb\nc', bad)\nSELECT 1 oops"
     redacted = RedactedSql.of(sql)
-    assert redacted.text == "ALTER EVENT_SUBSCRIPTION s SET (webhook_secret = '***', bad)\nSELECT 1 oops"
+    assert (
+        redacted.text
+        == "ALTER EVENT_SUBSCRIPTION s SET (webhook_secret = '***', bad)\nSELECT 1 oops"
+    )
     assert redacted.locate(3, 5) == (1, 57)  # 'bad'
     assert redacted.locate(4, 10) == (2, 10)  # 'oops'
     assert redacted.locate(2, 1) == (1, 50)  # inside the secret: at its mask
@@ -241,15 +298,24 @@ def test_what_counts_as_a_secret_literal():
         return RedactedSql.of(sql).text
 
     # Quoted option names, any case, comments between, expressions holding several literals.
-    assert masked_text('ALTER EVENT_SUBSCRIPTION s SET ("Webhook_Secret" /* c */ = \'p\')') \
-        == 'ALTER EVENT_SUBSCRIPTION s SET ("Webhook_Secret" /* c */ = \'***\')'
-    assert masked_text("x (WEBHOOK_SECRET = CONCAT('a', 'b'), description = 'kept')") \
+    assert (
+        masked_text("ALTER EVENT_SUBSCRIPTION s SET (\"Webhook_Secret\" /* c */ = 'p')")
+        == "ALTER EVENT_SUBSCRIPTION s SET (\"Webhook_Secret\" /* c */ = '***')"
+    )
+    assert (
+        masked_text("x (WEBHOOK_SECRET = CONCAT('a', 'b'), description = 'kept')")
         == "x (WEBHOOK_SECRET = CONCAT('***', '***'), description = 'kept')"
-    assert masked_text("x (webhook_secret = 'it''s', y = 'kept')") \
+    )
+    assert (
+        masked_text("x (webhook_secret = 'it''s', y = 'kept')")
         == "x (webhook_secret = '***', y = 'kept')"
+    )
     # Not a secret: an env: reference, the option's name in a string or a comment.
-    for kept in ("x (webhook_secret = 'env:HOOK')", "SELECT 'webhook_secret', 'v'",
-                 "SELECT 1 -- webhook_secret = 'v'\n, 'w'"):
+    for kept in (
+        "x (webhook_secret = 'env:HOOK')",
+        "SELECT 'webhook_secret', 'v'",
+        "SELECT 1 -- webhook_secret = 'v'\n, 'w'",
+    ):
         assert masked_text(kept) == kept
     assert secret_spans("SELECT 1") == []
 
@@ -264,8 +330,13 @@ def test_scrub_masks_quoted_bare_and_clipped_forms():
 def test_secret_values_display_as_the_mask():
     secret = Secret(SECRET)
     logged = "%s" % secret  # noqa: UP031 - what logging's %-formatting does
-    assert (str(secret), repr(secret), f"{secret}", f"{secret:>5}", logged) \
-        == (MASK, repr(MASK), MASK, "  ***", MASK)
+    assert (str(secret), repr(secret), f"{secret}", f"{secret:>5}", logged) == (
+        MASK,
+        repr(MASK),
+        MASK,
+        "  ***",
+        MASK,
+    )
     assert secret == SECRET and secret.encode() == SECRET.encode()
     assert reveal(Secret(secret)) == SECRET  # wrapping twice keeps the value
     assert masked({"a": [secret, 1], "b": "plain"}) == {"a": [MASK, 1], "b": "plain"}
@@ -279,8 +350,10 @@ def test_declaring_an_option_secret_is_all_it_takes(ql, monkeypatch):
 
     monkeypatch.setattr(opts, "SECRET_OPTIONS", opts.SECRET_OPTIONS | {"description"})
     monkeypatch.setattr(redact, "_SECRET_OPTIONS", redact._SECRET_OPTIONS | {"description"})
-    create = ("CREATE EVENT_SUBSCRIPTION s AS (description = 'top-SECRET-desc',"
-              " watch_collections = 'orders')")
+    create = (
+        "CREATE EVENT_SUBSCRIPTION s AS (description = 'top-SECRET-desc',"
+        " watch_collections = 'orders')"
+    )
     assert "top-SECRET" not in repr(ql.execute("EXPLAIN " + create).rows)
     ql.execute(create)
     assert definition(ql, "s")["description"] == "top-SECRET-desc"
@@ -304,12 +377,20 @@ def test_secret_options_are_not_copied_to_other_columns():
 @pytest.fixture()
 def cli(server, dbname, tmp_path):
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("QUERYLEAF_URI", "QUERYLEAF_DB", "COLUMNS")
+        }
         env["QUERYLEAF_DATA_DIR"] = str(tmp_path / "data")
-        return subprocess.run([sys.executable, "-m", "queryleaf", "--uri", server.uri,
-                               "--db", dbname, *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp_path,
+        )
 
     return run
 
@@ -322,8 +403,10 @@ def _output(proc: subprocess.CompletedProcess) -> str:
 def test_the_cli_never_prints_the_secret(cli, tmp_path):
     create = _create("https://example.com/hook")
     alter = f"ALTER EVENT_SUBSCRIPTION hook SET (webhook_secret = '{ALTERED}')"
-    script = (f"EXPLAIN {create}; {create}; EXPLAIN {alter}; SHOW EVENT_SUBSCRIPTIONS;"
-              " SELECT * FROM EVENT_SUBSCRIPTIONS()")
+    script = (
+        f"EXPLAIN {create}; {create}; EXPLAIN {alter}; SHOW EVENT_SUBSCRIPTIONS;"
+        " SELECT * FROM EVENT_SUBSCRIPTIONS()"
+    )
     for fmt in ("table", "json", "csv"):
         proc = cli("--format", fmt, "-e", script if fmt == "table" else script.split("; ", 2)[2])
         assert proc.returncode == 0, _output(proc)
@@ -332,9 +415,11 @@ def test_the_cli_never_prints_the_secret(cli, tmp_path):
         proc = cli("--format", fmt, "explain", create)
         assert proc.returncode == 0 and "***" in proc.stdout, _output(proc)
         assert_hidden(_output(proc), f"queryleaf --format {fmt} explain")
-    failing = [f"{create.replace('max_retry_attempts', 'nope')}",  # unknown option
-               f"{create[:-1]} oops)",  # syntax error after the secret
-               create.replace(f"'{SECRET}'", f"OBJECTID('{SECRET}')")]  # quoted by the planner
+    failing = [
+        f"{create.replace('max_retry_attempts', 'nope')}",  # unknown option
+        f"{create[:-1]} oops)",  # syntax error after the secret
+        create.replace(f"'{SECRET}'", f"OBJECTID('{SECRET}')"),
+    ]  # quoted by the planner
     for sql in failing:
         for args in (("-e", sql), ("explain", sql), ("-e", f"SELECT 1;\n{sql}")):
             proc = cli(*args)

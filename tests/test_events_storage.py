@@ -17,13 +17,26 @@ from queryleaf.events.eventlog import EventLog, read_rows, segment_entries, sing
 
 def _row(i: int, **extra) -> dict:
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    row = {"subscription_id": "s", "subscription_name": "s", "service_name": None,
-           "event_id": f"{i:04x}", "event_type": "insert", "collection_name": "orders",
-           "database_name": "db", "document_key": {"_id": i}, "event_data": {"_id": i, "n": i},
-           "event_timestamp": at, "cluster_time": Timestamp(1_700_000_000, i + 1),
-           "processing_status": "completed", "processing_started_at": at,
-           "processing_completed_at": at, "processing_duration_ms": 0.0, "retry_count": 0,
-           "last_error": None, "correlation_id": None}
+    row = {
+        "subscription_id": "s",
+        "subscription_name": "s",
+        "service_name": None,
+        "event_id": f"{i:04x}",
+        "event_type": "insert",
+        "collection_name": "orders",
+        "database_name": "db",
+        "document_key": {"_id": i},
+        "event_data": {"_id": i, "n": i},
+        "event_timestamp": at,
+        "cluster_time": Timestamp(1_700_000_000, i + 1),
+        "processing_status": "completed",
+        "processing_started_at": at,
+        "processing_completed_at": at,
+        "processing_duration_ms": 0.0,
+        "retry_count": 0,
+        "last_error": None,
+        "correlation_id": None,
+    }
     row.update(extra)
     return row
 
@@ -42,11 +55,15 @@ def test_segments_store_shared_columns_once_and_read_back_as_rows(ql):
     assert [type(r["correlation_id"]) for r in back] == [type(None), float, int]
     assert back[0]["resume_token_timestamp"] == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
     assert list(back[0])[1:] == list(names.EVENT_LOG_COLUMNS)  # every column, in order
-    assert ql.execute("SELECT COUNT(*) AS n FROM CHANGE_STREAM_EVENTS() "
-                      "WHERE subscription_id = 's' AND event_data.n >= 1").rows == [{"n": 2}]
+    assert ql.execute(
+        "SELECT COUNT(*) AS n FROM CHANGE_STREAM_EVENTS() "
+        "WHERE subscription_id = 's' AND event_data.n >= 1"
+    ).rows == [{"n": 2}]
     # A query naming columns computes only the derived ones it reads (_id, the timestamp).
-    (row,) = ql.execute("SELECT e._id, e.resume_token_timestamp AS at, e.retry_count "
-                        "FROM CHANGE_STREAM_EVENTS() e WHERE e.event_id = '0001'").rows
+    (row,) = ql.execute(
+        "SELECT e._id, e.resume_token_timestamp AS at, e.retry_count "
+        "FROM CHANGE_STREAM_EVENTS() e WHERE e.event_id = '0001'"
+    ).rows
     assert row == {"_id": "s:0001", "at": back[1]["resume_token_timestamp"], "retry_count": 0}
     (command,) = ql.explain("SELECT event_type FROM CHANGE_STREAM_EVENTS()").commands
     stages = [next(iter(stage)) for stage in command["pipeline"]]
@@ -63,7 +80,7 @@ def test_filters_on_event_timestamp_skip_whole_entries_and_keep_every_matching_r
     log = EventLog(ql.db)
     log.ensure_indexes()
     for start in range(0, 30, 10):  # three entries of ten rows: minutes 0-9, 10-19, 20-29
-        log.insert(segment_entries(rows[start:start + 10]))
+        log.insert(segment_entries(rows[start : start + 10]))
 
     def minutes(where: str) -> list[int]:
         sql = f"SELECT event_data.n AS n FROM CHANGE_STREAM_EVENTS() e WHERE {where} ORDER BY n"
@@ -76,13 +93,15 @@ def test_filters_on_event_timestamp_skip_whole_entries_and_keep_every_matching_r
     assert minutes(f"event_timestamp = {at(20)} AND subscription_id = 's'") == [20]
     assert minutes(f"event_timestamp <= {at(0)} OR event_data.n = 29") == [0, 29]
     assert minutes("event_timestamp IS NULL") == [5]
-    (command,) = ql.explain("SELECT event_id FROM CHANGE_STREAM_EVENTS() "
-                            f"WHERE event_timestamp >= {at(15)}").commands
+    (command,) = ql.explain(
+        f"SELECT event_id FROM CHANGE_STREAM_EVENTS() WHERE event_timestamp >= {at(15)}"
+    ).commands
     first = command["pipeline"][0]["$match"]
     assert "event_timestamp_max" in str(first)  # entries ending before minute 15 are skipped
     # Entries without the bounds (written before they were recorded) are not skipped.
     ql.db[names.EVENT_LOG].update_many(
-        {}, {"$unset": {"event_timestamp_min": "", "event_timestamp_max": ""}})
+        {}, {"$unset": {"event_timestamp_min": "", "event_timestamp_max": ""}}
+    )
     assert minutes(f"e.event_timestamp >= {at(15)}") == list(range(15, 30))
     assert minutes(f"event_timestamp BETWEEN {at(9)} AND {at(10)}") == [9, 10]
 
@@ -90,8 +109,14 @@ def test_filters_on_event_timestamp_skip_whole_entries_and_keep_every_matching_r
 def test_runs_handled_together_get_their_own_segment():
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     later = at + dt.timedelta(seconds=1)
-    rows = [_row(i, processing_started_at=at if i < 20 else later,
-                 processing_completed_at=at if i < 20 else later) for i in range(40)]
+    rows = [
+        _row(
+            i,
+            processing_started_at=at if i < 20 else later,
+            processing_completed_at=at if i < 20 else later,
+        )
+        for i in range(40)
+    ]
     first, second = segment_entries(rows)
     assert len(first["events"]) == 20 and first["common"]["processing_started_at"] == at
     assert second["common"]["processing_completed_at"] == later
@@ -125,15 +150,25 @@ def test_reset_to_an_earlier_time_drops_the_rows_from_there(ql):
 
 def test_combined_writer_fences_each_checkpoint_and_isolates_failed_inserts(ql):
     catalog = ql.db["combiner_defs"]
-    catalog.insert_many([{"_id": name, "position_version": 1, "worker_id": "w", "n": Int64(0)}
-                         for name in ("a", "b")])
+    catalog.insert_many(
+        [
+            {"_id": name, "position_version": 1, "worker_id": "w", "n": Int64(0)}
+            for name in ("a", "b")
+        ]
+    )
     catalog.update_one({"_id": "b"}, {"$set": {"worker_id": "other"}})  # b's lease was lost
     log = EventLog(ql.db)
     writer = WriteCombiner(catalog, log.insert)
 
     def checkpoint(name: str) -> _Job:
-        return _Job("update", ({"_id": name, "position_version": 1, "worker_id": "w"},
-                               {"$inc": {"n": 1}}, {"worker_id": 1}))
+        return _Job(
+            "update",
+            (
+                {"_id": name, "position_version": 1, "worker_id": "w"},
+                {"$inc": {"n": 1}},
+                {"worker_id": 1},
+            ),
+        )
 
     a, b = checkpoint("a"), checkpoint("b")
     writer._run([a, b])  # one round: one bulk update, one read
@@ -152,8 +187,14 @@ def test_combined_writer_fences_each_checkpoint_and_isolates_failed_inserts(ql):
 
     # Through the thread, as committers use it.
     writer.start()
-    assert writer.update_definition({"_id": "a", "position_version": 1, "worker_id": "w"},
-                                    {"$inc": {"n": 1}}, {"worker_id": 1}) is not None
+    assert (
+        writer.update_definition(
+            {"_id": "a", "position_version": 1, "worker_id": "w"},
+            {"$inc": {"n": 1}},
+            {"worker_id": 1},
+        )
+        is not None
+    )
     writer.close()
     writer.join(5)
     assert catalog.find_one({"_id": "a"})["n"] == 2

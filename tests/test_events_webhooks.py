@@ -102,10 +102,17 @@ def trickling_server():
 
 
 def _subscribe(ql, url: str, **options) -> None:
-    settings = {"watch_collections": "'orders'", "deliver_to": f"'{url}'",
-                "max_retry_attempts": "0", **{k: str(v) for k, v in options.items()}}
-    ql.execute("CREATE EVENT_SUBSCRIPTION hook AS ("
-               + ", ".join(f"{k} = {v}" for k, v in settings.items()) + ")")
+    settings = {
+        "watch_collections": "'orders'",
+        "deliver_to": f"'{url}'",
+        "max_retry_attempts": "0",
+        **{k: str(v) for k, v in options.items()},
+    }
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION hook AS ("
+        + ", ".join(f"{k} = {v}" for k, v in settings.items())
+        + ")"
+    )
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -164,6 +171,7 @@ def test_post_reports_the_status_and_location_of_a_redirect(endpoint):
     url = f"http://127.0.0.1:{endpoint.server_port}/hook"
     with pytest.raises(WebhookError) as caught:
         post(url, b"{}", {}, 5)
-    assert str(caught.value).startswith(f"POST {url} returned HTTP 303 redirecting to "
-                                        f"{endpoint.target}; redirects are not followed")
+    assert str(caught.value).startswith(
+        f"POST {url} returned HTTP 303 redirecting to {endpoint.target}; redirects are not followed"
+    )
     assert [path for _, path, _ in endpoint.requests] == ["/hook"]

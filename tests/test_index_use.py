@@ -25,16 +25,22 @@ from queryleaf.sql.parser import parse
 
 @pytest.fixture()
 def shop(ql):
-    ql.db.items.insert_many([{"_id": i, "n": i, "code": f"K{i:04d}", "cat": f"c{i % 5}"}
-                             for i in range(200)])
+    ql.db.items.insert_many(
+        [{"_id": i, "n": i, "code": f"K{i:04d}", "cat": f"c{i % 5}"} for i in range(200)]
+    )
     ql.db.items.create_index("code")
     ql.db.items.create_index("n")
-    ql.db.customers.insert_many([{"_id": i, "name": f"c{i}", "tier": ("gold", "silver")[i % 2],
-                                  "code": f"C{i}"} for i in range(50)])
+    ql.db.customers.insert_many(
+        [
+            {"_id": i, "name": f"c{i}", "tier": ("gold", "silver")[i % 2], "code": f"C{i}"}
+            for i in range(50)
+        ]
+    )
     ql.db.customers.create_index("tier")
     ql.db.customers.create_index("code")
-    ql.db.orders.insert_many([{"_id": i, "customer_id": i % 50, "total": i, "ccode": f"C{i % 50}"}
-                              for i in range(500)])
+    ql.db.orders.insert_many(
+        [{"_id": i, "customer_id": i % 50, "total": i, "ccode": f"C{i % 50}"} for i in range(500)]
+    )
     ql.db.orders.create_index("customer_id")
     return ql
 
@@ -64,16 +70,19 @@ def _index_scan(plan: dict[str, Any]) -> str | None:
     return scans[0]["indexName"] if scans else None
 
 
-@pytest.mark.parametrize(("sql", "index"), [
-    ("SELECT _id, n FROM items WHERE code = 'K0042'", "code_1"),
-    ("SELECT _id, n FROM items WHERE code IN ('K0001', 'K0002')", "code_1"),
-    ("SELECT _id, code FROM items WHERE n = 7", "n_1"),
-    ("SELECT _id, code FROM items WHERE n BETWEEN 10 AND 20", "n_1"),
-    ("SELECT _id, code FROM items WHERE n > 190", "n_1"),
-    # two conditions on one field are one range (SecantusDB serves {$and: [...]} by scanning)
-    ("SELECT _id, code FROM items WHERE n >= 5 AND n < 9", "n_1"),
-    ("SELECT _id, code FROM items WHERE NOT (n < 5) AND n <= 9", "n_1"),
-])
+@pytest.mark.parametrize(
+    ("sql", "index"),
+    [
+        ("SELECT _id, n FROM items WHERE code = 'K0042'", "code_1"),
+        ("SELECT _id, n FROM items WHERE code IN ('K0001', 'K0002')", "code_1"),
+        ("SELECT _id, code FROM items WHERE n = 7", "n_1"),
+        ("SELECT _id, code FROM items WHERE n BETWEEN 10 AND 20", "n_1"),
+        ("SELECT _id, code FROM items WHERE n > 190", "n_1"),
+        # two conditions on one field are one range (SecantusDB serves {$and: [...]} by scanning)
+        ("SELECT _id, code FROM items WHERE n >= 5 AND n < 9", "n_1"),
+        ("SELECT _id, code FROM items WHERE NOT (n < 5) AND n <= 9", "n_1"),
+    ],
+)
 def test_equality_and_range_use_the_index(shop, sql, index):
     command = _command(sql)
     assert "find" in command
@@ -88,11 +97,14 @@ def test_a_collection_scan_is_reported_as_one(shop):
     assert "COLLSCAN" in [s["stage"] for s in _stages(plan)]
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT _id, n FROM items ORDER BY n LIMIT 5",
-    "SELECT _id, n FROM items ORDER BY n DESC LIMIT 5",
-    "SELECT _id, n FROM items WHERE n > 100 ORDER BY n LIMIT 5 OFFSET 2",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT _id, n FROM items ORDER BY n LIMIT 5",
+        "SELECT _id, n FROM items ORDER BY n DESC LIMIT 5",
+        "SELECT _id, n FROM items WHERE n > 100 ORDER BY n LIMIT 5 OFFSET 2",
+    ],
+)
 def test_order_by_an_indexed_field_needs_no_sort(shop, sql):
     plan = _winning_plan(shop, _command(sql))
     assert _index_scan(plan) == "n_1"
@@ -120,16 +132,31 @@ def _leads_an_index(ql, collection: str, field: str) -> bool:
     return any(next(iter(ix["key"])) == field for ix in ql.db[collection].list_indexes())
 
 
-@pytest.mark.parametrize(("sql", "outer_index"), [
-    ("SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer_id = c._id "
-     "WHERE c.tier = 'gold'", "tier_1"),
-    ("SELECT c.name, o.total FROM customers c LEFT JOIN orders o ON o.customer_id = c._id "
-     "AND o.total > 10 WHERE c.tier = 'gold'", "tier_1"),
-    ("SELECT o.total, c.name FROM orders o JOIN customers c ON c._id = o.customer_id "
-     "WHERE o.customer_id = 7", "customer_id_1"),
-    ("SELECT o.total, c.name FROM orders o, customers c WHERE c.code = o.ccode "
-     "AND o.customer_id < 3", "customer_id_1"),
-])
+@pytest.mark.parametrize(
+    ("sql", "outer_index"),
+    [
+        (
+            "SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer_id = c._id "
+            "WHERE c.tier = 'gold'",
+            "tier_1",
+        ),
+        (
+            "SELECT c.name, o.total FROM customers c LEFT JOIN orders o ON o.customer_id = c._id "
+            "AND o.total > 10 WHERE c.tier = 'gold'",
+            "tier_1",
+        ),
+        (
+            "SELECT o.total, c.name FROM orders o JOIN customers c ON c._id = o.customer_id "
+            "WHERE o.customer_id = 7",
+            "customer_id_1",
+        ),
+        (
+            "SELECT o.total, c.name FROM orders o, customers c WHERE c.code = o.ccode "
+            "AND o.customer_id < 3",
+            "customer_id_1",
+        ),
+    ],
+)
 def test_both_sides_of_a_join_use_an_index(shop, sql, outer_index):
     command = _command(sql)
     # the outer side: the leading $match, as the explain shows it
@@ -150,6 +177,5 @@ def test_both_sides_of_a_join_use_an_index(shop, sql, outer_index):
 
 def test_a_join_without_a_key_is_not_looked_up_by_index(shop):
     """The check can fail: a join on an inequality has no localField/foreignField."""
-    lookup = _lookup(_command("SELECT c.name FROM customers c JOIN orders o "
-                              "ON o.total > c._id"))
+    lookup = _lookup(_command("SELECT c.name FROM customers c JOIN orders o ON o.total > c._id"))
     assert "foreignField" not in lookup

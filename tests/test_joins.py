@@ -40,19 +40,26 @@ KEYED = [
     # (SQL, foreignField)
     ("SELECT o.total, c.name FROM orders o JOIN customers c ON o.customer_id = c._id", "_id"),
     ("SELECT o.total, c.name FROM orders o JOIN customers c ON c._id = o.customer_id", "_id"),
-    ("SELECT c.name, o.total FROM customers c LEFT JOIN orders o ON o.customer_id = c._id",
-     "customer_id"),
-    ("SELECT o.total, c.name FROM orders o JOIN customers c ON o.customer_id = c._id "
-     "AND c.tier = 'gold' AND o.total > c.credit", "_id"),
+    (
+        "SELECT c.name, o.total FROM customers c LEFT JOIN orders o ON o.customer_id = c._id",
+        "customer_id",
+    ),
+    (
+        "SELECT o.total, c.name FROM orders o JOIN customers c ON o.customer_id = c._id "
+        "AND c.tier = 'gold' AND o.total > c.credit",
+        "_id",
+    ),
     ("SELECT o.total, c.name FROM orders o, customers c WHERE o.customer_id = c._id", "_id"),
     ("SELECT o.total, c.name FROM orders o JOIN customers c ON c.code = UPPER(o.code)", "code"),
     # a key on _id is preferred over an earlier one
-    ("SELECT o.total FROM orders o JOIN customers c ON o.region = c.region "
-     "AND o.customer_id = c._id", "_id"),
+    (
+        "SELECT o.total FROM orders o JOIN customers c ON o.region = c.region "
+        "AND o.customer_id = c._id",
+        "_id",
+    ),
     # a nested path on the outer side is an expression like any other
     ("SELECT o.total FROM orders o JOIN customers c ON o.buyer.id = c.uid", "uid"),
-    ("SELECT o.total FROM orders o RIGHT JOIN customers c ON o.customer_id = c._id",
-     "customer_id"),
+    ("SELECT o.total FROM orders o RIGHT JOIN customers c ON o.customer_id = c._id", "customer_id"),
 ]
 
 
@@ -64,11 +71,15 @@ def test_equi_joins_look_up_by_key(sql, foreign):
 
 
 def test_three_tables_each_joined_by_key():
-    lookups = _lookups("SELECT o.total, c.name, r.name FROM orders o "
-                       "JOIN customers c ON o.customer_id = c._id "
-                       "LEFT JOIN regions r ON r._id = c.region_id")
+    lookups = _lookups(
+        "SELECT o.total, c.name, r.name FROM orders o "
+        "JOIN customers c ON o.customer_id = c._id "
+        "LEFT JOIN regions r ON r._id = c.region_id"
+    )
     assert [(lk["from"], lk["foreignField"]) for lk in lookups] == [
-        ("customers", "_id"), ("regions", "_id")]
+        ("customers", "_id"),
+        ("regions", "_id"),
+    ]
     assert "pipeline" not in lookups[1]  # LEFT on _id alone: the lookup is the whole join
 
 
@@ -118,16 +129,41 @@ def test_other_joins_keep_the_pipeline_form(sql):
 # them to each other), arrays (MongoDB matches by element), [] (MongoDB matches it like null),
 # nested arrays, 1 / 1.0 / Decimal128 (all equal), strings that look like numbers, documents,
 # booleans, NaN and MaxKey (what a NULL key is looked up as).
-KEYS: list[Any] = [None, MISSING, 1, 1.0, Decimal128("1"), 2, "1", "a", True, [1], [1, 2],
-                   [2, 1], [], [[]], [None], [[1, 2]], {"a": 1}, {"a": [1]}, math.nan, MaxKey()]
+KEYS: list[Any] = [
+    None,
+    MISSING,
+    1,
+    1.0,
+    Decimal128("1"),
+    2,
+    "1",
+    "a",
+    True,
+    [1],
+    [1, 2],
+    [2, 1],
+    [],
+    [[]],
+    [None],
+    [[1, 2]],
+    {"a": 1},
+    {"a": [1]},
+    math.nan,
+    MaxKey(),
+]
 ID_KEYS: list[Any] = [None, 1, 2.5, "1", "a", True, {"a": 1}, math.nan, MaxKey(), 3]
 
 
 def _load(ql, indexed: bool) -> None:
-    ql.db.l.insert_many([{"_id": i, "n": i % 3, **({} if k is MISSING else {"k": k})}
-                         for i, k in enumerate(KEYS)])
-    ql.db.r.insert_many([{"_id": i, "n": i % 2, **({} if k is MISSING else {"k": k})}
-                         for i, k in enumerate(reversed(KEYS))])
+    ql.db.l.insert_many(
+        [{"_id": i, "n": i % 3, **({} if k is MISSING else {"k": k})} for i, k in enumerate(KEYS)]
+    )
+    ql.db.r.insert_many(
+        [
+            {"_id": i, "n": i % 2, **({} if k is MISSING else {"k": k})}
+            for i, k in enumerate(reversed(KEYS))
+        ]
+    )
     ql.db.ids.insert_many([{"_id": k, "n": i} for i, k in enumerate(ID_KEYS)])
     if indexed:
         ql.db.r.create_index("k")
@@ -174,20 +210,32 @@ def test_keyed_joins_answer_as_the_pipeline_form(ql, monkeypatch, indexed):
 
 
 def test_numbers_of_any_type_join(ql):
-    ql.db.l.insert_many([{"_id": 1, "k": 1}, {"_id": 2, "k": 2.0}, {"_id": 3, "k": Decimal128("3")}])
-    ql.db.r.insert_many([{"_id": 1.0, "v": "one"}, {"_id": Decimal128("2"), "v": "two"},
-                         {"_id": 3, "v": "three"}])
+    ql.db.l.insert_many(
+        [{"_id": 1, "k": 1}, {"_id": 2, "k": 2.0}, {"_id": 3, "k": Decimal128("3")}]
+    )
+    ql.db.r.insert_many(
+        [{"_id": 1.0, "v": "one"}, {"_id": Decimal128("2"), "v": "two"}, {"_id": 3, "v": "three"}]
+    )
     got = ql.execute("SELECT l._id AS a, r.v FROM l JOIN r ON r._id = l.k ORDER BY a").rows
     assert [(r["a"], r["v"]) for r in got] == [(1, "one"), (2, "two"), (3, "three")]
 
 
 def test_null_keys_never_match_and_left_join_keeps_them(ql):
     ql.db.l.insert_many([{"_id": 1, "k": None}, {"_id": 2}, {"_id": 3, "k": 5}])
-    ql.db.r.insert_many([{"_id": None, "v": "null id"}, {"_id": 9, "k": None, "v": "null k"},
-                         {"_id": 8, "v": "no k"}, {"_id": 5, "k": 5, "v": "five"}])
+    ql.db.r.insert_many(
+        [
+            {"_id": None, "v": "null id"},
+            {"_id": 9, "k": None, "v": "null k"},
+            {"_id": 8, "v": "no k"},
+            {"_id": 5, "k": 5, "v": "five"},
+        ]
+    )
     assert _answer(ql, "SELECT l._id, r.v FROM l JOIN r ON r._id = l.k") == [(3, "five")]
     assert sorted(_answer(ql, "SELECT l._id, r.v FROM l LEFT JOIN r ON r.k = l.k")) == [
-        (1, None), (2, None), (3, "five")]
+        (1, None),
+        (2, None),
+        (3, "five"),
+    ]
 
 
 def test_lookup_keys(ql):
@@ -195,12 +243,20 @@ def test_lookup_keys(ql):
     is an array); on another key a NULL key as MaxKey (what that finds, the check refuses)
     and [] as [[]] (MongoDB would match [] like null)."""
     values = [None, MISSING, [], [1, 2], [[]], 5, "a"]
-    ql.db.v.insert_many([{"_id": i} if v is MISSING else {"_id": i, "v": v}
-                         for i, v in enumerate(values)])
+    ql.db.v.insert_many(
+        [{"_id": i} if v is MISSING else {"_id": i, "v": v} for i, v in enumerate(values)]
+    )
     stage = {"$project": {"other": lookup_key("$v", "k"), "id": lookup_key("$v", "_id")}}
     got = [(d["other"], d["id"]) for d in ql.db.v.aggregate([stage, {"$sort": {"_id": 1}}])]
-    assert got == [(MaxKey(), [[]]), (MaxKey(), [[]]), ([[]], [[]]), ([1, 2], [[1, 2]]),
-                   ([[]], [[[]]]), (5, [5]), ("a", ["a"])]
+    assert got == [
+        (MaxKey(), [[]]),
+        (MaxKey(), [[]]),
+        ([[]], [[]]),
+        ([1, 2], [[1, 2]]),
+        ([[]], [[[]]]),
+        (5, [5]),
+        ("a", ["a"]),
+    ]
 
 
 # ---------------------------------------------------------------- against SQLite
@@ -219,8 +275,14 @@ def join_queries(draw: Any) -> str:
         local = f"(a.{left} + 1)"
     cond = draw(st.sampled_from([f"{local} = b.{right}", f"b.{right} = {local}"]))
     cond += draw(st.sampled_from(EXTRAS if kind != "LEFT JOIN" else EXTRAS[:4]))
-    cols = ", ".join(f"{t}.{c}" for t, c in draw(st.lists(
-        st.tuples(st.sampled_from("ab"), st.sampled_from(TYPED)), min_size=1, max_size=3)))
+    cols = ", ".join(
+        f"{t}.{c}"
+        for t, c in draw(
+            st.lists(
+                st.tuples(st.sampled_from("ab"), st.sampled_from(TYPED)), min_size=1, max_size=3
+            )
+        )
+    )
     if kind == ",":
         return f"SELECT {cols} FROM @A@ a, @B@ b WHERE {cond}"
     return f"SELECT {cols} FROM @A@ a {kind} @B@ b ON {cond}"
@@ -234,8 +296,9 @@ class TwoTables:
     """Tables a and b in SQLite and MongoDB; b's ``_id`` (column ``id`` in SQLite) is unique
     and may be null once."""
 
-    def __init__(self, ql: Any, a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]],
-                 ids: list[Any]):
+    def __init__(
+        self, ql: Any, a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], ids: list[Any]
+    ):
         self.ql = ql
         self.lite = sqlite3.connect(":memory:")
         cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in COLUMNS.items())
@@ -246,10 +309,13 @@ class TwoTables:
             for n, row in enumerate(data):
                 values = [None if row[c] is MISSING else row[c] for c in names]
                 marks = ", ".join("?" for _ in values) + (", ?" if extra else "")
-                self.lite.execute(f"INSERT INTO {table} VALUES ({marks})",
-                                  values + ([extra[n]] if extra else []))
-        for name, docs in (("ta", [_document(r) for r in a_rows]),
-                           ("tb", [{**_document(r), "_id": ids[n]} for n, r in enumerate(b_rows)])):
+                self.lite.execute(
+                    f"INSERT INTO {table} VALUES ({marks})", values + ([extra[n]] if extra else [])
+                )
+        for name, docs in (
+            ("ta", [_document(r) for r in a_rows]),
+            ("tb", [{**_document(r), "_id": ids[n]} for n, r in enumerate(b_rows)]),
+        ):
             ql.db.create_collection(name)  # an empty table still exists
             if docs:
                 ql.db[name].insert_many(docs)
@@ -262,7 +328,8 @@ class TwoTables:
         actual = [tuple(r[c] for c in res.columns) for r in res.rows]
         assert same_multiset(expected, actual), (
             f"{ql_sql}\n  SQLite: {sorted(map(repr, expected))}\n"
-            f"  queryleaf: {sorted(map(repr, actual))}")
+            f"  queryleaf: {sorted(map(repr, actual))}"
+        )
 
     def close(self) -> None:
         self.lite.close()
@@ -270,14 +337,30 @@ class TwoTables:
         self.ql.db.tb.drop()
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
-@given(a_rows=rows(max_size=12), b_rows=rows(max_size=12),
-       qs=st.lists(join_queries(), min_size=1, max_size=4), data=st.data())
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(
+    a_rows=rows(max_size=12),
+    b_rows=rows(max_size=12),
+    qs=st.lists(join_queries(), min_size=1, max_size=4),
+    data=st.data(),
+)
 def test_random_joins_agree_with_sqlite(ql, a_rows, b_rows, qs, data):
-    ids = data.draw(st.lists(st.one_of(st.none(), st.integers(-3, 8)), min_size=len(b_rows),
-                             max_size=len(b_rows), unique=True))
+    ids = data.draw(
+        st.lists(
+            st.one_of(st.none(), st.integers(-3, 8)),
+            min_size=len(b_rows),
+            max_size=len(b_rows),
+            unique=True,
+        )
+    )
     tables = TwoTables(ql, a_rows, b_rows, ids)
     try:
         for sql in qs:

@@ -67,11 +67,15 @@ def compile_all(sql: str, params: Any = None) -> Outcome:
 def too_deep(outcome: Outcome) -> bool:
     """The nesting limit: of the SQL (SqlSyntaxError at the node beyond it) or of the command
     it compiles to (PlanningError at the statement)."""
-    return (isinstance(outcome, SqlSyntaxError | PlanningError)
-            and "nested too deeply" in outcome.message and outcome.position is not None)
+    return (
+        isinstance(outcome, SqlSyntaxError | PlanningError)
+        and "nested too deeply" in outcome.message
+        and outcome.position is not None
+    )
 
 
 # ---------------------------------------------------------------- shapes
+
 
 def or_chain(n: int) -> str:
     return "SELECT a FROM t WHERE " + " OR ".join(f"a = {i}" for i in range(n))
@@ -90,8 +94,7 @@ def union_chain(n: int) -> str:
 
 
 def cte_chain(n: int) -> str:
-    ctes = ["c0 AS (SELECT a FROM t)"] + [f"c{i} AS (SELECT a FROM c{i - 1})"
-                                          for i in range(1, n)]
+    ctes = ["c0 AS (SELECT a FROM t)"] + [f"c{i} AS (SELECT a FROM c{i - 1})" for i in range(1, n)]
     return f"WITH {', '.join(ctes)} SELECT a FROM c{n - 1}"
 
 
@@ -109,56 +112,75 @@ CHAINS: dict[str, Callable[[int], str]] = {
     "plus": plus_chain,
     "times": lambda n: "SELECT a" + " * 1" * n + " AS x FROM t",
     "concat": lambda n: "SELECT s" + " || 'x'" * n + " AS x FROM t",
-    "or in select": lambda n: "SELECT " + " OR ".join(f"a = {i}" for i in range(n)) + " AS x FROM t",
+    "or in select": lambda n: (
+        "SELECT " + " OR ".join(f"a = {i}" for i in range(n)) + " AS x FROM t"
+    ),
     "union all": union_chain,
     "union": lambda n: " UNION ".join(f"SELECT a FROM t{i}" for i in range(n)),
     "intersect": lambda n: " INTERSECT ".join(f"SELECT a FROM t{i}" for i in range(n)),
     "cte": cte_chain,
-    "joins": lambda n: "SELECT t0.a FROM t0" + "".join(f" JOIN t{i} ON t{i}.a = t{i - 1}.a"
-                                                      for i in range(1, n)),
-    "case else": lambda n: "SELECT " + "CASE WHEN a = 1 THEN 1 ELSE " * n + "0" + " END" * n
-                           + " AS x FROM t",
+    "joins": lambda n: (
+        "SELECT t0.a FROM t0" + "".join(f" JOIN t{i} ON t{i}.a = t{i - 1}.a" for i in range(1, n))
+    ),
+    "case else": lambda n: (
+        "SELECT " + "CASE WHEN a = 1 THEN 1 ELSE " * n + "0" + " END" * n + " AS x FROM t"
+    ),
     "in list": in_list,
     "values rows": lambda n: "INSERT INTO t (a) VALUES " + ", ".join(f"({i})" for i in range(n)),
     "subscription where": lambda n: (
         "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders') WHERE "
-        + " OR ".join(f"full_document.a = {i}" for i in range(n))),
+        + " OR ".join(f"full_document.a = {i}" for i in range(n))
+    ),
 }
 
 # Each builds a statement nesting ``n`` levels of one kind.
 NESTINGS: dict[str, Callable[[int], str]] = {
-    "case in then": lambda n: "SELECT " + "CASE WHEN a = 1 THEN " * n + "1" + " END" * n
-                              + " AS x FROM t",
-    "case in when": lambda n: "SELECT " + "CASE WHEN " * n + "a = 1" + " THEN TRUE END" * n
-                              + " AS x FROM t",
+    "case in then": lambda n: (
+        "SELECT " + "CASE WHEN a = 1 THEN " * n + "1" + " END" * n + " AS x FROM t"
+    ),
+    "case in when": lambda n: (
+        "SELECT " + "CASE WHEN " * n + "a = 1" + " THEN TRUE END" * n + " AS x FROM t"
+    ),
     "function": lambda n: "SELECT " + "ABS(" * n + "a" + ")" * n + " AS x FROM t",
     "coalesce": lambda n: "SELECT " + "COALESCE(" * n + "a" + ", 1)" * n + " AS x FROM t",
     "cast": lambda n: "SELECT " + "CAST(" * n + "a" + " AS INT)" * n + " AS x FROM t",
     "derived table": lambda n: "SELECT a FROM " + "(SELECT a FROM " * n + "t" + ") AS x" * n,
-    "in subquery": lambda n: "SELECT a FROM t WHERE a IN " + "(SELECT a FROM t WHERE a IN " * n
-                             + "(1)" + ")" * n,
+    "in subquery": lambda n: (
+        "SELECT a FROM t WHERE a IN " + "(SELECT a FROM t WHERE a IN " * n + "(1)" + ")" * n
+    ),
     "scalar subquery": lambda n: "SELECT " + "(SELECT " * n + "1" + ")" * n + " AS x FROM t",
-    "exists": lambda n: "SELECT a FROM t WHERE " + "EXISTS (SELECT a FROM t WHERE " * n
-                        + "a = 1" + ")" * n,
+    "exists": lambda n: (
+        "SELECT a FROM t WHERE " + "EXISTS (SELECT a FROM t WHERE " * n + "a = 1" + ")" * n
+    ),
     "not": lambda n: "SELECT " + "NOT " * n + "a AS x FROM t",
     "not in where": lambda n: "SELECT a FROM t WHERE " + "NOT " * n + "a = 1",
     "sign": lambda n: "SELECT " + "- " * n + "a AS x FROM t",
-    "and/or": lambda n: "SELECT a FROM t WHERE " + "".join(
-        f"a = {i} {'OR' if i % 2 else 'AND'} (" for i in range(n)) + "a = 0" + ")" * n,
-    "and/or in select": lambda n: "SELECT " + "".join(
-        f"a = {i} {'OR' if i % 2 else 'AND'} (" for i in range(n)) + "a = 0" + ")" * n
-        + " AS x FROM t",
+    "and/or": lambda n: (
+        "SELECT a FROM t WHERE "
+        + "".join(f"a = {i} {'OR' if i % 2 else 'AND'} (" for i in range(n))
+        + "a = 0"
+        + ")" * n
+    ),
+    "and/or in select": lambda n: (
+        "SELECT "
+        + "".join(f"a = {i} {'OR' if i % 2 else 'AND'} (" for i in range(n))
+        + "a = 0"
+        + ")" * n
+        + " AS x FROM t"
+    ),
     "minus": lambda n: "SELECT a" + " - 1" * n + " AS x FROM t",
     "divide": lambda n: "SELECT a" + " / 2" * n + " AS x FROM t",
     "right-nested plus": lambda n: "SELECT " + "a + (" * n + "a" + ")" * n + " AS x FROM t",
     "between": lambda n: "SELECT " + "(" * n + "a" + " BETWEEN 1 AND 2)" * n + " AS x FROM t",
     "in with columns": lambda n: "SELECT " + "(" * n + "a" + " IN (b, c))" * n + " AS x FROM t",
-    "simple case": lambda n: "SELECT " + "CASE " * n + "a" + " WHEN 1 THEN 2 END" * n
-                             + " AS x FROM t",
+    "simple case": lambda n: (
+        "SELECT " + "CASE " * n + "a" + " WHEN 1 THEN 2 END" * n + " AS x FROM t"
+    ),
     "json arrow": lambda n: "SELECT a" + "->'$.x'" * n + " AS x FROM t",
     "json_object": lambda n: "SELECT " + "JSON_OBJECT('k', " * n + "a" + ")" * n + " AS x FROM t",
-    "date_add": lambda n: "SELECT " + "DATE_ADD(" * n + "d" + ", INTERVAL 1 DAY)" * n
-                          + " AS x FROM t",
+    "date_add": lambda n: (
+        "SELECT " + "DATE_ADD(" * n + "d" + ", INTERVAL 1 DAY)" * n + " AS x FROM t"
+    ),
 }
 
 
@@ -245,8 +267,7 @@ def test_a_hand_built_ast_beyond_the_limit_is_a_planning_error():
     expr: ast.Expr = ast.Column(("a",))
     for _ in range(3000):
         expr = ast.FuncCall("ABS", (expr,))
-    statement = ast.QueryStatement(ast.Select((ast.SelectItem(expr, "x"),),
-                                              (ast.TableRef("t"),)))
+    statement = ast.QueryStatement(ast.Select((ast.SelectItem(expr, "x"),), (ast.TableRef("t"),)))
     with pytest.raises(PlanningError, match="nested too deeply"):
         plan_statement(statement)
 
@@ -273,16 +294,27 @@ def test_generated_extreme_statements(shape):
 
 SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
 BAD_VALUES = st.one_of(
-    st.tuples(st.just("text"), st.builds(lambda a, s, b: a + s + b, st.text(max_size=5),
-                                         SURROGATES, st.text(max_size=5))),
-    st.tuples(st.just("int"), st.one_of(st.integers(2**63, 2**80), st.integers(-(2**80),
-                                                                               -(2**63) - 1))),
-    st.tuples(st.just("key"), st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=5),
-                                        st.text(max_size=5))),
+    st.tuples(
+        st.just("text"),
+        st.builds(lambda a, s, b: a + s + b, st.text(max_size=5), SURROGATES, st.text(max_size=5)),
+    ),
+    st.tuples(
+        st.just("int"), st.one_of(st.integers(2**63, 2**80), st.integers(-(2**80), -(2**63) - 1))
+    ),
+    st.tuples(
+        st.just("key"),
+        st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=5), st.text(max_size=5)),
+    ),
 )
-CLAUSES = ["SELECT {} AS x FROM t", "SELECT a FROM t WHERE a = {}", "INSERT INTO t (a) VALUES ({})",
-           "SELECT a FROM t LIMIT {}", "SELECT a FROM t OFFSET {}",
-           "UPDATE t SET a = {} WHERE a = 1", "SELECT a FROM t WHERE a IN (1, {})"]
+CLAUSES = [
+    "SELECT {} AS x FROM t",
+    "SELECT a FROM t WHERE a = {}",
+    "INSERT INTO t (a) VALUES ({})",
+    "SELECT a FROM t LIMIT {}",
+    "SELECT a FROM t OFFSET {}",
+    "UPDATE t SET a = {} WHERE a = 1",
+    "SELECT a FROM t WHERE a IN (1, {})",
+]
 
 
 @settings(max_examples=80, deadline=None)
@@ -339,8 +371,9 @@ def test_a_subscription_where_of_ten_thousand_terms(rows):
     ql.execute("DROP EVENT_SUBSCRIPTION s")
 
 
-@pytest.mark.parametrize("kind", ["case in then", "function", "derived table",
-                                  "scalar subquery", "and/or in select"])
+@pytest.mark.parametrize(
+    "kind", ["case in then", "function", "derived table", "scalar subquery", "and/or in select"]
+)
 def test_nesting_at_the_limit_runs(rows, kind):
     result = rows.execute(NESTINGS[kind](deepest(kind)))
     assert len(result.rows) in (1, 5)
@@ -349,10 +382,12 @@ def test_nesting_at_the_limit_runs(rows, kind):
 
 def test_a_document_over_16_mb_is_an_execution_error(rows):
     big = "x" * (17 * 1024 * 1024)
-    for sql, params in ((f"INSERT INTO t (a) VALUES ('{big}')", None),
-                        ("INSERT INTO t (a) VALUES (:p)", {"p": big}),
-                        (f"SELECT '{big}' AS x", None),
-                        ("SELECT a FROM t WHERE s = :p", {"p": big})):
+    for sql, params in (
+        (f"INSERT INTO t (a) VALUES ('{big}')", None),
+        ("INSERT INTO t (a) VALUES (:p)", {"p": big}),
+        (f"SELECT '{big}' AS x", None),
+        ("SELECT a FROM t WHERE s = :p", {"p": big}),
+    ):
         with pytest.raises(ExecutionError, match="too large"):
             rows.execute(sql, params).rows  # noqa: B018 - a find runs as its rows are read
     assert rows.db.t.count_documents({}) == 5
@@ -375,7 +410,8 @@ def test_insert_select_reports_every_row_stored_before_the_error(ql):
     ql.db.dst.insert_one({"_id": 1500})  # the second batch (1000..1999) fails half way
     with pytest.raises(ExecutionError) as caught:
         ql.execute("INSERT INTO dst (_id, v) SELECT _id, v FROM src ORDER BY _id")
-    assert caught.value.message.endswith("rows 1-1500 were inserted, row 1501 and the rows after "
-                                         "it were not")
+    assert caught.value.message.endswith(
+        "rows 1-1500 were inserted, row 1501 and the rows after it were not"
+    )
     assert ql.db.dst.count_documents({}) == 1501
     assert isinstance(caught.value.__cause__, pymongo.errors.BulkWriteError)

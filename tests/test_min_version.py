@@ -38,63 +38,238 @@ EARLY: Version = (4, 4)  # in MongoDB 4.4 already (or long before)
 # introduced each (MongoDB's documentation, "New in version"). Newer than 6.0 are listed too, so
 # that using one fails with its version rather than as unknown.
 OPERATORS: dict[str, Version] = {
-    **dict.fromkeys([
-        # stages
-        "$addFields", "$facet", "$group", "$limit", "$lookup", "$match", "$project",
-        "$replaceRoot", "$set", "$skip", "$sort", "$unionWith", "$unset", "$unwind",
-        "$changeStream", "$count", "$replaceWith",
-        # expressions and accumulators
-        "$abs", "$add", "$addToSet", "$and", "$arrayElemAt", "$arrayToObject", "$avg",
-        "$bsonSize", "$ceil", "$cmp", "$concat", "$concatArrays", "$cond", "$convert",
-        "$dateFromParts", "$dateFromString", "$dateToParts", "$dateToString", "$dayOfMonth",
-        "$dayOfWeek", "$dayOfYear", "$divide", "$eq", "$exp", "$filter", "$first", "$floor",
-        "$gt", "$gte", "$hour", "$ifNull", "$in", "$indexOfArray", "$indexOfBytes",
-        "$indexOfCP", "$isArray", "$isNumber", "$isoDayOfWeek", "$isoWeek", "$isoWeekYear",
-        "$last", "$let", "$literal", "$ln", "$log", "$log10", "$lt", "$lte", "$ltrim", "$map",
-        "$max", "$mergeObjects", "$millisecond", "$min", "$minute", "$mod", "$month",
-        "$multiply", "$ne", "$not", "$objectToArray", "$or", "$pow", "$push", "$rand", "$range",
-        "$reduce", "$regexFind", "$regexFindAll", "$regexMatch", "$replaceAll", "$replaceOne",
-        "$reverseArray", "$round", "$rtrim", "$second", "$setDifference", "$setEquals",
-        "$setIntersection", "$setIsSubset", "$setUnion", "$size", "$slice", "$split", "$sqrt",
-        "$stdDevPop", "$stdDevSamp", "$strLenBytes", "$strLenCP", "$strcasecmp", "$substrBytes",
-        "$substrCP", "$subtract", "$sum", "$switch", "$toBool", "$toDate", "$toDecimal",
-        "$toDouble", "$toInt", "$toLong", "$toLower", "$toObjectId", "$toString", "$toUpper",
-        "$trim", "$trunc", "$type", "$week", "$year", "$zip",
-        # trigonometry (4.2)
-        "$sin", "$cos", "$tan", "$asin", "$acos", "$atan", "$atan2", "$degreesToRadians",
-        "$radiansToDegrees",
-        # query and update operators
-        "$all", "$comment", "$elemMatch", "$exists", "$expr", "$inc", "$nin", "$nor",
-        "$pull", "$regex", "$setOnInsert",
-        # a command's database (a field of every OP_MSG command, shown where it is not ours)
-        "$db",
-        # sort/hint on the natural (storage) order, e.g. the oldest oplog entry
-        "$natural",
-    ], EARLY),
-    "$dateAdd": (5, 0), "$dateDiff": (5, 0), "$dateSubtract": (5, 0), "$dateTrunc": (5, 0),
-    "$getField": (5, 0), "$setField": (5, 0), "$unsetField": (5, 0),
-    "$setWindowFields": (5, 0), "$shift": (5, 0), "$rank": (5, 0), "$denseRank": (5, 0),
-    "$documentNumber": (5, 0), "$covariancePop": (5, 0), "$covarianceSamp": (5, 0),
-    "$derivative": (5, 0), "$expMovingAvg": (5, 0), "$integral": (5, 0),
-    "$documents": (5, 1), "$densify": (5, 1), "$tsSecond": (5, 1), "$tsIncrement": (5, 1),
-    "$sortArray": (5, 2), "$locf": (5, 2), "$top": (5, 2), "$bottom": (5, 2),
-    "$topN": (5, 2), "$bottomN": (5, 2), "$firstN": (5, 2), "$lastN": (5, 2),
-    "$maxN": (5, 2), "$minN": (5, 2),
-    "$fill": (5, 3), "$linearFill": (5, 3),
-    "$bitAnd": (6, 3), "$bitOr": (6, 3), "$bitXor": (6, 3), "$bitNot": (6, 3),
-    "$median": (7, 0), "$percentile": (7, 0),
+    **dict.fromkeys(
+        [
+            # stages
+            "$addFields",
+            "$facet",
+            "$group",
+            "$limit",
+            "$lookup",
+            "$match",
+            "$project",
+            "$replaceRoot",
+            "$set",
+            "$skip",
+            "$sort",
+            "$unionWith",
+            "$unset",
+            "$unwind",
+            "$changeStream",
+            "$count",
+            "$replaceWith",
+            # expressions and accumulators
+            "$abs",
+            "$add",
+            "$addToSet",
+            "$and",
+            "$arrayElemAt",
+            "$arrayToObject",
+            "$avg",
+            "$bsonSize",
+            "$ceil",
+            "$cmp",
+            "$concat",
+            "$concatArrays",
+            "$cond",
+            "$convert",
+            "$dateFromParts",
+            "$dateFromString",
+            "$dateToParts",
+            "$dateToString",
+            "$dayOfMonth",
+            "$dayOfWeek",
+            "$dayOfYear",
+            "$divide",
+            "$eq",
+            "$exp",
+            "$filter",
+            "$first",
+            "$floor",
+            "$gt",
+            "$gte",
+            "$hour",
+            "$ifNull",
+            "$in",
+            "$indexOfArray",
+            "$indexOfBytes",
+            "$indexOfCP",
+            "$isArray",
+            "$isNumber",
+            "$isoDayOfWeek",
+            "$isoWeek",
+            "$isoWeekYear",
+            "$last",
+            "$let",
+            "$literal",
+            "$ln",
+            "$log",
+            "$log10",
+            "$lt",
+            "$lte",
+            "$ltrim",
+            "$map",
+            "$max",
+            "$mergeObjects",
+            "$millisecond",
+            "$min",
+            "$minute",
+            "$mod",
+            "$month",
+            "$multiply",
+            "$ne",
+            "$not",
+            "$objectToArray",
+            "$or",
+            "$pow",
+            "$push",
+            "$rand",
+            "$range",
+            "$reduce",
+            "$regexFind",
+            "$regexFindAll",
+            "$regexMatch",
+            "$replaceAll",
+            "$replaceOne",
+            "$reverseArray",
+            "$round",
+            "$rtrim",
+            "$second",
+            "$setDifference",
+            "$setEquals",
+            "$setIntersection",
+            "$setIsSubset",
+            "$setUnion",
+            "$size",
+            "$slice",
+            "$split",
+            "$sqrt",
+            "$stdDevPop",
+            "$stdDevSamp",
+            "$strLenBytes",
+            "$strLenCP",
+            "$strcasecmp",
+            "$substrBytes",
+            "$substrCP",
+            "$subtract",
+            "$sum",
+            "$switch",
+            "$toBool",
+            "$toDate",
+            "$toDecimal",
+            "$toDouble",
+            "$toInt",
+            "$toLong",
+            "$toLower",
+            "$toObjectId",
+            "$toString",
+            "$toUpper",
+            "$trim",
+            "$trunc",
+            "$type",
+            "$week",
+            "$year",
+            "$zip",
+            # trigonometry (4.2)
+            "$sin",
+            "$cos",
+            "$tan",
+            "$asin",
+            "$acos",
+            "$atan",
+            "$atan2",
+            "$degreesToRadians",
+            "$radiansToDegrees",
+            # query and update operators
+            "$all",
+            "$comment",
+            "$elemMatch",
+            "$exists",
+            "$expr",
+            "$inc",
+            "$nin",
+            "$nor",
+            "$pull",
+            "$regex",
+            "$setOnInsert",
+            # a command's database (a field of every OP_MSG command, shown where it is not ours)
+            "$db",
+            # sort/hint on the natural (storage) order, e.g. the oldest oplog entry
+            "$natural",
+        ],
+        EARLY,
+    ),
+    "$dateAdd": (5, 0),
+    "$dateDiff": (5, 0),
+    "$dateSubtract": (5, 0),
+    "$dateTrunc": (5, 0),
+    "$getField": (5, 0),
+    "$setField": (5, 0),
+    "$unsetField": (5, 0),
+    "$setWindowFields": (5, 0),
+    "$shift": (5, 0),
+    "$rank": (5, 0),
+    "$denseRank": (5, 0),
+    "$documentNumber": (5, 0),
+    "$covariancePop": (5, 0),
+    "$covarianceSamp": (5, 0),
+    "$derivative": (5, 0),
+    "$expMovingAvg": (5, 0),
+    "$integral": (5, 0),
+    "$documents": (5, 1),
+    "$densify": (5, 1),
+    "$tsSecond": (5, 1),
+    "$tsIncrement": (5, 1),
+    "$sortArray": (5, 2),
+    "$locf": (5, 2),
+    "$top": (5, 2),
+    "$bottom": (5, 2),
+    "$topN": (5, 2),
+    "$bottomN": (5, 2),
+    "$firstN": (5, 2),
+    "$lastN": (5, 2),
+    "$maxN": (5, 2),
+    "$minN": (5, 2),
+    "$fill": (5, 3),
+    "$linearFill": (5, 3),
+    "$bitAnd": (6, 3),
+    "$bitOr": (6, 3),
+    "$bitXor": (6, 3),
+    "$bitNot": (6, 3),
+    "$median": (7, 0),
+    "$percentile": (7, 0),
 }
 
 # System variables ($$NAME); lower-case ones are the query's own ($let, $lookup let, $map ...).
 VARIABLES: dict[str, Version] = {
-    "$$NOW": (4, 2), "$$CLUSTER_TIME": (4, 2), "$$ROOT": EARLY, "$$CURRENT": EARLY,
-    "$$REMOVE": EARLY, "$$DESCEND": EARLY, "$$PRUNE": EARLY, "$$KEEP": EARLY,
+    "$$NOW": (4, 2),
+    "$$CLUSTER_TIME": (4, 2),
+    "$$ROOT": EARLY,
+    "$$CURRENT": EARLY,
+    "$$REMOVE": EARLY,
+    "$$DESCEND": EARLY,
+    "$$PRUNE": EARLY,
+    "$$KEEP": EARLY,
     "$$USER_ROLES": (7, 0),
 }
 
 COMMANDS: dict[str, Version] = {
-    **dict.fromkeys(["aggregate", "find", "insert", "update", "delete", "create", "drop",
-                     "collMod", "createIndexes", "listCollections", "findAndModify"], EARLY),
+    **dict.fromkeys(
+        [
+            "aggregate",
+            "find",
+            "insert",
+            "update",
+            "delete",
+            "create",
+            "drop",
+            "collMod",
+            "createIndexes",
+            "listCollections",
+            "findAndModify",
+        ],
+        EARLY,
+    ),
     # transactions (replica sets: 4.0; the fields BEGIN shows ride on the first command)
     **dict.fromkeys(["startTransaction", "commitTransaction", "abortTransaction"], (4, 0)),
     "bulkWrite": (8, 0),
@@ -127,8 +302,12 @@ def _minimum() -> Version:
 
 def _allowed() -> dict[str, Version]:
     """The features the section names with their own, higher minimum."""
-    return {name: (int(major), int(minor)) for name, major, minor in
-            re.findall(r"^- `([^`]+)` needs MongoDB (\d+)\.(\d+)", _section(), re.M)}
+    return {
+        name: (int(major), int(minor))
+        for name, major, minor in re.findall(
+            r"^- `([^`]+)` needs MongoDB (\d+)\.(\d+)", _section(), re.M
+        )
+    }
 
 
 # ---------------------------------------------------------------- what a command uses
@@ -176,8 +355,10 @@ def _options(operator: str, argument: Any) -> Iterator[tuple[str, Version | None
     if operator in ("$getField", "$setField"):
         field = argument.get("field") if isinstance(argument, dict) else argument
         constant = (isinstance(field, str) and not field.startswith("$")) or (
-            isinstance(field, dict) and set(field) == {"$literal"}
-            and isinstance(field["$literal"], str))
+            isinstance(field, dict)
+            and set(field) == {"$literal"}
+            and isinstance(field["$literal"], str)
+        )
         if not constant:
             key = f"{operator}.field expression"
             yield key, OPTIONS[key]
@@ -189,12 +370,14 @@ def check(commands: list[dict[str, Any]], where: str) -> None:
         for feature, version in features(command):
             assert version is not None, (
                 f"{where}: {feature} is not in tests/test_min_version.py's tables; add it with "
-                f"the version MongoDB's documentation gives")
+                f"the version MongoDB's documentation gives"
+            )
             if version > minimum:
                 assert feature in allowed and allowed[feature] >= version, (
                     f"{where}: {feature} needs MongoDB {version[0]}.{version[1]}, newer than "
                     f"the minimum {minimum[0]}.{minimum[1]}; avoid it, or name it with its "
-                    f"minimum in the 'MongoDB version' section of docs/semantics.md")
+                    f"minimum in the 'MongoDB version' section of docs/semantics.md"
+                )
 
 
 def _commands(sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -205,8 +388,9 @@ def _commands(sql: str, params: Any = None) -> list[dict[str, Any]]:
 
 
 def _golden() -> list[tuple[str, str]]:
-    return [(path.stem, json.loads(path.read_text())["sql"])
-            for path in sorted(GOLDEN.glob("*.json"))]
+    return [
+        (path.stem, json.loads(path.read_text())["sql"]) for path in sorted(GOLDEN.glob("*.json"))
+    ]
 
 
 def _reference() -> list[tuple[str, Any]]:
@@ -222,8 +406,9 @@ def _reference() -> list[tuple[str, Any]]:
             continue  # a documented syntax error
         out.extend((s.text, reference._params(block.group(2))) for s in statements)
     for example, _ in reference._translation_rows(text):
-        out.append((example if reference._STATEMENT.match(example)
-                    else f"SELECT {example} FROM t", None))
+        out.append(
+            (example if reference._STATEMENT.match(example) else f"SELECT {example} FROM t", None)
+        )
     return out
 
 
@@ -253,8 +438,13 @@ def test_reference_examples():
     assert planned > 150  # most examples plan (the rest are documented errors)
 
 
-@settings(max_examples=200, derandomize=True, database=None, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=200,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(queries())
 def test_differential_sample(query):
     sql = query.render("ql", "t")
@@ -266,38 +456,80 @@ def test_operators_written_in_the_code():
     runtime writes as a key: also those no example reaches."""
     minimum, allowed = _minimum(), _allowed()
     package = ROOT / "queryleaf"
-    files = [*package.glob("planner/*.py"), *package.glob("events/*.py"),
-             package / "plan.py", package / "executor.py"]
+    files = [
+        *package.glob("planner/*.py"),
+        *package.glob("events/*.py"),
+        package / "plan.py",
+        package / "executor.py",
+    ]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Dict):
                 continue
             for key in node.keys:
-                if isinstance(key, ast.Constant) and isinstance(key.value, str) \
-                        and re.fullmatch(r"\$[a-zA-Z]+", key.value):
+                if (
+                    isinstance(key, ast.Constant)
+                    and isinstance(key.value, str)
+                    and re.fullmatch(r"\$[a-zA-Z]+", key.value)
+                ):
                     where = f"{path.relative_to(ROOT)}:{key.lineno}"
                     version = OPERATORS.get(key.value)
                     assert version is not None, f"{where}: {key.value} is not in the table"
                     assert version <= minimum or allowed.get(key.value, (0, 0)) >= version, (
-                        f"{where}: {key.value} needs MongoDB {version[0]}.{version[1]}")
+                        f"{where}: {key.value} needs MongoDB {version[0]}.{version[1]}"
+                    )
 
 
 def test_the_check_finds_newer_features():
     with pytest.raises(AssertionError, match=r"\$median needs MongoDB 7\.0"):
-        check([{"aggregate": "t", "pipeline": [
-            {"$group": {"_id": None, "m": {"$median": {"input": "$a", "method": "approximate"}}}}],
-            "cursor": {}}], "test")
+        check(
+            [
+                {
+                    "aggregate": "t",
+                    "pipeline": [
+                        {
+                            "$group": {
+                                "_id": None,
+                                "m": {"$median": {"input": "$a", "method": "approximate"}},
+                            }
+                        }
+                    ],
+                    "cursor": {},
+                }
+            ],
+            "test",
+        )
     with pytest.raises(AssertionError, match=r"\$getField\.field expression needs MongoDB 7\.2"):
-        check([{"aggregate": "t", "pipeline": [
-            {"$project": {"x": {"$getField": {"field": {"$concat": ["a", "b"]}}}}}]}], "test")
+        check(
+            [
+                {
+                    "aggregate": "t",
+                    "pipeline": [
+                        {"$project": {"x": {"$getField": {"field": {"$concat": ["a", "b"]}}}}}
+                    ],
+                }
+            ],
+            "test",
+        )
     with pytest.raises(AssertionError, match=r"\$\$USER_ROLES needs MongoDB 7\.0"):
-        check([{"find": "t", "filter": {"$expr": {"$in": ["admin", "$$USER_ROLES.role"]}}}],
-              "test")
+        check([{"find": "t", "filter": {"$expr": {"$in": ["admin", "$$USER_ROLES.role"]}}}], "test")
     with pytest.raises(AssertionError, match=r"\$newThing is not in"):
         check([{"aggregate": "t", "pipeline": [{"$newThing": {}}]}], "test")
     # data is not an operator: inserted keys and $literal arguments
     check([{"insert": "t", "documents": [{"$weird": 1}]}], "test")
-    check([{"aggregate": "t", "pipeline": [
-        {"$project": {"x": {"$literal": {"$bitAnd": 1}}}},
-        {"$project": {"y": {"$getField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}}}]}],
-        "test")
+    check(
+        [
+            {
+                "aggregate": "t",
+                "pipeline": [
+                    {"$project": {"x": {"$literal": {"$bitAnd": 1}}}},
+                    {
+                        "$project": {
+                            "y": {"$getField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
+                        }
+                    },
+                ],
+            }
+        ],
+        "test",
+    )

@@ -206,8 +206,10 @@ EXPRESSIONS = [
     ("NOT a = 1", Unary("NOT", b("=", col("a"), lit(1)))),
     ("NOT a AND b", b("AND", Unary("NOT", col("a")), col("b"))),
     ("NOT NOT a", Unary("NOT", Unary("NOT", col("a")))),
-    ("a = 1 AND b = 2 OR c", b("OR", b("AND", b("=", col("a"), lit(1)), b("=", col("b"), lit(2))),
-                               col("c"))),
+    (
+        "a = 1 AND b = 2 OR c",
+        b("OR", b("AND", b("=", col("a"), lit(1)), b("=", col("b"), lit(2))), col("c")),
+    ),
     # predicates
     ("a IN (1, 2)", InList(col("a"), (lit(1), lit(2)))),
     ("a NOT IN ('x')", InList(col("a"), (lit("x"),), negated=True)),
@@ -236,8 +238,10 @@ EXPRESSIONS = [
     ("Concat(a, 'x', 1)", fn("CONCAT", col("a"), lit("x"), lit(1))),
     ("COUNT(*)", count_star()),
     ("count(DISTINCT a)", fn("COUNT", col("a"), distinct=True)),
-    ("GROUP_CONCAT(a ORDER BY b DESC SEPARATOR ', ')",
-     fn("GROUP_CONCAT", col("a"), order_by=(OrderItem(col("b"), True),), separator=lit(", "))),
+    (
+        "GROUP_CONCAT(a ORDER BY b DESC SEPARATOR ', ')",
+        fn("GROUP_CONCAT", col("a"), order_by=(OrderItem(col("b"), True),), separator=lit(", ")),
+    ),
     ("JSON_ARRAYAGG(a LIMIT 10)", fn("JSON_ARRAYAGG", col("a"), limit=10)),
     ("left(s, 2)", fn("LEFT", col("s"), lit(2))),
     ("right(s, 2)", fn("RIGHT", col("s"), lit(2))),
@@ -248,27 +252,66 @@ EXPRESSIONS = [
     ('"my func"(1)', fn("MY FUNC", lit(1))),
     # window functions
     ("ROW_NUMBER() OVER ()", fn("ROW_NUMBER", over=WindowSpec())),
-    ("COUNT(*) OVER (PARTITION BY a)",
-     FuncCall("COUNT", (Star(),), over=WindowSpec((col("a"),)))),
-    ("SUM(x) OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST)",
-     fn("SUM", col("x"), over=WindowSpec((col("a"), col("b")), (OrderItem(col("c"), True, False),)))),
-    ("SUM(x) OVER (ORDER BY c ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
-     fn("SUM", col("x"), over=WindowSpec((), (OrderItem(col("c")),), "ROWS",
-                                         FrameBound("unbounded_preceding"),
-                                         FrameBound("current_row")))),
-    ("AVG(x) OVER (ORDER BY c RANGE BETWEEN 2 PRECEDING AND 3 FOLLOWING)",
-     fn("AVG", col("x"), over=WindowSpec((), (OrderItem(col("c")),), "RANGE",
-                                         FrameBound("preceding", 2), FrameBound("following", 3)))),
-    ("AVG(x) OVER (rows 5 preceding)",
-     fn("AVG", col("x"), over=WindowSpec((), (), "ROWS", FrameBound("preceding", 5)))),
-    ("MAX(x) OVER (ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)",
-     fn("MAX", col("x"), over=WindowSpec((), (), "ROWS", FrameBound("current_row"),
-                                         FrameBound("unbounded_following")))),
+    ("COUNT(*) OVER (PARTITION BY a)", FuncCall("COUNT", (Star(),), over=WindowSpec((col("a"),)))),
+    (
+        "SUM(x) OVER (PARTITION BY a, b ORDER BY c DESC NULLS LAST)",
+        fn(
+            "SUM",
+            col("x"),
+            over=WindowSpec((col("a"), col("b")), (OrderItem(col("c"), True, False),)),
+        ),
+    ),
+    (
+        "SUM(x) OVER (ORDER BY c ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+        fn(
+            "SUM",
+            col("x"),
+            over=WindowSpec(
+                (),
+                (OrderItem(col("c")),),
+                "ROWS",
+                FrameBound("unbounded_preceding"),
+                FrameBound("current_row"),
+            ),
+        ),
+    ),
+    (
+        "AVG(x) OVER (ORDER BY c RANGE BETWEEN 2 PRECEDING AND 3 FOLLOWING)",
+        fn(
+            "AVG",
+            col("x"),
+            over=WindowSpec(
+                (),
+                (OrderItem(col("c")),),
+                "RANGE",
+                FrameBound("preceding", 2),
+                FrameBound("following", 3),
+            ),
+        ),
+    ),
+    (
+        "AVG(x) OVER (rows 5 preceding)",
+        fn("AVG", col("x"), over=WindowSpec((), (), "ROWS", FrameBound("preceding", 5))),
+    ),
+    (
+        "MAX(x) OVER (ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)",
+        fn(
+            "MAX",
+            col("x"),
+            over=WindowSpec(
+                (), (), "ROWS", FrameBound("current_row"), FrameBound("unbounded_following")
+            ),
+        ),
+    ),
     # CASE, CAST, EXTRACT, INTERVAL
-    ("CASE WHEN a > 1 THEN 'big' ELSE 'small' END",
-     Case(None, (When(b(">", col("a"), lit(1)), lit("big")),), lit("small"))),
-    ("CASE a WHEN 1 THEN 'one' WHEN 2 THEN 'two' END",
-     Case(col("a"), (When(lit(1), lit("one")), When(lit(2), lit("two"))))),
+    (
+        "CASE WHEN a > 1 THEN 'big' ELSE 'small' END",
+        Case(None, (When(b(">", col("a"), lit(1)), lit("big")),), lit("small")),
+    ),
+    (
+        "CASE a WHEN 1 THEN 'one' WHEN 2 THEN 'two' END",
+        Case(col("a"), (When(lit(1), lit("one")), When(lit(2), lit("two")))),
+    ),
     ("CAST(a AS INT)", Cast(col("a"), TypeName("INT"))),
     ("cast(a as decimal(10,2))", Cast(col("a"), TypeName("DECIMAL", (10, 2)))),
     ("CAST(a AS varchar(20))", Cast(col("a"), TypeName("VARCHAR", (20,)))),
@@ -284,8 +327,10 @@ EXPRESSIONS = [
     ("EXISTS (SELECT 1)", Exists(select(lit(1)))),
     ("NOT EXISTS (SELECT 1)", Unary("NOT", Exists(select(lit(1))))),
     ("a IN (SELECT b FROM u)", InSubquery(col("a"), select(col("b"), from_=[t("u")]))),
-    ("a NOT IN (SELECT b FROM u)",
-     InSubquery(col("a"), select(col("b"), from_=[t("u")]), negated=True)),
+    (
+        "a NOT IN (SELECT b FROM u)",
+        InSubquery(col("a"), select(col("b"), from_=[t("u")]), negated=True),
+    ),
     ("a IN ((SELECT 1), 2)", InList(col("a"), (ScalarSubquery(select(lit(1))), lit(2)))),
     ("(EXISTS (SELECT 1)) = TRUE", b("=", Exists(select(lit(1))), lit(True))),
 ]
@@ -304,10 +349,25 @@ def test_float_infinity_literal():
 
 
 def test_keywords_usable_as_column_names():
-    sql = ("SELECT status, date, count, first, timestamp, key, value, end, limit, offset, "
-           "last, row, rows, left(s, 2) FROM t")
-    names = ["status", "date", "count", "first", "timestamp", "key", "value", "end", "limit",
-             "offset", "last", "row", "rows"]
+    sql = (
+        "SELECT status, date, count, first, timestamp, key, value, end, limit, offset, "
+        "last, row, rows, left(s, 2) FROM t"
+    )
+    names = [
+        "status",
+        "date",
+        "count",
+        "first",
+        "timestamp",
+        "key",
+        "value",
+        "end",
+        "limit",
+        "offset",
+        "last",
+        "row",
+        "rows",
+    ]
     expected = query(*[col(n) for n in names], fn("LEFT", col("s"), lit(2)), from_=[t("t")])
     assert_parses(sql, expected)
 
@@ -315,8 +375,13 @@ def test_keywords_usable_as_column_names():
 def test_keywords_usable_as_aliases_and_tables():
     assert_parses(
         "SELECT a AS first, b last FROM timestamp key WHERE value = 1 ORDER BY count",
-        query(item(col("a"), "first"), item(col("b"), "last"), from_=[t("timestamp", "key")],
-              where=b("=", col("value"), lit(1)), order_by=[OrderItem(col("count"))]),
+        query(
+            item(col("a"), "first"),
+            item(col("b"), "last"),
+            from_=[t("timestamp", "key")],
+            where=b("=", col("value"), lit(1)),
+            order_by=[OrderItem(col("count"))],
+        ),
     )
 
 
@@ -329,9 +394,34 @@ def test_keyword_wins_where_the_grammar_expects_it():
     assert_parses("SELECT a mod 2", query(b("MOD", col("a"), lit(2))))
 
 
-@pytest.mark.parametrize("word", ["select", "from", "where", "group", "order", "union", "join",
-                                  "on", "as", "and", "or", "not", "in", "is", "like", "ilike",
-                                  "case", "when", "then", "else", "distinct", "exists", "with"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "select",
+        "from",
+        "where",
+        "group",
+        "order",
+        "union",
+        "join",
+        "on",
+        "as",
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "like",
+        "ilike",
+        "case",
+        "when",
+        "then",
+        "else",
+        "distinct",
+        "exists",
+        "with",
+    ],
+)
 def test_reserved_words_need_quotes(word):
     with pytest.raises(SqlSyntaxError):
         parse(f"SELECT {word} FROM t WHERE {word} = 1")
@@ -346,8 +436,14 @@ def test_null_true_false_are_literals_unless_quoted():
 def test_case_insensitive_keywords():
     assert_parses(
         "sElEcT DiStInCt a FrOm t wHeRe a iS nOt NuLl OrDeR bY a DeSc NuLlS fIrSt LiMiT 1",
-        query(col("a"), distinct=True, from_=[t("t")], where=IsNull(col("a"), True),
-              order_by=[OrderItem(col("a"), True, True)], limit=lit(1)),
+        query(
+            col("a"),
+            distinct=True,
+            from_=[t("t")],
+            where=IsNull(col("a"), True),
+            order_by=[OrderItem(col("a"), True, True)],
+            limit=lit(1),
+        ),
     )
 
 
@@ -357,10 +453,16 @@ def test_case_insensitive_keywords():
 def test_qmark_params_numbered_in_order_of_appearance():
     assert_parses(
         "SELECT ? FROM t WHERE a = ? AND b IN (SELECT ? FROM u) LIMIT ?",
-        query(Param(None, 0), from_=[t("t")],
-              where=b("AND", b("=", col("a"), Param(None, 1)),
-                      InSubquery(col("b"), select(Param(None, 2), from_=[t("u")]))),
-              limit=Param(None, 3)),
+        query(
+            Param(None, 0),
+            from_=[t("t")],
+            where=b(
+                "AND",
+                b("=", col("a"), Param(None, 1)),
+                InSubquery(col("b"), select(Param(None, 2), from_=[t("u")])),
+            ),
+            limit=Param(None, 3),
+        ),
     )
 
 
@@ -374,14 +476,16 @@ def test_qmark_numbering_restarts_per_statement():
     script = parse_script("SELECT ?, ?; UPDATE t SET a = ? WHERE b = ?; EXPLAIN SELECT ?")
     assert strict(script[0].statement) == strict(query(Param(None, 0), Param(None, 1)))
     assert strict(script[1].statement) == strict(
-        Update("t", (Assignment(col("a"), Param(None, 0)),), b("=", col("b"), Param(None, 1))))
+        Update("t", (Assignment(col("a"), Param(None, 0)),), b("=", col("b"), Param(None, 1)))
+    )
     assert strict(script[2].statement) == strict(Explain(query(Param(None, 0))))
 
 
 def test_named_params():
-    assert_parses("SELECT :a, :b_2 FROM t WHERE x = :a",
-                  query(Param("a"), Param("b_2"), from_=[t("t")],
-                        where=b("=", col("x"), Param("a"))))
+    assert_parses(
+        "SELECT :a, :b_2 FROM t WHERE x = :a",
+        query(Param("a"), Param("b_2"), from_=[t("t")], where=b("=", col("x"), Param("a"))),
+    )
 
 
 # ---------------------------------------------------------------- SELECT
@@ -397,30 +501,71 @@ SELECTS = [
     ("SELECT o.a FROM orders AS o", query(col("o", "a"), from_=[t("orders", "o")])),
     ('SELECT a FROM "my coll" AS "the alias"', query(col("a"), from_=[t("my coll", "the alias")])),
     ("SELECT a FROM `my coll`", query(col("a"), from_=[t("my coll")])),
-    ("SELECT a FROM t WHERE a > 1", query(col("a"), from_=[t("t")], where=b(">", col("a"), lit(1)))),
-    ("SELECT a, COUNT(*) FROM t GROUP BY a HAVING COUNT(*) > 1",
-     query(col("a"), count_star(), from_=[t("t")], group_by=[col("a")],
-           having=b(">", count_star(), lit(1)))),
-    ("SELECT a FROM t GROUP BY a, b + 1",
-     query(col("a"), from_=[t("t")], group_by=[col("a"), b("+", col("b"), lit(1))])),
-    ("SELECT a FROM t ORDER BY a, b ASC, c DESC, d NULLS FIRST, e DESC NULLS LAST",
-     query(col("a"), from_=[t("t")],
-           order_by=[OrderItem(col("a")), OrderItem(col("b")), OrderItem(col("c"), True),
-                     OrderItem(col("d"), False, True), OrderItem(col("e"), True, False)])),
-    ("SELECT a FROM t ORDER BY 1 LIMIT 10 OFFSET 20",
-     query(col("a"), from_=[t("t")], order_by=[OrderItem(lit(1))], limit=lit(10),
-           offset=lit(20))),
+    (
+        "SELECT a FROM t WHERE a > 1",
+        query(col("a"), from_=[t("t")], where=b(">", col("a"), lit(1))),
+    ),
+    (
+        "SELECT a, COUNT(*) FROM t GROUP BY a HAVING COUNT(*) > 1",
+        query(
+            col("a"),
+            count_star(),
+            from_=[t("t")],
+            group_by=[col("a")],
+            having=b(">", count_star(), lit(1)),
+        ),
+    ),
+    (
+        "SELECT a FROM t GROUP BY a, b + 1",
+        query(col("a"), from_=[t("t")], group_by=[col("a"), b("+", col("b"), lit(1))]),
+    ),
+    (
+        "SELECT a FROM t ORDER BY a, b ASC, c DESC, d NULLS FIRST, e DESC NULLS LAST",
+        query(
+            col("a"),
+            from_=[t("t")],
+            order_by=[
+                OrderItem(col("a")),
+                OrderItem(col("b")),
+                OrderItem(col("c"), True),
+                OrderItem(col("d"), False, True),
+                OrderItem(col("e"), True, False),
+            ],
+        ),
+    ),
+    (
+        "SELECT a FROM t ORDER BY 1 LIMIT 10 OFFSET 20",
+        query(
+            col("a"), from_=[t("t")], order_by=[OrderItem(lit(1))], limit=lit(10), offset=lit(20)
+        ),
+    ),
     ("SELECT a FROM t LIMIT :n", query(col("a"), from_=[t("t")], limit=Param("n"))),
     ("SELECT a FROM t OFFSET 5", query(col("a"), from_=[t("t")], offset=lit(5))),
     # table functions and derived tables
-    ("SELECT * FROM CHANGE_STREAM_EVENTS()", query(Star(), from_=[TableFunction("CHANGE_STREAM_EVENTS")])),
-    ("SELECT * FROM change_stream('orders', 'users') AS cs",
-     query(Star(), from_=[TableFunction("CHANGE_STREAM", (lit("orders"), lit("users")), "cs")])),
-    ("SELECT s.a FROM (SELECT 1 AS a) s",
-     query(col("s", "a"), from_=[DerivedTable(select(item(lit(1), "a")), "s")])),
-    ("SELECT s.a FROM (SELECT a FROM t ORDER BY a LIMIT 1) AS s",
-     query(col("s", "a"), from_=[DerivedTable(
-         select(col("a"), from_=[t("t")], order_by=[OrderItem(col("a"))], limit=lit(1)), "s")])),
+    (
+        "SELECT * FROM CHANGE_STREAM_EVENTS()",
+        query(Star(), from_=[TableFunction("CHANGE_STREAM_EVENTS")]),
+    ),
+    (
+        "SELECT * FROM change_stream('orders', 'users') AS cs",
+        query(Star(), from_=[TableFunction("CHANGE_STREAM", (lit("orders"), lit("users")), "cs")]),
+    ),
+    (
+        "SELECT s.a FROM (SELECT 1 AS a) s",
+        query(col("s", "a"), from_=[DerivedTable(select(item(lit(1), "a")), "s")]),
+    ),
+    (
+        "SELECT s.a FROM (SELECT a FROM t ORDER BY a LIMIT 1) AS s",
+        query(
+            col("s", "a"),
+            from_=[
+                DerivedTable(
+                    select(col("a"), from_=[t("t")], order_by=[OrderItem(col("a"))], limit=lit(1)),
+                    "s",
+                )
+            ],
+        ),
+    ),
 ]
 
 
@@ -440,15 +585,32 @@ JOINS = [
     ("SELECT * FROM a FULL JOIN b ON a.id = b.id", Join("FULL", t("a"), t("b"), ON)),
     ("SELECT * FROM a FULL OUTER JOIN b ON a.id = b.id", Join("FULL", t("a"), t("b"), ON)),
     ("SELECT * FROM a CROSS JOIN b", Join("CROSS", t("a"), t("b"))),
-    ("SELECT * FROM a x JOIN b AS y ON x.id = y.id AND x.k = 1",
-     Join("INNER", t("a", "x"), t("b", "y"),
-          b("AND", b("=", col("x", "id"), col("y", "id")), b("=", col("x", "k"), lit(1))))),
-    ("SELECT * FROM a JOIN b ON a.id = b.id LEFT JOIN c ON c.id = a.id",
-     Join("LEFT", Join("INNER", t("a"), t("b"), ON), t("c"), b("=", col("c", "id"), col("a", "id")))),
-    ("SELECT * FROM a JOIN (SELECT 1 AS id) b ON a.id = b.id",
-     Join("INNER", t("a"), DerivedTable(select(item(lit(1), "id")), "b"), ON)),
-    ("SELECT * FROM a JOIN b ON a.x.y = b.items[0].y",
-     Join("INNER", t("a"), t("b"), b("=", col("a", "x", "y"), col("b", "items", 0, "y")))),
+    (
+        "SELECT * FROM a x JOIN b AS y ON x.id = y.id AND x.k = 1",
+        Join(
+            "INNER",
+            t("a", "x"),
+            t("b", "y"),
+            b("AND", b("=", col("x", "id"), col("y", "id")), b("=", col("x", "k"), lit(1))),
+        ),
+    ),
+    (
+        "SELECT * FROM a JOIN b ON a.id = b.id LEFT JOIN c ON c.id = a.id",
+        Join(
+            "LEFT",
+            Join("INNER", t("a"), t("b"), ON),
+            t("c"),
+            b("=", col("c", "id"), col("a", "id")),
+        ),
+    ),
+    (
+        "SELECT * FROM a JOIN (SELECT 1 AS id) b ON a.id = b.id",
+        Join("INNER", t("a"), DerivedTable(select(item(lit(1), "id")), "b"), ON),
+    ),
+    (
+        "SELECT * FROM a JOIN b ON a.x.y = b.items[0].y",
+        Join("INNER", t("a"), t("b"), b("=", col("a", "x", "y"), col("b", "items", 0, "y"))),
+    ),
 ]
 
 
@@ -458,38 +620,58 @@ def test_join(sql, expected):
 
 
 def test_comma_and_join_mix():
-    assert_parses("SELECT * FROM a, b JOIN c ON b.id = c.id",
-                  query(Star(), from_=[t("a"), Join("INNER", t("b"), t("c"),
-                                                    b("=", col("b", "id"), col("c", "id")))]))
+    assert_parses(
+        "SELECT * FROM a, b JOIN c ON b.id = c.id",
+        query(
+            Star(),
+            from_=[t("a"), Join("INNER", t("b"), t("c"), b("=", col("b", "id"), col("c", "id")))],
+        ),
+    )
 
 
 def test_ctes():
     assert_parses(
         "WITH x AS (SELECT 1 AS a), y AS (SELECT a FROM x) SELECT * FROM x JOIN y ON x.a = y.a",
-        query(Star(), from_=[Join("INNER", t("x"), t("y"), b("=", col("x", "a"), col("y", "a")))],
-              ctes=[Cte("x", select(item(lit(1), "a"))), Cte("y", select(col("a"), from_=[t("x")]))]),
+        query(
+            Star(),
+            from_=[Join("INNER", t("x"), t("y"), b("=", col("x", "a"), col("y", "a")))],
+            ctes=[Cte("x", select(item(lit(1), "a"))), Cte("y", select(col("a"), from_=[t("x")]))],
+        ),
     )
 
 
-S1, S2, S3 = select(col("a"), from_=[t("t")]), select(col("b"), from_=[t("u")]), \
-    select(col("c"), from_=[t("v")])
+S1, S2, S3 = (
+    select(col("a"), from_=[t("t")]),
+    select(col("b"), from_=[t("u")]),
+    select(col("c"), from_=[t("v")]),
+)
 SET_OPERATIONS = [
     ("SELECT a FROM t UNION SELECT b FROM u", SetOperation("UNION", S1, S2)),
     ("SELECT a FROM t UNION ALL SELECT b FROM u", SetOperation("UNION ALL", S1, S2)),
     ("SELECT a FROM t EXCEPT SELECT b FROM u", SetOperation("EXCEPT", S1, S2)),
     ("SELECT a FROM t INTERSECT SELECT b FROM u", SetOperation("INTERSECT", S1, S2)),
     # UNION / EXCEPT are left-associative; INTERSECT binds tighter
-    ("SELECT a FROM t UNION SELECT b FROM u EXCEPT SELECT c FROM v",
-     SetOperation("EXCEPT", SetOperation("UNION", S1, S2), S3)),
-    ("SELECT a FROM t UNION SELECT b FROM u INTERSECT SELECT c FROM v",
-     SetOperation("UNION", S1, SetOperation("INTERSECT", S2, S3))),
-    ("SELECT a FROM t INTERSECT SELECT b FROM u UNION SELECT c FROM v",
-     SetOperation("UNION", SetOperation("INTERSECT", S1, S2), S3)),
+    (
+        "SELECT a FROM t UNION SELECT b FROM u EXCEPT SELECT c FROM v",
+        SetOperation("EXCEPT", SetOperation("UNION", S1, S2), S3),
+    ),
+    (
+        "SELECT a FROM t UNION SELECT b FROM u INTERSECT SELECT c FROM v",
+        SetOperation("UNION", S1, SetOperation("INTERSECT", S2, S3)),
+    ),
+    (
+        "SELECT a FROM t INTERSECT SELECT b FROM u UNION SELECT c FROM v",
+        SetOperation("UNION", SetOperation("INTERSECT", S1, S2), S3),
+    ),
     # ORDER BY / LIMIT after the last operand apply to the whole set operation
-    ("SELECT a FROM t UNION ALL SELECT b FROM u ORDER BY 1 DESC LIMIT 5",
-     SetOperation("UNION ALL", S1, S2, order_by=(OrderItem(lit(1), True),), limit=lit(5))),
-    ("WITH w AS (SELECT 1) SELECT a FROM t UNION SELECT b FROM u",
-     SetOperation("UNION", S1, S2, ctes=(Cte("w", select(lit(1))),))),
+    (
+        "SELECT a FROM t UNION ALL SELECT b FROM u ORDER BY 1 DESC LIMIT 5",
+        SetOperation("UNION ALL", S1, S2, order_by=(OrderItem(lit(1), True),), limit=lit(5)),
+    ),
+    (
+        "WITH w AS (SELECT 1) SELECT a FROM t UNION SELECT b FROM u",
+        SetOperation("UNION", S1, S2, ctes=(Cte("w", select(lit(1))),)),
+    ),
 ]
 
 
@@ -502,29 +684,60 @@ def test_set_operation(sql, expected):
 
 WRITES = [
     ("INSERT INTO t VALUES (1, 'a')", Insert("t", (), ((lit(1), lit("a")),))),
-    ("INSERT INTO t (a, b.c, d[0]) VALUES (1, 2, 3), (4, 5, 6)",
-     Insert("t", (col("a"), col("b", "c"), col("d", 0)),
-            ((lit(1), lit(2), lit(3)), (lit(4), lit(5), lit(6))))),
-    ("INSERT INTO db.t (doc) VALUES (JSON_OBJECT('a', 1, 'b', JSON_ARRAY(1, 2)))",
-     Insert("db.t", (col("doc"),),
-            ((fn("JSON_OBJECT", lit("a"), lit(1), lit("b"), fn("JSON_ARRAY", lit(1), lit(2))),),))),
-    ("INSERT INTO t (a) SELECT x FROM u WHERE x > 1",
-     Insert("t", (col("a"),), (), select(col("x"), from_=[t("u")], where=b(">", col("x"), lit(1))))),
-    ("INSERT INTO t WITH w AS (SELECT 1 AS x) SELECT x FROM w",
-     Insert("t", (), (), select(col("x"), from_=[t("w")],
-                                ctes=[Cte("w", select(item(lit(1), "x")))]))),
-    ("UPDATE t SET a = a + 1, b.c = CONCAT(b.c, '!'), d = NULL WHERE id = 1",
-     Update("t", (Assignment(col("a"), b("+", col("a"), lit(1))),
-                  Assignment(col("b", "c"), fn("CONCAT", col("b", "c"), lit("!"))),
-                  Assignment(col("d"), lit(None))),
-            b("=", col("id"), lit(1)))),
+    (
+        "INSERT INTO t (a, b.c, d[0]) VALUES (1, 2, 3), (4, 5, 6)",
+        Insert(
+            "t",
+            (col("a"), col("b", "c"), col("d", 0)),
+            ((lit(1), lit(2), lit(3)), (lit(4), lit(5), lit(6))),
+        ),
+    ),
+    (
+        "INSERT INTO db.t (doc) VALUES (JSON_OBJECT('a', 1, 'b', JSON_ARRAY(1, 2)))",
+        Insert(
+            "db.t",
+            (col("doc"),),
+            ((fn("JSON_OBJECT", lit("a"), lit(1), lit("b"), fn("JSON_ARRAY", lit(1), lit(2))),),),
+        ),
+    ),
+    (
+        "INSERT INTO t (a) SELECT x FROM u WHERE x > 1",
+        Insert(
+            "t", (col("a"),), (), select(col("x"), from_=[t("u")], where=b(">", col("x"), lit(1)))
+        ),
+    ),
+    (
+        "INSERT INTO t WITH w AS (SELECT 1 AS x) SELECT x FROM w",
+        Insert(
+            "t",
+            (),
+            (),
+            select(col("x"), from_=[t("w")], ctes=[Cte("w", select(item(lit(1), "x")))]),
+        ),
+    ),
+    (
+        "UPDATE t SET a = a + 1, b.c = CONCAT(b.c, '!'), d = NULL WHERE id = 1",
+        Update(
+            "t",
+            (
+                Assignment(col("a"), b("+", col("a"), lit(1))),
+                Assignment(col("b", "c"), fn("CONCAT", col("b", "c"), lit("!"))),
+                Assignment(col("d"), lit(None)),
+            ),
+            b("=", col("id"), lit(1)),
+        ),
+    ),
     ("UPDATE t SET items[0].qty = 2", Update("t", (Assignment(col("items", 0, "qty"), lit(2)),))),
-    ("UPDATE orders AS o SET o.x = 1 WHERE o.y = 2",
-     Update("orders", (Assignment(col("o", "x"), lit(1)),), b("=", col("o", "y"), lit(2)), "o")),
+    (
+        "UPDATE orders AS o SET o.x = 1 WHERE o.y = 2",
+        Update("orders", (Assignment(col("o", "x"), lit(1)),), b("=", col("o", "y"), lit(2)), "o"),
+    ),
     ("UPDATE orders o SET x = 1", Update("orders", (Assignment(col("x"), lit(1)),), None, "o")),
     ("DELETE FROM t", Delete("t")),
-    ("DELETE FROM t WHERE a IN (SELECT b FROM u)",
-     Delete("t", InSubquery(col("a"), select(col("b"), from_=[t("u")])))),
+    (
+        "DELETE FROM t WHERE a IN (SELECT b FROM u)",
+        Delete("t", InSubquery(col("a"), select(col("b"), from_=[t("u")]))),
+    ),
     ("DELETE FROM db.t AS x WHERE x.a = 1", Delete("db.t", b("=", col("x", "a"), lit(1)), "x")),
 ]
 
@@ -538,8 +751,10 @@ def test_write(sql, expected):
 
 OTHER = [
     ("CREATE VIEW v AS SELECT a FROM t", CreateView("v", select(col("a"), from_=[t("t")]))),
-    ("CREATE OR REPLACE VIEW v AS SELECT 1 UNION SELECT 2",
-     CreateView("v", SetOperation("UNION", select(lit(1)), select(lit(2))), True)),
+    (
+        "CREATE OR REPLACE VIEW v AS SELECT 1 UNION SELECT 2",
+        CreateView("v", SetOperation("UNION", select(lit(1)), select(lit(2))), True),
+    ),
     ("DROP VIEW v", DropView("v")),
     ("DROP VIEW IF EXISTS v", DropView("v", True)),
     ("EXPLAIN SELECT 1", Explain(query(lit(1)))),
@@ -554,8 +769,10 @@ OTHER = [
     ("ROLLBACK WORK", ast.Rollback()),
     ("EXPLAIN COMMIT", Explain(ast.Commit())),
     # the transaction keywords stay usable as names
-    ("SELECT begin, start, work, commit FROM transaction",
-     query(col("begin"), col("start"), col("work"), col("commit"), from_=[t("transaction")])),
+    (
+        "SELECT begin, start, work, commit FROM transaction",
+        query(col("begin"), col("start"), col("work"), col("commit"), from_=[t("transaction")]),
+    ),
 ]
 
 
@@ -567,32 +784,60 @@ def test_view_explain_and_transactions(sql, expected):
 # ---------------------------------------------------------------- event subscriptions
 
 SUBSCRIPTIONS = [
-    ("CREATE EVENT_SUBSCRIPTION s AS (subscription_id = 'x', batch_size = 10)",
-     CreateSubscription("s", (SubscriptionOption("subscription_id", lit("x")),
-                              SubscriptionOption("batch_size", lit(10))))),
-    ("CREATE EVENT_SUBSCRIPTION IF NOT EXISTS s AS (Batch_Size = 1) "
-     "WHERE operationType = 'insert' AND fullDocument.total > 100",
-     CreateSubscription("s", (SubscriptionOption("batch_size", lit(1)),),
-                        b("AND", b("=", col("operationType"), lit("insert")),
-                          b(">", col("fullDocument", "total"), lit(100))),
-                        if_not_exists=True)),
-    ("ALTER EVENT_SUBSCRIPTION s SET (batch_size = 50, preserve_order = false)",
-     AlterSubscription("s", (SubscriptionOption("batch_size", lit(50)),
-                             SubscriptionOption("preserve_order", lit(False))))),
+    (
+        "CREATE EVENT_SUBSCRIPTION s AS (subscription_id = 'x', batch_size = 10)",
+        CreateSubscription(
+            "s",
+            (
+                SubscriptionOption("subscription_id", lit("x")),
+                SubscriptionOption("batch_size", lit(10)),
+            ),
+        ),
+    ),
+    (
+        "CREATE EVENT_SUBSCRIPTION IF NOT EXISTS s AS (Batch_Size = 1) "
+        "WHERE operationType = 'insert' AND fullDocument.total > 100",
+        CreateSubscription(
+            "s",
+            (SubscriptionOption("batch_size", lit(1)),),
+            b(
+                "AND",
+                b("=", col("operationType"), lit("insert")),
+                b(">", col("fullDocument", "total"), lit(100)),
+            ),
+            if_not_exists=True,
+        ),
+    ),
+    (
+        "ALTER EVENT_SUBSCRIPTION s SET (batch_size = 50, preserve_order = false)",
+        AlterSubscription(
+            "s",
+            (
+                SubscriptionOption("batch_size", lit(50)),
+                SubscriptionOption("preserve_order", lit(False)),
+            ),
+        ),
+    ),
     ("DROP EVENT_SUBSCRIPTION s", DropSubscription("s")),
     ("DROP EVENT_SUBSCRIPTION IF EXISTS s", DropSubscription("s", True)),
     ("PAUSE EVENT_SUBSCRIPTION s", PauseSubscription("s")),
     ("RESUME EVENT_SUBSCRIPTION s", ResumeSubscription("s")),
     ("SHOW EVENT_SUBSCRIPTIONS", ShowSubscriptions()),
     ("REPLAY DEAD_LETTER_EVENTS", ReplayDeadLetters()),
-    ("REPLAY DEAD_LETTER_EVENTS WHERE subscription_id = 'x'",
-     ReplayDeadLetters(b("=", col("subscription_id"), lit("x")))),
+    (
+        "REPLAY DEAD_LETTER_EVENTS WHERE subscription_id = 'x'",
+        ReplayDeadLetters(b("=", col("subscription_id"), lit("x"))),
+    ),
     ("RESET EVENT_SUBSCRIPTION s TO NOW", ResetSubscription("s")),
-    ("RESET EVENT_SUBSCRIPTION s TO TIMESTAMP '2024-01-01T00:00:00Z'",
-     ResetSubscription("s", "2024-01-01T00:00:00Z")),
+    (
+        "RESET EVENT_SUBSCRIPTION s TO TIMESTAMP '2024-01-01T00:00:00Z'",
+        ResetSubscription("s", "2024-01-01T00:00:00Z"),
+    ),
     ("RESET EVENT_SUBSCRIPTION s TO TIMESTAMP 'it''s'", ResetSubscription("s", "it's")),
-    ("create event_subscription `my sub` as (a = 1)",
-     CreateSubscription("my sub", (SubscriptionOption("a", lit(1)),))),
+    (
+        "create event_subscription `my sub` as (a = 1)",
+        CreateSubscription("my sub", (SubscriptionOption("a", lit(1)),)),
+    ),
 ]
 
 
@@ -666,38 +911,57 @@ def _exists(field: str) -> FuncCall:
     return _obj(field, _obj("$exists", True))
 
 
-SEED_SUBSCRIPTION_AST = CreateSubscription("user_service_events", tuple(
-    SubscriptionOption(name, value if isinstance(value, ast.Expr) else lit(value))
-    for name, value in [
-        ("subscription_id", "user_lifecycle_events"),
-        ("service_name", "user_service"),
-        ("watch_collections", _arr("users", "user_profiles", "user_preferences")),
-        ("event_types", _arr("insert", "update", "delete")),
-        ("event_filter", _obj(
-            "operationType", _obj("$in", _arr("insert", "update")),
-            "$or", _arr(
-                _obj("operationType", "insert"),
-                _obj("operationType", "update",
-                     "updateDescription.updatedFields", _obj(
-                         "$or", _arr(_exists("email"), _exists("status"),
-                                     _exists("subscription_tier")))),
+SEED_SUBSCRIPTION_AST = CreateSubscription(
+    "user_service_events",
+    tuple(
+        SubscriptionOption(name, value if isinstance(value, ast.Expr) else lit(value))
+        for name, value in [
+            ("subscription_id", "user_lifecycle_events"),
+            ("service_name", "user_service"),
+            ("watch_collections", _arr("users", "user_profiles", "user_preferences")),
+            ("event_types", _arr("insert", "update", "delete")),
+            (
+                "event_filter",
+                _obj(
+                    "operationType",
+                    _obj("$in", _arr("insert", "update")),
+                    "$or",
+                    _arr(
+                        _obj("operationType", "insert"),
+                        _obj(
+                            "operationType",
+                            "update",
+                            "updateDescription.updatedFields",
+                            _obj(
+                                "$or",
+                                _arr(
+                                    _exists("email"),
+                                    _exists("status"),
+                                    _exists("subscription_tier"),
+                                ),
+                            ),
+                        ),
+                    ),
+                ),
             ),
-        )),
-        ("batch_processing", False),
-        ("preserve_order", True),
-        ("full_document", "updateLookup"),
-        ("full_document_before_change", "whenAvailable"),
-        ("max_retry_attempts", 3),
-        ("retry_delay_ms", 1000),
-        ("exponential_backoff", True),
-        ("dead_letter_queue_enabled", True),
-        ("batch_size", 100),
-        ("processing_timeout_ms", 30000),
-        ("created_by", "user_service_admin"),
-        ("description",
-         "User lifecycle events for authentication and personalization services"),
-    ]
-))
+            ("batch_processing", False),
+            ("preserve_order", True),
+            ("full_document", "updateLookup"),
+            ("full_document_before_change", "whenAvailable"),
+            ("max_retry_attempts", 3),
+            ("retry_delay_ms", 1000),
+            ("exponential_backoff", True),
+            ("dead_letter_queue_enabled", True),
+            ("batch_size", 100),
+            ("processing_timeout_ms", 30000),
+            ("created_by", "user_service_admin"),
+            (
+                "description",
+                "User lifecycle events for authentication and personalization services",
+            ),
+        ]
+    ),
+)
 
 
 def test_seed_subscription_statement_verbatim():
@@ -715,8 +979,12 @@ def test_seed_file_parses_into_four_statements():
     assert SEED_SUBSCRIPTION in "\n".join(line.rstrip() for line in text.split("\n"))
     statements = parse_script(text)
     kinds = [(type(s.statement).__name__, s.line, s.column) for s in statements]
-    assert kinds == [("CreateSubscription", 4, 1), ("QueryStatement", 53, 1),
-                     ("QueryStatement", 192, 1), ("CreateView", 315, 1)]
+    assert kinds == [
+        ("CreateSubscription", 4, 1),
+        ("QueryStatement", 53, 1),
+        ("QueryStatement", 192, 1),
+        ("CreateView", 315, 1),
+    ]
     assert strict(statements[0].statement) == strict(SEED_SUBSCRIPTION_AST)
     assert statements[0].text.startswith("CREATE EVENT_SUBSCRIPTION user_service_events AS (")
     assert statements[0].text.endswith("personalization services'\n)")
@@ -726,8 +994,10 @@ def test_seed_analytics_shapes():
     statements = parse_script(SEED.read_text(encoding="utf-8"))
     metrics = statements[1].statement.query
     assert [c.name for c in metrics.ctes] == ["event_stream_metrics", "processing_performance"]
-    assert metrics.order_by == (OrderItem(col("esm", "total_events_received"), True),
-                                OrderItem(col("esm", "success_rate_percent"), False))
+    assert metrics.order_by == (
+        OrderItem(col("esm", "total_events_received"), True),
+        OrderItem(col("esm", "success_rate_percent"), False),
+    )
     correlation = statements[2].statement.query
     assert isinstance(correlation, SetOperation) and correlation.op == "UNION ALL"
     sequence = correlation.ctes[0].query.items[5]
@@ -754,14 +1024,19 @@ def test_comments():
 
 
 def test_comment_markers_inside_strings_and_names_are_text():
-    assert_parses("SELECT '-- not a comment', \"/* nor this */\"",
-                  query(lit("-- not a comment"), col("/* nor this */")))
+    assert_parses(
+        "SELECT '-- not a comment', \"/* nor this */\"",
+        query(lit("-- not a comment"), col("/* nor this */")),
+    )
 
 
 def test_script_with_empty_statements():
     script = parse_script(";;\nSELECT 1;;\n\n  -- c\n  SELECT 2 ;\n;DELETE FROM t;")
     assert [strict(s.statement) for s in script] == [
-        strict(query(lit(1))), strict(query(lit(2))), strict(Delete("t"))]
+        strict(query(lit(1))),
+        strict(query(lit(2))),
+        strict(Delete("t")),
+    ]
     assert [(s.line, s.column) for s in script] == [(2, 1), (5, 3), (6, 2)]
     assert [s.text for s in script] == ["SELECT 1", "SELECT 2", "DELETE FROM t"]
 
@@ -818,7 +1093,7 @@ def test_cache_file_name_depends_on_the_grammar(monkeypatch, tmp_path):
     from queryleaf.sql import parser
 
     monkeypatch.setenv(parser.CACHE_ENV, str(tmp_path))
-    first, second = parser._cache_path("start: A\nA: \"a\""), parser._cache_path("start: B")
+    first, second = parser._cache_path('start: A\nA: "a"'), parser._cache_path("start: B")
     assert first.parent == tmp_path and first != second
     monkeypatch.setenv(parser.CACHE_ENV, "off")
     assert parser._cache_path("start: A") is None

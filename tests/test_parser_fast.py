@@ -32,8 +32,10 @@ from queryleaf.sql.printer import to_sql
 def exact(node: Any) -> Any:
     """Everything about an AST, positions and value types included."""
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        return (type(node).__name__,
-                *((f.name, exact(getattr(node, f.name))) for f in dataclasses.fields(node)))
+        return (
+            type(node).__name__,
+            *((f.name, exact(getattr(node, f.name))) for f in dataclasses.fields(node)),
+        )
     if isinstance(node, tuple | list):
         return (type(node).__name__, *(exact(x) for x in node))
     return (type(node).__name__, repr(node))
@@ -51,24 +53,31 @@ def same_either_way(sql: str) -> bool:
     return True
 
 
-CASES = [sql for table in (SELECTS, JOINS, SET_OPERATIONS, WRITES, OTHER, SUBSCRIPTIONS)
-         for sql, _ in table] + [f"SELECT {sql}" for sql, _ in EXPRESSIONS] + [
-    SEED.read_text(encoding="utf-8"),
-    "",
-    ";;",
-    " -- only a comment\n",
-    "SELECT ?, ?; SELECT ?; EXPLAIN SELECT ? + ?",  # ? numbering restarts per statement
-    "EXPLAIN EXPLAIN SELECT 1;\n\n  SELECT a FROM t ;; ",
-    "SELECT (((a + b)) * c) AS x FROM t /* c */ WHERE (a) = 1 -- end",
-    "SELECT\n  a\n  ,\tb FROM\r\n t JOIN u ON t.id = u.id JOIN v ON (u.x = v.x)",
-    "SELECT CURRENT_TIMESTAMP, current_date, \"CURRENT_DATE\", now() FROM t",
-    "SELECT café, 日本.x, `a``b`, \"c\"\"d\" FROM t WHERE e = 'it''s\nmultiline'",
-    "SELECT COUNT(*) OVER (PARTITION BY a ORDER BY b ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
-    "SELECT TRIM(LEADING 'x' FROM a), SUBSTRING(a FROM 2 FOR 3), EXTRACT(YEAR FROM d)",
-    "SELECT a FROM t LEFT JOIN u ON TRUE CROSS JOIN v, w INNER JOIN x ON x.a = w.a",
-    "SELECT 1",  # no trailing semicolon
-    "SELECT 1;",
-]
+CASES = (
+    [
+        sql
+        for table in (SELECTS, JOINS, SET_OPERATIONS, WRITES, OTHER, SUBSCRIPTIONS)
+        for sql, _ in table
+    ]
+    + [f"SELECT {sql}" for sql, _ in EXPRESSIONS]
+    + [
+        SEED.read_text(encoding="utf-8"),
+        "",
+        ";;",
+        " -- only a comment\n",
+        "SELECT ?, ?; SELECT ?; EXPLAIN SELECT ? + ?",  # ? numbering restarts per statement
+        "EXPLAIN EXPLAIN SELECT 1;\n\n  SELECT a FROM t ;; ",
+        "SELECT (((a + b)) * c) AS x FROM t /* c */ WHERE (a) = 1 -- end",
+        "SELECT\n  a\n  ,\tb FROM\r\n t JOIN u ON t.id = u.id JOIN v ON (u.x = v.x)",
+        'SELECT CURRENT_TIMESTAMP, current_date, "CURRENT_DATE", now() FROM t',
+        "SELECT café, 日本.x, `a``b`, \"c\"\"d\" FROM t WHERE e = 'it''s\nmultiline'",
+        "SELECT COUNT(*) OVER (PARTITION BY a ORDER BY b ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+        "SELECT TRIM(LEADING 'x' FROM a), SUBSTRING(a FROM 2 FOR 3), EXTRACT(YEAR FROM d)",
+        "SELECT a FROM t LEFT JOIN u ON TRUE CROSS JOIN v, w INNER JOIN x ON x.a = w.a",
+        "SELECT 1",  # no trailing semicolon
+        "SELECT 1;",
+    ]
+)
 INVALID = [
     "SELECT FROM t",
     "SELECT a FROM t JOIN u",  # JOIN without ON: raised while building the AST
@@ -97,11 +106,16 @@ def test_invalid_text_is_left_to_the_reference_path(sql):
     with pytest.raises(SqlSyntaxError) as reference:
         parser._reference_script(sql)
     assert (fast.value.message, fast.value.position) == (
-        reference.value.message, reference.value.position)
+        reference.value.message,
+        reference.value.position,
+    )
 
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 @SETTINGS
@@ -135,7 +149,20 @@ def test_first_character_sets_never_drop_a_terminal_that_can_match():
         pattern = re.compile(term.pattern.to_regexp())
         for code in range(128):
             ch = chr(code)
-            samples = [ch, ch + "a", ch + "1", ch + "'", ch + '"', ch + "`", ch + ">", ch + "-",
-                       ch + "=", ch + "|", ch + "x'", ch + "a\"", ch + "a`"]
+            samples = [
+                ch,
+                ch + "a",
+                ch + "1",
+                ch + "'",
+                ch + '"',
+                ch + "`",
+                ch + ">",
+                ch + "-",
+                ch + "=",
+                ch + "|",
+                ch + "x'",
+                ch + 'a"',
+                ch + "a`",
+            ]
             if any(pattern.match(s) for s in samples):
                 assert ch in chars, (term.name, ch)

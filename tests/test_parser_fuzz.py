@@ -17,14 +17,75 @@ from queryleaf.errors import SqlSyntaxError
 from queryleaf.sql.parser import parse, parse_script
 from queryleaf.sql.printer import KEYWORDS, to_sql
 
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
-PUNCTUATION = ["(", ")", ",", ".", ";", "*", "=", "<>", "!=", "<", "<=", ">", ">=", "+", "-",
-               "/", "%", "||", "->", "->>", "[", "]", "?", ":", "::", "--", "/*", "*/", "'",
-               '"', "`", "@", "#", "$", "\\", "{", "}"]
-LEXEMES = ["a", "t", "x.y", "items[0]", "1", "2.5", "1e3", ".5", "'s'", "'it''s'", '"q"',
-           "`b`", ":p", "COUNT(*)", "é", "日本", "\x00", "\t", "\n", "\r\n", "-- c\n", "/* c */"]
+PUNCTUATION = [
+    "(",
+    ")",
+    ",",
+    ".",
+    ";",
+    "*",
+    "=",
+    "<>",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "/",
+    "%",
+    "||",
+    "->",
+    "->>",
+    "[",
+    "]",
+    "?",
+    ":",
+    "::",
+    "--",
+    "/*",
+    "*/",
+    "'",
+    '"',
+    "`",
+    "@",
+    "#",
+    "$",
+    "\\",
+    "{",
+    "}",
+]
+LEXEMES = [
+    "a",
+    "t",
+    "x.y",
+    "items[0]",
+    "1",
+    "2.5",
+    "1e3",
+    ".5",
+    "'s'",
+    "'it''s'",
+    '"q"',
+    "`b`",
+    ":p",
+    "COUNT(*)",
+    "é",
+    "日本",
+    "\x00",
+    "\t",
+    "\n",
+    "\r\n",
+    "-- c\n",
+    "/* c */",
+]
 tokens = st.one_of(
     st.sampled_from(sorted(KEYWORDS)),
     st.sampled_from(sorted(KEYWORDS)).map(str.lower),
@@ -33,12 +94,16 @@ tokens = st.one_of(
     st.text(max_size=3),
 )
 token_soup = st.lists(tokens, max_size=30).flatmap(
-    lambda ts: st.lists(st.sampled_from(["", " ", "\n"]), min_size=len(ts), max_size=len(ts))
-    .map(lambda seps: "".join(t + s for t, s in zip(ts, seps, strict=True))))
+    lambda ts: st.lists(st.sampled_from(["", " ", "\n"]), min_size=len(ts), max_size=len(ts)).map(
+        lambda seps: "".join(t + s for t, s in zip(ts, seps, strict=True))
+    )
+)
 
 
-_INTERNAL = re.compile(r"^_|__ANON|\$END|^(LPAR|RPAR|LSQB|RSQB|COMMA|DOT|SEMI)$|^[A-Z]+_[A-Z_]*OP$|"
-                       r"^(NAME|NUMBER|STRING|INT|QMARK|NAMED_PARAM|QUOTED_NAME)$")
+_INTERNAL = re.compile(
+    r"^_|__ANON|\$END|^(LPAR|RPAR|LSQB|RSQB|COMMA|DOT|SEMI)$|^[A-Z]+_[A-Z_]*OP$|"
+    r"^(NAME|NUMBER|STRING|INT|QMARK|NAMED_PARAM|QUOTED_NAME)$"
+)
 
 
 def check(text: str) -> None:
@@ -82,17 +147,24 @@ def test_arbitrary_text(text):
 @FUZZ
 @given(st.lists(tokens, max_size=12).map(" ".join))
 def test_after_a_valid_prefix(tail):
-    for head in ("SELECT ", "SELECT a FROM t WHERE ", "INSERT INTO t ",
-                 "CREATE EVENT_SUBSCRIPTION s AS ("):
+    for head in (
+        "SELECT ",
+        "SELECT a FROM t WHERE ",
+        "INSERT INTO t ",
+        "CREATE EVENT_SUBSCRIPTION s AS (",
+    ):
         check(head + tail)
 
 
 # ---------------------------------------------------------------- mutations of valid SQL
 
-_LEX = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|\w+|->>|->|<>|!=|<=|"
-                  r">=|\|\||\S")
+_LEX = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|\w+|->>|->|<>|!=|<=|"
+    r">=|\|\||\S"
+)
 CORPUS = [sql for table in (SELECTS, WRITES, SUBSCRIPTIONS) for sql, _ in table] + [
-    p.text for p in parse_script(SEED.read_text(encoding="utf-8"))]
+    p.text for p in parse_script(SEED.read_text(encoding="utf-8"))
+]
 
 
 def _mutate(data) -> str:

@@ -23,19 +23,22 @@ def ids(result) -> list:
     return [row["_id"] for row in result]
 
 
-@pytest.mark.parametrize("sql, expected", [
-    ("SELECT _id FROM t WHERE \"$comment\" = 'x' ORDER BY _id", [1, 3]),
-    ("SELECT _id FROM t WHERE `$comment` <> 'x'", [2]),
-    ("SELECT _id FROM t WHERE \"a.b\" = 6", [2]),
-    ("SELECT _id FROM t WHERE a.b = 7", [1]),
-    ("SELECT _id FROM t WHERE a.\"$c\" = 2", [2]),
-    ("SELECT _id FROM t WHERE \"$gt\" > 2", [1]),
-    ("SELECT _id FROM t WHERE \"a.b\" IS NULL", [3]),
-    ("SELECT _id FROM t WHERE \"$comment\" IN ('y') OR \"a.b\" BETWEEN 5 AND 5", [1, 2]),
-    ("SELECT _id FROM t WHERE \"$comment\" LIKE 'y%'", [2]),
-    ("SELECT _id FROM t WHERE name = '$where'", [1]),
-    ("SELECT _id FROM t WHERE name = '{\"$ne\": null}'", []),
-])
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("SELECT _id FROM t WHERE \"$comment\" = 'x' ORDER BY _id", [1, 3]),
+        ("SELECT _id FROM t WHERE `$comment` <> 'x'", [2]),
+        ('SELECT _id FROM t WHERE "a.b" = 6', [2]),
+        ("SELECT _id FROM t WHERE a.b = 7", [1]),
+        ('SELECT _id FROM t WHERE a."$c" = 2', [2]),
+        ('SELECT _id FROM t WHERE "$gt" > 2', [1]),
+        ('SELECT _id FROM t WHERE "a.b" IS NULL', [3]),
+        ('SELECT _id FROM t WHERE "$comment" IN (\'y\') OR "a.b" BETWEEN 5 AND 5', [1, 2]),
+        ("SELECT _id FROM t WHERE \"$comment\" LIKE 'y%'", [2]),
+        ("SELECT _id FROM t WHERE name = '$where'", [1]),
+        ("SELECT _id FROM t WHERE name = '{\"$ne\": null}'", []),
+    ],
+)
 def test_where_reads_quoted_names_as_fields(t, sql, expected):
     assert sorted(ids(t.execute(sql))) == expected
 
@@ -44,8 +47,12 @@ def test_select_group_and_order_by_quoted_names(t):
     rows = list(t.execute('SELECT _id, "$comment", "a.b", a.b, a."$c" FROM t ORDER BY "a.b" DESC'))
     assert rows[0] == {"_id": 2, "$comment": "y", "a.b": 6, "a.b_2": 8, "a.$c": 2}
     assert [r["_id"] for r in rows] == [2, 1, 3]
-    grouped = list(t.execute('SELECT "$comment", COUNT(*) AS n, SUM("$gt") AS s FROM t '
-                             'GROUP BY "$comment" ORDER BY "$comment"'))
+    grouped = list(
+        t.execute(
+            'SELECT "$comment", COUNT(*) AS n, SUM("$gt") AS s FROM t '
+            'GROUP BY "$comment" ORDER BY "$comment"'
+        )
+    )
     assert grouped == [{"$comment": "x", "n": 2, "s": 3}, {"$comment": "y", "n": 1, "s": 1}]
 
 
@@ -57,8 +64,10 @@ def test_a_parameter_holding_an_operator_document_is_a_value(t):
 
 
 def test_join_on_quoted_names(t):
-    rows = t.execute('SELECT x._id AS a, y._id AS b FROM t x JOIN t y '
-                     'ON x."$comment" = y."$comment" AND x._id < y._id')
+    rows = t.execute(
+        "SELECT x._id AS a, y._id AS b FROM t x JOIN t y "
+        'ON x."$comment" = y."$comment" AND x._id < y._id'
+    )
     assert [(r["a"], r["b"]) for r in rows] == [(1, 3)]
 
 
@@ -68,8 +77,10 @@ def test_delete_on_a_dollar_name_deletes_only_the_matching_rows(t):
 
 
 def test_update_sets_and_reads_quoted_names(t):
-    r = t.execute("UPDATE t SET \"$comment\" = 'z', \"a.b\" = \"a.b\" + 1, a.\"$c\" = 9, "
-                  "\"$new\" = '$literal' WHERE _id = 1")
+    r = t.execute(
+        'UPDATE t SET "$comment" = \'z\', "a.b" = "a.b" + 1, a."$c" = 9, '
+        "\"$new\" = '$literal' WHERE _id = 1"
+    )
     assert r.rowcount == 1
     doc = t.db.t.find_one({"_id": 1})
     assert doc["$comment"] == "z" and doc["a.b"] == 6 and doc["a"] == {"b": 7, "$c": 9}
@@ -84,8 +95,7 @@ def test_insert_into_quoted_names(t, values):
 
 
 def test_insert_select_into_quoted_names(t):
-    t.execute('INSERT INTO u (_id, "$x", "p.q") SELECT _id, "$comment", "a.b" FROM t '
-              'WHERE _id = 2')
+    t.execute('INSERT INTO u (_id, "$x", "p.q") SELECT _id, "$comment", "a.b" FROM t WHERE _id = 2')
     assert t.db.u.find_one() == {"_id": 2, "$x": "y", "p.q": 6}
 
 
@@ -94,11 +104,13 @@ def test_subscription_filter_reads_a_quoted_name_as_a_field(ql):
     from queryleaf.planner.params import Bindings
     from queryleaf.sql.parser import parse
 
-    stmt = parse("SELECT 1 FROM t WHERE full_document.\"$kind\" = 'x' AND \"full_document\".a = 1")
+    stmt = parse('SELECT 1 FROM t WHERE full_document."$kind" = \'x\' AND "full_document".a = 1')
     match = change_event_filter(stmt.query.where, Bindings(stmt, {}))
-    events = [{"_id": 1, "fullDocument": {"$kind": "x", "a": 1}},
-              {"_id": 2, "fullDocument": {"$kind": "y", "a": 1}},
-              {"_id": 3, "fullDocument": {"kind": "x", "a": 1}}]
+    events = [
+        {"_id": 1, "fullDocument": {"$kind": "x", "a": 1}},
+        {"_id": 2, "fullDocument": {"$kind": "y", "a": 1}},
+        {"_id": 3, "fullDocument": {"kind": "x", "a": 1}},
+    ]
     ql.db.events.insert_many(events)
     assert [d["_id"] for d in ql.db.events.aggregate([{"$match": match}])] == [1]
 

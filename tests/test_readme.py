@@ -15,8 +15,9 @@ def test_readme_python_example_runs(server, dbname):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks, "README has no python example"
     env = {**os.environ, "QUERYLEAF_URI": server.uri, "QUERYLEAF_DB": dbname}
-    proc = subprocess.run([sys.executable, "-c", blocks[0]], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", blocks[0]], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "['customer', 'total', 'first_sku']"

@@ -62,14 +62,22 @@ class Worker:
     """A `queryleaf worker` process."""
 
     def __init__(self, uri: str, db: str, events_file: Path, *args: str, delay: float = 0.0):
-        env = {**os.environ, "QUERYLEAF_URI": uri, "QUERYLEAF_DB": db,
-               "QL_TEST_EVENTS_FILE": str(events_file), "QL_TEST_HANDLER_DELAY": str(delay),
-               "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "QUERYLEAF_URI": uri,
+            "QUERYLEAF_DB": db,
+            "QL_TEST_EVENTS_FILE": str(events_file),
+            "QL_TEST_HANDLER_DELAY": str(delay),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        }
         self.log_path = events_file.with_suffix(f".worker{time.monotonic_ns()}.log")
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "queryleaf", "worker", "--quiet", *args],
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env=env,
+        )
 
     @property
     def pid(self) -> int:
@@ -93,8 +101,7 @@ class Worker:
 
 
 def completed(db, subscription_id: str) -> int:
-    return count_rows(db, {"subscription_id": subscription_id,
-                           "processing_status": "completed"})
+    return count_rows(db, {"subscription_id": subscription_id, "processing_status": "completed"})
 
 
 def lease_holder(db, name: str) -> int | None:
@@ -114,10 +121,14 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(ql, server, events
     seed = random.randrange(1 << 30)
     rnd = random.Random(seed)
     db = ql.db
-    ql.execute("CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
-               " deliver_to = 'collection:order_mirror')")
-    ql.execute("CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'orders',"
-               " deliver_to = 'python:test_reliability:append_event')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
+        " deliver_to = 'collection:order_mirror')"
+    )
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'orders',"
+        " deliver_to = 'python:test_reliability:append_event')"
+    )
     total = 1000
 
     def write():
@@ -136,10 +147,16 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(ql, server, events
     writer.join()
     final = Worker(server.uri, ql.database_name, events_file, "--lease-seconds", "1")
     try:
-        wait_for(lambda: lease_holder(db, "mirror") == lease_holder(db, "audit") == final.pid,
-                 10, "the last worker to take over the leases of the killed ones")
-        wait_for(lambda: completed(db, "mirror") == total and completed(db, "audit") == total,
-                 60, f"every change to be handled (seed {seed})")
+        wait_for(
+            lambda: lease_holder(db, "mirror") == lease_holder(db, "audit") == final.pid,
+            10,
+            "the last worker to take over the leases of the killed ones",
+        )
+        wait_for(
+            lambda: completed(db, "mirror") == total and completed(db, "audit") == total,
+            60,
+            f"every change to be handled (seed {seed})",
+        )
         time.sleep(0.3)
     finally:
         assert final.terminate() == 0, final.output()
@@ -168,17 +185,22 @@ def test_server_stop_and_restart_mid_stream_loses_nothing(tmp_path, events_file)
     storage = str(tmp_path / "server")
 
     def start():
-        return start_ephemeral_server(storage_path=storage, port=port,
-                                      log_path=str(tmp_path / "server.log"))
+        return start_ephemeral_server(
+            storage_path=storage, port=port, log_path=str(tmp_path / "server.log")
+        )
 
     srv = start()
     ql = queryleaf.connect(srv.uri, database="restart")
     worker = None
     try:
-        ql.execute("CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
-                   " deliver_to = 'collection:order_mirror')")
-        ql.execute("CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'orders',"
-                   " deliver_to = 'python:test_reliability:append_event')")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
+            " deliver_to = 'collection:order_mirror')"
+        )
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'orders',"
+            " deliver_to = 'python:test_reliability:append_event')"
+        )
         worker = Worker(srv.uri, "restart", events_file, "--lease-seconds", "2")
         db = ql.db
         for i in range(150):
@@ -189,8 +211,11 @@ def test_server_stop_and_restart_mid_stream_loses_nothing(tmp_path, events_file)
         srv = start()
         for i in range(150, 300):
             db.orders.insert_one({"_id": i})
-        wait_for(lambda: completed(db, "mirror") == 300 and completed(db, "audit") == 300,
-                 60, "the worker to reconnect and finish")
+        wait_for(
+            lambda: completed(db, "mirror") == 300 and completed(db, "audit") == 300,
+            60,
+            "the worker to reconnect and finish",
+        )
         assert worker.terminate() == 0, worker.output()
         assert db.order_mirror.count_documents({}) == 300
         for sub in ("mirror", "audit"):
@@ -214,28 +239,48 @@ def test_dropped_connections_reconnect_and_resume_from_the_checkpoint(ql, server
     admin = ql.client.admin
     stop = threading.Event()
     try:
-        ql.execute("CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
-                   " deliver_to = 'collection:order_mirror')")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
+            " deliver_to = 'collection:order_mirror')"
+        )
         seen: list[int] = []
         flaky.on("mirror")(lambda event: seen.append(event["documentKey"]["_id"]))
         with caplog.at_level("WARNING", logger="queryleaf.worker"):
-            worker = threading.Thread(target=flaky.run_subscriptions, kwargs={
-                "stop_event": stop, "poll_interval": 0.2})
+            worker = threading.Thread(
+                target=flaky.run_subscriptions, kwargs={"stop_event": stop, "poll_interval": 0.2}
+            )
             worker.start()
             # The lease taken and the definition stamped: what fails from now on is the
             # runner's stream and writes (and the heartbeat's), not the worker taking the lease.
-            wait_for(lambda: (ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"}) or {})
-                     .get("worker_id"), 10, "the lease")
-            admin.command("configureFailPoint", "failCommand", mode={"times": 8}, data={
-                "failCommands": ["getMore", "update", "findAndModify"],
-                "closeConnection": True, "appName": "flaky_worker"})
+            wait_for(
+                lambda: (ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"}) or {}).get(
+                    "worker_id"
+                ),
+                10,
+                "the lease",
+            )
+            admin.command(
+                "configureFailPoint",
+                "failCommand",
+                mode={"times": 8},
+                data={
+                    "failCommands": ["getMore", "update", "findAndModify"],
+                    "closeConnection": True,
+                    "appName": "flaky_worker",
+                },
+            )
             for start in range(0, 60, 5):
                 ql.db.orders.insert_many([{"_id": i} for i in range(start, start + 5)])
                 time.sleep(0.05)
             wait_for(lambda: completed(ql.db, "mirror") == 60, 30, "every change")
             # ... and checkpointed (a checkpoint that failed is redone after the reconnect)
-            wait_for(lambda: ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"})
-                     ["events_processed"] >= 60, 30, "the checkpoint")
+            wait_for(
+                lambda: (
+                    ql.db[names.SUBSCRIPTIONS].find_one({"_id": "mirror"})["events_processed"] >= 60
+                ),
+                30,
+                "the checkpoint",
+            )
             stop.set()
             worker.join(20)
     finally:
@@ -257,8 +302,10 @@ def test_dropped_connections_reconnect_and_resume_from_the_checkpoint(ql, server
 
 
 def test_failing_events_back_off_then_dead_letter_while_the_rest_flow_and_replay(ql):
-    ql.execute("CREATE EVENT_SUBSCRIPTION payments AS (watch_collections = 'payments',"
-               " max_retry_attempts = 3, retry_delay_ms = 100, exponential_backoff = true)")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION payments AS (watch_collections = 'payments',"
+        " max_retry_attempts = 3, retry_delay_ms = 100, exponential_backoff = true)"
+    )
     broken = {3, 7}
     attempts: dict[int, list[float]] = {}
     order: list[int] = []
@@ -285,8 +332,10 @@ def test_failing_events_back_off_then_dead_letter_while_the_rest_flow_and_replay
         assert rows[key]["processing_status"] == "dead_letter"
         assert rows[key]["retry_count"] == 3
         assert rows[key]["last_error"] == f"ConnectionRefusedError: ledger refused payment {key}"
-    letters = ql.execute("SELECT event_id, error, attempts, status, created_at"
-                         " FROM DEAD_LETTER_EVENTS() ORDER BY event_id").rows
+    letters = ql.execute(
+        "SELECT event_id, error, attempts, status, created_at"
+        " FROM DEAD_LETTER_EVENTS() ORDER BY event_id"
+    ).rows
     assert [(r["attempts"], r["status"]) for r in letters] == [(4, "dead_letter")] * 2
 
     broken.clear()  # the handler is fixed
@@ -306,24 +355,35 @@ def test_two_workers_one_consumer_each_and_takeover_within_the_lease(ql, server,
     db = ql.db
     lease_s = 2.0
     for name, coll in (("audit_a", "orders"), ("audit_b", "payments")):
-        ql.execute(f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = '{coll}',"
-                   " deliver_to = 'python:test_reliability:append_event')")
+        ql.execute(
+            f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = '{coll}',"
+            " deliver_to = 'python:test_reliability:append_event')"
+        )
     first = Worker(server.uri, ql.database_name, events_file, "--lease-seconds", str(lease_s))
     second = None
     try:
-        wait_for(lambda: lease_holder(db, "audit_a") and lease_holder(db, "audit_b"), 30,
-                 "the first worker to take both leases")
-        second = Worker(server.uri, ql.database_name, events_file, "--lease-seconds",
-                        str(lease_s))
+        wait_for(
+            lambda: lease_holder(db, "audit_a") and lease_holder(db, "audit_b"),
+            30,
+            "the first worker to take both leases",
+        )
+        second = Worker(server.uri, ql.database_name, events_file, "--lease-seconds", str(lease_s))
         for i in range(100):
             db.orders.insert_one({"_id": i})
             db.payments.insert_one({"_id": i})
-        wait_for(lambda: completed(db, "audit_a") == 100 and completed(db, "audit_b") == 100,
-                 30, "the first 100 changes")
-        streams = ql.execute("SELECT subscription_name, pid, worker_id, heartbeat_at"
-                             " FROM ACTIVE_CHANGE_STREAMS() ORDER BY subscription_name").rows
+        wait_for(
+            lambda: completed(db, "audit_a") == 100 and completed(db, "audit_b") == 100,
+            30,
+            "the first 100 changes",
+        )
+        streams = ql.execute(
+            "SELECT subscription_name, pid, worker_id, heartbeat_at"
+            " FROM ACTIVE_CHANGE_STREAMS() ORDER BY subscription_name"
+        ).rows
         assert [(r["subscription_name"], r["pid"]) for r in streams] == [
-            ("audit_a", first.pid), ("audit_b", first.pid)]
+            ("audit_a", first.pid),
+            ("audit_b", first.pid),
+        ]
         assert {pid for pid, _, _ in deliveries(events_file)} == {first.pid}  # one consumer
 
         killed_at = time.monotonic()
@@ -331,14 +391,22 @@ def test_two_workers_one_consumer_each_and_takeover_within_the_lease(ql, server,
         for i in range(100, 200):
             db.orders.insert_one({"_id": i})
             db.payments.insert_one({"_id": i})
-        wait_for(lambda: lease_holder(db, "audit_a") == second.pid
-                 and lease_holder(db, "audit_b") == second.pid, lease_s + 5,
-                 "the second worker to take over")
+        wait_for(
+            lambda: (
+                lease_holder(db, "audit_a") == second.pid
+                and lease_holder(db, "audit_b") == second.pid
+            ),
+            lease_s + 5,
+            "the second worker to take over",
+        )
         takeover = time.monotonic() - killed_at
         # the lease expires at most lease_s after the last heartbeat; +1 poll of the survivor
         assert takeover <= lease_s + 1.0 + 1.0, takeover
-        wait_for(lambda: completed(db, "audit_a") == 200 and completed(db, "audit_b") == 200,
-                 30, "the second worker to catch up")
+        wait_for(
+            lambda: completed(db, "audit_a") == 200 and completed(db, "audit_b") == 200,
+            30,
+            "the second worker to catch up",
+        )
         assert second.terminate(signal.SIGINT) == 0, second.output()
     finally:
         first.kill()
@@ -355,11 +423,14 @@ def test_two_workers_one_consumer_each_and_takeover_within_the_lease(ql, server,
 # ------------------------------------------------------------------ SIGTERM mid-event
 
 
-def test_sigterm_finishes_the_event_in_hand_checkpoints_and_releases(ql, server, events_file,
-                                                                    monkeypatch):
+def test_sigterm_finishes_the_event_in_hand_checkpoints_and_releases(
+    ql, server, events_file, monkeypatch
+):
     db = ql.db
-    ql.execute("CREATE EVENT_SUBSCRIPTION slow AS (watch_collections = 'orders',"
-               " deliver_to = 'python:test_reliability:append_event')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION slow AS (watch_collections = 'orders',"
+        " deliver_to = 'python:test_reliability:append_event')"
+    )
     worker = Worker(server.uri, ql.database_name, events_file, delay=0.3)
     try:
         db.orders.insert_many([{"_id": i} for i in range(20)])
@@ -399,16 +470,18 @@ def test_lost_history_fails_the_subscription_clearly_and_reset_recovers(tmp_path
         db.orders.insert_one({"_id": "after"})
         ql.run_subscriptions(idle_timeout=1.0, poll_interval=0.2)
         for name in ("hist", "never_ran"):
-            (row,) = ql.execute("SELECT status, status_message FROM EVENT_SUBSCRIPTIONS()"
-                                f" WHERE name = '{name}'").rows
+            (row,) = ql.execute(
+                f"SELECT status, status_message FROM EVENT_SUBSCRIPTIONS() WHERE name = '{name}'"
+            ).rows
             assert row["status"] == "failed"
             assert f"RESET EVENT_SUBSCRIPTION {name} TO NOW" in row["status_message"]
         for name in ("hist", "never_ran"):  # never_ran: from its position at CREATE
             message = db[names.SUBSCRIPTIONS].find_one({"_id": name})["status_message"]
             assert "ChangeStreamHistoryLost" in message and "no longer in the oplog" in message
         # The worker kept the other subscription running.
-        assert [r["document_key"] for r in read_rows(db, {"subscription_id": "fresh"})] \
-            == [{"_id": "after"}]
+        assert [r["document_key"] for r in read_rows(db, {"subscription_id": "fresh"})] == [
+            {"_id": "after"}
+        ]
         assert count_rows(db, {"subscription_id": "hist"}) == 3
 
         ql.execute("RESET EVENT_SUBSCRIPTION hist TO NOW")

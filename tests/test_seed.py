@@ -35,32 +35,102 @@ def load_events(ql, now: dt.datetime):
     """Known events, the latest at ``now``, the earliest 10 minutes before."""
     rows = []
 
-    def event(i, sub, service, kind, coll, status, duration_ms, minutes_ago, corr=None,
-              process=None, data=None, source=None, target=None, interaction=None, retries=0):
+    def event(
+        i,
+        sub,
+        service,
+        kind,
+        coll,
+        status,
+        duration_ms,
+        minutes_ago,
+        corr=None,
+        process=None,
+        data=None,
+        source=None,
+        target=None,
+        interaction=None,
+        retries=0,
+    ):
         at = now - dt.timedelta(minutes=minutes_ago)
-        rows.append({
-            "subscription_id": sub,
-            "service_name": service, "event_id": str(i), "event_type": kind,
-            "collection_name": coll, "database_name": ql.database_name,
-            "event_data": data or {"n": i}, "event_timestamp": at,
-            "processing_status": status, "processing_duration_ms": duration_ms,
-            "processing_completed_at": at + dt.timedelta(milliseconds=duration_ms),
-            "retry_count": retries, "correlation_id": corr, "business_process_id": process,
-            "source_service": source, "target_service": target,
-            "interaction_type": interaction, "resume_token_timestamp": at})
+        rows.append(
+            {
+                "subscription_id": sub,
+                "service_name": service,
+                "event_id": str(i),
+                "event_type": kind,
+                "collection_name": coll,
+                "database_name": ql.database_name,
+                "event_data": data or {"n": i},
+                "event_timestamp": at,
+                "processing_status": status,
+                "processing_duration_ms": duration_ms,
+                "processing_completed_at": at + dt.timedelta(milliseconds=duration_ms),
+                "retry_count": retries,
+                "correlation_id": corr,
+                "business_process_id": process,
+                "source_service": source,
+                "target_service": target,
+                "interaction_type": interaction,
+                "resume_token_timestamp": at,
+            }
+        )
 
     event(1, "user_lifecycle_events", "user_service", "insert", "users", "completed", 10, 5)
     event(2, "user_lifecycle_events", "user_service", "update", "users", "completed", 30, 5)
-    event(3, "inventory_management", "inventory_service", "insert", "orders", "completed", 20,
-          10, "c1", "order-flow", {"order_total": 100.5}, "order_service", "inventory_service",
-          "reserve")
-    event(4, "inventory_management", "inventory_service", "update", "inventory", "failed", 40,
-          9, "c1", "order-flow", None, "order_service", "inventory_service", "reserve", 3)
-    event(5, "realtime_analytics", "analytics_service", "insert", "orders", "completed", 5, 3,
-          "c2", "order-flow", {"order_total": 20}, "order_service", "analytics_service", "track")
+    event(
+        3,
+        "inventory_management",
+        "inventory_service",
+        "insert",
+        "orders",
+        "completed",
+        20,
+        10,
+        "c1",
+        "order-flow",
+        {"order_total": 100.5},
+        "order_service",
+        "inventory_service",
+        "reserve",
+    )
+    event(
+        4,
+        "inventory_management",
+        "inventory_service",
+        "update",
+        "inventory",
+        "failed",
+        40,
+        9,
+        "c1",
+        "order-flow",
+        None,
+        "order_service",
+        "inventory_service",
+        "reserve",
+        3,
+    )
+    event(
+        5,
+        "realtime_analytics",
+        "analytics_service",
+        "insert",
+        "orders",
+        "completed",
+        5,
+        3,
+        "c2",
+        "order-flow",
+        {"order_total": 20},
+        "order_service",
+        "analytics_service",
+        "track",
+    )
     for sub in sorted({row["subscription_id"] for row in rows}):  # stored as the worker does
         ql.db[names.EVENT_LOG].insert_many(
-            segment_entries([row for row in rows if row["subscription_id"] == sub]))
+            segment_entries([row for row in rows if row["subscription_id"] == sub])
+        )
     return ql
 
 
@@ -87,13 +157,18 @@ def test_event_correlation_runs_verbatim(event_log):
     processes, interactions = result.rows
     p = processes["process_analytics"]
     assert processes["section"] == "BUSINESS_PROCESSES"
-    assert (p["total_processes"], p["successful_processes"], p["failed_processes"],
-            p["in_progress_processes"]) == (2, 1, 1, 0)
+    assert (
+        p["total_processes"],
+        p["successful_processes"],
+        p["failed_processes"],
+        p["in_progress_processes"],
+    ) == (2, 1, 1, 0)
     assert p["avg_process_duration_seconds"] == 30
     assert str(p["total_business_value"]) == "120.50"
     top = {t["correlation_id"]: t for t in p["top_processes"]}
     assert top["c1"]["event_sequence"] == (
-        "inventory_service:insert:orders -> inventory_service:update:inventory")
+        "inventory_service:insert:orders -> inventory_service:update:inventory"
+    )
     assert top["c1"]["status"] == "Failed" and top["c2"]["status"] == "Success"
     i = interactions["process_analytics"]
     assert interactions["section"] == "SERVICE_INTERACTIONS"
@@ -104,15 +179,23 @@ def test_event_correlation_runs_verbatim(event_log):
 
 def test_corrected_monitoring_statement(ql):
     # The statement groups by hour: keep all events inside one hour, whatever the clock says.
-    anchor = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(minute=30, second=0,
-                                                                         microsecond=0)
+    anchor = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(
+        minute=30, second=0, microsecond=0
+    )
     event_log = load_events(ql, anchor)
     (result,) = event_log.execute_script((EXAMPLES / "02_event_monitoring.sql").read_text())
     by_sub = {r["subscription_id"]: r for r in result.rows}
     assert [r["subscription_id"] for r in result.rows] == [
-        "inventory_management", "user_lifecycle_events", "realtime_analytics"]
+        "inventory_management",
+        "user_lifecycle_events",
+        "realtime_analytics",
+    ]
     inv = by_sub["inventory_management"]
-    assert (inv["total_events_received"], inv["events_processed"], inv["events_failed"]) == (2, 1, 1)
+    assert (inv["total_events_received"], inv["events_processed"], inv["events_failed"]) == (
+        2,
+        1,
+        1,
+    )
     assert inv["success_rate_percent"] == 50 and inv["avg_processing_lag_ms"] == 30
     assert inv["events_per_hour"] == 120 and inv["events_requiring_retry"] == 1
     assert inv["service_health_status"] == "Needs Attention"
@@ -128,6 +211,9 @@ def test_corrected_dashboard_view(event_log):
     assert row["events_per_minute"] == 0 and row["errors_last_hour"] == 1
     assert row["avg_processing_time_5min"] == 5
     health = {h["service_name"]: h["health_status"] for h in row["service_health_summary"]}
-    assert health == {"user_service": "Excellent", "inventory_service": "Critical",
-                      "analytics_service": "Excellent"}
+    assert health == {
+        "user_service": "Excellent",
+        "inventory_service": "Critical",
+        "analytics_service": "Excellent",
+    }
     assert row["overall_system_health"] == "Healthy"

@@ -88,22 +88,30 @@ def test_sigkill_of_the_server_mid_stream_loses_and_duplicates_nothing(tmp_path)
 
     def start():
         # Durable commits, as the embedded default runs its server.
-        return start_ephemeral_server(storage_path=storage, port=port,
-                                      extra_args=tuple(server_flags(sync=True)),
-                                      log_path=str(tmp_path / "server.log"))
+        return start_ephemeral_server(
+            storage_path=storage,
+            port=port,
+            extra_args=tuple(server_flags(sync=True)),
+            log_path=str(tmp_path / "server.log"),
+        )
 
     srv = start()
     ql = queryleaf.connect(srv.uri, database="crash")
     db = ql.db
-    ql.execute("CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
-               " deliver_to = 'collection:order_mirror')")
+    ql.execute(
+        "CREATE EVENT_SUBSCRIPTION mirror AS (watch_collections = 'orders',"
+        " deliver_to = 'collection:order_mirror')"
+    )
     ql.execute("CREATE EVENT_SUBSCRIPTION audit AS (watch_collections = 'orders')")
     log_path = tmp_path / "worker.log"
     env = {**os.environ, "QUERYLEAF_URI": srv.uri, "QUERYLEAF_DB": "crash"}
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "queryleaf", "worker", "--quiet", "--lease-seconds", "3"],
-            stdout=subprocess.DEVNULL, stderr=log, env=env)
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
     writer = Writer(srv.uri, "crash")
     writer.start()
     try:
@@ -113,11 +121,17 @@ def test_sigkill_of_the_server_mid_stream_loses_and_duplicates_nothing(tmp_path)
                 # The worker has made its collections and indexes: the kills hit the steady
                 # state. (SecantusDB 0.7.0b3 sometimes cannot reopen a storage killed while a
                 # collection was being created: a server matter, not the runtime's.)
-                wait_for(lambda: _checkpointed(db, "mirror") and _checkpointed(db, "audit"), 30,
-                         "the first checkpoints")
+                wait_for(
+                    lambda: _checkpointed(db, "mirror") and _checkpointed(db, "audit"),
+                    30,
+                    "the first checkpoints",
+                )
             # Kill at a random moment of the round: mid-write and mid-delivery.
-            wait_for(lambda r=round_: writer.next_id >= r * PER_ROUND + rnd.randrange(
-                PER_ROUND // 2), 60, "the writer")
+            wait_for(
+                lambda r=round_: writer.next_id >= r * PER_ROUND + rnd.randrange(PER_ROUND // 2),
+                60,
+                "the writer",
+            )
             srv.process.send_signal(signal.SIGKILL)
             srv.process.wait()
             srv = start()
@@ -128,23 +142,31 @@ def test_sigkill_of_the_server_mid_stream_loses_and_duplicates_nothing(tmp_path)
         assert writer.acked <= present, f"acknowledged writes lost: {writer.acked - present}"
 
         def caught_up() -> bool:
-            return (db.order_mirror.count_documents({}) >= len(present)
-                    and _checkpointed(db, "mirror") >= len(present)
-                    and _checkpointed(db, "audit") >= len(present))
+            return (
+                db.order_mirror.count_documents({}) >= len(present)
+                and _checkpointed(db, "mirror") >= len(present)
+                and _checkpointed(db, "audit") >= len(present)
+            )
 
         try:
             wait_for(caught_up, 60, "the worker to deliver every change", interval=0.5)
         except AssertionError as exc:
-            state = {name: (len(read_rows(db, {"subscription_id": name})),
-                            db[names.SUBSCRIPTIONS].find_one({"_id": name}))
-                     for name in ("mirror", "audit")}
+            state = {
+                name: (
+                    len(read_rows(db, {"subscription_id": name})),
+                    db[names.SUBSCRIPTIONS].find_one({"_id": name}),
+                )
+                for name in ("mirror", "audit")
+            }
             raise AssertionError(
                 f"{exc}: {len(present)} written, {db.order_mirror.count_documents({})} "
                 f"mirrored, (log rows, definition) {state}; worker log: "
-                f"{log_path.read_text()[-3000:]}") from None
+                f"{log_path.read_text()[-3000:]}"
+            ) from None
         time.sleep(1.0)  # anything delivered twice would show up by now
-        mirrored = [doc["documentKey"]["_id"]
-                    for doc in db.order_mirror.find({}, {"documentKey": 1})]
+        mirrored = [
+            doc["documentKey"]["_id"] for doc in db.order_mirror.find({}, {"documentKey": 1})
+        ]
         assert sorted(mirrored) == sorted(present)  # none lost, none twice
         for name in ("mirror", "audit"):
             rows = read_rows(db, {"subscription_id": name})

@@ -13,14 +13,22 @@ from queryleaf import ExecutionError, PlanningError, ScriptError
 
 @pytest.fixture()
 def people(ql):
-    ql.db.people.insert_many([
-        {"_id": 1, "name": "ann", "age": 30, "city": "Oslo", "tags": ["a", "b"],
-         "address": {"zip": "0150"}},
-        {"_id": 2, "name": "bob", "age": None, "city": "Rome", "tags": []},
-        {"_id": 3, "name": "cy", "age": 25, "city": "Oslo"},
-        {"_id": 4, "name": "dee", "age": 41},
-        {"_id": 5, "name": "Eve", "city": None},
-    ])
+    ql.db.people.insert_many(
+        [
+            {
+                "_id": 1,
+                "name": "ann",
+                "age": 30,
+                "city": "Oslo",
+                "tags": ["a", "b"],
+                "address": {"zip": "0150"},
+            },
+            {"_id": 2, "name": "bob", "age": None, "city": "Rome", "tags": []},
+            {"_id": 3, "name": "cy", "age": 25, "city": "Oslo"},
+            {"_id": 4, "name": "dee", "age": 41},
+            {"_id": 5, "name": "Eve", "city": None},
+        ]
+    )
     return ql
 
 
@@ -46,7 +54,9 @@ def test_three_valued_logic_never_matches_null(people):
     assert names(people.execute("SELECT name FROM people WHERE NOT (age = 30)")) == ["cy", "dee"]
     assert names(people.execute("SELECT name FROM people WHERE age NOT IN (30, 41)")) == ["cy"]
     assert names(people.execute("SELECT name FROM people WHERE age NOT IN (30, NULL)")) == []
-    assert names(people.execute("SELECT name FROM people WHERE NOT (age > 26 OR city = 'Rome')")) == ["cy"]
+    assert names(
+        people.execute("SELECT name FROM people WHERE NOT (age > 26 OR city = 'Rome')")
+    ) == ["cy"]
 
 
 def test_null_arithmetic_and_computed_filters(people):
@@ -57,22 +67,29 @@ def test_null_arithmetic_and_computed_filters(people):
 
 
 def test_nested_paths_and_array_indexes(people):
-    r = people.execute("SELECT p.name, p.address.zip AS zip, p.tags[1] AS second FROM people p "
-                       "WHERE p.address.zip = '0150'")
+    r = people.execute(
+        "SELECT p.name, p.address.zip AS zip, p.tags[1] AS second FROM people p "
+        "WHERE p.address.zip = '0150'"
+    )
     assert r.rows == [{"name": "ann", "zip": "0150", "second": "b"}]
 
 
 def test_aggregates_ignore_null_and_count_col_counts_non_null(people):
-    r = people.execute("SELECT COUNT(*) AS n, COUNT(age) AS with_age, SUM(age) AS s, "
-                       "AVG(age) AS a, MIN(age) AS lo, MAX(name) AS hi, "
-                       "COUNT(DISTINCT city) AS cities FROM people")
-    assert r.rows == [{"n": 5, "with_age": 3, "s": 96, "a": 32.0, "lo": 25, "hi": "dee",
-                       "cities": 2}]
+    r = people.execute(
+        "SELECT COUNT(*) AS n, COUNT(age) AS with_age, SUM(age) AS s, "
+        "AVG(age) AS a, MIN(age) AS lo, MAX(name) AS hi, "
+        "COUNT(DISTINCT city) AS cities FROM people"
+    )
+    assert r.rows == [
+        {"n": 5, "with_age": 3, "s": 96, "a": 32.0, "lo": 25, "hi": "dee", "cities": 2}
+    ]
 
 
 def test_aggregate_over_no_rows_returns_one_row(people):
-    r = people.execute("SELECT COUNT(*) AS n, COUNT(age) AS c, SUM(age) AS s, AVG(age) AS a, "
-                       "MAX(age) AS m FROM people WHERE age > 100")
+    r = people.execute(
+        "SELECT COUNT(*) AS n, COUNT(age) AS c, SUM(age) AS s, AVG(age) AS a, "
+        "MAX(age) AS m FROM people WHERE age > 100"
+    )
     assert r.rows == [{"n": 0, "c": 0, "s": None, "a": None, "m": None}]
     r = people.execute("SELECT city, COUNT(*) AS n FROM people WHERE age > 100 GROUP BY city")
     assert r.rows == []
@@ -81,14 +98,16 @@ def test_aggregate_over_no_rows_returns_one_row(people):
 def test_group_by_merges_null_and_missing_and_honours_having(people):
     r = people.execute("SELECT city, COUNT(*) AS n FROM people GROUP BY city ORDER BY city")
     assert r.rows == [{"city": None, "n": 2}, {"city": "Oslo", "n": 2}, {"city": "Rome", "n": 1}]
-    r = people.execute("SELECT city, COUNT(*) AS n FROM people GROUP BY city HAVING COUNT(*) > 1 "
-                       "ORDER BY city")
+    r = people.execute(
+        "SELECT city, COUNT(*) AS n FROM people GROUP BY city HAVING COUNT(*) > 1 ORDER BY city"
+    )
     assert r.rows == [{"city": None, "n": 2}, {"city": "Oslo", "n": 2}]
 
 
 def test_group_by_ordinal_and_alias_and_expression(people):
-    r = people.execute("SELECT UPPER(city) AS c, COUNT(*) AS n FROM people GROUP BY c ORDER BY 2 "
-                       "DESC, 1")
+    r = people.execute(
+        "SELECT UPPER(city) AS c, COUNT(*) AS n FROM people GROUP BY c ORDER BY 2 DESC, 1"
+    )
     assert r.rows[0] == {"c": None, "n": 2}
     assert {row["c"] for row in r} == {None, "OSLO", "ROME"}
 
@@ -113,20 +132,31 @@ def test_like_is_case_sensitive_and_ilike_is_not(people):
     assert names(people.execute("SELECT name FROM people WHERE name ILIKE 'e%'")) == ["Eve"]
     assert names(people.execute("SELECT name FROM people WHERE name LIKE '_o_'")) == ["bob"]
     assert names(people.execute("SELECT name FROM people WHERE name NOT LIKE '%e%'")) == [
-        "ann", "bob", "cy"]
+        "ann",
+        "bob",
+        "cy",
+    ]
 
 
 def test_case_coalesce_concat(people):
-    r = people.execute("SELECT name, CASE WHEN age >= 30 THEN 'senior' WHEN age < 30 THEN "
-                       "'junior' ELSE 'unknown' END AS band, COALESCE(city, 'nowhere') AS c, "
-                       "name || '@' || city AS tag FROM people ORDER BY _id")
+    r = people.execute(
+        "SELECT name, CASE WHEN age >= 30 THEN 'senior' WHEN age < 30 THEN "
+        "'junior' ELSE 'unknown' END AS band, COALESCE(city, 'nowhere') AS c, "
+        "name || '@' || city AS tag FROM people ORDER BY _id"
+    )
     assert [(x["band"], x["c"], x["tag"]) for x in r] == [
-        ("senior", "Oslo", "ann@Oslo"), ("unknown", "Rome", "bob@Rome"),
-        ("junior", "Oslo", "cy@Oslo"), ("senior", "nowhere", None), ("unknown", "nowhere", None)]
+        ("senior", "Oslo", "ann@Oslo"),
+        ("unknown", "Rome", "bob@Rome"),
+        ("junior", "Oslo", "cy@Oslo"),
+        ("senior", "nowhere", None),
+        ("unknown", "nowhere", None),
+    ]
 
 
 def test_parameters_named_and_positional(people):
-    r = people.execute("SELECT name FROM people WHERE city = :c AND age >= :a", {"c": "Oslo", "a": 26})
+    r = people.execute(
+        "SELECT name FROM people WHERE city = :c AND age >= :a", {"c": "Oslo", "a": 26}
+    )
     assert names(r) == ["ann"]
     r = people.execute("SELECT name FROM people WHERE name IN (?, ?)", ["bob", "x' OR 1=1 --"])
     assert names(r) == ["bob"]
@@ -142,14 +172,17 @@ def test_objectid_string_matches_both_forms(ql):
 
 
 def test_insert_values_nested_and_row_count(ql):
-    r = ql.execute("INSERT INTO users (name, address.city, tags, meta) VALUES "
-                   "('ann', 'Oslo', JSON_ARRAY('a', 'b'), JSON_OBJECT('vip', TRUE)), "
-                   "('bob', NULL, JSON_ARRAY(), NULL)")
+    r = ql.execute(
+        "INSERT INTO users (name, address.city, tags, meta) VALUES "
+        "('ann', 'Oslo', JSON_ARRAY('a', 'b'), JSON_OBJECT('vip', TRUE)), "
+        "('bob', NULL, JSON_ARRAY(), NULL)"
+    )
     assert r.rowcount == 2
     docs = list(ql.db.users.find({}, {"_id": 0}).sort("name"))
-    assert docs == [{"name": "ann", "address": {"city": "Oslo"}, "tags": ["a", "b"],
-                     "meta": {"vip": True}},
-                    {"name": "bob", "address": {"city": None}, "tags": [], "meta": None}]
+    assert docs == [
+        {"name": "ann", "address": {"city": "Oslo"}, "tags": ["a", "b"], "meta": {"vip": True}},
+        {"name": "bob", "address": {"city": None}, "tags": [], "meta": None},
+    ]
 
 
 def test_insert_computed_values_use_server_time(ql):
@@ -161,26 +194,35 @@ def test_insert_computed_values_use_server_time(ql):
 
 def test_insert_params_convert_to_bson(ql):
     when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
-    ql.execute("INSERT INTO t (d, price, who) VALUES (:d, :p, :w)",
-               {"d": when, "p": Decimal("9.99"), "w": {"id": 7, "tags": ["x"]}})
+    ql.execute(
+        "INSERT INTO t (d, price, who) VALUES (:d, :p, :w)",
+        {"d": when, "p": Decimal("9.99"), "w": {"id": 7, "tags": ["x"]}},
+    )
     doc = ql.db.t.find_one({}, {"_id": 0})
-    assert doc["d"] == when and str(doc["price"]) == "9.99" and doc["who"] == {"id": 7, "tags": ["x"]}
+    assert (
+        doc["d"] == when and str(doc["price"]) == "9.99" and doc["who"] == {"id": 7, "tags": ["x"]}
+    )
 
 
 def test_insert_select(people):
-    r = people.execute("INSERT INTO oslo (who, years) SELECT name, age FROM people WHERE city = "
-                       "'Oslo'")
+    r = people.execute(
+        "INSERT INTO oslo (who, years) SELECT name, age FROM people WHERE city = 'Oslo'"
+    )
     assert r.rowcount == 2
     assert sorted(d["who"] for d in people.db.oslo.find()) == ["ann", "cy"]
 
 
 def test_update_constant_and_pipeline(people):
-    r = people.execute("UPDATE people SET age = age + 1, name = CONCAT(name, '!'), "
-                       "address.zip = NULL WHERE city = 'Oslo'")
+    r = people.execute(
+        "UPDATE people SET age = age + 1, name = CONCAT(name, '!'), "
+        "address.zip = NULL WHERE city = 'Oslo'"
+    )
     assert r.rowcount == 2
     r = people.execute("SELECT name, age, address FROM people WHERE city = 'Oslo' ORDER BY _id")
-    assert r.rows == [{"name": "ann!", "age": 31, "address": {"zip": None}},
-                      {"name": "cy!", "age": 26, "address": {"zip": None}}]
+    assert r.rows == [
+        {"name": "ann!", "age": 31, "address": {"zip": None}},
+        {"name": "cy!", "age": 26, "address": {"zip": None}},
+    ]
     r = people.execute("UPDATE people SET city = 'Paris' WHERE age IS NULL")
     assert r.rowcount == 2
 
@@ -250,8 +292,9 @@ def test_server_errors_keep_code_and_message(ql):
     ql.execute("INSERT INTO u (k) VALUES (1)")
     with pytest.raises(ExecutionError) as err:
         ql.execute("INSERT INTO u (k) VALUES (2), (1)")
-    assert err.value.code == 11000 and err.value.message.endswith("row 1 was inserted, row 2 was "
-                                                                  "not")
+    assert err.value.code == 11000 and err.value.message.endswith(
+        "row 1 was inserted, row 2 was not"
+    )
 
 
 def test_system_collections_are_read_only_through_sql(ql):
@@ -262,13 +305,19 @@ def test_system_collections_are_read_only_through_sql(ql):
 
 
 def test_date_functions(ql):
-    ql.db.ev.insert_one({"at": dt.datetime(2024, 3, 5, 14, 7, 9, tzinfo=dt.UTC),
-                         "end": dt.datetime(2024, 5, 4, 14, 7, 9, tzinfo=dt.UTC)})
-    r = ql.execute("SELECT DATE_FORMAT(at, '%Y-%m-%d %H:00:00') AS h, YEAR(at) AS y, "
-                   "EXTRACT(MONTH FROM at) AS m, TIMESTAMPDIFF(MONTH, at, end) AS months, "
-                   "TIMESTAMPDIFF(HOUR, at, end) AS hours, DATEDIFF(end, at) AS days, "
-                   "DATE_ADD(at, INTERVAL 1 DAY) AS next_day, at - INTERVAL 7 MINUTE AS before "
-                   "FROM ev")
+    ql.db.ev.insert_one(
+        {
+            "at": dt.datetime(2024, 3, 5, 14, 7, 9, tzinfo=dt.UTC),
+            "end": dt.datetime(2024, 5, 4, 14, 7, 9, tzinfo=dt.UTC),
+        }
+    )
+    r = ql.execute(
+        "SELECT DATE_FORMAT(at, '%Y-%m-%d %H:00:00') AS h, YEAR(at) AS y, "
+        "EXTRACT(MONTH FROM at) AS m, TIMESTAMPDIFF(MONTH, at, end) AS months, "
+        "TIMESTAMPDIFF(HOUR, at, end) AS hours, DATEDIFF(end, at) AS days, "
+        "DATE_ADD(at, INTERVAL 1 DAY) AS next_day, at - INTERVAL 7 MINUTE AS before "
+        "FROM ev"
+    )
     row = r.rows[0]
     assert row["h"] == "2024-03-05 14:00:00" and row["y"] == 2024 and row["m"] == 3
     assert row["months"] == 1 and row["hours"] == 1440 and row["days"] == 60
@@ -276,17 +325,21 @@ def test_date_functions(ql):
 
 
 def test_round_half_away_from_zero_and_cast(ql):
-    r = ql.execute("SELECT ROUND(2.5) AS a, ROUND(-2.5) AS b, ROUND(1.2345, 2) AS c, "
-                   "CAST('12' AS INT) AS i, CAST(3.14159 AS DECIMAL(10,2)) AS d, "
-                   "CAST(7 AS VARCHAR) AS s")
+    r = ql.execute(
+        "SELECT ROUND(2.5) AS a, ROUND(-2.5) AS b, ROUND(1.2345, 2) AS c, "
+        "CAST('12' AS INT) AS i, CAST(3.14159 AS DECIMAL(10,2)) AS d, "
+        "CAST(7 AS VARCHAR) AS s"
+    )
     row = r.rows[0]
     assert (row["a"], row["b"], row["c"], row["i"], row["s"]) == (3, -3, 1.23, 12, "7")
     assert str(row["d"]) == "3.14"
 
 
 def test_standard_call_forms_and_bare_current_timestamp(people):
-    r = people.execute("SELECT SUBSTRING(name FROM 2 FOR 1) AS s, TRIM(LEADING 'a' FROM name) AS t,"
-                       " CURRENT_TIMESTAMP IS NOT NULL AS now_known FROM people WHERE _id = 1")
+    r = people.execute(
+        "SELECT SUBSTRING(name FROM 2 FOR 1) AS s, TRIM(LEADING 'a' FROM name) AS t,"
+        " CURRENT_TIMESTAMP IS NOT NULL AS now_known FROM people WHERE _id = 1"
+    )
     assert r.rows == [{"s": "n", "t": "nn", "now_known": True}]
 
 

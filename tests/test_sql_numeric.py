@@ -38,9 +38,21 @@ def same(actual, expected):
 @pytest.fixture()
 def nums(ql):
     """One document per interesting value of x: numbers, NULL, missing, NaN, infinities."""
-    values = {"zero": 0, "half": 0.5, "one": 1, "neg": -1, "two": 2, "big": 2.5, "minus2": -2,
-              "nan": NAN, "inf": INF, "ninf": -INF, "dnan": Decimal128("NaN"),
-              "dhalf": Decimal128("0.5"), "null": None}
+    values = {
+        "zero": 0,
+        "half": 0.5,
+        "one": 1,
+        "neg": -1,
+        "two": 2,
+        "big": 2.5,
+        "minus2": -2,
+        "nan": NAN,
+        "inf": INF,
+        "ninf": -INF,
+        "dnan": Decimal128("NaN"),
+        "dhalf": Decimal128("0.5"),
+        "null": None,
+    }
     docs = [{"_id": k, "x": v} for k, v in values.items()] + [{"_id": "missing"}]
     ql.db.nums.insert_many(docs)
     return ql
@@ -57,6 +69,7 @@ def column(ql, expr):
 def _domain(fn, lo=-INF, hi=INF, finite=False):
     """fn over the test values as MySQL answers: NULL outside [lo, hi] (and for infinities when
     ``finite``), NaN for NaN, NULL for NULL and missing."""
+
     def value(x):
         if x is None:
             return None
@@ -66,6 +79,7 @@ def _domain(fn, lo=-INF, hi=INF, finite=False):
         if (finite and math.isinf(x)) or not lo <= x <= hi:
             return None
         return fn(x)
+
     return value
 
 
@@ -123,9 +137,11 @@ def test_log_with_a_nan_operand_is_nan_even_with_a_bad_other_operand(nums):
 
 def test_mysql_domain_answers(ql):
     ql.db.t.insert_one({"_id": 1})
-    row = ql.execute("SELECT ASIN(2) AS a, ACOS(-1.5) AS b, COT(0) AS c, LOG2(8) AS d, "
-                     "LOG(1, 8) AS e, PI() AS f, ATAN(1, 0) AS g, DEGREES(PI()) AS h, "
-                     "RADIANS(180) AS i FROM t").rows[0]
+    row = ql.execute(
+        "SELECT ASIN(2) AS a, ACOS(-1.5) AS b, COT(0) AS c, LOG2(8) AS d, "
+        "LOG(1, 8) AS e, PI() AS f, ATAN(1, 0) AS g, DEGREES(PI()) AS h, "
+        "RADIANS(180) AS i FROM t"
+    ).rows[0]
     assert row["a"] is None and row["b"] is None and row["c"] is None and row["e"] is None
     assert row["d"] == 3 and row["f"] == math.pi and row["g"] == pytest.approx(math.pi / 2)
     assert row["h"] == pytest.approx(180) and row["i"] == pytest.approx(math.pi)
@@ -133,8 +149,13 @@ def test_mysql_domain_answers(ql):
 
 def test_math_functions_take_the_right_number_of_arguments(ql):
     ql.db.t.insert_one({"_id": 1})
-    for sql in ("SELECT ATAN() FROM t", "SELECT ATAN(1, 2, 3) FROM t", "SELECT ATAN2(1) FROM t",
-                "SELECT PI(1) FROM t", "SELECT COT(1, 2) FROM t"):
+    for sql in (
+        "SELECT ATAN() FROM t",
+        "SELECT ATAN(1, 2, 3) FROM t",
+        "SELECT ATAN2(1) FROM t",
+        "SELECT PI(1) FROM t",
+        "SELECT COT(1, 2) FROM t",
+    ):
         with pytest.raises(PlanningError, match="argument"):
             ql.execute(sql)
 
@@ -143,14 +164,37 @@ def test_math_functions_take_the_right_number_of_arguments(ql):
 
 
 def test_bit_length_counts_utf8_bits(ql):
-    ql.db.t.insert_many([{"_id": 1, "s": "héllo"}, {"_id": 2, "s": ""}, {"_id": 3, "s": None},
-                         {"_id": 4}, {"_id": 5, "s": 123}])
+    ql.db.t.insert_many(
+        [
+            {"_id": 1, "s": "héllo"},
+            {"_id": 2, "s": ""},
+            {"_id": 3, "s": None},
+            {"_id": 4},
+            {"_id": 5, "s": 123},
+        ]
+    )
     got = {r["_id"]: r["v"] for r in ql.execute("SELECT _id, BIT_LENGTH(s) AS v FROM t").rows}
     assert got == {1: 48, 2: 0, 3: None, 4: None, 5: 24}
 
 
-BIT_COUNT_VALUES = [0, 1, 7, 255, 256, -1, -2, 2**31 - 1, -(2**31), 2**32, 2**53 + 1,
-                    2**62, 2**63 - 1, -(2**63), 0x5555555555555555, -0x123456789ABCDEF]
+BIT_COUNT_VALUES = [
+    0,
+    1,
+    7,
+    255,
+    256,
+    -1,
+    -2,
+    2**31 - 1,
+    -(2**31),
+    2**32,
+    2**53 + 1,
+    2**62,
+    2**63 - 1,
+    -(2**63),
+    0x5555555555555555,
+    -0x123456789ABCDEF,
+]
 
 
 def test_bit_count_of_64_bit_integers(ql):
@@ -161,9 +205,18 @@ def test_bit_count_of_64_bit_integers(ql):
 
 
 def test_bit_count_of_non_integers_is_null(ql):
-    ql.db.t.insert_many([{"_id": 1, "x": 4.0}, {"_id": 2, "x": 2.5}, {"_id": 3, "x": "7"},
-                         {"_id": 4, "x": True}, {"_id": 5, "x": NAN}, {"_id": 6, "x": 1e19},
-                         {"_id": 7, "x": Decimal128("6")}, {"_id": 8}])
+    ql.db.t.insert_many(
+        [
+            {"_id": 1, "x": 4.0},
+            {"_id": 2, "x": 2.5},
+            {"_id": 3, "x": "7"},
+            {"_id": 4, "x": True},
+            {"_id": 5, "x": NAN},
+            {"_id": 6, "x": 1e19},
+            {"_id": 7, "x": Decimal128("6")},
+            {"_id": 8},
+        ]
+    )
     got = {r["_id"]: r["v"] for r in ql.execute("SELECT _id, BIT_COUNT(x) AS v FROM t").rows}
     assert got == {1: 1, 2: None, 3: None, 4: None, 5: None, 6: None, 7: 2, 8: None}
 
@@ -188,10 +241,28 @@ def shift_right(x, n):
     return x >> min(n, 64)
 
 
-OPERATORS = {"&": lambda x, y: x & y, "|": lambda x, y: x | y, "^": lambda x, y: x ^ y,
-             "<<": shift_left, ">>": shift_right}
-OPERANDS = [0, 1, -1, 5, -6, 255, 2**31, 2**53 + 1, 2**62 + 7, 2**63 - 1, -(2**63),
-            0x0123456789ABCDEF, -0x0FEDCBA987654321]
+OPERATORS = {
+    "&": lambda x, y: x & y,
+    "|": lambda x, y: x | y,
+    "^": lambda x, y: x ^ y,
+    "<<": shift_left,
+    ">>": shift_right,
+}
+OPERANDS = [
+    0,
+    1,
+    -1,
+    5,
+    -6,
+    255,
+    2**31,
+    2**53 + 1,
+    2**62 + 7,
+    2**63 - 1,
+    -(2**63),
+    0x0123456789ABCDEF,
+    -0x0FEDCBA987654321,
+]
 COUNTS = [-65, -64, -63, -5, -1, 0, 1, 2, 10, 11, 12, 31, 32, 52, 53, 62, 63, 64, 65, 200]
 
 
@@ -228,38 +299,72 @@ def test_shifts_by_counts_computed_per_row(ql, op):
     docs = [{"_id": f"{x},{n}", "x": Int64(x), "n": n} for x in OPERANDS for n in COUNTS]
     ql.db.t.insert_many(docs)
     rows = ql.execute(f"SELECT x, n, x {op} n AS v, 3 {op} n AS w FROM t").rows
-    wrong = [(r["x"], r["n"], r["v"], r["w"]) for r in rows
-             if (r["v"], r["w"]) != (OPERATORS[op](r["x"], r["n"]), OPERATORS[op](3, r["n"]))]
+    wrong = [
+        (r["x"], r["n"], r["v"], r["w"])
+        for r in rows
+        if (r["v"], r["w"]) != (OPERATORS[op](r["x"], r["n"]), OPERATORS[op](3, r["n"]))
+    ]
     assert not wrong
 
 
 def test_constant_bitwise_expressions_are_computed_at_plan_time(ql):
     ql.db.t.insert_one({"_id": 1})
-    row = ql.execute("SELECT 5 & 3 AS a, 5 | 3 AS b, 5 ^ 3 AS c, ~5 AS d, 1 << 63 AS e, "
-                     "-8 >> 1 AS f, 1 << 64 AS g, -1 >> 64 AS h, 1 << -1 AS i, "
-                     "~NULL AS j, 1 & NULL AS k, NULL << 2 AS l, 4.0 & 5 AS m FROM t").rows[0]
-    assert row == {"a": 1, "b": 7, "c": 6, "d": -6, "e": -(2**63), "f": -4, "g": 0, "h": -1,
-                   "i": 0, "j": None, "k": None, "l": None, "m": 4}
+    row = ql.execute(
+        "SELECT 5 & 3 AS a, 5 | 3 AS b, 5 ^ 3 AS c, ~5 AS d, 1 << 63 AS e, "
+        "-8 >> 1 AS f, 1 << 64 AS g, -1 >> 64 AS h, 1 << -1 AS i, "
+        "~NULL AS j, 1 & NULL AS k, NULL << 2 AS l, 4.0 & 5 AS m FROM t"
+    ).rows[0]
+    assert row == {
+        "a": 1,
+        "b": 7,
+        "c": 6,
+        "d": -6,
+        "e": -(2**63),
+        "f": -4,
+        "g": 0,
+        "h": -1,
+        "i": 0,
+        "j": None,
+        "k": None,
+        "l": None,
+        "m": 4,
+    }
 
 
 def test_precedence_is_mysqls(ql):
     ql.db.t.insert_one({"_id": 1, "one": 1, "two": 2, "three": 3, "five": 5})
-    row = ql.execute("SELECT one | two & three AS a, five & three << one AS b, "
-                     "one + one << two AS c, two * three ^ one AS d, -two ^ one AS e, "
-                     "~one + one AS f, 'a' || 'b' AS g, two | one = 3 AS h FROM t").rows[0]
+    row = ql.execute(
+        "SELECT one | two & three AS a, five & three << one AS b, "
+        "one + one << two AS c, two * three ^ one AS d, -two ^ one AS e, "
+        "~one + one AS f, 'a' || 'b' AS g, two | one = 3 AS h FROM t"
+    ).rows[0]
     # a = 1 | (2 & 3); b = 5 & (3 << 1); c = (1 + 1) << 2; d = 2 * (3 ^ 1); e = (-2) ^ 1
     assert row == {"a": 3, "b": 4, "c": 8, "d": 4, "e": -1, "f": -1, "g": "ab", "h": True}
 
 
 def test_null_missing_and_non_integer_operands_give_null(ql):
-    ql.db.t.insert_many([
-        {"_id": 1, "x": None}, {"_id": 2}, {"_id": 3, "x": 2.5}, {"_id": 4, "x": "6"},
-        {"_id": 5, "x": True}, {"_id": 6, "x": NAN}, {"_id": 7, "x": 1e19}, {"_id": 8, "x": INF},
-        {"_id": 9, "x": 6.0}, {"_id": 10, "x": Decimal128("6")}, {"_id": 11, "x": Int64(6)},
-    ])
-    got = {r["_id"]: (r["a"], r["o"], r["x"], r["n"], r["l"], r["r"], r["c"]) for r in ql.execute(
-        "SELECT _id, x & 3 AS a, x | 1 AS o, x ^ 1 AS x, ~x AS n, x << 1 AS l, x >> 1 AS r, "
-        "1 << x AS c FROM t").rows}
+    ql.db.t.insert_many(
+        [
+            {"_id": 1, "x": None},
+            {"_id": 2},
+            {"_id": 3, "x": 2.5},
+            {"_id": 4, "x": "6"},
+            {"_id": 5, "x": True},
+            {"_id": 6, "x": NAN},
+            {"_id": 7, "x": 1e19},
+            {"_id": 8, "x": INF},
+            {"_id": 9, "x": 6.0},
+            {"_id": 10, "x": Decimal128("6")},
+            {"_id": 11, "x": Int64(6)},
+        ]
+    )
+    got = {
+        r["_id"]: (r["a"], r["o"], r["x"], r["n"], r["l"], r["r"], r["c"])
+        for r in ql.execute(
+            "SELECT _id, x & 3 AS a, x | 1 AS o, x ^ 1 AS x, ~x AS n, x << 1 AS l, x >> 1 AS r, "
+            "1 << x AS c FROM t"
+        ).rows
+    }
     six = (2, 7, 7, -7, 12, 3, 64)
     assert got == {**{i: (None,) * 7 for i in range(1, 9)}, 9: six, 10: six, 11: six}
 
@@ -272,14 +377,17 @@ def test_bitwise_conditions_in_where(ql):
     assert [x["_id"] for x in r] == [2, 3, 4, 5, 6, 7]
 
 
-@pytest.mark.parametrize(("sql", "column"), [
-    ("SELECT a & 1.5 FROM t", 12),
-    ("SELECT 'x' | a FROM t", 8),
-    ("SELECT ~TRUE FROM t", 9),
-    ("SELECT a << 0.5 FROM t", 13),
-    ("SELECT BIT_COUNT('7') FROM t", 18),
-    ("SELECT a ^ 1e30 FROM t", 12),
-])
+@pytest.mark.parametrize(
+    ("sql", "column"),
+    [
+        ("SELECT a & 1.5 FROM t", 12),
+        ("SELECT 'x' | a FROM t", 8),
+        ("SELECT ~TRUE FROM t", 9),
+        ("SELECT a << 0.5 FROM t", 13),
+        ("SELECT BIT_COUNT('7') FROM t", 18),
+        ("SELECT a ^ 1e30 FROM t", 12),
+    ],
+)
 def test_non_integer_constants_are_planning_errors(ql, sql, column):
     ql.db.t.insert_one({"_id": 1, "a": 1})
     with pytest.raises(PlanningError, match="takes integers") as info:
@@ -298,8 +406,10 @@ def test_bitwise_not_of_a_predicate_is_null_not_false(ql):
     # ~ of a boolean (not an integer) is NULL, so comparisons over it are unknown: the planner
     # must not take ~(predicate) for a never-NULL value and drop the NULL guards.
     ql.db.t.insert_one({"_id": 1, "x": 5})
-    row = ql.execute("SELECT ~(x IS NULL) AS a, NOT (~(x IS NULL) = 0) AS b, "
-                     "~(x IS NULL) = 0 OR FALSE AS c FROM t").rows[0]
+    row = ql.execute(
+        "SELECT ~(x IS NULL) AS a, NOT (~(x IS NULL) = 0) AS b, "
+        "~(x IS NULL) = 0 OR FALSE AS c FROM t"
+    ).rows[0]
     assert row == {"a": None, "b": None, "c": None}
 
 

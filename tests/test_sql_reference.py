@@ -55,8 +55,12 @@ def _one_line(command: dict[str, Any]) -> str:
 def _render_command(command: dict[str, Any]) -> str:
     """mongosh text; an aggregate with one stage per line, anything else on one line."""
     pipeline = command.get("pipeline")
-    if (set(command) == {"aggregate", "pipeline", "cursor"} and command["cursor"] == {}
-            and pipeline and "$changeStream" not in pipeline[0]):
+    if (
+        set(command) == {"aggregate", "pipeline", "cursor"}
+        and command["cursor"] == {}
+        and pipeline
+        and "$changeStream" not in pipeline[0]
+    ):
         stages = ",\n".join("  " + mongosh._flat(s) for s in pipeline)
         return f"{mongosh._coll(command['aggregate'])}.aggregate([\n{stages}\n])"
     return _one_line(command)
@@ -65,7 +69,7 @@ def _render_command(command: dict[str, Any]) -> str:
 def _params(sql: str) -> Any:
     first = sql.lstrip().splitlines()[0] if sql.strip() else ""
     if first.startswith("-- params:"):
-        return json.loads(first[len("-- params:"):])
+        return json.loads(first[len("-- params:") :])
     return None
 
 
@@ -98,8 +102,11 @@ def _blocks(text: str) -> list[re.Match[str]]:
 def _pairs(text: str) -> list[tuple[re.Match[str], re.Match[str]]]:
     """(```sql block, the block right after it) pairs with only white space between them."""
     blocks = _blocks(text)
-    return [(a, b) for a, b in zip(blocks, blocks[1:], strict=False)
-            if a.group(1) == "sql" and not text[a.end():b.start()].strip()]
+    return [
+        (a, b)
+        for a, b in zip(blocks, blocks[1:], strict=False)
+        if a.group(1) == "sql" and not text[a.end() : b.start()].strip()
+    ]
 
 
 def _cells(line: str) -> list[str]:
@@ -117,8 +124,11 @@ def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        if (lines[i].startswith("|") and i + 1 < len(lines)
-                and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1].strip())):
+        if (
+            lines[i].startswith("|")
+            and i + 1 < len(lines)
+            and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1].strip())
+        ):
             header = _cells(lines[i])
             rows = []
             i += 2
@@ -151,7 +161,13 @@ def test_every_function_is_documented(name: str) -> None:
 
 
 def test_function_tables_list_only_real_functions() -> None:
-    known = set(FUNCTIONS) | AGGREGATES | WINDOW_ONLY | set(table_function_names()) | {"CAST", "EXTRACT"}
+    known = (
+        set(FUNCTIONS)
+        | AGGREGATES
+        | WINDOW_ONLY
+        | set(table_function_names())
+        | {"CAST", "EXTRACT"}
+    )
     listed = set()
     for header, rows in _tables(_text()):
         if header and header[0] == "Function":
@@ -164,42 +180,55 @@ def test_function_tables_list_only_real_functions() -> None:
 def test_sql_blocks_parse() -> None:
     blocks = [m for m in _blocks(_text()) if m.group(1) == "sql"]
     assert len(blocks) > 20
-    syntax_errors = {a.start() for a, b in _pairs(_text())
-                     if b.group(1) == "text" and b.group(2).startswith("SqlSyntaxError")}
+    syntax_errors = {
+        a.start()
+        for a, b in _pairs(_text())
+        if b.group(1) == "text" and b.group(2).startswith("SqlSyntaxError")
+    }
     for m in blocks:
         if m.start() not in syntax_errors:
             parse_script(m.group(2))
 
 
 def _translation_cases() -> list[tuple[str, str]]:
-    return [(a.group(2).strip(), b.group(2).rstrip("\n"))
-            for a, b in _pairs(_text()) if b.group(1) == "js"]
+    return [
+        (a.group(2).strip(), b.group(2).rstrip("\n"))
+        for a, b in _pairs(_text())
+        if b.group(1) == "js"
+    ]
 
 
 def _id(sql: str) -> str:
     return " ".join(sql.split())[:70]
 
 
-@pytest.mark.parametrize(("sql", "expected"), _translation_cases(),
-                         ids=[_id(sql) for sql, _ in _translation_cases()])
+@pytest.mark.parametrize(
+    ("sql", "expected"), _translation_cases(), ids=[_id(sql) for sql, _ in _translation_cases()]
+)
 def test_translations_are_what_the_planner_produces(sql: str, expected: str) -> None:
     assert render(sql) == expected
 
 
 def _error_cases() -> list[tuple[str, str]]:
-    return [(a.group(2).strip(), b.group(2).strip())
-            for a, b in _pairs(_text())
-            if b.group(1) == "text" and _ERROR.match(b.group(2))]
+    return [
+        (a.group(2).strip(), b.group(2).strip())
+        for a, b in _pairs(_text())
+        if b.group(1) == "text" and _ERROR.match(b.group(2))
+    ]
 
 
-@pytest.mark.parametrize(("sql", "expected"), _error_cases(),
-                         ids=[_id(sql) for sql, _ in _error_cases()])
+@pytest.mark.parametrize(
+    ("sql", "expected"), _error_cases(), ids=[_id(sql) for sql, _ in _error_cases()]
+)
 def test_documented_errors_are_raised(sql: str, expected: str) -> None:
     assert error_text(sql) == expected.splitlines()[0]
 
 
-@pytest.mark.parametrize(("example", "translation"), _translation_rows(_text()),
-                         ids=[_id(e) for e, _ in _translation_rows(_text())])
+@pytest.mark.parametrize(
+    ("example", "translation"),
+    _translation_rows(_text()),
+    ids=[_id(e) for e, _ in _translation_rows(_text())],
+)
 def test_table_translations(example: str, translation: str) -> None:
     full = compiled(example)
     at = 0
@@ -240,7 +269,7 @@ def update() -> int:
         new = render(a.group(2).strip()) + "\n"
         if new != b.group(2):
             changed += 1
-        out += [text[last:b.start(2)], new]
+        out += [text[last : b.start(2)], new]
         last = b.end(2)
     out.append(text[last:])
     DOC.write_text("".join(out), encoding="utf-8")

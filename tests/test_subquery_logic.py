@@ -21,10 +21,13 @@ OPS = ["=", "<>", "<", "<=", ">", ">="]
 def both(ql):
     lite = sqlite3.connect(":memory:")
     lite.execute("CREATE TABLE a (_id, x)")
-    lite.executemany("INSERT INTO a VALUES (?, ?)",
-                     [(i, None if v == "missing" else v) for i, v in enumerate(LEFT)])
-    ql.db.a.insert_many([{"_id": i} if v == "missing" else {"_id": i, "x": v}
-                         for i, v in enumerate(LEFT)])
+    lite.executemany(
+        "INSERT INTO a VALUES (?, ?)",
+        [(i, None if v == "missing" else v) for i, v in enumerate(LEFT)],
+    )
+    ql.db.a.insert_many(
+        [{"_id": i} if v == "missing" else {"_id": i, "x": v} for i, v in enumerate(LEFT)]
+    )
     for name, values in SETS.items():
         lite.execute(f"CREATE TABLE {name} (y)")
         lite.executemany(f"INSERT INTO {name} VALUES (?)", [(v,) for v in values])
@@ -39,10 +42,12 @@ def _standard(op: str, quantifier: str, table: str) -> str:
     """``x op ANY|ALL (SELECT y FROM table)`` as the standard defines it, for SQLite."""
     empty, decisive = ("0", f"x {op} y") if quantifier == "ANY" else ("1", f"NOT (x {op} y)")
     other = "0" if quantifier == "ANY" else "1"
-    return (f"CASE WHEN NOT EXISTS (SELECT 1 FROM {table}) THEN {empty} "
-            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {decisive}) THEN {1 - int(empty)} "
-            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE (x {op} y) IS NULL) THEN NULL "
-            f"ELSE {other} END")
+    return (
+        f"CASE WHEN NOT EXISTS (SELECT 1 FROM {table}) THEN {empty} "
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {decisive}) THEN {1 - int(empty)} "
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE (x {op} y) IS NULL) THEN NULL "
+        f"ELSE {other} END"
+    )
 
 
 def _truth(values) -> list:
@@ -57,12 +62,15 @@ def test_quantified_comparisons_match_the_standard(both, op, quantifier):
     for table in SETS:
         sql = f"SELECT _id, x {op} {quantifier} (SELECT y FROM {table}) AS r FROM a ORDER BY _id"
         got = _truth(r["r"] for r in ql.execute(sql))
-        expected = _truth(r[0] for r in lite.execute(
-            f"SELECT {_standard(op, standard, table)} FROM a ORDER BY _id"))
+        expected = _truth(
+            r[0]
+            for r in lite.execute(f"SELECT {_standard(op, standard, table)} FROM a ORDER BY _id")
+        )
         assert got == expected, (sql, got, expected)
         where = f"SELECT _id FROM a WHERE x {op} {quantifier} (SELECT y FROM {table})"
         assert sorted(r["_id"] for r in ql.execute(where)) == [
-            i for i, v in enumerate(expected) if v == 1], where
+            i for i, v in enumerate(expected) if v == 1
+        ], where
 
 
 @pytest.mark.parametrize("negated", [False, True])

@@ -32,9 +32,27 @@ ERRORS = [
     ("SELECT a.", 1, 10, None, ("'*'", "name")),
     ("SELECT 1)", 1, 9, ")", ("';'", "end of input")),
     ("SELECT a\nFROM t\nWHERE b = = 1", 3, 11, "=", ("expression",)),
-    ("SELECT a FROM t WHERE a = 1 = 2", 1, 29, "=",
-     ("AND", "EXCEPT", "GROUP", "HAVING", "INTERSECT", "LIMIT", "OFFSET", "OR", "ORDER", "UNION",
-      "';'", "'|'", "end of input")),
+    (
+        "SELECT a FROM t WHERE a = 1 = 2",
+        1,
+        29,
+        "=",
+        (
+            "AND",
+            "EXCEPT",
+            "GROUP",
+            "HAVING",
+            "INTERSECT",
+            "LIMIT",
+            "OFFSET",
+            "OR",
+            "ORDER",
+            "UNION",
+            "';'",
+            "'|'",
+            "end of input",
+        ),
+    ),
     ("INSERT INTO t VALUES 1", 1, 22, "1", ("'('",)),
     ("UPDATE t SET a 1", 1, 16, "1", ("'.'", "'='", "'['")),
     ("DELETE t", 1, 8, "t", ("FROM",)),
@@ -43,17 +61,41 @@ ERRORS = [
     ("CREATE EVENT_SUBSCRIPTION s AS (a = 1,)", 1, 39, ")", ("name",)),
     ("RESET EVENT_SUBSCRIPTION s TO", 1, 30, None, ("NOW", "TIMESTAMP")),
     ("SHOW EVENT_SUBSCRIPTION", 1, 6, "EVENT_SUBSCRIPTION", ("EVENT_SUBSCRIPTIONS",)),
-    ("EXPLAIN", 1, 8, None,
-     ("ALTER", "BEGIN", "COMMIT", "CREATE", "DELETE", "DROP", "EXPLAIN", "INSERT", "PAUSE",
-      "REPLAY", "RESET", "RESUME", "ROLLBACK", "SELECT", "SHOW", "START", "UPDATE", "WITH")),
+    (
+        "EXPLAIN",
+        1,
+        8,
+        None,
+        (
+            "ALTER",
+            "BEGIN",
+            "COMMIT",
+            "CREATE",
+            "DELETE",
+            "DROP",
+            "EXPLAIN",
+            "INSERT",
+            "PAUSE",
+            "REPLAY",
+            "RESET",
+            "RESUME",
+            "ROLLBACK",
+            "SELECT",
+            "SHOW",
+            "START",
+            "UPDATE",
+            "WITH",
+        ),
+    ),
     ("START", 1, 6, None, ("TRANSACTION",)),
     ("BEGIN TRANSACTION WORK", 1, 19, "WORK", ("';'", "end of input")),
     ("SELECT 1;\n  SELECT FROM", 2, 10, "FROM", ("DISTINCT", "'*'", "expression")),
 ]
 
 
-@pytest.mark.parametrize(("sql", "line", "column", "token", "expected"), ERRORS,
-                         ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize(
+    ("sql", "line", "column", "token", "expected"), ERRORS, ids=[e[0] for e in ERRORS]
+)
 def test_syntax_error(sql, line, column, token, expected):
     err = _error(sql)
     assert (err.position.line, err.position.column) == (line, column)
@@ -66,16 +108,19 @@ def test_syntax_error(sql, line, column, token, expected):
     assert_caret(err, sql)
 
 
-@pytest.mark.parametrize(("sql", "message"), [
-    ("SELECT a FROM t WHERE a = 'x' 'y'", "unexpected string 'y'"),
-    ("SELECT 1 2", "unexpected number 2"),
-    ("SELEC a FROM t", "unexpected name 'SELEC'"),
-    ("SELECT a FROM t ORDER", "unexpected end of input; expected BY"),
-    ("SELECT * FROM t WHERE a BETWEEN 1", "unexpected end of input; expected AND or '|'"),
-    ("SELECT :", "unexpected character ':'; expected DISTINCT, '*' or expression"),
-    ("SELECT * FROM t t2 t3", "unexpected name 't3'; expected CROSS, EXCEPT, FULL"),
-    ("SELECT 1 2", "expected AS, EXCEPT, FROM, GROUP, HAVING, INTERSECT, LIMIT, OFFSET, ORDER"),
-])
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT a FROM t WHERE a = 'x' 'y'", "unexpected string 'y'"),
+        ("SELECT 1 2", "unexpected number 2"),
+        ("SELEC a FROM t", "unexpected name 'SELEC'"),
+        ("SELECT a FROM t ORDER", "unexpected end of input; expected BY"),
+        ("SELECT * FROM t WHERE a BETWEEN 1", "unexpected end of input; expected AND or '|'"),
+        ("SELECT :", "unexpected character ':'; expected DISTINCT, '*' or expression"),
+        ("SELECT * FROM t t2 t3", "unexpected name 't3'; expected CROSS, EXCEPT, FULL"),
+        ("SELECT 1 2", "expected AS, EXCEPT, FROM, GROUP, HAVING, INTERSECT, LIMIT, OFFSET, ORDER"),
+    ],
+)
 def test_messages_read_well(sql, message):
     assert message in _error(sql).message
 
@@ -89,16 +134,19 @@ def test_many_operators_read_as_operator():
 # ---------------------------------------------------------------- lexical errors
 
 
-@pytest.mark.parametrize(("sql", "line", "column", "message", "token"), [
-    ("SELECT 'abc", 1, 8, "unterminated string: no closing '", "'abc"),
-    ("SELECT a\nFROM t WHERE b = 'x\ny", 3, 0, "unterminated string", None),
-    ('SELECT "abc FROM t', 1, 8, 'unterminated quoted name: no closing "', '"abc FROM t'),
-    ("SELECT `abc", 1, 8, "unterminated quoted name: no closing `", "`abc"),
-    ("SELECT 1 /* x\n y", 1, 10, "unterminated comment: no closing */", "/*"),
-    ("SELECT 1 /* ok */ + /* never", 1, 21, "unterminated comment", "/*"),
-    ("SELECT a # b", 1, 10, "unexpected character '#'", "#"),
-    ("SELECT a ¤", 1, 10, "unexpected character '¤'", "¤"),
-])
+@pytest.mark.parametrize(
+    ("sql", "line", "column", "message", "token"),
+    [
+        ("SELECT 'abc", 1, 8, "unterminated string: no closing '", "'abc"),
+        ("SELECT a\nFROM t WHERE b = 'x\ny", 3, 0, "unterminated string", None),
+        ('SELECT "abc FROM t', 1, 8, 'unterminated quoted name: no closing "', '"abc FROM t'),
+        ("SELECT `abc", 1, 8, "unterminated quoted name: no closing `", "`abc"),
+        ("SELECT 1 /* x\n y", 1, 10, "unterminated comment: no closing */", "/*"),
+        ("SELECT 1 /* ok */ + /* never", 1, 21, "unterminated comment", "/*"),
+        ("SELECT a # b", 1, 10, "unexpected character '#'", "#"),
+        ("SELECT a ¤", 1, 10, "unexpected character '¤'", "¤"),
+    ],
+)
 def test_lexical_error(sql, line, column, message, token):
     err = _error(sql)
     if column == 0:  # an unterminated string spanning lines is reported where it starts
@@ -124,12 +172,15 @@ def test_number_too_long():
 # ---------------------------------------------------------------- errors found after parsing
 
 
-@pytest.mark.parametrize(("sql", "line", "column", "token", "kind"), [
-    ("SELECT a FROM t JOIN u WHERE x", 1, 24, "WHERE", "INNER"),
-    ("SELECT a FROM t\nLEFT JOIN u", 2, 12, None, "LEFT"),
-    ("SELECT a FROM t RIGHT OUTER JOIN u -- no on\n ORDER BY a", 2, 2, "ORDER", "RIGHT"),
-    ("SELECT * FROM a JOIN b ON a.x = b.x FULL JOIN c;", 1, 48, ";", "FULL"),
-])
+@pytest.mark.parametrize(
+    ("sql", "line", "column", "token", "kind"),
+    [
+        ("SELECT a FROM t JOIN u WHERE x", 1, 24, "WHERE", "INNER"),
+        ("SELECT a FROM t\nLEFT JOIN u", 2, 12, None, "LEFT"),
+        ("SELECT a FROM t RIGHT OUTER JOIN u -- no on\n ORDER BY a", 2, 2, "ORDER", "RIGHT"),
+        ("SELECT * FROM a JOIN b ON a.x = b.x FULL JOIN c;", 1, 48, ";", "FULL"),
+    ],
+)
 def test_join_without_on_points_where_on_belongs(sql, line, column, token, kind):
     err = _error(sql)
     assert (err.position.line, err.position.column) == (line, column)

@@ -39,9 +39,12 @@ def stored(conn, table: str = "t") -> list:
 @contextmanager
 def failing(ql, command: str, code: int, labels: tuple[str, ...] = ()) -> Iterator[None]:
     """The server fails the next ``command`` with ``code`` (MongoDB's failCommand failpoint)."""
-    ql.client.admin.command("configureFailPoint", "failCommand", mode={"times": 1},
-                            data={"failCommands": [command], "errorCode": code,
-                                  "errorLabels": list(labels)})
+    ql.client.admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
+        data={"failCommands": [command], "errorCode": code, "errorLabels": list(labels)},
+    )
     try:
         yield
     finally:
@@ -87,9 +90,9 @@ def test_a_script_with_begin_and_rollback(ql):
         "INSERT INTO t (_id) VALUES (2);\n"
         "SELECT COUNT(*) AS n FROM t;\n"
         "ROLLBACK;\n"
-        "SELECT COUNT(*) AS n FROM t;\n")
-    assert [r.message for r in results] == ["INSERT 1", "BEGIN", "INSERT 1", None, "ROLLBACK",
-                                            None]
+        "SELECT COUNT(*) AS n FROM t;\n"
+    )
+    assert [r.message for r in results] == ["INSERT 1", "BEGIN", "INSERT 1", None, "ROLLBACK", None]
     assert results[3].scalar() == 2 and results[5].scalar() == 1
 
 
@@ -124,7 +127,8 @@ def test_parameters_and_explain_inside_a_transaction(ql):
 def test_explain_shows_the_session_commands(ql):
     assert ql.execute("EXPLAIN BEGIN").rows[0]["mongosh"] == (
         "session.startTransaction({\n  readConcern: { level: 'snapshot' },\n"
-        "  writeConcern: { w: 'majority' }\n})")
+        "  writeConcern: { w: 'majority' }\n})"
+    )
     assert ql.execute("EXPLAIN COMMIT").rows[0]["mongosh"] == "session.commitTransaction()"
     assert ql.execute("EXPLAIN ROLLBACK").rows[0]["mongosh"] == "session.abortTransaction()"
     assert ql.transaction_status == "idle"
@@ -175,13 +179,20 @@ def test_commit_or_rollback_without_a_transaction(ql, statement):
 REFUSED = [
     ("CREATE VIEW v AS SELECT _id FROM t", "CREATE VIEW cannot run inside a transaction", 1),
     ("DROP VIEW IF EXISTS v", "DROP VIEW cannot run inside a transaction", 1),
-    ("CREATE EVENT_SUBSCRIPTION s AS (watch_collections = JSON_ARRAY('t'), "
-     "deliver_to = 'collection:out')", "CREATE EVENT_SUBSCRIPTION cannot run inside", 1),
+    (
+        "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = JSON_ARRAY('t'), "
+        "deliver_to = 'collection:out')",
+        "CREATE EVENT_SUBSCRIPTION cannot run inside",
+        1,
+    ),
     ("PAUSE EVENT_SUBSCRIPTION s", "PAUSE EVENT_SUBSCRIPTION cannot run inside", 1),
     ("SHOW EVENT_SUBSCRIPTIONS", "SHOW EVENT_SUBSCRIPTIONS cannot run inside", 1),
     ("REPLAY DEAD_LETTER_EVENTS", "REPLAY DEAD_LETTER_EVENTS cannot run inside", 1),
-    ("SELECT COUNT(*) FROM t, CHANGE_STREAM_EVENTS() e",
-     "CHANGE_STREAM_EVENTS() cannot be read inside a transaction", 25),
+    (
+        "SELECT COUNT(*) FROM t, CHANGE_STREAM_EVENTS() e",
+        "CHANGE_STREAM_EVENTS() cannot be read inside a transaction",
+        25,
+    ),
 ]
 
 
@@ -212,12 +223,14 @@ def test_an_error_aborts_the_transaction_until_rollback(ql, other):
         ql.execute("INSERT INTO t (_id) VALUES (1)")
     assert "duplicate key" in caught.value.message
     assert caught.value.message.endswith(
-        "the transaction is aborted and nothing it changed will be committed: "
-        "ROLLBACK to end it")
+        "the transaction is aborted and nothing it changed will be committed: ROLLBACK to end it"
+    )
     assert ql.transaction_status == "aborted"
     for statement in ("SELECT _id FROM t", "INSERT INTO t (_id) VALUES (9)"):
-        with pytest.raises(TransactionError, match="current transaction is aborted, statements "
-                                                   "are refused until ROLLBACK") as refused:
+        with pytest.raises(
+            TransactionError,
+            match="current transaction is aborted, statements are refused until ROLLBACK",
+        ) as refused:
             ql.execute(statement)
         assert "duplicate key" in refused.value.message  # names what aborted it
     ql.execute("ROLLBACK")
@@ -230,16 +243,19 @@ def test_a_planning_error_aborts_the_transaction_too(ql):
     with pytest.raises(PlanningError, match="unknown function NOPE"):
         ql.execute("SELECT NOPE(_id) FROM t")
     assert ql.transaction_status == "aborted"
-    with pytest.raises(TransactionError, match="aborted by an earlier error .*: it is rolled back,"
-                                               " nothing was committed"):
+    with pytest.raises(
+        TransactionError,
+        match="aborted by an earlier error .*: it is rolled back, nothing was committed",
+    ):
         ql.execute("COMMIT")
     assert ql.transaction_status == "idle"
 
 
 def test_a_script_that_fails_inside_its_transaction_commits_nothing(ql, other):
     with pytest.raises(ScriptError) as caught:
-        ql.execute_script("BEGIN;\nINSERT INTO t (_id) VALUES (1), (2);\n"
-                          "INSERT INTO t (_id) VALUES (2);\nCOMMIT;")
+        ql.execute_script(
+            "BEGIN;\nINSERT INTO t (_id) VALUES (1), (2);\nINSERT INTO t (_id) VALUES (2);\nCOMMIT;"
+        )
     assert caught.value.index == 2
     assert ql.transaction_status == "aborted"
     ql.execute("ROLLBACK")
@@ -253,8 +269,10 @@ def test_a_transient_error_says_the_transaction_may_be_run_again(ql):
         with pytest.raises(ExecutionError) as caught:
             ql.execute("UPDATE t SET v = 1")
     assert caught.value.code == 112 and "TransientTransactionError" in caught.value.labels
-    assert ("TransientTransactionError: running the whole transaction again may succeed"
-            in caught.value.message)
+    assert (
+        "TransientTransactionError: running the whole transaction again may succeed"
+        in caught.value.message
+    )
     ql.execute("ROLLBACK")
 
 
@@ -322,8 +340,9 @@ def test_sql_transaction_statements_are_refused_inside_the_block(ql, other):
     with ql.transaction():
         ql.execute("INSERT INTO t (_id) VALUES (1)")
         for statement in ("COMMIT", "ROLLBACK", "BEGIN"):
-            with pytest.raises(TransactionError, match=f"{statement} inside a `with "
-                                                       "ql.transaction\\(\\)` block"):
+            with pytest.raises(
+                TransactionError, match=f"{statement} inside a `with ql.transaction\\(\\)` block"
+            ):
                 ql.execute(statement)
         assert ql.transaction_status == "open"
     assert stored(other) == [1]
@@ -353,11 +372,14 @@ def test_insert_says_which_rows_were_inserted(ql):
     assert ids(ql) == [1, 2, 3]
 
 
-@pytest.mark.parametrize(("values", "tail"), [
-    ("(1), (2)", "): no row was inserted, rows 1-2 were not"),
-    ("(2), (1)", "): row 1 was inserted, row 2 was not"),
-    ("(1)", "): the row was not inserted"),
-])
+@pytest.mark.parametrize(
+    ("values", "tail"),
+    [
+        ("(1), (2)", "): no row was inserted, rows 1-2 were not"),
+        ("(2), (1)", "): row 1 was inserted, row 2 was not"),
+        ("(1)", "): the row was not inserted"),
+    ],
+)
 def test_insert_failure_at_the_edges(ql, values, tail):
     ql.execute("INSERT INTO t (_id) VALUES (1)")
     with pytest.raises(ExecutionError) as caught:
@@ -367,8 +389,11 @@ def test_insert_failure_at_the_edges(ql, values, tail):
 
 def test_insert_of_computed_rows_says_which_rows_were_inserted(ql):
     ql.execute("INSERT INTO t (_id) VALUES (2)")
-    with pytest.raises(ExecutionError, match=r"^QL3002: INSERT failed at row 2 of 3 \(.*\): row 1 was "
-                                             r"inserted, rows 2-3 were not$"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"^QL3002: INSERT failed at row 2 of 3 \(.*\): row 1 was "
+        r"inserted, rows 2-3 were not$",
+    ):
         ql.execute("INSERT INTO t (_id, at) VALUES (1, NOW()), (1 + 1, NOW()), (3, NOW())")
     assert ids(ql) == [1, 2]
 
@@ -391,10 +416,12 @@ def test_update_that_fails_partway_says_rows_may_have_changed(ql):
         ql.execute("UPDATE t SET k = 9")
     message = caught.value.message
     assert message.startswith("UPDATE failed (server error 11000: ")
-    assert message.endswith("): some rows may already have been changed (MongoDB applies it row "
-                            "by row and does not report how many rows it applied before the "
-                            "error); run it inside a transaction (BEGIN ... COMMIT) to make it "
-                            "all-or-nothing")
+    assert message.endswith(
+        "): some rows may already have been changed (MongoDB applies it row "
+        "by row and does not report how many rows it applied before the "
+        "error); run it inside a transaction (BEGIN ... COMMIT) to make it "
+        "all-or-nothing"
+    )
     assert ql.db.t.count_documents({"k": 9}) == 1  # indeed: one row was changed
 
 
@@ -423,4 +450,3 @@ def test_update_with_a_subquery_that_fails_says_rows_may_have_changed(ql):
     with failing(ql, "update", 50, ()), pytest.raises(ExecutionError) as caught:
         ql.execute("UPDATE t SET v = 1 WHERE _id IN (SELECT _id FROM u)")
     assert "some rows may already have been changed" in caught.value.message
-

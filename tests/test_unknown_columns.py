@@ -13,9 +13,11 @@ from queryleaf.errors import PlanningError, ScriptError
 
 @pytest.fixture()
 def users(ql):
-    ql.execute("INSERT INTO users (_id, name, age, customer.name, items) VALUES "
-               "(1, 'ann', 31, 'acme', JSON_ARRAY(JSON_OBJECT('price', 5))), "
-               "(2, 'bob', 42, 'initech', JSON_ARRAY())")
+    ql.execute(
+        "INSERT INTO users (_id, name, age, customer.name, items) VALUES "
+        "(1, 'ann', 31, 'acme', JSON_ARRAY(JSON_OBJECT('price', 5))), "
+        "(2, 'bob', 42, 'initech', JSON_ARRAY())"
+    )
     return ql
 
 
@@ -44,31 +46,41 @@ def test_unknown_column_warns_with_suggestion_and_position(users):
     result = users.execute("SELECT name, nmae FROM users ORDER BY name")
     assert result.rows == [{"name": "ann", "nmae": None}, {"name": "bob", "nmae": None}]
     [warning] = result.warnings
-    assert warning.message == ("QL2002: unknown column nmae: no sampled document of users has it (it "
-                               "reads as NULL); did you mean name?")
+    assert warning.message == (
+        "QL2002: unknown column nmae: no sampled document of users has it (it "
+        "reads as NULL); did you mean name?"
+    )
     assert (warning.position.line, warning.position.column) == (1, 14)
 
 
 def test_nested_paths_and_array_elements_are_known(users):
-    result = users.execute("SELECT customer.name, items[0].price, items.price FROM users "
-                           "WHERE age > 1")
+    result = users.execute(
+        "SELECT customer.name, items[0].price, items.price FROM users WHERE age > 1"
+    )
     assert result.warnings == []
     result = users.execute("SELECT customer.nmae FROM users")
-    assert messages(result) == ["unknown column customer.nmae: no sampled document of users has "
-                                "it (it reads as NULL); did you mean customer.name? at line 1, "
-                                "column 8"]
+    assert messages(result) == [
+        "unknown column customer.nmae: no sampled document of users has "
+        "it (it reads as NULL); did you mean customer.name? at line 1, "
+        "column 8"
+    ]
 
 
 def test_every_clause_is_checked_and_each_place_reported_once(users):
-    result = users.execute("SELECT name FROM users WHERE agee > 1 GROUP BY name "
-                           "HAVING COUNT(nam) > 0 ORDER BY name")
-    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == ["unknown column agee",
-                                                                 "unknown column nam"]
+    result = users.execute(
+        "SELECT name FROM users WHERE agee > 1 GROUP BY name HAVING COUNT(nam) > 0 ORDER BY name"
+    )
+    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == [
+        "unknown column agee",
+        "unknown column nam",
+    ]
 
 
 def test_select_list_aliases_and_ordinals_are_not_fields(users):
-    result = users.execute("SELECT age AS years, COUNT(*) AS n FROM users GROUP BY years "
-                           "HAVING n > 0 ORDER BY n DESC, 1")
+    result = users.execute(
+        "SELECT age AS years, COUNT(*) AS n FROM users GROUP BY years "
+        "HAVING n > 0 ORDER BY n DESC, 1"
+    )
     assert result.warnings == []
     assert users.execute("SELECT name AS who FROM users ORDER BY who").warnings == []
 
@@ -85,21 +97,28 @@ def test_no_close_field_suggests_qualifying(users):
 
 def test_join_and_correlated_subquery_columns_are_checked(users):
     users.execute("INSERT INTO orders (user_id, total) VALUES (1, 10)")
-    result = users.execute("SELECT o.total, nmae FROM orders o JOIN (SELECT _id, name FROM users) "
-                           "u ON o.user_id = u._id")
+    result = users.execute(
+        "SELECT o.total, nmae FROM orders o JOIN (SELECT _id, name FROM users) "
+        "u ON o.user_id = u._id"
+    )
     # nmae is not a column of u (its columns are known), so it is read from orders
     assert [w.message for w in result.warnings] == [
         "QL2002: unknown column nmae: no sampled document of orders has it (it reads as NULL); write "
-        "o.nmae if the field is too rare to be in the sample"]
-    result = users.execute("SELECT name FROM users WHERE EXISTS "
-                           "(SELECT 1 FROM orders o WHERE o.user_id = _id AND totl > 1)")
+        "o.nmae if the field is too rare to be in the sample"
+    ]
+    result = users.execute(
+        "SELECT name FROM users WHERE EXISTS "
+        "(SELECT 1 FROM orders o WHERE o.user_id = _id AND totl > 1)"
+    )
     assert [w.message.removeprefix("QL2002: ").split(";")[0] for w in result.warnings] == [
-        "unknown column totl: no sampled document of orders has it (it reads as NULL)"]
+        "unknown column totl: no sampled document of orders has it (it reads as NULL)"
+    ]
 
 
 def test_derived_tables_ctes_and_system_tables_are_not_sampled(users, sampled):
-    result = users.execute("WITH c AS (SELECT name AS n FROM users) "
-                           "SELECT d.n FROM (SELECT n FROM c) d ORDER BY n")
+    result = users.execute(
+        "WITH c AS (SELECT name AS n FROM users) SELECT d.n FROM (SELECT n FROM c) d ORDER BY n"
+    )
     assert result.warnings == [] and sampled == ["users"]
     users.execute("SELECT name, status FROM EVENT_SUBSCRIPTIONS()")
     assert sampled == ["users"]
@@ -158,13 +177,16 @@ def test_delete_where_unknown_column_warns(users):
     result = users.execute("DELETE FROM users WHERE agee > 100")
     assert result.rowcount == 0
     assert [w.message.removeprefix("QL2002: ").split(";")[0] for w in result.warnings] == [
-        "unknown column agee: no sampled document of users has it (it reads as NULL)"]
+        "unknown column agee: no sampled document of users has it (it reads as NULL)"
+    ]
 
 
 def test_insert_select_follows_the_select_rule(users):
     result = users.execute("INSERT INTO archive (name, nick) SELECT name, nickname FROM users")
     assert result.rowcount == 2
-    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == ["unknown column nickname"]
+    assert [w.message.removeprefix("QL2002: ").split(":")[0] for w in result.warnings] == [
+        "unknown column nickname"
+    ]
 
 
 # ---------------------------------------------------------------- INSERT/UPDATE values: errors
@@ -177,7 +199,8 @@ def test_update_set_double_quoted_string_is_an_error_and_writes_nothing(users):
     assert info.value.message == (
         "unknown column \"Jane\"; string literals use single quotes ('Jane'); no sampled "
         "document of users has a field Jane; write users.Jane if the field is too rare to be in "
-        "the sample")
+        "the sample"
+    )
     assert (info.value.position.line, info.value.position.column) == (1, 25)
     assert list(users.db.users.find()) == before
 
@@ -209,14 +232,17 @@ def test_update_of_an_empty_collection_is_not_checked(ql):
 def test_insert_values_double_quoted_string_names_the_trap(ql):
     with pytest.raises(PlanningError) as info:
         ql.execute('INSERT INTO users (name) VALUES ("Jane")')
-    assert info.value.message == ("VALUES cannot refer to columns (\"Jane\" is a column name; "
-                                  "string literals use single quotes: 'Jane')")
+    assert info.value.message == (
+        'VALUES cannot refer to columns ("Jane" is a column name; '
+        "string literals use single quotes: 'Jane')"
+    )
 
 
 def test_script_stops_at_the_unknown_column(users):
     with pytest.raises(ScriptError) as info:
-        users.execute_script("UPDATE users SET age = 0;\nUPDATE users SET name = \"x\";\n"
-                             "UPDATE users SET age = 9;")
+        users.execute_script(
+            'UPDATE users SET age = 0;\nUPDATE users SET name = "x";\nUPDATE users SET age = 9;'
+        )
     assert info.value.index == 1
     assert (info.value.position.line, info.value.position.column) == (2, 25)
     assert sorted(d["age"] for d in users.db.users.find()) == [0, 0]
@@ -229,8 +255,11 @@ def test_dbapi_warns(server, dbname):
     with dbapi.connect(server.uri, database=dbname) as conn:
         cur = conn.cursor()
         cur.execute("INSERT INTO users (name) VALUES ('ann')")
-        with pytest.warns(dbapi.Warning, match=r"unknown column nmae: .*did you mean name\? at "
-                                                r"line 1, column 8"):
+        with pytest.warns(
+            dbapi.Warning,
+            match=r"unknown column nmae: .*did you mean name\? at "
+            r"line 1, column 8",
+        ):
             cur.execute("SELECT nmae FROM users")
         assert cur.fetchall() == [(None,)]
         with pytest.raises(dbapi.ProgrammingError, match="string literals use single quotes"):

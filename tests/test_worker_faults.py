@@ -25,13 +25,19 @@ STOP_BOUND_S = 5.0  # docs/events.md "Stopping": a worker exits within 5 s of SI
 
 def _worker(uri: str, db: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "QUERYLEAF_URI": uri, "QUERYLEAF_DB": db}
-    return subprocess.Popen([sys.executable, "-m", "queryleaf", "worker", "--quiet", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "queryleaf", "worker", "--quiet", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def _worker_status(ql, name: str) -> dict:
-    (row,) = ql.execute("SELECT worker_status, worker_heartbeat_age_seconds AS age, worker_id "
-                        f"FROM EVENT_SUBSCRIPTIONS() WHERE name = '{name}'").rows
+    (row,) = ql.execute(
+        "SELECT worker_status, worker_heartbeat_age_seconds AS age, worker_id "
+        f"FROM EVENT_SUBSCRIPTIONS() WHERE name = '{name}'"
+    ).rows
     return row
 
 
@@ -41,8 +47,10 @@ def test_sigterm_stops_a_worker_within_its_bound_when_the_server_is_gone(fault):
     ql = queryleaf.connect(srv.uri, database="gone")
     worker = None
     try:
-        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
-                   " deliver_to = 'collection:mirror')")
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
+            " deliver_to = 'collection:mirror')"
+        )
         worker = _worker(srv.uri, "gone")
         ql.db.orders.insert_many([{"_id": i} for i in range(20)])
         wait_for(lambda: ql.db.mirror.count_documents({}) == 20, 30, "the worker to run")
@@ -77,8 +85,9 @@ def test_a_worker_that_cannot_renew_its_lease_shows_as_stale(ql, server):
         row = _worker_status(ql, "s")
         assert row["worker_id"] is not None and 0 <= row["age"] < 1.5
         worker.send_signal(signal.SIGSTOP)  # as cut off from its server: no more heartbeats
-        row = wait_for(lambda: (r := _worker_status(ql, "s"))["worker_status"] == "stale" and r,
-                       10, "stale")
+        row = wait_for(
+            lambda: (r := _worker_status(ql, "s"))["worker_status"] == "stale" and r, 10, "stale"
+        )
         assert row["age"] >= 1.5
         worker.send_signal(signal.SIGCONT)
         wait_for(lambda: _worker_status(ql, "s")["worker_status"] == "running", 10, "running")
@@ -106,32 +115,50 @@ def test_a_worker_on_the_embedded_default_restarts_its_dead_server_and_goes_on(t
     env.pop("QUERYLEAF_URI", None)
     worker = None
     try:
-        ql.execute("CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
-                   " deliver_to = 'collection:mirror')")
-        worker = subprocess.Popen([sys.executable, "-m", "queryleaf", "worker", "--quiet"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        ql.execute(
+            "CREATE EVENT_SUBSCRIPTION s AS (watch_collections = 'orders',"
+            " deliver_to = 'collection:mirror')"
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "queryleaf", "worker", "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         written = 0
         for _ in range(3):
             client.revive.orders.insert_many([{"_id": written + i} for i in range(20)])
             written += 20
-            wait_for(lambda n=written, c=client: c.revive.mirror.count_documents({}) == n, 30,
-                     "the worker to deliver")
+            wait_for(
+                lambda n=written, c=client: c.revive.mirror.count_documents({}) == n,
+                30,
+                "the worker to deliver",
+            )
             dead = lease.pid
             os.kill(dead, signal.SIGKILL)
-            wait_for(lambda d=dead: (r := engine.find_server(data_dir)) is not None and r.pid != d,
-                     30, "the worker to start the server again")
+            wait_for(
+                lambda d=dead: (r := engine.find_server(data_dir)) is not None and r.pid != d,
+                30,
+                "the worker to start the server again",
+            )
             if lease.revive():  # adopt it; a new URI only if the old port was taken meanwhile
                 client.close()
                 client = MongoClient(lease.uri, serverSelectionTimeoutMS=30_000)
         client.revive.orders.insert_many([{"_id": written + i} for i in range(20)])
         written += 20
-        wait_for(lambda: client.revive.mirror.count_documents({}) == written, 30,
-                 "the worker to deliver after the restarts")
+        wait_for(
+            lambda: client.revive.mirror.count_documents({}) == written,
+            30,
+            "the worker to deliver after the restarts",
+        )
         keys = sorted(d["documentKey"]["_id"] for d in client.revive.mirror.find())
         assert keys == list(range(written))
         definitions = client.revive[names.SUBSCRIPTIONS]
-        wait_for(lambda: definitions.find_one({"_id": "s"})["events_processed"] >= written, 30,
-                 "the checkpoint (it follows the delivery)")
+        wait_for(
+            lambda: definitions.find_one({"_id": "s"})["events_processed"] >= written,
+            30,
+            "the checkpoint (it follows the delivery)",
+        )
         doc = definitions.find_one({"_id": "s"})
         assert doc["status"] == "active" and doc["events_processed"] == written
         worker.send_signal(signal.SIGTERM)

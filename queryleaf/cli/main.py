@@ -56,8 +56,11 @@ def _load_command(name: str, spec: str) -> click.Command:
     try:
         return getattr(importlib.import_module(module_name), attr)
     except ModuleNotFoundError as exc:
-        reason = ("it is not part of this installation" if exc.name == module_name
-                  else f"module {exc.name} is missing")
+        reason = (
+            "it is not part of this installation"
+            if exc.name == module_name
+            else f"module {exc.name} is missing"
+        )
     except (ImportError, AttributeError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
 
@@ -65,7 +68,9 @@ def _load_command(name: str, spec: str) -> click.Command:
         raise CliError(f"`queryleaf {name}` is not available: {reason}")
 
     return click.Command(
-        name, callback=unavailable, help="(not available in this installation)",
+        name,
+        callback=unavailable,
+        help="(not available in this installation)",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
 
@@ -107,24 +112,56 @@ def _printer(ctx: click.Context) -> Printer:
     return Printer(ctx.obj["format"])
 
 
-@click.group(cls=LazyGroup, invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--uri", envvar="QUERYLEAF_URI", metavar="URI",
-              help="MongoDB to use [env QUERYLEAF_URI]; default: the embedded server.")
-@click.option("--db", envvar="QUERYLEAF_DB", metavar="NAME",
-              help="Database [env QUERYLEAF_DB; default: queryleaf].")
-@click.option("--data-dir", envvar="QUERYLEAF_DATA_DIR", metavar="DIR",
-              type=click.Path(file_okay=False),
-              help="Data directory of the embedded server and the REPL history "
-                   "[env QUERYLEAF_DATA_DIR; default: the user data dir].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format of results.")
-@click.option("-e", "--execute", "sql", metavar="SQL",
-              help="Run SQL (one or more ';'-separated statements), print results and exit.")
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--uri",
+    envvar="QUERYLEAF_URI",
+    metavar="URI",
+    help="MongoDB to use [env QUERYLEAF_URI]; default: the embedded server.",
+)
+@click.option(
+    "--db",
+    envvar="QUERYLEAF_DB",
+    metavar="NAME",
+    help="Database [env QUERYLEAF_DB; default: queryleaf].",
+)
+@click.option(
+    "--data-dir",
+    envvar="QUERYLEAF_DATA_DIR",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Data directory of the embedded server and the REPL history "
+    "[env QUERYLEAF_DATA_DIR; default: the user data dir].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format of results.",
+)
+@click.option(
+    "-e",
+    "--execute",
+    "sql",
+    metavar="SQL",
+    help="Run SQL (one or more ';'-separated statements), print results and exit.",
+)
 @click.version_option(package_name="queryleaf", prog_name="queryleaf")
 @click.pass_context
-def cli(ctx: click.Context, uri: str | None, db: str | None, data_dir: str | None, fmt: str,
-        sql: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    uri: str | None,
+    db: str | None,
+    data_dir: str | None,
+    fmt: str,
+    sql: str | None,
+) -> None:
     """queryleaf: SQL for MongoDB, with change-stream event subscriptions.
 
     With no subcommand and no -e, opens the interactive shell (or reads statements from stdin

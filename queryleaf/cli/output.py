@@ -178,8 +178,10 @@ class Printer:
             self._write(to_json(commands))
             return
         if self.format == "csv":
-            self._write_csv(["mongosh", "json"],
-                            [{"mongosh": to_mongosh(c), "json": to_json(c)} for c in commands])
+            self._write_csv(
+                ["mongosh", "json"],
+                [{"mongosh": to_mongosh(c), "json": to_json(c)} for c in commands],
+            )
             return
         for i, command in enumerate(commands, 1):
             if len(commands) > 1:
@@ -226,13 +228,16 @@ def rows_table(columns: list[str], rows: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in columns:
         numeric = any(_is_number(r.get(column)) for r in rows) and all(
-            r.get(column) is None or _is_number(r.get(column)) for r in rows)
+            r.get(column) is None or _is_number(r.get(column)) for r in rows
+        )
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*[
-            Text("NULL", style="dim") if row.get(c) is None else Text(cell_text(row.get(c)))
-            for c in columns
-        ])
+        table.add_row(
+            *[
+                Text("NULL", style="dim") if row.get(c) is None else Text(cell_text(row.get(c)))
+                for c in columns
+            ]
+        )
     return table
 
 
@@ -241,8 +246,9 @@ def _console(stream: TextIO) -> Console:
     width = None
     if not is_tty:  # pipes and files: never wrap tables at 80 columns
         width = int(os.environ.get("COLUMNS", "0") or 0) or 4096
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False,
-                   emoji=False, markup=False)
+    return Console(
+        file=stream, width=width, highlight=False, soft_wrap=False, emoji=False, markup=False
+    )
 
 
 # ---------------------------------------------------------------- errors

@@ -64,8 +64,10 @@ class Repl:
         """End the session: a transaction left open is rolled back, and the user is told."""
         if self.ql.in_transaction:
             end_open_transaction(self.ql)
-            self.printer.error("warning: the open transaction was rolled back on leaving the "
-                               "shell: nothing it changed was committed")
+            self.printer.error(
+                "warning: the open transaction was rolled back on leaving the "
+                "shell: nothing it changed was committed"
+            )
         return 0
 
     def handle(self, text: str) -> bool:
@@ -109,8 +111,11 @@ class Repl:
             self.printer.error(f"error: {exc}")
             return
         rows = sorted(
-            ({"name": i["name"], "type": i.get("type", "collection")} for i in infos
-             if not is_reserved(i["name"]) and not i["name"].startswith("system.")),
+            (
+                {"name": i["name"], "type": i.get("type", "collection")}
+                for i in infos
+                if not is_reserved(i["name"]) and not i["name"].startswith("system.")
+            ),
             key=lambda r: r["name"],
         )
         if not rows:
@@ -170,7 +175,9 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
     bindings = KeyBindings()
 
     @bindings.add("enter")
-    def _enter(event: KeyPressEvent) -> None:  # run when the input is complete, else start a new line
+    def _enter(
+        event: KeyPressEvent,
+    ) -> None:  # run when the input is complete, else start a new line
         buffer = event.current_buffer
         if is_complete(buffer.text):
             buffer.validate_and_handle()
@@ -184,8 +191,9 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
         prompt_continuation=lambda width, line, wrap: CONTINUATION.rjust(width),
         lexer=PygmentsLexer(SqlLexer),
     )
-    repl.printer.info(f"queryleaf on {repl.ql.database_name}; statements end with ';', "
-                      "\\? for help, \\q to quit")
+    repl.printer.info(
+        f"queryleaf on {repl.ql.database_name}; statements end with ';', \\? for help, \\q to quit"
+    )
     while True:
         try:
             text = session.prompt(repl.prompt())
@@ -197,8 +205,9 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
             return repl.leave()
 
 
-def run_repl(ql: QueryLeaf, printer: Printer, data_dir: str | None,
-             stdin: TextIO | None = None) -> int:
+def run_repl(
+    ql: QueryLeaf, printer: Printer, data_dir: str | None, stdin: TextIO | None = None
+) -> int:
     """``queryleaf`` with no subcommand: interactive on a terminal, line-reading otherwise."""
     stdin = stdin or sys.stdin
     repl = Repl(ql, printer)

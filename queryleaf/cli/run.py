@@ -63,8 +63,9 @@ def locate(exc: QueryLeafError, text: str) -> LocatedError:
     if line is None and index is not None and index < len(statements):
         line, column = statements[index].line, statements[index].column
     excerpt = caret_excerpt(text, line, column) if line is not None and column is not None else ""
-    return LocatedError(describe(cause), line, column,
-                        None if index is None else index + 1, count, excerpt)
+    return LocatedError(
+        describe(cause), line, column, None if index is None else index + 1, count, excerpt
+    )
 
 
 def file_headline(path: str, err: LocatedError) -> str:
@@ -169,11 +170,14 @@ def finish(ql: QueryLeaf, printer: Printer, ok: bool, where: str | None = None) 
     end_open_transaction(ql)
     head = f"{where}: error" if where else "error"
     if ok:
-        printer.error(f"{head}: the statements ended inside a transaction (BEGIN without "
-                      "COMMIT): it was rolled back, nothing it changed was committed")
+        printer.error(
+            f"{head}: the statements ended inside a transaction (BEGIN without "
+            "COMMIT): it was rolled back, nothing it changed was committed"
+        )
     else:
-        printer.error(f"{head}: the open transaction was rolled back: nothing it changed was "
-                      "committed")
+        printer.error(
+            f"{head}: the open transaction was rolled back: nothing it changed was committed"
+        )
     return False
 
 

@@ -43,8 +43,9 @@ def serve_command(ctx: click.Context, data_dir: str | None, print_uri: bool) -> 
     if stopped:
         click.echo("queryleaf serve: stopped the server", err=True)
     else:
-        click.echo("queryleaf serve: other processes still use the server; left it running",
-                   err=True)
+        click.echo(
+            "queryleaf serve: other processes still use the server; left it running", err=True
+        )
 
 
 def _describe(lease: engine.ServerLease) -> None:
@@ -53,8 +54,10 @@ def _describe(lease: engine.ServerLease) -> None:
 
 def _print_uri(lease: engine.ServerLease) -> None:
     click.echo(lease.uri)  # the only line on stdout: $(queryleaf serve --print-uri)
-    click.echo(f"queryleaf serve: serving {lease.data_dir} (server pid {lease.pid}); press "
-               "Ctrl-C to stop", err=True)
+    click.echo(
+        f"queryleaf serve: serving {lease.data_dir} (server pid {lease.pid}); press Ctrl-C to stop",
+        err=True,
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,24 @@ class _Tls:
     cert_and_key: Path
 
     def server_args(self) -> list[str]:
-        return ["--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
-                "--tls-ca-file", str(self.cert), "--tls-require-client-cert"]
+        return [
+            "--tls-cert-file",
+            str(self.cert),
+            "--tls-key-file",
+            str(self.key),
+            "--tls-ca-file",
+            str(self.cert),
+            "--tls-require-client-cert",
+        ]
 
     def client_options(self) -> dict[str, Any]:
         # The certificate is pinned as the only CA, so its name does not matter.
-        return {"tls": True, "tlsCAFile": str(self.cert),
-                "tlsCertificateKeyFile": str(self.cert_and_key), "tlsAllowInvalidHostnames": True}
+        return {
+            "tls": True,
+            "tlsCAFile": str(self.cert),
+            "tlsCertificateKeyFile": str(self.cert_and_key),
+            "tlsAllowInvalidHostnames": True,
+        }
 
 
 def provision(dirs: DataDir, port: int, flags: Sequence[str]) -> Provisioned:
@@ -69,8 +80,12 @@ def provision(dirs: DataDir, port: int, flags: Sequence[str]) -> Provisioned:
     credential = generate()
     with tempfile.TemporaryDirectory(prefix=".bootstrap-", dir=dirs.root) as tmp:
         tls = _certificate(Path(tmp))
-        log_note(dirs, "creating the server's user over mutual TLS" if tls else
-                 f"creating the server's user over plain loopback (no usable `{OPENSSL}`)")
+        log_note(
+            dirs,
+            "creating the server's user over mutual TLS"
+            if tls
+            else f"creating the server's user over plain loopback (no usable `{OPENSSL}`)",
+        )
         opened = time.monotonic()
         proc = launch(dirs, port, [*flags, *(tls.server_args() if tls else [])], detach=False)
         try:
@@ -86,8 +101,11 @@ def provision(dirs: DataDir, port: int, flags: Sequence[str]) -> Provisioned:
         finally:
             stop_process(proc, port)
             if not tls:
-                log_note(dirs, f"the bootstrap server listened without authentication for "
-                               f"{time.monotonic() - opened:.2f}s")
+                log_note(
+                    dirs,
+                    f"the bootstrap server listened without authentication for "
+                    f"{time.monotonic() - opened:.2f}s",
+                )
     save(dirs, credential)
     return Provisioned(credential, frozenset({*before, credential.principal}))
 
@@ -105,8 +123,12 @@ def drop_intruders(mongo: pymongo.MongoClient, allowed: frozenset[str]) -> list[
 def _set_user(mongo: pymongo.MongoClient, credential: Credential) -> None:
     # The user exists when a directory is provisioned again (its credential file was lost).
     exists = mongo[AUTH_DB].command("usersInfo", credential.user)["users"]
-    mongo[AUTH_DB].command("updateUser" if exists else "createUser", credential.user,
-                           pwd=credential.password, roles=[{"role": "root", "db": AUTH_DB}])
+    mongo[AUTH_DB].command(
+        "updateUser" if exists else "createUser",
+        credential.user,
+        pwd=credential.password,
+        roles=[{"role": "root", "db": AUTH_DB}],
+    )
 
 
 def _user_ids(mongo: pymongo.MongoClient) -> set[str]:
@@ -120,10 +142,29 @@ def _certificate(tmp: Path) -> _Tls | None:
         return None
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     try:
-        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=queryleaf-bootstrap", "-keyout", str(key), "-out", str(cert)],
-                       check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60,
-                       umask=0o077)
+        subprocess.run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=queryleaf-bootstrap",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            umask=0o077,
+        )
         both = tmp / "cert-and-key.pem"
         with os.fdopen(open_private(both, os.O_WRONLY | os.O_TRUNC), "w") as f:
             f.write(cert.read_text() + key.read_text())

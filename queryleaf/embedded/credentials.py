@@ -56,8 +56,10 @@ def plain_uri(port: int) -> str:
 
 def client_uri(port: int, credential: Credential) -> str:
     user, password = quote(credential.user, safe=""), quote(credential.password, safe="")
-    return (f"mongodb://{user}:{password}@{HOST}:{port}/?directConnection=true"
-            f"&authSource={AUTH_DB}&authMechanism={MECHANISM}")
+    return (
+        f"mongodb://{user}:{password}@{HOST}:{port}/?directConnection=true"
+        f"&authSource={AUTH_DB}&authMechanism={MECHANISM}"
+    )
 
 
 def redact_uri(uri: str) -> str:

@@ -46,11 +46,17 @@ class Answer:
     reason: str = ""  # the server's error, when FAILING
 
 
-def client(uri: str, timeout: float = PING_TIMEOUT, reply_timeout: float | None = None,
-           **options: Any) -> pymongo.MongoClient:
+def client(
+    uri: str, timeout: float = PING_TIMEOUT, reply_timeout: float | None = None, **options: Any
+) -> pymongo.MongoClient:
     ms = int(timeout * 1000)
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
-                               socketTimeoutMS=int((reply_timeout or timeout) * 1000), **options)
+    return pymongo.MongoClient(
+        uri,
+        serverSelectionTimeoutMS=ms,
+        connectTimeoutMS=ms,
+        socketTimeoutMS=int((reply_timeout or timeout) * 1000),
+        **options,
+    )
 
 
 def ping(mongo: pymongo.MongoClient) -> Answer:
@@ -82,7 +88,8 @@ def write_failure(uri: str) -> str | None:
     with client(uri, reply_timeout=WRITE_TIMEOUT) as mongo:
         try:
             mongo[HEALTH_DB][HEALTH_COLLECTION].update_one(
-                {"_id": "probe"}, {"$set": {"at": time.time()}}, upsert=True)
+                {"_id": "probe"}, {"$set": {"at": time.time()}}, upsert=True
+            )
         except ConnectionFailure as exc:
             return f"the connection failed during a write ({str(exc).splitlines()[0][:200]})"
         except PyMongoError as exc:
@@ -110,8 +117,12 @@ def unusable_error(dirs: DataDir, pid: int, reason: str, what: str = "write") ->
 
 def add_log_hint(exc: QueryLeafError, dirs: DataDir) -> None:
     """Point a server-side failure of a statement at the server's log (in place)."""
-    if (not isinstance(exc, ExecutionError) or isinstance(exc, ServerUnreachable)
-            or exc.code not in SERVER_FAULT_CODES or str(dirs.log) in exc.message):
+    if (
+        not isinstance(exc, ExecutionError)
+        or isinstance(exc, ServerUnreachable)
+        or exc.code not in SERVER_FAULT_CODES
+        or str(dirs.log) in exc.message
+    ):
         return
     exc.message = f"{exc.message}; {_disk_note(dirs.storage)}see {dirs.log} for the reason"
     exc.args = (exc.message,)

@@ -56,8 +56,9 @@ class ServerLease:
     ``uri`` carries the directory's credential (its ``repr`` does not).
     """
 
-    def __init__(self, dirs: DataDir, record: ServerRecord, credential: Credential,
-                 pinned: bool = False):
+    def __init__(
+        self, dirs: DataDir, record: ServerRecord, credential: Credential, pinned: bool = False
+    ):
         self.data_dir = dirs.root
         self.log_path = dirs.log
         self._dirs = dirs
@@ -99,13 +100,20 @@ class ServerLease:
                 return False
             before = self.uri
             with locked(self._dirs):
-                record, credential = _guarded(self._dirs, lambda: usable_server(
-                    self._dirs, restart_broken=True, probe_write=False,
-                    preferred_port=self.port))
+                record, credential = _guarded(
+                    self._dirs,
+                    lambda: usable_server(
+                        self._dirs, restart_broken=True, probe_write=False, preferred_port=self.port
+                    ),
+                )
                 users.register(self._dirs, self._pinned)
             if record.pid != self.pid:
-                log.warning("the embedded server for %s was restarted: pid %d, port %d",
-                            self.data_dir, record.pid, record.port)
+                log.warning(
+                    "the embedded server for %s was restarted: pid %d, port %d",
+                    self.data_dir,
+                    record.pid,
+                    record.port,
+                )
             self._adopt(record, credential)
             return self.uri != before
 
@@ -118,16 +126,20 @@ class ServerLease:
         self._probe = None  # the next one is made for the URI of then
         return False
 
-    def start_watchdog(self, interval: float = WATCHDOG_INTERVAL,
-                       on_change: Callable[[str], None] | None = None) -> None:
+    def start_watchdog(
+        self, interval: float = WATCHDOG_INTERVAL, on_change: Callable[[str], None] | None = None
+    ) -> None:
         """Call ``revive()`` every ``interval`` seconds in a daemon thread until release.
         ``on_change(new_uri)`` is called when the URI changed (clients must be rebuilt)."""
         if self._watchdog is not None:
             return
         _holdings.watching.add(self)
-        self._watchdog = threading.Thread(target=self._watch, args=(interval, on_change),
-                                          name=f"queryleaf-watchdog-{self.data_dir.name}",
-                                          daemon=True)
+        self._watchdog = threading.Thread(
+            target=self._watch,
+            args=(interval, on_change),
+            name=f"queryleaf-watchdog-{self.data_dir.name}",
+            daemon=True,
+        )
         self._watchdog.start()
 
     def _watch(self, interval: float, on_change: Callable[[str], None] | None) -> None:
@@ -176,8 +188,9 @@ class ServerLease:
         return f"<ServerLease {redact_uri(self.uri)} dir={self.data_dir} {state}>"
 
 
-def acquire(data_dir: str | os.PathLike[str] | None = None, *, pin: bool = False,
-            watch: bool = False) -> ServerLease:
+def acquire(
+    data_dir: str | os.PathLike[str] | None = None, *, pin: bool = False, watch: bool = False
+) -> ServerLease:
     """Connect to the server of ``data_dir`` (see resolve_data_dir), starting one if needed.
 
     ``pin`` marks this process as the directory's foreground server (``queryleaf serve``);
@@ -185,8 +198,9 @@ def acquire(data_dir: str | os.PathLike[str] | None = None, *, pin: bool = False
     """
     dirs = prepare(data_dir)
     with _holdings.lock, locked(dirs):
-        record, credential = _guarded(dirs, lambda: usable_server(
-            dirs, restart_broken=False, probe_write=True))
+        record, credential = _guarded(
+            dirs, lambda: usable_server(dirs, restart_broken=False, probe_write=True)
+        )
         users.register(dirs, pin)
         _holdings.counts[dirs.root] = _holdings.counts.get(dirs.root, 0) + 1
         if not _holdings.atexit_registered:
@@ -198,14 +212,17 @@ def acquire(data_dir: str | os.PathLike[str] | None = None, *, pin: bool = False
     return lease
 
 
-def _guarded(dirs: DataDir, start: Callable[[], tuple[ServerRecord, Credential]]
-             ) -> tuple[ServerRecord, Credential]:
+def _guarded(
+    dirs: DataDir, start: Callable[[], tuple[ServerRecord, Credential]]
+) -> tuple[ServerRecord, Credential]:
     try:
         return start()
     except OSError as exc:
         full = "; is the disk full?" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        raise EngineError(f"could not start or record the embedded server in {dirs.root} "
-                          f"({exc.strerror}: {exc.filename}){full}") from exc
+        raise EngineError(
+            f"could not start or record the embedded server in {dirs.root} "
+            f"({exc.strerror}: {exc.filename}){full}"
+        ) from exc
 
 
 def find_server(data_dir: str | os.PathLike[str] | None = None) -> ServerRecord | None:

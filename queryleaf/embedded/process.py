@@ -27,9 +27,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 PORT_RELEASE_WAIT = 3.0
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
-INSTALL_HINT = (
-    "run `pip install 'queryleaf[embedded]'` or pass --uri / set QUERYLEAF_URI to use another MongoDB"
-)
+INSTALL_HINT = "run `pip install 'queryleaf[embedded]'` or pass --uri / set QUERYLEAF_URI to use another MongoDB"
 # secantus's switch for its own test suite: storage without a journal. Never for user data.
 NON_DURABLE_ENV = "SECANTUS_TEST_FAST_STORAGE"
 
@@ -75,13 +73,25 @@ def server_executable() -> str:
         return str(beside)
     found = shutil.which(SERVER_COMMAND)
     if not found:
-        raise EngineError(f"the embedded server `{SERVER_COMMAND}` is not installed: {INSTALL_HINT}")
+        raise EngineError(
+            f"the embedded server `{SERVER_COMMAND}` is not installed: {INSTALL_HINT}"
+        )
     return found
 
 
 def server_args(port: int, storage_path: str, *extra: str) -> list[str]:
-    return [server_executable(), "--host", HOST, "--port", str(port),
-            "--storage-path", storage_path, "--log-level", "WARNING", *extra]
+    return [
+        server_executable(),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--storage-path",
+        storage_path,
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
 
 
 # ---------------------------------------------------------------- the log
@@ -145,8 +155,10 @@ def _exited_at_start(code: int, log_path: str | Path | None, since: int) -> Engi
     tail = log_tail(log_path, since)
     error = EngineError
     if "resource busy" in tail:
-        message += (" because another secantusd-py uses the same --storage-path; stop that "
-                    "process and retry")
+        message += (
+            " because another secantusd-py uses the same --storage-path; stop that "
+            "process and retry"
+        )
     elif "Address already in use" in tail:
         error = PortTaken
         message += " because another program listens on its port"
@@ -155,8 +167,9 @@ def _exited_at_start(code: int, log_path: str | Path | None, since: int) -> Engi
     return error(f"{message}: {tail}" if tail else message)
 
 
-def launch(dirs: DataDir, port: int, extra: Sequence[str] = (), *, detach: bool = True
-           ) -> subprocess.Popen:
+def launch(
+    dirs: DataDir, port: int, extra: Sequence[str] = (), *, detach: bool = True
+) -> subprocess.Popen:
     """Start secantusd-py on the directory's storage and wait until it listens.
 
     Its files are private (umask 077), its output goes to ``server.log``, and its working
@@ -169,9 +182,16 @@ def launch(dirs: DataDir, port: int, extra: Sequence[str] = (), *, detach: bool 
         log.write(f"--- queryleaf: starting {' '.join(args)} at {time.ctime()}\n".encode())
         log.flush()
         offset = log.tell()
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=dirs.root, env=env, umask=0o077,
-                                start_new_session=detach)
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=dirs.root,
+            env=env,
+            umask=0o077,
+            start_new_session=detach,
+        )
     try:
         wait_until_listening(port, proc, log_path=dirs.log, log_offset=offset)
     except BaseException:
@@ -187,8 +207,9 @@ def reap_in_background(proc: subprocess.Popen) -> None:
     threading.Thread(target=proc.wait, name=f"reap-secantusd-{proc.pid}", daemon=True).start()
 
 
-def stop_process(proc: subprocess.Popen, port: int | None = None,
-                 timeout: float = STOP_TIMEOUT) -> None:
+def stop_process(
+    proc: subprocess.Popen, port: int | None = None, timeout: float = STOP_TIMEOUT
+) -> None:
     """SIGTERM a server we started and still wait for; SIGKILL after ``timeout``."""
     if proc.poll() is None:
         listener = _listening_inode(port)
@@ -212,8 +233,9 @@ def stop_pid(pid: int, is_alive: Callable[[], bool], port: int | None = None) ->
         _wait_for_exit(pid, is_alive, listener, port, wait)
 
 
-def _wait_for_exit(pid: int, is_alive: Callable[[], bool], listener: str | None,
-                   port: int | None, timeout: float) -> None:
+def _wait_for_exit(
+    pid: int, is_alive: Callable[[], bool], listener: str | None, port: int | None, timeout: float
+) -> None:
     """Wait until the server exits. On SIGTERM it closes its listening socket, then waits 2 s
     for its accept() thread, which only a new connection wakes; so connect, but only once the
     socket has left its file table (where /proc shows it): a connection arriving before the
@@ -291,8 +313,9 @@ def command_line(pid: int) -> str | None:
 def _ps(pid: int, field: str) -> str:
     """One ``ps`` field of ``pid`` (systems without /proc, e.g. macOS); '' if unknown."""
     try:
-        out = subprocess.run(["ps", "-o", f"{field}=", "-p", str(pid)],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["ps", "-o", f"{field}=", "-p", str(pid)], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip()
@@ -330,7 +353,9 @@ def start_ephemeral_server(
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     offset = Path(log_path).stat().st_size if log_path else 0
     try:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     finally:
         if not isinstance(log, int):  # a file, not DEVNULL
             log.close()  # the child has its own copy

@@ -18,9 +18,11 @@ from queryleaf.embedded.server import load_record
 
 def describe(lease: ServerLease) -> str:
     """The line ``queryleaf serve`` prints: the URI without its password."""
-    return (f"queryleaf serve: {redact_uri(lease.uri)} (data dir {lease.data_dir}, server pid "
-            f"{lease.pid}; the URI with its password: queryleaf serve --print-uri); "
-            "press Ctrl-C to stop")
+    return (
+        f"queryleaf serve: {redact_uri(lease.uri)} (data dir {lease.data_dir}, server pid "
+        f"{lease.pid}; the URI with its password: queryleaf serve --print-uri); "
+        "press Ctrl-C to stop"
+    )
 
 
 def shared_server_uri(data_dir: str | os.PathLike[str] | None = None) -> str | None:
@@ -29,8 +31,13 @@ def shared_server_uri(data_dir: str | os.PathLike[str] | None = None) -> str | N
     dirs = prepare(data_dir)
     with locked(dirs):
         record, credential = load_record(dirs), credentials.load(dirs)
-        if (record is None or credential is None or not record.auth or not record.is_alive()
-                or not users.others(dirs)):
+        if (
+            record is None
+            or credential is None
+            or not record.auth
+            or not record.is_alive()
+            or not users.others(dirs)
+        ):
             return None
         uri = client_uri(record.port, credential)
         with health.client(uri) as mongo:
@@ -63,8 +70,9 @@ def serve(
     return stopped
 
 
-def _keep_running(lease: ServerLease, stop: threading.Event,
-                  announce: Callable[[ServerLease], None]) -> None:
+def _keep_running(
+    lease: ServerLease, stop: threading.Event, announce: Callable[[ServerLease], None]
+) -> None:
     """Wait for ``stop``; a server that exits meanwhile is started again (same port)."""
     while not stop.wait(0.5):
         if not lease.is_running() and lease.revive():

@@ -55,15 +55,21 @@ def load_record(dirs: DataDir) -> ServerRecord | None:
     if data is None:
         return None
     try:
-        return ServerRecord(int(data["pid"]), int(data["port"]), float(data["started_at"]),
-                            str(data["storage_path"]), data.get("auth") is True,
-                            data.get("sync_on_commit") is True)
+        return ServerRecord(
+            int(data["pid"]),
+            int(data["port"]),
+            float(data["started_at"]),
+            str(data["storage_path"]),
+            data.get("auth") is True,
+            data.get("sync_on_commit") is True,
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def usable_server(dirs: DataDir, *, restart_broken: bool, probe_write: bool,
-                  preferred_port: int | None = None) -> tuple[ServerRecord, Credential]:
+def usable_server(
+    dirs: DataDir, *, restart_broken: bool, probe_write: bool, preferred_port: int | None = None
+) -> tuple[ServerRecord, Credential]:
     """The recorded server if it is usable, else a new one: on the recorded port (or
     ``preferred_port``) if it is free, so clients holding the old URI reconnect by themselves.
 
@@ -80,8 +86,9 @@ def usable_server(dirs: DataDir, *, restart_broken: bool, probe_write: bool,
         if record.auth and credential is not None:
             answer = health.wait_for_answer(client_uri(record.port, credential), record.is_alive)
         if answer.reply is Reply.OK and credential is not None:
-            if probe_write and (reason := health.write_failure(client_uri(record.port,
-                                                                          credential))):
+            if probe_write and (
+                reason := health.write_failure(client_uri(record.port, credential))
+            ):
                 raise health.unusable_error(dirs, record.pid, reason)
             return record, credential
         if record.is_alive():
@@ -94,8 +101,9 @@ def usable_server(dirs: DataDir, *, restart_broken: bool, probe_write: bool,
                     f"its log is {dirs.log}"
                 )
             if answer.reply is Reply.FAILING and not restart_broken:
-                raise health.unusable_error(dirs, record.pid, answer.reason,
-                                            "serve requests (its storage fails)")
+                raise health.unusable_error(
+                    dirs, record.pid, answer.reason, "serve requests (its storage fails)"
+                )
         if answer.reply is Reply.REJECTED:
             _refuse_if_shared(dirs, record)
         stop_server(dirs, record)
@@ -107,8 +115,11 @@ def _refuse_if_shared(dirs: DataDir, record: ServerRecord) -> None:
     using = users.others(dirs)
     if not using:
         return
-    why = ("was started by an older queryleaf, without authentication" if not record.auth else
-           f"does not accept the credential in {dirs.credentials} (was it replaced or deleted?)")
+    why = (
+        "was started by an older queryleaf, without authentication"
+        if not record.auth
+        else f"does not accept the credential in {dirs.credentials} (was it replaced or deleted?)"
+    )
     raise EngineError(
         f"the embedded server (pid {record.pid}) for {dirs.root} {why}, and processes "
         f"{', '.join(map(str, using))} use it; stop them or the server (`kill {record.pid}`) "
@@ -116,8 +127,9 @@ def _refuse_if_shared(dirs: DataDir, record: ServerRecord) -> None:
     )
 
 
-def start_server(dirs: DataDir, preferred_port: int | None = None
-                 ) -> tuple[ServerRecord, Credential]:
+def start_server(
+    dirs: DataDir, preferred_port: int | None = None
+) -> tuple[ServerRecord, Credential]:
     """Start the directory's server with ``--auth`` and record it; provision the credential
     first if the directory has none, or the storage does not know it."""
     make_everything_private(dirs)
@@ -139,17 +151,24 @@ def start_server(dirs: DataDir, preferred_port: int | None = None
             provisioned = bootstrap.provision(dirs, port, flags)
             credential = provisioned.credential
             proc, port = _launch(dirs, port, [*flags, "--auth"])
-            answer = health.wait_for_answer(client_uri(port, credential),
-                                            lambda: proc.poll() is None)
+            answer = health.wait_for_answer(
+                client_uri(port, credential), lambda: proc.poll() is None
+            )
         if answer.reply is not Reply.OK:
-            state = (f"{answer.reply.value} {answer.reason}".strip() if proc.poll() is None
-                     else f"exited (code {proc.returncode})")
-            raise EngineError(f"the embedded server started on port {port} but {state}; see "
-                              f"{dirs.log}: {log_tail(dirs.log)}")
+            state = (
+                f"{answer.reply.value} {answer.reason}".strip()
+                if proc.poll() is None
+                else f"exited (code {proc.returncode})"
+            )
+            raise EngineError(
+                f"the embedded server started on port {port} but {state}; see "
+                f"{dirs.log}: {log_tail(dirs.log)}"
+            )
         if provisioned is not None:
             _drop_intruders(dirs, client_uri(port, credential), provisioned.allowed_users)
-        record = ServerRecord(proc.pid, port, time.time(), str(dirs.storage), auth=True,
-                              sync_on_commit=sync)
+        record = ServerRecord(
+            proc.pid, port, time.time(), str(dirs.storage), auth=True, sync_on_commit=sync
+        )
         write_json(dirs.record, asdict(record))
     except BaseException:
         stop_process(proc, port)  # an unrecorded server would hold the storage and block restarts
@@ -174,8 +193,11 @@ def _drop_intruders(dirs: DataDir, uri: str, allowed: frozenset[str]) -> None:
     with health.client(uri) as mongo:
         dropped = bootstrap.drop_intruders(mongo, allowed)
     if dropped:
-        log_note(dirs, f"dropped users created by someone else while the server was being "
-                       f"provisioned: {', '.join(dropped)}")
+        log_note(
+            dirs,
+            f"dropped users created by someone else while the server was being "
+            f"provisioned: {', '.join(dropped)}",
+        )
 
 
 def stop_server(dirs: DataDir, record: ServerRecord) -> None:

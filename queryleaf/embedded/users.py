@@ -17,8 +17,15 @@ def register(dirs: DataDir, pinned: bool) -> None:
     if not pinned and path.exists():
         return  # keep what an earlier lease (perhaps pinned) wrote
     try:
-        write_json(path, {"pid": os.getpid(), "kind": "serve" if pinned else "client",
-                          "since": time.time(), "command": " ".join(sys.argv)[:300]})
+        write_json(
+            path,
+            {
+                "pid": os.getpid(),
+                "kind": "serve" if pinned else "client",
+                "since": time.time(),
+                "command": " ".join(sys.argv)[:300],
+            },
+        )
     except OSError as exc:
         full = "; is the disk full?" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         raise EngineError(f"cannot write {path} ({exc.strerror}){full}") from exc

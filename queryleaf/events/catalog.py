@@ -22,9 +22,12 @@ SUBSCRIPTION_ID_INDEX = "subscription_id_unique"
 
 def index_commands() -> list[Command]:
     """The indexes of the catalog and the event log (creating an existing one is a no-op)."""
-    return [create_index(names.SUBSCRIPTIONS, {"subscription_id": 1}, SUBSCRIPTION_ID_INDEX,
-                         unique=True),
-            *eventlog.index_commands()]
+    return [
+        create_index(
+            names.SUBSCRIPTIONS, {"subscription_id": 1}, SUBSCRIPTION_ID_INDEX, unique=True
+        ),
+        *eventlog.index_commands(),
+    ]
 
 
 def ensure_indexes(db: Database) -> None:
@@ -45,7 +48,8 @@ def validate_on_server(db: Database, spec: WatchSpec, event_filter: Any) -> Any:
         what = "event_filter" if event_filter is not None else "watch pipeline"
         shown = f" (normalized event_filter: {event_filter})" if event_filter is not None else ""
         raise SubscriptionError(
-            f"the server rejected the subscription's {what}: {message}{shown}") from exc
+            f"the server rejected the subscription's {what}: {message}{shown}"
+        ) from exc
 
 
 def current_position(db: Database, spec: WatchSpec) -> Any:
@@ -62,13 +66,17 @@ def load_active(db: Database, only: list[str] | None = None) -> list[definition.
     query: dict[str, Any] = {"status": "active"}
     if only is not None:
         query["_id"] = {"$in": list(only)}
-    return [definition.Subscription.from_document(doc)
-            for doc in db[names.SUBSCRIPTIONS].find(query).sort("_id", 1)]
+    return [
+        definition.Subscription.from_document(doc)
+        for doc in db[names.SUBSCRIPTIONS].find(query).sort("_id", 1)
+    ]
 
 
 def load_many(db: Database, names_: list[str]) -> list[definition.Subscription]:
-    return [definition.Subscription.from_document(doc)
-            for doc in db[names.SUBSCRIPTIONS].find({"_id": {"$in": names_}})]
+    return [
+        definition.Subscription.from_document(doc)
+        for doc in db[names.SUBSCRIPTIONS].find({"_id": {"$in": names_}})
+    ]
 
 
 def load_one(db: Database, name: str) -> definition.Subscription | None:
@@ -83,11 +91,15 @@ def unknown(db: Database, name: str) -> SubscriptionError:
     """The error for a statement naming no subscription (it reads the names, to list them)."""
     existing = [doc["_id"] for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1})]
     hint = f"; existing: {', '.join(sorted(existing))}" if existing else "; there are none"
-    return SubscriptionError(f"no event subscription named {name!r}{hint}",
-                             error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
+    return SubscriptionError(
+        f"no event subscription named {name!r}{hint}", error_code=ErrorCode.UNKNOWN_SUBSCRIPTION
+    )
 
 
 def server_error(exc: PyMongoError) -> ExecutionError:
     details = getattr(exc, "details", None) or {}
-    return ExecutionError(details.get("errmsg", str(exc)), code=getattr(exc, "code", None),
-                          code_name=details.get("codeName"))
+    return ExecutionError(
+        details.get("errmsg", str(exc)),
+        code=getattr(exc, "code", None),
+        code_name=details.get("codeName"),
+    )

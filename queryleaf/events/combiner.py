@@ -36,8 +36,9 @@ class _Job:
 
 
 class WriteCombiner(threading.Thread):
-    def __init__(self, definitions: Collection,
-                 insert_alone: Callable[[list[dict[str, Any]]], None]):
+    def __init__(
+        self, definitions: Collection, insert_alone: Callable[[list[dict[str, Any]]], None]
+    ):
         super().__init__(name="queryleaf-writer", daemon=True)
         self.definitions = definitions
         self.insert_alone = insert_alone  # writes one committer's entries (idempotent)
@@ -50,8 +51,9 @@ class WriteCombiner(threading.Thread):
         """Insert (or replace) event-log entries; returns once they are written."""
         self._submit(_Job("insert", entries))
 
-    def update_definition(self, query: dict[str, Any], update: dict[str, Any],
-                          projection: dict[str, Any]) -> dict[str, Any] | None:
+    def update_definition(
+        self, query: dict[str, Any], update: dict[str, Any], projection: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """``find_one_and_update`` on a subscription's definition: the document (``projection``
         of it) when ``query`` matched and the update applied, else None."""
         return self._submit(_Job("update", (query, update, projection)))
@@ -98,8 +100,12 @@ class WriteCombiner(threading.Thread):
             job.done.set()
 
     @staticmethod
-    def _combined(jobs: list[_Job], together: Callable[[list[_Job]], None],
-                  alone: Callable[[_Job], Any], retry_alone: bool) -> None:
+    def _combined(
+        jobs: list[_Job],
+        together: Callable[[list[_Job]], None],
+        alone: Callable[[_Job], Any],
+        retry_alone: bool,
+    ) -> None:
         if len(jobs) > 1:
             try:
                 together(jobs)
@@ -132,8 +138,9 @@ class WriteCombiner(threading.Thread):
         return doc if doc is not None and _applied(query, update, doc) else None
 
     def _update_all(self, jobs: list[_Job]) -> None:
-        self.definitions.bulk_write([UpdateOne(job.payload[0], job.payload[1]) for job in jobs],
-                                    ordered=False)
+        self.definitions.bulk_write(
+            [UpdateOne(job.payload[0], job.payload[1]) for job in jobs], ordered=False
+        )
         fields = {name: 1 for job in jobs for name in _read_back(job)}
         ids = [job.payload[0]["_id"] for job in jobs]
         found = {doc["_id"]: doc for doc in self.definitions.find({"_id": {"$in": ids}}, fields)}

@@ -28,8 +28,14 @@ Command = dict[str, Any]
 WRITE_CONCERN = DURABLE_DOCUMENT  # every write: see durable.py
 
 
-def find_one(collection: str, filter: dict[str, Any], projection: dict[str, Any] | None = None,
-             *, sort: dict[str, Any] | None = None, database: str | None = None) -> Command:
+def find_one(
+    collection: str,
+    filter: dict[str, Any],
+    projection: dict[str, Any] | None = None,
+    *,
+    sort: dict[str, Any] | None = None,
+    database: str | None = None,
+) -> Command:
     command: Command = {"find": collection, "filter": filter}
     if sort is not None:
         command["sort"] = sort
@@ -45,8 +51,9 @@ def insert_one(collection: str, document: dict[str, Any]) -> Command:
     return {"insert": collection, "documents": [document], "writeConcern": WRITE_CONCERN}
 
 
-def update(collection: str, query: dict[str, Any], change: dict[str, Any], *,
-           multi: bool = False) -> Command:
+def update(
+    collection: str, query: dict[str, Any], change: dict[str, Any], *, multi: bool = False
+) -> Command:
     statement: dict[str, Any] = {"q": query, "u": change}
     if multi:
         statement["multi"] = True
@@ -54,18 +61,27 @@ def update(collection: str, query: dict[str, Any], change: dict[str, Any], *,
 
 
 def delete(collection: str, query: dict[str, Any], *, multi: bool = False) -> Command:
-    return {"delete": collection, "deletes": [{"q": query, "limit": 0 if multi else 1}],
-            "writeConcern": WRITE_CONCERN}
+    return {
+        "delete": collection,
+        "deletes": [{"q": query, "limit": 0 if multi else 1}],
+        "writeConcern": WRITE_CONCERN,
+    }
 
 
 def find_and_update(collection: str, query: dict[str, Any], change: dict[str, Any]) -> Command:
     """findAndModify returning the document as updated."""
-    return {"findAndModify": collection, "query": query, "update": change, "new": True,
-            "writeConcern": WRITE_CONCERN}
+    return {
+        "findAndModify": collection,
+        "query": query,
+        "update": change,
+        "new": True,
+        "writeConcern": WRITE_CONCERN,
+    }
 
 
-def create_index(collection: str, key: dict[str, int], name: str, *,
-                 unique: bool = False) -> Command:
+def create_index(
+    collection: str, key: dict[str, int], name: str, *, unique: bool = False
+) -> Command:
     index: dict[str, Any] = {"key": key, "name": name}
     if unique:
         index["unique"] = True
@@ -96,21 +112,24 @@ def send(db: Database, command: Mapping[str, Any], session: ClientSession | None
     if name == "listCollections":
         return target.list_collection_names(filter=command["filter"], session=session)
     if name in ("collMod", "create"):
-        return target.command({k: v for k, v in command.items() if k != "$comment"},
-                              session=session)
+        return target.command(
+            {k: v for k, v in command.items() if k != "$comment"}, session=session
+        )
     collection = target[command[name]]
     if name == "find":
         if command.get("limit") != 1:
             raise ValueError("send() runs finds of one document")
         sort = list(command["sort"].items()) if "sort" in command else None
-        return collection.find_one(command["filter"], command.get("projection"), sort=sort,
-                                   session=session)
+        return collection.find_one(
+            command["filter"], command.get("projection"), sort=sort, session=session
+        )
     if name == "insert":
         (document,) = command["documents"]
         return collection.insert_one(document, session=session)
     if name == "update":
-        ((query, change, multi),) = [(u["q"], u["u"], u.get("multi", False))
-                                     for u in command["updates"]]
+        ((query, change, multi),) = [
+            (u["q"], u["u"], u.get("multi", False)) for u in command["updates"]
+        ]
         if multi:
             return collection.update_many(query, change, session=session)
         return collection.update_one(query, change, session=session)
@@ -121,8 +140,9 @@ def send(db: Database, command: Mapping[str, Any], session: ClientSession | None
         return collection.delete_many(query, session=session)
     if name == "findAndModify":
         after = ReturnDocument.AFTER if command.get("new") else ReturnDocument.BEFORE
-        return collection.find_one_and_update(command["query"], command["update"],
-                                              return_document=after, session=session)
+        return collection.find_one_and_update(
+            command["query"], command["update"], return_document=after, session=session
+        )
     if name == "createIndexes":
         (index,) = command["indexes"]
         options = {k: v for k, v in index.items() if k != "key"}

@@ -56,10 +56,18 @@ class Commit:
 
 
 class Committer(threading.Thread):
-    def __init__(self, catalog: Collection, event_log: EventLog, sub: Subscription,
-                 worker_id: str, metrics: Metrics, report: Callable[[Row], None],
-                 lease_lost: threading.Event, token: dict[str, Any] | None,
-                 writer: WriteCombiner):
+    def __init__(
+        self,
+        catalog: Collection,
+        event_log: EventLog,
+        sub: Subscription,
+        worker_id: str,
+        metrics: Metrics,
+        report: Callable[[Row], None],
+        lease_lost: threading.Event,
+        token: dict[str, Any] | None,
+        writer: WriteCombiner,
+    ):
         super().__init__(name=f"queryleaf-commit-{sub.name}", daemon=True)
         self.catalog = catalog
         self.event_log = event_log
@@ -140,8 +148,11 @@ class Committer(threading.Thread):
                 # Under a trickle of events, gather for a moment rather than writing twice per
                 # event: fewer writes for the server (and for every change stream to skip).
                 wake = last_write + COALESCE_S
-                while (not self.closed and self.pending_rows < COALESCE_ROWS
-                       and time.monotonic() < wake):
+                while (
+                    not self.closed
+                    and self.pending_rows < COALESCE_ROWS
+                    and time.monotonic() < wake
+                ):
                     self.cond.wait(max(wake - time.monotonic(), 0.0))
                 batch = list(self.pending)
                 self.pending.clear()
@@ -178,8 +189,9 @@ class Committer(threading.Thread):
                 token, cluster_time = commit.token, commit.cluster_time
         if popped:
             for row in popped:
-                self.metrics.record(row.status or "", row.retries,
-                                    None if row.skipped else row.duration_ms)
+                self.metrics.record(
+                    row.status or "", row.retries, None if row.skipped else row.duration_ms
+                )
             self.checkpoint(popped[-1], popped[-1].change["_id"], fields)
             fields = {}
             for row in popped:
@@ -197,15 +209,23 @@ class Committer(threading.Thread):
         if cluster_time is not None:
             happened = cluster_time.as_datetime()
             lag = max((now - happened).total_seconds(), 0.0)
-            fields.update(resume_token_timestamp=happened, checkpoint_cluster_time=cluster_time,
-                          resume_token_lag_seconds=round(lag, 3))
+            fields.update(
+                resume_token_timestamp=happened,
+                checkpoint_cluster_time=cluster_time,
+                resume_token_lag_seconds=round(lag, 3),
+            )
             self.stored_lag = lag
         if last.error:
             fields["last_error"] = last.error
         self.write({"$set": fields}, token, now, cluster_time=cluster_time)
 
-    def sync(self, token: dict[str, Any] | None, fields: dict[str, Any],
-             force_metrics: bool = True, cluster_time: Any = None) -> None:
+    def sync(
+        self,
+        token: dict[str, Any] | None,
+        fields: dict[str, Any],
+        force_metrics: bool = True,
+        cluster_time: Any = None,
+    ) -> None:
         """A position without an event (invalidate, idle post-batch token) and/or fields."""
         update: dict[str, Any] = {"$set": dict(fields)}
         if token is not None and token != self.token:
@@ -218,8 +238,14 @@ class Committer(threading.Thread):
             self.stored_lag = fields["resume_token_lag_seconds"]
         self.write(update, token, datetime.now(UTC), force_metrics, cluster_time)
 
-    def write(self, update: dict[str, Any], token: dict[str, Any] | None, now: datetime,
-              force_metrics: bool = False, cluster_time: Any = None) -> None:
+    def write(
+        self,
+        update: dict[str, Any],
+        token: dict[str, Any] | None,
+        now: datetime,
+        force_metrics: bool = False,
+        cluster_time: Any = None,
+    ) -> None:
         increments = self.metrics.take_increments()
         if increments:
             update["$inc"] = increments
@@ -236,8 +262,11 @@ class Committer(threading.Thread):
         # after the stored position, which the runner takes from the stream again (and counts
         # again) when it reopens from there. Were the write applied before the connection
         # dropped, those events are behind the new position and must not count twice.
-        query = {"_id": self.sub.name, "position_version": self.sub.position_version,
-                 "worker_id": self.worker_id}
+        query = {
+            "_id": self.sub.name,
+            "position_version": self.sub.position_version,
+            "worker_id": self.worker_id,
+        }
         if token is not None:
             # Conditional on the position it moves from: a driver's retry of this write after
             # an attempt that applied (the reply lost with the connection) then changes nothing,

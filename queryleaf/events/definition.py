@@ -15,13 +15,21 @@ from queryleaf.events import options as opts
 from queryleaf.events.filters import FilterError, normalize_filter
 from queryleaf.events.watch import WatchSpec
 
-COUNTERS = ("events_received", "events_processed", "events_failed", "events_retried",
-            "events_dead_lettered")
+COUNTERS = (
+    "events_received",
+    "events_processed",
+    "events_failed",
+    "events_retried",
+    "events_dead_lettered",
+)
 METADATA = ("subscription_id", "service_name", "deliver_to", "created_by", "description")
 
 
-def checked_options(name: str, given: Mapping[str, Any], positions: Mapping[str, Any],
-                    ) -> dict[str, Any]:
+def checked_options(
+    name: str,
+    given: Mapping[str, Any],
+    positions: Mapping[str, Any],
+) -> dict[str, Any]:
     """Validated options with defaults, ``event_filter`` normalized."""
     options = opts.validate(name, given, positions)
     if options["event_filter"] is not None:
@@ -29,48 +37,61 @@ def checked_options(name: str, given: Mapping[str, Any], positions: Mapping[str,
     return options
 
 
-def normalized_filter(event_filter: dict[str, Any], positions: Mapping[str, Any],
-                      ) -> dict[str, Any]:
+def normalized_filter(
+    event_filter: dict[str, Any],
+    positions: Mapping[str, Any],
+) -> dict[str, Any]:
     try:
         return normalize_filter(event_filter)
     except FilterError as exc:
         raise opts.option_error("event_filter", str(exc), positions) from exc
 
 
-def new_document(name: str, options: dict[str, Any], spec: WatchSpec,
-                 where: dict[str, Any] | None, original_filter: Any,
-                 now: datetime | str) -> dict[str, Any]:
+def new_document(
+    name: str,
+    options: dict[str, Any],
+    spec: WatchSpec,
+    where: dict[str, Any] | None,
+    original_filter: Any,
+    now: datetime | str,
+) -> dict[str, Any]:
     """The catalog document of a new subscription (start position filled in after insert)."""
     doc: dict[str, Any] = {"_id": name, "name": name}
     doc.update({key: options[key] for key in METADATA})
-    doc.update({
-        "status": "active",
-        "status_message": None,
-        "options": options,
-        "event_filter": options["event_filter"],
-        "event_filter_as_written": original_filter,
-        "where": where,
-        "watch": spec.to_document(),
-        "pre_images": {"requested": spec.needs_images, "enabled": False,
-                       "collections": [], "message": None},
-        "start_at_operation_time": None,
-        "resume_token": None,
-        "resume_token_timestamp": None,
-        "checkpoint_cluster_time": None,
-        "last_event_at": None,
-        "last_error": None,
-        "processing_time_p50_ms": None,
-        "processing_time_p99_ms": None,
-        "resume_token_lag_seconds": None,
-        "metrics_updated_at": None,
-        "worker_id": None,  # the worker holding the lease (see lease.py)
-        "worker_host": None,
-        "worker_pid": None,
-        "created_at": now,
-        "updated_at": now,
-        "version": 1,  # bumped by ALTER and RESET: a running stream restarts
-        "position_version": 1,  # bumped by RESET: older checkpoints are refused
-    })
+    doc.update(
+        {
+            "status": "active",
+            "status_message": None,
+            "options": options,
+            "event_filter": options["event_filter"],
+            "event_filter_as_written": original_filter,
+            "where": where,
+            "watch": spec.to_document(),
+            "pre_images": {
+                "requested": spec.needs_images,
+                "enabled": False,
+                "collections": [],
+                "message": None,
+            },
+            "start_at_operation_time": None,
+            "resume_token": None,
+            "resume_token_timestamp": None,
+            "checkpoint_cluster_time": None,
+            "last_event_at": None,
+            "last_error": None,
+            "processing_time_p50_ms": None,
+            "processing_time_p99_ms": None,
+            "resume_token_lag_seconds": None,
+            "metrics_updated_at": None,
+            "worker_id": None,  # the worker holding the lease (see lease.py)
+            "worker_host": None,
+            "worker_pid": None,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,  # bumped by ALTER and RESET: a running stream restarts
+            "position_version": 1,  # bumped by RESET: older checkpoints are refused
+        }
+    )
     doc.update({counter: 0 for counter in COUNTERS})
     return doc
 

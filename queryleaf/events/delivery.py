@@ -80,8 +80,14 @@ class Caller:
         self.helper: _HelperThread | None = None
         self.calling = False  # a call is in flight (the worker's stop waits for it)
 
-    def call(self, function: Callable[[Any], Any], payload: Any, timeout_s: float,
-             stop: threading.Event, on_slow: Callable[[], None] | None = None) -> None:
+    def call(
+        self,
+        function: Callable[[Any], Any],
+        payload: Any,
+        timeout_s: float,
+        stop: threading.Event,
+        on_slow: Callable[[], None] | None = None,
+    ) -> None:
         if self.helper is None or not self.helper.is_alive():
             self.helper = _HelperThread()
             self.helper.start()
@@ -93,8 +99,9 @@ class Caller:
         finally:
             self.calling = False
 
-    def _wait(self, job: _Job, timeout_s: float, stop: threading.Event,
-              on_slow: Callable[[], None] | None) -> None:
+    def _wait(
+        self, job: _Job, timeout_s: float, stop: threading.Event, on_slow: Callable[[], None] | None
+    ) -> None:
         started = time.monotonic()
         slow_at = started + SLOW_MARK_S if on_slow is not None else None
         deadline = started + timeout_s
@@ -106,8 +113,9 @@ class Caller:
                 on_slow()  # type: ignore[misc]
             if now >= deadline:
                 self._abandon()
-                raise HandlerTimeout(f"the handler ran longer than processing_timeout_ms="
-                                     f"{round(timeout_s * 1000)}")
+                raise HandlerTimeout(
+                    f"the handler ran longer than processing_timeout_ms={round(timeout_s * 1000)}"
+                )
             if stop.is_set():
                 grace_end = grace_end or now + SHUTDOWN_GRACE_S
                 if now >= grace_end:
@@ -128,8 +136,13 @@ class Caller:
 class Delivery:
     """Delivers payloads of one subscription to its sinks with its retry policy."""
 
-    def __init__(self, sinks: Sequence[Sink], policy: RetryPolicy, stop: threading.Event,
-                 timeout_ms: int = 30_000):
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        policy: RetryPolicy,
+        stop: threading.Event,
+        timeout_ms: int = 30_000,
+    ):
         self.sinks = list(sinks)
         self.policy = policy
         self.stop = stop
@@ -149,9 +162,13 @@ class Delivery:
         """Sinks that can apply a whole group of events in one call (``deliver_group``)."""
         return [s for s in self.sinks if isinstance(s, GroupSink)]
 
-    def deliver(self, payload: Payload, skip: Sequence[Sink] = (),
-                on_retry: Callable[[int, str], None] | None = None,
-                on_slow: Callable[[], None] | None = None) -> Outcome | None:
+    def deliver(
+        self,
+        payload: Payload,
+        skip: Sequence[Sink] = (),
+        on_retry: Callable[[int, str], None] | None = None,
+        on_slow: Callable[[], None] | None = None,
+    ) -> Outcome | None:
         """Deliver to every sink (but those in ``skip``, already done), retrying per policy.
 
         None means abandoned: the worker is stopping (while waiting to retry, or after the grace
@@ -179,8 +196,9 @@ class Delivery:
                 on_slow = None  # the row is marked 'retrying' from now on
                 continue
             return Outcome("completed", attempt, None, _ms_since(started))
-        return Outcome(self.policy.exhausted_status, self.policy.max_retry_attempts, error,
-                       _ms_since(started))
+        return Outcome(
+            self.policy.exhausted_status, self.policy.max_retry_attempts, error, _ms_since(started)
+        )
 
     def close(self) -> None:
         """Let the helper threads exit (after the call they are in, if any)."""

@@ -37,12 +37,26 @@ from queryleaf.events import names
 from queryleaf.events.commands import Command, create_index, delete, send, update
 
 TERMINAL = ("completed", "failed", "dead_letter")
-DEAD_LETTER_STATIC = ("subscription_id", "subscription_name", "service_name", "event_id",
-                      "event_type", "collection_name", "database_name", "document_key",
-                      "event_timestamp", "cluster_time")
+DEAD_LETTER_STATIC = (
+    "subscription_id",
+    "subscription_name",
+    "service_name",
+    "event_id",
+    "event_type",
+    "collection_name",
+    "database_name",
+    "document_key",
+    "event_timestamp",
+    "cluster_time",
+)
 # Fields copied from the changed document into the row when present (else null).
-DOCUMENT_FIELDS = ("correlation_id", "business_process_id", "source_service",
-                   "target_service", "interaction_type")
+DOCUMENT_FIELDS = (
+    "correlation_id",
+    "business_process_id",
+    "source_service",
+    "target_service",
+    "interaction_type",
+)
 SEGMENT_ROWS = 500  # rows per segment at most (fewer when the 16 MB document limit needs it)
 MIN_RUN = 16  # rows handled together that get a segment of their own (see _chunks)
 LOOKUP_INDEX = "subscription_position"
@@ -65,11 +79,14 @@ def upsert_by_id(collection: Collection, docs: list[dict[str, Any]]) -> list[dic
     existing = [e["index"] for e in errors if e.get("code") == DUPLICATE_KEY]
     if existing:
         try:
-            collection.bulk_write([ReplaceOne({"_id": docs[i]["_id"]}, docs[i], upsert=True)
-                                   for i in existing], ordered=False)
+            collection.bulk_write(
+                [ReplaceOne({"_id": docs[i]["_id"]}, docs[i], upsert=True) for i in existing],
+                ordered=False,
+            )
         except BulkWriteError as exc:
-            failed += [{**e, "index": existing[e["index"]]}
-                       for e in exc.details.get("writeErrors", [])]
+            failed += [
+                {**e, "index": existing[e["index"]]} for e in exc.details.get("writeErrors", [])
+            ]
     return failed
 
 
@@ -77,9 +94,18 @@ def insert_or_replace(collection: Collection, docs: list[dict[str, Any]]) -> Non
     """``upsert_by_id``, raising ``BulkWriteError`` if a document could not be written."""
     failed = upsert_by_id(collection, docs)
     if failed:
-        raise BulkWriteError({"writeErrors": failed, "writeConcernErrors": [], "nInserted": 0,
-                              "nUpserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0,
-                              "upserted": []})
+        raise BulkWriteError(
+            {
+                "writeErrors": failed,
+                "writeConcernErrors": [],
+                "nInserted": 0,
+                "nUpserted": 0,
+                "nMatched": 0,
+                "nModified": 0,
+                "nRemoved": 0,
+                "upserted": [],
+            }
+        )
 
 
 def _too_large(exc: Exception) -> bool:
@@ -121,8 +147,9 @@ def _document_fields(change: dict[str, Any]) -> dict[str, Any]:
     return {name: doc.get(name) if isinstance(doc, dict) else None for name in DOCUMENT_FIELDS}
 
 
-def static_columns(subscription_id: str, service_name: str | None, subscription_name: str,
-                   change: dict[str, Any]) -> dict[str, Any]:
+def static_columns(
+    subscription_id: str, service_name: str | None, subscription_name: str, change: dict[str, Any]
+) -> dict[str, Any]:
     """The columns fixed by the event itself (written once, on the first delivery)."""
     ns = change.get("ns") or {}
     cluster_time = change.get("clusterTime")
@@ -170,11 +197,15 @@ class Row:
 
     def document(self) -> dict[str, Any]:
         """The row's columns (``CHANGE_STREAM_EVENTS()`` adds ``_id``, the row key)."""
-        return {**self.static, "processing_status": self.status,
-                "processing_started_at": self.started_at,
-                "processing_completed_at": self.completed_at,
-                "processing_duration_ms": self.duration_ms, "retry_count": self.retries,
-                "last_error": self.error}
+        return {
+            **self.static,
+            "processing_status": self.status,
+            "processing_started_at": self.started_at,
+            "processing_completed_at": self.completed_at,
+            "processing_duration_ms": self.duration_ms,
+            "retry_count": self.retries,
+            "last_error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -191,10 +222,22 @@ class Known:
 
 # Columns a segment may store once (in ``common``) when all its rows agree on the value (compared
 # with their type: 1, 1.0 and True are different values to BSON); other columns only when null.
-HOISTABLE = frozenset({"subscription_id", "subscription_name", "service_name", "event_type",
-                       "collection_name", "database_name", "processing_status",
-                       "processing_started_at", "processing_completed_at",
-                       "processing_duration_ms", "retry_count", "last_error"})
+HOISTABLE = frozenset(
+    {
+        "subscription_id",
+        "subscription_name",
+        "service_name",
+        "event_type",
+        "collection_name",
+        "database_name",
+        "processing_status",
+        "processing_started_at",
+        "processing_completed_at",
+        "processing_duration_ms",
+        "retry_count",
+        "last_error",
+    }
+)
 PER_ROW = frozenset({"event_id", "cluster_time"})  # looked up / pulled by: always in the row
 
 
@@ -212,18 +255,23 @@ def _common(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _entry(entry_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     first, last = rows[0], rows[-1]
-    completed = [r["processing_completed_at"] for r in rows
-                 if r.get("processing_completed_at") is not None]
-    happened = [r["event_timestamp"] for r in rows
-                if isinstance(r.get("event_timestamp"), datetime)]
-    entry = {"_id": entry_id, "subscription_id": first["subscription_id"],
-             "subscription_name": first.get("subscription_name"),
-             "service_name": first.get("service_name"),
-             "cluster_time": first.get("cluster_time"),
-             "last_cluster_time": last.get("cluster_time"),
-             "processing_completed_at": max(completed) if completed else None,
-             "event_timestamp_min": min(happened) if happened else None,
-             "event_timestamp_max": max(happened) if happened else None}
+    completed = [
+        r["processing_completed_at"] for r in rows if r.get("processing_completed_at") is not None
+    ]
+    happened = [
+        r["event_timestamp"] for r in rows if isinstance(r.get("event_timestamp"), datetime)
+    ]
+    entry = {
+        "_id": entry_id,
+        "subscription_id": first["subscription_id"],
+        "subscription_name": first.get("subscription_name"),
+        "service_name": first.get("service_name"),
+        "cluster_time": first.get("cluster_time"),
+        "last_cluster_time": last.get("cluster_time"),
+        "processing_completed_at": max(completed) if completed else None,
+        "event_timestamp_min": min(happened) if happened else None,
+        "event_timestamp_max": max(happened) if happened else None,
+    }
     if len(rows) == 1:
         entry["events"] = rows
         return entry
@@ -240,9 +288,10 @@ def single_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 def segment_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Entries for completed rows (one subscription), ``SEGMENT_ROWS`` rows each at most."""
-    return [_entry(f"{row_key(chunk[0]['subscription_id'], chunk[0]['event_id'])}+{len(chunk)}",
-                   chunk)
-            for chunk in _chunks(rows)]
+    return [
+        _entry(f"{row_key(chunk[0]['subscription_id'], chunk[0]['event_id'])}+{len(chunk)}", chunk)
+        for chunk in _chunks(rows)
+    ]
 
 
 def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -273,26 +322,38 @@ def _times(row: dict[str, Any]) -> tuple[Any, Any]:
 def read_rows(db: Database, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The rows matching ``query`` (on row fields), in oplog order: what
     ``SELECT * FROM CHANGE_STREAM_EVENTS()`` reads, for tools and tests."""
-    pipeline = [*names.EVENT_LOG_ROWS, {"$match": query or {}},
-                {"$sort": {"cluster_time": 1, "event_id": 1}}]
+    pipeline = [
+        *names.EVENT_LOG_ROWS,
+        {"$match": query or {}},
+        {"$sort": {"cluster_time": 1, "event_id": 1}},
+    ]
     return list(db[names.EVENT_LOG].aggregate(pipeline))
 
 
 def index_commands() -> list[Command]:
-    return [create_index(names.EVENT_LOG, {"subscription_id": 1, "last_cluster_time": 1},
-                         LOOKUP_INDEX),
-            # CHANGE_STREAM_EVENTS() WHERE event_timestamp >= ... (dashboards) reads recent
-            # entries.
-            create_index(names.EVENT_LOG, {"event_timestamp_max": 1}, RECENT_INDEX)]
+    return [
+        create_index(names.EVENT_LOG, {"subscription_id": 1, "last_cluster_time": 1}, LOOKUP_INDEX),
+        # CHANGE_STREAM_EVENTS() WHERE event_timestamp >= ... (dashboards) reads recent
+        # entries.
+        create_index(names.EVENT_LOG, {"event_timestamp_max": 1}, RECENT_INDEX),
+    ]
 
 
 def forget_commands(subscription_id: Any, since: Any) -> list[Command]:
     """The commands of ``EventLog.forget_from`` (placeholders allowed, for EXPLAIN)."""
-    return [delete(names.EVENT_LOG, {"subscription_id": subscription_id,
-                                     "cluster_time": {"$gte": since}}, multi=True),
-            update(names.EVENT_LOG,
-                   {"subscription_id": subscription_id, "last_cluster_time": {"$gte": since}},
-                   {"$pull": {"events": {"cluster_time": {"$gte": since}}}}, multi=True)]
+    return [
+        delete(
+            names.EVENT_LOG,
+            {"subscription_id": subscription_id, "cluster_time": {"$gte": since}},
+            multi=True,
+        ),
+        update(
+            names.EVENT_LOG,
+            {"subscription_id": subscription_id, "last_cluster_time": {"$gte": since}},
+            {"$pull": {"events": {"cluster_time": {"$gte": since}}}},
+            multi=True,
+        ),
+    ]
 
 
 class EventLog:
@@ -325,8 +386,10 @@ class EventLog:
             for row in entry.get("events") or ():
                 if "event_id" not in row:
                     continue
-                found = Known(row.get("processing_status", common.get("processing_status")) or "",
-                              row.get("retry_count", common.get("retry_count")) or 0)
+                found = Known(
+                    row.get("processing_status", common.get("processing_status")) or "",
+                    row.get("retry_count", common.get("retry_count")) or 0,
+                )
                 key = row_key(subscription_id, row["event_id"])
                 previous = known.get(key)
                 if previous is None or (found.terminal and not previous.terminal):
@@ -336,25 +399,42 @@ class EventLog:
     def mark(self, row: Row, status: str, retry_count: int = 0, error: str | None = None) -> None:
         """Show an event in flight as 'processing' or 'retrying' (never over a terminal row)."""
         row.single = True
-        fields = {"processing_status": status, "processing_started_at": row.started_at,
-                  "processing_completed_at": None, "processing_duration_ms": None,
-                  "retry_count": retry_count, "last_error": error}
+        fields = {
+            "processing_status": status,
+            "processing_started_at": row.started_at,
+            "processing_completed_at": None,
+            "processing_duration_ms": None,
+            "retry_count": retry_count,
+            "last_error": error,
+        }
         try:
             self.entries.insert_one(single_entry({**row.static, **fields}))
         except DuplicateKeyError:
             self.entries.update_one(
                 {"_id": row.key, "events.0.processing_status": {"$nin": list(TERMINAL)}},
-                {"$set": {f"events.0.{k}": v for k, v in fields.items()}})
+                {"$set": {f"events.0.{k}": v for k, v in fields.items()}},
+            )
 
     def mark_queued(self, rows: list[Row]) -> None:
         """Show events taken from the stream but waiting behind another as 'queued'."""
         for row in rows:
             row.single = True
-        self.insert([single_entry({**row.static, "processing_status": "queued",
-                                   "processing_started_at": None,
-                                   "processing_completed_at": None,
-                                   "processing_duration_ms": None, "retry_count": 0,
-                                   "last_error": None}) for row in rows])
+        self.insert(
+            [
+                single_entry(
+                    {
+                        **row.static,
+                        "processing_status": "queued",
+                        "processing_started_at": None,
+                        "processing_completed_at": None,
+                        "processing_duration_ms": None,
+                        "retry_count": 0,
+                        "last_error": None,
+                    }
+                )
+                for row in rows
+            ]
+        )
 
     @staticmethod
     def entries_for(rows: list[Row]) -> list[dict[str, Any]]:
@@ -391,17 +471,28 @@ class EventLog:
                     half = len(rows) // 2
                     self.insert(segment_entries(rows[:half]) + segment_entries(rows[half:]))
 
-    def finish(self, key: str, status: str, started_at: datetime,
-               retry_count: int, error: str | None) -> float:
+    def finish(
+        self, key: str, status: str, started_at: datetime, retry_count: int, error: str | None
+    ) -> float:
         """Record the terminal status of a single; returns the processing duration in ms."""
         done = datetime.now(UTC)
         duration = round((done - started_at).total_seconds() * 1000, 3)
-        fields = {"processing_status": status, "processing_completed_at": done,
-                  "processing_duration_ms": duration, "retry_count": retry_count,
-                  "last_error": error}
-        self.entries.update_one({"_id": key}, {"$set": {
+        fields = {
+            "processing_status": status,
             "processing_completed_at": done,
-            **{f"events.0.{k}": v for k, v in fields.items()}}})
+            "processing_duration_ms": duration,
+            "retry_count": retry_count,
+            "last_error": error,
+        }
+        self.entries.update_one(
+            {"_id": key},
+            {
+                "$set": {
+                    "processing_completed_at": done,
+                    **{f"events.0.{k}": v for k, v in fields.items()},
+                }
+            },
+        )
         return duration
 
     def forget_from(self, subscription_id: str, since: Timestamp) -> None:
@@ -413,12 +504,23 @@ class EventLog:
     def dead_letter(self, rows: list[Row]) -> None:
         """Park events that exhausted their retries (idempotent by the same key)."""
         now = datetime.now(UTC)
-        ops = [UpdateOne(
-            {"_id": row.key},
-            {"$setOnInsert": {"created_at": now},
-             "$set": {**{k: row.static[k] for k in DEAD_LETTER_STATIC},
-                      "event": row.change, "error": row.error or "",
-                      "attempts": row.retries + 1, "status": "dead_letter", "updated_at": now}},
-            upsert=True) for row in rows]
+        ops = [
+            UpdateOne(
+                {"_id": row.key},
+                {
+                    "$setOnInsert": {"created_at": now},
+                    "$set": {
+                        **{k: row.static[k] for k in DEAD_LETTER_STATIC},
+                        "event": row.change,
+                        "error": row.error or "",
+                        "attempts": row.retries + 1,
+                        "status": "dead_letter",
+                        "updated_at": now,
+                    },
+                },
+                upsert=True,
+            )
+            for row in rows
+        ]
         if ops:
             self.dead_letters.bulk_write(ops, ordered=False)

@@ -23,12 +23,34 @@ from queryleaf.events.delivery import ServerUnavailable
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost
 # Server error codes that mean "try again" (network, shutdown, elections, killed cursors).
-TRANSIENT_CODES = frozenset({
-    6, 7, 43, 63, 89, 91, 133, 150, 189, 234, 237, 262, 9001, 10107, 11600, 11602, 13388,
-    13435, 13436,
-})
-TRANSIENT_LABELS = ("ResumableChangeStreamError", "RetryableWriteError",
-                    "TransientTransactionError")
+TRANSIENT_CODES = frozenset(
+    {
+        6,
+        7,
+        43,
+        63,
+        89,
+        91,
+        133,
+        150,
+        189,
+        234,
+        237,
+        262,
+        9001,
+        10107,
+        11600,
+        11602,
+        13388,
+        13435,
+        13436,
+    }
+)
+TRANSIENT_LABELS = (
+    "ResumableChangeStreamError",
+    "RetryableWriteError",
+    "TransientTransactionError",
+)
 
 
 class HistoryLost(Exception):
@@ -45,7 +67,8 @@ class PositionAhead(HistoryLost):
             f"server's newest write ({newest.time}.{newest.inc}): the server lost writes it had "
             "acknowledged (a crash without durable commits, a restore from a backup, or a "
             "replica-set rollback), and changes made since may carry earlier cluster times than "
-            "the position, so they would be skipped")
+            "the position, so they would be skipped"
+        )
         self.newest = newest
 
 
@@ -63,7 +86,8 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_history_lost(exc: BaseException) -> bool:
     return isinstance(exc, HistoryLost) or (
-        isinstance(exc, OperationFailure) and exc.code == HISTORY_LOST)
+        isinstance(exc, OperationFailure) and exc.code == HISTORY_LOST
+    )
 
 
 def server_message(exc: BaseException) -> str:
@@ -90,14 +114,18 @@ def failure_message(name: str, exc: BaseException) -> str:
     """The status_message of a failed subscription: its code, what happened and what to do."""
     if isinstance(exc, PositionAhead):
         newest = exc.newest.as_datetime().isoformat(timespec="seconds")
-        remedy = (f"run RESET EVENT_SUBSCRIPTION {name} TO TIMESTAMP '{newest}' (or earlier) to "
-                  f"deliver again from the server's history (events handled before may be "
-                  f"delivered twice), or TO NOW")
+        remedy = (
+            f"run RESET EVENT_SUBSCRIPTION {name} TO TIMESTAMP '{newest}' (or earlier) to "
+            f"deliver again from the server's history (events handled before may be "
+            f"delivered twice), or TO NOW"
+        )
     elif is_history_lost(exc):
-        remedy = (f"the stored resume point is no longer in the oplog; run RESET "
-                  f"EVENT_SUBSCRIPTION {name} TO NOW to continue from now (changes in between "
-                  f"are not delivered), or TO TIMESTAMP '...' for a later point still in the "
-                  f"oplog")
+        remedy = (
+            f"the stored resume point is no longer in the oplog; run RESET "
+            f"EVENT_SUBSCRIPTION {name} TO NOW to continue from now (changes in between "
+            f"are not delivered), or TO TIMESTAMP '...' for a later point still in the "
+            f"oplog"
+        )
     else:
         remedy = f"fix the cause, then RESUME EVENT_SUBSCRIPTION {name}"
     return f"{failure_code(exc)}: {server_message(exc)}; {remedy}"
@@ -130,7 +158,8 @@ def check_start_in_history(db: Database, start: Timestamp | None) -> None:
         raise HistoryLost(
             f"the subscription's start point (cluster time {start.time}.{start.inc}, from its "
             f"CREATE or RESET) is older than the oldest oplog entry ({oldest.time}."
-            f"{oldest.inc}): changes in between are no longer available")
+            f"{oldest.inc}): changes in between are no longer available"
+        )
 
 
 def newest_write_time(db: Database) -> Any:

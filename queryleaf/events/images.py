@@ -28,8 +28,7 @@ def commands(collections: list[str] | None) -> list[Command]:
     """The commands ``enable`` sends; an empty list of collections means every user
     collection, None collections known only when it runs (stored ones)."""
     if collections is None:
-        every = noted(list_collections(USER_COLLECTIONS), "only when it watches every "
-                                                          "collection")
+        every = noted(list_collections(USER_COLLECTIONS), "only when it watches every collection")
         return [every, *_commands_for(EACH_WATCHED)]
     if not collections:
         return [list_collections(USER_COLLECTIONS), *_commands_for(EACH)]
@@ -37,9 +36,12 @@ def commands(collections: list[str] | None) -> list[Command]:
 
 
 def _commands_for(name: str) -> list[Command]:
-    return [list_collections({"name": name}),
-            noted(_coll_mod(name), "createCollection with the option instead when the list "
-                                   "above is empty")]
+    return [
+        list_collections({"name": name}),
+        noted(
+            _coll_mod(name), "createCollection with the option instead when the list above is empty"
+        ),
+    ]
 
 
 def _coll_mod(name: str) -> Command:
@@ -59,9 +61,13 @@ def enable(db: Database, collections: list[str]) -> dict[str, Any]:
             _enable_one(db, name)
             done.append(name)
     except OperationFailure as exc:
-        return {"requested": True, "enabled": False, "collections": done,
-                "message": f"pre- and post-images could not be enabled on {name!r}: "
-                           f"{exc.details.get('errmsg', str(exc)) if exc.details else exc}"}
+        return {
+            "requested": True,
+            "enabled": False,
+            "collections": done,
+            "message": f"pre- and post-images could not be enabled on {name!r}: "
+            f"{exc.details.get('errmsg', str(exc)) if exc.details else exc}",
+        }
     return {"requested": True, "enabled": True, "collections": done, "message": None}
 
 
@@ -79,6 +85,7 @@ def _enable_one(db: Database, name: str) -> None:
 
 def _user_collections(db: Database) -> list[str]:
     return sorted(
-        name for name in send(db, list_collections(USER_COLLECTIONS))
+        name
+        for name in send(db, list_collections(USER_COLLECTIONS))
         if not names.is_reserved(name) and not name.startswith("system.")
     )

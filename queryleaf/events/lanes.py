@@ -19,10 +19,12 @@ DEFAULT_CONCURRENCY = 8
 
 
 class Lanes:
-    def __init__(self, size: int, deliver: Callable[[Row], bool],
-                 may_start: Callable[[], bool], name: str):
-        self.pool = ThreadPoolExecutor(max_workers=max(1, size),
-                                       thread_name_prefix=f"queryleaf-lane-{name}")
+    def __init__(
+        self, size: int, deliver: Callable[[Row], bool], may_start: Callable[[], bool], name: str
+    ):
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, size), thread_name_prefix=f"queryleaf-lane-{name}"
+        )
         self.deliver = deliver  # False: abandoned (stopping); the lane gives up its queue
         self.may_start = may_start
         self.queues: dict[bytes, deque[Row]] = {}

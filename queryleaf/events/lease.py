@@ -90,8 +90,13 @@ class ServerClock:
 class LeaseManager:
     """Acquires, renews and releases this worker's leases."""
 
-    def __init__(self, db: Database, lease_seconds: float, worker_id: str | None = None,
-                 clock: ServerClock | None = None):
+    def __init__(
+        self,
+        db: Database,
+        lease_seconds: float,
+        worker_id: str | None = None,
+        clock: ServerClock | None = None,
+    ):
         self.db = db
         self.leases = db[names.LEASES]
         self.catalog = db[names.SUBSCRIPTIONS]
@@ -119,26 +124,41 @@ class LeaseManager:
         """Take the subscription's lease if it is free or ours; stamp the definition."""
         now = self.clock.now()
         lease = {
-            "subscription_name": sub.name, "subscription_id": sub.subscription_id,
+            "subscription_name": sub.name,
+            "subscription_id": sub.subscription_id,
             "service_name": sub.service_name,
-            "watching": f"{self.db.name}.{sub.watch.collection}" if sub.watch.collection
+            "watching": f"{self.db.name}.{sub.watch.collection}"
+            if sub.watch.collection
             else f"{self.db.name} (database)",
-            "worker_id": self.worker_id, "host": self.host, "pid": self.pid,
-            "acquired_at": now, "heartbeat_at": now,
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "pid": self.pid,
+            "acquired_at": now,
+            "heartbeat_at": now,
             "expires_at": now + timedelta(seconds=self.lease_seconds),
             "lease_seconds": self.lease_seconds,
         }
         try:
             self.leases.update_one(
-                {"_id": sub.name,
-                 "$or": [{"worker_id": self.worker_id}, {"expires_at": {"$lte": now}}]},
-                {"$set": lease}, upsert=True)
+                {
+                    "_id": sub.name,
+                    "$or": [{"worker_id": self.worker_id}, {"expires_at": {"$lte": now}}],
+                },
+                {"$set": lease},
+                upsert=True,
+            )
         except DuplicateKeyError:
             return False  # another worker holds a live lease
         stamped = self.catalog.update_one(
             {"_id": sub.name},
-            {"$set": {"worker_id": self.worker_id, "worker_host": self.host,
-                      "worker_pid": self.pid}})
+            {
+                "$set": {
+                    "worker_id": self.worker_id,
+                    "worker_host": self.host,
+                    "worker_pid": self.pid,
+                }
+            },
+        )
         if stamped.matched_count == 0:  # dropped meanwhile
             self.leases.delete_one({"_id": sub.name, "worker_id": self.worker_id})
             return False
@@ -154,10 +174,15 @@ class LeaseManager:
             self.leases.delete_one({"_id": name, "worker_id": self.worker_id})
             self.catalog.update_one(
                 {"_id": name, "worker_id": self.worker_id},
-                {"$set": {"worker_id": None, "worker_host": None, "worker_pid": None}})
+                {"$set": {"worker_id": None, "worker_host": None, "worker_pid": None}},
+            )
         except PyMongoError as exc:
-            log.warning("%s: could not release the lease (%s); it expires in %.0fs", name, exc,
-                        self.lease_seconds)
+            log.warning(
+                "%s: could not release the lease (%s); it expires in %.0fs",
+                name,
+                exc,
+                self.lease_seconds,
+            )
 
     # ------------------------------------------------------------ heartbeat
     def renew(self) -> set[str]:
@@ -169,12 +194,21 @@ class LeaseManager:
         now = self.clock.now()
         result = self.leases.update_many(
             {"_id": {"$in": held}, "worker_id": self.worker_id},
-            {"$set": {"heartbeat_at": now,
-                      "expires_at": now + timedelta(seconds=self.lease_seconds)}})
+            {
+                "$set": {
+                    "heartbeat_at": now,
+                    "expires_at": now + timedelta(seconds=self.lease_seconds),
+                }
+            },
+        )
         if result.matched_count == len(held):
             return set()
-        ours = {doc["_id"] for doc in self.leases.find(
-            {"_id": {"$in": held}, "worker_id": self.worker_id}, {"_id": 1})}
+        ours = {
+            doc["_id"]
+            for doc in self.leases.find(
+                {"_id": {"$in": held}, "worker_id": self.worker_id}, {"_id": 1}
+            )
+        }
         with self.lock:  # a lease released meanwhile (a runner stopping) is not lost
             lost = (set(held) - ours) & self.held
             self.held -= lost
@@ -183,17 +217,20 @@ class LeaseManager:
     def remove_stale(self, leases: Iterable[dict[str, Any]]) -> None:
         """Delete leases of crashed workers that nobody took over (housekeeping)."""
         cutoff = self.clock.now() - timedelta(seconds=STALE_LEASE_TTL_S)
-        stale = [doc["_id"] for doc in leases
-                 if isinstance(doc.get("expires_at"), datetime)
-                 and _aware(doc["expires_at"]) < cutoff]
+        stale = [
+            doc["_id"]
+            for doc in leases
+            if isinstance(doc.get("expires_at"), datetime) and _aware(doc["expires_at"]) < cutoff
+        ]
         if stale:
             self.leases.delete_many({"_id": {"$in": stale}, "expires_at": {"$lt": cutoff}})
 
 
 def ensure_lease_indexes(db: Database) -> None:
     """A TTL index removes leases left by crashed workers even when no worker runs."""
-    db[names.LEASES].create_index("expires_at", expireAfterSeconds=STALE_LEASE_TTL_S,
-                                  name="stale_lease_ttl")
+    db[names.LEASES].create_index(
+        "expires_at", expireAfterSeconds=STALE_LEASE_TTL_S, name="stale_lease_ttl"
+    )
 
 
 def _aware(value: datetime) -> datetime:

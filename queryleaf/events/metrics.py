@@ -69,5 +69,7 @@ class Metrics:
             values = sorted(self.durations)
             self.dirty = False
             self.computed_at = now
-        return {"processing_time_p50_ms": percentile(values, 50),
-                "processing_time_p99_ms": percentile(values, 99)}
+        return {
+            "processing_time_p50_ms": percentile(values, 50),
+            "processing_time_p99_ms": percentile(values, 99),
+        }

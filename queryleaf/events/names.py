@@ -14,18 +14,38 @@ DEAD_LETTERS = PREFIX + "dead_letters"
 LEASES = PREFIX + "leases"
 WORKERS = PREFIX + "workers"
 
+
 def is_reserved(collection: str) -> bool:
     return collection.startswith(PREFIX)
 
 
 # Columns of the table functions (top-level fields of the system collections), in display order.
 EVENT_LOG_COLUMNS = (
-    "subscription_id", "service_name", "event_id", "event_type", "collection_name",
-    "database_name", "document_key", "event_data", "event_timestamp", "processing_status",
-    "processing_started_at", "processing_completed_at", "processing_duration_ms", "retry_count",
-    "last_error", "correlation_id", "business_process_id", "source_service", "target_service",
-    "interaction_type", "resume_token_timestamp", "cluster_time", "subscription_name",
-    "update_description", "full_document_before_change",
+    "subscription_id",
+    "service_name",
+    "event_id",
+    "event_type",
+    "collection_name",
+    "database_name",
+    "document_key",
+    "event_data",
+    "event_timestamp",
+    "processing_status",
+    "processing_started_at",
+    "processing_completed_at",
+    "processing_duration_ms",
+    "retry_count",
+    "last_error",
+    "correlation_id",
+    "business_process_id",
+    "source_service",
+    "target_service",
+    "interaction_type",
+    "resume_token_timestamp",
+    "cluster_time",
+    "subscription_name",
+    "update_description",
+    "full_document_before_change",
 )
 # CHANGE_STREAM_EVENTS() rows: the event log stores them grouped in entries, the columns a
 # segment's rows share stored once in ``common`` (eventlog.py). Two columns are derived when read.
@@ -34,18 +54,29 @@ EVENT_LOG_COLUMNS = (
 def _derived(row: str) -> dict[str, Any]:
     """The derived columns of the row at path ``row`` ('$events.' before the unwound row is
     merged, '$' after)."""
-    return {"_id": {"$concat": ["$subscription_id", ":", f"{row}event_id"]},
-            "resume_token_timestamp": {"$toDate": {"$multiply": [
-                {"$tsSecond": f"{row}cluster_time"}, 1000]}}}
+    return {
+        "_id": {"$concat": ["$subscription_id", ":", f"{row}event_id"]},
+        "resume_token_timestamp": {
+            "$toDate": {"$multiply": [{"$tsSecond": f"{row}cluster_time"}, 1000]}
+        },
+    }
 
 
 _UNWIND = {"$unwind": "$events"}
 # Every column, in order: the template gives rows every column (stored values win over it).
 EVENT_LOG_ROWS: list[dict[str, Any]] = [
     _UNWIND,
-    {"$replaceRoot": {"newRoot": {"$mergeObjects": [
-        {"_id": None, **dict.fromkeys(EVENT_LOG_COLUMNS), **_derived("$events.")},
-        "$common", "$events"]}}},
+    {
+        "$replaceRoot": {
+            "newRoot": {
+                "$mergeObjects": [
+                    {"_id": None, **dict.fromkeys(EVENT_LOG_COLUMNS), **_derived("$events.")},
+                    "$common",
+                    "$events",
+                ]
+            }
+        }
+    },
 ]
 
 
@@ -56,11 +87,14 @@ def event_log_rows(columns: Iterable[str] | None = None) -> list[dict[str, Any]]
     if columns is None:
         return list(EVENT_LOG_ROWS)
     stages: list[dict[str, Any]] = [
-        _UNWIND, {"$replaceRoot": {"newRoot": {"$mergeObjects": ["$common", "$events"]}}}]
+        _UNWIND,
+        {"$replaceRoot": {"newRoot": {"$mergeObjects": ["$common", "$events"]}}},
+    ]
     derived = {name: expr for name, expr in _derived("$").items() if name in set(columns)}
     if "resume_token_timestamp" in derived:  # a stored value wins, as in the template
         derived["resume_token_timestamp"] = {
-            "$ifNull": ["$resume_token_timestamp", derived["resume_token_timestamp"]]}
+            "$ifNull": ["$resume_token_timestamp", derived["resume_token_timestamp"]]
+        }
     if derived:
         stages.append({"$addFields": derived})
     return stages
@@ -90,10 +124,13 @@ def _masked_secrets(columns: Iterable[str] | None) -> list[dict[str, Any]]:
         return []
 
     def shown(field: str) -> dict[str, Any]:
-        return {"$cond": [{"$eq": [{"$type": field}, "string"]},
-                          {"$cond": [{"$eq": [{"$indexOfCP": [field, ENV_PREFIX]}, 0]},
-                                     field, MASK]},
-                          field]}
+        return {
+            "$cond": [
+                {"$eq": [{"$type": field}, "string"]},
+                {"$cond": [{"$eq": [{"$indexOfCP": [field, ENV_PREFIX]}, 0]}, field, MASK]},
+                field,
+            ]
+        }
 
     # A field that is not there stays absent: $set does not add a missing value.
     return [{"$set": {path: shown(f"${path}") for path in fields}}]
@@ -115,43 +152,115 @@ def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]
     return [
         {"$lookup": {"from": LEASES, "localField": "_id", "foreignField": "_id", "as": _LEASE}},
         {"$set": {_LEASE: {"$first": f"${_LEASE}"}}},
-        {"$set": {
-            "worker_heartbeat_at": heartbeat,
-            # Milliseconds as longs: date − date is refused by some servers (SecantusDB).
-            # No lease: null, as arithmetic on null is.
-            "worker_heartbeat_age_seconds": {"$divide": [
-                {"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": heartbeat}]}, 1000]},
-            "worker_status": {"$switch": {"branches": [
-                {"case": {"$gt": [{"$toLong": f"${_LEASE}.expires_at"}, {"$toLong": "$$NOW"}]},
-                 "then": "running"},
-                {"case": {"$or": [{"$ne": [{"$ifNull": [f"${_LEASE}", None]}, None]},
-                                  {"$ne": [{"$ifNull": ["$worker_id", None]}, None]}]},
-                 "then": "stale"}],
-                "default": "none"}},
-        }},
+        {
+            "$set": {
+                "worker_heartbeat_at": heartbeat,
+                # Milliseconds as longs: date − date is refused by some servers (SecantusDB).
+                # No lease: null, as arithmetic on null is.
+                "worker_heartbeat_age_seconds": {
+                    "$divide": [{"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": heartbeat}]}, 1000]
+                },
+                "worker_status": {
+                    "$switch": {
+                        "branches": [
+                            {
+                                "case": {
+                                    "$gt": [
+                                        {"$toLong": f"${_LEASE}.expires_at"},
+                                        {"$toLong": "$$NOW"},
+                                    ]
+                                },
+                                "then": "running",
+                            },
+                            {
+                                "case": {
+                                    "$or": [
+                                        {"$ne": [{"$ifNull": [f"${_LEASE}", None]}, None]},
+                                        {"$ne": [{"$ifNull": ["$worker_id", None]}, None]},
+                                    ]
+                                },
+                                "then": "stale",
+                            },
+                        ],
+                        "default": "none",
+                    }
+                },
+            }
+        },
         {"$unset": _LEASE},
     ]
 
 
 SUBSCRIPTION_COLUMNS = (
-    "name", "subscription_id", "service_name", "status", "status_message", "deliver_to",
-    "created_by", "description", "options", "event_filter", "event_filter_as_written", "where",
-    "watch", "pre_images", "start_at_operation_time", "resume_token", "resume_token_timestamp",
+    "name",
+    "subscription_id",
+    "service_name",
+    "status",
+    "status_message",
+    "deliver_to",
+    "created_by",
+    "description",
+    "options",
+    "event_filter",
+    "event_filter_as_written",
+    "where",
+    "watch",
+    "pre_images",
+    "start_at_operation_time",
+    "resume_token",
+    "resume_token_timestamp",
     "checkpoint_cluster_time",
-    "last_event_at", "last_error", "events_received", "events_processed", "events_failed",
-    "events_retried", "events_dead_lettered", "processing_time_p50_ms",
-    "processing_time_p99_ms", "resume_token_lag_seconds", "metrics_updated_at", "worker_id",
-    "worker_host", "worker_pid", *WORKER_COLUMNS, "created_at", "updated_at", "version",
+    "last_event_at",
+    "last_error",
+    "events_received",
+    "events_processed",
+    "events_failed",
+    "events_retried",
+    "events_dead_lettered",
+    "processing_time_p50_ms",
+    "processing_time_p99_ms",
+    "resume_token_lag_seconds",
+    "metrics_updated_at",
+    "worker_id",
+    "worker_host",
+    "worker_pid",
+    *WORKER_COLUMNS,
+    "created_at",
+    "updated_at",
+    "version",
     "position_version",
 )
 LEASE_COLUMNS = (
-    "subscription_name", "subscription_id", "service_name", "watching", "worker_id", "host",
-    "pid", "acquired_at", "heartbeat_at", "expires_at", "lease_seconds",
+    "subscription_name",
+    "subscription_id",
+    "service_name",
+    "watching",
+    "worker_id",
+    "host",
+    "pid",
+    "acquired_at",
+    "heartbeat_at",
+    "expires_at",
+    "lease_seconds",
 )
 DEAD_LETTER_COLUMNS = (
-    "subscription_id", "subscription_name", "service_name", "event_id", "event_type",
-    "collection_name", "database_name", "document_key", "event_timestamp", "cluster_time",
-    "event", "error", "attempts", "status", "created_at", "updated_at", "replay_requested_at",
+    "subscription_id",
+    "subscription_name",
+    "service_name",
+    "event_id",
+    "event_type",
+    "collection_name",
+    "database_name",
+    "document_key",
+    "event_timestamp",
+    "cluster_time",
+    "event",
+    "error",
+    "attempts",
+    "status",
+    "created_at",
+    "updated_at",
+    "replay_requested_at",
     "replayed_at",
 )
 

@@ -28,8 +28,12 @@ EVENT_TYPES = ("insert", "update", "replace", "delete", "drop", "rename", "dropD
 FULL_DOCUMENT = ("default", "updateLookup", "whenAvailable", "required")
 FULL_DOCUMENT_BEFORE_CHANGE = ("off", "whenAvailable", "required")
 DELIVER_TO_FORMS = (
-    "'log'", "'collection:<name>'", "'http://...'", "'https://...'",
-    "'python:<module>:<function>'", "'handler:<name>'",
+    "'log'",
+    "'collection:<name>'",
+    "'http://...'",
+    "'https://...'",
+    "'python:<module>:<function>'",
+    "'handler:<name>'",
 )
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -149,46 +153,112 @@ def deliver_to_problem(v: Any) -> str | None:
 
 
 SPECS: tuple[OptionSpec, ...] = (
-    OptionSpec("subscription_id", "string", None,
-               "identifier recorded in the event log (default: the subscription's name)",
-               _nonempty_string, nullable=True),
-    OptionSpec("service_name", "string", None, "owning service, recorded in the event log",
-               _string, nullable=True),
-    OptionSpec("watch_collections", "array of strings", [],
-               "collections to watch; empty: every collection of the database", _collections),
-    OptionSpec("event_types", "array of strings", None,
-               f"operation types to deliver ({', '.join(EVENT_TYPES)}); default: all",
-               _event_types, nullable=True),
-    OptionSpec("event_filter", "object", None,
-               "MongoDB query filter on the change event (normalized, see docs)",
-               _filter, nullable=True),
-    OptionSpec("batch_processing", "boolean", False, "deliver events to handlers in lists",
-               _boolean),
+    OptionSpec(
+        "subscription_id",
+        "string",
+        None,
+        "identifier recorded in the event log (default: the subscription's name)",
+        _nonempty_string,
+        nullable=True,
+    ),
+    OptionSpec(
+        "service_name",
+        "string",
+        None,
+        "owning service, recorded in the event log",
+        _string,
+        nullable=True,
+    ),
+    OptionSpec(
+        "watch_collections",
+        "array of strings",
+        [],
+        "collections to watch; empty: every collection of the database",
+        _collections,
+    ),
+    OptionSpec(
+        "event_types",
+        "array of strings",
+        None,
+        f"operation types to deliver ({', '.join(EVENT_TYPES)}); default: all",
+        _event_types,
+        nullable=True,
+    ),
+    OptionSpec(
+        "event_filter",
+        "object",
+        None,
+        "MongoDB query filter on the change event (normalized, see docs)",
+        _filter,
+        nullable=True,
+    ),
+    OptionSpec(
+        "batch_processing", "boolean", False, "deliver events to handlers in lists", _boolean
+    ),
     OptionSpec("preserve_order", "boolean", True, "deliver in oplog order", _boolean),
-    OptionSpec("full_document", "string", "updateLookup",
-               f"post-image of updates: {', '.join(FULL_DOCUMENT)}", _one_of(FULL_DOCUMENT)),
-    OptionSpec("full_document_before_change", "string", "off",
-               f"pre-image: {', '.join(FULL_DOCUMENT_BEFORE_CHANGE)}",
-               _one_of(FULL_DOCUMENT_BEFORE_CHANGE)),
-    OptionSpec("max_retry_attempts", "integer", 3, "retries after the first failed attempt",
-               _int_at_least(0)),
-    OptionSpec("retry_delay_ms", "integer", 1000, "delay before the first retry",
-               _int_at_least(0)),
-    OptionSpec("exponential_backoff", "boolean", True, "double the delay on every retry",
-               _boolean),
-    OptionSpec("dead_letter_queue_enabled", "boolean", True,
-               "park events that exhausted their retries in DEAD_LETTER_EVENTS()", _boolean),
-    OptionSpec("batch_size", "integer", 100, "events per handler batch (batch_processing)",
-               _int_at_least(1)),
-    OptionSpec("processing_timeout_ms", "integer", 30000,
-               "time a delivery may take before it counts as failed", _int_at_least(1)),
+    OptionSpec(
+        "full_document",
+        "string",
+        "updateLookup",
+        f"post-image of updates: {', '.join(FULL_DOCUMENT)}",
+        _one_of(FULL_DOCUMENT),
+    ),
+    OptionSpec(
+        "full_document_before_change",
+        "string",
+        "off",
+        f"pre-image: {', '.join(FULL_DOCUMENT_BEFORE_CHANGE)}",
+        _one_of(FULL_DOCUMENT_BEFORE_CHANGE),
+    ),
+    OptionSpec(
+        "max_retry_attempts",
+        "integer",
+        3,
+        "retries after the first failed attempt",
+        _int_at_least(0),
+    ),
+    OptionSpec("retry_delay_ms", "integer", 1000, "delay before the first retry", _int_at_least(0)),
+    OptionSpec("exponential_backoff", "boolean", True, "double the delay on every retry", _boolean),
+    OptionSpec(
+        "dead_letter_queue_enabled",
+        "boolean",
+        True,
+        "park events that exhausted their retries in DEAD_LETTER_EVENTS()",
+        _boolean,
+    ),
+    OptionSpec(
+        "batch_size",
+        "integer",
+        100,
+        "events per handler batch (batch_processing)",
+        _int_at_least(1),
+    ),
+    OptionSpec(
+        "processing_timeout_ms",
+        "integer",
+        30000,
+        "time a delivery may take before it counts as failed",
+        _int_at_least(1),
+    ),
     OptionSpec("created_by", "string", None, "free-form metadata", _string, nullable=True),
     OptionSpec("description", "string", None, "free-form metadata", _string, nullable=True),
-    OptionSpec("deliver_to", "string", "log",
-               f"where events go: {', '.join(DELIVER_TO_FORMS)}", deliver_to_problem),
-    OptionSpec("webhook_secret", "string", None,
-               "HMAC-SHA256 key signing webhook POSTs ('env:NAME' reads the worker's "
-               "environment variable NAME)", _nonempty_string, nullable=True, secret=True),
+    OptionSpec(
+        "deliver_to",
+        "string",
+        "log",
+        f"where events go: {', '.join(DELIVER_TO_FORMS)}",
+        deliver_to_problem,
+    ),
+    OptionSpec(
+        "webhook_secret",
+        "string",
+        None,
+        "HMAC-SHA256 key signing webhook POSTs ('env:NAME' reads the worker's "
+        "environment variable NAME)",
+        _nonempty_string,
+        nullable=True,
+        secret=True,
+    ),
 )
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in SPECS}
 VALID_NAMES: tuple[str, ...] = tuple(sorted(BY_NAME))
@@ -199,8 +269,12 @@ register_secret_options(SECRET_OPTIONS, ENV_PREFIX)  # errors and logs mask thei
 
 def conceal(option: str, value: Any) -> Any:
     """``value`` as a Secret when ``option`` is secret and the value is a literal credential."""
-    if (option.lower() in SECRET_OPTIONS and isinstance(value, str)
-            and not isinstance(value, Secret) and not value.startswith(ENV_PREFIX)):
+    if (
+        option.lower() in SECRET_OPTIONS
+        and isinstance(value, str)
+        and not isinstance(value, Secret)
+        and not value.startswith(ENV_PREFIX)
+    ):
         return Secret(value)
     return value
 
@@ -228,9 +302,13 @@ def option_error(option: str, problem: str, positions: Mapping[str, Any]) -> Sub
     return SubscriptionError(f"invalid value for option {option!r}{suffix}: {problem}", pos)
 
 
-def validate(name: str, options: Mapping[str, Any],
-             positions: Mapping[str, Any] | None = None, *, partial: bool = False
-             ) -> dict[str, Any]:
+def validate(
+    name: str,
+    options: Mapping[str, Any],
+    positions: Mapping[str, Any] | None = None,
+    *,
+    partial: bool = False,
+) -> dict[str, Any]:
     """Check ``options`` and return them complete with defaults (only the given ones if partial).
 
     List-valued options given as a single string become one-element lists.
@@ -272,13 +350,22 @@ def check_combination(options: Mapping[str, Any], positions: Mapping[str, Any]) 
     secret = options.get("webhook_secret")
     target = options.get("deliver_to") or "log"
     if secret is not None and not target.startswith(("http://", "https://")):
-        raise option_error("webhook_secret", f"only applies to webhook targets "
-                           f"(deliver_to 'http://...' or 'https://...'), not {target!r}",
-                           positions)
-    if (isinstance(secret, str) and secret.startswith(ENV_PREFIX)
-            and not _IDENT.match(secret[len(ENV_PREFIX):])):
-        raise option_error("webhook_secret", f"{secret!r}: 'env:' must be followed by an "
-                           "environment variable name", positions)
+        raise option_error(
+            "webhook_secret",
+            f"only applies to webhook targets "
+            f"(deliver_to 'http://...' or 'https://...'), not {target!r}",
+            positions,
+        )
+    if (
+        isinstance(secret, str)
+        and secret.startswith(ENV_PREFIX)
+        and not _IDENT.match(secret[len(ENV_PREFIX) :])
+    ):
+        raise option_error(
+            "webhook_secret",
+            f"{secret!r}: 'env:' must be followed by an environment variable name",
+            positions,
+        )
 
 
 def _copy(value: Any) -> Any:

@@ -35,8 +35,9 @@ from queryleaf.sql import ast
 from queryleaf.sql.walk import replace_columns
 
 
-def _options(options: tuple[ast.SubscriptionOption, ...],
-             bindings: Bindings) -> tuple[dict[str, Any], dict[str, Any]]:
+def _options(
+    options: tuple[ast.SubscriptionOption, ...], bindings: Bindings
+) -> tuple[dict[str, Any], dict[str, Any]]:
     values: dict[str, Any] = {}
     positions: dict[str, Any] = {}
     for opt in options:
@@ -45,8 +46,10 @@ def _options(options: tuple[ast.SubscriptionOption, ...],
         try:
             values[opt.name] = constant(opt.value, bindings)
         except NotConstant as exc:
-            raise PlanningError(f"option {opt.name} must be a constant (a literal, JSON_ARRAY "
-                                "or JSON_OBJECT)", exc.node.pos or opt.pos) from None
+            raise PlanningError(
+                f"option {opt.name} must be a constant (a literal, JSON_ARRAY or JSON_OBJECT)",
+                exc.node.pos or opt.pos,
+            ) from None
         positions[opt.name] = opt.pos
     return values, positions
 
@@ -56,8 +59,9 @@ def plan_create(statement: ast.CreateSubscription, bindings: Bindings) -> Create
     where = None
     if statement.where is not None:
         where = change_event_filter(statement.where, bindings)
-    return CreateSubscription.build(statement.name, values, positions, where,
-                                    statement.if_not_exists)
+    return CreateSubscription.build(
+        statement.name, values, positions, where, statement.if_not_exists
+    )
 
 
 def plan_alter(statement: ast.AlterSubscription, bindings: Bindings) -> AlterSubscription:
@@ -73,14 +77,16 @@ def plan_reset(statement: ast.ResetSubscription, bindings: Bindings) -> ResetSub
     if statement.timestamp is None:
         return ResetSubscription(statement.name)
     pos = statement.timestamp_pos or statement.pos
-    return ResetSubscription(statement.name, reset_start(statement.timestamp, pos),
-                             statement.timestamp, pos)
+    return ResetSubscription(
+        statement.name, reset_start(statement.timestamp, pos), statement.timestamp, pos
+    )
 
 
 def plan_show(statement: ast.ShowSubscriptions, bindings: Bindings) -> plan.Plan:
-    return plan_select_statement(ast.Select((ast.SelectItem(ast.Star()),),
-                                            (ast.TableFunction("EVENT_SUBSCRIPTIONS"),)),
-                                 bindings)
+    return plan_select_statement(
+        ast.Select((ast.SelectItem(ast.Star()),), (ast.TableFunction("EVENT_SUBSCRIPTIONS"),)),
+        bindings,
+    )
 
 
 def plan_replay(statement: ast.ReplayDeadLetters, bindings: Bindings) -> ReplayDeadLetters:
@@ -114,12 +120,26 @@ def change_event_filter(where: ast.Expr, bindings: Bindings) -> dict[str, Any]:
     names an update set or removed.
     """
     scope = Scope([Table("", (), CHANGE_EVENT_COLUMNS, label="a change event")])
-    changed = {"$map": {"input": {"$concatArrays": [
-        {"$map": {"input": {"$objectToArray": {"$ifNull": ["$updateDescription.updatedFields",
-                                                           {}]}},
-                  "in": "$$this.k"}},
-        {"$ifNull": ["$updateDescription.removedFields", []]}]},
-        "in": {"$arrayElemAt": [{"$split": ["$$this", "."]}, 0]}}}
+    changed = {
+        "$map": {
+            "input": {
+                "$concatArrays": [
+                    {
+                        "$map": {
+                            "input": {
+                                "$objectToArray": {
+                                    "$ifNull": ["$updateDescription.updatedFields", {}]
+                                }
+                            },
+                            "in": "$$this.k",
+                        }
+                    },
+                    {"$ifNull": ["$updateDescription.removedFields", []]},
+                ]
+            },
+            "in": {"$arrayElemAt": [{"$split": ["$$this", "."]}, 0]},
+        }
+    }
     compiler = ExprCompiler(scope, bindings)
     changed_key = ("column", scope.resolve(ast.Column(("changed_fields",))))
     compiler.substitutions[changed_key] = changed
@@ -127,16 +147,21 @@ def change_event_filter(where: ast.Expr, bindings: Bindings) -> dict[str, Any]:
     return FilterCompiler(compiler).match(rewritten)
 
 
-_SNAKE = {"updated_fields": "updatedFields", "removed_fields": "removedFields",
-          "truncated_arrays": "truncatedArrays"}
+_SNAKE = {
+    "updated_fields": "updatedFields",
+    "removed_fields": "removedFields",
+    "truncated_arrays": "truncatedArrays",
+}
 
 
 def _snake_paths(e: ast.Expr) -> ast.Expr:
     """update_description.updated_fields.x → updateDescription.updatedFields.x (by column)."""
 
     def camel(col: ast.Column) -> ast.Column:
-        parts = tuple(_SNAKE.get(p, p) if isinstance(p, str) and i == 1 else p
-                      for i, p in enumerate(col.parts))
+        parts = tuple(
+            _SNAKE.get(p, p) if isinstance(p, str) and i == 1 else p
+            for i, p in enumerate(col.parts)
+        )
         return dataclasses.replace(col, parts=parts)
 
     return replace_columns(e, camel)
@@ -144,12 +169,13 @@ def _snake_paths(e: ast.Expr) -> ast.Expr:
 
 register_statement(ast.CreateSubscription, plan_create)
 register_statement(ast.AlterSubscription, plan_alter)
-register_statement(ast.DropSubscription,
-                   lambda s, bindings: DropSubscription(s.name, s.if_exists))
-register_statement(ast.PauseSubscription,
-                   lambda s, bindings: SetSubscriptionState(s.name, "paused"))
-register_statement(ast.ResumeSubscription,
-                   lambda s, bindings: SetSubscriptionState(s.name, "active"))
+register_statement(ast.DropSubscription, lambda s, bindings: DropSubscription(s.name, s.if_exists))
+register_statement(
+    ast.PauseSubscription, lambda s, bindings: SetSubscriptionState(s.name, "paused")
+)
+register_statement(
+    ast.ResumeSubscription, lambda s, bindings: SetSubscriptionState(s.name, "active")
+)
 register_statement(ast.ResetSubscription, plan_reset)
 register_statement(ast.ShowSubscriptions, plan_show)
 register_statement(ast.ReplayDeadLetters, plan_replay)

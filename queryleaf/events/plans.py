@@ -45,12 +45,16 @@ RESET_TIME = "<the cluster time of the findAndModify above>"
 POSITION = "<the resume token of the stream opened above>"
 SUBSCRIPTION_ID = "<the subscription_id of the subscription updated above>"
 IMAGES = "<the outcome of enabling the images above>"
-STORED_STREAM = {"aggregate": "<the watched collection, or 1 for the database>",
-                 "pipeline": ["<the subscription's $changeStream and $match stages>"],
-                 "cursor": {"batchSize": "<the subscription's batch size>"}}
+STORED_STREAM = {
+    "aggregate": "<the watched collection, or 1 for the database>",
+    "pipeline": ["<the subscription's $changeStream and $match stages>"],
+    "cursor": {"batchSize": "<the subscription's batch size>"},
+}
 
-NEEDS_IMAGES = ("only when full_document or full_document_before_change needs images "
-                "('whenAvailable', 'required')")
+NEEDS_IMAGES = (
+    "only when full_document or full_document_before_change needs images "
+    "('whenAvailable', 'required')"
+)
 
 
 def only_when(condition: str, commands: list[Command]) -> list[Command]:
@@ -83,8 +87,9 @@ class SubscriptionPlan(plan.SelfRunning):
         """Send ``commands()``, with the real values."""
 
     def done(self, name: str, rowcount: int = 1, suffix: str = "") -> Result:
-        return Result(statement=self.statement, message=f"{self.statement} {name}{suffix}",
-                      rowcount=rowcount)
+        return Result(
+            statement=self.statement, message=f"{self.statement} {name}{suffix}", rowcount=rowcount
+        )
 
 
 def _find(name: str, projection: dict[str, Any] | None = None) -> Command:
@@ -92,8 +97,7 @@ def _find(name: str, projection: dict[str, Any] | None = None) -> Command:
 
 
 def _set_start(name: str, start: Any) -> Command:
-    return update(names.SUBSCRIPTIONS, {"_id": name},
-                  {"$set": {"start_at_operation_time": start}})
+    return update(names.SUBSCRIPTIONS, {"_id": name}, {"$set": {"start_at_operation_time": start}})
 
 
 # ------------------------------------------------------------------ CREATE
@@ -115,27 +119,46 @@ class CreateSubscription(SubscriptionPlan):
     if_not_exists: bool = False
 
     @classmethod
-    def build(cls, name: str, given: dict[str, Any], positions: dict[str, Any] | None = None,
-              where: dict[str, Any] | None = None, if_not_exists: bool = False,
-              ) -> CreateSubscription:
+    def build(
+        cls,
+        name: str,
+        given: dict[str, Any],
+        positions: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+        if_not_exists: bool = False,
+    ) -> CreateSubscription:
         """From the options as written (lower-case names → values): validated here."""
         options = definition.checked_options(name, given, positions or {})
-        return cls(name, options, WatchSpec.build(options, where), where,
-                   given.get("event_filter"), if_not_exists)
+        return cls(
+            name,
+            options,
+            WatchSpec.build(options, where),
+            where,
+            given.get("event_filter"),
+            if_not_exists,
+        )
 
     def commands(self) -> list[Command]:
         stream = self.spec.command()
         enable_images: list[Command] = []
         if self.spec.needs_images:
-            enable_images = [*images.commands(self.options["watch_collections"]),
-                             noted(stream, "opened again, now that changes carry their images: "
-                                           "its resume token is the position")]
+            enable_images = [
+                *images.commands(self.options["watch_collections"]),
+                noted(
+                    stream,
+                    "opened again, now that changes carry their images: "
+                    "its resume token is the position",
+                ),
+            ]
         return [
             _find(self.name, {"_id": 1}),
             self._find_same_id(),
-            noted(stream, "opened and closed at once: the server checks the pipeline, and its "
-                          "resume token is the position the worker resumes after; the worker "
-                          "runs this stream"),
+            noted(
+                stream,
+                "opened and closed at once: the server checks the pipeline, and its "
+                "resume token is the position the worker resumes after; the worker "
+                "runs this stream",
+            ),
             *enable_images,
             *catalog.index_commands(),
             self._insert(NOW, POSITION, IMAGES if self.spec.needs_images else None),
@@ -166,22 +189,28 @@ class CreateSubscription(SubscriptionPlan):
                 raise
             start = session.operation_time
             if start is None:
-                raise SubscriptionError("the server reported no cluster time; change streams "
-                                        "need a replica set or sharded cluster")
+                raise SubscriptionError(
+                    "the server reported no cluster time; change streams "
+                    "need a replica set or sharded cluster"
+                )
             send(db, _set_start(self.name, start), session)
         return self.done(self.name)
 
     def _insert(self, now: Any, position: Any, pre_images: Any) -> Command:
-        doc = definition.new_document(self.name, self.options, self.spec, self.where,
-                                      self.filter_as_written, now)
+        doc = definition.new_document(
+            self.name, self.options, self.spec, self.where, self.filter_as_written, now
+        )
         doc["resume_token"] = position
         if pre_images is not None:
             doc["pre_images"] = pre_images
         return insert_one(names.SUBSCRIPTIONS, doc)
 
     def _find_same_id(self) -> Command:
-        return find_one(names.SUBSCRIPTIONS, {"subscription_id": self.options["subscription_id"],
-                                              "_id": {"$ne": self.name}}, {"_id": 1})
+        return find_one(
+            names.SUBSCRIPTIONS,
+            {"subscription_id": self.options["subscription_id"], "_id": {"$ne": self.name}},
+            {"_id": 1},
+        )
 
     def _check_id_free(self, db: Database) -> None:
         other = send(db, self._find_same_id())
@@ -189,13 +218,16 @@ class CreateSubscription(SubscriptionPlan):
             raise SubscriptionError(
                 f"subscription_id {self.options['subscription_id']!r} is already used by event "
                 f"subscription {other['_id']!r}; the event log keys rows by subscription_id, "
-                "so it must be unique")
+                "so it must be unique"
+            )
 
     def _exists(self) -> Result:
         if self.if_not_exists:
             return self.done(self.name, 0, ": already exists, skipped")
-        raise SubscriptionError(f"event subscription {self.name!r} already exists "
-                                "(use CREATE EVENT_SUBSCRIPTION IF NOT EXISTS, or DROP it first)")
+        raise SubscriptionError(
+            f"event subscription {self.name!r} already exists "
+            "(use CREATE EVENT_SUBSCRIPTION IF NOT EXISTS, or DROP it first)"
+        )
 
 
 # ------------------------------------------------------------------ ALTER
@@ -215,10 +247,11 @@ class AlterSubscription(SubscriptionPlan):
     option_positions: dict[str, Any] = field(default_factory=dict)
 
     def commands(self) -> list[Command]:
-        altered = {"aggregate": "<the watched collection, or 1 for the database>",
-                   "pipeline": ["<$changeStream and the $match stages of the options as "
-                                "altered>"],
-                   "cursor": {"batchSize": "<the batch size as altered>"}}
+        altered = {
+            "aggregate": "<the watched collection, or 1 for the database>",
+            "pipeline": ["<$changeStream and the $match stages of the options as altered>"],
+            "cursor": {"batchSize": "<the batch size as altered>"},
+        }
         enable_images = images.commands(self.given.get("watch_collections"))  # None: stored
         return [
             _find(self.name),
@@ -232,8 +265,9 @@ class AlterSubscription(SubscriptionPlan):
         if current is None:
             raise catalog.unknown(db, self.name)
         self._refuse_subscription_id_change(current["subscription_id"])
-        options = definition.checked_options(self.name, {**current["options"], **self.given},
-                                             self.option_positions)
+        options = definition.checked_options(
+            self.name, {**current["options"], **self.given}, self.option_positions
+        )
         spec = WatchSpec.build(options, current.get("where"))
         catalog.validate_on_server(db, spec, options["event_filter"])
         if spec.needs_images:
@@ -243,14 +277,16 @@ class AlterSubscription(SubscriptionPlan):
 
     def _update(self, watch: Any, now: Any) -> Command:
         changes = {f"options.{key}": value for key, value in self.given.items()}
-        changes.update({key: value for key, value in self.given.items()
-                        if key in definition.METADATA})  # copied to the top level
+        changes.update(
+            {key: value for key, value in self.given.items() if key in definition.METADATA}
+        )  # copied to the top level
         if "event_filter" in self.given:
             changes["event_filter"] = self.given["event_filter"]
             changes["event_filter_as_written"] = self.filter_as_written
         changes.update({"watch": watch, "updated_at": now})
-        return update(names.SUBSCRIPTIONS, {"_id": self.name},
-                      {"$set": changes, "$inc": {"version": 1}})
+        return update(
+            names.SUBSCRIPTIONS, {"_id": self.name}, {"$set": changes, "$inc": {"version": 1}}
+        )
 
     def _set_images(self, outcome: Any) -> Command:
         return update(names.SUBSCRIPTIONS, {"_id": self.name}, {"$set": {"pre_images": outcome}})
@@ -260,7 +296,9 @@ class AlterSubscription(SubscriptionPlan):
             pos, suffix = opts.where_written("subscription_id", self.option_positions)
             raise SubscriptionError(
                 f"subscription_id cannot be changed by ALTER{suffix} (the event log is keyed "
-                "by it); create a new subscription instead", pos)
+                "by it); create a new subscription instead",
+                pos,
+            )
 
 
 # ------------------------------------------------------------------ DROP, PAUSE/RESUME
@@ -306,9 +344,11 @@ class SetSubscriptionState(SubscriptionPlan):
         return self.done(self.name)
 
     def _update(self, now: Any) -> Command:
-        return update(names.SUBSCRIPTIONS, {"_id": self.name},
-                      {"$set": {"status": self.status, "status_message": None,
-                                "updated_at": now}})
+        return update(
+            names.SUBSCRIPTIONS,
+            {"_id": self.name},
+            {"$set": {"status": self.status, "status_message": None, "updated_at": now}},
+        )
 
 
 # ------------------------------------------------------------------ RESET
@@ -334,17 +374,23 @@ class ResetSubscription(SubscriptionPlan):
 
     def commands(self) -> list[Command]:
         if self.start is not None:
-            return [noted(failures.OLDEST_OPLOG_ENTRY, "the oplog must still cover the "
-                                                       "timestamp"),
-                    self._reset(None, NOW),
-                    *forget_commands(SUBSCRIPTION_ID, self.start)]
-        return [_find(self.name, {"watch": 1}),
-                noted(STORED_STREAM, "opened and closed at once: its resume token is the new "
-                                     "position (when it cannot be opened, there is none and "
-                                     "the worker starts at the cluster time of the findAndModify)"),
-                self._reset(POSITION, NOW),
-                _set_start(self.name, RESET_TIME),
-                *forget_commands(SUBSCRIPTION_ID, RESET_TIME)]
+            return [
+                noted(failures.OLDEST_OPLOG_ENTRY, "the oplog must still cover the timestamp"),
+                self._reset(None, NOW),
+                *forget_commands(SUBSCRIPTION_ID, self.start),
+            ]
+        return [
+            _find(self.name, {"watch": 1}),
+            noted(
+                STORED_STREAM,
+                "opened and closed at once: its resume token is the new "
+                "position (when it cannot be opened, there is none and "
+                "the worker starts at the cluster time of the findAndModify)",
+            ),
+            self._reset(POSITION, NOW),
+            _set_start(self.name, RESET_TIME),
+            *forget_commands(SUBSCRIPTION_ID, RESET_TIME),
+        ]
 
     def execute(self, db: Database) -> Result:
         if self.start is not None:
@@ -370,22 +416,32 @@ class ResetSubscription(SubscriptionPlan):
         return self.done(self.name)
 
     def _reset(self, position: Any, now: Any) -> Command:
-        changes: dict[str, Any] = {"resume_token": position, "resume_token_timestamp": None,
-                                   "checkpoint_cluster_time": None,
-                                   "resume_token_lag_seconds": None, "status": "active",
-                                   "status_message": None, "updated_at": now}
+        changes: dict[str, Any] = {
+            "resume_token": position,
+            "resume_token_timestamp": None,
+            "checkpoint_cluster_time": None,
+            "resume_token_lag_seconds": None,
+            "status": "active",
+            "status_message": None,
+            "updated_at": now,
+        }
         if self.start is not None:
             changes["start_at_operation_time"] = self.start
-        return find_and_update(names.SUBSCRIPTIONS, {"_id": self.name},
-                               {"$set": changes, "$inc": {"version": 1, "position_version": 1}})
+        return find_and_update(
+            names.SUBSCRIPTIONS,
+            {"_id": self.name},
+            {"$set": changes, "$inc": {"version": 1, "position_version": 1}},
+        )
 
     def _check_in_history(self, db: Database) -> None:
         try:
             failures.check_start_in_history(db, self.start)
         except failures.HistoryLost as exc:
-            raise SubscriptionError(f"RESET ... TO TIMESTAMP {self.timestamp!r}: {exc}; choose "
-                                    "a later time or TO NOW", self.pos,
-                                    error_code=ErrorCode.HISTORY_LOST) from exc
+            raise SubscriptionError(
+                f"RESET ... TO TIMESTAMP {self.timestamp!r}: {exc}; choose a later time or TO NOW",
+                self.pos,
+                error_code=ErrorCode.HISTORY_LOST,
+            ) from exc
 
 
 def _position_or_none(db: Database, doc: dict[str, Any]) -> Any:
@@ -402,13 +458,18 @@ def reset_start(text: str, pos: Position | None) -> Timestamp:
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise SubscriptionError(f"RESET ... TO TIMESTAMP expects an ISO 8601 date-time such as "
-                                f"'2025-01-31 12:00:00', not {text!r}", pos) from exc
+        raise SubscriptionError(
+            f"RESET ... TO TIMESTAMP expects an ISO 8601 date-time such as "
+            f"'2025-01-31 12:00:00', not {text!r}",
+            pos,
+        ) from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     if when > datetime.now(UTC):
-        raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r} is in the future; use TO NOW "
-                                "to skip to the present", pos)
+        raise SubscriptionError(
+            f"RESET ... TO TIMESTAMP {text!r} is in the future; use TO NOW to skip to the present",
+            pos,
+        )
     seconds = int(when.timestamp())
     if seconds < 0:
         raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r} is before 1970", pos)
@@ -432,11 +493,17 @@ class ReplayDeadLetters(SubscriptionPlan):
 
     def execute(self, db: Database) -> Result:
         updated = send(db, self._update(datetime.now(UTC))).modified_count
-        return Result(statement=self.statement, rowcount=updated,
-                      message=f"{self.statement}: {updated} event(s) queued for replay")
+        return Result(
+            statement=self.statement,
+            rowcount=updated,
+            message=f"{self.statement}: {updated} event(s) queued for replay",
+        )
 
     def _update(self, now: Any) -> Command:
         query = {"$and": [self.filter or {}, {"status": "dead_letter"}]}
-        return update(names.DEAD_LETTERS, query,
-                      {"$set": {"status": "replay_requested", "replay_requested_at": now}},
-                      multi=True)
+        return update(
+            names.DEAD_LETTERS,
+            query,
+            {"$set": {"status": "replay_requested", "replay_requested_at": now}},
+            multi=True,
+        )

@@ -38,10 +38,12 @@ class Retention:
     default_seconds: int
 
 
-LOG = Retention(names.EVENT_LOG, "processing_completed_at", "QUERYLEAF_EVENT_LOG_RETENTION",
-                7 * DAY)
-DEAD_LETTERS = Retention(names.DEAD_LETTERS, "created_at", "QUERYLEAF_DEAD_LETTER_RETENTION",
-                         30 * DAY)
+LOG = Retention(
+    names.EVENT_LOG, "processing_completed_at", "QUERYLEAF_EVENT_LOG_RETENTION", 7 * DAY
+)
+DEAD_LETTERS = Retention(
+    names.DEAD_LETTERS, "created_at", "QUERYLEAF_DEAD_LETTER_RETENTION", 30 * DAY
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
@@ -87,17 +89,23 @@ def ensure(db: Database, spec: Retention, value: str | float | None) -> int | No
         collection.create_index(spec.field, expireAfterSeconds=seconds, name=INDEX_NAME)
     elif current.get("expireAfterSeconds") != seconds:
         try:
-            db.command("collMod", spec.collection,
-                       index={"name": INDEX_NAME, "expireAfterSeconds": seconds})
+            db.command(
+                "collMod",
+                spec.collection,
+                index={"name": INDEX_NAME, "expireAfterSeconds": seconds},
+            )
         except OperationFailure:
             collection.drop_index(INDEX_NAME)
             collection.create_index(spec.field, expireAfterSeconds=seconds, name=INDEX_NAME)
     return seconds
 
 
-def ensure_all(db: Database, log_retention: str | float | None,
-               dead_letter_retention: str | float | None) -> dict[str, int | None]:
-    applied = {"event_log": ensure(db, LOG, log_retention),
-               "dead_letters": ensure(db, DEAD_LETTERS, dead_letter_retention)}
+def ensure_all(
+    db: Database, log_retention: str | float | None, dead_letter_retention: str | float | None
+) -> dict[str, int | None]:
+    applied = {
+        "event_log": ensure(db, LOG, log_retention),
+        "dead_letters": ensure(db, DEAD_LETTERS, dead_letter_retention),
+    }
     log.debug("retention (seconds): %s", applied)
     return applied

@@ -15,8 +15,12 @@ class RetryPolicy:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> RetryPolicy:
-        return cls(options["max_retry_attempts"], options["retry_delay_ms"],
-                   options["exponential_backoff"], options["dead_letter_queue_enabled"])
+        return cls(
+            options["max_retry_attempts"],
+            options["retry_delay_ms"],
+            options["exponential_backoff"],
+            options["dead_letter_queue_enabled"],
+        )
 
     @property
     def attempts(self) -> int:

@@ -131,8 +131,15 @@ class Shared:
 class SubscriptionRunner(threading.Thread):
     """Consumes one subscription's change stream until stopped, stale or failed."""
 
-    def __init__(self, db: Database, sub: Subscription, sinks: list[Sink], shared: Shared,
-                 leases: LeaseManager, concurrency: int):
+    def __init__(
+        self,
+        db: Database,
+        sub: Subscription,
+        sinks: list[Sink],
+        shared: Shared,
+        leases: LeaseManager,
+        concurrency: int,
+    ):
         super().__init__(name=f"queryleaf-sub-{sub.name}", daemon=True)
         self.db = db
         self.sub = sub
@@ -144,18 +151,29 @@ class SubscriptionRunner(threading.Thread):
         self.lease_lost = threading.Event()
         self.aborting = False  # a transient error: drop what is in flight, reconnect
         self.policy = RetryPolicy.from_options(sub.options)
-        self.delivery = Delivery(sinks, self.policy, self.stopping,
-                                 sub.options.get("processing_timeout_ms", 30_000))
+        self.delivery = Delivery(
+            sinks, self.policy, self.stopping, sub.options.get("processing_timeout_ms", 30_000)
+        )
         self.batch_mode = bool(sub.options.get("batch_processing"))
         self.group_size = int(sub.options.get("batch_size") or 100)
         self.concurrent = not sub.options.get("preserve_order", True) and not self.batch_mode
         self.lanes: Lanes | None = (
             Lanes(concurrency, self._deliver_row, self._may_start, sub.name)
-            if self.concurrent else None)
+            if self.concurrent
+            else None
+        )
         self.metrics = Metrics()
-        self.committer = Committer(self.catalog, self.event_log, sub, leases.worker_id,
-                                   self.metrics, self._report, self.lease_lost,
-                                   sub.resume_token, shared.writer)
+        self.committer = Committer(
+            self.catalog,
+            self.event_log,
+            sub,
+            leases.worker_id,
+            self.metrics,
+            self._report,
+            self.lease_lost,
+            sub.resume_token,
+            shared.writer,
+        )
         self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
         self.batch_started = 0.0
@@ -197,11 +215,15 @@ class SubscriptionRunner(threading.Thread):
         try:
             self._consume()
         except LeaseLost:
-            log.warning("%s: %s: another worker owns the subscription now (lease lost); stream "
-                        "closed", self.sub.name, ErrorCode.LEASE_LOST)
+            log.warning(
+                "%s: %s: another worker owns the subscription now (lease lost); stream closed",
+                self.sub.name,
+                ErrorCode.LEASE_LOST,
+            )
         except Stale:
-            log.info("%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed",
-                     self.sub.name)
+            log.info(
+                "%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed", self.sub.name
+            )
         except Exception as exc:
             if self.stopping.is_set() and not isinstance(exc, failures.HistoryLost):
                 # Stopping while the server is gone (the worker may even have closed the
@@ -230,8 +252,11 @@ class SubscriptionRunner(threading.Thread):
                 if self.committer.token is None:
                     failures.check_start_in_history(self.db, self.sub.start_at_operation_time)
                 failures.check_position_not_ahead(
-                    self.db, self.committer.cluster_time if self.committer.token is not None
-                    else self.sub.start_at_operation_time)
+                    self.db,
+                    self.committer.cluster_time
+                    if self.committer.token is not None
+                    else self.sub.start_at_operation_time,
+                )
                 with self._open() as stream:
                     self._drain(stream)
                 backoff = RECONNECT_FIRST_S
@@ -242,8 +267,13 @@ class SubscriptionRunner(threading.Thread):
                 if self.committer.checkpoints > checkpoints:  # progress since last time
                     backoff = RECONNECT_FIRST_S
                 self._abort_in_flight()
-                log.warning("%s: %s: %s; reconnecting in %.1fs from the last checkpoint",
-                            self.sub.name, type(exc).__name__, exc, backoff)
+                log.warning(
+                    "%s: %s: %s; reconnecting in %.1fs from the last checkpoint",
+                    self.sub.name,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
                 if self.stopping.wait(backoff):
                     return
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
@@ -255,18 +285,29 @@ class SubscriptionRunner(threading.Thread):
         server lost writes it had acknowledged (a server without durable commits crashed, a
         rollback): then the stored one is older, and the events after it come again.
         """
-        doc = self.catalog.find_one({"_id": self.sub.name}, {
-            "status": 1, "version": 1, "worker_id": 1, "position_version": 1,
-            "resume_token": 1, "checkpoint_cluster_time": 1})
+        doc = self.catalog.find_one(
+            {"_id": self.sub.name},
+            {
+                "status": 1,
+                "version": 1,
+                "worker_id": 1,
+                "position_version": 1,
+                "resume_token": 1,
+                "checkpoint_cluster_time": 1,
+            },
+        )
         self.committer.check_current(doc)
         assert doc is not None
         if doc.get("position_version") != self.sub.position_version:
             raise Stale()
         stored = doc.get("resume_token")
         if stored != self.committer.token:
-            log.warning("%s: the server does not have the position this worker stored last (it "
-                        "lost acknowledged writes); continuing from the stored one, so events "
-                        "after it are delivered again", self.sub.name)
+            log.warning(
+                "%s: the server does not have the position this worker stored last (it "
+                "lost acknowledged writes); continuing from the stored one, so events "
+                "after it are delivered again",
+                self.sub.name,
+            )
             self.committer.token = stored
             self.committer.cluster_time = doc.get("checkpoint_cluster_time")
 
@@ -275,14 +316,16 @@ class SubscriptionRunner(threading.Thread):
         # A run that stopped before its checkpoint may have recorded events past the position
         # (RESET removed the rows from its new start on, so after it only such runs count).
         since = self.committer.cluster_time if token is not None else None
-        self.known = self.event_log.existing(self.sub.subscription_id,
-                                             since or self.sub.start_at_operation_time)
+        self.known = self.event_log.existing(
+            self.sub.subscription_id, since or self.sub.start_at_operation_time
+        )
         if token is not None:
-            return self.sub.watch.open(self.db, start_after=token,
-                                       max_await_time_ms=AWAIT_MS)
-        return self.sub.watch.open(self.db,
-                                   start_at_operation_time=self.sub.start_at_operation_time,
-                                   max_await_time_ms=AWAIT_MS)
+            return self.sub.watch.open(self.db, start_after=token, max_await_time_ms=AWAIT_MS)
+        return self.sub.watch.open(
+            self.db,
+            start_at_operation_time=self.sub.start_at_operation_time,
+            max_await_time_ms=AWAIT_MS,
+        )
 
     def _drain(self, stream: ChangeStream) -> None:
         """Handle events until stopped; returns when the stream ends (invalidate) to reopen."""
@@ -295,10 +338,9 @@ class SubscriptionRunner(threading.Thread):
             if group is None:  # the stream was closed by the server: reopen
                 self._finish_in_flight(deliver_batch=False)
                 return
-            invalidate = next((c for c in group if c.get("operationType") == "invalidate"),
-                              None)
+            invalidate = next((c for c in group if c.get("operationType") == "invalidate"), None)
             if invalidate is not None:
-                group = group[:group.index(invalidate)]
+                group = group[: group.index(invalidate)]
             if group:
                 self._admit(group)
             if self.batch_mode and self._batch_due(idle=not group):
@@ -311,8 +353,9 @@ class SubscriptionRunner(threading.Thread):
                 # (unless something before it is unfinished: then from the last checkpoint).
                 self._finish_in_flight(deliver_batch=True)
                 if not self.window:
-                    self.committer.submit(Commit(token=invalidate["_id"],
-                                                 cluster_time=invalidate.get("clusterTime")))
+                    self.committer.submit(
+                        Commit(token=invalidate["_id"], cluster_time=invalidate.get("clusterTime"))
+                    )
                     self.committer.drain()
                 return
             now = time.monotonic()
@@ -437,14 +480,21 @@ class SubscriptionRunner(threading.Thread):
         row.started_at = datetime.now(UTC)
 
         def on_retry(retry: int, error: str) -> None:
-            log.warning("%s: %s failed (%s); retry %d of %d", self.sub.name,
-                        row.key[-16:], error, retry, self.policy.max_retry_attempts)
+            log.warning(
+                "%s: %s failed (%s); retry %d of %d",
+                self.sub.name,
+                row.key[-16:],
+                error,
+                retry,
+                self.policy.max_retry_attempts,
+            )
             self.event_log.mark(row, "retrying", retry, error)
             if retry == 1 and self.lanes is None:
                 self._show_queued_behind(row)
 
-        outcome = self.delivery.deliver(row.change, row.skip_sinks, on_retry,
-                                        lambda: self.event_log.mark(row, "processing"))
+        outcome = self.delivery.deliver(
+            row.change, row.skip_sinks, on_retry, lambda: self.event_log.mark(row, "processing")
+        )
         if outcome is None:
             return False
         row.completed_at = datetime.now(UTC)
@@ -454,16 +504,22 @@ class SubscriptionRunner(threading.Thread):
     def _show_queued_behind(self, row: Row) -> None:
         """In order, the events taken from the stream after one being retried wait for it:
         show them as 'queued' (their rows are replaced when they are handled)."""
-        waiting = [other for other in self.window
-                   if other is not row and not other.done and not other.single]
+        waiting = [
+            other
+            for other in self.window
+            if other is not row and not other.done and not other.single
+        ]
         if waiting:
             self.event_log.mark_queued(waiting)
 
     def _batch_due(self, idle: bool) -> bool:
         if not self.batch:
             return False
-        return (len(self.batch) >= self.group_size or idle
-                or time.monotonic() - self.batch_started >= BATCH_MAX_WAIT_S)
+        return (
+            len(self.batch) >= self.group_size
+            or idle
+            or time.monotonic() - self.batch_started >= BATCH_MAX_WAIT_S
+        )
 
     def _deliver_batch(self) -> None:
         """Deliver the pending batch as one list (all its events share the outcome)."""
@@ -473,8 +529,14 @@ class SubscriptionRunner(threading.Thread):
             row.started_at = started
 
         def on_retry(retry: int, error: str) -> None:
-            log.warning("%s: batch of %d failed (%s); retry %d of %d", self.sub.name, len(rows),
-                        error, retry, self.policy.max_retry_attempts)
+            log.warning(
+                "%s: batch of %d failed (%s); retry %d of %d",
+                self.sub.name,
+                len(rows),
+                error,
+                retry,
+                self.policy.max_retry_attempts,
+            )
             for row in rows:
                 self.event_log.mark(row, "retrying", retry, error)
 
@@ -553,9 +615,16 @@ class SubscriptionRunner(threading.Thread):
             return
         self.shared.done(self.sub.name, row.status or "")
         static = row.static
-        log.info("%s %s %s.%s %s %s %.1fms", self.sub.name, static["event_type"],
-                 static["database_name"], static["collection_name"], static["document_key"],
-                 row.status, row.duration_ms or 0.0)
+        log.info(
+            "%s %s %s.%s %s %s %.1fms",
+            self.sub.name,
+            static["event_type"],
+            static["database_name"],
+            static["collection_name"],
+            static["document_key"],
+            row.status,
+            row.duration_ms or 0.0,
+        )
 
     # ---------------------------------------------------------------- idle
     def _sync(self, token: Mapping[str, Any] | None, idle: bool) -> None:
@@ -564,11 +633,11 @@ class SubscriptionRunner(threading.Thread):
         fields: dict[str, Any] = {}
         if idle and self.committer.stored_lag:
             fields["resume_token_lag_seconds"] = 0.0
-        if (token is not None and token != self.committer.token) or fields \
-                or self.metrics.dirty:
+        if (token is not None and token != self.committer.token) or fields or self.metrics.dirty:
             # Not waited for: its errors surface at the next step (_raise_background_errors).
-            self.committer.submit(Commit(token=None if token is None else dict(token),
-                                         fields=fields))
+            self.committer.submit(
+                Commit(token=None if token is None else dict(token), fields=fields)
+            )
 
     # ---------------------------------------------------------------- dead letters
     def _replay_dead_letters(self) -> None:
@@ -584,15 +653,21 @@ class SubscriptionRunner(threading.Thread):
             payload = [letter["event"]] if self.batch_mode else letter["event"]
             outcome = self.delivery.deliver(payload)
             if outcome is None:
-                letters.update_one({"_id": letter["_id"]},
-                                   {"$set": {"status": "replay_requested"}})
+                letters.update_one({"_id": letter["_id"]}, {"$set": {"status": "replay_requested"}})
                 return
             replayed = outcome.status == "completed"
-            letters.update_one({"_id": letter["_id"]}, {
-                "$set": {"status": "replayed" if replayed else "dead_letter",
-                         "error": outcome.error, "updated_at": datetime.now(UTC),
-                         "replayed_at": datetime.now(UTC) if replayed else None},
-                "$inc": {"attempts": outcome.retries + 1}})
+            letters.update_one(
+                {"_id": letter["_id"]},
+                {
+                    "$set": {
+                        "status": "replayed" if replayed else "dead_letter",
+                        "error": outcome.error,
+                        "updated_at": datetime.now(UTC),
+                        "replayed_at": datetime.now(UTC) if replayed else None,
+                    },
+                    "$inc": {"attempts": outcome.retries + 1},
+                },
+            )
             if replayed:
                 self.event_log.finish(letter["_id"], "completed", started, 0, None)
             self.shared.done(self.sub.name, f"replay_{outcome.status}")
@@ -604,8 +679,15 @@ class SubscriptionRunner(threading.Thread):
         try:
             self.catalog.update_one(
                 {"_id": self.sub.name, "position_version": self.sub.position_version},
-                {"$set": {"status": "failed", "status_message": message, "last_error": message,
-                          "updated_at": datetime.now(UTC)}})
+                {
+                    "$set": {
+                        "status": "failed",
+                        "status_message": message,
+                        "last_error": message,
+                        "updated_at": datetime.now(UTC),
+                    }
+                },
+            )
         except PyMongoError:
             log.exception("%s: could not record the failure", self.sub.name)
 

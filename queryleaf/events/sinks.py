@@ -71,15 +71,21 @@ class CollectionSink:
         return f"collection:{self.collection.name}"
 
     def _document(self, event: dict[str, Any]) -> dict[str, Any]:
-        return {**event, "_id": event_id(event), "resume_token": event["_id"],
-                "subscription_id": self.subscription_id}
+        return {
+            **event,
+            "_id": event_id(event),
+            "resume_token": event["_id"],
+            "subscription_id": self.subscription_id,
+        }
 
     def deliver(self, payload: Payload) -> None:
         if isinstance(payload, list):
             failed = self.deliver_group(payload)
             if failed:
-                raise RuntimeError(f"{len(failed)} of {len(payload)} event(s) could not be "
-                                   f"written to {self.collection.name}: {failed[0][1]}")
+                raise RuntimeError(
+                    f"{len(failed)} of {len(payload)} event(s) could not be "
+                    f"written to {self.collection.name}: {failed[0][1]}"
+                )
             return
         doc = self._document(payload)
         self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
@@ -89,8 +95,10 @@ class CollectionSink:
         if not events:
             return []
         docs = [self._document(event) for event in events]  # a redelivered one is replaced
-        return [(e["index"], e.get("errmsg", "write error"))
-                for e in upsert_by_id(self.collection, docs)]
+        return [
+            (e["index"], e.get("errmsg", "write error"))
+            for e in upsert_by_id(self.collection, docs)
+        ]
 
 
 @dataclass
@@ -132,8 +140,10 @@ class HttpSink:
 
     def deliver(self, payload: Payload) -> None:
         body = json_util.dumps(payload, json_options=json_util.RELAXED_JSON_OPTIONS).encode()
-        headers = {"Content-Type": "application/json",
-                   "X-Queryleaf-Subscription": self.subscription_id}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Queryleaf-Subscription": self.subscription_id,
+        }
         if isinstance(payload, list):
             headers["X-Queryleaf-Batch-Size"] = str(len(payload))
         else:
@@ -155,18 +165,27 @@ def resolve(sub: Subscription, db: Database, handlers: Mapping[str, Handler]) ->
     if scheme == "collection":
         sinks.append(CollectionSink(db[rest], sub.subscription_id))
     elif scheme in ("http", "https"):
-        sinks.append(HttpSink(target, sub.options["processing_timeout_ms"] / 1000,
-                              sub.subscription_id, _secret(sub.options.get("webhook_secret"))))
+        sinks.append(
+            HttpSink(
+                target,
+                sub.options["processing_timeout_ms"] / 1000,
+                sub.subscription_id,
+                _secret(sub.options.get("webhook_secret")),
+            )
+        )
     elif scheme == "python":
         sinks.append(CallableSink(_import(rest), target))
     elif scheme == "handler":
         if rest not in handlers:
-            raise SinkUnavailable(f"deliver_to {target!r}: no handler named {rest!r} is "
-                                  "registered in this process (use @ql.on(...))")
+            raise SinkUnavailable(
+                f"deliver_to {target!r}: no handler named {rest!r} is "
+                "registered in this process (use @ql.on(...))"
+            )
         sinks.append(CallableSink(handlers[rest], target))
     registered = handlers.get(sub.name) or handlers.get(sub.subscription_id)
-    if registered is not None and all(getattr(s, "function", None) is not registered
-                                      for s in sinks):
+    if registered is not None and all(
+        getattr(s, "function", None) is not registered for s in sinks
+    ):
         sinks.append(CallableSink(registered, f"handler registered for {sub.name!r}"))
     return sinks
 
@@ -177,11 +196,13 @@ def _secret(value: str | None) -> Secret | None:
         return None
     if not value.startswith(ENV_PREFIX):
         return Secret(value)
-    name = value[len(ENV_PREFIX):]
+    name = value[len(ENV_PREFIX) :]
     secret = os.environ.get(name)
     if not secret:
-        raise SinkUnavailable(f"webhook_secret 'env:{name}': the environment variable {name} "
-                              "is not set in this worker")
+        raise SinkUnavailable(
+            f"webhook_secret 'env:{name}': the environment variable {name} "
+            "is not set in this worker"
+        )
     return Secret(secret)
 
 

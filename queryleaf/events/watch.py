@@ -48,8 +48,13 @@ class WatchSpec:
             pipeline.append({"$match": options["event_filter"]})
         if where:
             pipeline.append({"$match": where})
-        return cls(collection, pipeline, options["full_document"],
-                   options["full_document_before_change"], options["batch_size"])
+        return cls(
+            collection,
+            pipeline,
+            options["full_document"],
+            options["full_document_before_change"],
+            options["batch_size"],
+        )
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> WatchSpec:
@@ -62,8 +67,7 @@ class WatchSpec:
     @property
     def needs_images(self) -> bool:
         """Whether the watched collections must record pre- and post-images."""
-        return (self.full_document in IMAGE_MODES
-                or self.full_document_before_change in IMAGE_MODES)
+        return self.full_document in IMAGE_MODES or self.full_document_before_change in IMAGE_MODES
 
     @property
     def cursor_batch_size(self) -> int:
@@ -87,16 +91,24 @@ class WatchSpec:
         }
 
     # ---------------------------------------------------------------- running
-    def open(self, db: Database, *, start_at_operation_time: Any = None,
-             start_after: dict[str, Any] | None = None,
-             max_await_time_ms: int | None = None) -> ChangeStream:
+    def open(
+        self,
+        db: Database,
+        *,
+        start_at_operation_time: Any = None,
+        start_after: dict[str, Any] | None = None,
+        max_await_time_ms: int | None = None,
+    ) -> ChangeStream:
         """Open the stream (the server parses and checks the pipeline right here)."""
         target = db[self.collection] if self.collection is not None else db
         return target.watch(
             self.pipeline,
             full_document=None if self.full_document == "default" else self.full_document,
-            full_document_before_change=(None if self.full_document_before_change == "off"
-                                         else self.full_document_before_change),
+            full_document_before_change=(
+                None
+                if self.full_document_before_change == "off"
+                else self.full_document_before_change
+            ),
             start_at_operation_time=start_at_operation_time,
             start_after=start_after,
             batch_size=self.cursor_batch_size,

@@ -97,8 +97,15 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
-                         headers: Message, newurl: str) -> None:
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> None:
         return None  # urllib then raises HTTPError with the 3xx
 
 
@@ -118,8 +125,9 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
     except (TimeoutError, urllib.error.URLError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, TimeoutError):
-            raise WebhookError(f"POST {url}: no answer within {_ms(timeout_s)} ms "
-                               "(processing_timeout_ms)") from None
+            raise WebhookError(
+                f"POST {url}: no answer within {_ms(timeout_s)} ms (processing_timeout_ms)"
+            ) from None
         raise
 
 
@@ -128,7 +136,7 @@ def _refused(url: str, status: int, headers: Message | None) -> str:
     message = f"POST {url} returned HTTP {status}"
     if 300 <= status < 400:
         location = headers.get("Location") if headers is not None else None
-        message += (f" redirecting to {location}" if location else " (a redirect without Location)")
+        message += f" redirecting to {location}" if location else " (a redirect without Location)"
         message += "; redirects are not followed: set deliver_to to the URL that accepts the POST"
     return message
 

@@ -125,13 +125,19 @@ class Heartbeat(threading.Thread):
                     runner.lose_lease()
 
 
-def run_worker(ql: Any, subscriptions: list[str] | None = None,
-               stop_event: threading.Event | None = None, idle_timeout: float | None = None,
-               max_events: int | None = None, poll_interval: float = 1.0,
-               lease_seconds: float | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-               log_retention: str | float | None = None,
-               dead_letter_retention: str | float | None = None,
-               worker_id: str | None = None) -> WorkerReport:
+def run_worker(
+    ql: Any,
+    subscriptions: list[str] | None = None,
+    stop_event: threading.Event | None = None,
+    idle_timeout: float | None = None,
+    max_events: int | None = None,
+    poll_interval: float = 1.0,
+    lease_seconds: float | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    log_retention: str | float | None = None,
+    dead_letter_retention: str | float | None = None,
+    worker_id: str | None = None,
+) -> WorkerReport:
     """Run the active subscriptions (all, or those named) until told to stop.
 
     Stops when ``stop_event`` is set, after ``idle_timeout`` seconds without an event, or once
@@ -153,10 +159,21 @@ def run_worker(ql: Any, subscriptions: list[str] | None = None,
         db = durable(client[ql.db.name] if client is not None else ql.db)
         try:
             budget = None if max_events is None else max(max_events - before.events, 0)
-            report = _supervise(db, handlers, subscriptions, stop_event, idle_timeout,
-                                budget, poll_interval, lease_seconds, concurrency,
-                                log_retention, dead_letter_retention, worker_id,
-                                moved=_moved_from(ql, uri))
+            report = _supervise(
+                db,
+                handlers,
+                subscriptions,
+                stop_event,
+                idle_timeout,
+                budget,
+                poll_interval,
+                lease_seconds,
+                concurrency,
+                log_retention,
+                dead_letter_retention,
+                worker_id,
+                moved=_moved_from(ql, uri),
+            )
         finally:
             if client is not None:
                 close_client(client)
@@ -184,13 +201,21 @@ def _moved_from(ql: Any, uri: str | None) -> Callable[[], bool]:
     return lambda: getattr(ql, "uri", None) != uri
 
 
-def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
-               subscriptions: list[str] | None, stop_event: threading.Event | None,
-               idle_timeout: float | None, max_events: int | None, poll_interval: float,
-               lease_seconds: float | None, concurrency: int,
-               log_retention: str | float | None, dead_letter_retention: str | float | None,
-               worker_id: str | None, moved: Callable[[], bool] = lambda: False,
-               ) -> WorkerReport:
+def _supervise(
+    db: Database,
+    handlers: Mapping[str, Callable[..., Any]],
+    subscriptions: list[str] | None,
+    stop_event: threading.Event | None,
+    idle_timeout: float | None,
+    max_events: int | None,
+    poll_interval: float,
+    lease_seconds: float | None,
+    concurrency: int,
+    log_retention: str | float | None,
+    dead_letter_retention: str | float | None,
+    worker_id: str | None,
+    moved: Callable[[], bool] = lambda: False,
+) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
     leases = LeaseManager(db, lease_seconds_from(lease_seconds), worker_id)
@@ -204,8 +229,12 @@ def _supervise(db: Database, handlers: Mapping[str, Callable[..., Any]],
     unavailable: dict[str, str] = {}
     heartbeat = Heartbeat(leases, runners)
     heartbeat.start()
-    poller = Poller(lambda: _start_runners(db, subscriptions, handlers, shared, runners,
-                                           unavailable, leases, concurrency), poll_interval)
+    poller = Poller(
+        lambda: _start_runners(
+            db, subscriptions, handlers, shared, runners, unavailable, leases, concurrency
+        ),
+        poll_interval,
+    )
     poller.start()
     log.info("worker %s started (lease %.1fs)", leases.worker_id, leases.lease_seconds)
     try:
@@ -264,9 +293,13 @@ def _join_runners(runners: list[SubscriptionRunner], bound_s: float | None) -> f
             runner.join(TICK_S)
     stuck = [runner.sub.name for runner in runners if runner.is_alive()]
     if stuck:
-        log.warning("could not checkpoint %s within %.0fs of the stop (the server does not "
-                    "answer); leaving: their unacknowledged events are delivered again after "
-                    "the lease expires", ", ".join(stuck), bound_s)
+        log.warning(
+            "could not checkpoint %s within %.0fs of the stop (the server does not "
+            "answer); leaving: their unacknowledged events are delivered again after "
+            "the lease expires",
+            ", ".join(stuck),
+            bound_s,
+        )
     return deadline
 
 
@@ -275,17 +308,29 @@ def _observe_runners(db: Database, runners: Runners) -> None:
     running = {r.sub.name: r for r in runners.all() if r.is_alive()}
     if not running:
         return
-    docs = {doc["_id"]: doc for doc in db[names.SUBSCRIPTIONS].find(
-        {"_id": {"$in": list(running)}}, {"status": 1, "version": 1, "worker_id": 1})}
-    replays = set(db[names.DEAD_LETTERS].distinct(
-        "subscription_id", {"status": "replay_requested"}))
+    docs = {
+        doc["_id"]: doc
+        for doc in db[names.SUBSCRIPTIONS].find(
+            {"_id": {"$in": list(running)}}, {"status": 1, "version": 1, "worker_id": 1}
+        )
+    }
+    replays = set(
+        db[names.DEAD_LETTERS].distinct("subscription_id", {"status": "replay_requested"})
+    )
     for name, runner in running.items():
         runner.observe(docs.get(name), runner.sub.subscription_id in replays)
 
 
-def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, Any],
-                   shared: Shared, runners: Runners,
-                   unavailable: dict[str, str], leases: LeaseManager, concurrency: int) -> None:
+def _start_runners(
+    db: Database,
+    only: list[str] | None,
+    handlers: Mapping[str, Any],
+    shared: Shared,
+    runners: Runners,
+    unavailable: dict[str, str],
+    leases: LeaseManager,
+    concurrency: int,
+) -> None:
     _observe_runners(db, runners)
     current = leases.holders()
     leases.remove_stale(current.values())
@@ -322,19 +367,30 @@ def _start_runners(db: Database, only: list[str] | None, handlers: Mapping[str, 
         if not runners.start(runner):  # the worker is stopping
             leases.release(name)
             continue
-        log.info("%s: watching %s (worker %s)", leased.name,
-                 leased.watch.collection or f"database {db.name}", leases.worker_id)
+        log.info(
+            "%s: watching %s (worker %s)",
+            leased.name,
+            leased.watch.collection or f"database {db.name}",
+            leases.worker_id,
+        )
 
 
 def _check_names(db: Database, wanted: list[str]) -> None:
-    known = {doc["_id"]: doc.get("status")
-             for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1, "status": 1})}
+    known = {
+        doc["_id"]: doc.get("status")
+        for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1, "status": 1})
+    }
     missing = [name for name in wanted if name not in known]
     if missing:
         raise SubscriptionError(
             f"no event subscription named {', '.join(map(repr, missing))}; existing: "
-            f"{', '.join(sorted(known)) or 'none'}", error_code=ErrorCode.UNKNOWN_SUBSCRIPTION)
+            f"{', '.join(sorted(known)) or 'none'}",
+            error_code=ErrorCode.UNKNOWN_SUBSCRIPTION,
+        )
     for name in wanted:
         if known[name] != "active":
-            log.warning("%s is %s: not run until it is active again (RESUME, or RESET after a "
-                        "failure)", name, known[name])
+            log.warning(
+                "%s is %s: not run until it is active again (RESUME, or RESET after a failure)",
+                name,
+                known[name],
+            )

@@ -25,10 +25,12 @@ class Catalog:
     tables: frozenset[str] | None = None  # collections and views; None: not checked
 
 
-def plan_statement(statement: ast.Statement,
-                   params: Mapping[str, Any] | Sequence[Any] | None = None,
-                   catalog: Catalog | None = None,
-                   references: list[ColumnReference] | None = None) -> plan.Plan:
+def plan_statement(
+    statement: ast.Statement,
+    params: Mapping[str, Any] | Sequence[Any] | None = None,
+    catalog: Catalog | None = None,
+    references: list[ColumnReference] | None = None,
+) -> plan.Plan:
     """The plan of one statement; with ``references``, also the columns of stored collections
     it reads, appended there (for the caller to check against the data: planner/references.py).
     """
@@ -42,8 +44,9 @@ def plan_statement(statement: ast.Statement,
         # Last resort: parsed statements are within the nesting limit (sql/limits.py), which
         # keeps planning far from Python's recursion limit; this is for ASTs built by hand and
         # for callers already deep in their own stack.
-        raise PlanningError("statement nested too deeply to plan (see Limits in "
-                            "docs/semantics.md)", statement.pos) from None
+        raise PlanningError(
+            "statement nested too deeply to plan (see Limits in docs/semantics.md)", statement.pos
+        ) from None
 
 
 _TRANSACTION_PLANS: dict[type[ast.TransactionStatement], type[plan.TransactionControl]] = {

@@ -15,9 +15,16 @@ from queryleaf.planner.expressions import ExprCompiler, is_null_expr, literal
 from queryleaf.sql import ast
 
 # Aggregates that are one MongoDB accumulator over the argument (also in window frames).
-SIMPLE_ACCUMULATORS = {"AVG": "$avg", "MIN": "$min", "MAX": "$max", "STDDEV": "$stdDevPop",
-                       "STD": "$stdDevPop", "STDDEV_POP": "$stdDevPop",
-                       "STDDEV_SAMP": "$stdDevSamp"}
+SIMPLE_ACCUMULATORS = {
+    "AVG": "$avg",
+    "MIN": "$min",
+    "MAX": "$max",
+    "STDDEV": "$stdDevPop",
+    "STD": "$stdDevPop",
+    "STDDEV_POP": "$stdDevPop",
+    "STDDEV_SAMP": "$stdDevSamp",
+}
+
 
 @dataclass
 class Accumulated:
@@ -31,7 +38,9 @@ def _reads_row(v: Any) -> bool:
     if isinstance(v, str):  # a field path, or the document itself ($$let variables are
         # bound to expressions that are themselves inspected)
         return (v.startswith("$") and not v.startswith("$$")) or v.split(".")[0] in (
-            "$$ROOT", "$$CURRENT")
+            "$$ROOT",
+            "$$CURRENT",
+        )
     if isinstance(v, dict):
         return "$literal" not in v and any(_reads_row(x) for x in v.values())
     if isinstance(v, list):
@@ -58,8 +67,9 @@ def _sort_spec(call: ast.FuncCall, exprs: ExprCompiler) -> tuple[dict[str, Any],
         keys[f"s{i}"] = exprs.compile(item.expr)
         spec[f"s{i}"] = -1 if item.descending else 1
         if item.nulls_first is not None:
-            raise PlanningError("NULLS FIRST/LAST is not supported inside an aggregate call",
-                                item.pos)
+            raise PlanningError(
+                "NULLS FIRST/LAST is not supported inside an aggregate call", item.pos
+            )
     return keys, spec
 
 
@@ -80,8 +90,9 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
     if call.separator is not None and name != "GROUP_CONCAT":
         raise PlanningError(f"SEPARATOR is only valid in GROUP_CONCAT, not {name}", call.pos)
     if call.limit is not None and name != "JSON_ARRAYAGG":
-        raise PlanningError(f"LIMIT inside a call is only valid in JSON_ARRAYAGG, not {name}",
-                            call.pos)
+        raise PlanningError(
+            f"LIMIT inside a call is only valid in JSON_ARRAYAGG, not {name}", call.pos
+        )
     x = _per_row(exprs.compile(args[0]))
     ref = f"${field}"
     if call.distinct and name not in ("COUNT", "SUM", "AVG", "MIN", "MAX", "GROUP_CONCAT"):
@@ -110,8 +121,9 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
         return Accumulated({field: {SIMPLE_ACCUMULATORS[name]: x}}, ref, {field: None})
     if name == "GROUP_CONCAT":
         if call.distinct and any(o.expr != args[0] for o in call.order_by):
-            raise PlanningError("GROUP_CONCAT(DISTINCT x ORDER BY ...) can only order by x "
-                                "itself", call.pos)
+            raise PlanningError(
+                "GROUP_CONCAT(DISTINCT x ORDER BY ...) can only order by x itself", call.pos
+            )
         sep = literal(",")
         if call.separator is not None:
             sep = exprs.constant_string(call.separator, "SEPARATOR")
@@ -122,12 +134,19 @@ def accumulate(call: ast.FuncCall, exprs: ExprCompiler, field: str) -> Accumulat
         items = {"$filter": {"input": ref, "cond": {"$gt": ["$$this.v", None]}}}
         if spec:
             items = {"$sortArray": {"input": items, "sortBy": spec}}
-        joined = {"$reduce": {
-            "input": {"$map": {"input": items, "in": "$$this.v"}},
-            "initialValue": None,
-            "in": {"$cond": [{"$eq": ["$$value", None]}, "$$this",
-                             {"$concat": ["$$value", sep, "$$this"]}]},
-        }}
+        joined = {
+            "$reduce": {
+                "input": {"$map": {"input": items, "in": "$$this.v"}},
+                "initialValue": None,
+                "in": {
+                    "$cond": [
+                        {"$eq": ["$$value", None]},
+                        "$$this",
+                        {"$concat": ["$$value", sep, "$$this"]},
+                    ]
+                },
+            }
+        }
         return Accumulated(acc, joined, {field: []})
     if name == "JSON_ARRAYAGG":
         keys, spec = _sort_spec(call, exprs)

@@ -103,10 +103,17 @@ def _fold(op: str, x: int, y: int) -> int:
 
 def as_long(v: Any) -> Any:
     """v as a long when it is an integer (see the module docstring), else null."""
+
     def convert(refs: list[Any]) -> Any:
         x = refs[0]
-        integral = {"$and": [{"$isNumber": x}, {"$gte": [x, -_BOUND]}, {"$lt": [x, _BOUND]},
-                             {"$eq": [{"$trunc": [x, 0]}, x]}]}
+        integral = {
+            "$and": [
+                {"$isNumber": x},
+                {"$gte": [x, -_BOUND]},
+                {"$lt": [x, _BOUND]},
+                {"$eq": [{"$trunc": [x, 0]}, x]},
+            ]
+        }
         return {"$cond": [integral, {"$toLong": x}, None]}
 
     return bound([v], convert, "n")
@@ -195,8 +202,12 @@ def _shift_right(x: Any, n: int) -> Any:
         high = {"$toLong": {"$divide": [{"$subtract": [x, r]}, 2**k]}}
         if k == n:
             return high
-        return {"$add": [{"$multiply": [high, 2 ** (k - n)]},
-                         {"$toLong": {"$floor": {"$divide": [r, 2**n]}}}]}
+        return {
+            "$add": [
+                {"$multiply": [high, 2 ** (k - n)]},
+                {"$toLong": {"$floor": {"$divide": [r, 2**n]}}},
+            ]
+        }
 
     return bound([_remainder(x, 2**k)], body, "rem")
 
@@ -237,17 +248,27 @@ def bit_count(x: Any) -> Any:
     four bits at a time."""
     low = _remainder(x, 2**32)
     high = {"$divide": [{"$subtract": [x, "$$lo"]}, 2**32]}  # exact: a multiple of 2^32
-    halves = {"$let": {"vars": {"lo": low}, "in": {
-        "lo": "$$lo", "hi": {"$mod": [{"$add": [high, 2**32]}, 2**32]}, "n": 0}}}
-    nibbles = {"$reduce": {
-        "input": {"$range": [0, 8]},
-        "initialValue": halves,
-        "in": {
-            "lo": {"$floor": {"$divide": ["$$value.lo", 16]}},
-            "hi": {"$floor": {"$divide": ["$$value.hi", 16]}},
-            "n": {"$add": ["$$value.n",
-                           {"$arrayElemAt": [_NIBBLE_BITS, {"$mod": ["$$value.lo", 16]}]},
-                           {"$arrayElemAt": [_NIBBLE_BITS, {"$mod": ["$$value.hi", 16]}]}]},
-        },
-    }}
+    halves = {
+        "$let": {
+            "vars": {"lo": low},
+            "in": {"lo": "$$lo", "hi": {"$mod": [{"$add": [high, 2**32]}, 2**32]}, "n": 0},
+        }
+    }
+    nibbles = {
+        "$reduce": {
+            "input": {"$range": [0, 8]},
+            "initialValue": halves,
+            "in": {
+                "lo": {"$floor": {"$divide": ["$$value.lo", 16]}},
+                "hi": {"$floor": {"$divide": ["$$value.hi", 16]}},
+                "n": {
+                    "$add": [
+                        "$$value.n",
+                        {"$arrayElemAt": [_NIBBLE_BITS, {"$mod": ["$$value.lo", 16]}]},
+                        {"$arrayElemAt": [_NIBBLE_BITS, {"$mod": ["$$value.hi", 16]}]},
+                    ]
+                },
+            },
+        }
+    }
     return {"$let": {"vars": {"s": nibbles}, "in": "$$s.n"}}

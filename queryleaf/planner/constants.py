@@ -48,8 +48,9 @@ def constant(e: ast.Expr, bindings: Bindings) -> Any:
             return [constant(a, bindings) for a in e.args]
         if e.name == "JSON_OBJECT":
             if len(e.args) % 2:
-                raise PlanningError("JSON_OBJECT needs key/value pairs (an even number of "
-                                    "arguments)", e.pos)
+                raise PlanningError(
+                    "JSON_OBJECT needs key/value pairs (an even number of arguments)", e.pos
+                )
             out = {}
             for k, v in zip(e.args[::2], e.args[1::2], strict=True):
                 key = constant(k, bindings)
@@ -63,4 +64,3 @@ def constant(e: ast.Expr, bindings: Bindings) -> Any:
                 raise PlanningError(f"{v!r} is not a valid ObjectId (24 hex digits)", e.pos)
             return ObjectId(v)
     raise NotConstant(e)
-

@@ -10,16 +10,18 @@ from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 
 
-def plan_ddl(statement: ast.Statement, bindings: Bindings,
-             tables: frozenset[str] | None = None) -> plan.Plan:
+def plan_ddl(
+    statement: ast.Statement, bindings: Bindings, tables: frozenset[str] | None = None
+) -> plan.Plan:
     if isinstance(statement, ast.CreateView):
         source = as_aggregate(plan_query(statement.query, bindings, tables))
         pipeline, collection = list(source.pipeline), source.collection
         if source.columns and any(c.key != c.name for c in source.columns):
             # A view's documents carry the column names (a dotted name nests, and reads back
             # under the same path).
-            pipeline.append({"$project": {"_id": 0, **{c.name: f"${c.key}"
-                                                       for c in source.columns}}})
+            pipeline.append(
+                {"$project": {"_id": 0, **{c.name: f"${c.key}" for c in source.columns}}}
+            )
         return plan.CreateView(statement.name, collection, pipeline, statement.or_replace)
     if isinstance(statement, ast.DropView):
         return plan.DropView(statement.name, statement.if_exists)

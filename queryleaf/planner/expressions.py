@@ -21,10 +21,22 @@ from queryleaf.planner.scope import Scope, display_path
 from queryleaf.sql import ast
 from queryleaf.sql.walk import child_list, field_names
 
-AGGREGATES = frozenset({
-    "COUNT", "SUM", "AVG", "MIN", "MAX", "STDDEV", "STDDEV_POP", "STDDEV_SAMP", "STD",
-    "GROUP_CONCAT", "JSON_ARRAYAGG", "JSON_OBJECTAGG",
-})
+AGGREGATES = frozenset(
+    {
+        "COUNT",
+        "SUM",
+        "AVG",
+        "MIN",
+        "MAX",
+        "STDDEV",
+        "STDDEV_POP",
+        "STDDEV_SAMP",
+        "STD",
+        "GROUP_CONCAT",
+        "JSON_ARRAYAGG",
+        "JSON_OBJECTAGG",
+    }
+)
 
 
 def dotted(parts: tuple[str | int, ...]) -> str:
@@ -52,8 +64,20 @@ def literal(value: Any) -> Any:
     return value
 
 
-_NULL_PROPAGATING = {"$add", "$subtract", "$multiply", "$dateAdd", "$dateSubtract", "$toLower",
-                     "$toUpper", "$abs", "$floor", "$ceil", "$toDate", "$toLong"}
+_NULL_PROPAGATING = {
+    "$add",
+    "$subtract",
+    "$multiply",
+    "$dateAdd",
+    "$dateSubtract",
+    "$toLower",
+    "$toUpper",
+    "$abs",
+    "$floor",
+    "$ceil",
+    "$toDate",
+    "$toLong",
+}
 
 
 def never_null(v: Any) -> bool:
@@ -84,8 +108,11 @@ def null_guard(operands: list[Any], core: Any) -> Any:
     operands = [o for o in operands if not never_null(o)]
     if not operands:
         return core
-    cond = is_null_expr(operands[0]) if len(operands) == 1 else {
-        "$or": [is_null_expr(o) for o in operands]}
+    cond = (
+        is_null_expr(operands[0])
+        if len(operands) == 1
+        else {"$or": [is_null_expr(o) for o in operands]}
+    )
     return {"$cond": [cond, None, core]}
 
 
@@ -110,8 +137,9 @@ def is_simple(v: Any) -> bool:
     return True
 
 
-def bound(values: list[Any], build: Callable[[list[Any]], Any], prefix: str,
-          pure: bool = True) -> Any:
+def bound(
+    values: list[Any], build: Callable[[list[Any]], Any], prefix: str, pure: bool = True
+) -> Any:
     """``build(values)``, where a value that is not simple and that the result reads more than
     once is read through a ``$let`` variable: written, and evaluated, once. Without this a null
     guard (the value in the test and in the result) doubles the size of every level of a nested
@@ -140,25 +168,50 @@ def bound(values: list[Any], build: Callable[[list[Any]], Any], prefix: str,
         if once:
             for n in once:
                 del names[n]
-            body = build([values[i] if f"{prefix}{i}" in once else r
-                          for i, r in enumerate(refs)])
+            body = build([values[i] if f"{prefix}{i}" in once else r for i, r in enumerate(refs)])
             if not names:
                 return body
     return {"$let": {"vars": names, "in": body}}
 
 
 # Operators whose result is a value or null, never missing (whatever their operands).
-_NEVER_MISSING = frozenset({
-    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$cmp", "$and", "$or", "$not", "$in",
-    "$add", "$subtract", "$multiply", "$divide", "$mod", "$abs", "$concat", "$toLower",
-    "$toUpper", "$strLenCP", "$substrCP", "$isNumber", "$type", "$literal", "$size",
-})
+_NEVER_MISSING = frozenset(
+    {
+        "$eq",
+        "$ne",
+        "$gt",
+        "$gte",
+        "$lt",
+        "$lte",
+        "$cmp",
+        "$and",
+        "$or",
+        "$not",
+        "$in",
+        "$add",
+        "$subtract",
+        "$multiply",
+        "$divide",
+        "$mod",
+        "$abs",
+        "$concat",
+        "$toLower",
+        "$toUpper",
+        "$strLenCP",
+        "$substrCP",
+        "$isNumber",
+        "$type",
+        "$literal",
+        "$size",
+    }
+)
 # Operators whose result is one of these operand positions (a missing one stays missing).
-_PASSES_ON = {"$cond": lambda a: a[1:] if isinstance(a, list) else [a.get("then"), a.get("else")],
-              "$switch": lambda a: [b.get("then") for b in a.get("branches", [])]
-              + [a.get("default")],
-              "$let": lambda a: [a.get("in")],
-              "$ifNull": lambda a: a[-1:]}
+_PASSES_ON = {
+    "$cond": lambda a: a[1:] if isinstance(a, list) else [a.get("then"), a.get("else")],
+    "$switch": lambda a: [b.get("then") for b in a.get("branches", [])] + [a.get("default")],
+    "$let": lambda a: [a.get("in")],
+    "$ifNull": lambda a: a[-1:],
+}
 
 
 def may_be_missing(v: Any) -> bool:
@@ -171,7 +224,7 @@ def may_be_missing(v: Any) -> bool:
             if x.startswith("$"):
                 return True
         elif isinstance(x, dict) and len(x) == 1:
-            (op, args), = x.items()
+            ((op, args),) = x.items()
             if op in _PASSES_ON:
                 stack.extend(_PASSES_ON[op](args))
             elif op not in _NEVER_MISSING:
@@ -245,8 +298,17 @@ def is_boolean(e: ast.Expr) -> bool:
         return e.op in _BOOLEAN_OPS
     if isinstance(e, ast.Unary):
         return e.op == "NOT"
-    return isinstance(e, ast.InList | ast.InSubquery | ast.Quantified | ast.Between | ast.Like
-                      | ast.Regexp | ast.IsNull | ast.Exists)
+    return isinstance(
+        e,
+        ast.InList
+        | ast.InSubquery
+        | ast.Quantified
+        | ast.Between
+        | ast.Like
+        | ast.Regexp
+        | ast.IsNull
+        | ast.Exists,
+    )
 
 
 def nullable(e: ast.Expr) -> bool:
@@ -276,9 +338,14 @@ class ExprCompiler:
     an error (it is neither grouped nor aggregated).
     """
 
-    def __init__(self, scope: Scope, bindings: Bindings,
-                 substitutions: dict[Any, Any] | None = None, grouped: bool = False,
-                 subquery: Callable[[ast.Expr, ExprCompiler], Any] | None = None):
+    def __init__(
+        self,
+        scope: Scope,
+        bindings: Bindings,
+        substitutions: dict[Any, Any] | None = None,
+        grouped: bool = False,
+        subquery: Callable[[ast.Expr, ExprCompiler], Any] | None = None,
+    ):
         self.scope = scope
         self.bindings = bindings
         self.substitutions = substitutions or {}
@@ -317,8 +384,9 @@ class ExprCompiler:
         op = getattr(node, "op", None)
         # Cheap first: only a substitution of this operator can match (keys of chains would
         # otherwise be built for every prefix of a long chain).
-        if op is None or not any(isinstance(k, tuple) and len(k) > 1 and k[1] == op
-                                 for k in self.substitutions):
+        if op is None or not any(
+            isinstance(k, tuple) and len(k) > 1 and k[1] == op for k in self.substitutions
+        ):
             return False
         return self.key(node) in self.substitutions
 
@@ -344,14 +412,21 @@ class ExprCompiler:
             op = e.op
             # null/missing sort below every value: `a = b`, `a > b`, `a >= b` are false for a
             # NULL a when b is not NULL (and symmetrically), as SQL wants in this context.
-            low_ok = {"=": (True, True), ">": (True, False), ">=": (True, False),
-                      "<": (False, True), "<=": (False, True), "<>": (False, False)}[op]
+            low_ok = {
+                "=": (True, True),
+                ">": (True, False),
+                ">=": (True, False),
+                "<": (False, True),
+                "<=": (False, True),
+                "<>": (False, False),
+            }[op]
             guard_a = not (never_null(a) or (low_ok[0] and never_null(b)))
             guard_b = not (never_null(b) or (low_ok[1] and never_null(a)))
 
             def compare(refs: list[Any]) -> Any:
-                guards = [not_null_expr(r) for r, g in zip(refs, (guard_a, guard_b),
-                                                            strict=True) if g]
+                guards = [
+                    not_null_expr(r) for r, g in zip(refs, (guard_a, guard_b), strict=True) if g
+                ]
                 core = {OPERATOR[op]: refs}
                 return {"$and": [*guards, core]} if guards else core
 
@@ -379,8 +454,10 @@ class ExprCompiler:
                     continue
                 if isinstance(node, ast.Column):
                     self._keys[id(node)] = (node, ("column", self.scope.resolve(node)))
-                elif isinstance(node, ast.Query | ast.ScalarSubquery | ast.Exists
-                                | ast.InSubquery | ast.Quantified):
+                elif isinstance(
+                    node,
+                    ast.Query | ast.ScalarSubquery | ast.Exists | ast.InSubquery | ast.Quantified,
+                ):
                     self._keys[id(node)] = (node, node)
                 else:
                     stack.append((node, True))
@@ -389,11 +466,16 @@ class ExprCompiler:
                 continue
             operands = _chain_operands(node)
             if operands:  # flat, as compiled: a nested key would be as deep as the chain
-                key: Any = ("chain", node.op,  # type: ignore[attr-defined]
-                            tuple(self._keys[id(o)][1] for o in operands))
+                key: Any = (
+                    "chain",
+                    node.op,  # type: ignore[attr-defined]
+                    tuple(self._keys[id(o)][1] for o in operands),
+                )
             else:
-                key = (type(node).__name__, *(self._field_key(getattr(node, name))
-                                              for name in field_names(type(node))))
+                key = (
+                    type(node).__name__,
+                    *(self._field_key(getattr(node, name)) for name in field_names(type(node))),
+                )
             self._keys[id(node)] = (node, key)
         return self._keys[id(e)][1]
 
@@ -415,7 +497,9 @@ class ExprCompiler:
         if self.grouped:
             raise PlanningError(
                 f"column {display_path(e.parts)} must appear in GROUP BY or be used in an "
-                "aggregate function", e.pos)
+                "aggregate function",
+                e.pos,
+            )
         return self.scope.expression(self.scope.resolve(e))
 
     def _star(self, e: ast.Star) -> Any:
@@ -472,8 +556,11 @@ class ExprCompiler:
         if op == "*":
             return {"$multiply": [a, b]}
         if op in _DIVISIONS:  # NULL, not an error, for a zero divisor
-            return bound([a, b], lambda refs: {"$cond": [
-                {"$eq": [refs[1], 0]}, None, _DIVISIONS[op](*refs)]}, "d")
+            return bound(
+                [a, b],
+                lambda refs: {"$cond": [{"$eq": [refs[1], 0]}, None, _DIVISIONS[op](*refs)]},
+                "d",
+            )
         if op == "||":
             return {"$concat": [to_text(a, e.left), to_text(b, e.right)]}
         raise PlanningError(f"unknown operator {op}", e.pos)
@@ -517,10 +604,20 @@ class ExprCompiler:
         v = self.compile(e)
         if is_boolean(e):
             return v
-        return {"$let": {"vars": {"c": v}, "in": {"$switch": {"branches": [
-            {"case": is_null_expr("$$c"), "then": None},
-            {"case": {"$isNumber": "$$c"}, "then": {"$ne": ["$$c", 0]}}],
-            "default": {"$eq": ["$$c", True]}}}}}
+        return {
+            "$let": {
+                "vars": {"c": v},
+                "in": {
+                    "$switch": {
+                        "branches": [
+                            {"case": is_null_expr("$$c"), "then": None},
+                            {"case": {"$isNumber": "$$c"}, "then": {"$ne": ["$$c", 0]}},
+                        ],
+                        "default": {"$eq": ["$$c", True]},
+                    }
+                },
+            }
+        }
 
     def _connective(self, e: ast.Binary) -> Any:
         parts = flatten(e, e.op, self.computed)
@@ -528,11 +625,17 @@ class ExprCompiler:
         if not any(nullable(p) for p in parts):
             return {"$and" if e.op == "AND" else "$or": compiled}
         decisive = e.op == "OR"  # OR: any true decides; AND: any false decides
-        return bound(compiled, lambda refs: {"$cond": [
-            {"$or": [{"$eq": [c, decisive]} for c in refs]},
-            decisive,
-            {"$cond": [{"$or": [is_null_expr(c) for c in refs]}, None, not decisive]},
-        ]}, "p")
+        return bound(
+            compiled,
+            lambda refs: {
+                "$cond": [
+                    {"$or": [{"$eq": [c, decisive]} for c in refs]},
+                    decisive,
+                    {"$cond": [{"$or": [is_null_expr(c) for c in refs]}, None, not decisive]},
+                ]
+            },
+            "p",
+        )
 
     def _inlist(self, e: ast.InList) -> Any:
         v = self.compile(e.expr)
@@ -540,12 +643,15 @@ class ExprCompiler:
             items = [self.compile(i) for i in e.items]
             present = [c for c in items if c is not None]
             if len(present) == len(items):
+
                 def core(ref: Any) -> Any:
                     found = {"$in": [ref, present]}
                     return {"$not": [found]} if e.negated else found
             else:  # a NULL in the list: a miss is unknown, not false
+
                 def core(ref: Any) -> Any:
                     return {"$cond": [{"$in": [ref, present]}, not e.negated, None]}
+
             if not nullable(e.expr):
                 return core(v)
             return bound([v], lambda refs: null_guard(refs, core(refs[0])), "i")
@@ -565,8 +671,12 @@ class ExprCompiler:
 
     def _between(self, e: ast.Between) -> Any:
         def both(refs: list[Any]) -> Any:
-            conjunction = ast.Binary("AND", ast.Binary(">=", e.expr, e.low, e.pos),
-                                     ast.Binary("<=", e.expr, e.high, e.pos), e.pos)
+            conjunction = ast.Binary(
+                "AND",
+                ast.Binary(">=", e.expr, e.low, e.pos),
+                ast.Binary("<=", e.expr, e.high, e.pos),
+                e.pos,
+            )
             with self._reading(e.expr, refs[0]):
                 return self.compile(conjunction)
 
@@ -601,8 +711,13 @@ class ExprCompiler:
             if len(escape) != 1:
                 raise PlanningError("ESCAPE must be a single character", e.escape.pos)
         v = self.compile(e.expr)
-        match = {"$regexMatch": {"input": "$$s", "regex": like_to_regex(pattern, escape),
-                                 "options": "si" if e.case_insensitive else "s"}}
+        match = {
+            "$regexMatch": {
+                "input": "$$s",
+                "regex": like_to_regex(pattern, escape),
+                "options": "si" if e.case_insensitive else "s",
+            }
+        }
         return _string_match(v, match, e.negated)
 
     def _regexp(self, e: ast.Regexp) -> Any:
@@ -628,8 +743,10 @@ class ExprCompiler:
             # $switch, so such a chain is one level of any length.
             tail = e.else_
             while isinstance(tail, ast.Case) and tail.operand is None:
-                branches += [{"case": self.truth(w.condition), "then": self.compile(w.result)}
-                             for w in tail.whens]
+                branches += [
+                    {"case": self.truth(w.condition), "then": self.compile(w.result)}
+                    for w in tail.whens
+                ]
                 tail = tail.else_
             default = self.compile(tail) if tail is not None else None
             return {"$switch": {"branches": branches, "default": default}}
@@ -649,8 +766,11 @@ class ExprCompiler:
         return compile_extract(self, e)
 
     def _interval(self, e: ast.Interval) -> Any:
-        raise PlanningError("INTERVAL is only allowed added to or subtracted from a date "
-                            "(e.g. NOW() - INTERVAL 1 HOUR) or in DATE_ADD/DATE_SUB", e.pos)
+        raise PlanningError(
+            "INTERVAL is only allowed added to or subtracted from a date "
+            "(e.g. NOW() - INTERVAL 1 HOUR) or in DATE_ADD/DATE_SUB",
+            e.pos,
+        )
 
     def _jsonarrow(self, e: ast.JsonArrow) -> Any:
         from queryleaf.planner.functions import json_path_get
@@ -659,8 +779,9 @@ class ExprCompiler:
 
     def _funccall(self, e: ast.FuncCall) -> Any:
         if e.over is not None:
-            raise PlanningError(f"window function {e.name}(...) OVER (...) is not supported yet",
-                                e.pos)
+            raise PlanningError(
+                f"window function {e.name}(...) OVER (...) is not supported yet", e.pos
+            )
         if e.name in AGGREGATES:
             raise PlanningError(f"aggregate {e.name}(...) is not allowed here", e.pos)
         from queryleaf.planner.functions import compile_function
@@ -726,8 +847,12 @@ def path_set(base: Any, parts: tuple[str, ...] | list[str], value: Any) -> Any:
     if rest:
         inner = {"$ifNull": [{"$getField": {"field": {"$literal": head}, "input": "$$d"}}, {}]}
         value = path_set(inner, rest, value)
-        return {"$let": {"vars": {"d": base}, "in": {"$setField": {
-            "field": {"$literal": head}, "input": "$$d", "value": value}}}}
+        return {
+            "$let": {
+                "vars": {"d": base},
+                "in": {"$setField": {"field": {"$literal": head}, "input": "$$d", "value": value}},
+            }
+        }
     return {"$setField": {"field": {"$literal": head}, "input": base, "value": value}}
 
 
@@ -740,8 +865,12 @@ _CHAINED = frozenset({"AND", "OR", *_VARIADIC})
 
 def _chain_operands(node: ast.Node) -> list[ast.Expr] | None:
     """The operands of a left-deep chain of AND, OR, +, * or || (at least three), else None."""
-    if not (isinstance(node, ast.Binary) and node.op in _CHAINED
-            and isinstance(node.left, ast.Binary) and node.left.op == node.op):
+    if not (
+        isinstance(node, ast.Binary)
+        and node.op in _CHAINED
+        and isinstance(node.left, ast.Binary)
+        and node.left.op == node.op
+    ):
         return None
     rights = []
     current: ast.Expr = node
@@ -751,15 +880,19 @@ def _chain_operands(node: ast.Node) -> list[ast.Expr] | None:
     return [current, *reversed(rights)]
 
 
-def flatten(e: ast.Expr, op: str,
-            whole: Callable[[ast.Expr], bool] | None = None) -> list[ast.Expr]:
+def flatten(
+    e: ast.Expr, op: str, whole: Callable[[ast.Expr], bool] | None = None
+) -> list[ast.Expr]:
     """The operands of a chain of ``op`` (AND, OR), in order: ``a AND b AND c`` → a, b, c;
     a node below ``e`` for which ``whole`` says so stays one operand."""
     out, stack = [], [e]
     while stack:
         node = stack.pop()
-        if (isinstance(node, ast.Binary) and node.op == op
-                and (node is e or whole is None or not whole(node))):
+        if (
+            isinstance(node, ast.Binary)
+            and node.op == op
+            and (node is e or whole is None or not whole(node))
+        ):
             stack += (node.right, node.left)
         else:
             out.append(node)
@@ -769,8 +902,13 @@ def flatten(e: ast.Expr, op: str,
 def _string_match(v: Any, match: dict[str, Any], negated: bool) -> Any:
     """A pattern test of v, for strings only: NULL for NULL and for non-strings, so that
     neither LIKE nor NOT LIKE holds for a number (as in a WHERE filter)."""
-    test = {"$cond": [{"$eq": [{"$type": "$$s"}, "string"]},
-                      {"$not": [match]} if negated else match, None]}
+    test = {
+        "$cond": [
+            {"$eq": [{"$type": "$$s"}, "string"]},
+            {"$not": [match]} if negated else match,
+            None,
+        ]
+    }
     return {"$let": {"vars": {"s": v}, "in": {"$cond": [is_null_expr("$$s"), None, test]}}}
 
 

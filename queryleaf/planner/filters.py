@@ -38,8 +38,10 @@ def and_filters(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     parts = []
     for p in flat:
-        if any(k.startswith("$") or (k in merged and not _mergeable(merged[k], v))
-               for k, v in p.items()):
+        if any(
+            k.startswith("$") or (k in merged and not _mergeable(merged[k], v))
+            for k, v in p.items()
+        ):
             parts.append(p)
         else:
             if not merged:
@@ -56,9 +58,14 @@ def and_filters(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _mergeable(a: Any, b: Any) -> bool:
     """Two conditions on one field that can share its operator document: distinct query
     operators (their conjunction), none of them the $regex/$options pair."""
-    return (isinstance(a, dict) and isinstance(b, dict) and bool(a) and bool(b)
-            and all(k.startswith("$") and k not in ("$regex", "$options") for k in (*a, *b))
-            and not set(a) & set(b))
+    return (
+        isinstance(a, dict)
+        and isinstance(b, dict)
+        and bool(a)
+        and bool(b)
+        and all(k.startswith("$") and k not in ("$regex", "$options") for k in (*a, *b))
+        and not set(a) & set(b)
+    )
 
 
 class FilterCompiler:
@@ -79,8 +86,11 @@ class FilterCompiler:
             conjunctive = (e.op == "AND") != negate
             if conjunctive:
                 return and_filters(parts)
-            return {"$or": [p for part in parts for p in (part["$or"] if list(part) == ["$or"]
-                                                          else [part])]}
+            return {
+                "$or": [
+                    p for part in parts for p in (part["$or"] if list(part) == ["$or"] else [part])
+                ]
+            }
         simple = self._simple(e, negate)
         if simple is not None:
             return simple

@@ -43,8 +43,9 @@ class Function:
 FUNCTIONS: dict[str, Function] = {}
 
 
-def function(*names: str, args: tuple[int, int | None] = (1, 1),
-             summary: str = "") -> Callable[[Translator], Translator]:
+def function(
+    *names: str, args: tuple[int, int | None] = (1, 1), summary: str = ""
+) -> Callable[[Translator], Translator]:
     def register(fn: Translator) -> Translator:
         for n in names:
             FUNCTIONS[n] = Function(args[0], args[1], fn, summary)
@@ -53,8 +54,7 @@ def function(*names: str, args: tuple[int, int | None] = (1, 1),
     return register
 
 
-def guarded(op: str, *names: str, args: tuple[int, int | None] = (1, 1),
-            summary: str = "") -> None:
+def guarded(op: str, *names: str, args: tuple[int, int | None] = (1, 1), summary: str = "") -> None:
     """A function that maps to one MongoDB operator and is NULL when any argument is NULL."""
 
     def fn(c: ExprCompiler, call: ast.FuncCall, a: list[Any]) -> Any:
@@ -69,17 +69,25 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
         known = sorted(set(FUNCTIONS) | AGGREGATES)
         near = difflib.get_close_matches(call.name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise PlanningError(f"unknown function {call.name}{hint}", call.pos,
-                            error_code=ErrorCode.UNKNOWN_FUNCTION)
+        raise PlanningError(
+            f"unknown function {call.name}{hint}", call.pos, error_code=ErrorCode.UNKNOWN_FUNCTION
+        )
     n = len(call.args)
     if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
-        expected = (str(spec.min_args) if spec.max_args == spec.min_args else
-                    f"{spec.min_args} or more" if spec.max_args is None else
-                    f"{spec.min_args} to {spec.max_args}")
+        expected = (
+            str(spec.min_args)
+            if spec.max_args == spec.min_args
+            else f"{spec.min_args} or more"
+            if spec.max_args is None
+            else f"{spec.min_args} to {spec.max_args}"
+        )
         raise PlanningError(f"{call.name} takes {expected} argument(s), got {n}", call.pos)
     if call.distinct or call.order_by or call.separator is not None or call.limit is not None:
-        raise PlanningError(f"{call.name} is not an aggregate: DISTINCT, ORDER BY, SEPARATOR "
-                            "and LIMIT are not allowed in its call", call.pos)
+        raise PlanningError(
+            f"{call.name} is not an aggregate: DISTINCT, ORDER BY, SEPARATOR "
+            "and LIMIT are not allowed in its call",
+            call.pos,
+        )
     if call.name in _RAW_ARGS:
         return spec.translate(c, call, [])
     # Translators may read an argument more than once (its null test and its use): a compound
@@ -89,8 +97,18 @@ def compile_function(c: ExprCompiler, call: ast.FuncCall) -> Any:
 
 
 # Functions whose translator compiles (or interprets) its arguments itself.
-_RAW_ARGS = {"DATE_ADD", "DATE_SUB", "ADDDATE", "SUBDATE", "TIMESTAMPDIFF", "DATE_TRUNC",
-             "JSON_OBJECT", "OBJECTID", "JSON_EXTRACT", "BIT_COUNT"}
+_RAW_ARGS = {
+    "DATE_ADD",
+    "DATE_SUB",
+    "ADDDATE",
+    "SUBDATE",
+    "TIMESTAMPDIFF",
+    "DATE_TRUNC",
+    "JSON_OBJECT",
+    "OBJECTID",
+    "JSON_EXTRACT",
+    "BIT_COUNT",
+}
 
 
 # ---------------------------------------------------------------- strings
@@ -105,12 +123,19 @@ def _concat(c, call, a):
 def _concat_ws(c, call, a):
     sep, parts = a[0], a[1:]
     texts = [{"$cond": [is_null_expr(p), None, {"$toString": p}]} for p in parts]
-    joined = {"$reduce": {
-        "input": {"$filter": {"input": texts, "cond": {"$ne": ["$$this", None]}}},
-        "initialValue": None,
-        "in": {"$cond": [{"$eq": ["$$value", None]}, "$$this",
-                         {"$concat": ["$$value", sep, "$$this"]}]},
-    }}
+    joined = {
+        "$reduce": {
+            "input": {"$filter": {"input": texts, "cond": {"$ne": ["$$this", None]}}},
+            "initialValue": None,
+            "in": {
+                "$cond": [
+                    {"$eq": ["$$value", None]},
+                    "$$this",
+                    {"$concat": ["$$value", sep, "$$this"]},
+                ]
+            },
+        }
+    }
     return null_guard([sep], {"$ifNull": [joined, ""]})
 
 
@@ -120,8 +145,13 @@ guarded("$strLenCP", "CHAR_LENGTH", "CHARACTER_LENGTH", summary="length in chara
 
 
 def _bytes(v: Any) -> Any:
-    return {"$cond": [{"$eq": [{"$type": v}, "object"]}, {"$bsonSize": v},
-                      {"$strLenBytes": {"$toString": v}}]}
+    return {
+        "$cond": [
+            {"$eq": [{"$type": v}, "object"]},
+            {"$bsonSize": v},
+            {"$strLenBytes": {"$toString": v}},
+        ]
+    }
 
 
 @function("LENGTH", "OCTET_LENGTH", summary="length in bytes (UTF-8); a document: its BSON size")
@@ -139,11 +169,13 @@ def _substring(c, call, a):
     s, pos = a[0], a[1]
     length = a[2] if len(a) > 2 else 2**31 - 1
     # MySQL: positions count from 1, negative ones from the end; 0 or before the start is ''.
-    start = {"$cond": [{"$gt": [pos, 0]}, {"$subtract": [pos, 1]},
-                       {"$add": [{"$strLenCP": s}, pos]}]}
+    start = {
+        "$cond": [{"$gt": [pos, 0]}, {"$subtract": [pos, 1]}, {"$add": [{"$strLenCP": s}, pos]}]
+    }
     valid = {"$and": [{"$ne": [pos, 0]}, {"$gte": [start, 0]}]}
-    return null_guard(a, {"$cond": [valid, {"$substrCP": [s, {"$max": [0, start]},
-                                                          {"$max": [0, length]}]}, ""]})
+    return null_guard(
+        a, {"$cond": [valid, {"$substrCP": [s, {"$max": [0, start]}, {"$max": [0, length]}]}, ""]}
+    )
 
 
 def _trim(op):
@@ -157,7 +189,8 @@ def _trim(op):
 
 
 function("TRIM", args=(1, 2), summary="strip spaces (or the given characters) at both ends")(
-    _trim("$trim"))
+    _trim("$trim")
+)
 function("LTRIM", args=(1, 2), summary="strip leading spaces")(_trim("$ltrim"))
 function("RTRIM", args=(1, 2), summary="strip trailing spaces")(_trim("$rtrim"))
 
@@ -176,20 +209,34 @@ def _left(c, call, a):
 def _right(c, call, a):
     s, n = a
     length = {"$strLenCP": s}
-    return null_guard(a, {"$substrCP": [s, {"$max": [0, {"$subtract": [length, n]}]},
-                                        {"$max": [0, n]}]})
+    return null_guard(
+        a, {"$substrCP": [s, {"$max": [0, {"$subtract": [length, n]}]}, {"$max": [0, n]}]}
+    )
 
 
 def _pad(left: bool) -> Translator:
     def fn(c, call, a):
         s, n, pad = a
-        fill = {"$reduce": {"input": {"$range": [0, {"$max": [0, n]}]}, "initialValue": "",
-                            "in": {"$concat": ["$$value", pad]}}}
+        fill = {
+            "$reduce": {
+                "input": {"$range": [0, {"$max": [0, n]}]},
+                "initialValue": "",
+                "in": {"$concat": ["$$value", pad]},
+            }
+        }
         need = {"$max": [0, {"$subtract": [n, {"$strLenCP": s}]}]}
         filler = {"$substrCP": [fill, 0, need]}
         padded = {"$concat": [filler, s] if left else [s, filler]}
-        return null_guard(a, {"$cond": [{"$gte": [{"$strLenCP": s}, n]},
-                                        {"$substrCP": [s, 0, {"$max": [0, n]}]}, padded]})
+        return null_guard(
+            a,
+            {
+                "$cond": [
+                    {"$gte": [{"$strLenCP": s}, n]},
+                    {"$substrCP": [s, 0, {"$max": [0, n]}]},
+                    padded,
+                ]
+            },
+        )
 
     return fn
 
@@ -220,7 +267,7 @@ def round_half_away(x: Any, digits: Any) -> Any:
     """x rounded to ``digits`` decimals, halves away from zero (MySQL), integers unchanged.
 
     NULL propagates through every operator used, so no guard is needed."""
-    scale = {"$pow": [10, "$$d"]} if not isinstance(digits, int) else 10 ** digits
+    scale = {"$pow": [10, "$$d"]} if not isinstance(digits, int) else 10**digits
     magnitude = {"$floor": {"$add": [{"$multiply": [{"$abs": "$$x"}, scale]}, 0.5]}}
     signed = {"$multiply": [{"$cond": [{"$lt": ["$$x", 0]}, -1, 1]}, magnitude]}
     rounded = signed if digits == 0 else {"$divide": [signed, scale]}
@@ -299,14 +346,25 @@ def _sqrt(c, call, a):
 @function("SIGN", summary="-1, 0 or 1 (NaN for NaN)")
 def _sign(c, call, a):
     x = a[0]
-    return null_guard(a, {"$switch": {"branches": [
-        {"case": {"$gt": [x, 0]}, "then": 1}, {"case": {"$eq": [x, 0]}, "then": 0},
-        {"case": {"$eq": [x, NAN]}, "then": NAN}], "default": -1}})
+    return null_guard(
+        a,
+        {
+            "$switch": {
+                "branches": [
+                    {"case": {"$gt": [x, 0]}, "then": 1},
+                    {"case": {"$eq": [x, 0]}, "then": 0},
+                    {"case": {"$eq": [x, NAN]}, "then": NAN},
+                ],
+                "default": -1,
+            }
+        },
+    )
 
 
 def _finite_only(op):
     """A trigonometric function: NULL for an infinite x (a domain error; MongoDB would refuse
     it), NaN for NaN (not infinite, so kept)."""
+
     def fn(c, call, a):
         x = a[0]
         return null_guard(a, {"$cond": [{"$in": [x, INFINITIES]}, None, op(x)]})
@@ -317,9 +375,16 @@ def _finite_only(op):
 function("SIN", summary="sine of x radians")(_finite_only(lambda x: {"$sin": x}))
 function("COS", summary="cosine of x radians")(_finite_only(lambda x: {"$cos": x}))
 function("TAN", summary="tangent of x radians")(_finite_only(lambda x: {"$tan": x}))
-function("COT", summary="cotangent of x radians (NULL where the tangent is 0)")(_finite_only(
-    lambda x: {"$let": {"vars": {"tan": {"$tan": x}}, "in": {
-        "$cond": [{"$eq": ["$$tan", 0]}, None, {"$divide": [1, "$$tan"]}]}}}))
+function("COT", summary="cotangent of x radians (NULL where the tangent is 0)")(
+    _finite_only(
+        lambda x: {
+            "$let": {
+                "vars": {"tan": {"$tan": x}},
+                "in": {"$cond": [{"$eq": ["$$tan", 0]}, None, {"$divide": [1, "$$tan"]}]},
+            }
+        }
+    )
+)
 
 
 def _unit_interval(op):
@@ -332,8 +397,7 @@ def _unit_interval(op):
 
 
 function("ASIN", summary="arc sine, in radians (NULL outside [-1, 1])")(_unit_interval("$asin"))
-function("ACOS", summary="arc cosine, in radians (NULL outside [-1, 1])")(
-    _unit_interval("$acos"))
+function("ACOS", summary="arc cosine, in radians (NULL outside [-1, 1])")(_unit_interval("$acos"))
 
 
 @function("ATAN", args=(1, 2), summary="arc tangent; ATAN(y, x) = ATAN2(y, x)")
@@ -345,6 +409,8 @@ def _atan(c, call, a):
 def _atan2(c, call, a):
     # NaN answered before $atan2, which SecantusDB 0.7 never returns from for a decimal NaN.
     return null_guard(a, domain_guard(a, False, {"$atan2": a}))
+
+
 guarded("$radiansToDegrees", "DEGREES", summary="radians to degrees")
 guarded("$degreesToRadians", "RADIANS", summary="degrees to radians")
 
@@ -410,10 +476,15 @@ def _least(c, call, a):
 
 # ---------------------------------------------------------------- dates
 
-_MS = {"MILLISECOND": 1, "SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000,
-       "DAY": 86_400_000, "WEEK": 604_800_000}
-_DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER",
-               "YEAR"}
+_MS = {
+    "MILLISECOND": 1,
+    "SECOND": 1000,
+    "MINUTE": 60_000,
+    "HOUR": 3_600_000,
+    "DAY": 86_400_000,
+    "WEEK": 604_800_000,
+}
+_DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
 
 
 # $$NOW passed through $toLong/$toDate: the same instant, but a plain date value. Some
@@ -421,8 +492,14 @@ _DATE_UNITS = {"MILLISECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH"
 NOW = {"$toDate": {"$toLong": "$$NOW"}}
 
 
-@function("NOW", "CURRENT_TIMESTAMP", "LOCALTIMESTAMP", "SYSDATE", args=(0, 0),
-          summary="the server's current time ($$NOW)")
+@function(
+    "NOW",
+    "CURRENT_TIMESTAMP",
+    "LOCALTIMESTAMP",
+    "SYSDATE",
+    args=(0, 0),
+    summary="the server's current time ($$NOW)",
+)
 def _now(c, call, a):
     return NOW
 
@@ -440,17 +517,28 @@ def _date(c, call, a):
 def date_add(c: ExprCompiler, date: Any, interval: ast.Interval, sign: int) -> Any:
     unit = interval.unit
     if unit == "MICROSECOND":
-        raise PlanningError("MICROSECOND intervals are finer than MongoDB dates (milliseconds)",
-                            interval.pos)
+        raise PlanningError(
+            "MICROSECOND intervals are finer than MongoDB dates (milliseconds)", interval.pos
+        )
     if unit not in _DATE_UNITS:
-        raise PlanningError(f"unknown interval unit {unit}; use one of "
-                            f"{', '.join(sorted(_DATE_UNITS))}", interval.pos)
+        raise PlanningError(
+            f"unknown interval unit {unit}; use one of {', '.join(sorted(_DATE_UNITS))}",
+            interval.pos,
+        )
     amount = c.compile(interval.value)
     if sign < 0:
-        amount = -amount if isinstance(amount, int | float) and not isinstance(
-            amount, bool) else {"$multiply": [-1, amount]}
-    return bound([date, amount], lambda refs: null_guard(refs, {"$dateAdd": {
-        "startDate": refs[0], "unit": unit.lower(), "amount": refs[1]}}), "d")
+        amount = (
+            -amount
+            if isinstance(amount, int | float) and not isinstance(amount, bool)
+            else {"$multiply": [-1, amount]}
+        )
+    return bound(
+        [date, amount],
+        lambda refs: null_guard(
+            refs, {"$dateAdd": {"startDate": refs[0], "unit": unit.lower(), "amount": refs[1]}}
+        ),
+        "d",
+    )
 
 
 def _date_add_fn(sign: int) -> Translator:
@@ -464,9 +552,11 @@ def _date_add_fn(sign: int) -> Translator:
 
 
 function("DATE_ADD", "ADDDATE", args=(2, 2), summary="DATE_ADD(d, INTERVAL n unit)")(
-    _date_add_fn(1))
+    _date_add_fn(1)
+)
 function("DATE_SUB", "SUBDATE", args=(2, 2), summary="DATE_SUB(d, INTERVAL n unit)")(
-    _date_add_fn(-1))
+    _date_add_fn(-1)
+)
 
 
 def unit_name(e: ast.Expr, what: str) -> str:
@@ -486,17 +576,34 @@ def _timestampdiff(c, call, a):
     if unit == "MICROSECOND":
         return null_guard([start, end], {"$multiply": [{"$subtract": [end, start]}, 1000]})
     if unit in _MS:
-        return null_guard([start, end], {"$toLong": {"$trunc": [
-            {"$divide": [{"$subtract": [end, start]}, _MS[unit]]}, 0]}})
+        return null_guard(
+            [start, end],
+            {"$toLong": {"$trunc": [{"$divide": [{"$subtract": [end, start]}, _MS[unit]]}, 0]}},
+        )
     if unit in ("MONTH", "QUARTER", "YEAR"):
         # Whole months: boundaries crossed, minus one when the last month is incomplete.
         months = {"$dateDiff": {"startDate": "$$s", "endDate": "$$e", "unit": "month"}}
         back = {"$dateAdd": {"startDate": "$$s", "unit": "month", "amount": "$$m"}}
-        whole = {"$let": {"vars": {"m": months}, "in": {"$switch": {"branches": [
-            {"case": {"$and": [{"$gt": ["$$m", 0]}, {"$gt": [back, "$$e"]}]},
-             "then": {"$subtract": ["$$m", 1]}},
-            {"case": {"$and": [{"$lt": ["$$m", 0]}, {"$lt": [back, "$$e"]}]},
-             "then": {"$add": ["$$m", 1]}}], "default": "$$m"}}}}
+        whole = {
+            "$let": {
+                "vars": {"m": months},
+                "in": {
+                    "$switch": {
+                        "branches": [
+                            {
+                                "case": {"$and": [{"$gt": ["$$m", 0]}, {"$gt": [back, "$$e"]}]},
+                                "then": {"$subtract": ["$$m", 1]},
+                            },
+                            {
+                                "case": {"$and": [{"$lt": ["$$m", 0]}, {"$lt": [back, "$$e"]}]},
+                                "then": {"$add": ["$$m", 1]},
+                            },
+                        ],
+                        "default": "$$m",
+                    }
+                },
+            }
+        }
         per = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}[unit]
         out = whole if per == 1 else {"$trunc": [{"$divide": [whole, per]}, 0]}
         return null_guard([start, end], {"$let": {"vars": {"s": start, "e": end}, "in": out}})
@@ -505,8 +612,16 @@ def _timestampdiff(c, call, a):
 
 @function("DATEDIFF", args=(2, 2), summary="days from b to a (date parts only)")
 def _datediff(c, call, a):
-    return null_guard(a, {"$dateDiff": {"startDate": {"$toDate": a[1]},
-                                        "endDate": {"$toDate": a[0]}, "unit": "day"}})
+    return null_guard(
+        a,
+        {
+            "$dateDiff": {
+                "startDate": {"$toDate": a[1]},
+                "endDate": {"$toDate": a[0]},
+                "unit": "day",
+            }
+        },
+    )
 
 
 @function("DATE_TRUNC", args=(2, 2), summary="DATE_TRUNC('hour', d): start of the unit")
@@ -519,8 +634,20 @@ def _date_trunc(c, call, a):
 
 
 _FORMAT = {
-    "Y": "%Y", "m": "%m", "d": "%d", "H": "%H", "i": "%M", "s": "%S", "S": "%S", "j": "%j",
-    "f": "%L000", "T": "%H:%M:%S", "%": "%%", "w": None, "v": "%V", "x": "%G",
+    "Y": "%Y",
+    "m": "%m",
+    "d": "%d",
+    "H": "%H",
+    "i": "%M",
+    "s": "%S",
+    "S": "%S",
+    "j": "%j",
+    "f": "%L000",
+    "T": "%H:%M:%S",
+    "%": "%%",
+    "w": None,
+    "v": "%V",
+    "x": "%G",
 }
 
 
@@ -533,8 +660,9 @@ def mysql_format(fmt: str, pos: Position | None) -> str:
             mapped = _FORMAT.get(spec)
             if mapped is None:
                 supported = ", ".join("%" + k for k, v in _FORMAT.items() if v)
-                raise PlanningError(f"DATE_FORMAT specifier %{spec} is not supported; "
-                                    f"supported: {supported}", pos)
+                raise PlanningError(
+                    f"DATE_FORMAT specifier %{spec} is not supported; supported: {supported}", pos
+                )
             out.append(mapped)
             i += 2
         else:
@@ -546,14 +674,23 @@ def mysql_format(fmt: str, pos: Position | None) -> str:
 @function("DATE_FORMAT", args=(2, 2), summary="format with MySQL specifiers (UTC)")
 def _date_format(c, call, a):
     fmt = c.constant_string(call.args[1], "DATE_FORMAT's format")
-    return null_guard([a[0]], {"$dateToString": {"date": a[0],
-                                                 "format": mysql_format(fmt, call.args[1].pos)}})
+    return null_guard(
+        [a[0]], {"$dateToString": {"date": a[0], "format": mysql_format(fmt, call.args[1].pos)}}
+    )
 
 
 _PARTS = {
-    "YEAR": "$year", "MONTH": "$month", "DAY": "$dayOfMonth", "DAYOFMONTH": "$dayOfMonth",
-    "HOUR": "$hour", "MINUTE": "$minute", "SECOND": "$second", "DAYOFWEEK": "$dayOfWeek",
-    "DAYOFYEAR": "$dayOfYear", "WEEK": "$week", "MILLISECOND": "$millisecond",
+    "YEAR": "$year",
+    "MONTH": "$month",
+    "DAY": "$dayOfMonth",
+    "DAYOFMONTH": "$dayOfMonth",
+    "HOUR": "$hour",
+    "MINUTE": "$minute",
+    "SECOND": "$second",
+    "DAYOFWEEK": "$dayOfWeek",
+    "DAYOFYEAR": "$dayOfYear",
+    "WEEK": "$week",
+    "MILLISECOND": "$millisecond",
 }
 
 
@@ -564,8 +701,11 @@ def date_part(unit: str, d: Any, pos: Position | None) -> Any:
         return null_guard([d], {"$divide": [{"$toLong": d}, 1000]})
     op = _PARTS.get(unit)
     if op is None:
-        raise PlanningError(f"unknown date part {unit}; use one of "
-                            f"{', '.join(sorted([*_PARTS, 'QUARTER', 'EPOCH']))}", pos)
+        raise PlanningError(
+            f"unknown date part {unit}; use one of "
+            f"{', '.join(sorted([*_PARTS, 'QUARTER', 'EPOCH']))}",
+            pos,
+        )
     return null_guard([d], {op: d})
 
 
@@ -576,8 +716,19 @@ def _date_part_fn(unit: str) -> Translator:
     return fn
 
 
-for _unit in ("YEAR", "MONTH", "DAY", "DAYOFMONTH", "HOUR", "MINUTE", "SECOND", "DAYOFWEEK",
-              "DAYOFYEAR", "WEEK", "QUARTER"):
+for _unit in (
+    "YEAR",
+    "MONTH",
+    "DAY",
+    "DAYOFMONTH",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "DAYOFWEEK",
+    "DAYOFYEAR",
+    "WEEK",
+    "QUARTER",
+):
     function(_unit, summary=f"the {_unit.lower()} of a date")(_date_part_fn(_unit))
 
 
@@ -602,8 +753,9 @@ def _from_unixtime(c, call, a):
 @function("JSON_OBJECT", args=(0, None), summary="JSON_OBJECT(key, value, ...): a document")
 def _json_object(c, call, a):
     if len(call.args) % 2:
-        raise PlanningError("JSON_OBJECT needs key/value pairs (an even number of arguments)",
-                            call.pos)
+        raise PlanningError(
+            "JSON_OBJECT needs key/value pairs (an even number of arguments)", call.pos
+        )
     pairs = []
     for k, v in zip(call.args[::2], call.args[1::2], strict=True):
         value = c.compile(v)
@@ -625,8 +777,9 @@ def parse_json_path(path: str, pos: Position | None) -> list[str | int]:
     if not path.startswith("$"):
         raise PlanningError(f"JSON path {path!r} must start with $", pos)
     parts: list[str | int] = []
-    for m in re.finditer(r'\.([A-Za-z_][A-Za-z0-9_$]*)|\."((?:[^"\\]|\\.)*)"|\[(\d+)\]|(.)',
-                         path[1:]):
+    for m in re.finditer(
+        r'\.([A-Za-z_][A-Za-z0-9_$]*)|\."((?:[^"\\]|\\.)*)"|\[(\d+)\]|(.)', path[1:]
+    ):
         name, quoted, index, bad = m.groups()
         if bad is not None:
             raise PlanningError(f"invalid JSON path {path!r} near {bad!r}", pos)
@@ -652,19 +805,33 @@ def _json_unquote(c, call, a):
 @function("JSON_LENGTH", summary="elements of an array, keys of a document, 1 for a scalar")
 def _json_length(c, call, a):
     v = a[0]
-    return null_guard([v], {"$switch": {"branches": [
-        {"case": {"$isArray": v}, "then": {"$size": v}},
-        {"case": {"$eq": [{"$type": v}, "object"]}, "then": {"$size": {"$objectToArray": v}}}],
-        "default": 1}})
+    return null_guard(
+        [v],
+        {
+            "$switch": {
+                "branches": [
+                    {"case": {"$isArray": v}, "then": {"$size": v}},
+                    {
+                        "case": {"$eq": [{"$type": v}, "object"]},
+                        "then": {"$size": {"$objectToArray": v}},
+                    },
+                ],
+                "default": 1,
+            }
+        },
+    )
 
 
 @function("JSON_CONTAINS", args=(2, 2), summary="whether an array holds the value (or equals it)")
 def _json_contains(c, call, a):
     target, candidate = a
     test = {"$cond": [{"$isArray": "$$t"}, {"$in": ["$$c", "$$t"]}, {"$eq": ["$$t", "$$c"]}]}
-    return {"$let": {"vars": {"t": target, "c": candidate},
-                     "in": {"$cond": [{"$or": [is_null_expr("$$t"), is_null_expr("$$c")]}, None,
-                                      test]}}}
+    return {
+        "$let": {
+            "vars": {"t": target, "c": candidate},
+            "in": {"$cond": [{"$or": [is_null_expr("$$t"), is_null_expr("$$c")]}, None, test]},
+        }
+    }
 
 
 @function("OBJECTID", args=(1, 1), summary="OBJECTID('hex'): an ObjectId")
@@ -686,10 +853,22 @@ def _typeof(c, call, a):
 # ---------------------------------------------------------------- CAST
 
 _CASTS = {
-    "INT": "$toLong", "INTEGER": "$toLong", "BIGINT": "$toLong", "SIGNED": "$toLong",
-    "SMALLINT": "$toLong", "DOUBLE": "$toDouble", "FLOAT": "$toDouble", "REAL": "$toDouble",
-    "VARCHAR": "$toString", "TEXT": "$toString", "CHAR": "$toString", "STRING": "$toString",
-    "BOOLEAN": "$toBool", "BOOL": "$toBool", "DATETIME": "$toDate", "TIMESTAMP": "$toDate",
+    "INT": "$toLong",
+    "INTEGER": "$toLong",
+    "BIGINT": "$toLong",
+    "SIGNED": "$toLong",
+    "SMALLINT": "$toLong",
+    "DOUBLE": "$toDouble",
+    "FLOAT": "$toDouble",
+    "REAL": "$toDouble",
+    "VARCHAR": "$toString",
+    "TEXT": "$toString",
+    "CHAR": "$toString",
+    "STRING": "$toString",
+    "BOOLEAN": "$toBool",
+    "BOOL": "$toBool",
+    "DATETIME": "$toDate",
+    "TIMESTAMP": "$toDate",
     "OBJECTID": "$toObjectId",
 }
 
@@ -712,11 +891,15 @@ def _cast(e: ast.Cast, v: Any) -> Any:
         # Integers convert exactly; anything else (strings, doubles, decimals) truncates.
         exact = {"$in": [{"$type": "$$v"}, ["int", "long"]]}
         truncated = {"$toLong": {"$trunc": [{"$toDecimal": "$$v"}, 0]}}
-        return null_guard([v], {"$let": {"vars": {"v": v}, "in": {
-            "$cond": [exact, {"$toLong": "$$v"}, truncated]}}})
+        return null_guard(
+            [v],
+            {"$let": {"vars": {"v": v}, "in": {"$cond": [exact, {"$toLong": "$$v"}, truncated]}}},
+        )
     op = _CASTS.get(t)
     if op is None:
-        raise PlanningError(f"unknown type {t} in CAST; use one of "
-                            f"{', '.join(sorted([*_CASTS, 'DECIMAL', 'NUMERIC', 'DATE']))}",
-                            e.type.pos)
+        raise PlanningError(
+            f"unknown type {t} in CAST; use one of "
+            f"{', '.join(sorted([*_CASTS, 'DECIMAL', 'NUMERIC', 'DATE']))}",
+            e.type.pos,
+        )
     return null_guard([v], {op: v})

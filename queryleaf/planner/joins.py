@@ -85,9 +85,11 @@ def find_equi_key(on: ast.Expr, alias: str, joined: Scope) -> EquiKey | None:
 
 
 def _qualified(e: ast.Expr, joined: Scope) -> bool:
-    return all(len(node.parts) > 1 and isinstance(node.parts[0], str)
-               and joined.knows_alias(node.parts[0])
-               for node in walk_expr(e) if isinstance(node, ast.Column))
+    return all(
+        len(node.parts) > 1 and isinstance(node.parts[0], str) and joined.knows_alias(node.parts[0])
+        for node in walk_expr(e)
+        if isinstance(node, ast.Column)
+    )
 
 
 def _probe(joined: Scope) -> Scope:
@@ -128,9 +130,17 @@ def lookup_key(local: Any, foreign: str) -> Any:
         # Wrapped in an array, which MongoDB looks up by its element: a NULL key as [], an
         # array as itself; no _id is an array.
         return [{"$ifNull": [local, []]}]
-    return bound([local], lambda r: {"$cond": [
-        {"$isArray": r[0]}, {"$cond": [{"$eq": [r[0], []]}, _NO_ID, r[0]]},
-        {"$ifNull": [r[0], _NULL_KEY]}]}, "jk")
+    return bound(
+        [local],
+        lambda r: {
+            "$cond": [
+                {"$isArray": r[0]},
+                {"$cond": [{"$eq": [r[0], []]}, _NO_ID, r[0]]},
+                {"$ifNull": [r[0], _NULL_KEY]},
+            ]
+        },
+        "jk",
+    )
 
 
 def _conjunction(parts: tuple[ast.Expr, ...]) -> ast.Expr | None:
@@ -140,9 +150,16 @@ def _conjunction(parts: tuple[ast.Expr, ...]) -> ast.Expr | None:
     return out
 
 
-def keyed_join(kind: str, collection: str, alias: str, key: EquiKey, left: Scope,
-               compiler: Callable[[Scope], ExprCompiler], temp: str,
-               nest: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def keyed_join(
+    kind: str,
+    collection: str,
+    alias: str,
+    key: EquiKey,
+    left: Scope,
+    compiler: Callable[[Scope], ExprCompiler],
+    temp: str,
+    nest: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The stages joining ``collection`` as ``alias`` by ``key`` to the rows of ``left`` (the
     tables joined before); ``temp`` is the field that holds the looked-up key. ``nest``, for
     the first join, is the new root of the stage that nested the first table: the key is
@@ -152,13 +169,11 @@ def keyed_join(kind: str, collection: str, alias: str, key: EquiKey, left: Scope
     the lookup costs more per joined row than it saves (the query's last stage keeps only
     what it reads)."""
     # Variables for outer queries land in left.lets, which the caller binds.
-    joined = Scope([*left.tables, Table(alias, (alias,), None)], outer=left.outer,
-                   lets=left.lets)
+    joined = Scope([*left.tables, Table(alias, (alias,), None)], outer=left.outer, lets=left.lets)
     local = compiler(joined).compile(key.local)
     if nest is not None and len(left.tables) == 1:
         first = left.tables[0]
-        unnested = Scope([Table(first.alias, (), first.columns)], outer=left.outer,
-                         lets=left.lets)
+        unnested = Scope([Table(first.alias, (), first.columns)], outer=left.outer, lets=left.lets)
         nest[temp] = lookup_key(compiler(unnested).compile(key.local), key.foreign)
         stages: list[dict[str, Any]] = []
     else:
@@ -166,8 +181,7 @@ def keyed_join(kind: str, collection: str, alias: str, key: EquiKey, left: Scope
     # The key's own check: whole values equal (MongoDB's match is looser). A key on _id needs
     # none (see the module's docstring).
     exact = key.foreign == "_id"
-    lookup: dict[str, Any] = {"from": collection, "localField": temp,
-                              "foreignField": key.foreign}
+    lookup: dict[str, Any] = {"from": collection, "localField": temp, "foreignField": key.foreign}
     others = _conjunction(key.others)
     unwind = {"$unwind": {"path": f"${alias}", "preserveNullAndEmptyArrays": kind == "LEFT"}}
     if kind != "LEFT":

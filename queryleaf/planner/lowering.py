@@ -45,12 +45,21 @@ def lower_to_find(p: plan.Aggregate) -> plan.Aggregate | plan.Find:
         projection, columns = lowered
     elif p.columns is not None:
         return p
-    return plan.Find(p.collection, filter_, projection, list(sort.items()),
-                     paging.get("$skip", 0), paging.get("$limit", 0), columns)
+    return plan.Find(
+        p.collection,
+        filter_,
+        projection,
+        list(sort.items()),
+        paging.get("$skip", 0),
+        paging.get("$limit", 0),
+        columns,
+    )
 
 
-def _projection(spec: dict[str, Any], columns: tuple[plan.OutputColumn, ...] | None,
-                ) -> tuple[dict[str, Any], tuple[plan.OutputColumn, ...] | None] | None:
+def _projection(
+    spec: dict[str, Any],
+    columns: tuple[plan.OutputColumn, ...] | None,
+) -> tuple[dict[str, Any], tuple[plan.OutputColumn, ...] | None] | None:
     """The find projection and columns for a ``$project`` that reads plain stored paths."""
     if columns is None:  # SELECT * hiding _id (a system table)
         return (spec, None) if spec == {"_id": 0} else None
@@ -78,8 +87,12 @@ def _plain_path(value: Any) -> str | None:
     if not (isinstance(value, dict) and list(value) == ["$ifNull"]):
         return None
     inner, fallback = value["$ifNull"]
-    if fallback is not None or not isinstance(inner, str) or not inner.startswith("$") \
-            or inner.startswith("$$"):
+    if (
+        fallback is not None
+        or not isinstance(inner, str)
+        or not inner.startswith("$")
+        or inner.startswith("$$")
+    ):
         return None
     path = inner[1:]
     if any(part.isdigit() or not part for part in path.split(".")):

@@ -23,9 +23,12 @@ def check_command_depth(p: plan.Plan, pos: Position | None) -> None:
     for command in p.commands():
         depth = nesting(command)
         if depth > MAX_COMMAND_DEPTH:
-            raise PlanningError(f"statement nested too deeply: its MongoDB command nests {depth} "
-                                f"levels, MongoDB accepts {MAX_COMMAND_DEPTH} (see Limits in "
-                                "docs/semantics.md)", pos)
+            raise PlanningError(
+                f"statement nested too deeply: its MongoDB command nests {depth} "
+                f"levels, MongoDB accepts {MAX_COMMAND_DEPTH} (see Limits in "
+                "docs/semantics.md)",
+                pos,
+            )
 
 
 def nesting(value: Any) -> int:

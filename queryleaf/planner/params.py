@@ -26,9 +26,11 @@ def _check_text(text: str, what: str) -> None:
     if not text.isascii():
         found = _SURROGATE.search(text)
         if found is not None:
-            raise ParameterError(f"{what}: the text holds a lone surrogate "
-                                 f"U+{ord(found.group()):04X} (at index {found.start()}), which "
-                                 "is not Unicode text and cannot be stored as UTF-8")
+            raise ParameterError(
+                f"{what}: the text holds a lone surrogate "
+                f"U+{ord(found.group()):04X} (at index {found.start()}), which "
+                "is not Unicode text and cannot be stored as UTF-8"
+            )
 
 
 def _key(key: Any, where: str) -> str:
@@ -37,16 +39,20 @@ def _key(key: Any, where: str) -> str:
     always data, never read as operators or paths (see tests/test_limits.py)."""
     text = str(key)
     if "\0" in text:
-        raise ParameterError(f"{where}: the key {text!r} holds a NUL character, which MongoDB "
-                             "field names cannot hold")
+        raise ParameterError(
+            f"{where}: the key {text!r} holds a NUL character, which MongoDB "
+            "field names cannot hold"
+        )
     _check_text(text, f"{where}: key {text!r}")
     return text
 
 
 def _int64(value: int, where: str) -> int:
     if not -(2**63) <= value < 2**63:
-        raise ParameterError(f"{where}: integer {value} does not fit in 64 bits (MongoDB "
-                             f"integers are {-(2**63)} to {2**63 - 1})")
+        raise ParameterError(
+            f"{where}: integer {value} does not fit in 64 bits (MongoDB "
+            f"integers are {-(2**63)} to {2**63 - 1})"
+        )
     return value
 
 
@@ -62,8 +68,11 @@ def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
         _check_text(value, where)
         return value
     if value is None or isinstance(value, bool | int | float | ObjectId | Decimal128):
-        return _int64(value, where) if isinstance(value, int) and not isinstance(
-            value, bool) else value
+        return (
+            _int64(value, where)
+            if isinstance(value, int) and not isinstance(value, bool)
+            else value
+        )
     if isinstance(value, Decimal):
         return Decimal128(value)
     if isinstance(value, dt.datetime):
@@ -77,8 +86,10 @@ def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
     if isinstance(value, uuid.UUID):
         return Binary.from_uuid(value)
     if isinstance(value, Mapping | list | tuple) and depth >= MAX_NESTING:
-        raise ParameterError(f"{where}: documents and arrays nested more than {MAX_NESTING} "
-                             "levels deep (MongoDB's limit)")
+        raise ParameterError(
+            f"{where}: documents and arrays nested more than {MAX_NESTING} "
+            "levels deep (MongoDB's limit)"
+        )
     if isinstance(value, Mapping):
         return {_key(k, where): to_bson(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -96,8 +107,9 @@ class Bindings:
         self.named: dict[str, Any] = {}
         self.positional: list[Any] = []
         if names and positional:
-            raise ParameterError("a statement cannot mix :name and ? placeholders",
-                                 placeholders[0].pos)
+            raise ParameterError(
+                "a statement cannot mix :name and ? placeholders", placeholders[0].pos
+            )
         if params is None:
             params = {} if not positional else []
         if isinstance(params, Mapping):
@@ -123,7 +135,9 @@ class Bindings:
                 )
             self.positional = [to_bson(v, f"parameter {i + 1}") for i, v in enumerate(params)]
         else:
-            raise ParameterError(f"params must be a mapping or a sequence, not {type(params).__name__}")
+            raise ParameterError(
+                f"params must be a mapping or a sequence, not {type(params).__name__}"
+            )
 
     def value(self, param: ast.Param) -> Any:
         if param.name is not None:

@@ -87,11 +87,21 @@ def not_reads() -> Iterator[None]:
         log.muted -= 1
 
 
-def note(scope: object, collection: str, alias: str, path: tuple[str | int, ...],
-         written: str, qualified: bool, pos: Position | None) -> None:
+def note(
+    scope: object,
+    collection: str,
+    alias: str,
+    path: tuple[str | int, ...],
+    written: str,
+    qualified: bool,
+    pos: Position | None,
+) -> None:
     """Called by name resolution for a column found in a stored collection or view."""
     log = _log.get()
     if log is None or log.muted:
         return
-    log.references.append(ColumnReference(collection, path, written, alias, qualified,
-                                          id(scope) in log.stored_from, pos))
+    log.references.append(
+        ColumnReference(
+            collection, path, written, alias, qualified, id(scope) in log.stored_from, pos
+        )
+    )

@@ -32,8 +32,9 @@ def mirror_right_join(select: ast.Select) -> ast.Select:
     if len(select.from_) != 1:
         return select
     join = select.from_[0]
-    if not (isinstance(join, ast.Join) and join.kind == "RIGHT"
-            and not isinstance(join.left, ast.Join)):
+    if not (
+        isinstance(join, ast.Join) and join.kind == "RIGHT" and not isinstance(join.left, ast.Join)
+    ):
         return select
     mirrored = dataclasses.replace(join, kind="LEFT", left=join.right, right=join.left)
     return dataclasses.replace(select, from_=(mirrored,))
@@ -44,15 +45,24 @@ def resolve_references(select: ast.Select) -> ast.Select:
     anywhere in HAVING (as MySQL allows), replaced by the select-list expressions they name."""
     group_by = tuple(_reference(select, g, "GROUP BY") or g for g in select.group_by)
     order_by = tuple(
-        item if (target := _reference(select, item.expr, "ORDER BY")) is None
-        else dataclasses.replace(item, expr=target) for item in select.order_by)
+        item
+        if (target := _reference(select, item.expr, "ORDER BY")) is None
+        else dataclasses.replace(item, expr=target)
+        for item in select.order_by
+    )
     having = select.having
-    aliases = {i.alias: i.expr for i in select.items
-               if i.alias and not isinstance(i.expr, ast.Star)}
+    aliases = {
+        i.alias: i.expr for i in select.items if i.alias and not isinstance(i.expr, ast.Star)
+    }
     if having is not None and aliases:
-        having = replace_columns(having, lambda col: aliases.get(col.parts[0], col)
-                                 if len(col.parts) == 1 and isinstance(col.parts[0], str)
-                                 else col)
+        having = replace_columns(
+            having,
+            lambda col: (
+                aliases.get(col.parts[0], col)
+                if len(col.parts) == 1 and isinstance(col.parts[0], str)
+                else col
+            ),
+        )
     if group_by == select.group_by and order_by == select.order_by and having is select.having:
         return select
     return dataclasses.replace(select, group_by=group_by, order_by=order_by, having=having)
@@ -62,8 +72,9 @@ def _reference(select: ast.Select, e: ast.Expr, clause: str) -> ast.Expr | None:
     items = select.items
     if isinstance(e, ast.Literal) and isinstance(e.value, int) and not isinstance(e.value, bool):
         if not 1 <= e.value <= len(items) or isinstance(items[e.value - 1].expr, ast.Star):
-            raise PlanningError(f"{clause} position {e.value} is not in the select list "
-                                f"(1..{len(items)})", e.pos)
+            raise PlanningError(
+                f"{clause} position {e.value} is not in the select list (1..{len(items)})", e.pos
+            )
         return items[e.value - 1].expr
     if isinstance(e, ast.Column) and len(e.parts) == 1:
         for item in items:
@@ -75,21 +86,27 @@ def _reference(select: ast.Select, e: ast.Expr, clause: str) -> ast.Expr | None:
 def check_placement(select: ast.Select) -> None:
     """Aggregates not in WHERE or GROUP BY; window functions only in the select list and
     ORDER BY; ROW_NUMBER() and the like only with OVER."""
-    for clause, exprs in (("GROUP BY", list(select.group_by)),
-                          ("WHERE", [select.where] if select.where is not None else [])):
+    for clause, exprs in (
+        ("GROUP BY", list(select.group_by)),
+        ("WHERE", [select.where] if select.where is not None else []),
+    ):
         for e in exprs:
             for node in walk_expr(e):
-                if isinstance(node, ast.FuncCall) and (node.name in AGGREGATES
-                                                       or node.over is not None):
+                if isinstance(node, ast.FuncCall) and (
+                    node.name in AGGREGATES or node.over is not None
+                ):
                     hint = ""
                     if clause == "WHERE" and node.over is not None:
-                        hint = (" (compute it in a derived table and filter outside: "
-                                "SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (...) AS rn "
-                                "FROM t) x WHERE x.rn = 1)")
+                        hint = (
+                            " (compute it in a derived table and filter outside: "
+                            "SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (...) AS rn "
+                            "FROM t) x WHERE x.rn = 1)"
+                        )
                     elif clause == "WHERE":
                         hint = " (use HAVING)"
-                    raise PlanningError(f"{node.name}(...) is not allowed in {clause}{hint}",
-                                        node.pos)
+                    raise PlanningError(
+                        f"{node.name}(...) is not allowed in {clause}{hint}", node.pos
+                    )
     for root in [i.expr for i in select.items] + [o.expr for o in select.order_by]:
         for node in walk_expr(root):
             if isinstance(node, ast.FuncCall) and node.over is None and node.name in WINDOW_ONLY:

@@ -70,8 +70,9 @@ class Scope:
     lets: dict[str, Any] = field(default_factory=dict)  # variable → expression in the outer row
 
     @classmethod
-    def single(cls, alias: str | None, columns: dict[str, str] | None = None,
-               outer: Scope | None = None) -> Scope:
+    def single(
+        cls, alias: str | None, columns: dict[str, str] | None = None, outer: Scope | None = None
+    ) -> Scope:
         return cls([Table(alias or "", (), columns)], outer)
 
     def aliases(self) -> list[str]:
@@ -101,8 +102,9 @@ class Scope:
 
     def _find(self, col: ast.Column) -> Resolved | None:
         if not self.allow_columns:
-            raise PlanningError(f"column {display_path(col.parts)} cannot be used here (no FROM)",
-                                col.pos)
+            raise PlanningError(
+                f"column {display_path(col.parts)} cannot be used here (no FROM)", col.pos
+            )
         parts = col.parts
         if isinstance(parts[0], int):
             raise PlanningError("a column name cannot start with an array index", col.pos)
@@ -123,34 +125,47 @@ class Scope:
         if candidates or unknown:
             raise PlanningError(
                 f"column {display_path(parts)} is ambiguous: qualify it with one of "
-                f"{', '.join(self.aliases())}", col.pos, error_code=ErrorCode.AMBIGUOUS_COLUMN)
+                f"{', '.join(self.aliases())}",
+                col.pos,
+                error_code=ErrorCode.AMBIGUOUS_COLUMN,
+            )
         return None
 
     def knows_alias(self, name: str) -> bool:
         return self.table(name) is not None or (
-            self.outer is not None and self.outer.knows_alias(name))
+            self.outer is not None and self.outer.knows_alias(name)
+        )
 
     def _in_table(self, t: Table, rest: tuple[str | int, ...], col: ast.Column) -> Resolved:
         if not rest:
-            raise PlanningError(f"{col.parts[0]} is a table; name one of its columns "
-                                f"({col.parts[0]}.column)", col.pos)
+            raise PlanningError(
+                f"{col.parts[0]} is a table; name one of its columns ({col.parts[0]}.column)",
+                col.pos,
+            )
         if t.columns is not None:
             head = rest[0]
             if head not in t.columns:
                 known = ", ".join(t.columns) or "none"
-                raise PlanningError(f"{t.alias or t.label or 'the subquery'} has no column "
-                                    f"{display_path(rest)} (columns: {known})", col.pos,
-                                    error_code=ErrorCode.UNKNOWN_COLUMN)
+                raise PlanningError(
+                    f"{t.alias or t.label or 'the subquery'} has no column "
+                    f"{display_path(rest)} (columns: {known})",
+                    col.pos,
+                    error_code=ErrorCode.UNKNOWN_COLUMN,
+                )
             rest = (*t.columns[head].split("."), *rest[1:])  # a key is a path we chose
         if t.collection is not None:
             qualified = len(rest) < len(col.parts)  # the table's name came first
-            references.note(self, t.collection, t.alias, rest, display_path(col.parts),
-                            qualified, col.pos)
+            references.note(
+                self, t.collection, t.alias, rest, display_path(col.parts), qualified, col.pos
+            )
         return Resolved(t.alias, (*t.prefix, *rest))
 
     def _unknown(self, col: ast.Column) -> PlanningError:
-        return PlanningError(f"unknown column {display_path(col.parts)}", col.pos,
-                             error_code=ErrorCode.UNKNOWN_COLUMN)
+        return PlanningError(
+            f"unknown column {display_path(col.parts)}",
+            col.pos,
+            error_code=ErrorCode.UNKNOWN_COLUMN,
+        )
 
     def expression(self, r: Resolved) -> Any:
         """The aggregation expression reading a resolved column in this scope's rows."""
@@ -176,6 +191,8 @@ def merge_lets(into: dict[str, Any], new: dict[str, Any]) -> None:
     of them read the other's value: refused (a planner bug, never a wrong answer)."""
     for name, value in new.items():
         if name in into and into[name] != value:
-            raise PlanningError(f"internal: $lookup variable {name} would be bound twice; "
-                                "please report this statement")
+            raise PlanningError(
+                f"internal: $lookup variable {name} would be bound twice; "
+                "please report this statement"
+            )
         into[name] = value

@@ -128,8 +128,14 @@ def as_aggregate(p: plan.Aggregate | plan.Find) -> plan.Aggregate:
         pipeline.append({"$limit": p.limit})
     columns = None
     if p.columns is not None:
-        pipeline.append({"$project": {"_id": 0, **{f"_{i}": {"$ifNull": ["$" + c.key, None]}
-                                                   for i, c in enumerate(p.columns)}}})
+        pipeline.append(
+            {
+                "$project": {
+                    "_id": 0,
+                    **{f"_{i}": {"$ifNull": ["$" + c.key, None]} for i, c in enumerate(p.columns)},
+                }
+            }
+        )
         columns = tuple(plan.OutputColumn(c.name, f"_{i}") for i, c in enumerate(p.columns))
     elif p.projection is not None:
         pipeline.append({"$project": p.projection})
@@ -199,8 +205,7 @@ class SelectPlanner:
             if len(relations) > 1 or relations[0][1].table.columns is not None:
                 columns = self.table_star_projection(exprs, outputs, sorting=presort is None)
             else:
-                columns = self.star_projection(relations, exprs, outputs,
-                                               sorting=presort is None)
+                columns = self.star_projection(relations, exprs, outputs, sorting=presort is None)
             if s.distinct:
                 self.emit({"$group": {"_id": "$$ROOT"}})
                 self.emit({"$replaceRoot": {"newRoot": "$_id"}})
@@ -231,23 +236,32 @@ class SelectPlanner:
             items.append(("FROM" if i == 0 else "CROSS", item, None, item))
             for join in reversed(joins):
                 if isinstance(join.right, ast.Join):
-                    raise PlanningError("a parenthesised join on the right of JOIN is not "
-                                        "supported", join.right.pos)
+                    raise PlanningError(
+                        "a parenthesised join on the right of JOIN is not supported", join.right.pos
+                    )
                 items.append((join.kind, join.right, join.on, join))
         for kind, _, _, node in items:
             if kind == "RIGHT":
-                raise PlanningError("RIGHT JOIN after other joins cannot be expressed as one "
-                                    "MongoDB pipeline; rewrite it as a LEFT JOIN", node.pos)
+                raise PlanningError(
+                    "RIGHT JOIN after other joins cannot be expressed as one "
+                    "MongoDB pipeline; rewrite it as a LEFT JOIN",
+                    node.pos,
+                )
             if kind == "FULL":
-                raise PlanningError("FULL OUTER JOIN cannot be expressed as one MongoDB "
-                                    "pipeline ($lookup joins from one side)", node.pos)
+                raise PlanningError(
+                    "FULL OUTER JOIN cannot be expressed as one MongoDB "
+                    "pipeline ($lookup joins from one side)",
+                    node.pos,
+                )
         out = []
         aliases: set[str] = set()
         for kind, item, on, node in items:
             rel = self.relation(item)
             if rel.table.alias in aliases:
-                raise PlanningError(f"table name {rel.table.alias} is used twice in FROM; give "
-                                    "one an alias", item.pos)
+                raise PlanningError(
+                    f"table name {rel.table.alias} is used twice in FROM; give one an alias",
+                    item.pos,
+                )
             aliases.add(rel.table.alias)
             out.append((kind, rel, on, node))
         return out
@@ -255,28 +269,42 @@ class SelectPlanner:
     def relation(self, item: ast.FromItem) -> Relation:
         if isinstance(item, ast.TableRef):
             if item.name in self.ctx.ctes:
-                return self.derived(self.ctx.cte_plan(item.name), item.alias or item.name,
-                                    self.ctx.ctes[item.name].pos)
+                return self.derived(
+                    self.ctx.cte_plan(item.name),
+                    item.alias or item.name,
+                    self.ctx.ctes[item.name].pos,
+                )
             hint = sources.reserved(item.name)
             if hint is not None:
-                raise PlanningError(f"{item.name} is a queryleaf system collection; {hint}",
-                                    item.pos)
+                raise PlanningError(
+                    f"{item.name} is a queryleaf system collection; {hint}", item.pos
+                )
             self.check_exists(item)
-            return Relation(item.name, [], Table(item.alias or item.name, collection=item.name),
-                            plain=True)
+            return Relation(
+                item.name, [], Table(item.alias or item.name, collection=item.name), plain=True
+            )
         if isinstance(item, ast.TableFunction):
             source = sources.table_function(item.name)
             if source is None:
                 known = ", ".join(f"{n}()" for n in sources.table_function_names())
-                raise PlanningError(f"unknown table function {item.name}(); known: {known}",
-                                    item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
+                raise PlanningError(
+                    f"unknown table function {item.name}(); known: {known}",
+                    item.pos,
+                    error_code=ErrorCode.UNKNOWN_TABLE,
+                )
             if item.args:
                 raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
             alias = item.alias or item.name.lower()
             pipeline = source.rows(self.columns_read(alias)) if source.rows is not None else []
-            return Relation(source.collection, pipeline, Table(alias), plain=not pipeline,
-                            system=True, stored_fields=source.stored_fields,
-                            stored_ranges=dict(source.stored_ranges))
+            return Relation(
+                source.collection,
+                pipeline,
+                Table(alias),
+                plain=not pipeline,
+                system=True,
+                stored_fields=source.stored_fields,
+                stored_ranges=dict(source.stored_ranges),
+            )
         if isinstance(item, ast.DerivedTable):
             # A derived table inside a subquery may read the enclosing query's columns (they
             # are variables of the subquery's $lookup, visible in every stage below it).
@@ -287,8 +315,13 @@ class SelectPlanner:
 
     def count_stars(self) -> set[int]:
         """The ``*`` of ``COUNT(*)`` (ids of the nodes): they read no column."""
-        return {id(arg) for node in walk(self.select) if isinstance(node, ast.FuncCall)
-                for arg in node.args if isinstance(arg, ast.Star)}
+        return {
+            id(arg)
+            for node in walk(self.select)
+            if isinstance(node, ast.FuncCall)
+            for arg in node.args
+            if isinstance(arg, ast.Star)
+        }
 
     def columns_read(self, alias: str) -> set[str] | None:
         """The top-level columns of table ``alias`` this query may read (None: all, for ``*``).
@@ -314,31 +347,40 @@ class SelectPlanner:
         known = sorted(t for t in tables if sources.reserved(t) is None) + sorted(self.ctx.ctes)
         near = difflib.get_close_matches(item.name, known, n=3)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise PlanningError(f"unknown table {item.name}: no collection, view or WITH query of "
-                            f"that name{hint}", item.pos, error_code=ErrorCode.UNKNOWN_TABLE)
+        raise PlanningError(
+            f"unknown table {item.name}: no collection, view or WITH query of that name{hint}",
+            item.pos,
+            error_code=ErrorCode.UNKNOWN_TABLE,
+        )
 
     @staticmethod
-    def derived(sub: plan.Aggregate | plan.Find, alias: str,
-                pos: Position | None = None) -> Relation:
+    def derived(
+        sub: plan.Aggregate | plan.Find, alias: str, pos: Position | None = None
+    ) -> Relation:
         agg = as_aggregate(sub)
         if agg.columns is None:  # SELECT * of one table: its documents pass through
             return Relation(agg.collection, list(agg.pipeline), Table(alias))
         if any(c.spread for c in agg.columns):
-            raise PlanningError(f"subquery {alias}: * over a join is not allowed in a derived "
-                                "table or CTE (the tables' columns are not known); list the "
-                                "columns", pos)
+            raise PlanningError(
+                f"subquery {alias}: * over a join is not allowed in a derived "
+                "table or CTE (the tables' columns are not known); list the "
+                "columns",
+                pos,
+            )
         columns = {c.name: c.key for c in agg.columns}
         return Relation(agg.collection, list(agg.pipeline), Table(alias, (), columns))
 
-    def stored_prefilter(self, rel: Relation, where: ast.Expr | None,
-                         alone: bool) -> list[dict[str, Any]]:
+    def stored_prefilter(
+        self, rel: Relation, where: ast.Expr | None, alone: bool
+    ) -> list[dict[str, Any]]:
         """A ``$match`` on the stored documents (before ``rel.pipeline``) for what WHERE
         implies about them (see stored.py)."""
         if not (rel.stored_fields or rel.stored_ranges) or where is None:
             return []
         alias = rel.table.alias
-        conditions = document_conditions(_conjuncts(where), alias, alone, rel.stored_fields,
-                                         rel.stored_ranges)
+        conditions = document_conditions(
+            _conjuncts(where), alias, alone, rel.stored_fields, rel.stored_ranges
+        )
         if not conditions:
             return []
         scope = Scope([Table(alias, (), rel.table.columns)], outer=self.outer)
@@ -346,8 +388,10 @@ class SelectPlanner:
         merge_lets(self.extra_lets, scope.lets)
         return [{"$match": match}]
 
-    def build_from(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
-                   ) -> tuple[ExprCompiler, str, ast.Expr | None]:
+    def build_from(
+        self,
+        relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+    ) -> tuple[ExprCompiler, str, ast.Expr | None]:
         """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
         that still has to be applied."""
         where = self.select.where
@@ -369,8 +413,9 @@ class SelectPlanner:
             reads = _tables_of(conj)
             (early if reads is not None and reads <= {first.table.alias} else late).append(conj)
         if early:
-            match = and_filters([FilterCompiler(self.compiler(first_scope)).match(c)
-                                 for c in early])
+            match = and_filters(
+                [FilterCompiler(self.compiler(first_scope)).match(c) for c in early]
+            )
             self.emit({"$match": match})
             merge_lets(self.extra_lets, first_scope.lets)
         alias = first.table.alias
@@ -379,15 +424,14 @@ class SelectPlanner:
         # its lookup key to it (join()). A name that is not a plain field name keeps all.
         if keep is not None and any("." in f or f.startswith("$") or not f for f in keep):
             keep = None
-        nest: dict[str, Any] = {alias: "$$ROOT" if keep is None
-                                else {f: f"${f}" for f in keep}}
+        nest: dict[str, Any] = {alias: "$$ROOT" if keep is None else {f: f"${f}" for f in keep}}
         self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [first.table.at((alias,))]
         late, relations = _push_into_joins(late, relations)
         for i, (kind, rel, on, node) in enumerate(relations[1:]):
             tables.append(rel.table.at((rel.table.alias,)))
             if on is not None:
-                later = [r.table.alias for _, r, _, _ in relations[i + 2:]]
+                later = [r.table.alias for _, r, _, _ in relations[i + 2 :]]
                 on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
             left = Scope(list(tables[:-1]), outer=self.outer)
             self.join(kind, rel, on, left, node, nest if i == 0 else None)
@@ -405,24 +449,37 @@ class SelectPlanner:
 
         def qualify(col: ast.Column) -> ast.Column:
             head = col.parts[0]
-            if len(col.parts) > 1 and isinstance(head, str) and head in later \
-                    and visible.table(head) is None:
-                raise PlanningError(f"table {head} is not in scope in this ON: it is joined "
-                                    "later in FROM (an ON can read the tables before it and "
-                                    "its own)", col.pos)
+            if (
+                len(col.parts) > 1
+                and isinstance(head, str)
+                and head in later
+                and visible.table(head) is None
+            ):
+                raise PlanningError(
+                    f"table {head} is not in scope in this ON: it is joined "
+                    "later in FROM (an ON can read the tables before it and "
+                    "its own)",
+                    col.pos,
+                )
             try:
                 resolved = visible.resolve(col)
             except PlanningError as exc:
-                if len(col.parts) > 1 and isinstance(head, str) and not visible.knows_alias(
-                        head) and "ambiguous" in exc.message:
+                if (
+                    len(col.parts) > 1
+                    and isinstance(head, str)
+                    and not visible.knows_alias(head)
+                    and "ambiguous" in exc.message
+                ):
                     raise PlanningError(
                         f"{head} is not a table in scope here (tables: "
                         f"{', '.join(visible.aliases())}); qualify the field with its table "
                         f"(e.g. {visible.aliases()[0]}.{display_path(col.parts)})",
-                        col.pos) from None
+                        col.pos,
+                    ) from None
                 raise
-            if resolved.variable is not None or (isinstance(head, str)
-                                                 and visible.table(head) is not None):
+            if resolved.variable is not None or (
+                isinstance(head, str) and visible.table(head) is not None
+            ):
                 return col
             return dataclasses.replace(col, parts=(resolved.table, *col.parts))
 
@@ -466,12 +523,20 @@ class SelectPlanner:
                     else:
                         second = node.parts[1]
                         refs.qualified.setdefault(node.parts[0], set()).add(
-                            second if isinstance(second, str) else None)
+                            second if isinstance(second, str) else None
+                        )
             self._references = refs
         return self._references
 
-    def join(self, kind: str, rel: Relation, on: ast.Expr | None, left: Scope,
-             node: ast.Node, nest: dict[str, Any] | None = None) -> None:
+    def join(
+        self,
+        kind: str,
+        rel: Relation,
+        on: ast.Expr | None,
+        left: Scope,
+        node: ast.Node,
+        nest: dict[str, Any] | None = None,
+    ) -> None:
         """$lookup + $unwind: the joined table's rows matching ON, nested under its alias.
         ``nest``: the new root of the stage that nested the first table (the first join)."""
         alias = rel.table.alias
@@ -481,8 +546,9 @@ class SelectPlanner:
             if key is not None:  # index-backed: localField/foreignField (planner/joins.py)
                 temp = self.ctx.fresh("__jk")
                 self.temp_fields.append(temp)
-                for stage in keyed_join(kind, rel.collection, alias, key, left, self.compiler,
-                                        temp, nest):
+                for stage in keyed_join(
+                    kind, rel.collection, alias, key, left, self.compiler, temp, nest
+                ):
                     self.emit(stage)
                 return
         inner = Scope([rel.table.at(())], outer=left)
@@ -501,8 +567,14 @@ class SelectPlanner:
         lookup["pipeline"] = stages
         lookup["as"] = rel.table.alias
         self.emit({"$lookup": lookup})
-        self.emit({"$unwind": {"path": f"${rel.table.alias}",
-                               "preserveNullAndEmptyArrays": kind == "LEFT"}})
+        self.emit(
+            {
+                "$unwind": {
+                    "path": f"${rel.table.alias}",
+                    "preserveNullAndEmptyArrays": kind == "LEFT",
+                }
+            }
+        )
 
     # ------------------------------------------------------------ subqueries
     def subquery(self, e: ast.Expr, compiler: ExprCompiler) -> Any:
@@ -538,8 +610,9 @@ class SelectPlanner:
 
         return expr_name(e)
 
-    def projection(self, exprs: ExprCompiler, outputs: list[Output],
-                   sorting: bool) -> tuple[plan.OutputColumn, ...]:
+    def projection(
+        self, exprs: ExprCompiler, outputs: list[Output], sorting: bool
+    ) -> tuple[plan.OutputColumn, ...]:
         proj: dict[str, Any] = {"_id": 0}
         for out in outputs:
             proj[out.key] = {"$ifNull": [exprs.compile(out.item.expr), None]}
@@ -548,8 +621,9 @@ class SelectPlanner:
         self.emit({"$project": proj})
         return tuple(plan.OutputColumn(o.name, o.key) for o in outputs)
 
-    def table_star_projection(self, exprs: ExprCompiler, outputs: list[Output],
-                              sorting: bool) -> tuple[plan.OutputColumn, ...]:
+    def table_star_projection(
+        self, exprs: ExprCompiler, outputs: list[Output], sorting: bool
+    ) -> tuple[plan.OutputColumn, ...]:
         """``*`` / ``t.*`` over joins or derived tables: each table's columns in FROM order
         (a derived table's by name, a collection's as its whole document, spread into columns
         when the rows are read), the other items where they stand."""
@@ -566,16 +640,17 @@ class SelectPlanner:
             if item.expr.table is not None:
                 tables = [t for t in tables if t.alias == item.expr.table]
                 if not tables:
-                    raise PlanningError(f"{item.expr.table}.*: no table {item.expr.table} in "
-                                        f"FROM (tables: {', '.join(self.scope.aliases())})",
-                                        item.pos)
+                    raise PlanningError(
+                        f"{item.expr.table}.*: no table {item.expr.table} in "
+                        f"FROM (tables: {', '.join(self.scope.aliases())})",
+                        item.pos,
+                    )
             for table in tables:
                 source = ".".join(table.prefix)
                 if table.columns is not None:
                     for name, key in table.columns.items():
                         slot = f"_p{len(proj)}"
-                        proj[slot] = {"$ifNull": [f"${source + '.' if source else ''}{key}",
-                                                  None]}
+                        proj[slot] = {"$ifNull": [f"${source + '.' if source else ''}{key}", None]}
                         columns.append(plan.OutputColumn(name, slot))
                 else:
                     slot = f"_p{len(proj)}"
@@ -593,9 +668,13 @@ class SelectPlanner:
             columns[i] = dataclasses.replace(c, name=unique)
         return tuple(columns)
 
-    def star_projection(self, relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
-                        exprs: ExprCompiler, outputs: list[Output],
-                        sorting: bool) -> tuple[plan.OutputColumn, ...] | None:
+    def star_projection(
+        self,
+        relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+        exprs: ExprCompiler,
+        outputs: list[Output],
+        sorting: bool,
+    ) -> tuple[plan.OutputColumn, ...] | None:
         extra = {o.key: {"$ifNull": [exprs.compile(o.item.expr), None]} for o in outputs}
         if sorting and self.select.order_by:
             extra.update(self.hidden_sort_keys(exprs, outputs))
@@ -623,8 +702,9 @@ class SelectPlanner:
                         found.append(node)
         return found
 
-    def group(self, exprs: ExprCompiler, aggregates: list[ast.FuncCall],
-              outputs: list[Output]) -> ExprCompiler:
+    def group(
+        self, exprs: ExprCompiler, aggregates: list[ast.FuncCall], outputs: list[Output]
+    ) -> ExprCompiler:
         keys = list(self.select.group_by)
         substitutions: dict[Any, Any] = {}
         group_id: Any = None
@@ -653,8 +733,13 @@ class SelectPlanner:
         else:
             # Aggregates without GROUP BY return one row even over no input rows.
             self.emit({"$facet": {"g": [{"$group": stage}]}})
-            self.emit({"$replaceRoot": {"newRoot": {
-                "$ifNull": [{"$arrayElemAt": ["$g", 0]}, {"$literal": empty}]}}})
+            self.emit(
+                {
+                    "$replaceRoot": {
+                        "newRoot": {"$ifNull": [{"$arrayElemAt": ["$g", 0]}, {"$literal": empty}]}
+                    }
+                }
+            )
         return self.compiler(exprs.scope, substitutions=substitutions, grouped=True)
 
     # ------------------------------------------------------------ windows
@@ -687,8 +772,11 @@ class SelectPlanner:
             return None
         spec: dict[str, int] = {}
         for item, expr in targets:
-            if not isinstance(expr, ast.Column) or item.nulls_first is not None and (
-                    item.nulls_first == item.descending):
+            if (
+                not isinstance(expr, ast.Column)
+                or item.nulls_first is not None
+                and (item.nulls_first == item.descending)
+            ):
                 return None
             resolved = exprs.scope.resolve(expr)
             path = field_path(resolved.path)
@@ -705,8 +793,10 @@ class SelectPlanner:
             value: Any = f"${key}" if key else None
             if key is None:
                 if self.select.distinct:
-                    raise PlanningError("with SELECT DISTINCT, ORDER BY expressions must appear "
-                                        "in the select list", item.pos)
+                    raise PlanningError(
+                        "with SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+                        item.pos,
+                    )
                 value = exprs.compile(expr)
                 key = f"__o{i}"
                 hidden[key] = value
@@ -739,8 +829,10 @@ class SelectPlanner:
 
     def limits(self) -> tuple[int, int | None]:
         s = self.select
-        return (count_value(s.offset, "OFFSET", self.bindings) if s.offset is not None else 0,
-                count_value(s.limit, "LIMIT", self.bindings) if s.limit is not None else None)
+        return (
+            count_value(s.offset, "OFFSET", self.bindings) if s.offset is not None else 0,
+            count_value(s.limit, "LIMIT", self.bindings) if s.limit is not None else None,
+        )
 
 
 def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
@@ -791,8 +883,11 @@ def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[a
     return rest, relations
 
 
-def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
-                   ) -> tuple[plan.Aggregate | plan.Find, dict[str, Any]]:
+def plan_with_lets(
+    query: ast.Query,
+    ctx: Context,
+    outer: Scope | None = None,
+) -> tuple[plan.Aggregate | plan.Find, dict[str, Any]]:
     """Plan a query; also return the variables it reads from ``outer`` (correlation)."""
     ctx = ctx.with_ctes(query.ctes)
     if isinstance(query, ast.SetOperation):
@@ -807,12 +902,14 @@ def plan_with_lets(query: ast.Query, ctx: Context, outer: Scope | None = None,
     return result, lets
 
 
-def plan_query(query: ast.Query, ctx: Context,
-               outer: Scope | None = None) -> plan.Aggregate | plan.Find:
+def plan_query(
+    query: ast.Query, ctx: Context, outer: Scope | None = None
+) -> plan.Aggregate | plan.Find:
     return plan_with_lets(query, ctx, outer)[0]
 
 
-def plan_select_statement(query: ast.Query, bindings: Bindings,
-                          tables: frozenset[str] | None = None) -> plan.Aggregate | plan.Find:
+def plan_select_statement(
+    query: ast.Query, bindings: Bindings, tables: frozenset[str] | None = None
+) -> plan.Aggregate | plan.Find:
     planned = plan_query(query, Context(bindings, tables=tables))
     return lower_to_find(planned) if isinstance(planned, plan.Aggregate) else planned

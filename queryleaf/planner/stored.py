@@ -22,9 +22,13 @@ from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
 
 
-def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
-                        shared: frozenset[str], ranges: Mapping[str, tuple[str, str]],
-                        ) -> list[ast.Expr]:
+def document_conditions(
+    conjuncts: list[ast.Expr],
+    alias: str,
+    alone: bool,
+    shared: frozenset[str],
+    ranges: Mapping[str, tuple[str, str]],
+) -> list[ast.Expr]:
     """Conditions on the stored documents implied by ``conjuncts`` (over table ``alias``;
     ``alone``: it is the query's only table, so unqualified columns are its own)."""
 
@@ -66,15 +70,21 @@ def document_conditions(conjuncts: list[ast.Expr], alias: str, alone: bool,
             elif op in ("<", "<="):
                 condition = ast.Binary(op, field(least), right)
             else:
-                condition = ast.Binary("AND", ast.Binary("<=", field(least), right),
-                                       ast.Binary(">=", field(greatest), right))
+                condition = ast.Binary(
+                    "AND",
+                    ast.Binary("<=", field(least), right),
+                    ast.Binary(">=", field(greatest), right),
+                )
         elif isinstance(e, ast.Between) and not e.negated:
             bounds = ranged(e.expr)
             if bounds is None or not (constant(e.low) and constant(e.high)):
                 return None
             least, greatest = bounds
-            condition = ast.Binary("AND", ast.Binary(">=", field(greatest), e.low),
-                                   ast.Binary("<=", field(least), e.high))
+            condition = ast.Binary(
+                "AND",
+                ast.Binary(">=", field(greatest), e.low),
+                ast.Binary("<=", field(least), e.high),
+            )
         else:
             return None
         # A document without the bounds (none of its rows has a value, or it was written

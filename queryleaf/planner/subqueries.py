@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from queryleaf.planner.select import Context
 
 
-def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
-                    ctx: Context) -> tuple[dict[str, Any], Any, str]:
+def subquery_lookup(
+    e: ast.Expr, compiler: ExprCompiler, ctx: Context
+) -> tuple[dict[str, Any], Any, str]:
     """The $lookup stage, the expression reading the subquery's value, the temporary field."""
     from queryleaf.planner.select import as_aggregate, plan_with_lets
 
@@ -35,8 +36,9 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
         result: Any = {"$gt": [{"$size": rows}, 0]}
     else:
         if agg.columns is None or len(agg.columns) != 1:
-            raise PlanningError("a subquery used as a value must return exactly one column",
-                                query.pos)
+            raise PlanningError(
+                "a subquery used as a value must return exactly one column", query.pos
+            )
         key = agg.columns[0].key
         if isinstance(e, ast.InSubquery | ast.Quantified):
             if isinstance(e, ast.InSubquery):  # x IN (q) is x = ANY (q)
@@ -50,17 +52,34 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
             stages += _any_stages(op, f"${key}", f"$${needle}")
             result = _any_result(rows, lets[needle])
             if negate:
-                result = {"$let": {"vars": {"f": result}, "in": {
-                    "$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]}}}
+                result = {
+                    "$let": {
+                        "vars": {"f": result},
+                        "in": {"$cond": [is_null_expr("$$f"), None, {"$not": ["$$f"]}]},
+                    }
+                }
         else:
             stages.append({"$limit": 2})
             # A non-constant conversion failure is how a pipeline raises a run-time error.
-            too_many = {"$toInt": {"$concat": [
-                "scalar subquery returned more than one row: ", {"$toString": {"$size": rows}}]}}
-            result = {"$switch": {"branches": [
-                {"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
-                "default": {"$getField": {"field": {"$literal": key},
-                                          "input": {"$arrayElemAt": [rows, 0]}}}}}
+            too_many = {
+                "$toInt": {
+                    "$concat": [
+                        "scalar subquery returned more than one row: ",
+                        {"$toString": {"$size": rows}},
+                    ]
+                }
+            }
+            result = {
+                "$switch": {
+                    "branches": [{"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
+                    "default": {
+                        "$getField": {
+                            "field": {"$literal": key},
+                            "input": {"$arrayElemAt": [rows, 0]},
+                        }
+                    },
+                }
+            }
     lookup: dict[str, Any] = {}
     if agg.collection is not None:
         lookup["from"] = agg.collection
@@ -71,8 +90,6 @@ def subquery_lookup(e: ast.Expr, compiler: ExprCompiler,
     return {"$lookup": lookup}, result, field_name
 
 
-
-
 def _any_stages(op: str, value: str, needle: str) -> list[dict[str, Any]]:
     """Stages after the subquery's own for ``needle op ANY (rows)``: one row that says whether
     some row compares TRUE (``hit``) and whether some comparison is unknown (``nulls``)."""
@@ -81,20 +98,31 @@ def _any_stages(op: str, value: str, needle: str) -> list[dict[str, Any]]:
         holds = {"$and": [{"$gt": [value, None]}, {OPERATOR[op]: [needle, value]}]}
     # Only rows that compare TRUE or are NULL matter; for a NULL needle every row does (the
     # answer is NULL unless there are no rows).
-    return [{"$match": {"$expr": {"$or": [holds, is_null_expr(value), is_null_expr(needle)]}}},
-            {"$group": {"_id": None, "hit": {"$max": holds}, "nulls": {"$max": is_null_expr(value)}}}]
+    return [
+        {"$match": {"$expr": {"$or": [holds, is_null_expr(value), is_null_expr(needle)]}}},
+        {"$group": {"_id": None, "hit": {"$max": holds}, "nulls": {"$max": is_null_expr(value)}}},
+    ]
 
 
 def _any_result(rows: str, needle: Any) -> Any:
     """Three-valued ``needle op ANY (rows)``: FALSE over no rows, NULL for a NULL needle, TRUE
     when a row compares TRUE, NULL when a row is NULL, FALSE otherwise."""
-    return {"$let": {"vars": {"g": {"$arrayElemAt": [rows, 0]}}, "in": {"$switch": {
-        "branches": [
-            {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
-            {"case": is_null_expr(needle), "then": None},
-            {"case": "$$g.hit", "then": True},
-            {"case": "$$g.nulls", "then": None}],
-        "default": False}}}}
+    return {
+        "$let": {
+            "vars": {"g": {"$arrayElemAt": [rows, 0]}},
+            "in": {
+                "$switch": {
+                    "branches": [
+                        {"case": {"$eq": [{"$ifNull": ["$$g", None]}, None]}, "then": False},
+                        {"case": is_null_expr(needle), "then": None},
+                        {"case": "$$g.hit", "then": True},
+                        {"case": "$$g.nulls", "then": None},
+                    ],
+                    "default": False,
+                }
+            },
+        }
+    }
 
 
 def _after_grouping(value: Any, compiler: ExprCompiler, e: ast.Expr) -> Any:
@@ -104,10 +132,17 @@ def _after_grouping(value: Any, compiler: ExprCompiler, e: ast.Expr) -> Any:
     if not compiler.grouped:
         return value
     for key, grouped in compiler.substitutions.items():
-        if isinstance(key, tuple) and key and key[0] == "column" \
-                and compiler.scope.expression(key[1]) == value:
+        if (
+            isinstance(key, tuple)
+            and key
+            and key[0] == "column"
+            and compiler.scope.expression(key[1]) == value
+        ):
             return grouped
     if isinstance(value, str) and value.startswith("$") and not value.startswith("$$"):
-        raise PlanningError(f"a subquery of a grouped query reads {value[1:]}, which is neither "
-                            "grouped nor aggregated: add it to GROUP BY", e.pos)
+        raise PlanningError(
+            f"a subquery of a grouped query reads {value[1:]}, which is neither "
+            "grouped nor aggregated: add it to GROUP BY",
+            e.pos,
+        )
     return value

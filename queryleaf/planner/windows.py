@@ -10,8 +10,9 @@ from queryleaf.planner.aggregates import SIMPLE_ACCUMULATORS, accumulate
 from queryleaf.planner.expressions import ExprCompiler
 from queryleaf.sql import ast
 
-WINDOW_ONLY = frozenset({"ROW_NUMBER", "RANK", "DENSE_RANK", "LAG", "LEAD", "FIRST_VALUE",
-                         "LAST_VALUE"})
+WINDOW_ONLY = frozenset(
+    {"ROW_NUMBER", "RANK", "DENSE_RANK", "LAG", "LEAD", "FIRST_VALUE", "LAST_VALUE"}
+)
 _RANKING = {"ROW_NUMBER": "$documentNumber", "RANK": "$rank", "DENSE_RANK": "$denseRank"}
 _EDGE = {"FIRST_VALUE": "$first", "LAST_VALUE": "$last"}
 _AGG = {*SIMPLE_ACCUMULATORS, "SUM", "COUNT", *_EDGE}  # usable with OVER
@@ -41,16 +42,20 @@ def _window(call: ast.FuncCall, spec: ast.WindowSpec) -> dict[str, Any] | None:
         if len(spec.order_by) > 1:
             raise PlanningError(
                 "the default frame with several ORDER BY keys (RANGE ... CURRENT ROW with "
-                "peers) cannot be expressed; add ROWS BETWEEN ... explicitly", spec.pos)
+                "peers) cannot be expressed; add ROWS BETWEEN ... explicitly",
+                spec.pos,
+            )
         return {"range": ["unbounded", "current"]}
     start = _bound(spec.frame_start)  # type: ignore[arg-type]
     end = _bound(spec.frame_end) if spec.frame_end else "current"
     return {"documents" if spec.frame_unit == "ROWS" else "range": [start, end]}
 
 
-def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
-                 fresh: Callable[[str], str],
-                 ) -> tuple[list[dict[str, Any]], dict[Any, Any], list[str]]:
+def plan_windows(
+    calls: list[ast.FuncCall],
+    exprs: ExprCompiler,
+    fresh: Callable[[str], str],
+) -> tuple[list[dict[str, Any]], dict[Any, Any], list[str]]:
     """The stages computing ``calls``, the substitutions reading them, the temporary fields."""
     stages: list[dict[str, Any]] = []
     substitutions: dict[Any, Any] = {}
@@ -60,8 +65,9 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
         spec = call.over
         assert spec is not None
         if call.distinct or call.order_by or call.separator is not None:
-            raise PlanningError(f"DISTINCT / ORDER BY inside {call.name}(...) OVER is not "
-                                "supported", call.pos)
+            raise PlanningError(
+                f"DISTINCT / ORDER BY inside {call.name}(...) OVER is not supported", call.pos
+            )
         ranged = _ranged(call, spec)
         key = (spec.partition_by, spec.order_by, ranged)
         if key not in groups:
@@ -70,14 +76,20 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
                 parts = [exprs.compile(p) for p in spec.partition_by]
                 # In a document of keys a missing key stays missing, a partition apart from
                 # NULL's: SQL has one NULL. (One key alone is compared as a value: no split.)
-                setup["partitionBy"] = parts[0] if len(parts) == 1 else {
-                    f"p{i}": {"$ifNull": [p, None]} for i, p in enumerate(parts)}
+                setup["partitionBy"] = (
+                    parts[0]
+                    if len(parts) == 1
+                    else {f"p{i}": {"$ifNull": [p, None]} for i, p in enumerate(parts)}
+                )
             if spec.order_by:
                 sort: dict[str, int] = {}
                 for item in spec.order_by:
                     if item.nulls_first is not None and item.nulls_first == item.descending:
-                        raise PlanningError("NULLS FIRST/LAST other than the default is not "
-                                            "supported in OVER (...)", item.pos)
+                        raise PlanningError(
+                            "NULLS FIRST/LAST other than the default is not "
+                            "supported in OVER (...)",
+                            item.pos,
+                        )
                     v = exprs.compile(item.expr)
                     direction = -1 if item.descending else 1
                     if ranged:
@@ -107,8 +119,14 @@ def plan_windows(calls: list[ast.FuncCall], exprs: ExprCompiler,
     return stages, substitutions, hidden
 
 
-def _output(call: ast.FuncCall, spec: ast.WindowSpec, exprs: ExprCompiler, field: str,
-            outputs: dict[str, Any], setup: dict[str, Any]) -> Any:
+def _output(
+    call: ast.FuncCall,
+    spec: ast.WindowSpec,
+    exprs: ExprCompiler,
+    field: str,
+    outputs: dict[str, Any],
+    setup: dict[str, Any],
+) -> Any:
     name = call.name
     if name in _RANKING:
         if call.args:
@@ -128,8 +146,10 @@ def _output(call: ast.FuncCall, spec: ast.WindowSpec, exprs: ExprCompiler, field
             if not isinstance(arg, ast.Literal) or not isinstance(arg.value, int):
                 raise PlanningError(f"{name}'s offset must be an integer constant", arg.pos)
             offset = arg.value
-        shift: dict[str, Any] = {"output": {"$ifNull": [exprs.compile(call.args[0]), None]},
-                                 "by": -offset if name == "LAG" else offset}
+        shift: dict[str, Any] = {
+            "output": {"$ifNull": [exprs.compile(call.args[0]), None]},
+            "by": -offset if name == "LAG" else offset,
+        }
         if len(call.args) > 2:
             shift["default"] = exprs.compile(call.args[2])
         outputs[field] = {"$shift": shift}

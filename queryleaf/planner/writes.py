@@ -21,15 +21,17 @@ from queryleaf.sql.walk import has_subquery, walk_expr
 
 def check_writable(table: str, pos: Position | None) -> None:
     if sources.reserved(table) is not None:
-        raise PlanningError(f"{table} is a queryleaf system collection and cannot be written "
-                            "with SQL", pos)
+        raise PlanningError(
+            f"{table} is a queryleaf system collection and cannot be written with SQL", pos
+        )
 
 
 def _field_path(col: ast.Column, scope: Scope, what: str) -> tuple[str, ...]:
     path = scope.resolve(col).path
     if any(isinstance(p, int) for p in path):
-        raise PlanningError(f"{what} {display_path(path)}: array indexes are not allowed here",
-                            col.pos)
+        raise PlanningError(
+            f"{what} {display_path(path)}: array indexes are not allowed here", col.pos
+        )
     return tuple(str(p) for p in path)
 
 
@@ -41,16 +43,16 @@ def _check_paths(paths: list[tuple[str, ...]], nodes: list[ast.Node], what: str)
                 raise PlanningError(f"{what} {'.'.join(path)} appears twice", node.pos)
             short, long_ = sorted((other, path), key=len)
             if long_[: len(short)] == short:
-                raise PlanningError(f"{what} {'.'.join(path)} overlaps {'.'.join(other)}",
-                                    node.pos)
+                raise PlanningError(f"{what} {'.'.join(path)} overlaps {'.'.join(other)}", node.pos)
         seen[path] = node
 
 
 # ---------------------------------------------------------------- INSERT
 
 
-def plan_insert(stmt: ast.Insert, bindings: Bindings,
-                tables: frozenset[str] | None = None) -> plan.Plan:
+def plan_insert(
+    stmt: ast.Insert, bindings: Bindings, tables: frozenset[str] | None = None
+) -> plan.Plan:
     check_writable(stmt.table, stmt.pos)
     scope = Scope.single(stmt.table)
     paths = [_field_path(c, scope, "column") for c in stmt.columns]
@@ -66,24 +68,29 @@ def plan_insert(stmt: ast.Insert, bindings: Bindings,
     for row in stmt.rows:
         if not paths:
             if len(row) != 1:
-                raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
-                                    "document per row", row[0].pos if row else stmt.pos)
+                raise PlanningError(
+                    "INSERT without a column list takes one JSON_OBJECT(...) document per row",
+                    row[0].pos if row else stmt.pos,
+                )
             doc_value = _row_document(row[0], bindings, exprs)
             constant_docs.append(doc_value[0])
             rows_expr.append(doc_value[1])
             computed |= doc_value[2]
             continue
         if len(row) != len(paths):
-            raise PlanningError(f"INSERT has {len(paths)} column(s) but a row has {len(row)} "
-                                "value(s)", row[0].pos if row else stmt.pos)
+            raise PlanningError(
+                f"INSERT has {len(paths)} column(s) but a row has {len(row)} value(s)",
+                row[0].pos if row else stmt.pos,
+            )
         doc: dict[str, Any] = {}
         doc_expr: dict[str, Any] = {}
         fields: list[Any] = []
         for path, value in zip(paths, row, strict=True):
             for node in walk_expr(value):
                 if isinstance(node, ast.Column):
-                    raise PlanningError(f"VALUES cannot refer to columns{_quote_hint(node)}",
-                                        node.pos)
+                    raise PlanningError(
+                        f"VALUES cannot refer to columns{_quote_hint(node)}", node.pos
+                    )
             try:
                 v = constant(value, bindings)
                 nest(doc, path, v)
@@ -113,22 +120,27 @@ def _quote_hint(col: ast.Column) -> str:
         return ""
     from queryleaf.sql.printer import string_literal
 
-    return (f" (\"{col.parts[0]}\" is a column name; string literals use single quotes: "
-            f"{string_literal(col.parts[0])})")
+    return (
+        f' ("{col.parts[0]}" is a column name; string literals use single quotes: '
+        f"{string_literal(col.parts[0])})"
+    )
 
 
-def _row_document(e: ast.Expr, bindings: Bindings,
-                  exprs: ExprCompiler) -> tuple[dict[str, Any], Any, bool]:
+def _row_document(
+    e: ast.Expr, bindings: Bindings, exprs: ExprCompiler
+) -> tuple[dict[str, Any], Any, bool]:
     try:
         value = constant(e, bindings)
         if not isinstance(value, dict):
-            raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
-                                "document per row", e.pos)
+            raise PlanningError(
+                "INSERT without a column list takes one JSON_OBJECT(...) document per row", e.pos
+            )
         return value, {"$literal": value}, False
     except NotConstant:
         if not (isinstance(e, ast.FuncCall) and e.name == "JSON_OBJECT"):
-            raise PlanningError("INSERT without a column list takes one JSON_OBJECT(...) "
-                                "document per row", e.pos) from None
+            raise PlanningError(
+                "INSERT without a column list takes one JSON_OBJECT(...) document per row", e.pos
+            ) from None
         return {}, exprs.compile(e), True
 
 
@@ -139,11 +151,17 @@ def _write_scope(table: str, alias: str | None) -> Scope:
     return Scope([Table(alias or table, collection=table)])
 
 
-def _id_query(table: str, alias: str | None, where: ast.Expr, bindings: Bindings,
-              tables: frozenset[str] | None) -> plan.Aggregate:
+def _id_query(
+    table: str,
+    alias: str | None,
+    where: ast.Expr,
+    bindings: Bindings,
+    tables: frozenset[str] | None,
+) -> plan.Aggregate:
     """SELECT _id FROM table WHERE where — for a WHERE an update filter cannot express."""
-    select = ast.Select((ast.SelectItem(ast.Column(("_id",))),),
-                        (ast.TableRef(table, alias),), where)
+    select = ast.Select(
+        (ast.SelectItem(ast.Column(("_id",))),), (ast.TableRef(table, alias),), where
+    )
     from queryleaf.planner.select import as_aggregate
 
     return as_aggregate(plan_query(select, bindings, tables))
@@ -155,15 +173,17 @@ def _filter(where: ast.Expr | None, scope: Scope, bindings: Bindings) -> dict[st
     return FilterCompiler(ExprCompiler(scope, bindings)).match(where)
 
 
-def plan_update(stmt: ast.Update, bindings: Bindings,
-                tables: frozenset[str] | None = None) -> plan.Update:
+def plan_update(
+    stmt: ast.Update, bindings: Bindings, tables: frozenset[str] | None = None
+) -> plan.Update:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
     exprs = ExprCompiler(scope, bindings)
     with not_reads():  # SET may create fields: its targets are not checked against the data
         targets = [scope.resolve(a.target).path for a in stmt.assignments]
-    _check_paths([tuple(map(str, t)) for t in targets], [a.target for a in stmt.assignments],
-                 "SET target")
+    _check_paths(
+        [tuple(map(str, t)) for t in targets], [a.target for a in stmt.assignments], "SET target"
+    )
     for t, a in zip(targets, stmt.assignments, strict=True):
         if t[0] == "_id":
             raise PlanningError("_id cannot be changed by UPDATE", a.target.pos)
@@ -179,31 +199,43 @@ def plan_update(stmt: ast.Update, bindings: Bindings,
     if any(field_path(t) is None for t in targets):
         update = [{"$replaceWith": _set_fields(targets, values, stmt.assignments)}]
     elif all(is_const for _, is_const in values) and (
-            indexed or all(_plain_keys(v) for v, _ in values)):
+        indexed or all(_plain_keys(v) for v, _ in values)
+    ):
         update = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
     else:
         for t, a in zip(targets, stmt.assignments, strict=True):
             if any(isinstance(p, int) for p in t):
-                raise PlanningError("SET on an array element needs a constant value",
-                                    a.target.pos)
-        update = [{"$set": {dotted(t): (literal(v) if is_const else v)
-                            for t, (v, is_const) in zip(targets, values, strict=True)}}]
-    if (stmt.where is not None and has_subquery(stmt.where)):
-        return plan.Update(stmt.table, {}, update,
-                           _id_query(stmt.table, stmt.alias, stmt.where, bindings,
-                                                     tables))
+                raise PlanningError("SET on an array element needs a constant value", a.target.pos)
+        update = [
+            {
+                "$set": {
+                    dotted(t): (literal(v) if is_const else v)
+                    for t, (v, is_const) in zip(targets, values, strict=True)
+                }
+            }
+        ]
+    if stmt.where is not None and has_subquery(stmt.where):
+        return plan.Update(
+            stmt.table, {}, update, _id_query(stmt.table, stmt.alias, stmt.where, bindings, tables)
+        )
     return plan.Update(stmt.table, _filter(stmt.where, scope, bindings), update)
 
 
-def _set_fields(targets: list[tuple[str | int, ...]], values: list[tuple[Any, bool]],
-                assignments: tuple[ast.Assignment, ...]) -> Any:
+def _set_fields(
+    targets: list[tuple[str | int, ...]],
+    values: list[tuple[Any, bool]],
+    assignments: tuple[ast.Assignment, ...],
+) -> Any:
     """The updated document for targets that an update path cannot name ($-prefixed or dotted
     field names): $setField, every value read from the document as it was before."""
     doc: Any = "$$ROOT"
     for t, (v, is_const), a in zip(targets, values, assignments, strict=True):
         if any(isinstance(p, int) for p in t):
-            raise PlanningError("SET on an array element cannot be combined with a field name "
-                                "that starts with '$' or contains '.'", a.target.pos)
+            raise PlanningError(
+                "SET on an array element cannot be combined with a field name "
+                "that starts with '$' or contains '.'",
+                a.target.pos,
+            )
         doc = path_set(doc, [str(p) for p in t], literal(v) if is_const else v)
     return doc
 
@@ -223,11 +255,13 @@ def _plain_keys(value: Any) -> bool:
     return True
 
 
-def plan_delete(stmt: ast.Delete, bindings: Bindings,
-                tables: frozenset[str] | None = None) -> plan.Delete:
+def plan_delete(
+    stmt: ast.Delete, bindings: Bindings, tables: frozenset[str] | None = None
+) -> plan.Delete:
     check_writable(stmt.table, stmt.pos)
     scope = _write_scope(stmt.table, stmt.alias)
-    if (stmt.where is not None and has_subquery(stmt.where)):
-        return plan.Delete(stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings,
-                                                     tables))
+    if stmt.where is not None and has_subquery(stmt.where):
+        return plan.Delete(
+            stmt.table, {}, _id_query(stmt.table, stmt.alias, stmt.where, bindings, tables)
+        )
     return plan.Delete(stmt.table, _filter(stmt.where, scope, bindings))

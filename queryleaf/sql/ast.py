@@ -72,8 +72,9 @@ def _hash(root: Node) -> int:
         node, ready = stack.pop()
         names = _compared(type(node))
         if ready:
-            done[id(node)] = hash((type(node).__name__,
-                                   *(_field_hash(getattr(node, n), done) for n in names)))
+            done[id(node)] = hash(
+                (type(node).__name__, *(_field_hash(getattr(node, n), done) for n in names))
+            )
             continue
         stack.append((node, True))
         for name in names:

@@ -43,9 +43,13 @@ def check_statement(statement: ast.Statement, sql: str | None = None) -> None:
     while stack:
         node, depth = pop()
         if depth > MAX_DEPTH:
-            raise SqlSyntaxError(f"statement nested too deeply (limit {MAX_DEPTH} levels; "
-                                 f"see Limits in docs/semantics.md)", _where(node, statement),
-                                 sql, error_code=ErrorCode.LIMIT_EXCEEDED)
+            raise SqlSyntaxError(
+                f"statement nested too deeply (limit {MAX_DEPTH} levels; "
+                f"see Limits in docs/semantics.md)",
+                _where(node, statement),
+                sql,
+                error_code=ErrorCode.LIMIT_EXCEEDED,
+            )
         cls = type(node)
         if cls in _INTEGERS:
             _check_integers(node, statement, sql)
@@ -87,8 +91,18 @@ _QUERY_FIELDS = frozenset({"query", "right", "left"})
 def _static_cost(cls: type, name: str) -> int:
     if cls is ast.Join:
         return 1 if name == "on" else 0
-    if issubclass(cls, ast.Query | ast.SelectItem | ast.OrderItem | ast.Cte | ast.DerivedTable
-                  | ast.Statement | ast.When | ast.Assignment | ast.SubscriptionOption):
+    if issubclass(
+        cls,
+        ast.Query
+        | ast.SelectItem
+        | ast.OrderItem
+        | ast.Cte
+        | ast.DerivedTable
+        | ast.Statement
+        | ast.When
+        | ast.Assignment
+        | ast.SubscriptionOption,
+    ):
         return 0
     return 1
 
@@ -98,8 +112,11 @@ def _cost(parent: ast.Node, name: str, child: ast.Node) -> int:
     if isinstance(child, ast.Query):
         if isinstance(parent, _TOP_LEVEL):
             return 0
-        if isinstance(parent, ast.SetOperation) and name == "left" and (
-                isinstance(child, ast.SetOperation) and not _own_clauses(child)):
+        if (
+            isinstance(parent, ast.SetOperation)
+            and name == "left"
+            and (isinstance(child, ast.SetOperation) and not _own_clauses(child))
+        ):
             return 0
         return QUERY_LEVELS
     if isinstance(parent, ast.Binary):
@@ -119,9 +136,14 @@ def _own_clauses(q: ast.Query) -> bool:
 _INTEGERS = frozenset({ast.Literal, ast.Column, ast.FuncCall, ast.FrameBound, ast.TypeName})
 
 
-_LEAVES = frozenset(cls for cls in vars(ast).values() if isinstance(cls, type)
-                    and issubclass(cls, ast.Node) and dataclasses.is_dataclass(cls)
-                    and not node_fields(cls))
+_LEAVES = frozenset(
+    cls
+    for cls in vars(ast).values()
+    if isinstance(cls, type)
+    and issubclass(cls, ast.Node)
+    and dataclasses.is_dataclass(cls)
+    and not node_fields(cls)
+)
 
 
 def _check_integers(node: ast.Node, statement: ast.Statement, sql: str | None) -> None:
@@ -140,11 +162,19 @@ def _check_integers(node: ast.Node, statement: ast.Statement, sql: str | None) -
     else:
         return
     for value in values:
-        if isinstance(value, int) and not isinstance(value, bool) and not (
-                INT64_MIN <= value <= INT64_MAX):
-            raise SqlSyntaxError(f"integer {value} is out of range: MongoDB integers are 64-bit "
-                                 f"({INT64_MIN} to {INT64_MAX})", _where(node, statement), sql,
-                                 str(value), error_code=ErrorCode.LIMIT_EXCEEDED)
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not (INT64_MIN <= value <= INT64_MAX)
+        ):
+            raise SqlSyntaxError(
+                f"integer {value} is out of range: MongoDB integers are 64-bit "
+                f"({INT64_MIN} to {INT64_MAX})",
+                _where(node, statement),
+                sql,
+                str(value),
+                error_code=ErrorCode.LIMIT_EXCEEDED,
+            )
 
 
 def _where(node: ast.Node, statement: ast.Statement) -> Position | None:

@@ -154,9 +154,14 @@ def _check_unicode(sql: str) -> None:
         offset = found.start()
         line = sql.count("\n", 0, offset) + 1
         column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
-        raise SqlSyntaxError(f"lone surrogate U+{ord(found.group()):04X} in the SQL text: it is "
-                             "not Unicode text and cannot be sent to MongoDB as UTF-8",
-                             Position(line, column, offset), sql, repr(found.group()), ())
+        raise SqlSyntaxError(
+            f"lone surrogate U+{ord(found.group()):04X} in the SQL text: it is "
+            "not Unicode text and cannot be sent to MongoDB as UTF-8",
+            Position(line, column, offset),
+            sql,
+            repr(found.group()),
+            (),
+        )
 
 
 def _reference_script(sql: str) -> list[ast.ParsedStatement]:
@@ -179,8 +184,13 @@ def _statement(sql: str, tree: Tree) -> ast.ParsedStatement:
         raise
     except RecursionError:
         raise SqlSyntaxError(
-            "statement is nested too deeply", _position(meta), sql, token=None, expected=(),
-            error_code=ErrorCode.LIMIT_EXCEEDED) from None
+            "statement is nested too deeply",
+            _position(meta),
+            sql,
+            token=None,
+            expected=(),
+            error_code=ErrorCode.LIMIT_EXCEEDED,
+        ) from None
     text = sql[meta.start_pos : meta.end_pos]
     return ast.ParsedStatement(statement, text, meta.line, meta.column)
 
@@ -190,8 +200,9 @@ def parse(sql: str) -> ast.Statement:
     statements = parse_script(sql)
     if not statements:
         pos = Position(1, 1, 0)
-        raise SqlSyntaxError("empty statement: expected SQL", pos, sql, token=None,
-                             expected=("statement",))
+        raise SqlSyntaxError(
+            "empty statement: expected SQL", pos, sql, token=None, expected=("statement",)
+        )
     if len(statements) > 1:
         second = statements[1]
         raise SqlSyntaxError(
@@ -209,26 +220,69 @@ def parse(sql: str) -> ast.Statement:
 # How terminals read in messages. Keywords read as themselves (``_FROM`` → ``FROM``); string
 # terminals as their quoted text; everything else is listed here.
 _TERMINAL_NAMES = {
-    "COMP_OP": "comparison operator", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/' or '%'",
-    "DIV_OP": "DIV or MOD", "NEG_OP": "'-' or '+'", "ARROW_OP": "'->' or '->>'",
+    "COMP_OP": "comparison operator",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*' or '/' or '%'",
+    "DIV_OP": "DIV or MOD",
+    "NEG_OP": "'-' or '+'",
+    "ARROW_OP": "'->' or '->>'",
     "SHIFT_OP": "'<<' or '>>'",
-    "LIKE_OP": "LIKE or ILIKE", "REGEXP": "REGEXP or RLIKE", "FRAME_UNIT": "ROWS or RANGE",
-    "NAMED_PARAM": "parameter", "NUMBER": "number", "INT": "integer", "STRING": "string",
-    "NAME": "name", "QUOTED_NAME": "name", "BACKTICK_NAME": "name", "$END": "end of input",
+    "LIKE_OP": "LIKE or ILIKE",
+    "REGEXP": "REGEXP or RLIKE",
+    "FRAME_UNIT": "ROWS or RANGE",
+    "NAMED_PARAM": "parameter",
+    "NUMBER": "number",
+    "INT": "integer",
+    "STRING": "string",
+    "NAME": "name",
+    "QUOTED_NAME": "name",
+    "BACKTICK_NAME": "name",
+    "$END": "end of input",
     "QUANTIFIER": "ANY, SOME or ALL",
 }
 # The tokens an expression can start with: listed together, they read as "expression".
 _EXPRESSION_START = {
-    "ANY, SOME or ALL", "name", "number", "string", "parameter", "'?'", "'('", "'-' or '+'",
-    "'~'", "CASE", "CAST",
-    "EXTRACT", "INTERVAL", "NULL", "TRUE", "FALSE", "EXISTS", "NOT",
+    "ANY, SOME or ALL",
+    "name",
+    "number",
+    "string",
+    "parameter",
+    "'?'",
+    "'('",
+    "'-' or '+'",
+    "'~'",
+    "CASE",
+    "CAST",
+    "EXTRACT",
+    "INTERVAL",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "EXISTS",
+    "NOT",
 }
 _EXPRESSION_CORE = {"name", "number", "string", "'('"}
 # The operators that can follow an operand: when many are possible they read as "operator".
 _OPERATORS = {
-    "comparison operator", "'='", "'+' or '-'", "'*' or '/' or '%'", "DIV or MOD", "'||'",
-    "'|'", "'&'", "'^'", "'<<' or '>>'", "'->' or '->>'", "AND", "OR", "BETWEEN", "IN", "IS",
-    "LIKE or ILIKE", "NOT", "REGEXP",
+    "comparison operator",
+    "'='",
+    "'+' or '-'",
+    "'*' or '/' or '%'",
+    "DIV or MOD",
+    "'||'",
+    "'|'",
+    "'&'",
+    "'^'",
+    "'<<' or '>>'",
+    "'->' or '->>'",
+    "AND",
+    "OR",
+    "BETWEEN",
+    "IN",
+    "IS",
+    "LIKE or ILIKE",
+    "NOT",
+    "REGEXP",
 }
 _UNTERMINATED = {
     "'": "unterminated string: no closing '",
@@ -306,8 +360,14 @@ def _syntax_error(sql: str, exc: UnexpectedInput) -> SqlSyntaxError:
         return _character_error(sql, exc)
     pos = _end_position(sql)  # UnexpectedEOF: lark's LALR parser does not raise it today
     expected = _summarize(set(getattr(exc, "expected", None) or ()))
-    return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None, expected,
-                          error_code=ErrorCode.UNEXPECTED_INPUT)
+    return SqlSyntaxError(
+        _message("unexpected end of input", expected),
+        pos,
+        sql,
+        None,
+        expected,
+        error_code=ErrorCode.UNEXPECTED_INPUT,
+    )
 
 
 def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
@@ -315,12 +375,19 @@ def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
     expected = _summarize(_accepts(exc))
     if token.type == "$END":
         pos = _end_position(sql, token)
-        return SqlSyntaxError(_message("unexpected end of input", expected), pos, sql, None,
-                              expected, error_code=ErrorCode.UNEXPECTED_INPUT)
+        return SqlSyntaxError(
+            _message("unexpected end of input", expected),
+            pos,
+            sql,
+            None,
+            expected,
+            error_code=ErrorCode.UNEXPECTED_INPUT,
+        )
     pos = Position(token.line, token.column, token.start_pos or 0)
     message = _message(f"unexpected {_describe(token)}", expected)
-    return SqlSyntaxError(message, pos, sql, str(token), expected,
-                          error_code=ErrorCode.UNEXPECTED_INPUT)
+    return SqlSyntaxError(
+        message, pos, sql, str(token), expected, error_code=ErrorCode.UNEXPECTED_INPUT
+    )
 
 
 def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
@@ -332,8 +399,14 @@ def _character_error(sql: str, exc: UnexpectedCharacters) -> SqlSyntaxError:
         token = rest if len(rest) <= 30 else rest[:30] + "..."
         return SqlSyntaxError(_UNTERMINATED[char], pos, sql, token, ())
     expected = _summarize(_accepts(exc))
-    return SqlSyntaxError(_message(f"unexpected character {char!r}", expected), pos, sql, char,
-                          expected, error_code=ErrorCode.UNEXPECTED_INPUT)
+    return SqlSyntaxError(
+        _message(f"unexpected character {char!r}", expected),
+        pos,
+        sql,
+        char,
+        expected,
+        error_code=ErrorCode.UNEXPECTED_INPUT,
+    )
 
 
 # Strings, quoted names and comments, in the order the lexer meets them; a bare ``/*`` is the
@@ -500,8 +573,12 @@ class _ToAst(Transformer_NonRecursive):
             return _number(str(token))
         except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
             raise SqlSyntaxError(
-                f"number too long: {len(str(token))} digits", _position(token), self.sql,
-                str(token)[:20] + "...", (), error_code=ErrorCode.LIMIT_EXCEEDED,
+                f"number too long: {len(str(token))} digits",
+                _position(token),
+                self.sql,
+                str(token)[:20] + "...",
+                (),
+                error_code=ErrorCode.LIMIT_EXCEEDED,
             ) from None
 
     def _integer(self, token: Token) -> int:
@@ -528,8 +605,11 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Param(str(token)[1:], None, _position(meta))
 
     def column_ref(self, meta, children):
-        if len(children) == 1 and str(children[0]).upper() in BARE_FUNCTIONS and (
-                self.sql[meta.start_pos:meta.end_pos].upper() in BARE_FUNCTIONS):
+        if (
+            len(children) == 1
+            and str(children[0]).upper() in BARE_FUNCTIONS
+            and (self.sql[meta.start_pos : meta.end_pos].upper() in BARE_FUNCTIONS)
+        ):
             # SQL's niladic functions, written without parentheses (a quoted name stays a column)
             return ast.FuncCall(str(children[0]).upper(), (), pos=_position(meta))
         parts = tuple(self._integer(c) if _is_token(c, "INT") else c for c in children)
@@ -547,9 +627,12 @@ class _ToAst(Transformer_NonRecursive):
 
     def unary(self, meta, children):
         op, operand = children
-        if isinstance(operand, ast.Literal) and str(op) == "-" and isinstance(
-            operand.value, int | float | Decimal
-        ) and not isinstance(operand.value, bool):
+        if (
+            isinstance(operand, ast.Literal)
+            and str(op) == "-"
+            and isinstance(operand.value, int | float | Decimal)
+            and not isinstance(operand.value, bool)
+        ):
             return ast.Literal(-operand.value, _position(meta))
         return ast.Unary(str(op), operand, _position(meta))
 
@@ -579,8 +662,7 @@ class _ToAst(Transformer_NonRecursive):
         left, op, quantifier, query = children
         op = "<>" if str(op) == "!=" else str(op)
         word = str(quantifier).upper()
-        return ast.Quantified(left, op, "ANY" if word == "SOME" else word, query,
-                              _position(meta))
+        return ast.Quantified(left, op, "ANY" if word == "SOME" else word, query, _position(meta))
 
     def between(self, meta, children):
         negated, rest = self._split_not(children)
@@ -619,14 +701,21 @@ class _ToAst(Transformer_NonRecursive):
     def function_call(self, meta, children):
         name, distinct, args, order, separator, limit, over = children
         return ast.FuncCall(
-            name.upper(), tuple(args or ()), distinct is not None, tuple(order or ()),
-            separator, limit, over, _position(meta),
+            name.upper(),
+            tuple(args or ()),
+            distinct is not None,
+            tuple(order or ()),
+            separator,
+            limit,
+            over,
+            _position(meta),
         )
 
     def count_star(self, meta, children):
         name, star, over = children
-        return ast.FuncCall(name.upper(), (ast.Star(None, _position(star)),), over=over,
-                            pos=_position(meta))
+        return ast.FuncCall(
+            name.upper(), (ast.Star(None, _position(star)),), over=over, pos=_position(meta)
+        )
 
     def separator(self, meta, children):
         return children[0]
@@ -637,8 +726,9 @@ class _ToAst(Transformer_NonRecursive):
     def over_clause(self, meta, children):
         partition, order, frame = children
         unit, start, end = frame if frame else (None, None, None)
-        return ast.WindowSpec(tuple(partition or ()), tuple(order or ()), unit, start, end,
-                              _position(meta))
+        return ast.WindowSpec(
+            tuple(partition or ()), tuple(order or ()), unit, start, end, _position(meta)
+        )
 
     def partition_by(self, meta, children):
         return list(children)
@@ -682,9 +772,12 @@ class _ToAst(Transformer_NonRecursive):
             which = {"LEADING": "LTRIM", "TRAILING": "RTRIM"}.get(str(side).upper(), "TRIM")
             args = (source,) + ((first,) if first is not None else ())
             return ast.FuncCall(which, args, pos=pos)
-        raise SqlSyntaxError(f"{fn}(... FROM ...) is not valid; only SUBSTRING(s FROM i [FOR n]) "
-                             "and TRIM([BOTH|LEADING|TRAILING] [x] FROM s) use FROM", pos,
-                             self.sql)
+        raise SqlSyntaxError(
+            f"{fn}(... FROM ...) is not valid; only SUBSTRING(s FROM i [FOR n]) "
+            "and TRIM([BOTH|LEADING|TRAILING] [x] FROM s) use FROM",
+            pos,
+            self.sql,
+        )
 
     def extract_expr(self, meta, children):
         return ast.Extract(children[0].upper(), children[1], _position(meta))
@@ -745,8 +838,12 @@ class _ToAst(Transformer_NonRecursive):
     def select_core(self, meta, children):
         distinct, items, from_, where, group, having = children
         return ast.Select(
-            items=tuple(items), from_=tuple(from_ or ()), where=where,
-            group_by=tuple(group or ()), having=having, distinct=distinct is not None,
+            items=tuple(items),
+            from_=tuple(from_ or ()),
+            where=where,
+            group_by=tuple(group or ()),
+            having=having,
+            distinct=distinct is not None,
             pos=_position(meta),
         )
 
@@ -789,8 +886,10 @@ class _ToAst(Transformer_NonRecursive):
         column = offset - (self.sql.rfind("\n", 0, offset) + 1) + 1
         token = self.sql[offset:].split(None, 1)[0] if offset < len(self.sql) else None
         found = f"'{token}'" if token else "end of input"
-        message = (f"{kind} JOIN needs an ON condition (use CROSS JOIN for every pair of rows);"
-                   f" found {found}")
+        message = (
+            f"{kind} JOIN needs an ON condition (use CROSS JOIN for every pair of rows);"
+            f" found {found}"
+        )
         return SqlSyntaxError(message, Position(line, column, offset), self.sql, token, ("ON",))
 
     def cross_join(self, meta, children):
@@ -886,8 +985,9 @@ class _ToAst(Transformer_NonRecursive):
 
     def create_subscription(self, meta, children):
         if_not_exists, name, options, where = children
-        return ast.CreateSubscription(name, tuple(options), where, if_not_exists is not None,
-                                      _position(meta))
+        return ast.CreateSubscription(
+            name, tuple(options), where, if_not_exists is not None, _position(meta)
+        )
 
     def alter_subscription(self, meta, children):
         return ast.AlterSubscription(children[0], tuple(children[1]), _position(meta))
@@ -912,8 +1012,9 @@ class _ToAst(Transformer_NonRecursive):
         name = children[0]
         literal = next((c for c in children[1:] if _is_token(c, "STRING")), None)
         ts = _string(literal) if literal is not None else None
-        return ast.ResetSubscription(name, ts, _position(meta),
-                                     _position(literal) if literal is not None else None)
+        return ast.ResetSubscription(
+            name, ts, _position(meta), _position(literal) if literal is not None else None
+        )
 
     def begin_stmt(self, meta, children):
         return ast.Begin(_position(meta))
@@ -952,9 +1053,16 @@ def _as_statement(node: ast.Statement | ast.Query) -> ast.Statement:
 
 
 _UNITS = {
-    "MICROSECONDS": "MICROSECOND", "MILLISECONDS": "MILLISECOND", "SECONDS": "SECOND",
-    "MINUTES": "MINUTE", "HOURS": "HOUR", "DAYS": "DAY", "WEEKS": "WEEK", "MONTHS": "MONTH",
-    "QUARTERS": "QUARTER", "YEARS": "YEAR",
+    "MICROSECONDS": "MICROSECOND",
+    "MILLISECONDS": "MILLISECOND",
+    "SECONDS": "SECOND",
+    "MINUTES": "MINUTE",
+    "HOURS": "HOUR",
+    "DAYS": "DAY",
+    "WEEKS": "WEEK",
+    "MONTHS": "MONTH",
+    "QUARTERS": "QUARTER",
+    "YEARS": "YEAR",
 }
 
 
@@ -1038,8 +1146,9 @@ def _child_filter(rule: Rule) -> tuple[list[tuple[int, bool, int]], int]:
     return include, nones + counts[len(expansion)]
 
 
-def _filter_function(include: list[tuple[int, bool, int]], trailing: int,
-                     size: int) -> Callable[[list], list] | None:
+def _filter_function(
+    include: list[tuple[int, bool, int]], trailing: int, size: int
+) -> Callable[[list], list] | None:
     """A function: the reduced values → the children the node is built from."""
     if not any(splice for _, splice, _ in include):
         indexes: list[int | None] = []
@@ -1156,8 +1265,9 @@ class _FastTables:
             raise ValueError("lexer callbacks or split patterns: not supported by the fast path")
         if char >= "\x80":  # first-character sets only cover ASCII
             return scanner._mres[0].match
-        terms = [t for t in scanner.terminals
-                 if (chars := self.first_chars(t)) is None or char in chars]
+        terms = [
+            t for t in scanner.terminals if (chars := self.first_chars(t)) is None or char in chars
+        ]
         key = tuple(t.name for t in terms)
         found = self._subsets.get(key)
         if found is None:
@@ -1187,8 +1297,11 @@ class _FastTables:
         if rule.options.expand1 and not rule.alias:
             if size == 1 and filter_fn is None:
                 return (_STATEMENT if origin == "statement" else _UNIT, size, origin, None)
-            if not any(splice for _, splice, _ in include) and len(include) == 1 and not (
-                    include[0][2] or trailing):
+            if (
+                not any(splice for _, splice, _ in include)
+                and len(include) == 1
+                and not (include[0][2] or trailing)
+            ):
                 return (_PASS, size, origin, include[0][0])
             raise ValueError(f"?rule {origin} may keep several children")
         method = _ToAst.__dict__.get(name)
@@ -1243,8 +1356,11 @@ def _first_chars(regexp: str) -> frozenset[str] | None:
                 return found | chars, False
             if op is c.SUBPATTERN:
                 _group, add, remove, sub = av
-                inner, empty = first(sub, (icase or bool(add & c.SRE_FLAG_IGNORECASE))
-                                     and not remove & c.SRE_FLAG_IGNORECASE)
+                inner, empty = first(
+                    sub,
+                    (icase or bool(add & c.SRE_FLAG_IGNORECASE))
+                    and not remove & c.SRE_FLAG_IGNORECASE,
+                )
             elif op is c.BRANCH:
                 inner, empty = set(), False
                 for branch in av[1]:
@@ -1304,8 +1420,9 @@ def _check_spans(rules: list[Rule]) -> None:
         grown = False
         for rule in rules:
             name = rule.origin.name
-            if name not in nullable and all(not s.is_term and s.name in nullable
-                                            for s in rule.expansion):
+            if name not in nullable and all(
+                not s.is_term and s.name in nullable for s in rule.expansion
+            ):
                 nullable.add(name)
                 grown = True
     for rule in rules:
@@ -1434,8 +1551,10 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                 if filter_fn is not None:
                     children = filter_fn(children)
                 # A span of one token is that token's own (a Token has the same fields).
-                value = method(builder, _NO_META if first is None else first if first is last
-                               else _Meta(first, last), children)  # type: ignore[arg-type]
+                meta = (
+                    _NO_META if first is None else first if first is last else _Meta(first, last)  # type: ignore[arg-type]
+                )
+                value = method(builder, meta, children)
             elif kind == pass_:
                 value = children[extra]
             elif kind == splice:
@@ -1443,8 +1562,11 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
             else:
                 filter_fn, positions, top = extra
                 for i in positions:
-                    children[i] = (_as_statement(children[i]), first_tokens[i],
-                                   ends[len(values) + i])
+                    children[i] = (
+                        _as_statement(children[i]),
+                        first_tokens[i],
+                        ends[len(values) + i],
+                    )
                 if filter_fn is not None:
                     children = filter_fn(children)
                 if top:
@@ -1459,8 +1581,10 @@ def _fast_script(sql: str) -> list[ast.ParsedStatement]:
                 raise ValueError("the script rule was not reduced")
 
 
-def _parsed_statement(sql: str, statement: ast.Statement, first: Token,
-                      last: Token) -> ast.ParsedStatement:
+def _parsed_statement(
+    sql: str, statement: ast.Statement, first: Token, last: Token
+) -> ast.ParsedStatement:
     assert first.line is not None and first.column is not None  # tokens lexed here have them
-    return ast.ParsedStatement(statement, sql[first.start_pos : last.end_pos], first.line,
-                               first.column)
+    return ast.ParsedStatement(
+        statement, sql[first.start_pos : last.end_pos], first.line, first.column
+    )

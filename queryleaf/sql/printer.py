@@ -25,7 +25,8 @@ from queryleaf.sql.parser import BARE_FUNCTIONS
 __all__ = ["KEYWORDS", "RESERVED", "expr_name", "quote_name", "to_sql"]
 
 # Every keyword of the grammar (grammar/queryleaf.lark); a name equal to one is printed quoted.
-KEYWORDS = frozenset("""
+KEYWORDS = frozenset(
+    """
     ALL ALTER AND AS ASC BETWEEN BY CASE CAST CREATE CROSS CURRENT DEAD_LETTER_EVENTS DELETE DESC
     BOTH DISTINCT DIV DROP ELSE END ESCAPE EVENT_SUBSCRIPTION EVENT_SUBSCRIPTIONS EXCEPT EXISTS EXPLAIN
     EXTRACT FALSE FIRST FOLLOWING FOR FROM FULL GROUP HAVING IF ILIKE IN INNER INSERT INTERSECT
@@ -34,13 +35,16 @@ KEYWORDS = frozenset("""
     SELECT SEPARATOR SET SHOW THEN TIMESTAMP TO TRAILING TRUE UNBOUNDED UNION UPDATE VALUES VIEW WHEN WHERE
     WITH
     BEGIN COMMIT ROLLBACK START TRANSACTION WORK
-""".split())
+""".split()
+)
 
 # Keywords that are never a plain name (the NAME terminal of the grammar excludes them).
-RESERVED = frozenset("""
+RESERVED = frozenset(
+    """
     SELECT FROM WHERE GROUP HAVING ORDER UNION INTERSECT EXCEPT JOIN ON AS AND OR NOT IS IN BETWEEN
     LIKE ILIKE CASE WHEN THEN ELSE NULL TRUE FALSE DISTINCT EXISTS WITH
-""".split())
+""".split()
+)
 
 # Keywords an expression can start with: a function of that name must be quoted, any other
 # keyword reads as a function name in front of "(" (``LEFT(s, 2)``, ``REPLACE(...)``, ``NOW()``).
@@ -62,20 +66,44 @@ _IS_EXPRESSION_KEYWORD = _matcher(_EXPRESSION_KEYWORDS)
 # ---------------------------------------------------------------- precedence
 # Higher binds tighter. An operand is parenthesized when its precedence is below what its place
 # in the grammar accepts.
-(OR, AND, NOT, PREDICATE, BITOR, BITAND, SHIFT, CONCAT, ADD, MUL, XOR, UNARY, POSTFIX,
- PRIMARY) = range(1, 15)
+(OR, AND, NOT, PREDICATE, BITOR, BITAND, SHIFT, CONCAT, ADD, MUL, XOR, UNARY, POSTFIX, PRIMARY) = (
+    range(1, 15)
+)
 
 _BINARY_PRECEDENCE = {
-    "OR": OR, "AND": AND,
-    "=": PREDICATE, "<>": PREDICATE, "!=": PREDICATE, "<": PREDICATE, "<=": PREDICATE,
-    ">": PREDICATE, ">=": PREDICATE,
-    "|": BITOR, "&": BITAND, "<<": SHIFT, ">>": SHIFT,
-    "||": CONCAT, "+": ADD, "-": ADD,
-    "*": MUL, "/": MUL, "%": MUL, "DIV": MUL, "MOD": MUL,
+    "OR": OR,
+    "AND": AND,
+    "=": PREDICATE,
+    "<>": PREDICATE,
+    "!=": PREDICATE,
+    "<": PREDICATE,
+    "<=": PREDICATE,
+    ">": PREDICATE,
+    ">=": PREDICATE,
+    "|": BITOR,
+    "&": BITAND,
+    "<<": SHIFT,
+    ">>": SHIFT,
+    "||": CONCAT,
+    "+": ADD,
+    "-": ADD,
+    "*": MUL,
+    "/": MUL,
+    "%": MUL,
+    "DIV": MUL,
+    "MOD": MUL,
     "^": XOR,
 }
-_PREDICATES = (ast.InList, ast.InSubquery, ast.Quantified, ast.Between, ast.Like, ast.Regexp,
-               ast.IsNull, ast.Exists)
+_PREDICATES = (
+    ast.InList,
+    ast.InSubquery,
+    ast.Quantified,
+    ast.Between,
+    ast.Like,
+    ast.Regexp,
+    ast.IsNull,
+    ast.Exists,
+)
 
 
 def precedence(expr: ast.Expr) -> int:
@@ -131,8 +159,11 @@ def quote_name(name: str) -> str:
     """A name as queryleaf SQL writes it: plain when it can be, else in double quotes."""
     if not name:
         raise ValueError("a name cannot be empty")
-    if (_PLAIN_NAME.fullmatch(name) and not _IS_KEYWORD.fullmatch(name)
-            and name.upper() not in BARE_FUNCTIONS):
+    if (
+        _PLAIN_NAME.fullmatch(name)
+        and not _IS_KEYWORD.fullmatch(name)
+        and name.upper() not in BARE_FUNCTIONS
+    ):
         return name
     return _quoted(name)
 
@@ -281,8 +312,10 @@ def _in_subquery(expr: ast.InSubquery) -> str:
 
 
 def _between(expr: ast.Between) -> str:
-    return (f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} BETWEEN "
-            f"{_operand(expr.low, BITOR)} AND {_operand(expr.high, BITOR)}")
+    return (
+        f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} BETWEEN "
+        f"{_operand(expr.low, BITOR)} AND {_operand(expr.high, BITOR)}"
+    )
 
 
 def _like(expr: ast.Like) -> str:
@@ -294,7 +327,9 @@ def _like(expr: ast.Like) -> str:
 
 
 def _regexp(expr: ast.Regexp) -> str:
-    return f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} REGEXP {_operand(expr.pattern, BITOR)}"
+    return (
+        f"{_operand(expr.expr, BITOR)}{_not(expr.negated)} REGEXP {_operand(expr.pattern, BITOR)}"
+    )
 
 
 def _is_null(expr: ast.IsNull) -> str:
@@ -355,8 +390,10 @@ def _frame(spec: ast.WindowSpec) -> str:
         raise ValueError("a window frame needs a unit and a start bound")
     if spec.frame_end is None:
         return f"{spec.frame_unit.upper()} {_frame_bound(spec.frame_start)}"
-    return (f"{spec.frame_unit.upper()} BETWEEN {_frame_bound(spec.frame_start)}"
-            f" AND {_frame_bound(spec.frame_end)}")
+    return (
+        f"{spec.frame_unit.upper()} BETWEEN {_frame_bound(spec.frame_start)}"
+        f" AND {_frame_bound(spec.frame_end)}"
+    )
 
 
 _FRAME_BOUNDS = {
@@ -422,8 +459,9 @@ _EXPR_RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.Binary: _binary,
     ast.InList: _in_list,
     ast.InSubquery: _in_subquery,
-    ast.Quantified: lambda e: (f"{_operand(e.expr, CONCAT)} {e.op} {e.quantifier} "
-                               f"({_query(e.query)})"),
+    ast.Quantified: lambda e: (
+        f"{_operand(e.expr, CONCAT)} {e.op} {e.quantifier} ({_query(e.query)})"
+    ),
     ast.Between: _between,
     ast.Like: _like,
     ast.Regexp: _regexp,
@@ -483,8 +521,10 @@ _RIGHT_OPS = {"INTERSECT": ()}
 
 def _check_set_operand(query: ast.Query) -> None:
     if query.ctes or query.order_by or query.limit is not None or query.offset is not None:
-        raise ValueError("an operand of UNION / INTERSECT / EXCEPT cannot have its own "
-                         "WITH, ORDER BY, LIMIT or OFFSET in queryleaf SQL")
+        raise ValueError(
+            "an operand of UNION / INTERSECT / EXCEPT cannot have its own "
+            "WITH, ORDER BY, LIMIT or OFFSET in queryleaf SQL"
+        )
 
 
 def _set_operation(query: ast.SetOperation) -> str:
@@ -505,8 +545,10 @@ def _set_operation(query: ast.SetOperation) -> str:
 
 def _require_set_shape(operand: ast.Query, allowed_ops: tuple[str, ...], side: str) -> None:
     if isinstance(operand, ast.SetOperation) and operand.op.upper() not in allowed_ops:
-        raise ValueError(f"{operand.op} cannot be the {side} operand here: queryleaf SQL has no "
-                         "parenthesized set operations")
+        raise ValueError(
+            f"{operand.op} cannot be the {side} operand here: queryleaf SQL has no "
+            "parenthesized set operations"
+        )
 
 
 def _select_core(select: ast.Select) -> str:
@@ -564,8 +606,13 @@ def _from_item(item: ast.FromItem) -> str:
     raise TypeError(f"to_sql: not a FROM item: {type(item).__name__}")
 
 
-_JOIN_WORDS = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN",
-               "FULL": "FULL JOIN", "CROSS": "CROSS JOIN"}
+_JOIN_WORDS = {
+    "INNER": "JOIN",
+    "LEFT": "LEFT JOIN",
+    "RIGHT": "RIGHT JOIN",
+    "FULL": "FULL JOIN",
+    "CROSS": "CROSS JOIN",
+}
 
 
 def _join(join: ast.Join) -> str:

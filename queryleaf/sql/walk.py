@@ -26,8 +26,11 @@ def field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.name != "pos")
 
 
-_NODE_CLASSES = frozenset(name for name, value in vars(ast).items()
-                          if isinstance(value, type) and issubclass(value, ast.Node))
+_NODE_CLASSES = frozenset(
+    name
+    for name, value in vars(ast).items()
+    if isinstance(value, type) and issubclass(value, ast.Node)
+)
 
 
 @per_class
@@ -137,8 +140,9 @@ def replace_columns(expr: ast.Expr, fn: Callable[[ast.Column], ast.Expr]) -> ast
         if isinstance(node, ast.Column):
             done[id(node)] = fn(node)
             continue
-        if not isinstance(node, ast.Node) or (isinstance(node, _NESTED_QUERIES)
-                                              and not isinstance(node, _WITH_OPERAND)):
+        if not isinstance(node, ast.Node) or (
+            isinstance(node, _NESTED_QUERIES) and not isinstance(node, _WITH_OPERAND)
+        ):
             done[id(node)] = node
             continue
         if not expanded:

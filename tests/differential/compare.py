@@ -73,15 +73,21 @@ def is_sub_multiset(part: list[tuple[Any, ...]], whole: list[tuple[Any, ...]]) -
 
 def same_sequence(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]]) -> bool:
     return len(expected) == len(actual) and all(
-        rows_equal(x, y) for x, y in zip(expected, actual, strict=True))
+        rows_equal(x, y) for x, y in zip(expected, actual, strict=True)
+    )
 
 
 def project(rows: list[tuple[Any, ...]], positions: list[int]) -> list[tuple[Any, ...]]:
     return [tuple(r[p] for p in positions) for r in rows]
 
 
-def compare(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]], *,
-            ordered: bool = False, key_positions: list[int] | None = None) -> str | None:
+def compare(
+    expected: list[tuple[Any, ...]],
+    actual: list[tuple[Any, ...]],
+    *,
+    ordered: bool = False,
+    key_positions: list[int] | None = None,
+) -> str | None:
     """None when the results agree, else a short description of the difference."""
     if ordered:
         if not same_sequence(expected, actual):
@@ -89,7 +95,8 @@ def compare(expected: list[tuple[Any, ...]], actual: list[tuple[Any, ...]], *,
         return None
     if not same_multiset(expected, actual):
         return "rows differ (compared as multisets)"
-    if key_positions and not same_sequence(project(expected, key_positions),
-                                           project(actual, key_positions)):
+    if key_positions and not same_sequence(
+        project(expected, key_positions), project(actual, key_positions)
+    ):
         return f"order of the ORDER BY key columns {key_positions} differs"
     return None

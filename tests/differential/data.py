@@ -36,8 +36,14 @@ class _Missing:
 MISSING = _Missing()
 
 # name → type; the types are the generator's: int, float, text, bool.
-COLUMNS: dict[str, str] = {"i": "int", "j": "int", "f": "float", "s": "text", "t": "text",
-                           "b": "bool"}
+COLUMNS: dict[str, str] = {
+    "i": "int",
+    "j": "int",
+    "f": "float",
+    "s": "text",
+    "t": "text",
+    "b": "bool",
+}
 SQLITE_TYPES = {"int": "INTEGER", "float": "REAL", "text": "TEXT", "bool": "BOOLEAN"}
 
 # Text alphabets. "s" has upper/lower case (case-sensitive LIKE, binary ordering), the LIKE
@@ -71,8 +77,11 @@ def value_strategy(column: str) -> st.SearchStrategy[Any]:
 def cell(column: str) -> st.SearchStrategy[Any]:
     """A value, NULL or MISSING (about one in five each for NULL and MISSING)."""
     return st.one_of(
-        st.just(MISSING), st.none(),
-        value_strategy(column), value_strategy(column), value_strategy(column),
+        st.just(MISSING),
+        st.none(),
+        value_strategy(column),
+        value_strategy(column),
+        value_strategy(column),
     )
 
 

@@ -26,8 +26,9 @@ from .sqlgen import Gen, Node, OrderItem, SelectItem, _limits
 from .windowgen import group_windows, row_windows
 
 
-def _from(draw: Any, ctx: Ctx, depth: int, prefix: str,
-          force_derived: bool = False) -> tuple[list[Rel], list, Any]:
+def _from(
+    draw: Any, ctx: Ctx, depth: int, prefix: str, force_derived: bool = False
+) -> tuple[list[Rel], list, Any]:
     """One or two relations: tables, CTEs in scope, or derived tables of depth - 1 (the first
     one surely with ``force_derived``)."""
     n = draw(st.sampled_from([1, 1, 1, 2]))
@@ -66,8 +67,9 @@ def star_body(draw: Any, rels: list[Rel], scope: RelScope) -> Select:
             picked += [c for c in names if c not in picked]
         for c in picked:
             text = c if draw(st.booleans()) else f"{rel.alias}.{c}"
-            q.order_by.append(OrderItem(None, text, text, draw(st.booleans()),
-                                        text_canon=f"{rel.alias}.{c}"))
+            q.order_by.append(
+                OrderItem(None, text, text, draw(st.booleans()), text_canon=f"{rel.alias}.{c}")
+            )
         _limits(draw, q)
     return q
 
@@ -79,21 +81,27 @@ def body(draw: Any, ctx: Ctx, depth: int, outer: bool = False) -> Select:
     where = join_scope(rels, bare=True)
     namer = None if outer else ctx.column_name
     shapes = ["projection", "projection", "grouped", "windowed"]
-    if len(rels) == 1 and (outer or gaps.DERIVED_SELECT_STAR) and not (
-            gaps.AVOID_STAR_OVER_DERIVED_ID and "_id" in rels[0].columns
-            and rels[0].source not in TABLES):
+    if (
+        len(rels) == 1
+        and (outer or gaps.DERIVED_SELECT_STAR)
+        and not (
+            gaps.AVOID_STAR_OVER_DERIVED_ID
+            and "_id" in rels[0].columns
+            and rels[0].source not in TABLES
+        )
+    ):
         shapes += ["star", "star"]
     shape = draw(st.sampled_from(shapes))
     if shape == "star":
         q = star_body(draw, rels, where)
     elif shape == "grouped":
         windows = group_windows(draw) if draw(st.integers(0, 3)) == 3 else None
-        q = grouped(draw, rels, joins, row=scope, where_scope=where, windows=windows,
-                    namer=namer)
+        q = grouped(draw, rels, joins, row=scope, where_scope=where, windows=windows, namer=namer)
     else:
         windows = row_windows(draw, rels) if shape == "windowed" else None
-        q = projection(draw, rels, joins, scope=scope, where_scope=where, windows=windows,
-                       namer=namer, ids=3)
+        q = projection(
+            draw, rels, joins, scope=scope, where_scope=where, windows=windows, namer=namer, ids=3
+        )
     q.where = conjoin(conds, q.where)
     if not outer and q.limited and not q.total_order:
         q.limit = q.offset = None  # which rows an inner LIMIT keeps must be fixed

@@ -53,8 +53,9 @@ class SqliteTable:
         cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in COLUMNS.items())
         self.con.execute(f"CREATE TABLE {name} ({cols})")
         marks = ", ".join("?" for _ in COLUMNS)
-        self.con.executemany(f"INSERT INTO {name} VALUES ({marks})",
-                             [sqlite_tuple(r) for r in rows])
+        self.con.executemany(
+            f"INSERT INTO {name} VALUES ({marks})", [sqlite_tuple(r) for r in rows]
+        )
 
     def query(self, sql: str) -> Answer:
         cur = self.con.execute(sql)
@@ -111,8 +112,7 @@ class Database:
     """Several tables (``{placeholder: rows}``, e.g. ``@A@``) in both engines: one in-memory
     SQLite database and one fresh collection per table; a context manager."""
 
-    def __init__(self, ql: Any, tables: dict[str, list[dict[str, Any]]],
-                 columns: dict[str, str]):
+    def __init__(self, ql: Any, tables: dict[str, list[dict[str, Any]]], columns: dict[str, str]):
         self.ql = ql
         self.names = {p: f"dt{next(_names)}" for p in tables}
         self.con = sqlite3.connect(":memory:")
@@ -125,9 +125,13 @@ class Database:
             cols = ", ".join(f"{c} {SQLITE_TYPES[t]}" for c, t in columns.items())
             self.con.execute(f"CREATE TABLE {name} ({cols})")
             marks = ", ".join("?" for _ in columns)
-            self.con.executemany(f"INSERT INTO {name} VALUES ({marks})",
-                                 [tuple(None if r.get(c, MISSING) is MISSING else r[c]
-                                        for c in columns) for r in data])
+            self.con.executemany(
+                f"INSERT INTO {name} VALUES ({marks})",
+                [
+                    tuple(None if r.get(c, MISSING) is MISSING else r[c] for c in columns)
+                    for r in data
+                ],
+            )
             coll = ql.db[name]
             coll.drop()
             if data:
@@ -148,8 +152,10 @@ class Database:
     def mongo(self, sql: str) -> tuple[Answer, list[dict[str, Any]]]:
         """queryleaf's answer, and its rows as dicts (for SELECT *, matched by name)."""
         res = self.ql.execute(sql)
-        return (Answer(list(res.columns), [tuple(r[c] for c in res.columns) for r in res.rows]),
-                res.rows)
+        return (
+            Answer(list(res.columns), [tuple(r[c] for c in res.columns) for r in res.rows]),
+            res.rows,
+        )
 
     def __enter__(self) -> Database:
         return self

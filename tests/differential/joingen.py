@@ -25,8 +25,15 @@ from .relations import Ctx, Join, RCol, Rel, RelScope, Select
 from .selectgen import grouped, projection
 from .sqlgen import Compare, Gen, Logic, Node
 
-JOIN_KINDS = ["JOIN", "INNER JOIN", "LEFT JOIN", "LEFT OUTER JOIN", "JOIN", "LEFT JOIN",
-              "CROSS JOIN"]
+JOIN_KINDS = [
+    "JOIN",
+    "INNER JOIN",
+    "LEFT JOIN",
+    "LEFT OUTER JOIN",
+    "JOIN",
+    "LEFT JOIN",
+    "CROSS JOIN",
+]
 RIGHT_KINDS = ["RIGHT JOIN", "RIGHT OUTER JOIN"]
 
 
@@ -34,8 +41,9 @@ def _family(typ: str) -> str:
     return "num" if typ in ("int", "float") else typ
 
 
-def equality(draw: Any, left: list[Rel], right: Rel, scope: RelScope | None = None,
-             expression: bool = False) -> Node | None:
+def equality(
+    draw: Any, left: list[Rel], right: Rel, scope: RelScope | None = None, expression: bool = False
+) -> Node | None:
     """``l.x = r.y`` for a column of a relation in ``left`` and one of ``right``, of comparable
     types (integer keys most often); None when there are no such columns. With ``scope`` (which
     holds ``left`` and ``right``) a name may be written bare; with ``expression`` the left side
@@ -51,22 +59,25 @@ def equality(draw: Any, left: list[Rel], right: Rel, scope: RelScope | None = No
         return None
     lrel, lc, lt, rc, rt = draw(st.sampled_from(pairs))
     a: Node = scope.ref(draw, lrel, lc) if scope else RCol(lt, lc, lrel.alias + ".", lrel.alias)
-    b: Node = scope.ref(draw, right, rc) if scope else RCol(rt, rc, right.alias + ".",
-                                                              right.alias)
+    b: Node = scope.ref(draw, right, rc) if scope else RCol(rt, rc, right.alias + ".", right.alias)
     if expression:
         # the left relations are read through $lookup variables
         bare = scope.bare if scope else False
         among = scope.bare_among if scope else left
-        a = Gen(draw, RelScope(left, bare=bare, bare_among=among,
-                               let_bound=[r.alias for r in left])).value(lt, 1)
+        a = Gen(
+            draw, RelScope(left, bare=bare, bare_among=among, let_bound=[r.alias for r in left])
+        ).value(lt, 1)
     return Compare("bool", "=", *((a, b) if draw(st.booleans()) else (b, a)))
 
 
 def join_condition(draw: Any, scope: RelScope, left: list[Rel], right: Rel) -> Node:
     """An ON condition over ``left`` and ``right`` (``scope`` holds exactly those)."""
     g = Gen(draw, scope)
-    kind = draw(st.sampled_from(["eq", "eq", "eq", "eq_and", "eq_and", "two_eq", "eq_or",
-                                 "expr_eq", "theta"]))
+    kind = draw(
+        st.sampled_from(
+            ["eq", "eq", "eq", "eq_and", "eq_and", "two_eq", "eq_or", "expr_eq", "theta"]
+        )
+    )
     eq = equality(draw, left, right, scope, expression=kind == "expr_eq")
     if eq is None or kind == "theta":
         return g.predicate(draw(st.integers(0, 2)))
@@ -79,8 +90,9 @@ def join_condition(draw: Any, scope: RelScope, left: list[Rel], right: Rel) -> N
     return Logic("bool", op, *((eq, other) if draw(st.booleans()) else (other, eq)))
 
 
-def from_clause(draw: Any, ctx: Ctx, n: int, prefix: str = "t",
-                rels: list[Rel] | None = None) -> tuple[list[Rel], list[Join], Node | None]:
+def from_clause(
+    draw: Any, ctx: Ctx, n: int, prefix: str = "t", rels: list[Rel] | None = None
+) -> tuple[list[Rel], list[Join], Node | None]:
     """``n`` relations joined; returns (relations, joins, conditions for WHERE) — the last for
     comma and cross joins, whose conditions are in WHERE. An ON condition reads the relations
     joined so far, by qualified name or by a bare name no relation of the FROM shares."""
@@ -102,8 +114,12 @@ def from_clause(draw: Any, ctx: Ctx, n: int, prefix: str = "t",
                 where = conjoin(where, equality(draw, rels[:k], rels[k]))
             continue
         # the ON condition may read the tables joined so far, not the later ones
-        scope = RelScope(rels[:k + 1], let_bound=[r.alias for r in rels[:k]], bare_among=rels,
-                         bare=not gaps.AVOID_BARE_NAMES_IN_ON)
+        scope = RelScope(
+            rels[: k + 1],
+            let_bound=[r.alias for r in rels[:k]],
+            bare_among=rels,
+            bare=not gaps.AVOID_BARE_NAMES_IN_ON,
+        )
         joins.append(Join(kind, rels[k], join_condition(draw, scope, rels[:k], rels[k])))
     return rels, joins, where
 

@@ -134,9 +134,10 @@ class Select(Query):
                 keys.add(self.items[o.ref].expr.render("canon"))  # type: ignore[union-attr]
         if self.star:
             return {f"{self.rels[0].alias}.{c}" for c in self.rels[0].columns} <= keys
-        return all(it.expr is not None and (is_constant(it.expr) or
-                                            it.expr.render("canon") in keys)
-                   for it in self.items)
+        return all(
+            it.expr is not None and (is_constant(it.expr) or it.expr.render("canon") in keys)
+            for it in self.items
+        )
 
     def output_names(self) -> list[str]:
         """The names a derived table / CTE over this query has (every item is named)."""
@@ -167,9 +168,15 @@ class RelScope:
     grouped = False
     qual = None  # sqlgen's requalify() toggles single-table qualifiers; not used here
 
-    def __init__(self, rels: list[Rel], outer: list[Rel] | None = None,
-                 outer_weight: int = 0, bare: bool = True,
-                 let_bound: Iterable[str] = (), bare_among: list[Rel] | None = None):
+    def __init__(
+        self,
+        rels: list[Rel],
+        outer: list[Rel] | None = None,
+        outer_weight: int = 0,
+        bare: bool = True,
+        let_bound: Iterable[str] = (),
+        bare_among: list[Rel] | None = None,
+    ):
         self.rels = rels
         self.bare_among = bare_among or rels  # a bare name must be unique among these
         self.outer = outer or []
@@ -189,10 +196,16 @@ class RelScope:
         if not cands:
             return None
         rel, name = d(st.sampled_from(cands))
-        col: Node = self.ref(d, rel, name) if pool is self.rels else RCol(
-            typ, name, rel.alias + ".", rel.alias)
-        if (gaps.AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE and rel.alias in self.let_bound
-                and typ in ("int", "float")):
+        col: Node = (
+            self.ref(d, rel, name)
+            if pool is self.rels
+            else RCol(typ, name, rel.alias + ".", rel.alias)
+        )
+        if (
+            gaps.AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE
+            and rel.alias in self.let_bound
+            and typ in ("int", "float")
+        ):
             col = Fn(typ, "COALESCE", (col, Lit(typ, None)))
         return col
 
@@ -210,7 +223,8 @@ class Ctx:
 
     def __init__(self) -> None:
         self.catalog: list[tuple[str, dict[str, str], tuple[str, ...] | None]] = [
-            (t, dict(TABLE_COLUMNS), ("_id",)) for t in TABLES]
+            (t, dict(TABLE_COLUMNS), ("_id",)) for t in TABLES
+        ]
         self._aliases = itertools.count()
         self._ctes = itertools.count()
         self._columns = itertools.count()
@@ -228,6 +242,4 @@ class Ctx:
     def rel(self, draw: Any, prefix: str = "r", tables_only: bool = False) -> Rel:
         pool = [c for c in self.catalog if c[0] in TABLES] if tables_only else self.catalog
         source, columns, unique = draw(st.sampled_from(pool))
-        return Rel(source, self.alias(prefix), dict(columns), unique,
-                   draw(st.integers(0, 4)) == 0)
-
+        return Rel(source, self.alias(prefix), dict(columns), unique, draw(st.integers(0, 4)) == 0)

@@ -13,11 +13,19 @@ from .engines import Answer, Database
 from .relations import RCol, Select
 
 
-def report(problem: str, data: dict[str, list[dict[str, Any]]], ql_sql: str, lite_sql: str,
-           expected: Any, actual: Any) -> str:
+def report(
+    problem: str,
+    data: dict[str, list[dict[str, Any]]],
+    ql_sql: str,
+    lite_sql: str,
+    expected: Any,
+    actual: Any,
+) -> str:
     tables = "\n".join(f"  {p} ({len(rows)} rows): {rows}" for p, rows in data.items())
-    return (f"{problem}\n  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n{tables}\n"
-            f"  SQLite:    {expected}\n  queryleaf: {actual}")
+    return (
+        f"{problem}\n  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n{tables}\n"
+        f"  SQLite:    {expected}\n  queryleaf: {actual}"
+    )
 
 
 def _names_problem(q: Select, expected: Answer, actual: Answer) -> str | None:
@@ -38,12 +46,13 @@ def _run(db: Database, ql_sql: str, lite_sql: str, star: bool) -> tuple[Answer, 
     try:
         actual, docs = db.mongo(ql_sql)
     except Exception as exc:  # an error is a difference too: SQLite answered
-        raise AssertionError(f"queryleaf failed: {type(exc).__name__}: {exc}\n"
-                             f"  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
-                             f"  SQLite: {expected.rows}") from None
+        raise AssertionError(
+            f"queryleaf failed: {type(exc).__name__}: {exc}\n"
+            f"  queryleaf SQL: {ql_sql}\n  SQLite SQL:    {lite_sql}\n"
+            f"  SQLite: {expected.rows}"
+        ) from None
     if star:  # match by name: queryleaf leaves out fields no document holds
-        actual = Answer(actual.columns,
-                        [tuple(r.get(n) for n in expected.columns) for r in docs])
+        actual = Answer(actual.columns, [tuple(r.get(n) for n in expected.columns) for r in docs])
     return expected, actual
 
 
@@ -65,25 +74,33 @@ def check_select(db: Database, data: dict[str, list[dict[str, Any]]], q: Select)
             problem = "LIMIT/OFFSET: rows that are not in the answer without LIMIT/OFFSET"
         lite_sql += "  (no LIMIT/OFFSET)"
     elif problem is None:
-        problem = compare(expected.rows, actual.rows, ordered=total,
-                          key_positions=None if total else q.key_prefix)
+        problem = compare(
+            expected.rows, actual.rows, ordered=total, key_positions=None if total else q.key_prefix
+        )
     if problem:
-        raise AssertionError(report(problem, data, ql_sql, lite_sql, expected.rows,
-                                    actual.rows))
+        raise AssertionError(report(problem, data, ql_sql, lite_sql, expected.rows, actual.rows))
 
 
-def check_text(db: Database, data: dict[str, list[dict[str, Any]]], sql: str,
-               lite_sql: str | None = None, *, ordered: bool = False,
-               star: bool = False) -> None:
+def check_text(
+    db: Database,
+    data: dict[str, list[dict[str, Any]]],
+    sql: str,
+    lite_sql: str | None = None,
+    *,
+    ordered: bool = False,
+    star: bool = False,
+) -> None:
     """Run hand-written SQL (with ``@A@``-style placeholders) on both engines."""
     ql_sql = db.resolve(sql)
     lite_sql = db.resolve(lite_sql or sql)
     expected, actual = _run(db, ql_sql, lite_sql, star)
-    problem = (f"column count differs: {expected.columns} vs {actual.columns}"
-               if not star and len(expected.columns) != len(actual.columns) else None)
+    problem = (
+        f"column count differs: {expected.columns} vs {actual.columns}"
+        if not star and len(expected.columns) != len(actual.columns)
+        else None
+    )
     if star and (leaked := [c for c in actual.columns if c not in expected.columns]):
         problem = f"SELECT * returned columns SQLite does not have: {leaked}"
     problem = problem or compare(expected.rows, actual.rows, ordered=ordered)
     if problem:
-        raise AssertionError(report(problem, data, ql_sql, lite_sql, expected.rows,
-                                    actual.rows))
+        raise AssertionError(report(problem, data, ql_sql, lite_sql, expected.rows, actual.rows))

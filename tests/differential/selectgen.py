@@ -57,9 +57,18 @@ def _has_window(n: Node) -> bool:
 
 
 def _order_and_limit(draw: Any, q: Select, hidden_gen: Gen, allow_order: bool = True) -> None:
-    hidden = [] if q.distinct else [
-        e for e in (hidden_gen.value(draw(st.sampled_from(["int", "float", "text"])), 1)
-                    for _ in range(2)) if not is_bare_literal(e) and not is_constant(e)]
+    hidden = (
+        []
+        if q.distinct
+        else [
+            e
+            for e in (
+                hidden_gen.value(draw(st.sampled_from(["int", "float", "text"])), 1)
+                for _ in range(2)
+            )
+            if not is_bare_literal(e) and not is_constant(e)
+        ]
+    )
     if allow_order and draw(st.integers(0, 2)):
         _order_by(draw, q, hidden)
     if gaps.AVOID_REPEATED_WINDOW_CALL:
@@ -69,9 +78,18 @@ def _order_and_limit(draw: Any, q: Select, hidden_gen: Gen, allow_order: bool = 
                 o.text_ql = o.text_lite = str(o.ref + 1)  # type: ignore[operator]
 
 
-def projection(draw: Any, rels: list[Rel], joins: list, *, scope: Any,
-               where_scope: Any | None = None, windows: Windows | None = None,
-               namer: Namer | None = None, ids: int = 3, order: bool = True) -> Select:
+def projection(
+    draw: Any,
+    rels: list[Rel],
+    joins: list,
+    *,
+    scope: Any,
+    where_scope: Any | None = None,
+    windows: Windows | None = None,
+    namer: Namer | None = None,
+    ids: int = 3,
+    order: bool = True,
+) -> Select:
     """``ids``: the chance (of 4) that each relation's ``_id`` is selected."""
     g = Gen(draw, scope)
     exprs: list[Node] = [c for c in id_columns(rels) if draw(st.integers(0, 3)) < ids]
@@ -88,9 +106,17 @@ def projection(draw: Any, rels: list[Rel], joins: list, *, scope: Any,
     return q
 
 
-def grouped(draw: Any, rels: list[Rel], joins: list, *, row: Any, where_scope: Any | None = None,
-            windows: Windows | None = None, namer: Namer | None = None,
-            order: bool = True) -> Select:
+def grouped(
+    draw: Any,
+    rels: list[Rel],
+    joins: list,
+    *,
+    row: Any,
+    where_scope: Any | None = None,
+    windows: Windows | None = None,
+    namer: Namer | None = None,
+    order: bool = True,
+) -> Select:
     """``row``: the scope of keys and aggregate arguments (no subqueries there)."""
     rg = Gen(draw, row)
     keys: list[Node] = []
@@ -162,8 +188,11 @@ def unique_outputs(q: Select) -> tuple[str, ...] | None:
             return None
         for u in r.unique:
             col = RCol(r.columns[u], u, r.alias + ".", r.alias)
-            hits = [n for n, e in zip(names, exprs, strict=True)
-                    if isinstance(e, RCol) and e.render("canon") == col.render("canon")]
+            hits = [
+                n
+                for n, e in zip(names, exprs, strict=True)
+                if isinstance(e, RCol) and e.render("canon") == col.render("canon")
+            ]
             if not hits:
                 return None
             out.append(hits[0])
@@ -174,8 +203,10 @@ def columns_of(q: Select) -> dict[str, str]:
     """The columns (name → type) of a derived table or CTE over ``q``."""
     if q.star:
         return dict(q.rels[0].columns)
-    return {n: it.expr.typ  # type: ignore[union-attr]
-            for n, it in zip(q.output_names(), q.items, strict=True)}
+    return {
+        n: it.expr.typ  # type: ignore[union-attr]
+        for n, it in zip(q.output_names(), q.items, strict=True)
+    }
 
 
 def as_rel(draw: Any, ctx: Ctx, q: Select, prefix: str = "d") -> Rel:

@@ -153,8 +153,25 @@ class Not(Node):
 
 # Functions whose results are not exact binary fractions (sums and rounding of them may differ
 # between the engines, see ``Node.exact``).
-INEXACT_FUNCTIONS = frozenset({"SIN", "COS", "TAN", "COT", "ASIN", "ACOS", "ATAN", "ATAN2",
-                               "DEGREES", "RADIANS", "SQRT", "LN", "LOG", "LOG2", "LOG10"})
+INEXACT_FUNCTIONS = frozenset(
+    {
+        "SIN",
+        "COS",
+        "TAN",
+        "COT",
+        "ASIN",
+        "ACOS",
+        "ATAN",
+        "ATAN2",
+        "DEGREES",
+        "RADIANS",
+        "SQRT",
+        "LN",
+        "LOG",
+        "LOG2",
+        "LOG10",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -285,8 +302,10 @@ class Between(Node):
 
     def render(self, d: str) -> str:
         neg = "NOT " if self.negated else ""
-        return (f"({self.operand.render(d)} {neg}BETWEEN {self.low.render(d)} "
-                f"AND {self.high.render(d)})")
+        return (
+            f"({self.operand.render(d)} {neg}BETWEEN {self.low.render(d)} "
+            f"AND {self.high.render(d)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -412,9 +431,10 @@ class Query:
                 keys.add(o.text_canon)
             else:
                 keys.add(self.items[o.ref].expr.render("canon"))  # type: ignore[union-attr]
-        return all(it.expr is not None and (is_constant(it.expr) or
-                                            it.expr.render("canon") in keys)
-                   for it in self.items)
+        return all(
+            it.expr is not None and (is_constant(it.expr) or it.expr.render("canon") in keys)
+            for it in self.items
+        )
 
     @property
     def key_prefix(self) -> list[int]:
@@ -445,8 +465,7 @@ class Query:
         if self.where is not None:
             parts.append("WHERE " + self.where.render(d))
         if self.group_by:
-            parts.append("GROUP BY " + ", ".join(q if d == "ql" else lt
-                                                 for q, lt in self.group_by))
+            parts.append("GROUP BY " + ", ".join(q if d == "ql" else lt for q, lt in self.group_by))
         if self.having is not None:
             parts.append("HAVING " + self.having.render(d))
         if self.order_by:
@@ -583,12 +602,31 @@ class Gen:
             typ = d(st.sampled_from(["int", "float"]))
         sub = depth - 1
         if typ == "int":
-            kind = d(st.sampled_from(["arith", "arith", "mod", "neg", "abs", "length", "case",
-                                      "coalesce", "nullif", "bitwise", "bitwise", "shift",
-                                      "bit_not", "bit_count", "bit_length"]))
+            kind = d(
+                st.sampled_from(
+                    [
+                        "arith",
+                        "arith",
+                        "mod",
+                        "neg",
+                        "abs",
+                        "length",
+                        "case",
+                        "coalesce",
+                        "nullif",
+                        "bitwise",
+                        "bitwise",
+                        "shift",
+                        "bit_not",
+                        "bit_count",
+                        "bit_length",
+                    ]
+                )
+            )
             if kind == "arith":
-                return Op("int", d(st.sampled_from("+-*")), self.value("int", sub),
-                          self.value("int", sub))
+                return Op(
+                    "int", d(st.sampled_from("+-*")), self.value("int", sub), self.value("int", sub)
+                )
             if kind == "mod":
                 return Op("int", "%", self.value("int", sub), self.value("int", sub))
             if kind == "neg":
@@ -601,9 +639,26 @@ class Gen:
                 return self.bits(kind, sub)
             return self.generic(typ, kind, sub)
         if typ == "float":
-            kind = d(st.sampled_from(["arith", "arith", "div", "div", "mod", "neg", "abs",
-                                      "round", "case", "coalesce", "nullif", "math", "math",
-                                      "math2"]))
+            kind = d(
+                st.sampled_from(
+                    [
+                        "arith",
+                        "arith",
+                        "div",
+                        "div",
+                        "mod",
+                        "neg",
+                        "abs",
+                        "round",
+                        "case",
+                        "coalesce",
+                        "nullif",
+                        "math",
+                        "math",
+                        "math2",
+                    ]
+                )
+            )
             if kind == "arith":
                 left, right = self.value("num", sub), self.value("float", sub)
                 if d(st.booleans()):
@@ -629,8 +684,11 @@ class Gen:
                 return self.math(kind, sub)
             return self.generic(typ, kind, sub)
         # text
-        kind = d(st.sampled_from(["concat", "concat", "upper", "lower", "substring", "case",
-                                  "coalesce", "nullif"]))
+        kind = d(
+            st.sampled_from(
+                ["concat", "concat", "upper", "lower", "substring", "case", "coalesce", "nullif"]
+            )
+        )
         if kind == "concat":
             right_type = d(st.sampled_from(["text", "text", "int"]))
             left, right = self.value("text", sub), self.value(right_type, sub)
@@ -659,13 +717,18 @@ class Gen:
         """Bitwise operators, BIT_COUNT and BIT_LENGTH, over integers."""
         d = self.draw
         if kind == "bitwise":
-            return Op("int", d(st.sampled_from(["&", "|", "^"])), self.value("int", sub),
-                      self.value("int", sub))
+            return Op(
+                "int",
+                d(st.sampled_from(["&", "|", "^"])),
+                self.value("int", sub),
+                self.value("int", sub),
+            )
         if kind == "shift":
             op = d(st.sampled_from(["<<", ">>"]))
             if self.scope.grouped or d(st.booleans()):  # (COUNT(*) could shift far left)
-                count: Node = Lit("int", d(st.sampled_from(
-                    self.LEFT_COUNTS if op == "<<" else self.RIGHT_COUNTS)))
+                count: Node = Lit(
+                    "int", d(st.sampled_from(self.LEFT_COUNTS if op == "<<" else self.RIGHT_COUNTS))
+                )
             else:  # a column (i in -3..3, j in 0..4) or a small literal
                 count = self.leaf("int")
             return Op("int", op, self.value("int", sub), count)
@@ -679,9 +742,26 @@ class Gen:
         """Trigonometric and logarithmic functions (NULL outside their domains in both)."""
         d = self.draw
         if kind == "math":
-            name = d(st.sampled_from(["SIN", "COS", "TAN", "COT", "ASIN", "ACOS", "ATAN",
-                                      "DEGREES", "RADIANS", "SQRT", "LN", "LOG", "LOG2",
-                                      "LOG10"]))
+            name = d(
+                st.sampled_from(
+                    [
+                        "SIN",
+                        "COS",
+                        "TAN",
+                        "COT",
+                        "ASIN",
+                        "ACOS",
+                        "ATAN",
+                        "DEGREES",
+                        "RADIANS",
+                        "SQRT",
+                        "LN",
+                        "LOG",
+                        "LOG2",
+                        "LOG10",
+                    ]
+                )
+            )
             return Fn("float", name, (self.value("num", sub),))
         name = d(st.sampled_from(["ATAN", "ATAN2", "LOG"]))
         if name == "LOG":  # an integer base: SQLite's log(b, x) is NULL for 0 < b < 1
@@ -719,8 +799,7 @@ class Gen:
             typ = d(st.sampled_from(["num", "num", "text", "bool"]))
             if typ == "bool":
                 left = self.predicate(sub) if d(st.booleans()) else self.leaf("bool")
-                return Compare("bool", d(st.sampled_from(COMPARISONS)), left,
-                               self.literal("bool"))
+                return Compare("bool", d(st.sampled_from(COMPARISONS)), left, self.literal("bool"))
             if typ == "num":
                 left, right = self.value("num", sub), self.value("num", sub)
             else:
@@ -735,13 +814,21 @@ class Gen:
             n = d(st.integers(1, 4))
             items = []
             for _ in range(n):
-                items.append(self.literal("int" if typ == "num" else "text")
-                             if d(st.integers(0, 3)) else self.value(typ, 0))
+                items.append(
+                    self.literal("int" if typ == "num" else "text")
+                    if d(st.integers(0, 3))
+                    else self.value(typ, 0)
+                )
             return InList("bool", operand, tuple(items), d(st.booleans()))
         if kind == "between":
             typ = d(st.sampled_from(["num", "num", "text"]))
-            return Between("bool", self.value(typ, sub), self.value(typ, 0), self.value(typ, 0),
-                           d(st.booleans()))
+            return Between(
+                "bool",
+                self.value(typ, sub),
+                self.value(typ, 0),
+                self.value(typ, 0),
+                d(st.booleans()),
+            )
         if kind == "like":
             pattern = d(st.text(S_ALPHABET.replace("\n", "") + "%%__", max_size=4))
             escape = None
@@ -784,8 +871,18 @@ def _order_by(draw: Any, q: Query, hidden: list[Node], allow_limit: bool = True)
         h = draw(st.sampled_from(hidden))
         at = draw(st.integers(0, len(order)))
         desc = draw(st.booleans())
-        order.insert(at, OrderItem(None, h.render("ql"), h.render("lite"), desc,
-                                   _nulls(draw, desc), draw(st.booleans()), h.render("canon")))
+        order.insert(
+            at,
+            OrderItem(
+                None,
+                h.render("ql"),
+                h.render("lite"),
+                desc,
+                _nulls(draw, desc),
+                draw(st.booleans()),
+                h.render("canon"),
+            ),
+        )
     if order and draw(st.booleans()):
         # complete the order: every output column, so that the order is total
         for p in range(n):
@@ -795,8 +892,11 @@ def _order_by(draw: Any, q: Query, hidden: list[Node], allow_limit: bool = True)
         seen: set[str] = set()
         kept = []
         for o in order:
-            key = o.text_canon if o.ref is None or q.items[o.ref].expr is None else \
-                q.items[o.ref].expr.render("canon")  # type: ignore[union-attr]
+            key = (
+                o.text_canon
+                if o.ref is None or q.items[o.ref].expr is None
+                else q.items[o.ref].expr.render("canon")
+            )  # type: ignore[union-attr]
             if key not in seen:
                 seen.add(key)
                 kept.append(o)
@@ -852,15 +952,23 @@ def plain_queries(draw: Any) -> Query:
     alias = _table_alias(draw)
     g = Gen(draw, RowScope(alias))
     n = draw(st.integers(1, 4))
-    exprs = [g.value(draw(st.sampled_from(["int", "float", "text", "bool"])),
-                     draw(st.integers(0, 2))) for _ in range(n)]
+    exprs = [
+        g.value(draw(st.sampled_from(["int", "float", "text", "bool"])), draw(st.integers(0, 2)))
+        for _ in range(n)
+    ]
     q = Query(_items(draw, exprs), table_alias=alias)
     q.distinct = draw(st.integers(0, 3)) == 0
     if draw(st.integers(0, 3)):
         q.where = g.predicate(draw(st.integers(0, 3)))
-    hidden = [] if q.distinct else [
-        e for e in (g.value(draw(st.sampled_from(["int", "float", "text"])), 1)
-                    for _ in range(2)) if not is_bare_literal(e)]
+    hidden = (
+        []
+        if q.distinct
+        else [
+            e
+            for e in (g.value(draw(st.sampled_from(["int", "float", "text"])), 1) for _ in range(2))
+            if not is_bare_literal(e)
+        ]
+    )
     if draw(st.integers(0, 2)):
         _order_by(draw, q, hidden)
     return q
@@ -888,8 +996,9 @@ def filter_queries(draw: Any) -> Query:
             picked += [c for c in names if c not in picked]
         for c in picked:
             desc = draw(st.booleans())
-            q.order_by.append(OrderItem(names.index(c), c, c, desc, _nulls(draw, desc),
-                                        draw(st.booleans()), c))
+            q.order_by.append(
+                OrderItem(names.index(c), c, c, desc, _nulls(draw, desc), draw(st.booleans()), c)
+            )
         _limits(draw, q)
     return q
 
@@ -945,9 +1054,15 @@ def grouped_queries(draw: Any) -> Query:
     if draw(st.integers(0, 2)) == 0:
         q.having = g.predicate(draw(st.integers(0, 2)))
     q.distinct = draw(st.integers(0, 5)) == 0
-    hidden = [] if q.distinct else [
-        e for e in (g.value(draw(st.sampled_from(["int", "float", "text"])), 1)
-                    for _ in range(2)) if not is_bare_literal(e)]
+    hidden = (
+        []
+        if q.distinct
+        else [
+            e
+            for e in (g.value(draw(st.sampled_from(["int", "float", "text"])), 1) for _ in range(2))
+            if not is_bare_literal(e)
+        ]
+    )
     if draw(st.integers(0, 2)):
         _order_by(draw, q, hidden)
     return q

@@ -107,10 +107,13 @@ class Quantified(Node):
             return f"EXISTS (SELECT 1 FROM ({sub}) AS qv WHERE {cond})"
 
         if self.quantifier == "ALL":
-            return (f"(CASE WHEN {exists(f'NOT {cmp}')} THEN 0 "
-                    f"WHEN {exists(f'{cmp} IS NULL')} THEN NULL ELSE 1 END)")
-        return (f"(CASE WHEN {exists(cmp)} THEN 1 "
-                f"WHEN {exists(f'{cmp} IS NULL')} THEN NULL ELSE 0 END)")
+            return (
+                f"(CASE WHEN {exists(f'NOT {cmp}')} THEN 0 "
+                f"WHEN {exists(f'{cmp} IS NULL')} THEN NULL ELSE 1 END)"
+            )
+        return (
+            f"(CASE WHEN {exists(cmp)} THEN 1 WHEN {exists(f'{cmp} IS NULL')} THEN NULL ELSE 0 END)"
+        )
 
 
 # ---------------------------------------------------------------- the scope
@@ -120,9 +123,18 @@ class SubqueryScope(RelScope):
     """A ``RelScope`` whose leaves are sometimes subqueries (while ``budget`` lasts; the budget
     is shared by a whole query, nested subqueries included)."""
 
-    def __init__(self, ctx: Ctx, rels: list[Rel], outer: list[Rel] | None = None,
-                 outer_weight: int = 0, budget: list[int] | None = None, bare: bool = True,
-                 bool_weight: int = 6, value_weight: int = 2, let_bound: Iterable[str] = ()):
+    def __init__(
+        self,
+        ctx: Ctx,
+        rels: list[Rel],
+        outer: list[Rel] | None = None,
+        outer_weight: int = 0,
+        budget: list[int] | None = None,
+        bare: bool = True,
+        bool_weight: int = 6,
+        value_weight: int = 2,
+        let_bound: Iterable[str] = (),
+    ):
         super().__init__(rels, outer, outer_weight, bare, let_bound)
         self.ctx = ctx
         self.budget = budget if budget is not None else [3]
@@ -156,18 +168,27 @@ class SubqueryScope(RelScope):
             return Exists("bool", self.exists_select(draw), kind == "not exists")
         vtype = draw(st.sampled_from(["int", "int", "float", "text"]))
         # most often a column that may be NULL or missing (x IN (SELECT ...))
-        cols = [(r, c) for r in self.rels for c, t in r.columns.items()
-                if t == vtype and c != "_id"]
+        cols = [
+            (r, c) for r in self.rels for c, t in r.columns.items() if t == vtype and c != "_id"
+        ]
         if cols and draw(st.integers(0, 2)) < 2:
             operand: Node = self.ref(draw, *draw(st.sampled_from(cols)))
         else:
             operand = Gen(draw, self).value(vtype, draw(st.integers(0, 1)))
-        item_type = (operand.typ if draw(st.integers(0, 2)) else
-                     {"int": "float", "float": "int"}.get(operand.typ, operand.typ))
+        item_type = (
+            operand.typ
+            if draw(st.integers(0, 2))
+            else {"int": "float", "float": "int"}.get(operand.typ, operand.typ)
+        )
         if kind == "quantified":
             q = self.list_select(draw, item_type, name="qc")
-            return Quantified("bool", operand, draw(st.sampled_from(COMPARISONS)),
-                              draw(st.sampled_from(["ANY", "SOME", "ALL"])), q)
+            return Quantified(
+                "bool",
+                operand,
+                draw(st.sampled_from(COMPARISONS)),
+                draw(st.sampled_from(["ANY", "SOME", "ALL"])),
+                q,
+            )
         if gaps.AVOID_IN_SUBQUERY_NULL_OPERAND:
             fill = Lit(operand.typ, {"int": 0, "float": 0.5, "text": "a"}[operand.typ])
             operand = Fn(operand.typ, "COALESCE", (operand, fill))
@@ -183,13 +204,25 @@ class SubqueryScope(RelScope):
         if draw(st.integers(0, 5)) == 5:
             second = ctx.rel(draw, "s")
             kind = draw(st.sampled_from(["JOIN", "LEFT JOIN"]))
-            on_scope = RelScope([*rels, second], outer, let_bound=[rels[0].alias],
-                                bare=not gaps.AVOID_BARE_NAMES_IN_ON)
+            on_scope = RelScope(
+                [*rels, second],
+                outer,
+                let_bound=[rels[0].alias],
+                bare=not gaps.AVOID_BARE_NAMES_IN_ON,
+            )
             joins.append(Join(kind, second, join_condition(draw, on_scope, rels, second)))
             rels.append(second)
         inner_let = [r.alias for r in rels[:-1]]
-        where = SubqueryScope(ctx, rels, outer, outer_weight=4, budget=self.budget,
-                              bool_weight=3, value_weight=0, let_bound=inner_let)
+        where = SubqueryScope(
+            ctx,
+            rels,
+            outer,
+            outer_weight=4,
+            budget=self.budget,
+            bool_weight=3,
+            value_weight=0,
+            let_bound=inner_let,
+        )
         items = RelScope(rels, outer, outer_weight=1, let_bound=inner_let)
         return rels, joins, where, items
 
@@ -199,8 +232,15 @@ class SubqueryScope(RelScope):
         if gaps.AVOID_CORRELATED_DERIVED_IN_SUBQUERY:
             outer = []
         where = RelScope([base], outer, outer_weight=4)
-        q = projection(draw, [base], [], scope=RelScope([base]), where_scope=where,
-                       namer=self.ctx.column_name, order=False)
+        q = projection(
+            draw,
+            [base],
+            [],
+            scope=RelScope([base]),
+            where_scope=where,
+            namer=self.ctx.column_name,
+            order=False,
+        )
         if outer and draw(st.booleans()):
             q.where = conjoin(equality(draw, outer, base), q.where)
         return as_rel(draw, self.ctx, q, "s")
@@ -216,11 +256,11 @@ class SubqueryScope(RelScope):
         """A one-column subquery for IN / ANY / ALL (any number of rows)."""
         rels, joins, where, items = self._from(draw)
         inner_only = RelScope(rels)
-        form = draw(st.sampled_from(["plain", "plain", "plain", "not_null", "grouped",
-                                     "limited"]))
+        form = draw(st.sampled_from(["plain", "plain", "plain", "not_null", "grouped", "limited"]))
         if form == "grouped":
-            keys = [inner_only.column(Gen(draw, inner_only), draw(st.sampled_from(
-                ["int", "text"])))]
+            keys = [
+                inner_only.column(Gen(draw, inner_only), draw(st.sampled_from(["int", "text"])))
+            ]
             g = Gen(draw, GroupScope([k for k in keys if k is not None], inner_only))
             q = Select([SelectItem(g.aggregate(typ), name)], rels=rels, joins=joins)
             q.group_by = [(k.render("ql"), k.render("lite")) for k in keys if k is not None]
@@ -228,8 +268,11 @@ class SubqueryScope(RelScope):
             if draw(st.booleans()):
                 q.having = g.predicate(1)
             return q
-        q = Select([SelectItem(Gen(draw, items).value(typ, draw(st.integers(0, 1))), name)],
-                   rels=rels, joins=joins)
+        q = Select(
+            [SelectItem(Gen(draw, items).value(typ, draw(st.integers(0, 1))), name)],
+            rels=rels,
+            joins=joins,
+        )
         q.distinct = form == "plain" and draw(st.integers(0, 3)) == 3
         self._where(draw, q, where)
         if form == "not_null":  # the NULL-free subquery of NOT IN done right
@@ -244,8 +287,15 @@ class SubqueryScope(RelScope):
             for u in r.unique or ():
                 col = RCol(r.columns[u], u, r.alias + ".", r.alias)
                 desc = draw(st.booleans())
-                q.order_by.append(OrderItem(None, col.render("ql"), col.render("lite"), desc,
-                                            text_canon=col.render("canon")))
+                q.order_by.append(
+                    OrderItem(
+                        None,
+                        col.render("ql"),
+                        col.render("lite"),
+                        desc,
+                        text_canon=col.render("canon"),
+                    )
+                )
         q.limit = n
 
     def exists_select(self, draw: Any) -> Select:
@@ -274,12 +324,18 @@ class SubqueryScope(RelScope):
             q = Select([SelectItem(g.aggregate(typ))], rels=rels, joins=joins)
             self._where(draw, q, where)
             return q
-        q = Select([SelectItem(Gen(draw, items).value(typ, draw(st.integers(0, 1))))],
-                   rels=rels, joins=joins)
+        q = Select(
+            [SelectItem(Gen(draw, items).value(typ, draw(st.integers(0, 1))))],
+            rels=rels,
+            joins=joins,
+        )
         if form == "by_id":
             # qualified: inside the subquery a bare name would be the subquery's own column
-            enclosing = RelScope(self.rels + self.outer, bare=False,
-                                 let_bound=[r.alias for r in self.rels + self.outer])
+            enclosing = RelScope(
+                self.rels + self.outer,
+                bare=False,
+                let_bound=[r.alias for r in self.rels + self.outer],
+            )
             key = Gen(draw, enclosing).value("int", draw(st.integers(0, 1)))
             r = rels[0]
             cond: Node = Compare("bool", "=", RCol("int", "_id", r.alias + ".", r.alias), key)
@@ -326,8 +382,14 @@ def subquery_queries(draw: Any) -> Select:
         budget = [draw(st.integers(1, 3))]
         on_scope: RelScope = RelScope([*rels, second], let_bound=[rels[0].alias])
         if not gaps.AVOID_SUBQUERY_IN_ON:
-            on_scope = SubqueryScope(ctx, [*rels, second], budget=budget, bool_weight=3,
-                                     value_weight=0, let_bound=[rels[0].alias])
+            on_scope = SubqueryScope(
+                ctx,
+                [*rels, second],
+                budget=budget,
+                bool_weight=3,
+                value_weight=0,
+                let_bound=[rels[0].alias],
+            )
         on = join_condition(draw, on_scope, rels, second)
         if isinstance(on_scope, SubqueryScope) and draw(st.booleans()):
             on = conjoin(on_scope.subquery(draw, "bool"), on)
@@ -342,8 +404,15 @@ def subquery_queries(draw: Any) -> Select:
     return q
 
 
-def _body(draw: Any, ctx: Ctx, rels: list[Rel], joins: list, scope: SubqueryScope,
-          where: SubqueryScope, budget: list[int]) -> Select:
+def _body(
+    draw: Any,
+    ctx: Ctx,
+    rels: list[Rel],
+    joins: list,
+    scope: SubqueryScope,
+    where: SubqueryScope,
+    budget: list[int],
+) -> Select:
     is_grouped = draw(st.integers(0, 3)) == 3
     if is_grouped:
         q = grouped(draw, rels, joins, row=scope.plain(), where_scope=where)
@@ -359,7 +428,8 @@ def _body(draw: Any, ctx: Ctx, rels: list[Rel], joins: list, scope: SubqueryScop
     if budget[0] > 0 and draw(st.integers(0, 3)) < 3:
         in_items = not is_grouped and draw(st.booleans())
         sub = (scope if in_items else where).subquery(
-            draw, draw(st.sampled_from(["bool", "bool", "int", "text"])))
+            draw, draw(st.sampled_from(["bool", "bool", "int", "text"]))
+        )
         if in_items:
             q.items.append(SelectItem(sub, f"c{len(q.items)}" if draw(st.booleans()) else None))
             return q

@@ -34,8 +34,7 @@ from .relations import Ctx, RCol, Rel, RelScope, Select, is_constant
 from .selectgen import grouped, projection
 from .sqlgen import Fn, Gen, Lit, Node, Op
 
-BOUNDS = ["UNBOUNDED PRECEDING", "n PRECEDING", "CURRENT ROW", "n FOLLOWING",
-          "UNBOUNDED FOLLOWING"]
+BOUNDS = ["UNBOUNDED PRECEDING", "n PRECEDING", "CURRENT ROW", "n FOLLOWING", "UNBOUNDED FOLLOWING"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,10 @@ class Win(Node):
         if self.partition:
             parts.append("PARTITION BY " + ", ".join(p.render(d) for p in self.partition))
         if self.order:
-            parts.append("ORDER BY " + ", ".join(k.render(d) + (" DESC" if desc else "")
-                                                 for k, desc in self.order))
+            parts.append(
+                "ORDER BY "
+                + ", ".join(k.render(d) + (" DESC" if desc else "") for k, desc in self.order)
+            )
         if self.frame:
             parts.append(self.frame)
         return f"{self.func}({args}) OVER ({' '.join(parts)})"
@@ -119,8 +120,9 @@ class WindowMaker:
         d = self.draw
         out = []
         for _ in range(d(st.integers(n_min, n_max))):
-            k = self.g.value(d(st.sampled_from(["int", "int", "float", "text", "bool"])),
-                             d(st.integers(0, 1)))
+            k = self.g.value(
+                d(st.sampled_from(["int", "int", "float", "text", "bool"])), d(st.integers(0, 1))
+            )
             if not is_constant(k):
                 out.append((k, d(st.booleans())))
         return _dedupe(tuple(out))
@@ -144,8 +146,12 @@ class WindowMaker:
 
     def _partition(self) -> tuple[Node, ...]:
         d = self.draw
-        parts = [self.g.value(d(st.sampled_from(["int", "text", "bool", "float"])),
-                              d(st.sampled_from([0, 0, 1]))) for _ in range(d(st.integers(0, 2)))]
+        parts = [
+            self.g.value(
+                d(st.sampled_from(["int", "text", "bool", "float"])), d(st.sampled_from([0, 0, 1]))
+            )
+            for _ in range(d(st.integers(0, 2)))
+        ]
         parts = [p for p in parts if not is_constant(p)]
         if gaps.AVOID_MULTI_KEY_PARTITION_MISSING and len(parts) > 1:
             parts = [Fn(p.typ, "COALESCE", (p, Lit(p.typ, None))) for p in parts]
@@ -190,8 +196,14 @@ class WindowMaker:
         if kind == "value":
             typ = d(st.sampled_from(["int", "float", "text"]))
             func = d(st.sampled_from(["FIRST_VALUE", "LAST_VALUE"]))
-            return Win(typ, func, (self.g.value(typ, d(st.integers(0, 1))),), part,
-                       self._total(self._keys(0, 1)), frame(d, "ROWS"))
+            return Win(
+                typ,
+                func,
+                (self.g.value(typ, d(st.integers(0, 1))),),
+                part,
+                self._total(self._keys(0, 1)),
+                frame(d, "ROWS"),
+            )
         func, args, typ = self._aggregate()
         if kind == "agg_partition":
             return Win(typ, func, args, part)
@@ -257,7 +269,8 @@ def window_queries(draw: Any) -> Select:
     if draw(st.integers(0, 3)) == 3:
         q = grouped(draw, rels, joins, row=scope, where_scope=where, windows=group_windows(draw))
     else:
-        q = projection(draw, rels, joins, scope=scope, where_scope=where,
-                       windows=row_windows(draw, rels))
+        q = projection(
+            draw, rels, joins, scope=scope, where_scope=where, windows=row_windows(draw, rels)
+        )
     q.where = conjoin(conds, q.where)
     return q
