@@ -121,3 +121,15 @@ def test_insert_select_star_stores_documents_as_they_are(t):
     t.execute("INSERT INTO pairs SELECT * FROM t x JOIN t y ON x._id = y._id WHERE x._id = 2")
     doc = t.db.pairs.find_one()
     assert doc["a.b"] == 6 and doc["a.b_2"] == 6 and doc["$comment_2"] == "y"
+
+
+def test_group_by_a_quoted_name_puts_null_and_missing_in_one_group(ql):
+    ql.db.g.insert_many([{"_id": 1}, {"_id": 2, "a.b": None}, {"_id": 3, "a.b": 1}])
+    rows = ql.execute('SELECT "a.b" AS k, COUNT(*) AS n FROM g GROUP BY "a.b" ORDER BY k').rows
+    assert rows == [{"k": None, "n": 2}, {"k": 1, "n": 1}]
+
+
+def test_join_on_a_dotted_name_is_not_looked_up_as_a_path(ql):
+    ql.db.j.insert_many([{"_id": 1}, {"_id": 2, "a.b": 0}])
+    r = ql.execute('SELECT x._id AS l, y._id AS r FROM j x JOIN j y ON x."a.b" = y."a.b"')
+    assert r.rows == [{"l": 2, "r": 2}]

@@ -42,7 +42,7 @@ from bson import MaxKey
 
 from queryleaf.planner.expressions import ExprCompiler, bound, flatten
 from queryleaf.planner.filters import FilterCompiler, and_filters
-from queryleaf.planner.scope import Scope, Table
+from queryleaf.planner.scope import Scope, Table, is_plain_field
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, walk_expr
 
@@ -104,7 +104,9 @@ def _stored_field(e: ast.Expr, alias: str, joined: Scope) -> str | None:
     if resolved.variable is not None or resolved.table != alias:
         return None
     path = resolved.path[1:]  # the joined table's fields are nested under its alias
-    return path[0] if len(path) == 1 and isinstance(path[0], str) else None
+    # foreignField is a path: a name with '.' or a leading '$' cannot be one (pipeline form)
+    field = path[0] if len(path) == 1 else None
+    return field if isinstance(field, str) and is_plain_field(field) else None
 
 
 def _reads_before(e: ast.Expr, alias: str, joined: Scope) -> bool:

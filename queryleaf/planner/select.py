@@ -20,7 +20,13 @@ from queryleaf.errors import ErrorCode, PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.planner.aggregates import accumulate
 from queryleaf.planner.constants import NotConstant, literal_value
-from queryleaf.planner.expressions import AGGREGATES, ExprCompiler, flatten, is_null_expr
+from queryleaf.planner.expressions import (
+    AGGREGATES,
+    ExprCompiler,
+    flatten,
+    is_null_expr,
+    may_be_missing,
+)
 from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.lowering import lower_to_find
@@ -716,6 +722,10 @@ class SelectPlanner:
         # holds a missing value as null: no $ifNull per key and row is needed.
         if len(keys) == 1:
             group_id = exprs.compile(keys[0])
+            if may_be_missing(group_id) and not _is_field_path(group_id):
+                # An expression that yields missing ($getField of a quoted name) is a group
+                # apart from null on SecantusDB; SQL has one NULL.
+                group_id = {"$ifNull": [group_id, None]}
             substitutions[exprs.key(keys[0])] = "$_id"
         elif keys:
             group_id = [exprs.compile(k) for k in keys]
@@ -913,3 +923,7 @@ def plan_select_statement(
 ) -> plan.Aggregate | plan.Find:
     planned = plan_query(query, Context(bindings, tables=tables))
     return lower_to_find(planned) if isinstance(planned, plan.Aggregate) else planned
+
+
+def _is_field_path(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith("$") and not v.startswith("$$")
