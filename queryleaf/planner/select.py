@@ -101,6 +101,16 @@ class Relation:
     stored_ranges: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Step:
+    """One FROM item and how it joins the ones before it (``kind`` FROM, CROSS, INNER, LEFT)."""
+
+    kind: str
+    relation: Relation
+    on: ast.Expr | None
+    node: ast.Node
+
+
 @dataclass
 class References:
     """The columns a query reads: ``single`` unqualified names, ``qualified`` the names read
@@ -162,7 +172,7 @@ class SelectPlanner:
         self._sort: dict[str, int] = {}
         self._null_flags: dict[str, Any] = {}
         self.has_windows = False
-        self.relations: list[tuple[str, Table, ast.Expr | None, ast.Node]] = []
+        self.steps: list[Step] = []
         self._references: References | None = None
 
     def emit(self, stage: dict[str, Any]) -> None:
@@ -178,7 +188,7 @@ class SelectPlanner:
         s = self.select
         aggregates = self.aggregates()
         relations = self.from_items()
-        self.relations = [(kind, rel.table, on, node) for kind, rel, on, node in relations]
+        self.steps = relations
         exprs, collection, where_rest = self.build_from(relations)
         stars = [i for i in s.items if isinstance(i.expr, ast.Star)]
         grouped = bool(s.group_by or aggregates or s.having is not None)
@@ -208,7 +218,7 @@ class SelectPlanner:
 
         columns: tuple[plan.OutputColumn, ...] | None
         if stars:
-            if len(relations) > 1 or relations[0][1].table.columns is not None:
+            if len(relations) > 1 or relations[0].relation.table.columns is not None:
                 columns = self.table_star_projection(exprs, outputs, sorting=presort is None)
             else:
                 columns = self.star_projection(relations, exprs, outputs, sorting=presort is None)
@@ -228,8 +238,8 @@ class SelectPlanner:
         return plan.Aggregate(collection, self.pipeline, columns)
 
     # ------------------------------------------------------------ FROM
-    def from_items(self) -> list[tuple[str, Relation, ast.Expr | None, ast.Node]]:
-        """The FROM clause as a left-deep list of (join kind, relation, ON, node)."""
+    def from_items(self) -> list[Step]:
+        """The FROM clause as a left-deep list of steps."""
         s = self.select
         if not s.from_:
             return []
@@ -259,7 +269,7 @@ class SelectPlanner:
                     "pipeline ($lookup joins from one side)",
                     node.pos,
                 )
-        out = []
+        out: list[Step] = []
         aliases: set[str] = set()
         for kind, item, on, node in items:
             rel = self.relation(item)
@@ -269,7 +279,7 @@ class SelectPlanner:
                     item.pos,
                 )
             aliases.add(rel.table.alias)
-            out.append((kind, rel, on, node))
+            out.append(Step(kind, rel, on, node))
         return out
 
     def relation(self, item: ast.FromItem) -> Relation:
@@ -396,7 +406,7 @@ class SelectPlanner:
 
     def build_from(
         self,
-        relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+        relations: list[Step],
     ) -> tuple[ExprCompiler, str, ast.Expr | None]:
         """Emit the FROM stages; returns the row compiler, the collection and the WHERE part
         that still has to be applied."""
@@ -405,7 +415,7 @@ class SelectPlanner:
             self.scope = Scope(allow_columns=False, outer=self.outer)
             self.pipeline.extend(sources.ONE_ROW_PIPELINE)
             return self.compiler(self.scope), sources.ONE_ROW, where
-        _, first, _, _ = relations[0]
+        first = relations[0].relation
         self.pipeline.extend(self.stored_prefilter(first, where, len(relations) == 1))
         self.pipeline.extend(first.pipeline)
         if len(relations) == 1:
@@ -434,10 +444,11 @@ class SelectPlanner:
         self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [first.table.at((alias,))]
         late, relations = _push_into_joins(late, relations)
-        for i, (kind, rel, on, node) in enumerate(relations[1:]):
+        for i, step in enumerate(relations[1:]):
+            kind, rel, on, node = step.kind, step.relation, step.on, step.node
             tables.append(rel.table.at((rel.table.alias,)))
             if on is not None:
-                later = [r.table.alias for _, r, _, _ in relations[i + 2 :]]
+                later = [later_step.relation.table.alias for later_step in relations[i + 2 :]]
                 on = self.qualified_on(on, Scope(list(tables), outer=self.outer), later)
             left = Scope(list(tables[:-1]), outer=self.outer)
             self.join(kind, rel, on, left, node, nest if i == 0 else None)
@@ -500,7 +511,7 @@ class SelectPlanner:
         if rel.table.columns is not None:
             return None
         alias = rel.table.alias
-        others = {t.alias for _, t, _, _ in self.relations} - {alias}
+        others = {step.relation.table.alias for step in self.steps} - {alias}
         refs = self.references()
         if None in refs.stars or alias in refs.stars:
             return None
@@ -676,7 +687,7 @@ class SelectPlanner:
 
     def star_projection(
         self,
-        relations: list[tuple[str, Relation, ast.Expr | None, ast.Node]],
+        relations: list[Step],
         exprs: ExprCompiler,
         outputs: list[Output],
         sorting: bool,
@@ -687,7 +698,7 @@ class SelectPlanner:
         if extra:
             self.emit({"$addFields": extra})
         hide = list(self.temp_fields)
-        if len(relations) == 1 and relations[0][1].system:
+        if len(relations) == 1 and relations[0].relation.system:
             hide.append("_id")
         if hide:
             self.emit({"$project": {k: 0 for k in hide}})
@@ -873,10 +884,12 @@ def _tables_of(e: ast.Expr) -> set[str] | None:
     return found
 
 
-def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[ast.Expr], list]:
+def _push_into_joins(
+    conjuncts: list[ast.Expr], relations: list[Step]
+) -> tuple[list[ast.Expr], list[Step]]:
     """WHERE conditions of an inner or cross join move into that join's $lookup (as ON), so
     `FROM a, b WHERE a.k = b.k` joins on the key instead of filtering a cross product."""
-    aliases = [rel.table.alias for _, rel, _, _ in relations]
+    aliases = [step.relation.table.alias for step in relations]
     relations = list(relations)
     rest = []
     for conj in conjuncts:
@@ -884,12 +897,13 @@ def _push_into_joins(conjuncts: list[ast.Expr], relations: list) -> tuple[list[a
         target = None
         if tables and tables <= set(aliases):
             target = max(aliases.index(t) for t in tables)
-        if target is None or target == 0 or relations[target][0] not in ("INNER", "CROSS"):
+        if target is None or target == 0 or relations[target].kind not in ("INNER", "CROSS"):
             rest.append(conj)
             continue
-        kind, rel, on, node = relations[target]
-        on = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
-        relations[target] = ("INNER" if kind == "CROSS" else kind, rel, on, node)
+        step = relations[target]
+        on = conj if step.on is None else ast.Binary("AND", step.on, conj, conj.pos)
+        kind = "INNER" if step.kind == "CROSS" else step.kind
+        relations[target] = dataclasses.replace(step, kind=kind, on=on)
     return rest, relations
 
 
