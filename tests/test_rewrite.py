@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from queryleaf.errors import PlanningError
-from queryleaf.planner.rewrite import check_placement, mirror_right_join, resolve_references
+from queryleaf.planner.rewrite import (
+    check_placement,
+    mirror_right_join,
+    resolve_references,
+    where_into_on,
+)
 from queryleaf.sql.parser import parse
 from queryleaf.sql.printer import to_sql
 
@@ -114,3 +119,30 @@ def _planned(sql: str):
 )
 def test_the_find_or_aggregate_choice_is_made_on_the_pipeline(sql, kind):
     assert type(_planned(sql)).__name__ == kind
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        (
+            "SELECT a.x FROM a, b WHERE a.k = b.k AND a.y > 1",
+            "SELECT a.x FROM a JOIN b ON a.k = b.k WHERE a.y > 1",
+        ),
+        (
+            "SELECT * FROM a JOIN b ON a.k = b.k, c WHERE c.z = b.z AND b.w = 1",
+            "SELECT * FROM a JOIN b ON a.k = b.k AND b.w = 1 JOIN c ON c.z = b.z",
+        ),
+        # a LEFT JOIN's ON is not WHERE: the condition stays (it removes unmatched rows)
+        (
+            "SELECT * FROM a LEFT JOIN b ON a.k = b.k WHERE b.w = 1",
+            "SELECT * FROM a LEFT JOIN b ON a.k = b.k WHERE b.w = 1",
+        ),
+        # unqualified or subquery conditions stay: their tables are known only when planned
+        (
+            "SELECT * FROM a, b WHERE k = 1 AND EXISTS (SELECT 1 FROM c WHERE c.k = a.k)",
+            "SELECT * FROM a, b WHERE k = 1 AND EXISTS (SELECT 1 FROM c WHERE c.k = a.k)",
+        ),
+    ],
+)
+def test_where_into_on(sql, expected):
+    assert to_sql(where_into_on(_select(sql))) == expected

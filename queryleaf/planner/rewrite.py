@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 
 from queryleaf.errors import PlanningError
-from queryleaf.planner.expressions import AGGREGATES
+from queryleaf.planner.expressions import AGGREGATES, flatten
 from queryleaf.planner.windows import WINDOW_ONLY
 from queryleaf.sql import ast
-from queryleaf.sql.walk import replace_columns, walk_expr
+from queryleaf.sql.walk import has_subquery, replace_columns, walk_expr
 
 
 def normalize(select: ast.Select) -> ast.Select:
     """All passes, in order."""
     select = mirror_right_join(select)
+    select = where_into_on(select)
     select = resolve_references(select)
     check_placement(select)
     return select
@@ -115,3 +116,76 @@ def check_placement(select: ast.Select) -> None:
         for node in walk_expr(select.having):
             if isinstance(node, ast.FuncCall) and node.over is not None:
                 raise PlanningError("window functions are not allowed in HAVING", node.pos)
+
+
+def where_into_on(select: ast.Select) -> ast.Select:
+    """A WHERE condition of an inner or comma join that reads only the tables joined up to that
+    join moves into its ON: ``FROM a, b WHERE a.k = b.k`` becomes ``FROM a JOIN b ON a.k =
+    b.k``, which joins on the key instead of filtering a cross product. Conditions on the first
+    table alone stay in WHERE (they run before the joins, on its indexes)."""
+    if select.where is None or not select.from_:
+        return select
+    steps: list[list] = []  # [kind, item, on, node], left-deep
+    for i, item in enumerate(select.from_):
+        joins = []
+        while isinstance(item, ast.Join):
+            joins.append(item)
+            item = item.left
+        steps.append(["FROM" if i == 0 else "CROSS", item, None, item])
+        for join in reversed(joins):
+            if isinstance(join.right, ast.Join):
+                return select  # refused by the planner
+            steps.append([join.kind, join.right, join.on, join])
+    aliases = [table_alias(step[1]) for step in steps]
+    if len(steps) < 2 or None in aliases:
+        return select
+    rest: list[ast.Expr] = []
+    moved = False
+    for conj in flatten(select.where, "AND"):
+        tables = tables_of(conj)
+        target = (
+            max((aliases.index(t) for t in tables), default=0)
+            if tables and tables <= set(a for a in aliases if a is not None)
+            else None
+        )
+        if not target or steps[target][0] not in ("INNER", "CROSS"):
+            rest.append(conj)
+            continue
+        on = steps[target][2]
+        steps[target][2] = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
+        steps[target][0] = "INNER"
+        moved = True
+    if not moved:
+        return select
+    chain: ast.FromItem = steps[0][1]
+    for kind, item, on, node in steps[1:]:
+        chain = ast.Join(kind, chain, item, on, node.pos)
+    where = None
+    for conj in rest:
+        where = conj if where is None else ast.Binary("AND", where, conj, conj.pos)
+    return dataclasses.replace(select, from_=(chain,), where=where)
+
+
+def table_alias(item: ast.FromItem) -> str | None:
+    """The name that qualifies a FROM item's columns."""
+    if isinstance(item, ast.TableRef):
+        return item.alias or item.name
+    if isinstance(item, ast.TableFunction):
+        return item.alias or item.name.lower()
+    if isinstance(item, ast.DerivedTable):
+        return item.alias
+    return None
+
+
+def tables_of(e: ast.Expr) -> set[str] | None:
+    """The tables ``e`` reads through qualified columns; None when it has an unqualified column
+    or a subquery (then its tables are known only when it is planned)."""
+    found: set[str] = set()
+    if has_subquery(e):
+        return None
+    for node in walk_expr(e):
+        if isinstance(node, ast.Column):
+            if len(node.parts) < 2 or not isinstance(node.parts[0], str):
+                return None
+            found.add(node.parts[0])
+    return found

@@ -31,7 +31,7 @@ from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.rewrite import normalize
+from queryleaf.planner.rewrite import normalize, tables_of
 from queryleaf.planner.scope import (
     Scope,
     Table,
@@ -426,7 +426,7 @@ class SelectPlanner:
         early: list[ast.Expr] = []
         late: list[ast.Expr] = []
         for conj in _conjuncts(where):
-            reads = _tables_of(conj)
+            reads = tables_of(conj)
             (early if reads is not None and reads <= {first.table.alias} else late).append(conj)
         if early:
             match = and_filters(
@@ -443,7 +443,6 @@ class SelectPlanner:
         nest: dict[str, Any] = {alias: "$$ROOT" if keep is None else {f: f"${f}" for f in keep}}
         self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [first.table.at((alias,))]
-        late, relations = _push_into_joins(late, relations)
         for i, step in enumerate(relations[1:]):
             kind, rel, on, node = step.kind, step.relation, step.on, step.node
             tables.append(rel.table.at((rel.table.alias,)))
@@ -868,43 +867,6 @@ def count_value(e: ast.Expr, clause: str, bindings: Bindings) -> int:
 
 def _conjuncts(e: ast.Expr | None) -> list[ast.Expr]:
     return [] if e is None else flatten(e, "AND")
-
-
-def _tables_of(e: ast.Expr) -> set[str] | None:
-    """The tables e reads through qualified columns; None when it has an unqualified column or
-    a subquery (then its tables are not known before planning)."""
-    found: set[str] = set()
-    if has_subquery(e):
-        return None
-    for node in walk_expr(e):
-        if isinstance(node, ast.Column):
-            if len(node.parts) < 2 or not isinstance(node.parts[0], str):
-                return None
-            found.add(node.parts[0])
-    return found
-
-
-def _push_into_joins(
-    conjuncts: list[ast.Expr], relations: list[Step]
-) -> tuple[list[ast.Expr], list[Step]]:
-    """WHERE conditions of an inner or cross join move into that join's $lookup (as ON), so
-    `FROM a, b WHERE a.k = b.k` joins on the key instead of filtering a cross product."""
-    aliases = [step.relation.table.alias for step in relations]
-    relations = list(relations)
-    rest = []
-    for conj in conjuncts:
-        tables = _tables_of(conj)
-        target = None
-        if tables and tables <= set(aliases):
-            target = max(aliases.index(t) for t in tables)
-        if target is None or target == 0 or relations[target].kind not in ("INNER", "CROSS"):
-            rest.append(conj)
-            continue
-        step = relations[target]
-        on = conj if step.on is None else ast.Binary("AND", step.on, conj, conj.pos)
-        kind = "INNER" if step.kind == "CROSS" else step.kind
-        relations[target] = dataclasses.replace(step, kind=kind, on=on)
-    return rest, relations
 
 
 def plan_with_lets(
