@@ -170,7 +170,6 @@ def test_known_bug_arithmetic_on_missing_outer_value(ql):
     check(ql, "SELECT a._id FROM @A@ a WHERE EXISTS (SELECT 1 FROM @B@ b WHERE b.i = a.i + 2)")
 
 
-@_known_bug("AVOID_ARITHMETIC_ON_EMPTY_SCALAR_SUBQUERY")
 def test_known_bug_arithmetic_on_empty_scalar_subquery(ql):
     # the subquery finds no row: SQLite NULL; queryleaf "$add only supports numeric ... object"
     check(

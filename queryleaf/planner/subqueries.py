@@ -72,11 +72,17 @@ def subquery_lookup(
             result = {
                 "$switch": {
                     "branches": [{"case": {"$gt": [{"$size": rows}, 1]}, "then": too_many}],
+                    # No row is NULL (not missing, which arithmetic refuses on some servers).
                     "default": {
-                        "$getField": {
-                            "field": {"$literal": key},
-                            "input": {"$arrayElemAt": [rows, 0]},
-                        }
+                        "$ifNull": [
+                            {
+                                "$getField": {
+                                    "field": {"$literal": key},
+                                    "input": {"$arrayElemAt": [rows, 0]},
+                                }
+                            },
+                            None,
+                        ]
                     },
                 }
             }

@@ -53,7 +53,7 @@ AVOID_REPEATED_WINDOW_ORDER_KEY = False  # fixed
 # Arithmetic on a scalar subquery that finds no row ((SELECT b.i FROM b WHERE ...) + 1, or
 # unary minus) fails on the embedded server: "$add only supports numeric or date types, not
 # object" (the empty result is missing, not null). Avoided by COALESCE((SELECT ...), NULL).
-AVOID_ARITHMETIC_ON_EMPTY_SCALAR_SUBQUERY = True
+AVOID_ARITHMETIC_ON_EMPTY_SCALAR_SUBQUERY = False  # fixed
 # A subquery in JOIN ... ON fails on the server: "Use of undefined variable: o1_a" (the $lookup
 # of the subquery reads a variable of the join's $lookup that is not passed on). Avoided by no
 # subqueries in ON (subquerygen).
