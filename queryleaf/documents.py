@@ -20,20 +20,10 @@ def spread_row(doc: dict[str, Any], columns: tuple[plan.OutputColumn, ...]) -> d
     """A result row whose ``t.*`` columns are the fields of a table's document; a name already
     taken gets a suffix (``_id``, ``_id_2``), as the planner does for named columns."""
     row: dict[str, Any] = {}
-
-    def put(name: str, value: Any) -> None:
-        unique, n = name, 2
-        while unique in row:
-            unique, n = f"{name}_{n}", n + 1
-        row[unique] = value
-
     for c in columns:
         value = get_path(doc, c.key)
-        if c.spread:
-            for name, field_value in (value or {}).items():
-                put(name, field_value)
-        else:
-            put(c.name, value)
+        for name, field_value in (value or {}).items() if c.spread else [(c.name, value)]:
+            row[plan.unique_name(name, row)] = field_value
     return row
 
 

@@ -29,6 +29,15 @@ class OutputColumn:
     spread: bool = False
 
 
+def unique_name(name: str, taken: set[str] | dict[str, object]) -> str:
+    """``name``, or ``name_2``, ``name_3``... when a result column already has it (rows are
+    dictionaries: every column needs its own name)."""
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name}_{n}", n + 1
+    return unique
+
+
 class Plan(ABC):
     # Whether the commands may run inside a transaction (with its session). Off unless a plan
     # says so: catalog changes (views, subscriptions) cannot be part of one.

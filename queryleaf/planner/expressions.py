@@ -39,9 +39,9 @@ AGGREGATES = frozenset(
 )
 
 
-def dotted(parts: tuple[str | int, ...]) -> str:
-    """A path in query-language form: ``items.0.price``."""
-    return ".".join(str(p) for p in parts)
+def is_field_path(v: Any) -> bool:
+    """Whether a compiled expression is a field path of the row (``'$a.b'``, not ``'$$var'``)."""
+    return isinstance(v, str) and v.startswith("$") and not v.startswith("$$")
 
 
 def is_null_expr(v: Any) -> dict:

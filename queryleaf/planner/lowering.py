@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from queryleaf import plan
+from queryleaf.planner.expressions import is_field_path
 
 _PAGING = ("$skip", "$limit")
 
@@ -87,12 +88,7 @@ def _plain_path(value: Any) -> str | None:
     if not (isinstance(value, dict) and list(value) == ["$ifNull"]):
         return None
     inner, fallback = value["$ifNull"]
-    if (
-        fallback is not None
-        or not isinstance(inner, str)
-        or not inner.startswith("$")
-        or inner.startswith("$$")
-    ):
+    if fallback is not None or not is_field_path(inner):
         return None
     path = inner[1:]
     if any(part.isdigit() or not part for part in path.split(".")):

@@ -125,45 +125,57 @@ def where_into_on(select: ast.Select) -> ast.Select:
     table alone stay in WHERE (they run before the joins, on its indexes)."""
     if select.where is None or not select.from_:
         return select
-    steps: list[list] = []  # [kind, item, on, node], left-deep
-    for i, item in enumerate(select.from_):
-        joins = []
-        while isinstance(item, ast.Join):
-            joins.append(item)
-            item = item.left
-        steps.append(["FROM" if i == 0 else "CROSS", item, None, item])
-        for join in reversed(joins):
-            if isinstance(join.right, ast.Join):
-                return select  # refused by the planner
-            steps.append([join.kind, join.right, join.on, join])
-    aliases = [table_alias(step[1]) for step in steps]
+    try:
+        steps = from_chain(select)
+    except PlanningError:
+        return select  # the planner says why
+    kinds = [kind for kind, _, _, _ in steps]
+    ons = [on for _, _, on, _ in steps]
+    aliases = [table_alias(item) for _, item, _, _ in steps]
     if len(steps) < 2 or None in aliases:
         return select
     rest: list[ast.Expr] = []
-    moved = False
     for conj in flatten(select.where, "AND"):
         tables = tables_of(conj)
-        target = (
-            max((aliases.index(t) for t in tables), default=0)
-            if tables and tables <= set(a for a in aliases if a is not None)
-            else None
-        )
-        if not target or steps[target][0] not in ("INNER", "CROSS"):
+        known = tables is not None and tables <= set(aliases)
+        target = max((aliases.index(t) for t in tables or ()), default=0) if known else 0
+        if not target or kinds[target] not in ("INNER", "CROSS"):
             rest.append(conj)
             continue
-        on = steps[target][2]
-        steps[target][2] = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
-        steps[target][0] = "INNER"
-        moved = True
-    if not moved:
+        on = ons[target]
+        ons[target] = conj if on is None else ast.Binary("AND", on, conj, conj.pos)
+        kinds[target] = "INNER"
+    if ons == [on for _, _, on, _ in steps]:
         return select
-    chain: ast.FromItem = steps[0][1]
-    for kind, item, on, node in steps[1:]:
+    chain = steps[0][1]
+    for (_, item, _, node), kind, on in zip(steps[1:], kinds[1:], ons[1:], strict=True):
         chain = ast.Join(kind, chain, item, on, node.pos)
     where = None
     for conj in rest:
         where = conj if where is None else ast.Binary("AND", where, conj, conj.pos)
     return dataclasses.replace(select, from_=(chain,), where=where)
+
+
+FromStep = tuple[str, ast.FromItem, ast.Expr | None, ast.Node]
+
+
+def from_chain(select: ast.Select) -> list[FromStep]:
+    """The FROM clause as a left-deep list of (join kind, item, ON, node): the first item is
+    FROM, each further comma item CROSS; a parenthesised join on the right is an error."""
+    steps: list[FromStep] = []
+    for i, item in enumerate(select.from_):
+        joins = []  # the left-deep chain ``a JOIN b ... JOIN c ...``, outermost first
+        while isinstance(item, ast.Join):
+            joins.append(item)
+            item = item.left
+        steps.append(("FROM" if i == 0 else "CROSS", item, None, item))
+        for join in reversed(joins):
+            if isinstance(join.right, ast.Join):
+                raise PlanningError(
+                    "a parenthesised join on the right of JOIN is not supported", join.right.pos
+                )
+            steps.append((join.kind, join.right, join.on, join))
+    return steps
 
 
 def table_alias(item: ast.FromItem) -> str | None:

@@ -24,6 +24,7 @@ from queryleaf.planner.expressions import (
     AGGREGATES,
     ExprCompiler,
     flatten,
+    is_field_path,
     is_null_expr,
     may_be_missing,
 )
@@ -31,7 +32,7 @@ from queryleaf.planner.filters import FilterCompiler, and_filters
 from queryleaf.planner.joins import find_equi_key, keyed_join
 from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.rewrite import normalize, tables_of
+from queryleaf.planner.rewrite import from_chain, normalize, tables_of
 from queryleaf.planner.scope import (
     Scope,
     Table,
@@ -243,19 +244,7 @@ class SelectPlanner:
         s = self.select
         if not s.from_:
             return []
-        items: list[tuple[str, ast.FromItem, ast.Expr | None, ast.Node]] = []
-        for i, item in enumerate(s.from_):
-            joins = []  # the left-deep chain ``a JOIN b ... JOIN c ...``, outermost first
-            while isinstance(item, ast.Join):
-                joins.append(item)
-                item = item.left
-            items.append(("FROM" if i == 0 else "CROSS", item, None, item))
-            for join in reversed(joins):
-                if isinstance(join.right, ast.Join):
-                    raise PlanningError(
-                        "a parenthesised join on the right of JOIN is not supported", join.right.pos
-                    )
-                items.append((join.kind, join.right, join.on, join))
+        items = from_chain(s)
         for kind, _, _, node in items:
             if kind == "RIGHT":
                 raise PlanningError(
@@ -437,9 +426,7 @@ class SelectPlanner:
         alias = first.table.alias
         keep = self.used_fields(first)
         # One stage nests the fields the query reads under the alias; the first join may add
-        # its lookup key to it (join()). A name that is not a plain field name keeps all.
-        if keep is not None and any("." in f or f.startswith("$") or not f for f in keep):
-            keep = None
+        # its lookup key to it (join()).
         nest: dict[str, Any] = {alias: "$$ROOT" if keep is None else {f: f"${f}" for f in keep}}
         self.emit({"$replaceRoot": {"newRoot": nest}})
         tables = [first.table.at((alias,))]
@@ -607,10 +594,7 @@ class SelectPlanner:
         for i, item in enumerate(self.select.items):
             if isinstance(item.expr, ast.Star):
                 continue
-            name = item.alias or self.default_name(item.expr)
-            unique, n = name, 2
-            while unique in used:
-                unique, n = f"{name}_{n}", n + 1
+            unique = plan.unique_name(item.alias or self.default_name(item.expr), used)
             used.add(unique)
             key = unique if _SAFE_KEY.match(unique) and not unique.startswith("__") else f"_{i}"
             outs.append(Output(item, unique, key))
@@ -676,12 +660,10 @@ class SelectPlanner:
             proj.update(self.hidden_sort_keys(exprs, outputs))
         self.emit({"$project": proj})
         used: set[str] = set()
-        for i, c in enumerate(columns):  # a name taken by an earlier column gets a suffix
-            unique, n = c.name, 2
-            while unique in used and not c.spread:
-                unique, n = f"{c.name}_{n}", n + 1
-            used.add(unique)
-            columns[i] = dataclasses.replace(c, name=unique)
+        for i, c in enumerate(columns):  # a spread column's names are known when rows are read
+            if not c.spread:
+                columns[i] = dataclasses.replace(c, name=plan.unique_name(c.name, used))
+                used.add(columns[i].name)
         return tuple(columns)
 
     def star_projection(
@@ -732,7 +714,7 @@ class SelectPlanner:
         # holds a missing value as null: no $ifNull per key and row is needed.
         if len(keys) == 1:
             group_id = exprs.compile(keys[0])
-            if may_be_missing(group_id) and not _is_field_path(group_id):
+            if may_be_missing(group_id) and not is_field_path(group_id):
                 # An expression that yields missing ($getField of a quoted name) is a group
                 # apart from null on SecantusDB; SQL has one NULL.
                 group_id = {"$ifNull": [group_id, None]}
@@ -899,7 +881,3 @@ def plan_select_statement(
 ) -> plan.Aggregate | plan.Find:
     planned = plan_query(query, Context(bindings, tables=tables))
     return lower_to_find(planned) if isinstance(planned, plan.Aggregate) else planned
-
-
-def _is_field_path(v: Any) -> bool:
-    return isinstance(v, str) and v.startswith("$") and not v.startswith("$$")

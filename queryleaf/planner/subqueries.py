@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from queryleaf.errors import PlanningError
 from queryleaf.planner.comparisons import COMPLEMENT, OPERATOR
-from queryleaf.planner.expressions import ExprCompiler, is_null_expr
+from queryleaf.planner.expressions import ExprCompiler, is_field_path, is_null_expr
 from queryleaf.sql import ast
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def _after_grouping(value: Any, compiler: ExprCompiler, e: ast.Expr) -> Any:
             and compiler.scope.expression(key[1]) == value
         ):
             return grouped
-    if isinstance(value, str) and value.startswith("$") and not value.startswith("$$"):
+    if is_field_path(value):
         raise PlanningError(
             f"a subquery of a grouped query reads {value[1:]}, which is neither "
             "grouped nor aggregated: add it to GROUP BY",

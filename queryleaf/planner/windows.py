@@ -7,7 +7,7 @@ from typing import Any
 
 from queryleaf.errors import PlanningError
 from queryleaf.planner.aggregates import SIMPLE_ACCUMULATORS, accumulate
-from queryleaf.planner.expressions import ExprCompiler
+from queryleaf.planner.expressions import ExprCompiler, is_field_path
 from queryleaf.sql import ast
 
 WINDOW_ONLY = frozenset(
@@ -97,7 +97,7 @@ def plan_windows(
                         # milliseconds, DESC a negated key (a string key fails at run time).
                         v = {"$multiply": [direction, {"$toDouble": v}]}
                         direction = 1
-                    if isinstance(v, str) and v.startswith("$") and not v.startswith("$$"):
+                    if is_field_path(v):
                         path = v[1:]
                     else:
                         path = fresh("__ws")

@@ -9,7 +9,7 @@ from queryleaf.documents import nest
 from queryleaf.errors import PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.planner.constants import NotConstant, constant
-from queryleaf.planner.expressions import ExprCompiler, dotted, literal, path_set
+from queryleaf.planner.expressions import ExprCompiler, literal, path_set
 from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.references import not_reads, storing_reads_of
@@ -196,12 +196,13 @@ def plan_update(
                 values.append((exprs.compile(a.value), False))
     indexed = any(isinstance(p, int) for t in targets for p in t)
     update: Any
-    if any(field_path(t) is None for t in targets):
+    paths = [field_path(t) for t in targets]  # None: a name a path cannot hold
+    if None in paths:
         update = [{"$replaceWith": _set_fields(targets, values, stmt.assignments)}]
     elif all(is_const for _, is_const in values) and (
         indexed or all(_plain_keys(v) for v, _ in values)
     ):
-        update = {"$set": {dotted(t): v for t, (v, _) in zip(targets, values, strict=True)}}
+        update = {"$set": {p: v for p, (v, _) in zip(paths, values, strict=True)}}
     else:
         for t, a in zip(targets, stmt.assignments, strict=True):
             if any(isinstance(p, int) for p in t):
@@ -209,8 +210,8 @@ def plan_update(
         update = [
             {
                 "$set": {
-                    dotted(t): (literal(v) if is_const else v)
-                    for t, (v, is_const) in zip(targets, values, strict=True)
+                    p: (literal(v) if is_const else v)
+                    for p, (v, is_const) in zip(paths, values, strict=True)
                 }
             }
         ]
