@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queryleaf.planner import plan_statement
-from queryleaf.planner import select as select_module
+from queryleaf.planner import from_clause as from_clause_module
 from queryleaf.planner.joins import lookup_key
 from queryleaf.sql.parser import parse
 
@@ -201,7 +201,7 @@ def test_keyed_joins_answer_as_the_pipeline_form(ql, monkeypatch, indexed):
     queries = [*EQUIVALENT, GROUPED]
     keyed = {sql: _answer(ql, sql) for sql in queries}
     assert all("localField" in str(_pipeline(sql)) for sql in queries)
-    monkeypatch.setattr(select_module, "find_equi_key", lambda *a: None)
+    monkeypatch.setattr(from_clause_module, "find_equi_key", lambda *a: None)
     for sql in queries:
         assert "localField" not in str(_pipeline(sql))
         expected = _answer(ql, sql)

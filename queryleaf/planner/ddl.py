@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
+from queryleaf.planner.lowering import as_aggregate
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.select import as_aggregate
 from queryleaf.planner.select import plan_select_statement as plan_query
 from queryleaf.sql import ast
 

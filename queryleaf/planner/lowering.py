@@ -16,6 +16,36 @@ from queryleaf.planner.expressions import is_field_path
 _PAGING = ("$skip", "$limit")
 
 
+def as_aggregate(p: plan.Aggregate | plan.Find) -> plan.Aggregate:
+    """The inverse: a plan as a pipeline over its collection (a find's output keys made flat),
+    for a query read by another one (subquery, derived table, view, INSERT ... SELECT)."""
+    if isinstance(p, plan.Aggregate):
+        return p
+    pipeline: list[dict[str, Any]] = []
+    if p.filter:
+        pipeline.append({"$match": p.filter})
+    if p.sort:
+        pipeline.append({"$sort": dict(p.sort)})
+    if p.skip:
+        pipeline.append({"$skip": p.skip})
+    if p.limit:
+        pipeline.append({"$limit": p.limit})
+    columns = None
+    if p.columns is not None:
+        pipeline.append(
+            {
+                "$project": {
+                    "_id": 0,
+                    **{f"_{i}": {"$ifNull": ["$" + c.key, None]} for i, c in enumerate(p.columns)},
+                }
+            }
+        )
+        columns = tuple(plan.OutputColumn(c.name, f"_{i}") for i, c in enumerate(p.columns))
+    elif p.projection is not None:
+        pipeline.append({"$project": p.projection})
+    return plan.Aggregate(p.collection, pipeline, columns)
+
+
 def lower_to_find(p: plan.Aggregate) -> plan.Aggregate | plan.Find:
     if p.collection is None:
         return p

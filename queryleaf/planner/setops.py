@@ -6,8 +6,10 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
+from queryleaf.planner.context import Context
+from queryleaf.planner.lowering import as_aggregate
 from queryleaf.planner.scope import Scope, merge_lets
-from queryleaf.planner.select import Context, as_aggregate, count_value, plan_with_lets
+from queryleaf.planner.select import count_value, plan_with_lets
 from queryleaf.sql import ast
 
 

@@ -1,6 +1,14 @@
-"""Table functions as sources: tables that are not collections read as they are.
+"""Sources: what a FROM item reads, and how its stored documents become rows.
 
-A package that owns such a table registers it here (the event runtime registers
+Every FROM item names a source, and every source gives the planner the same thing, a
+``Relation``: the collection to read, the stages that turn its documents into rows, and the
+table its columns resolve in. The kinds of source:
+
+* ``Collection``: a stored collection or view, read as it is (a find can serve it);
+* ``QueryResult``: a derived table or WITH query, already planned: its pipeline and columns;
+* ``TableFunction``: ``NAME()``, a table that is not a collection read as is.
+
+A package that owns a table function registers it here (the event runtime registers
 ``CHANGE_STREAM_EVENTS()`` and the other system tables when queryleaf is imported), with the stages
 that turn its stored documents into rows; the planner looks names up here and knows nothing of
 the package. A package also reserves the collection-name prefix it owns, so SQL cannot write
@@ -11,7 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from queryleaf import plan
+from queryleaf.errors import PlanningError, Position
+from queryleaf.planner.lowering import as_aggregate
+from queryleaf.planner.scope import Table
 
 Stages = list[dict[str, Any]]
 
@@ -19,6 +32,61 @@ Stages = list[dict[str, Any]]
 # $facet), so it also works inside views and subqueries.
 ONE_ROW = "__queryleaf_one"
 ONE_ROW_PIPELINE: Stages = [{"$facet": {"one": [{"$limit": 1}]}}, {"$project": {"one": 0}}]
+
+
+@dataclass
+class Relation:
+    """The rows of a FROM item before the query's own stages."""
+
+    collection: str
+    pipeline: Stages
+    table: Table
+    plain: bool = False  # a stored collection read as is (find-able)
+    system: bool = False  # a queryleaf system collection (hide _id for SELECT *)
+    # The event log keeps rows grouped in stored documents: columns every row of a document
+    # shares (stored at its top level), and columns whose least and greatest value the document
+    # records. Filters on them also run, on the documents, before ``pipeline`` (stored.py).
+    stored_fields: frozenset[str] = frozenset()
+    stored_ranges: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    def relation(self, alias: str, columns: set[str] | None) -> Relation:
+        """The rows under ``alias``; ``columns``: the top-level columns the query may read
+        (None: all of them), so a source can skip computing the others."""
+        ...
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A stored collection or view: its documents are the rows."""
+
+    name: str
+
+    def relation(self, alias: str, columns: set[str] | None) -> Relation:
+        return Relation(self.name, [], Table(alias, collection=self.name), plain=True)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A derived table or WITH query: the rows of its plan, under its output column names."""
+
+    planned: plan.Aggregate | plan.Find
+    pos: Position | None = None
+
+    def relation(self, alias: str, columns: set[str] | None) -> Relation:
+        agg = as_aggregate(self.planned)
+        if agg.columns is None:  # SELECT * of one table: its documents pass through
+            return Relation(agg.collection, list(agg.pipeline), Table(alias))
+        if any(c.spread for c in agg.columns):
+            raise PlanningError(
+                f"subquery {alias}: * over a join is not allowed in a derived "
+                "table or CTE (the tables' columns are not known); list the "
+                "columns",
+                self.pos,
+            )
+        named = {c.name: c.key for c in agg.columns}
+        return Relation(agg.collection, list(agg.pipeline), Table(alias, (), named))
 
 
 @dataclass(frozen=True)
@@ -34,6 +102,18 @@ class TableFunction:
     rows: Callable[[Iterable[str] | None], Stages] | None = None
     stored_fields: frozenset[str] = frozenset()
     stored_ranges: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def relation(self, alias: str, columns: set[str] | None) -> Relation:
+        pipeline = self.rows(columns) if self.rows is not None else []
+        return Relation(
+            self.collection,
+            pipeline,
+            Table(alias),
+            plain=not pipeline,
+            system=True,
+            stored_fields=self.stored_fields,
+            stored_ranges=dict(self.stored_ranges),
+        )
 
 
 _TABLE_FUNCTIONS: dict[str, TableFunction] = {}

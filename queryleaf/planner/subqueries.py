@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING, Any
 from queryleaf.errors import PlanningError
 from queryleaf.planner.comparisons import COMPLEMENT, OPERATOR
 from queryleaf.planner.expressions import ExprCompiler, is_field_path, is_null_expr
+from queryleaf.planner.lowering import as_aggregate
 from queryleaf.sql import ast
 
 if TYPE_CHECKING:
-    from queryleaf.planner.select import Context
+    from queryleaf.planner.context import Context
 
 
 def subquery_lookup(
     e: ast.Expr, compiler: ExprCompiler, ctx: Context
 ) -> tuple[dict[str, Any], Any, str]:
     """The $lookup stage, the expression reading the subquery's value, the temporary field."""
-    from queryleaf.planner.select import as_aggregate, plan_with_lets
+    from queryleaf.planner.select import plan_with_lets
 
     query = e.query  # type: ignore[attr-defined]
     sub, lets = plan_with_lets(query, ctx, outer=compiler.scope)

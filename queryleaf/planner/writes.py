@@ -11,6 +11,7 @@ from queryleaf.planner import sources
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler, literal, path_set
 from queryleaf.planner.filters import FilterCompiler
+from queryleaf.planner.lowering import as_aggregate
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.references import not_reads, storing_reads_of
 from queryleaf.planner.scope import Scope, Table, display_path, field_path
@@ -162,7 +163,6 @@ def _id_query(
     select = ast.Select(
         (ast.SelectItem(ast.Column(("_id",))),), (ast.TableRef(table, alias),), where
     )
-    from queryleaf.planner.select import as_aggregate
 
     return as_aggregate(plan_query(select, bindings, tables))
 
