@@ -165,7 +165,6 @@ def test_known_bug_arithmetic_on_missing_join_value(ql):
     check(ql, "SELECT a._id, b._id FROM @A@ a JOIN @B@ b ON a.i + 1 = b.i")
 
 
-@_known_bug("AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE")
 def test_known_bug_arithmetic_on_missing_outer_value(ql):
     check(ql, "SELECT a._id FROM @A@ a WHERE EXISTS (SELECT 1 FROM @B@ b WHERE b.i = a.i + 2)")
 

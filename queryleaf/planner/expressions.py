@@ -17,7 +17,7 @@ from queryleaf.errors import PlanningError
 from queryleaf.planner.comparisons import OPERATOR
 from queryleaf.planner.constants import NotConstant, literal_value
 from queryleaf.planner.params import Bindings
-from queryleaf.planner.scope import Scope, display_path
+from queryleaf.planner.scope import Scope, display_path, is_outer_variable
 from queryleaf.sql import ast
 from queryleaf.sql.walk import child_list, field_names
 
@@ -62,6 +62,13 @@ def literal(value: Any) -> Any:
     if isinstance(value, dict | list):
         return {"$literal": value}
     return value
+
+
+def arithmetic_operand(v: Any) -> Any:
+    """An operand of arithmetic: an outer column read through a ``$lookup`` variable is read as
+    null when missing. The embedded server binds a variable to a missing field as a value that
+    $add, $subtract, ... refuse; MongoDB documents null for a missing operand (same answer)."""
+    return {"$ifNull": [v, None]} if is_outer_variable(v) else v
 
 
 _NULL_PROPAGATING = {
@@ -508,7 +515,7 @@ class ExprCompiler:
     # ------------------------------------------------------------ operators
     def _unary(self, e: ast.Unary) -> Any:
         if e.op == "-":
-            return {"$multiply": [-1, self.compile(e.operand)]}
+            return {"$multiply": [-1, arithmetic_operand(self.compile(e.operand))]}
         if e.op == "+":
             return self.compile(e.operand)
         if e.op == "NOT":
@@ -549,6 +556,8 @@ class ExprCompiler:
                 return null_guard(operands, {OPERATOR[op]: refs})
 
             return bound([a, b], compare, "t") if any(nullable_sides) else compare([a, b])
+        if op in ("+", "-", "*") or op in _DIVISIONS:
+            a, b = arithmetic_operand(a), arithmetic_operand(b)
         if op == "+":
             return {"$add": [a, b]}
         if op == "-":
@@ -582,7 +591,7 @@ class ExprCompiler:
         if e.op == "||":
             return {operator: [to_text(self.compile(o), o) for o in operands]}
         if e.op != "+" or not any(isinstance(o, ast.Interval) for o in operands):
-            return {operator: [self.compile(o) for o in operands]}
+            return {operator: [arithmetic_operand(self.compile(o)) for o in operands]}
         from queryleaf.planner.functions import date_add
 
         first, rest = operands[0], operands[1:]

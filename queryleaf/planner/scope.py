@@ -17,6 +17,14 @@ from queryleaf.planner import references
 from queryleaf.sql import ast
 
 
+# The prefix of the variables that bind an outer query's columns in a $lookup's let.
+OUTER_VARIABLE = "o_"
+
+
+def is_outer_variable(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith("$$" + OUTER_VARIABLE)
+
+
 @dataclass
 class Table:
     alias: str  # the name that qualifies its columns
@@ -91,7 +99,7 @@ class Scope:
             value = self.outer.expression(inner)
             # Named by what it reads, so that the variables of two scopes merged into one
             # $lookup's let agree: one name, one value (merge_lets checks it).
-            var = f"o_{_safe(inner.table)}_{_safe(display_path(inner.path))}"
+            var = f"{OUTER_VARIABLE}{_safe(inner.table)}_{_safe(display_path(inner.path))}"
             for name, expr in self.lets.items():
                 if expr == value:
                     var = name

@@ -34,7 +34,7 @@ AVOID_NULL_RANGE_KEYS = True
 # ("$add only supports numeric or date types, not object"; MongoDB documents null for a missing
 # operand). queryleaf can bind such variables with $ifNull, as it does for $let. Avoided by
 # reading such columns as COALESCE(col, NULL) in those places (relations.RelScope).
-AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE = True
+AVOID_ARITHMETIC_ON_MISSING_JOIN_VALUE = False  # fixed
 # SELECT * (or d.*) over a derived table / CTE that selects _id names it _0, _1, ... (an internal
 # name leaks; "_id through derived tables may be renamed"). Avoided by not generating the outer
 # SELECT * when the relation has an _id column.
