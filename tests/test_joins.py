@@ -20,8 +20,8 @@ from differential.data import COLUMNS, MISSING, SQLITE_TYPES, rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from queryleaf.planner import plan_statement
 from queryleaf.planner import from_clause as from_clause_module
+from queryleaf.planner import plan_statement
 from queryleaf.planner.joins import lookup_key
 from queryleaf.sql.parser import parse
 

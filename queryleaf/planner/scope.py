@@ -16,7 +16,6 @@ from queryleaf.errors import ErrorCode, PlanningError
 from queryleaf.planner import references
 from queryleaf.sql import ast
 
-
 # The prefix of the variables that bind an outer query's columns in a $lookup's let.
 OUTER_VARIABLE = "o_"
 
