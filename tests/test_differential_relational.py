@@ -212,9 +212,7 @@ def test_known_bug_repeated_window_order_key(ql):
     check(ql, "SELECT _id, ROW_NUMBER() OVER (ORDER BY _id, _id DESC) FROM @A@")
 
 
-@_known_bug("AVOID_SUBQUERY_IN_ON")
 def test_known_bug_subquery_in_on(ql):
-    # server error: "Use of undefined variable: o1_a"
     check(
         ql,
         "SELECT a._id, b._id FROM @A@ a JOIN @B@ b ON a.i = b.i "

@@ -24,6 +24,7 @@ from queryleaf.planner.rewrite import tables_of
 from queryleaf.planner.scope import Scope, Table, display_path, is_plain_field, merge_lets
 from queryleaf.planner.sources import Relation
 from queryleaf.planner.stored import document_conditions
+from queryleaf.planner.subqueries import subquery_lookup
 from queryleaf.sql import ast
 from queryleaf.sql.walk import has_subquery, replace_columns
 
@@ -201,11 +202,27 @@ class FromPlanner:
                 return
         inner = Scope([rel.table.at(())], outer=left)
         stages = list(rel.pipeline)
+        hidden: list[str] = []
         if on is not None:
-            stages.append({"$match": FilterCompiler(self.compiler(inner)).match(on)})
+            # A subquery in ON reads the join's variables: its $lookup runs inside the join's
+            # pipeline, where they are bound, not in the query's pending stages.
+            placed: list[dict[str, Any]] = []
+
+            def subquery(e: ast.Expr, compiler: ExprCompiler) -> Any:
+                stage, value, name = subquery_lookup(e, compiler, self.ctx)
+                placed.append(stage)
+                hidden.append(name)
+                return value
+
+            compiler = ExprCompiler(inner, self.ctx.bindings, subquery=subquery)
+            match = FilterCompiler(compiler).match(on)
+            stages.extend(placed)
+            stages.append({"$match": match})
         keep = self.used_fields(rel)
         if keep is not None:
             stages.append({"$project": keep})
+        elif hidden:
+            stages.append({"$project": {name: 0 for name in hidden}})
         lookup: dict[str, Any] = {}
         if rel.collection is not None:
             lookup["from"] = rel.collection

@@ -57,7 +57,7 @@ AVOID_ARITHMETIC_ON_EMPTY_SCALAR_SUBQUERY = False  # fixed
 # A subquery in JOIN ... ON fails on the server: "Use of undefined variable: o1_a" (the $lookup
 # of the subquery reads a variable of the join's $lookup that is not passed on). Avoided by no
 # subqueries in ON (subquerygen).
-AVOID_SUBQUERY_IN_ON = True
+AVOID_SUBQUERY_IN_ON = False  # fixed
 # A subquery in the select list or HAVING of a grouped query, correlated on a GROUP BY key
 # (SELECT a.i, (SELECT COUNT(*) FROM b WHERE b.i = a.i) FROM a GROUP BY a.i; HAVING EXISTS (...
 # b.i = a.i)), reads the key as NULL: wrong results. Avoided by uncorrelated subqueries there.
