@@ -16,14 +16,14 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 import queryleaf
-from queryleaf.cli.output import cell_text, status_line
+from queryleaf.cli.output import Printer
 
 HERE = Path(__file__).parent
 DATABASE = "queryleaf_demo"
 console = Console()
+printer = Printer()  # the command line's table format: NULL, cut cells and records alike
 
 SUBSCRIPTIONS = """
 CREATE EVENT_SUBSCRIPTION inventory_events AS (
@@ -95,13 +95,9 @@ FROM DEAD_LETTER_EVENTS()
 
 
 def show(title: str, result: queryleaf.Result) -> None:
-    table = Table(title=title, title_justify="left", header_style="bold cyan")
-    for column in result.columns:
-        table.add_column(column)
-    for row in result.rows:
-        table.add_row(*(cell_text(row[c]) for c in result.columns))
-    console.print(table)
-    console.print(f"[dim]{status_line(result)}[/dim]\n")
+    console.print(f"[bold cyan]{title}[/bold cyan]")
+    printer.result(result)
+    console.print()
 
 
 def reserve_stock(event: dict) -> None:

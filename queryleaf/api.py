@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -170,7 +171,14 @@ class QueryLeaf:
         finally:
             self._fields.written(p)
         result.warnings = warnings
+        if reads_whole_documents(p):
+            assert isinstance(p, plan.Find | plan.Aggregate)
+            result.columns_when_empty = lambda: self._sampled_fields(p.collection)
         return result
+
+    def _sampled_fields(self, collection: str) -> list[str]:
+        sample = self._fields.sample(collection)
+        return list(sample.fields) if sample is not None else []
 
     # ------------------------------------------------------------ transactions
     @property
@@ -278,6 +286,11 @@ class QueryLeaf:
         return run_worker(self, **kwargs)
 
     # ------------------------------------------------------------ lifecycle
+    @property
+    def embedded_data_dir(self) -> Path | None:
+        """The data directory of the embedded server in use; None when connected by URI."""
+        return self._lease.data_dir if self._lease is not None else None
+
     def close(self) -> None:
         """Close the connection; an open transaction is rolled back."""
         txn, self._transaction = self._transaction, None
@@ -296,6 +309,22 @@ class QueryLeaf:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Stages that keep a document's fields as they are: a SELECT * made only of these shows the
+# collection's own fields, so an empty result can show them as its columns.
+_WHOLE_DOCUMENT_STAGES = frozenset({"$match", "$sort", "$skip", "$limit"})
+
+
+def reads_whole_documents(p: plan.Plan) -> bool:
+    """Whether ``p`` is a ``SELECT *`` of one collection's documents, unchanged."""
+    if isinstance(p, plan.Find):
+        return p.columns is None and not p.projection
+    if isinstance(p, plan.Aggregate):
+        return p.columns is None and all(
+            set(stage) <= _WHOLE_DOCUMENT_STAGES for stage in p.pipeline
+        )
+    return False
 
 
 def connect(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,9 @@ class QueryWarning:
 
     def __str__(self) -> str:
         return f"{self.message} at {self.position}" if self.position else self.message
+
+
+REPR_COLUMNS = 5  # the columns a repr names
 
 
 class Result:
@@ -57,6 +60,8 @@ class Result:
         self.commands = commands
         self.elapsed_ms = elapsed_ms
         self.warnings: list[QueryWarning] = []
+        # SELECT * of a collection: its sampled fields, the columns when no row came back.
+        self.columns_when_empty: Callable[[], list[str]] | None = None
 
     # ------------------------------------------------------------ rows
     def _materialize(self) -> list[dict[str, Any]]:
@@ -70,6 +75,8 @@ class Result:
                 for r in rows:
                     names.update(dict.fromkeys(r))
                 columns = list(names)
+                if not rows and self.columns_when_empty is not None:
+                    columns = self.columns_when_empty()
                 if "_id" in names:
                     columns = ["_id", *[c for c in columns if c != "_id"]]
                 self._columns = columns
@@ -114,10 +121,26 @@ class Result:
         return len(self.rows)
 
     def __repr__(self) -> str:
-        return (
-            f"Result(statement={self.statement!r}, columns={self._columns!r}, "
-            f"rowcount={self._rowcount!r}, message={self.message!r})"
-        )
+        """``<Result SELECT: 3 rows; columns _id, name, age>``, ``<Result INSERT: 2 affected>``;
+        never reads a result's rows (a stream not read yet says so)."""
+        kind = (self.statement.split() or ["?"])[0].upper()
+        if self.commands is not None:
+            n = len(self.commands)
+            return f"<Result {kind}: {n} command{'' if n == 1 else 's'}>"
+        if self._stream is not None and not self._streamed:
+            size = "rows not read yet"
+        elif self._rows is not None or self._stream is not None:
+            n = self._rowcount if self._rows is None else len(self._rows)
+            size = f"{n} row{'' if n == 1 else 's'}"
+        elif self._rowcount >= 0:
+            size = f"{self._rowcount} affected"
+        else:
+            size = self.message or "done"
+        if self._columns:
+            shown = ", ".join(self._columns[:REPR_COLUMNS])
+            more = f", … ({len(self._columns)} in all)" if len(self._columns) > REPR_COLUMNS else ""
+            size += f"; columns {shown}{more}"
+        return f"<Result {kind}: {size}>"
 
     def scalar(self) -> Any:
         """The first column of the first row (None when there are no rows)."""

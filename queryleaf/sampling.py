@@ -42,6 +42,9 @@ class Sample:
     taken_at: float
     generation: int  # FieldSampler's count of writes when it was taken
     is_view: bool = False
+    # The top-level fields, ``_id`` first, then in the order they first appear in the sample:
+    # the columns an empty ``SELECT *`` shows.
+    fields: tuple[str, ...] = ()
 
 
 class FieldSampler:
@@ -86,10 +89,12 @@ class FieldSampler:
                 [{"$sample": {"size": SAMPLE_SIZE}}], batchSize=SAMPLE_SIZE
             )
             paths: set[FieldPath] = set()
+            fields: dict[str, None] = {}
             documents = 0
             complete = True
             for doc in cursor:
                 documents += 1
+                fields.update(dict.fromkeys(doc))
                 if complete:
                     complete = add_paths(doc, paths)
         except pymongo.errors.PyMongoError:
@@ -97,7 +102,8 @@ class FieldSampler:
             # sample is only ever a hint.
             return None
         is_view = info is not None and info.get("type") == "view"
-        return Sample(documents, frozenset(paths), complete, started, generation, is_view)
+        top = tuple(sorted(fields, key=lambda name: name != "_id"))  # stable: _id first
+        return Sample(documents, frozenset(paths), complete, started, generation, is_view, top)
 
     def written(self, p: plan.Plan) -> None:
         """Note what a statement that ran through this connection may have changed."""

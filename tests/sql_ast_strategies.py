@@ -499,7 +499,7 @@ simple_statements = st.one_of(
     st.builds(ast.DropSubscription, names, st.booleans()),
     st.builds(ast.PauseSubscription, names),
     st.builds(ast.ResumeSubscription, names),
-    st.just(ast.ShowSubscriptions()),
+    st.builds(ast.ShowSubscriptions, st.booleans()),
     st.builds(ast.ReplayDeadLetters, st.one_of(st.none(), small_exprs)),
     st.builds(ast.ResetSubscription, names, st.one_of(st.none(), st.text(max_size=8))),
     st.just(ast.Begin()),

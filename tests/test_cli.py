@@ -96,7 +96,7 @@ def test_execute_table(cli):
     header = next(line for line in out.splitlines() if "name" in line)
     assert header.split() == ["_id", "name", "age", "nickname"]
     ann = next(line for line in out.splitlines() if "ann" in line)
-    assert ann.split() == [OID, "ann", "31", "NULL"]
+    assert ann.split() == [OID, "ann", "31", "<null>"]
     assert re.search(r"^2 rows \(\d+\.\d ms\)$", out, re.M)
 
 
@@ -318,7 +318,7 @@ def test_repl_prints_unknown_column_warnings(cli, server, dbname):
     _seed(server, dbname)
     proc = _ok(cli(input="SELECT nmae\n  FROM people;\n"))
     assert "warning at line 1, column 8: QL2002: unknown column nmae" in proc.stderr
-    assert "NULL" in proc.stdout
+    assert "<null>" in proc.stdout
 
 
 def test_repl_leaving_with_an_open_transaction_rolls_it_back(cli, server, dbname):
@@ -342,9 +342,15 @@ def test_repl_last_statement_without_semicolon_runs(cli, server, dbname):
 class Terminal:
     """The shell on a pseudo-terminal: ``write`` keys, ``read_until`` a marker appears."""
 
-    def __init__(self, server, dbname: str, tmp_path: Path):
+    def __init__(self, server, dbname: str, tmp_path: Path, size: tuple[int, int] | None = None):
         pty = pytest.importorskip("pty")
         self.master, slave = pty.openpty()
+        if size is not None:  # (lines, columns) of the window
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
@@ -394,8 +400,9 @@ class Terminal:
 def test_repl_on_a_terminal(server, dbname, tmp_path):
     _seed(server, dbname)
     term = Terminal(server, dbname, tmp_path)
+    prompt = f"{dbname}>".encode()
     try:
-        term.read_until(b"queryleaf>")
+        term.read_until(prompt)
         term.write(b"SELECT 41 + 1 AS answer\r")  # no ';' yet: a continuation line
         term.read_until(b"...>")
         term.write(b"FROM people;\r")
@@ -403,7 +410,7 @@ def test_repl_on_a_terminal(server, dbname, tmp_path):
         term.write(b"SELECT 'discarded' AS gone\r")  # Ctrl-C drops the pending input
         term.read_until(b"...>")
         term.write(b"\x03")
-        term.read_until(b"queryleaf>")
+        term.read_until(prompt)
         term.write(b"\\q\r")
         assert term.proc.wait(timeout=20) == 0
     finally:
@@ -416,21 +423,22 @@ def test_repl_on_a_terminal(server, dbname, tmp_path):
 
 def test_repl_prompt_shows_the_transaction(server, dbname, tmp_path):
     term = Terminal(server, dbname, tmp_path)
+    prompt, prompt_open, prompt_aborted = (f"{dbname}{m}>".encode() for m in ("", "*", "!"))
     try:
-        term.read_until(b"queryleaf>")
+        term.read_until(prompt)
         term.write(b"BEGIN;\r")
-        term.read_until(b"queryleaf*>")  # open
+        term.read_until(prompt_open)  # open
         term.write(b"INSERT INTO t (_id) VALUES (1);\r")
-        term.read_until(b"queryleaf*>")
+        term.read_until(prompt_open)
         term.write(b"INSERT INTO t (_id) VALUES (1);\r")  # fails: the transaction is aborted
         term.read_until(b"ROLLBACK to end it")
-        term.read_until(b"queryleaf!>")
+        term.read_until(prompt_aborted)
         term.write(b"ROLLBACK;\r")
-        assert b"queryleaf*>" not in term.read_until(b"queryleaf>")
+        assert prompt_open not in term.read_until(prompt)
         term.write(b"START TRANSACTION;\r")
-        term.read_until(b"queryleaf*>")
+        term.read_until(prompt_open)
         term.write(b"INSERT INTO t (_id) VALUES (2);\r")
-        term.read_until(b"queryleaf*>")
+        term.read_until(prompt_open)
         term.write(b"\\q\r")
         term.read_until(b"the open transaction was rolled back on leaving the shell")
         assert term.proc.wait(timeout=20) == 0

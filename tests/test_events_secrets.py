@@ -104,8 +104,8 @@ def test_show_and_event_subscriptions_mask_a_literal_secret(ql):
     ql.execute(_create("https://example.com/hook"))
     ql.execute(_create("https://example.com/other", "env:HOOK_SECRET", name="by_env"))
     assert definition(ql, "hook")["options"]["webhook_secret"] == SECRET  # stored as written
-    shown = {r["name"]: r for r in ql.execute("SHOW EVENT_SUBSCRIPTIONS").rows}
-    assert_hidden(repr(shown), "SHOW EVENT_SUBSCRIPTIONS")
+    shown = {r["name"]: r for r in ql.execute("SHOW EVENT_SUBSCRIPTIONS FULL").rows}
+    assert_hidden(repr(shown), "SHOW EVENT_SUBSCRIPTIONS FULL")
     assert shown["hook"]["options"]["webhook_secret"] == MASK
     assert shown["by_env"]["options"]["webhook_secret"] == "env:HOOK_SECRET"
     for query in (

@@ -823,6 +823,7 @@ SUBSCRIPTIONS = [
     ("PAUSE EVENT_SUBSCRIPTION s", PauseSubscription("s")),
     ("RESUME EVENT_SUBSCRIPTION s", ResumeSubscription("s")),
     ("SHOW EVENT_SUBSCRIPTIONS", ShowSubscriptions()),
+    ("SHOW EVENT_SUBSCRIPTIONS FULL", ShowSubscriptions(full=True)),
     ("REPLAY DEAD_LETTER_EVENTS", ReplayDeadLetters()),
     (
         "REPLAY DEAD_LETTER_EVENTS WHERE subscription_id = 'x'",

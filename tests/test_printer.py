@@ -146,6 +146,7 @@ CANONICAL = [
     ("pause event_subscription s", "PAUSE EVENT_SUBSCRIPTION s"),
     ("resume event_subscription s", "RESUME EVENT_SUBSCRIPTION s"),
     ("show event_subscriptions", "SHOW EVENT_SUBSCRIPTIONS"),
+    ("show event_subscriptions full", "SHOW EVENT_SUBSCRIPTIONS FULL"),
     ("replay dead_letter_events where a = 1", "REPLAY DEAD_LETTER_EVENTS WHERE a = 1"),
     (
         "reset event_subscription s to timestamp 'x''y'",

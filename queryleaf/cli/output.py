@@ -1,19 +1,23 @@
 """Rendering results, EXPLAIN commands and errors for the command line.
 
-``table`` goes through rich (colour only on a terminal); ``json`` is Extended JSON (relaxed), one
-array of row objects per result, one per line; ``csv`` is a header line and rows, results separated
-by a blank line. In ``json`` and ``csv`` formats status lines (``INSERT 3 (5.1 ms)``) go to stderr
-so that stdout holds only data.
+``table`` is laid out by queryleaf.cli.render (a table that fits the width, or one record per
+block: ``expanded``), NULL shown as ``null_text``, through a pager when it is taller than the
+terminal; ``json`` is Extended JSON (relaxed), one array of row objects per result, one per line;
+``csv`` is a header line and rows, results separated by a blank line, NULL an empty field and the
+empty string ``""``. In ``json`` and ``csv`` formats status lines (``INSERT 3 (5.1 ms)``) go to
+stderr so that stdout holds only data.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
+import shlex
+import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -25,12 +29,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from queryleaf.cli import render
 from queryleaf.mongosh import to_mongosh
 from queryleaf.result import Result
 from queryleaf.secret import MASK, Secret
 from queryleaf.sql.redact import RedactedSql
 
 FORMATS = ("table", "json", "csv")
+EXPANDED = ("auto", "on", "off")  # the vertical record view: when a row does not fit, always, never
+DEFAULT_PAGER = "less -SRXF"
 QUERY_STATEMENTS = ("SELECT", "WITH", "SHOW", "VALUES")
 _JSON = json_util.RELAXED_JSON_OPTIONS
 
@@ -128,7 +135,13 @@ def status_line(result: Result) -> str:
 class Printer:
     """Writes results and errors in one output format."""
 
-    def __init__(self, fmt: str = "table", out: TextIO | None = None, err: TextIO | None = None):
+    def __init__(
+        self,
+        fmt: str = "table",
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        width: int | None = None,
+    ):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.format = fmt
@@ -136,6 +149,24 @@ class Printer:
         self.console = _console(self.out)
         self.err_console = _console(err or sys.stderr)
         self._printed_data = False
+        self._width = width
+        self.expanded = "auto"
+        self.null_text = render.NULL_TEXT
+        self.pager: str | None = None  # the pager command; None: never page
+        self._vertical_once = False
+
+    @property
+    def width(self) -> int:
+        return self._width or self.console.width
+
+    @contextmanager
+    def vertical(self) -> Iterator[None]:
+        """The vertical view for what is printed inside the block (the shell's ``\\G``)."""
+        self._vertical_once = True
+        try:
+            yield
+        finally:
+            self._vertical_once = False
 
     # results ----------------------------------------------------------
     def result(self, result: Result) -> None:
@@ -148,17 +179,82 @@ class Printer:
             self.status(status_line(result))
 
     def rows(self, result: Result) -> None:
-        columns = result_columns(result)
-        if self.format == "json":
-            self._write(to_json([{c: row.get(c) for c in columns} for row in result.rows]))
-        elif self.format == "csv":
-            self._write_csv(columns, result.rows)
-        else:
-            if columns:
-                self.table(rows_table(columns, result.rows))
-            self.console.print(Text(status_line(result), style="dim"))
+        self.records(result_columns(result), result.rows, status_line(result))
         if self.format != "table":
             self.err_console.print(Text(status_line(result), style="dim"))
+
+    def records(self, columns: list[str], rows: list[dict[str, Any]], footer: str = "") -> None:
+        """Rows in the output format; in the table format a table when it fits (or ``expanded``
+        is off), else the vertical view, through the pager when taller than the terminal."""
+        if self.format == "json":
+            self._write(to_json([{c: row.get(c) for c in columns} for row in rows]))
+            return
+        if self.format == "csv":
+            self._write_csv(columns, rows)
+            return
+        lines = self.layout(columns, rows) if columns else []
+        if footer:
+            lines.append(footer)
+        if self._should_page(len(lines)) and self._page(lines):
+            return
+        if not self.console.is_terminal:
+            if lines:
+                self._write("\n".join(lines))
+            return
+        for i, line in enumerate(lines):
+            style = "dim" if footer and i == len(lines) - 1 else ""
+            self.console.print(Text(line, style=style), soft_wrap=True)
+
+    def layout(self, columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+        """The lines of the table or of the vertical view (no footer)."""
+        if self._vertical_once or self.expanded == "on":
+            return self._vertical(columns, rows)
+        headers = [render.one_line(c) for c in columns]
+        cells = [[render.one_line(self.text(row.get(c))) for c in columns] for row in rows]
+        widths = render.fit_table(headers, cells, self.width)
+        if widths is None:
+            if self.expanded == "auto":
+                return self._vertical(columns, rows)
+            widths = render.natural_widths(headers, cells)
+        right = [_numeric(c, rows) for c in columns]
+        return render.table_lines(headers, cells, widths, right)
+
+    def _vertical(self, columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+        cells = [[self.text(row.get(c)) for c in columns] for row in rows]
+        return render.vertical_lines([render.one_line(c) for c in columns], cells, self.width)
+
+    def text(self, value: Any) -> str:
+        """A value as the table format shows it (NULL as ``null_text``)."""
+        return self.null_text if value is None else cell_text(value)
+
+    def _should_page(self, height: int) -> bool:
+        return (
+            self.pager is not None
+            and self.format == "table"
+            and self.console.is_terminal
+            and height > self.console.height - 1  # the prompt takes a line too
+        )
+
+    def _page(self, lines: list[str]) -> bool:
+        """Show ``lines`` through the pager; False (and the pager off) if it cannot start."""
+        assert self.pager is not None
+        self.out.flush()
+        try:
+            proc = subprocess.Popen(shlex.split(self.pager), stdin=subprocess.PIPE, text=True)
+        except (OSError, ValueError) as exc:
+            self.error(f"error: cannot start the pager {self.pager!r} ({exc}); pager off")
+            self.pager = None
+            return False
+        try:
+            proc.communicate("\n".join(lines) + "\n")
+        except BrokenPipeError:  # the user left the pager before reading everything
+            pass
+        while True:  # Ctrl-C belongs to the pager (less handles it), as in psql
+            try:
+                proc.wait()
+                return True
+            except KeyboardInterrupt:
+                continue
 
     def table(self, table: Table) -> None:
         """Print a table; off a terminal without the padding at the ends of lines."""
@@ -200,10 +296,9 @@ class Printer:
     def _write_csv(self, columns: list[str], rows: list[dict[str, Any]]) -> None:
         if self._printed_data:
             self.out.write("\n")
-        writer = csv.writer(self.out, lineterminator="\n")
-        writer.writerow(columns)
+        self.out.write(",".join(csv_field(c) for c in columns) + "\n")
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else cell_text(row.get(c)) for c in columns])
+            self.out.write(",".join(csv_field(row.get(c)) for c in columns) + "\n")
         self.out.flush()
         self._printed_data = True
 
@@ -224,17 +319,37 @@ class Printer:
         self.console.print(Text(text), soft_wrap=True)
 
 
+def csv_field(value: Any) -> str:
+    """One CSV field (RFC 4180): NULL is empty, the empty string ``""``; quoted when needed."""
+    if value is None:
+        return ""
+    text = cell_text(value)
+    if text == "" or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _numeric(column: str, rows: list[dict[str, Any]]) -> bool:
+    """Numbers are right-aligned: a column with a number and nothing but numbers and NULLs."""
+    values = [r.get(column) for r in rows]
+    return any(_is_number(v) for v in values) and all(v is None or _is_number(v) for v in values)
+
+
 def rows_table(columns: list[str], rows: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in columns:
-        numeric = any(_is_number(r.get(column)) for r in rows) and all(
-            r.get(column) is None or _is_number(r.get(column)) for r in rows
+        table.add_column(
+            column,
+            justify="right" if _numeric(column, rows) else "left",
+            no_wrap=True,
+            overflow="ellipsis",
         )
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(
             *[
-                Text("NULL", style="dim") if row.get(c) is None else Text(cell_text(row.get(c)))
+                Text(render.NULL_TEXT, style="dim")
+                if row.get(c) is None
+                else Text(render.one_line(cell_text(row.get(c))))
                 for c in columns
             ]
         )

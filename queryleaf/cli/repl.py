@@ -3,14 +3,14 @@
 On a terminal it is a prompt_toolkit session (history, SQL highlighting, multi-line editing);
 with stdin from a pipe or file it reads lines without prompts. The semantics are the same:
 
-- input accumulates until a line ends with ``;`` (or the input is a meta command), then runs
-  as a script (several statements are fine);
+- input accumulates until a line ends with ``;`` or ``\\G`` (or the input is a meta command),
+  then runs as a script (several statements are fine); ``\\G`` shows its results as records;
 - errors are printed with their position and a caret, and the shell carries on;
 - ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0, rolling back a
   transaction left open (and saying so);
 - Ctrl-C discards the current input (or cancels the wait for a running statement);
-- the prompt shows a transaction: ``queryleaf*>`` while one is open, ``queryleaf!>`` once a
-  statement failed in it (statements are refused until ROLLBACK), as psql does.
+- the prompt names the database and shows a transaction: ``shop*>`` while one is open,
+  ``shop!>`` once a statement failed in it (statements are refused until ROLLBACK), as psql does.
 """
 
 from __future__ import annotations
@@ -22,20 +22,26 @@ from pathlib import Path
 from typing import TextIO
 
 from queryleaf.api import QueryLeaf
-from queryleaf.cli.output import FORMATS, Printer, rows_table
+from queryleaf.cli.banner import banner
+from queryleaf.cli.output import DEFAULT_PAGER, EXPANDED, FORMATS, Printer
 from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
 
-PROMPT = "queryleaf> "
-# The prompt by transaction status (QueryLeaf.transaction_status), psql's markers.
-PROMPTS = {"idle": PROMPT, "open": "queryleaf*> ", "aborted": "queryleaf!> "}
+# The prompt's marker after the database name by transaction status
+# (QueryLeaf.transaction_status), psql's.
+PROMPT_MARKERS = {"idle": "", "open": "*", "aborted": "!"}
+VERTICAL_END = "\\G"  # MySQL's terminator: this input's results one record per block
 CONTINUATION = "...> "
 HISTORY_FILE = "repl_history"
 
 HELP = """\
-Statements end with ';' and may span several lines. Meta commands (at the start of an input):
-  \\?  \\h         this help
-  \\d             list the collections and views of the database
-  \\format [FMT]  show or set the output format (table, json, csv)
+Statements end with ';' (or \\G: results as one record per block) and may span several lines.
+Meta commands (at the start of an input):
+  \\?  \\h              this help
+  \\d                  list the collections and views of the database
+  \\format [FMT]       show or set the output format (table, json, csv)
+  \\x [on|off|auto]    records one per block: always, never, when a row is too wide (default)
+  \\null [TEXT]        show or set how NULL is shown (default <null>)
+  \\pager [on|off|CMD] page results taller than the terminal (default $PAGER or less -SRXF)
   \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
 """
 
@@ -45,9 +51,14 @@ def is_quit(text: str) -> bool:
 
 
 def is_complete(text: str) -> bool:
-    """Whether ``text`` is a whole input: empty, a meta command, or ending with ``;``."""
+    """Whether ``text`` is a whole input: empty, a meta command, or ending with ``;`` or ``\\G``."""
     stripped = text.strip()
-    return not stripped or stripped.startswith("\\") or is_quit(stripped) or stripped.endswith(";")
+    return (
+        not stripped
+        or stripped.startswith("\\")
+        or is_quit(stripped)
+        or stripped.endswith((";", VERTICAL_END))
+    )
 
 
 class Repl:
@@ -58,7 +69,7 @@ class Repl:
         self.printer = printer
 
     def prompt(self) -> str:
-        return PROMPTS[self.ql.transaction_status]
+        return f"{self.ql.database_name}{PROMPT_MARKERS[self.ql.transaction_status]}> "
 
     def leave(self) -> int:
         """End the session: a transaction left open is rolled back, and the user is told."""
@@ -81,7 +92,11 @@ class Repl:
             self.meta(stripped)
             return True
         try:
-            run_text(self.ql, text, self.printer)
+            if stripped.endswith(VERTICAL_END):  # ';' in its place keeps every position
+                with self.printer.vertical():
+                    run_text(self.ql, stripped[: -len(VERTICAL_END)] + ";", self.printer)
+            else:
+                run_text(self.ql, text, self.printer)
         except ConnectionLost as exc:
             self.printer.error(f"error: {exc}")
         except KeyboardInterrupt:
@@ -97,6 +112,12 @@ class Repl:
             self.list_collections()
         elif name == "\\format":
             self.set_format(arg)
+        elif name == "\\x":
+            self.set_expanded(arg)
+        elif name == "\\null":
+            self.set_null(arg)
+        elif name == "\\pager":
+            self.set_pager(arg)
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
@@ -121,7 +142,7 @@ class Repl:
         if not rows:
             self.printer.info(f"no collections in database {self.ql.database_name}")
             return
-        self.printer.table(rows_table(["name", "type"], rows))
+        self.printer.records(["name", "type"], rows)
 
     def set_format(self, fmt: str) -> None:
         if not fmt:
@@ -130,6 +151,30 @@ class Repl:
             self.printer.error(f"error: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         else:
             self.printer.format = fmt
+
+    def set_expanded(self, mode: str) -> None:
+        """``\\x`` alone switches the vertical view on, or off when it is on (as psql)."""
+        mode = mode.lower() or ("off" if self.printer.expanded == "on" else "on")
+        if mode not in EXPANDED:
+            self.printer.error(f"error: unknown \\x mode {mode!r}; choose one of on, off, auto")
+            return
+        self.printer.expanded = mode
+        self.printer.info(f"expanded display is {mode}")
+
+    def set_null(self, text: str) -> None:
+        if text:
+            self.printer.null_text = text
+        self.printer.info(f"NULL is shown as {self.printer.null_text}")
+
+    def set_pager(self, arg: str) -> None:
+        if arg.lower() == "off":
+            self.printer.pager = None
+        elif arg.lower() == "on":
+            self.printer.pager = default_pager()
+        elif arg:
+            self.printer.pager = arg
+        state = f"{self.printer.pager} (when a result is taller than the terminal)"
+        self.printer.info(f"pager: {state if self.printer.pager else 'off'}")
 
 
 def run_lines(repl: Repl, lines: Iterable[str]) -> int:
@@ -146,6 +191,10 @@ def run_lines(repl: Repl, lines: Iterable[str]) -> int:
     if rest.strip():  # a last statement without ';' still runs
         repl.handle(rest)
     return repl.leave()
+
+
+def default_pager() -> str:
+    return os.environ.get("PAGER") or DEFAULT_PAGER
 
 
 def history_path(data_dir: str | None) -> Path | None:
@@ -191,9 +240,8 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
         prompt_continuation=lambda width, line, wrap: CONTINUATION.rjust(width),
         lexer=PygmentsLexer(SqlLexer),
     )
-    repl.printer.info(
-        f"queryleaf on {repl.ql.database_name}; statements end with ';', \\? for help, \\q to quit"
-    )
+    repl.printer.pager = default_pager()
+    repl.printer.info(banner(repl.ql))
     while True:
         try:
             text = session.prompt(repl.prompt())

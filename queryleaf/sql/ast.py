@@ -526,6 +526,7 @@ class ResumeSubscription(Statement):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ShowSubscriptions(Statement):
+    full: bool = False  # every column (SELECT * FROM EVENT_SUBSCRIPTIONS()), not the summary
     pos: Position | None = _pos()
 
 

@@ -1003,7 +1003,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ResumeSubscription(children[0], _position(meta))
 
     def show_subscriptions(self, meta, children):
-        return ast.ShowSubscriptions(_position(meta))
+        return ast.ShowSubscriptions(children[0] is not None, _position(meta))
 
     def replay_dead_letters(self, meta, children):
         return ast.ReplayDeadLetters(children[0], _position(meta))

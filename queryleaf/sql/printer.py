@@ -719,7 +719,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.DropSubscription: _drop_subscription,
     ast.PauseSubscription: lambda s: f"PAUSE EVENT_SUBSCRIPTION {quote_name(s.name)}",
     ast.ResumeSubscription: lambda s: f"RESUME EVENT_SUBSCRIPTION {quote_name(s.name)}",
-    ast.ShowSubscriptions: lambda s: "SHOW EVENT_SUBSCRIPTIONS",
+    ast.ShowSubscriptions: lambda s: "SHOW EVENT_SUBSCRIPTIONS" + (" FULL" if s.full else ""),
     ast.ReplayDeadLetters: lambda s: "REPLAY DEAD_LETTER_EVENTS" + _where(s.where),
     ast.ResetSubscription: _reset_subscription,
     ast.Begin: lambda s: "BEGIN",
