@@ -9,6 +9,7 @@ import http.server
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,26 @@ def test_a_dropped_collection_is_logged_and_the_stream_continues(ql):
         ("insert", {"_id": 2}),
     ]
     assert definition(ql, "feed")["status"] == "active"
+
+
+def test_lag_without_a_worker_grows_from_the_position_never_null(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION unrun AS (watch_collections = 'orders')")
+    lag = "SELECT resume_token_lag_seconds AS lag FROM EVENT_SUBSCRIPTIONS() WHERE name = '{}'"
+    first = ql.execute(lag.format("unrun")).rows[0]["lag"]
+    time.sleep(1.1)
+    later = ql.execute(lag.format("unrun")).rows[0]["lag"]
+    assert first is not None and 0 <= first < 5  # from the CREATE's cluster time
+    assert later >= first + 1
+    # A worker that ran and stopped: the lag grows again from its last handled event.
+    ql.db.orders.insert_one({"_id": 1})
+    drain(ql, max_events=1)
+    handled = definition(ql, "unrun")["resume_token_timestamp"]
+    assert definition(ql, "unrun")["worker_id"] is None  # released: no worker runs it now
+    time.sleep(1.1)
+    (row,) = ql.execute(
+        "SELECT resume_token_lag_seconds AS lag, worker_status FROM EVENT_SUBSCRIPTIONS()"
+    ).rows
+    assert row["worker_status"] == "none"
+    assert row["lag"] >= 1 and row["lag"] == pytest.approx(
+        (datetime.now(UTC) - handled).total_seconds(), abs=1.5
+    )
