@@ -36,6 +36,8 @@ Statements end with ';' and may span several lines. Meta commands (at the start 
   \\?  \\h         this help
   \\d             list the collections and views of the database
   \\format [FMT]  show or set the output format (table, json, csv)
+  \\watch [SEC]   run the last query again every SEC seconds (default 2) until Ctrl-C
+  \\top           live view of the event subscriptions and their workers (q to quit)
   \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
 """
 
@@ -56,6 +58,7 @@ class Repl:
     def __init__(self, ql: QueryLeaf, printer: Printer):
         self.ql = ql
         self.printer = printer
+        self.last_input = ""  # the last statements run, for \watch
 
     def prompt(self) -> str:
         return PROMPTS[self.ql.transaction_status]
@@ -80,6 +83,7 @@ class Repl:
         if stripped.startswith("\\"):
             self.meta(stripped)
             return True
+        self.last_input = text
         try:
             run_text(self.ql, text, self.printer)
         except ConnectionLost as exc:
@@ -97,6 +101,10 @@ class Repl:
             self.list_collections()
         elif name == "\\format":
             self.set_format(arg)
+        elif name == "\\watch":
+            self.watch(arg)
+        elif name == "\\top":
+            self.top(arg)
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
@@ -122,6 +130,39 @@ class Repl:
             self.printer.info(f"no collections in database {self.ql.database_name}")
             return
         self.printer.table(rows_table(["name", "type"], rows))
+
+    def watch(self, arg: str) -> None:
+        from queryleaf.cli.watch import interval_from, watch, watchable
+
+        try:
+            interval = interval_from(arg)
+        except ValueError as exc:
+            self.printer.error(f"error: {exc}")
+            return
+        if not self.last_input.strip():
+            self.printer.error("error: \\watch: no query has run yet")
+            return
+        refused = watchable(self.last_input)
+        if refused:
+            self.printer.error(f"error: {refused}")
+            return
+        try:
+            watch(self.ql, self.printer, self.last_input, interval)
+        except ConnectionLost as exc:
+            self.printer.error(f"error: {exc}")
+
+    def top(self, arg: str) -> None:
+        from queryleaf.cli.top import interval_from, run_top
+
+        try:
+            interval = interval_from(arg)
+        except ValueError as exc:
+            self.printer.error(f"error: \\top: {exc}")
+            return
+        try:
+            run_top(self.ql, self.printer.console, interval)
+        except ConnectionLost as exc:
+            self.printer.error(f"error: {exc}")
 
     def set_format(self, fmt: str) -> None:
         if not fmt:
