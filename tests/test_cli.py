@@ -339,10 +339,20 @@ def test_repl_last_statement_without_semicolon_runs(cli, server, dbname):
     assert json.loads(proc.stdout) == [{"name": "cy"}]
 
 
+def _controlling_terminal() -> None:
+    """In the child, after its new session: make its terminal (stdin) the controlling one."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     """The shell on a pseudo-terminal: ``write`` keys, ``read_until`` a marker appears."""
 
-    def __init__(self, server, dbname: str, tmp_path: Path, size: tuple[int, int] | None = None):
+    def __init__(
+        self, server, dbname: str, tmp_path: Path, *args: str, size: tuple[int, int] | None = None
+    ):
         pty = pytest.importorskip("pty")
         self.master, slave = pty.openpty()
         if size is not None:  # (lines, columns) of the window
@@ -353,13 +363,14 @@ class Terminal:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         env = _env(tmp_path) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname],
+            [sys.executable, "-m", "queryleaf", "--uri", server.uri, "--db", dbname, *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
             env=env,
             cwd=tmp_path,
             start_new_session=True,
+            preexec_fn=_controlling_terminal,  # Ctrl-C in cooked mode is SIGINT, as for a user
         )
         os.close(slave)
         self.seen = bytearray()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.server
+import logging
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from bson import json_util
+from bson import ObjectId, json_util
 from event_helpers import count_rows, definition, drain, log_rows, wait_for
 
 from queryleaf.errors import SubscriptionError
@@ -444,3 +446,84 @@ def test_a_dropped_collection_is_logged_and_the_stream_continues(ql):
         ("insert", {"_id": 2}),
     ]
     assert definition(ql, "feed")["status"] == "active"
+
+
+def test_lag_without_a_worker_grows_from_the_position_never_null(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION unrun AS (watch_collections = 'orders')")
+    lag = "SELECT resume_token_lag_seconds AS lag FROM EVENT_SUBSCRIPTIONS() WHERE name = '{}'"
+    first = ql.execute(lag.format("unrun")).rows[0]["lag"]
+    time.sleep(1.1)
+    later = ql.execute(lag.format("unrun")).rows[0]["lag"]
+    assert first is not None and 0 <= first < 5  # from the CREATE's cluster time
+    assert later >= first + 1
+    # A worker that ran and stopped: the lag grows again from its last handled event.
+    ql.db.orders.insert_one({"_id": 1})
+    drain(ql, max_events=1)
+    handled = definition(ql, "unrun")["resume_token_timestamp"]
+    assert definition(ql, "unrun")["worker_id"] is None  # released: no worker runs it now
+    time.sleep(1.1)
+    (row,) = ql.execute(
+        "SELECT resume_token_lag_seconds AS lag, worker_status FROM EVENT_SUBSCRIPTIONS()"
+    ).rows
+    assert row["worker_status"] == "none"
+    assert row["lag"] >= 1 and row["lag"] == pytest.approx(
+        (datetime.now(UTC) - handled).total_seconds(), abs=1.5
+    )
+    # RESET: counted from the new start.
+    ql.execute("RESET EVENT_SUBSCRIPTION unrun TO NOW")
+    assert ql.execute(lag.format("unrun")).rows[0]["lag"] < row["lag"] - 0.5
+
+
+# ------------------------------------------------------------------ what a worker says
+
+
+def test_a_standby_worker_says_which_worker_holds_the_lease(ql, caplog):
+    caplog.set_level(logging.INFO, logger="queryleaf.worker")
+    ql.execute("CREATE EVENT_SUBSCRIPTION held AS (watch_collections = 'orders')")
+    first = Background(ql, worker_id="host-a:1:aaaaaa")
+    try:
+        wait_for(lambda: ql.db[names.LEASES].find_one({"_id": "held"}))
+        second = Background(ql, worker_id="host-b:2:bbbbbb")
+        try:
+            wait_for(lambda: "standing by" in caplog.text, timeout=3, what="the standby line")
+            time.sleep(0.6)  # more polls: said once, not at every poll
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    lines = [r.getMessage() for r in caplog.records if "standing by" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].startswith("held: standing by: worker host-a:1:aaaaaa (host ")
+    assert "holds its lease until 20" in lines[0]
+
+
+def test_a_worker_on_a_database_without_subscriptions_says_so_and_waits(ql, caplog):
+    caplog.set_level(logging.INFO, logger="queryleaf.worker")
+    worker = Background(ql)
+    try:
+        wait_for(lambda: "no event subscriptions" in caplog.text, timeout=3, what="the line")
+        # It keeps running: a subscription created now is started at the next poll.
+        ql.execute("CREATE EVENT_SUBSCRIPTION later AS (watch_collections = 'orders')")
+        wait_for(lambda: ql.db[names.LEASES].find_one({"_id": "later"}), timeout=3)
+        ql.execute("PAUSE EVENT_SUBSCRIPTION later")
+        wait_for(lambda: "no active event subscriptions" in caplog.text, timeout=3)
+    finally:
+        worker.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"no event subscriptions in database {ql.db.name}; waiting for CREATE" in "\n".join(
+        messages
+    )
+    assert any(
+        m.startswith(f"no active event subscriptions in database {ql.db.name} (1 paused)")
+        for m in messages
+    )
+
+
+def test_the_worker_log_shows_documents_as_extended_json(ql, caplog):
+    caplog.set_level(logging.INFO, logger="queryleaf.worker")
+    ql.execute("CREATE EVENT_SUBSCRIPTION logged AS (watch_collections = 'orders')")
+    oid = ObjectId()
+    ql.db.orders.insert_one({"_id": oid})
+    drain(ql, max_events=1)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("logged ")]
+    assert f'{{"_id": {{"$oid": "{oid}"}}}} completed' in line

@@ -24,6 +24,7 @@ EXIT_INTERRUPTED = 130
 # Subcommands written in their own modules, imported only when used.
 LAZY_COMMANDS = {
     "serve": "queryleaf.cli.serve:serve_command",
+    "top": "queryleaf.cli.top:top_command",
     "worker": "queryleaf.cli.worker:worker_command",
 }
 
@@ -40,7 +41,7 @@ class CliError(click.ClickException):
 
 
 class LazyGroup(click.Group):
-    """A group whose ``serve`` and ``worker`` commands are imported on first use."""
+    """A group whose ``serve``, ``top`` and ``worker`` commands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})

@@ -42,6 +42,8 @@ Meta commands (at the start of an input):
   \\x [on|off|auto]    records one per block: always, never, when a row is too wide (default)
   \\null [TEXT]        show or set how NULL is shown (default <null>)
   \\pager [on|off|CMD] page results taller than the terminal (default $PAGER or less -SRXF)
+  \\watch [SEC]        run the last query again every SEC seconds (default 2) until Ctrl-C
+  \\top                live view of the event subscriptions and their workers (q to quit)
   \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
 """
 
@@ -67,6 +69,7 @@ class Repl:
     def __init__(self, ql: QueryLeaf, printer: Printer):
         self.ql = ql
         self.printer = printer
+        self.last_input = ""  # the last statements run, for \watch
 
     def prompt(self) -> str:
         return f"{self.ql.database_name}{PROMPT_MARKERS[self.ql.transaction_status]}> "
@@ -91,6 +94,7 @@ class Repl:
         if stripped.startswith("\\"):
             self.meta(stripped)
             return True
+        self.last_input = text
         try:
             if stripped.endswith(VERTICAL_END):  # ';' in its place keeps every position
                 with self.printer.vertical():
@@ -118,6 +122,10 @@ class Repl:
             self.set_null(arg)
         elif name == "\\pager":
             self.set_pager(arg)
+        elif name == "\\watch":
+            self.watch(arg)
+        elif name == "\\top":
+            self.top(arg)
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
@@ -143,6 +151,39 @@ class Repl:
             self.printer.info(f"no collections in database {self.ql.database_name}")
             return
         self.printer.records(["name", "type"], rows)
+
+    def watch(self, arg: str) -> None:
+        from queryleaf.cli.watch import interval_from, watch, watchable
+
+        try:
+            interval = interval_from(arg)
+        except ValueError as exc:
+            self.printer.error(f"error: {exc}")
+            return
+        if not self.last_input.strip():
+            self.printer.error("error: \\watch: no query has run yet")
+            return
+        refused = watchable(self.last_input)
+        if refused:
+            self.printer.error(f"error: {refused}")
+            return
+        try:
+            watch(self.ql, self.printer, self.last_input, interval)
+        except ConnectionLost as exc:
+            self.printer.error(f"error: {exc}")
+
+    def top(self, arg: str) -> None:
+        from queryleaf.cli.top import interval_from, run_top
+
+        try:
+            interval = interval_from(arg)
+        except ValueError as exc:
+            self.printer.error(f"error: \\top: {exc}")
+            return
+        try:
+            run_top(self.ql, self.printer.console, interval)
+        except ConnectionLost as exc:
+            self.printer.error(f"error: {exc}")
 
     def set_format(self, fmt: str) -> None:
         if not fmt:

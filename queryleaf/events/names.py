@@ -144,9 +144,9 @@ _LEASE = "__lease"
 
 
 def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """The stages adding the worker columns to EVENT_SUBSCRIPTIONS() rows (only when the query
-    reads one of them)."""
-    if columns is not None and not set(WORKER_COLUMNS) & set(columns):
+    """The stages adding the worker columns to EVENT_SUBSCRIPTIONS() rows, and the lag of a
+    subscription no worker runs (only when the query reads one of them)."""
+    if columns is not None and not {*WORKER_COLUMNS, LAG} & set(columns):
         return []
     heartbeat = {"$ifNull": [f"${_LEASE}.heartbeat_at", None]}
     return [
@@ -188,7 +188,35 @@ def worker_liveness(columns: Iterable[str] | None = None) -> list[dict[str, Any]
             }
         },
         {"$unset": _LEASE},
+        {"$set": {LAG: _lag()}},
     ]
+
+
+LAG = "resume_token_lag_seconds"
+
+
+def _lag() -> dict[str, Any]:
+    """The lag as the worker running the subscription wrote it; with no worker running it (or
+    before its first checkpoint), the time since the subscription's position: the cluster time
+    of the last handled event, else of its start (CREATE or RESET), else its creation. That
+    one grows by a second every second, as the changes it has not read may."""
+    start = {
+        "$cond": [
+            {"$eq": [{"$type": "$start_at_operation_time"}, "timestamp"]},
+            {"$toDate": {"$multiply": [{"$tsSecond": "$start_at_operation_time"}, 1000]}},
+            None,
+        ]
+    }
+    position = {"$ifNull": ["$resume_token_timestamp", start, "$created_at"]}
+    since = {"$divide": [{"$subtract": [{"$toLong": "$$NOW"}, {"$toLong": position}]}, 1000]}
+    written = {"$ne": [{"$ifNull": [f"${LAG}", None]}, None]}
+    return {
+        "$cond": [
+            {"$and": [{"$eq": ["$worker_status", "running"]}, written]},
+            f"${LAG}",
+            {"$round": [{"$max": [since, 0]}, 3]},
+        ]
+    }
 
 
 SUBSCRIPTION_COLUMNS = (

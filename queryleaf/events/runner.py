@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bson
+from bson import json_util
 from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -621,7 +622,7 @@ class SubscriptionRunner(threading.Thread):
             static["event_type"],
             static["database_name"],
             static["collection_name"],
-            static["document_key"],
+            json_util.dumps(static["document_key"], json_options=json_util.RELAXED_JSON_OPTIONS),
             row.status,
             row.duration_ms or 0.0,
         )

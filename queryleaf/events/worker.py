@@ -33,6 +33,7 @@ from queryleaf.events.lease import (
     lease_seconds_from,
     new_worker_id,
 )
+from queryleaf.events.notices import Notices
 from queryleaf.events.runner import Shared, SubscriptionRunner, WorkerReport
 from queryleaf.events.sinks import Sink, SinkUnavailable, resolve
 
@@ -226,12 +227,12 @@ def _supervise(
     writer.start()
     shared = Shared(max_events, writer)
     runners = Runners()
-    unavailable: dict[str, str] = {}
+    notices = Notices(db, poll_interval)
     heartbeat = Heartbeat(leases, runners)
     heartbeat.start()
     poller = Poller(
         lambda: _start_runners(
-            db, subscriptions, handlers, shared, runners, unavailable, leases, concurrency
+            db, subscriptions, handlers, shared, runners, notices, leases, concurrency
         ),
         poll_interval,
     )
@@ -327,7 +328,7 @@ def _start_runners(
     handlers: Mapping[str, Any],
     shared: Shared,
     runners: Runners,
-    unavailable: dict[str, str],
+    notices: Notices,
     leases: LeaseManager,
     concurrency: int,
 ) -> None:
@@ -338,20 +339,22 @@ def _start_runners(
     # taking N leases while N streams open one by one would cost the server N² (it matters
     # for a worker starting with many subscriptions).
     acquired: dict[str, list[Sink]] = {}
-    for sub in catalog.load_active(db, only):
+    active = catalog.load_active(db, only)
+    notices.active(len(active), only)
+    for sub in active:
         running = runners.get(sub.name)
         if (running is not None and running.is_alive()) or not sub.ready:
             continue
-        if not leases.is_free(current.get(sub.name)):
+        lease = current.get(sub.name)
+        if lease is not None and not leases.is_free(lease):
+            notices.standby(sub.name, lease)
             continue
         try:
             sinks = resolve(sub, db, handlers)
         except SinkUnavailable as exc:
-            if unavailable.get(sub.name) != str(exc):
-                log.warning("%s: not run by this worker: %s", sub.name, exc)
-                unavailable[sub.name] = str(exc)
+            notices.unavailable(sub.name, str(exc))
             continue
-        unavailable.pop(sub.name, None)
+        notices.running(sub.name)
         if leases.acquire(sub):
             acquired[sub.name] = sinks
     if not acquired:
