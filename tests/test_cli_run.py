@@ -156,7 +156,7 @@ def test_check_compiles_offline_and_says_what_it_could_not_check(tmp_path):
     assert "c.sql:5:8: error: QL2004: unknown function NO_SUCH_FUNCTION" in proc.stderr
     assert re.search(r"^c\.sql:6:\d+: error: .*no_such_option", proc.stderr, re.M), proc.stderr
     assert re.search(r"^bad\.sql:2:\d+: error: QL1001", proc.stderr, re.M), proc.stderr
-    assert "summary: 4 statements compile ok, 3 failed:\n  c.sql:5:8: error:" in proc.stderr
+    assert "summary: 4 statements compiled ok, 3 failed:\n  c.sql:5:8: error:" in proc.stderr
     ok = _ok(
         _run(
             tmp_path,
@@ -167,7 +167,7 @@ def test_check_compiles_offline_and_says_what_it_could_not_check(tmp_path):
             _write(tmp_path, "good.sql", "SELECT 1 AS x;\n"),
         )
     )
-    assert "summary: 1 statements compile ok, 0 failed" in ok.stderr
+    assert "summary: 1 statement compiled ok, 0 failed" in ok.stderr
 
 
 def test_check_with_single_transaction_refuses_what_cannot_run_in_one(tmp_path):
@@ -357,7 +357,7 @@ def test_ctrl_c_shows_what_completed_and_exits_130(server, dbname, tmp_path):
     finally:
         term.close()
     assert b"finished" in out and b"-- done.sql:1" in out
-    assert b"interrupted: 1 statements ran ok, 0 failed" in out
+    assert b"interrupted: 1 statement ran ok, 0 failed" in out
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

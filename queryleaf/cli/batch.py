@@ -85,9 +85,10 @@ class Report:
         self.printer.error(headline)
         self.failures.append(headline)
 
-    def summary(self, what: str = "statements ran", head: str = "summary") -> None:
+    def summary(self, verb: str = "ran", head: str = "summary") -> None:
         """``summary: 5 statements ran ok, 2 failed:`` and the failures, one a line."""
-        line = f"{head}: {self.ok} {what} ok, {len(self.failures)} failed"
+        noun = "statement" if self.ok == 1 else "statements"
+        line = f"{head}: {self.ok} {noun} {verb} ok, {len(self.failures)} failed"
         if self.failures:
             self.printer.error(line + ":", "\n".join(f"  {f}" for f in self.failures))
         else:
@@ -264,5 +265,5 @@ def check_files(paths: list[str], printer: Printer, options: RunOptions) -> int:
             note = f" (not checked offline: {gaps})" if gaps else ""
             printer.info(f"{script.name}:{parsed.line}: ok{note}")
     report.unused(options.variables)
-    report.summary("statements compile")
+    report.summary("compiled")
     return EXIT_SQL_ERROR if report.failures else EXIT_OK
