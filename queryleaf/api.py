@@ -104,26 +104,40 @@ class QueryLeaf:
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
         results: list[Result] = []
+        for index, parsed in enumerate(self.parse_script(text)):
+            try:
+                results.append(self.execute_parsed(parsed, text))
+            except QueryLeafError as exc:
+                start = Position(parsed.line, parsed.column)
+                raise ScriptError(index, exc, results, start) from exc
+        return results
+
+    def parse_script(self, text: str) -> list[ast.ParsedStatement]:
+        """The statements of ``text``, for ``execute_parsed``; a syntax error aborts an open
+        transaction, as a failing statement does."""
         try:
-            statements = parse_script(text)
+            return parse_script(text)
         except QueryLeafError as exc:
             self._statement_failed(exc)
             raise
-        for index, parsed in enumerate(statements):
-            started = time.perf_counter()
-            try:
-                result = self._run(parsed.statement, None)
-                result.rows  # noqa: B018 - read now: the next statement may change them
-            except QueryLeafError as exc:
-                self._statement_failed(exc)
-                if exc.sql is None:
-                    exc.sql = text
-                engine.add_server_log_hint(exc, self._lease)
-                start = Position(parsed.line, parsed.column)
-                raise ScriptError(index, exc, results, start) from exc
-            result.elapsed_ms = (time.perf_counter() - started) * 1000
-            results.append(result)
-        return results
+
+    def execute_parsed(
+        self, parsed: ast.ParsedStatement, script: str, params: Params = None
+    ) -> Result:
+        """Run one statement of ``parse_script(script)`` (errors are placed in ``script``);
+        ``params`` binds its placeholders."""
+        started = time.perf_counter()
+        try:
+            result = self._run(parsed.statement, params)
+            result.rows  # noqa: B018 - read now: the next statement may change them
+        except QueryLeafError as exc:
+            self._statement_failed(exc)
+            if exc.sql is None:
+                exc.sql = script
+            engine.add_server_log_hint(exc, self._lease)
+            raise
+        result.elapsed_ms = (time.perf_counter() - started) * 1000
+        return result
 
     def explain(self, sql: str, params: Params = None) -> Result:
         """The commands ``sql`` would run, without running them."""

@@ -40,16 +40,70 @@ class CliError(click.ClickException):
         click.secho(f"error: {self.message}", err=True, fg="red")
 
 
+# Options of the group that are not global settings (they are no settings for a subcommand).
+NOT_GLOBAL = frozenset({"sql", "version", "help"})
+# Global options a subcommand has no use for (every other one is accepted after it too).
+NOT_FOR_COMMAND = {
+    "serve": frozenset({"uri", "db", "format"}),
+    "worker": frozenset({"format"}),
+    "top": frozenset({"format"}),
+}
+
+
 class LazyGroup(click.Group):
-    """A group whose ``serve``, ``top`` and ``worker`` commands are imported on first use."""
+    """A group whose ``serve``, ``top`` and ``worker`` commands are imported on first use, and
+    whose global options are accepted after the subcommand as well (``queryleaf run --format
+    json``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
-            return _load_command(cmd_name, LAZY_COMMANDS[cmd_name])
-        return super().get_command(ctx, cmd_name)
+            command: click.Command | None = _load_command(cmd_name, LAZY_COMMANDS[cmd_name])
+        else:
+            command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _accept_global_options(self, command)
+        return command
+
+
+def _accept_global_options(group: click.Group, command: click.Command) -> None:
+    """Give ``command`` a copy of each global option it has no option of its own for. A copy
+    given on the command line overrides the group's value (``ctx.obj``); otherwise it is
+    silent, so the group's default and environment variable stay in force."""
+    taken = {name for param in command.params for name in param.opts}
+    skip = NOT_FOR_COMMAND.get(command.name or "", frozenset())
+    for param in group.params:
+        if not isinstance(param, click.Option) or param.name in NOT_GLOBAL | skip:
+            continue
+        if any(name in taken for name in param.opts):
+            continue
+        command.params.append(
+            click.Option(
+                param.opts + param.secondary_opts,
+                type=param.type,
+                metavar=param.metavar,
+                is_flag=param.is_flag,
+                multiple=param.multiple,
+                help=param.help,
+                expose_value=False,
+                callback=_override_global,
+            )
+        )
+        taken.update(param.opts)
+
+
+def _override_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    from click.core import ParameterSource
+
+    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+        ctx.ensure_object(dict)[param.name] = _setting(value)
+
+
+def _setting(value: Any) -> Any:
+    """An empty option (``--db ''``) is the same as none."""
+    return None if value == "" else value
 
 
 def _load_command(name: str, spec: str) -> click.Command:
@@ -140,7 +194,7 @@ def _printer(ctx: click.Context) -> Printer:
 )
 @click.option(
     "--format",
-    "fmt",
+    "format",
     type=click.Choice(FORMATS),
     default="table",
     show_default=True,
@@ -155,21 +209,15 @@ def _printer(ctx: click.Context) -> Printer:
 )
 @click.version_option(package_name="queryleaf", prog_name="queryleaf")
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    uri: str | None,
-    db: str | None,
-    data_dir: str | None,
-    fmt: str,
-    sql: str | None,
-) -> None:
+def cli(ctx: click.Context, sql: str | None, **settings: Any) -> None:
     """queryleaf: SQL for MongoDB, with change-stream event subscriptions.
 
     With no subcommand and no -e, opens the interactive shell (or reads statements from stdin
     when it is not a terminal).
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(uri=uri or None, db=db or None, data_dir=data_dir or None, format=fmt)
+    # Each global option by its name (a subcommand may override them: _accept_global_options).
+    ctx.obj.update({name: _setting(value) for name, value in settings.items()})
     if sql is not None:
         if ctx.invoked_subcommand is not None:
             raise click.UsageError("-e/--execute cannot be combined with a subcommand")
@@ -192,13 +240,53 @@ def execute_text(ctx: click.Context, sql: str) -> int:
 
 @cli.command("run")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "-v",
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Bind the :NAME placeholders to VALUE (JSON when it is JSON, else text). Repeatable.",
+)
+@click.option("--echo", is_flag=True, help="Print each statement before its result.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only compile the files, with no database; say what only the database can check.",
+)
+@click.option(
+    "--continue-on-error",
+    is_flag=True,
+    help="Run on after a failing statement; end with a summary (exit 1 if any failed).",
+)
+@click.option(
+    "--single-transaction",
+    is_flag=True,
+    help="Run all the files in one transaction: committed if every statement succeeds.",
+)
 @click.pass_context
-def run_command(ctx: click.Context, files: tuple[str, ...]) -> None:
-    """Run SQL files in order; stop at the first error (reported as FILE:LINE:COL)."""
-    from queryleaf.cli.run import run_files
+def run_command(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    variables: tuple[str, ...],
+    echo: bool,
+    check: bool,
+    continue_on_error: bool,
+    single_transaction: bool,
+) -> None:
+    """Run SQL files in order (- reads stdin); stop at the first error (FILE:LINE:COL)."""
+    from queryleaf.cli.batch import RunOptions, check_files, run_files
+    from queryleaf.cli.variables import parse_variables
 
+    if single_transaction and continue_on_error:
+        raise click.UsageError(
+            "--single-transaction is all or nothing: it cannot be combined with --continue-on-error"
+        )
+    options = RunOptions(parse_variables(variables), echo, continue_on_error, single_transaction)
+    if check:
+        ctx.exit(check_files(list(files), _printer(ctx), options))
     with connection(ctx.obj) as ql:
-        ctx.exit(run_files(ql, list(files), _printer(ctx)))
+        ctx.exit(run_files(ql, list(files), _printer(ctx), options))
 
 
 @cli.command("explain")

@@ -9,7 +9,6 @@ it) is rolled back; ending normally with one open is an error, since nothing was
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.output import Printer, caret_excerpt
@@ -179,23 +178,3 @@ def finish(ql: QueryLeaf, printer: Printer, ok: bool, where: str | None = None) 
             f"{head}: the open transaction was rolled back: nothing it changed was committed"
         )
     return False
-
-
-def run_files(ql: QueryLeaf, paths: list[str], printer: Printer) -> int:
-    """``queryleaf run``: each file in order; stop at the first error. Returns the exit code."""
-    missing = [p for p in paths if not Path(p).is_file()]
-    for path in missing:
-        printer.error(f"{path}: error: no such file")
-    if missing:
-        return EXIT_SQL_ERROR
-    for path in paths:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            printer.error(f"{path}: error: cannot read file: {exc}")
-            finish(ql, printer, False, path)
-            return EXIT_SQL_ERROR
-        if not run_text(ql, text, printer, path=path):
-            finish(ql, printer, False, path)
-            return EXIT_SQL_ERROR
-    return EXIT_OK if finish(ql, printer, True, paths[-1]) else EXIT_SQL_ERROR
