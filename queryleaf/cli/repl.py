@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import TextIO
 
 from queryleaf.api import QueryLeaf
-from queryleaf.cli.output import FORMATS, Printer, rows_table
+from queryleaf.cli.describe import SHORTHANDS, shorthand
+from queryleaf.cli.habits import hint, runs_alone
+from queryleaf.cli.output import FORMATS, Printer
 from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
+from queryleaf.sql.split import is_complete as statements_complete
 
 PROMPT = "queryleaf> "
 # The prompt by transaction status (QueryLeaf.transaction_status), psql's markers.
@@ -34,7 +37,12 @@ HISTORY_FILE = "repl_history"
 HELP = """\
 Statements end with ';' and may span several lines. Meta commands (at the start of an input):
   \\?  \\h         this help
-  \\d             list the collections and views of the database
+  \\d [NAME]      list the tables (collections and views), or describe one (DESCRIBE NAME)
+  \\dt  \\dv       list the tables (SHOW TABLES), the views (SHOW VIEWS)
+  \\di [NAME]     list the indexes (SHOW INDEXES [FROM NAME])
+  \\ds            list the event subscriptions (SHOW EVENT_SUBSCRIPTIONS)
+  \\l             list the databases (SHOW DATABASES)
+  \\c DB          use database DB (USE DB)
   \\format [FMT]  show or set the output format (table, json, csv)
   \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
 """
@@ -45,9 +53,16 @@ def is_quit(text: str) -> bool:
 
 
 def is_complete(text: str) -> bool:
-    """Whether ``text`` is a whole input: empty, a meta command, or ending with ``;``."""
+    """Whether ``text`` is a whole input: empty, a meta command, a habit of another shell, or
+    ending with a ``;`` that is not inside a string, quoted name or comment."""
     stripped = text.strip()
-    return not stripped or stripped.startswith("\\") or is_quit(stripped) or stripped.endswith(";")
+    return (
+        not stripped
+        or stripped.startswith("\\")
+        or is_quit(stripped)
+        or runs_alone(stripped)
+        or statements_complete(text)
+    )
 
 
 class Repl:
@@ -80,6 +95,9 @@ class Repl:
         if stripped.startswith("\\"):
             self.meta(stripped)
             return True
+        if (habit := hint(stripped)) is not None:
+            self.printer.info(habit)
+            return True
         try:
             run_text(self.ql, text, self.printer)
         except ConnectionLost as exc:
@@ -93,35 +111,14 @@ class Repl:
         arg = arg.strip()
         if name in ("\\?", "\\h", "\\help"):
             self.printer.info(HELP.rstrip())
-        elif name == "\\d":
-            self.list_collections()
         elif name == "\\format":
             self.set_format(arg)
+        elif (sql := shorthand(name, arg)) is not None:
+            self.handle(sql)
+        elif name in SHORTHANDS:
+            self.printer.error(f"error: {name} {'needs a name' if not arg else 'takes no name'}")
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
-
-    def list_collections(self) -> None:
-        from pymongo.errors import PyMongoError
-
-        from queryleaf.events.names import is_reserved
-
-        try:
-            infos = list(self.ql.db.list_collections())
-        except PyMongoError as exc:
-            self.printer.error(f"error: {exc}")
-            return
-        rows = sorted(
-            (
-                {"name": i["name"], "type": i.get("type", "collection")}
-                for i in infos
-                if not is_reserved(i["name"]) and not i["name"].startswith("system.")
-            ),
-            key=lambda r: r["name"],
-        )
-        if not rows:
-            self.printer.info(f"no collections in database {self.ql.database_name}")
-            return
-        self.printer.table(rows_table(["name", "type"], rows))
 
     def set_format(self, fmt: str) -> None:
         if not fmt:

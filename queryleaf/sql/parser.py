@@ -1016,6 +1016,24 @@ class _ToAst(Transformer_NonRecursive):
             name, ts, _position(meta), _position(literal) if literal is not None else None
         )
 
+    def show_tables(self, meta, children):
+        return ast.ShowTables(_position(meta))
+
+    def show_views(self, meta, children):
+        return ast.ShowViews(_position(meta))
+
+    def show_databases(self, meta, children):
+        return ast.ShowDatabases(_position(meta))
+
+    def show_indexes(self, meta, children):
+        return ast.ShowIndexes(children[0], _position(meta))
+
+    def describe_stmt(self, meta, children):
+        return ast.Describe(children[0], _position(meta))
+
+    def use_stmt(self, meta, children):
+        return ast.Use(children[0], _position(meta))
+
     def begin_stmt(self, meta, children):
         return ast.Begin(_position(meta))
 
