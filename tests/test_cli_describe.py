@@ -100,3 +100,23 @@ def test_repl_runs_a_string_holding_a_semicolon_at_a_line_end(cli):
     first, second = (json.loads(line) for line in proc.stdout.splitlines())
     assert first == [{"s": "first;\nsecond"}]
     assert second == [{"n": 2}]
+
+
+def test_tab_completes_tables_and_nested_fields_on_a_terminal(server, dbname, tmp_path):
+    MongoClient(server.uri)[dbname]["clients"].insert_one({"customer": {"name": "Ada"}})
+    term = test_cli.Terminal(server, dbname, tmp_path)
+    try:
+        term.read_until(b"queryleaf>")
+        term.write(b"SELECT customer FROM cli\t")
+        term.read_until(b"ents")  # the screen is redrawn from the cursor: only the rest shows
+        term.write(b" WHERE customer.na\t")
+        term.read_until(b"me")
+        term.write(b" = 'Ada';\r")
+        term.read_until(b"1 row")
+        term.write(b"\\q\r")
+        assert term.proc.wait(timeout=20) == 0
+    finally:
+        term.close()
+        MongoClient(server.uri).drop_database(dbname)
+    history = (tmp_path / "data" / "repl_history").read_text()
+    assert "+SELECT customer FROM clients WHERE customer.name = 'Ada';" in history

@@ -166,16 +166,21 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-    from prompt_toolkit.lexers import PygmentsLexer
-    from pygments.lexers.sql import SqlLexer
+
+    from queryleaf.cli.completion import SqlLexer, changes_catalog, completer
 
     bindings = KeyBindings()
+    sql_completer, catalog = completer(repl.ql)
 
     @bindings.add("enter")
     def _enter(
         event: KeyPressEvent,
     ) -> None:  # run when the input is complete, else start a new line
         buffer = event.current_buffer
+        state = buffer.complete_state
+        if state is not None and state.current_completion is not None:
+            buffer.apply_completion(state.current_completion)  # Enter picks the completion
+            return
         if is_complete(buffer.text):
             buffer.validate_and_handle()
         else:
@@ -186,7 +191,9 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
         multiline=True,
         key_bindings=bindings,
         prompt_continuation=lambda width, line, wrap: CONTINUATION.rjust(width),
-        lexer=PygmentsLexer(SqlLexer),
+        lexer=SqlLexer(),
+        completer=sql_completer,
+        complete_while_typing=False,
     )
     repl.printer.info(
         f"queryleaf on {repl.ql.database_name}; statements end with ';', \\? for help, \\q to quit"
@@ -200,6 +207,8 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
             return repl.leave()
         if not repl.handle(text):
             return repl.leave()
+        if changes_catalog(text):
+            catalog.invalidate()
 
 
 def run_repl(
