@@ -109,7 +109,9 @@ def test_tab_completes_tables_and_nested_fields_on_a_terminal(server, dbname, tm
         term.read_until(b"queryleaf>")
         term.write(b"SELECT customer FROM cli\t")
         term.read_until(b"ents")  # the screen is redrawn from the cursor: only the rest shows
-        term.write(b" WHERE customer.na\t")
+        term.write(b" WHERE customer.na")
+        term.read_until(b"customer.na")  # the echo, before asking for completions
+        term.write(b"\t")
         term.read_until(b"me")
         term.write(b" = 'Ada';\r")
         term.read_until(b"1 row")
