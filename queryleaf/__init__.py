@@ -6,6 +6,7 @@
 import queryleaf.events.options  # noqa: F401
 import queryleaf.events.planning  # noqa: F401
 import queryleaf.events.tables  # noqa: F401
+import queryleaf.introspection  # noqa: F401  (SHOW TABLES, DESCRIBE, USE ...)
 from queryleaf.api import QueryLeaf, connect
 from queryleaf.errors import (
     EngineError,

@@ -17,6 +17,7 @@ from queryleaf.clients import close_client
 from queryleaf.columns import check_columns
 from queryleaf.errors import Position, QueryLeafError, ScriptError, TransactionError
 from queryleaf.executor import Executor, server_error
+from queryleaf.introspection import UseDatabase
 from queryleaf.planner import Catalog, ColumnReference, plan_statement
 from queryleaf.result import Result
 from queryleaf.sampling import FieldSampler
@@ -169,6 +170,11 @@ class QueryLeaf:
         p = plan_statement(statement, params, self._catalog(statement), references)
         if isinstance(p, plan.TransactionControl):
             return self._control(p, statement.pos)
+        if isinstance(p, UseDatabase):
+            if txn is not None:
+                check_allowed(statement, p)
+            self.use(p.database)
+            return Result(statement="USE", message=f"USE {p.database}")
         warnings = check_columns(references or [], self._fields)
         try:
             if txn is None:
@@ -193,6 +199,16 @@ class QueryLeaf:
     def _sampled_fields(self, collection: str) -> list[str]:
         sample = self._fields.sample(collection)
         return list(sample.fields) if sample is not None else []
+
+    def use(self, database: str) -> None:
+        """Run the following statements in ``database`` (SQL: ``USE database``); refused while a
+        transaction is open, which belongs to the database it started in."""
+        if self._transaction is not None:
+            raise TransactionError("USE inside a transaction: COMMIT or ROLLBACK it first", None)
+        self.database_name = database
+        self.db = self.client[database]
+        self._executor = Executor(self.db)
+        self._fields = FieldSampler(self.db)
 
     # ------------------------------------------------------------ transactions
     @property

@@ -15,11 +15,16 @@ just written is never reported unknown.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pymongo.errors
+from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from pymongo.database import Database
 
 from queryleaf import plan
@@ -129,3 +134,86 @@ def add_paths(doc: dict[str, Any], paths: set[FieldPath]) -> bool:
         if len(paths) > MAX_PATHS:
             return False
     return True
+
+
+def bson_type(value: Any) -> str:
+    """The BSON type name of a decoded value, as ``$type`` names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, Int64):
+        return "long"
+    if isinstance(value, int):
+        return "int" if -(2**31) <= value < 2**31 else "long"
+    checks: tuple[tuple[Any, str], ...] = (
+        (float, "double"),
+        (str, "string"),
+        (dict, "object"),
+        (list, "array"),
+        (ObjectId, "objectId"),
+        (dt.datetime, "date"),
+        (Decimal128, "decimal"),
+        (Timestamp, "timestamp"),
+        (bytes | Binary | uuid.UUID, "binData"),
+        (Regex | re.Pattern, "regex"),
+        (Code, "javascript"),
+        (MinKey, "minKey"),
+        (MaxKey, "maxKey"),
+    )
+    for kind, name in checks:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class FieldProfile:
+    path: str  # dotted: customer.name; an array's elements are under the array's path
+    types: tuple[str, ...]  # BSON type names, most frequent first
+    documents: int  # how many sampled documents hold the path
+
+
+@dataclass(frozen=True)
+class CollectionProfile:
+    documents: int  # documents sampled
+    fields: tuple[FieldProfile, ...]  # in the order paths first appear, children after parents
+
+
+def profile_fields(collection: Any, size: int = SAMPLE_SIZE) -> CollectionProfile:
+    """The field paths of a sample of ``collection`` (a pymongo Collection), with their types
+    and how many sampled documents hold each (the sample DESCRIBE reports)."""
+    types: dict[str, Counter[str]] = {}
+    holders: dict[str, int] = {}
+    documents = 0
+    for doc in collection.aggregate([{"$sample": {"size": size}}], batchSize=size):
+        documents += 1
+        seen: set[str] = set()
+        _profile(doc, "", types, seen)
+        for path in seen:
+            holders[path] = holders.get(path, 0) + 1
+        if len(types) > MAX_PATHS:
+            break
+    first = {path: i for i, path in enumerate(types)}
+
+    def tree_order(path: str) -> tuple[int, ...]:  # a nested path right after its parent
+        parts = path.split(".")
+        return tuple(first.get(".".join(parts[:k]), first[path]) for k in range(1, len(parts) + 1))
+
+    fields = tuple(
+        FieldProfile(path, tuple(t for t, _ in types[path].most_common()), holders[path])
+        for path in sorted(types, key=tree_order)
+    )
+    return CollectionProfile(documents, fields)
+
+
+def _profile(value: Any, prefix: str, types: dict[str, Counter[str]], seen: set[str]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            types.setdefault(path, Counter())[bson_type(inner)] += 1
+            seen.add(path)
+            _profile(inner, path, types, seen)
+    elif isinstance(value, list):
+        for item in value:
+            _profile(item, prefix, types, seen)

@@ -33,7 +33,14 @@ UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 
 _CATALOG = "it changes the database catalog, which queryleaf never does inside a transaction"
 _EVENTS = "event subscriptions and their system tables live outside transactions"
+_READS_CATALOG = "MongoDB does not list collections, indexes or databases inside a transaction"
 _OUTSIDE: dict[type[ast.Statement], tuple[str, str]] = {
+    ast.ShowTables: ("SHOW TABLES", _READS_CATALOG),
+    ast.ShowViews: ("SHOW VIEWS", _READS_CATALOG),
+    ast.ShowDatabases: ("SHOW DATABASES", _READS_CATALOG),
+    ast.ShowIndexes: ("SHOW INDEXES", _READS_CATALOG),
+    ast.Describe: ("DESCRIBE", _READS_CATALOG),
+    ast.Use: ("USE", "a transaction belongs to the database it started in"),
     ast.CreateView: ("CREATE VIEW", _CATALOG),
     ast.DropView: ("DROP VIEW", _CATALOG),
     ast.CreateSubscription: ("CREATE EVENT_SUBSCRIPTION", _EVENTS),

@@ -60,7 +60,21 @@ ERRORS = [
     ("CREATE EVENT_SUBSCRIPTION s (a = 1)", 1, 29, "(", ("AS",)),
     ("CREATE EVENT_SUBSCRIPTION s AS (a = 1,)", 1, 39, ")", ("name",)),
     ("RESET EVENT_SUBSCRIPTION s TO", 1, 30, None, ("NOW", "TIMESTAMP")),
-    ("SHOW EVENT_SUBSCRIPTION", 1, 6, "EVENT_SUBSCRIPTION", ("EVENT_SUBSCRIPTIONS",)),
+    (
+        "SHOW EVENT_SUBSCRIPTION",
+        1,
+        6,
+        "EVENT_SUBSCRIPTION",
+        (
+            "COLLECTIONS",
+            "COLUMNS",
+            "DATABASES",
+            "EVENT_SUBSCRIPTIONS",
+            "INDEXES",
+            "TABLES",
+            "VIEWS",
+        ),
+    ),
     (
         "EXPLAIN",
         1,
@@ -72,6 +86,7 @@ ERRORS = [
             "COMMIT",
             "CREATE",
             "DELETE",
+            "DESCRIBE",
             "DROP",
             "EXPLAIN",
             "INSERT",
@@ -84,6 +99,7 @@ ERRORS = [
             "SHOW",
             "START",
             "UPDATE",
+            "USE",
             "WITH",
         ),
     ),
@@ -238,3 +254,23 @@ def assert_caret(err: SqlSyntaxError, sql: str) -> None:
     assert caret == " " * (err.position.column - 1) + "^"
     for internal in ("__ANON", "$END", "LPAR", "RPAR", "_FROM", "NAME", "NUMBER"):
         assert internal not in err.message
+
+
+@pytest.mark.parametrize(
+    ("sql", "hint"),
+    [
+        ("SELEC * FROM t", "unexpected name 'SELEC' (did you mean SELECT?)"),
+        ("SELECT * FORM t", "(did you mean FROM?)"),
+        ("SELECT a FROM t ORDER BYY a", "(did you mean BY?)"),
+        ("SHOW EVENT_SUBSCRIPTION", "(did you mean EVENT_SUBSCRIPTIONS?)"),
+        # a misspelt keyword read as an alias: the error comes one word later
+        ("SELECT a FROM t WHER a = 1", "(did you mean WHERE instead of WHER?)"),
+        ("SELECT a FROM t GROPU BY a", "(did you mean GROUP instead of GROPU?)"),
+    ],
+)
+def test_keyword_typos_get_a_did_you_mean(sql, hint):
+    assert hint in str(_error(sql))
+
+
+def test_no_did_you_mean_for_names_far_from_keywords():
+    assert "did you mean" not in str(_error("SELECT a b c FROM t"))

@@ -123,7 +123,9 @@ def status_line(result: Result) -> str:
     timing = f" ({result.elapsed_ms:.1f} ms)"
     if result_kind(result) == "rows":
         n = len(result.rows)
-        return f"{n} row{'' if n == 1 else 's'}{timing}"
+        counted = f"{n} row{'' if n == 1 else 's'}{timing}"
+        # A message of a statement with rows is a footer (DESCRIBE: the count, the indexes...)
+        return f"{result.message}\n{counted}" if result.message else counted
     if result.message:
         return result.message + timing
     words = result.statement.split()

@@ -23,8 +23,11 @@ from typing import TextIO
 
 from queryleaf.api import QueryLeaf
 from queryleaf.cli.banner import banner
+from queryleaf.cli.describe import SHORTHANDS, shorthand
+from queryleaf.cli.habits import hint, runs_alone
 from queryleaf.cli.output import DEFAULT_PAGER, EXPANDED, FORMATS, Printer
 from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
+from queryleaf.sql.split import is_complete as statements_complete
 
 # The prompt's marker after the database name by transaction status
 # (QueryLeaf.transaction_status), psql's.
@@ -36,15 +39,20 @@ HISTORY_FILE = "repl_history"
 HELP = """\
 Statements end with ';' (or \\G: results as one record per block) and may span several lines.
 Meta commands (at the start of an input):
-  \\?  \\h              this help
-  \\d                  list the collections and views of the database
-  \\format [FMT]       show or set the output format (table, json, csv)
-  \\x [on|off|auto]    records one per block: always, never, when a row is too wide (default)
-  \\null [TEXT]        show or set how NULL is shown (default <null>)
-  \\pager [on|off|CMD] page results taller than the terminal (default $PAGER or less -SRXF)
-  \\watch [SEC]        run the last query again every SEC seconds (default 2) until Ctrl-C
-  \\top                live view of the event subscriptions and their workers (q to quit)
-  \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
+  \\?  \\h               this help
+  \\d [NAME]            list the tables (collections and views), or describe one (DESCRIBE NAME)
+  \\dt  \\dv             list the tables (SHOW TABLES), the views (SHOW VIEWS)
+  \\di [NAME]           list the indexes (SHOW INDEXES [FROM NAME])
+  \\ds                  list the event subscriptions (SHOW EVENT_SUBSCRIPTIONS)
+  \\l                   list the databases (SHOW DATABASES)
+  \\c DB                use database DB (USE DB)
+  \\format [FMT]        show or set the output format (table, json, csv)
+  \\x [on|off|auto]     records one per block: always, never, when a row is too wide (default)
+  \\null [TEXT]         show or set how NULL is shown (default <null>)
+  \\pager [on|off|CMD]  page results taller than the terminal (default $PAGER or less -SRXF)
+  \\watch [SEC]         run the last query again every SEC seconds (default 2) until Ctrl-C
+  \\top                 live view of the event subscriptions and their workers (q to quit)
+  \\q  quit  exit       leave (so does Ctrl-D); Ctrl-C discards the current input
 """
 
 
@@ -53,13 +61,16 @@ def is_quit(text: str) -> bool:
 
 
 def is_complete(text: str) -> bool:
-    """Whether ``text`` is a whole input: empty, a meta command, or ending with ``;`` or ``\\G``."""
+    """Whether ``text`` is a whole input: empty, a meta command, a habit of another shell, or
+    ending with a ``;`` or ``\\G`` that is not inside a string, quoted name or comment."""
     stripped = text.strip()
     return (
         not stripped
         or stripped.startswith("\\")
         or is_quit(stripped)
-        or stripped.endswith((";", VERTICAL_END))
+        or runs_alone(stripped)
+        or statements_complete(text)
+        or stripped.endswith(VERTICAL_END)
     )
 
 
@@ -94,6 +105,9 @@ class Repl:
         if stripped.startswith("\\"):
             self.meta(stripped)
             return True
+        if (habit := hint(stripped)) is not None:
+            self.printer.info(habit)
+            return True
         self.last_input = text
         try:
             if stripped.endswith(VERTICAL_END):  # ';' in its place keeps every position
@@ -112,8 +126,6 @@ class Repl:
         arg = arg.strip()
         if name in ("\\?", "\\h", "\\help"):
             self.printer.info(HELP.rstrip())
-        elif name == "\\d":
-            self.list_collections()
         elif name == "\\format":
             self.set_format(arg)
         elif name == "\\x":
@@ -126,31 +138,12 @@ class Repl:
             self.watch(arg)
         elif name == "\\top":
             self.top(arg)
+        elif (sql := shorthand(name, arg)) is not None:
+            self.handle(sql)
+        elif name in SHORTHANDS:
+            self.printer.error(f"error: {name} {'needs a name' if not arg else 'takes no name'}")
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
-
-    def list_collections(self) -> None:
-        from pymongo.errors import PyMongoError
-
-        from queryleaf.events.names import is_reserved
-
-        try:
-            infos = list(self.ql.db.list_collections())
-        except PyMongoError as exc:
-            self.printer.error(f"error: {exc}")
-            return
-        rows = sorted(
-            (
-                {"name": i["name"], "type": i.get("type", "collection")}
-                for i in infos
-                if not is_reserved(i["name"]) and not i["name"].startswith("system.")
-            ),
-            key=lambda r: r["name"],
-        )
-        if not rows:
-            self.printer.info(f"no collections in database {self.ql.database_name}")
-            return
-        self.printer.records(["name", "type"], rows)
 
     def watch(self, arg: str) -> None:
         from queryleaf.cli.watch import interval_from, watch, watchable
@@ -259,16 +252,21 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-    from prompt_toolkit.lexers import PygmentsLexer
-    from pygments.lexers.sql import SqlLexer
+
+    from queryleaf.cli.completion import SqlLexer, changes_catalog, completer
 
     bindings = KeyBindings()
+    sql_completer, catalog = completer(repl.ql)
 
     @bindings.add("enter")
     def _enter(
         event: KeyPressEvent,
     ) -> None:  # run when the input is complete, else start a new line
         buffer = event.current_buffer
+        state = buffer.complete_state
+        if state is not None and state.current_completion is not None:
+            buffer.apply_completion(state.current_completion)  # Enter picks the completion
+            return
         if is_complete(buffer.text):
             buffer.validate_and_handle()
         else:
@@ -279,7 +277,9 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
         multiline=True,
         key_bindings=bindings,
         prompt_continuation=lambda width, line, wrap: CONTINUATION.rjust(width),
-        lexer=PygmentsLexer(SqlLexer),
+        lexer=SqlLexer(),
+        completer=sql_completer,
+        complete_while_typing=False,
     )
     repl.printer.pager = default_pager()
     repl.printer.info(banner(repl.ql))
@@ -292,6 +292,8 @@ def run_terminal(repl: Repl, history: Path | None) -> int:
             return repl.leave()
         if not repl.handle(text):
             return repl.leave()
+        if changes_catalog(text):
+            catalog.invalidate()
 
 
 def run_repl(

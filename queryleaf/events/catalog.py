@@ -87,6 +87,29 @@ def load_one(db: Database, name: str) -> definition.Subscription | None:
 # ------------------------------------------------------------------ errors
 
 
+def watching(db: Database, collection: str) -> list[str]:
+    """DESCRIBE's line about the subscriptions that watch ``collection`` (those naming it in
+    watch_collections, and those watching the whole database); none: no line."""
+    try:
+        docs = (
+            db[names.SUBSCRIPTIONS]
+            .find(
+                {
+                    "$or": [
+                        {"options.watch_collections": collection},
+                        {"options.watch_collections": {"$size": 0}},
+                    ]
+                },
+                {"name": 1, "status": 1},
+            )
+            .sort("name", 1)
+        )
+        found = [f"{doc['name']} ({doc.get('status')})" for doc in docs]
+    except PyMongoError:
+        return []  # a description without this line rather than none
+    return [f"watched by: {', '.join(found)}"] if found else []
+
+
 def unknown(db: Database, name: str) -> SubscriptionError:
     """The error for a statement naming no subscription (it reads the names, to list them)."""
     existing = [doc["_id"] for doc in db[names.SUBSCRIPTIONS].find({}, {"_id": 1})]

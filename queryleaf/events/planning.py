@@ -13,7 +13,7 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
-from queryleaf.events import definition
+from queryleaf.events import catalog, definition
 from queryleaf.events import options as opts
 from queryleaf.events.plans import (
     AlterSubscription,
@@ -24,6 +24,7 @@ from queryleaf.events.plans import (
     SetSubscriptionState,
     reset_start,
 )
+from queryleaf.introspection import register_describer
 from queryleaf.planner.constants import NotConstant, constant
 from queryleaf.planner.expressions import ExprCompiler
 from queryleaf.planner.filters import FilterCompiler
@@ -197,3 +198,4 @@ register_statement(
 register_statement(ast.ResetSubscription, plan_reset)
 register_statement(ast.ShowSubscriptions, plan_show)
 register_statement(ast.ReplayDeadLetters, plan_replay)
+register_describer(catalog.watching)

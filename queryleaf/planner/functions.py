@@ -903,3 +903,36 @@ def _cast(e: ast.Cast, v: Any) -> Any:
             e.type.pos,
         )
     return null_guard([v], {op: v})
+
+
+def signature(name: str, fn: Function) -> str:
+    """``NAME(a, b[, c])`` from a function's arity (``NAME(a, ...)`` when variadic)."""
+    letters = "abcdefgh"
+    required = ", ".join(letters[: fn.min_args])
+    if fn.max_args is None:
+        args = f"{required}, ..." if required else "..."
+    else:
+        optional = "".join(
+            f"[, {letters[i]}]" if i else f"[{letters[i]}]"
+            for i in range(fn.min_args, min(fn.max_args, len(letters)))
+        )
+        args = required + optional
+    return f"{name}({args})"
+
+
+def function_listing() -> dict[str, str]:
+    """Every function SQL can call, with a line about it (signature and summary): the scalar
+    functions of this catalogue, the aggregates and the window functions. For the command
+    line's completion; the planner itself looks names up in FUNCTIONS."""
+    from queryleaf.planner.windows import WINDOW_ONLY
+
+    listing = {name: _describe(name, fn) for name, fn in FUNCTIONS.items()}
+    listing.update({name: f"{name}(...): aggregate" for name in AGGREGATES})
+    listing.update({name: f"{name}(...) OVER (...): window function" for name in WINDOW_ONLY})
+    return dict(sorted(listing.items()))
+
+
+def _describe(name: str, fn: Function) -> str:
+    if fn.summary.startswith(f"{name}("):  # the summary spells the signature out itself
+        return fn.summary
+    return f"{signature(name, fn)}: {fn.summary}" if fn.summary else signature(name, fn)

@@ -544,6 +544,47 @@ class ResetSubscription(Statement):
     timestamp_pos: Position | None = _pos()  # where the timestamp's literal is
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class ShowTables(Statement):
+    """SHOW TABLES / SHOW COLLECTIONS."""
+
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ShowViews(Statement):
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ShowDatabases(Statement):
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ShowIndexes(Statement):
+    """SHOW INDEXES [FROM table]: without a table, the indexes of every collection."""
+
+    table: str | None = None
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Describe(Statement):
+    """DESCRIBE table / SHOW COLUMNS FROM table."""
+
+    table: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Use(Statement):
+    """USE database: the connection's statements run in another database from now on."""
+
+    database: str
+    pos: Position | None = _pos()
+
+
 class TransactionStatement(Statement):
     """BEGIN, COMMIT or ROLLBACK: they change the connection's transaction, not the data."""
 

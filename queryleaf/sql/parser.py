@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import hashlib
 import os
@@ -346,6 +347,48 @@ def _describe(token: Token) -> str:
     return repr(text)
 
 
+@functools.cache
+def keyword_words() -> dict[str, tuple[str, ...]]:
+    """The keywords of the grammar, by terminal: ``_FROM`` → (FROM,), ``_REGEXP`` → (REGEXP,
+    RLIKE). Completion, highlighting and the did-you-mean of syntax errors read them here."""
+    found: dict[str, tuple[str, ...]] = {}
+    for term in _lark().terminals:
+        if term.pattern.type != "re" or term.name in ("NAME", "QUOTED_NAME", "BACKTICK_NAME"):
+            continue
+        words = re.findall(r"[A-Z][A-Z_]+", term.pattern.value)
+        if term.name == "LIKE_OP":
+            words = ["LIKE", "ILIKE"]
+        if words:
+            found[term.name] = tuple(dict.fromkeys(words))
+    return found
+
+
+def keywords() -> frozenset[str]:
+    return frozenset(w for words in keyword_words().values() for w in words)
+
+
+_WORD = re.compile(r"[^\W\d][\w$]*")
+_WORD_BEFORE = re.compile(r"([^\W\d][\w$]*)\s*$")
+
+
+def _did_you_mean(sql: str, token: Token, accepted: set[str]) -> str:
+    """`` (did you mean SELECT?)`` when the unexpected word, or a plain name just before it (a
+    misspelt keyword read as an alias: ``FROM t WHER x``), is close to a keyword that fits."""
+    words = sorted({w for t in accepted for w in keyword_words().get(t, ())})
+    if not words:
+        return ""
+    if _WORD.fullmatch(str(token)):
+        near = difflib.get_close_matches(str(token).upper(), words, n=1, cutoff=0.75)
+        if near:
+            return f" (did you mean {near[0]}?)"
+    before = _WORD_BEFORE.search(sql, 0, token.start_pos or 0)
+    if before is not None and before.group(1).upper() not in keywords():
+        near = difflib.get_close_matches(before.group(1).upper(), words, n=1, cutoff=0.75)
+        if near:
+            return f" (did you mean {near[0]} instead of {before.group(1)}?)"
+    return ""
+
+
 def _clip(text: str, width: int = 30) -> str:
     return text if len(text) <= width else text[: width - 4] + "...'"
 
@@ -384,7 +427,8 @@ def _token_error(sql: str, exc: UnexpectedToken) -> SqlSyntaxError:
             error_code=ErrorCode.UNEXPECTED_INPUT,
         )
     pos = Position(token.line, token.column, token.start_pos or 0)
-    message = _message(f"unexpected {_describe(token)}", expected)
+    head = f"unexpected {_describe(token)}{_did_you_mean(sql, token, _accepts(exc))}"
+    message = _message(head, expected)
     return SqlSyntaxError(
         message, pos, sql, str(token), expected, error_code=ErrorCode.UNEXPECTED_INPUT
     )
@@ -1015,6 +1059,24 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ResetSubscription(
             name, ts, _position(meta), _position(literal) if literal is not None else None
         )
+
+    def show_tables(self, meta, children):
+        return ast.ShowTables(_position(meta))
+
+    def show_views(self, meta, children):
+        return ast.ShowViews(_position(meta))
+
+    def show_databases(self, meta, children):
+        return ast.ShowDatabases(_position(meta))
+
+    def show_indexes(self, meta, children):
+        return ast.ShowIndexes(children[0], _position(meta))
+
+    def describe_stmt(self, meta, children):
+        return ast.Describe(children[0], _position(meta))
+
+    def use_stmt(self, meta, children):
+        return ast.Use(children[0], _position(meta))
 
     def begin_stmt(self, meta, children):
         return ast.Begin(_position(meta))

@@ -35,6 +35,7 @@ KEYWORDS = frozenset(
     SELECT SEPARATOR SET SHOW THEN TIMESTAMP TO TRAILING TRUE UNBOUNDED UNION UPDATE VALUES VIEW WHEN WHERE
     WITH
     BEGIN COMMIT ROLLBACK START TRANSACTION WORK
+    COLLECTIONS COLUMNS DATABASES DESCRIBE INDEXES TABLES USE VIEWS
 """.split()
 )
 
@@ -722,6 +723,14 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.ShowSubscriptions: lambda s: "SHOW EVENT_SUBSCRIPTIONS" + (" FULL" if s.full else ""),
     ast.ReplayDeadLetters: lambda s: "REPLAY DEAD_LETTER_EVENTS" + _where(s.where),
     ast.ResetSubscription: _reset_subscription,
+    ast.ShowTables: lambda s: "SHOW TABLES",
+    ast.ShowViews: lambda s: "SHOW VIEWS",
+    ast.ShowDatabases: lambda s: "SHOW DATABASES",
+    ast.ShowIndexes: lambda s: (
+        "SHOW INDEXES" + (f" FROM {quote_name(s.table)}" if s.table is not None else "")
+    ),
+    ast.Describe: lambda s: f"DESCRIBE {quote_name(s.table)}",
+    ast.Use: lambda s: f"USE {quote_name(s.database)}",
     ast.Begin: lambda s: "BEGIN",
     ast.Commit: lambda s: "COMMIT",
     ast.Rollback: lambda s: "ROLLBACK",
