@@ -81,18 +81,21 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
     from pymongo.errors import ConnectionFailure, PyMongoError
 
     import queryleaf
+    from queryleaf.cli.reach import ping
     from queryleaf.cli.run import ConnectionLost, connection_message
     from queryleaf.errors import EngineError, ErrorCode
 
     try:
-        ql = queryleaf.connect(obj.get("uri"), obj.get("db"), obj.get("data_dir"))
+        ql = queryleaf.connect(
+            obj.get("uri"), obj.get("db"), obj.get("data_dir"), obj.get("timeout")
+        )
     except EngineError as exc:
         raise CliError(exc.coded_message, EXIT_CONNECTION) from exc
     except PyMongoError as exc:
         raise CliError(connection_message(exc, obj.get("uri")), EXIT_CONNECTION) from exc
     try:
         try:
-            ql.client.admin.command("ping")
+            ping(ql.client)
         except PyMongoError as exc:
             raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
         yield ql
@@ -146,6 +149,12 @@ def _printer(ctx: click.Context) -> Printer:
     help="Output format of results.",
 )
 @click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Time limit of each statement (maxTimeMS); \\timeout changes it in the shell.",
+)
+@click.option(
     "-e",
     "--execute",
     "sql",
@@ -160,6 +169,7 @@ def cli(
     db: str | None,
     data_dir: str | None,
     fmt: str,
+    timeout: float | None,
     sql: str | None,
 ) -> None:
     """queryleaf: SQL for MongoDB, with change-stream event subscriptions.
@@ -169,6 +179,7 @@ def cli(
     """
     ctx.ensure_object(dict)
     ctx.obj.update(uri=uri or None, db=db or None, data_dir=data_dir or None, format=fmt)
+    ctx.obj["timeout"] = timeout
     if sql is not None:
         if ctx.invoked_subcommand is not None:
             raise click.UsageError("-e/--execute cannot be combined with a subcommand")

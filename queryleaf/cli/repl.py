@@ -8,7 +8,7 @@ with stdin from a pipe or file it reads lines without prompts. The semantics are
 - errors are printed with their position and a caret, and the shell carries on;
 - ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0, rolling back a
   transaction left open (and saying so);
-- Ctrl-C discards the current input (or cancels the wait for a running statement);
+- Ctrl-C discards the current input, or kills the running statement on the server;
 - the prompt shows a transaction: ``queryleaf*>`` while one is open, ``queryleaf!>`` once a
   statement failed in it (statements are refused until ROLLBACK), as psql does.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from queryleaf.api import QueryLeaf
+from queryleaf.cancel import StatementCancelled
 from queryleaf.cli.output import FORMATS, Printer, rows_table
 from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
 
@@ -36,6 +37,7 @@ Statements end with ';' and may span several lines. Meta commands (at the start 
   \\?  \\h         this help
   \\d             list the collections and views of the database
   \\format [FMT]  show or set the output format (table, json, csv)
+  \\timeout [SECONDS|off]  show or set each statement's time limit
   \\q  quit  exit leave (so does Ctrl-D); Ctrl-C discards the current input
 """
 
@@ -84,8 +86,8 @@ class Repl:
             run_text(self.ql, text, self.printer)
         except ConnectionLost as exc:
             self.printer.error(f"error: {exc}")
-        except KeyboardInterrupt:
-            self.printer.error("cancelled (the server may still finish the statement)")
+        except KeyboardInterrupt as exc:
+            self.printer.error(cancelled_message(exc))
         return True
 
     def meta(self, command: str) -> None:
@@ -97,6 +99,8 @@ class Repl:
             self.list_collections()
         elif name == "\\format":
             self.set_format(arg)
+        elif name == "\\timeout":
+            self.set_timeout(arg)
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
@@ -130,6 +134,30 @@ class Repl:
             self.printer.error(f"error: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         else:
             self.printer.format = fmt
+
+    def set_timeout(self, arg: str) -> None:
+        if arg.lower() == "off":
+            self.ql.timeout = None
+        elif arg:
+            try:
+                seconds = float(arg)
+            except ValueError:
+                seconds = 0.0
+            if not seconds > 0 or seconds == float("inf"):
+                self.printer.error(f"error: \\timeout takes seconds (> 0) or off, not {arg!r}")
+                return
+            self.ql.timeout = seconds
+        limit = self.ql.timeout
+        self.printer.info(f"timeout: {'off' if limit is None else f'{limit:g} s'}")
+
+
+def cancelled_message(exc: KeyboardInterrupt) -> str:
+    """What Ctrl-C did to the running statement (see queryleaf/cancel.py)."""
+    if not isinstance(exc, StatementCancelled):
+        return "cancelled"
+    if exc.killed:
+        return "cancelled: the statement was killed on the server"
+    return "cancelled: the server no longer listed the statement (it had finished)"
 
 
 def run_lines(repl: Repl, lines: Iterable[str]) -> int:
