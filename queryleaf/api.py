@@ -11,8 +11,10 @@ from typing import Any
 
 import pymongo
 import pymongo.errors
+from pymongo.client_session import ClientSession
 
 from queryleaf import engine, plan
+from queryleaf.cancel import InFlight, StatementRunner, time_limit_error
 from queryleaf.clients import close_client
 from queryleaf.columns import check_columns
 from queryleaf.errors import Position, QueryLeafError, ScriptError, TransactionError
@@ -44,11 +46,21 @@ class QueryLeaf:
     Statements commit one by one, unless a transaction is open: ``BEGIN`` ... ``COMMIT`` /
     ``ROLLBACK`` in SQL, or ``with ql.transaction(): ...``. With ``autobegin`` (the DB-API's
     ``autocommit=False``) a statement run with no transaction open first opens one.
+
+    ``timeout`` (seconds, None for none; settable at any time) limits each statement: MongoDB
+    stops it when it runs longer (QL3004). Ctrl-C while a statement runs in the main thread
+    kills it on the server (see queryleaf/cancel.py) and raises ``StatementCancelled``, a
+    KeyboardInterrupt.
     """
 
     def __init__(
-        self, uri: str | None = None, database: str | None = None, data_dir: str | None = None
+        self,
+        uri: str | None = None,
+        database: str | None = None,
+        data_dir: str | None = None,
+        timeout: float | None = None,
     ):
+        self.timeout = timeout
         uri = uri or os.environ.get("QUERYLEAF_URI") or None
         self.database_name = database or os.environ.get("QUERYLEAF_DB") or DEFAULT_DATABASE
         self._lease: engine.ServerLease | None = None
@@ -72,7 +84,11 @@ class QueryLeaf:
         options: dict[str, Any] = {"tz_aware": True}
         if "serverselectiontimeoutms" not in uri.lower():
             options["serverSelectionTimeoutMS"] = 10_000
-        self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+        in_flight = InFlight()
+        self.client: pymongo.MongoClient = pymongo.MongoClient(
+            uri, event_listeners=[in_flight], **options
+        )
+        self._statements = StatementRunner(self.client, in_flight)
         self.uri = uri
         self.db = self.client[self.database_name]
         self._executor = Executor(self.db)
@@ -178,11 +194,11 @@ class QueryLeaf:
         warnings = check_columns(references or [], self._fields)
         try:
             if txn is None:
-                result = self._executor.run(p)
+                result = self._execute(p)
             else:
                 check_allowed(statement, p)
                 try:
-                    result = self._executor.run(p, txn.session)
+                    result = self._execute(p, txn.session)
                     result.rows  # noqa: B018 - read now: a transaction's cursors end with it
                 except KeyboardInterrupt:
                     txn.cancel()
@@ -209,6 +225,29 @@ class QueryLeaf:
         self.db = self.client[database]
         self._executor = Executor(self.db)
         self._fields = FieldSampler(self.db)
+
+    def _execute(self, p: plan.Plan, txn_session: ClientSession | None = None) -> Result:
+        """Run a plan: in a transaction's session, or in one of its own, ended with its rows
+        (Ctrl-C ends it before killing the statement, so the driver cannot send it again)."""
+        own = (
+            None if txn_session is not None else self.client.start_session(causal_consistency=False)
+        )
+        session = txn_session or own
+        try:
+            result = self._statements.run(
+                lambda comment: self._executor.run(p, session, comment), session, self.timeout
+            )
+        except QueryLeafError as exc:
+            if own is not None:
+                own.end_session()
+            raise time_limit_error(exc, self.timeout) from exc.__cause__
+        except BaseException:
+            if own is not None:
+                own.end_session()  # a no-op when the cancellation ended it already
+            raise
+        if own is not None:
+            result.release_after(own.end_session)
+        return result
 
     # ------------------------------------------------------------ transactions
     @property
@@ -358,7 +397,11 @@ def reads_whole_documents(p: plan.Plan) -> bool:
 
 
 def connect(
-    uri: str | None = None, database: str | None = None, data_dir: str | None = None
+    uri: str | None = None,
+    database: str | None = None,
+    data_dir: str | None = None,
+    timeout: float | None = None,
 ) -> QueryLeaf:
-    """Connect to ``uri`` (any MongoDB), or with no URI to the embedded default server."""
-    return QueryLeaf(uri, database, data_dir)
+    """Connect to ``uri`` (any MongoDB), or with no URI to the embedded default server;
+    ``timeout``: each statement's time limit in seconds (see QueryLeaf)."""
+    return QueryLeaf(uri, database, data_dir, timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -61,6 +62,12 @@ def server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
     return ExecutionError(str(exc))
 
 
+def in_transaction(session: ClientSession | None) -> bool:
+    """Whether commands sent in ``session`` are part of a transaction (a statement outside one
+    runs in a session of its own: see queryleaf/cancel.py)."""
+    return session is not None and session.in_transaction
+
+
 # What the driver refuses to send: a value BSON cannot hold, a document over the server's size
 # limit, a command nested deeper than the encoder's recursion allows.
 DRIVER_ERRORS = (bson.errors.BSONError, OverflowError, UnicodeEncodeError, RecursionError)
@@ -112,29 +119,35 @@ class Executor:
             self._tables_at = time.monotonic()
         return Catalog(self._tables | known)
 
-    def run(self, p: plan.Plan, session: ClientSession | None = None) -> Result:
-        """Run ``p``; with ``session`` (an open transaction's) every command is part of it."""
+    def run(
+        self, p: plan.Plan, session: ClientSession | None = None, comment: str | None = None
+    ) -> Result:
+        """Run ``p``; with ``session`` (an open transaction's, or the statement's own) every
+        command is part of it. ``comment`` tags every command of the statement (Ctrl-C finds
+        it on the server by it: see queryleaf/cancel.py)."""
+        if not in_transaction(session) and not p.transactional:
+            session = None  # the statement's own session is for the commands below only
         try:
-            return self._run(p, session)
+            return self._run(p, session, comment)
         except pymongo.errors.PyMongoError as exc:
             raise server_error(exc) from exc
         except DRIVER_ERRORS as exc:
             raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ dispatch
-    def _run(self, p: plan.Plan, session: ClientSession | None) -> Result:
+    def _run(self, p: plan.Plan, session: ClientSession | None, comment: str | None) -> Result:
         if isinstance(p, plan.Explain):
             return self.explain(p.inner)
         if isinstance(p, plan.Aggregate | plan.Find):
-            return self.query(p, session)
+            return self.query(p, session, comment)
         if isinstance(p, plan.Insert):
-            return self.insert(p, session)
+            return self.insert(p, session, comment)
         if isinstance(p, plan.InsertSelect):
-            return self.insert_select(p, session)
+            return self.insert_select(p, session, comment)
         if isinstance(p, plan.Update):
-            return self.update(p, session)
+            return self.update(p, session, comment)
         if isinstance(p, plan.Delete):
-            return self.delete(p, session)
+            return self.delete(p, session, comment)
         if isinstance(p, plan.TransactionControl):
             raise ExecutionError(
                 "BEGIN, COMMIT and ROLLBACK are run by the connection "
@@ -151,16 +164,23 @@ class Executor:
         raise ExecutionError(f"no way to run a {type(p).__name__} plan")
 
     def write_filter(
-        self, p: plan.Update | plan.Delete, session: ClientSession | None = None
+        self,
+        p: plan.Update | plan.Delete,
+        session: ClientSession | None = None,
+        comment: str | None = None,
     ) -> dict[str, Any]:
         if p.id_query is None:
             return p.filter
         key = p.id_query.columns[0].key if p.id_query.columns else "_id"
-        return {"_id": {"$in": [d.get(key) for d in self.cursor(p.id_query, session)]}}
+        ids = [d.get(key) for d in self.cursor(p.id_query, session, comment)]
+        return {"_id": {"$in": ids}}
 
     # ------------------------------------------------------------ queries
     def cursor(
-        self, p: plan.Aggregate | plan.Find, session: ClientSession | None = None
+        self,
+        p: plan.Aggregate | plan.Find,
+        session: ClientSession | None = None,
+        comment: str | None = None,
     ) -> Iterable[dict[str, Any]]:
         if isinstance(p, plan.Find):
             return self.db[p.collection].find(
@@ -171,23 +191,42 @@ class Executor:
                 limit=p.limit,
                 batch_size=CURSOR_BATCH,
                 session=session,
+                comment=comment,
             )
+        options: dict[str, Any] = {"batchSize": CURSOR_BATCH, "session": session}
+        if comment is not None:
+            options["comment"] = comment
         if p.collection is None:
-            return self.db.aggregate(p.pipeline, batchSize=CURSOR_BATCH, session=session)
-        return self.db[p.collection].aggregate(p.pipeline, batchSize=CURSOR_BATCH, session=session)
+            return self.db.aggregate(p.pipeline, **options)
+        return self.db[p.collection].aggregate(p.pipeline, **options)
 
-    def query(self, p: plan.Aggregate | plan.Find, session: ClientSession | None = None) -> Result:
-        """Rows stream from the cursor as the caller iterates (see Result)."""
-        cursor = self.cursor(p, session)
+    def query(
+        self,
+        p: plan.Aggregate | plan.Find,
+        session: ClientSession | None = None,
+        comment: str | None = None,
+    ) -> Result:
+        """Rows stream from the cursor as the caller iterates (see Result); the first batch is
+        read here, so the statement's work (and its errors) happen while it runs."""
+        cursor = self.cursor(p, session, comment)
         if p.columns is None:
-            return Result(None, statement="SELECT", stream=self._guard(iter(cursor)))
+            return Result(None, statement="SELECT", stream=self._first_batch(iter(cursor)))
         columns = p.columns
         if any(c.spread for c in columns):
-            return Result(
-                None, statement="SELECT", stream=self._guard(spread_row(d, columns) for d in cursor)
-            )
+            rows = (spread_row(d, columns) for d in cursor)
+            return Result(None, statement="SELECT", stream=self._first_batch(rows))
         rows = ({c.name: get_path(d, c.key) for c in columns} for d in cursor)
-        return Result([c.name for c in columns], statement="SELECT", stream=self._guard(rows))
+        return Result([c.name for c in columns], statement="SELECT", stream=self._first_batch(rows))
+
+    @classmethod
+    def _first_batch(cls, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``rows``, guarded, with the first one read now (a find sends nothing until then)."""
+        guarded = cls._guard(rows)
+        try:
+            first = next(guarded)
+        except StopIteration:
+            return iter(())
+        return itertools.chain((first,), guarded)
 
     @staticmethod
     def _guard(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -200,17 +239,21 @@ class Executor:
             raise _driver_error(exc) from exc
 
     # ------------------------------------------------------------ writes
-    def insert(self, p: plan.Insert, session: ClientSession | None = None) -> Result:
+    def insert(
+        self, p: plan.Insert, session: ClientSession | None = None, comment: str | None = None
+    ) -> Result:
         documents = p.documents
         if p.compute is not None:
-            documents = list(self.db.aggregate(p.compute, session=session))
+            documents = list(self.db.aggregate(p.compute, session=session, comment=comment))
         if not documents:
             return Result(rowcount=0, statement="INSERT", message="INSERT 0")
-        n = self._insert_rows(p.collection, documents, 0, len(documents), session)
+        n = self._insert_rows(p.collection, documents, 0, len(documents), session, comment)
         return Result(rowcount=n, statement="INSERT", message=f"INSERT {n}")
 
-    def insert_select(self, p: plan.InsertSelect, session: ClientSession | None = None) -> Result:
-        result = self.query(p.source, session)
+    def insert_select(
+        self, p: plan.InsertSelect, session: ClientSession | None = None, comment: str | None = None
+    ) -> Result:
+        result = self.query(p.source, session, comment)
         # SELECT * rows are documents: stored as they are (their field names are names, never
         # paths), and streamed; named columns are stored at their target paths.
         whole = not p.columns and (
@@ -231,17 +274,17 @@ class Executor:
             except StopIteration:
                 break
             except ExecutionError as exc:  # the query failed after some batches were stored
-                message = query_failed_during_insert(exc.message, total, session is not None)
+                message = query_failed_during_insert(exc.message, total, in_transaction(session))
                 raise ExecutionError(message, exc.code, exc.code_name, labels=exc.labels) from exc
             doc: dict[str, Any] = dict(row) if whole else {}
             for target, column in zip(targets, columns, strict=True):
                 nest(doc, target, row[column])
             batch.append(doc)
             if len(batch) >= INSERT_BATCH:
-                total += self._insert_rows(p.collection, batch, total, None, session)
+                total += self._insert_rows(p.collection, batch, total, None, session, comment)
                 batch = []
         if batch:
-            total += self._insert_rows(p.collection, batch, total, None, session)
+            total += self._insert_rows(p.collection, batch, total, None, session, comment)
         return Result(rowcount=total, statement="INSERT", message=f"INSERT {total}")
 
     def _insert_rows(
@@ -251,33 +294,41 @@ class Executor:
         before: int,
         total: int | None,
         session: ClientSession | None,
+        comment: str | None = None,
     ) -> int:
         """Insert in order; a failure says which rows of the statement were stored and which
         were not (``before``: rows stored by earlier batches, ``total``: the statement's rows
         when known)."""
         try:
-            return len(self.db[collection].insert_many(documents, session=session).inserted_ids)
+            inserted = self.db[collection].insert_many(documents, session=session, comment=comment)
+            return len(inserted.inserted_ids)
         except pymongo.errors.BulkWriteError as exc:
-            message = insert_failed(exc.details, before, total, session is not None)
+            message = insert_failed(exc.details, before, total, in_transaction(session))
             if message is None:
                 raise
             error = server_error(exc)
             raise ExecutionError(message, error.code, error.code_name, labels=error.labels) from exc
 
-    def update(self, p: plan.Update, session: ClientSession | None = None) -> Result:
-        where = self.write_filter(p, session)
+    def update(
+        self, p: plan.Update, session: ClientSession | None = None, comment: str | None = None
+    ) -> Result:
+        where = self.write_filter(p, session, comment)
         try:
-            res = self.db[p.collection].update_many(where, p.update, session=session)
+            res = self.db[p.collection].update_many(
+                where, p.update, session=session, comment=comment
+            )
         except pymongo.errors.OperationFailure as exc:
             raise self._multi_write_error("UPDATE", exc, session) from exc
         return Result(
             rowcount=res.matched_count, statement="UPDATE", message=f"UPDATE {res.matched_count}"
         )
 
-    def delete(self, p: plan.Delete, session: ClientSession | None = None) -> Result:
-        where = self.write_filter(p, session)
+    def delete(
+        self, p: plan.Delete, session: ClientSession | None = None, comment: str | None = None
+    ) -> Result:
+        where = self.write_filter(p, session, comment)
         try:
-            res = self.db[p.collection].delete_many(where, session=session)
+            res = self.db[p.collection].delete_many(where, session=session, comment=comment)
         except pymongo.errors.OperationFailure as exc:
             raise self._multi_write_error("DELETE", exc, session) from exc
         return Result(
@@ -290,7 +341,7 @@ class Executor:
     ) -> ExecutionError:
         error = server_error(exc)
         return ExecutionError(
-            multi_write_failed(verb, error.message, session is not None),
+            multi_write_failed(verb, error.message, in_transaction(session)),
             error.code,
             error.code_name,
             labels=error.labels,

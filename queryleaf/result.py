@@ -117,6 +117,14 @@ class Result:
         self._rowcount = count
         self._streamed = count or -1
 
+    def release_after(self, release: Callable[[], None]) -> None:
+        """Call ``release`` once the rows are read or the result is dropped (at once when
+        there are no rows left to read): the end of what the statement holds on the server."""
+        if self._stream is None:
+            release()
+        else:
+            self._stream = _Releasing(self._stream, release)
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -148,6 +156,29 @@ class Result:
         if not rows or not self.columns:
             return None
         return rows[0][self.columns[0]]
+
+
+class _Releasing(Iterator[dict[str, Any]]):
+    """``rows``, then ``release()`` once: when they end, fail, or are dropped unread."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], release: Callable[[], None]):
+        self._rows = rows
+        self._release: Callable[[], None] | None = release
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self._rows)
+        except BaseException:
+            self._done()
+            raise
+
+    def _done(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        self._done()
 
 
 def _already_streamed() -> QueryLeafError:

@@ -136,18 +136,21 @@ def connection(obj: dict[str, Any]) -> Iterator[QueryLeaf]:
     from pymongo.errors import ConnectionFailure, PyMongoError
 
     import queryleaf
+    from queryleaf.cli.reach import ping
     from queryleaf.cli.run import ConnectionLost, connection_message
     from queryleaf.errors import EngineError, ErrorCode
 
     try:
-        ql = queryleaf.connect(obj.get("uri"), obj.get("db"), obj.get("data_dir"))
+        ql = queryleaf.connect(
+            obj.get("uri"), obj.get("db"), obj.get("data_dir"), obj.get("timeout")
+        )
     except EngineError as exc:
         raise CliError(exc.coded_message, EXIT_CONNECTION) from exc
     except PyMongoError as exc:
         raise CliError(connection_message(exc, obj.get("uri")), EXIT_CONNECTION) from exc
     try:
         try:
-            ql.client.admin.command("ping")
+            ping(ql.client)
         except PyMongoError as exc:
             raise CliError(connection_message(exc, ql.uri), EXIT_CONNECTION) from exc
         yield ql
@@ -199,6 +202,12 @@ def _printer(ctx: click.Context) -> Printer:
     default="table",
     show_default=True,
     help="Output format of results.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Time limit of each statement (maxTimeMS); \\timeout changes it in the shell.",
 )
 @click.option(
     "-e",

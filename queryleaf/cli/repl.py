@@ -8,7 +8,7 @@ with stdin from a pipe or file it reads lines without prompts. The semantics are
 - errors are printed with their position and a caret, and the shell carries on;
 - ``\\q``, ``quit``, ``exit`` or end of input (Ctrl-D) leave with status 0, rolling back a
   transaction left open (and saying so);
-- Ctrl-C discards the current input (or cancels the wait for a running statement);
+- Ctrl-C discards the current input, or kills the running statement on the server;
 - the prompt names the database and shows a transaction: ``shop*>`` while one is open,
   ``shop!>`` once a statement failed in it (statements are refused until ROLLBACK), as psql does.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from queryleaf.api import QueryLeaf
+from queryleaf.cancel import StatementCancelled
 from queryleaf.cli.banner import banner
 from queryleaf.cli.describe import SHORTHANDS, shorthand
 from queryleaf.cli.habits import hint, runs_alone
@@ -51,6 +52,7 @@ Meta commands (at the start of an input):
   \\null [TEXT]         show or set how NULL is shown (default <null>)
   \\pager [on|off|CMD]  page results taller than the terminal (default $PAGER or less -SRXF)
   \\watch [SEC]         run the last query again every SEC seconds (default 2) until Ctrl-C
+  \\timeout [SEC|off]   show or set each statement's time limit (maxTimeMS)
   \\top                 live view of the event subscriptions and their workers (q to quit)
   \\q  quit  exit       leave (so does Ctrl-D); Ctrl-C discards the current input
 """
@@ -117,8 +119,8 @@ class Repl:
                 run_text(self.ql, text, self.printer)
         except ConnectionLost as exc:
             self.printer.error(f"error: {exc}")
-        except KeyboardInterrupt:
-            self.printer.error("cancelled (the server may still finish the statement)")
+        except KeyboardInterrupt as exc:
+            self.printer.error(cancelled_message(exc))
         return True
 
     def meta(self, command: str) -> None:
@@ -142,6 +144,8 @@ class Repl:
             self.handle(sql)
         elif name in SHORTHANDS:
             self.printer.error(f"error: {name} {'needs a name' if not arg else 'takes no name'}")
+        elif name == "\\timeout":
+            self.set_timeout(arg)
         else:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
@@ -209,6 +213,30 @@ class Repl:
             self.printer.pager = arg
         state = f"{self.printer.pager} (when a result is taller than the terminal)"
         self.printer.info(f"pager: {state if self.printer.pager else 'off'}")
+
+    def set_timeout(self, arg: str) -> None:
+        if arg.lower() == "off":
+            self.ql.timeout = None
+        elif arg:
+            try:
+                seconds = float(arg)
+            except ValueError:
+                seconds = 0.0
+            if not seconds > 0 or seconds == float("inf"):
+                self.printer.error(f"error: \\timeout takes seconds (> 0) or off, not {arg!r}")
+                return
+            self.ql.timeout = seconds
+        limit = self.ql.timeout
+        self.printer.info(f"timeout: {'off' if limit is None else f'{limit:g} s'}")
+
+
+def cancelled_message(exc: KeyboardInterrupt) -> str:
+    """What Ctrl-C did to the running statement (see queryleaf/cancel.py)."""
+    if not isinstance(exc, StatementCancelled):
+        return "cancelled"
+    if exc.killed:
+        return "cancelled: the statement was killed on the server"
+    return "cancelled: the server no longer listed the statement (it had finished)"
 
 
 def run_lines(repl: Repl, lines: Iterable[str]) -> int:
