@@ -58,6 +58,7 @@ OPERATORS: dict[str, Version] = {
             "$changeStream",
             "$count",
             "$replaceWith",
+            "$sample",
             # expressions and accumulators
             "$abs",
             "$add",
@@ -267,6 +268,9 @@ COMMANDS: dict[str, Version] = {
             "createIndexes",
             "listCollections",
             "findAndModify",
+            "count",
+            "listIndexes",
+            "listDatabases",
         ],
         EARLY,
     ),
