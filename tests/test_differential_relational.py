@@ -146,13 +146,10 @@ def test_known_bug_star_over_derived_id(ql):
     check(ql, "WITH q AS (SELECT i, _id FROM @A@) SELECT * FROM q", star=True)
 
 
-@_known_bug("AVOID_NULL_RANGE_KEYS")
 def test_known_bug_null_range_window_key(ql):
-    # server error 14: "$setWindowFields range windows require numeric sortBy values"
     check(ql, "SELECT _id, COUNT(*) OVER (ORDER BY i) FROM @A@")
 
 
-@_known_bug("AVOID_NULL_RANGE_KEYS")
 def test_known_bug_null_range_window_key_with_offsets(ql):
     check(
         ql,

@@ -95,7 +95,11 @@ def plan_windows(
                     if ranged:
                         # MongoDB's range windows need one ascending numeric key: dates become
                         # milliseconds, DESC a negated key (a string key fails at run time).
-                        v = {"$multiply": [direction, {"$toDouble": v}]}
+                        # NULL sorts first ascending and last descending, and NULLs are peers:
+                        # an infinite key keeps them together at that end, inside no offset
+                        # range of a number, and every offset range of a NULL row is its peers.
+                        null_key = float("-inf") if direction == 1 else float("inf")
+                        v = {"$ifNull": [{"$multiply": [direction, {"$toDouble": v}]}, null_key]}
                         direction = 1
                     if is_field_path(v):
                         path = v[1:]

@@ -27,7 +27,7 @@ AVOID_IN_SUBQUERY_NULL_OPERAND = False  # fixed
 # A RANGE frame (also the default frame of an aggregate with ORDER BY) over a NULL/missing sort
 # key fails on the server: "$setWindowFields range windows require numeric sortBy values".
 # Avoided by COALESCE(key, 0).
-AVOID_NULL_RANGE_KEYS = True
+AVOID_NULL_RANGE_KEYS = False  # fixed
 # Arithmetic (+ - * / %) on a column that is missing, read through a $lookup variable (the left
 # side of a join in ON or a WHERE moved into the join, an outer column in a correlated subquery):
 # the embedded server binds the variable to a missing value that $add/$subtract/... refuse
