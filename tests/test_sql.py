@@ -352,3 +352,16 @@ def test_rows_stream_once_and_rows_keeps_them(ql):
     r = ql.execute("SELECT * FROM big WHERE i < 3 ORDER BY i")
     assert r.columns == ["_id", "i"] and [row["i"] for row in r] == [0, 1, 2]
     assert [row["i"] for row in r] == [0, 1, 2]  # materialised by .columns: re-iterable
+
+
+def test_repeat_and_space(ql):
+    ql.db.t.insert_many([{"_id": 1, "s": "ab", "n": 3}, {"_id": 2, "s": "x", "n": 0}, {"_id": 3}])
+    rows = ql.execute(
+        "SELECT _id, REPEAT(s, n) AS r, SPACE(n) AS sp, CONCAT('[', SPACE(2), ']') AS b "
+        "FROM t ORDER BY _id"
+    ).rows
+    assert rows == [
+        {"_id": 1, "r": "ababab", "sp": "   ", "b": "[  ]"},
+        {"_id": 2, "r": "", "sp": "", "b": "[  ]"},
+        {"_id": 3, "r": None, "sp": None, "b": "[  ]"},
+    ]

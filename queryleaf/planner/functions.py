@@ -245,6 +245,27 @@ function("LPAD", args=(3, 3), summary="left-pad to n characters")(_pad(True))
 function("RPAD", args=(3, 3), summary="right-pad to n characters")(_pad(False))
 
 
+def _repeated(s: Any, n: Any) -> Any:
+    """``s`` written ``n`` times (none for ``n <= 0``)."""
+    return {
+        "$reduce": {
+            "input": {"$range": [0, {"$max": [0, n]}]},
+            "initialValue": "",
+            "in": {"$concat": ["$$value", s]},
+        }
+    }
+
+
+@function("REPEAT", args=(2, 2), summary="s repeated n times ('' for n <= 0)")
+def _repeat(c, call, a):
+    return null_guard(a, _repeated(a[0], a[1]))
+
+
+@function("SPACE", args=(1, 1), summary="n spaces")
+def _space(c, call, a):
+    return null_guard(a, _repeated(" ", a[0]))
+
+
 @function("LOCATE", "POSITION", args=(2, 3), summary="1-based position of substr in s, 0 if absent")
 def _locate(c, call, a):
     sub, s = a[0], a[1]
