@@ -105,18 +105,7 @@ class QueryLeaf:
     # ------------------------------------------------------------ statements
     def execute(self, sql: str, params: Params = None) -> Result:
         """Run exactly one statement; ``params`` binds ``:name`` / ``?`` placeholders."""
-        started = time.perf_counter()
-        try:
-            statement = parse(sql)
-            result = self._run(statement, params)
-        except QueryLeafError as exc:
-            self._statement_failed(exc)
-            if exc.sql is None:
-                exc.sql = sql
-            engine.add_server_log_hint(exc, self._lease)
-            raise
-        result.elapsed_ms = (time.perf_counter() - started) * 1000
-        return result
+        return self._timed(sql, lambda: self._run(parse(sql), params))
 
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
@@ -143,14 +132,24 @@ class QueryLeaf:
     ) -> Result:
         """Run one statement of ``parse_script(script)`` (errors are placed in ``script``);
         ``params`` binds its placeholders."""
-        started = time.perf_counter()
-        try:
+
+        def run() -> Result:
             result = self._run(parsed.statement, params)
             result.rows  # noqa: B018 - read now: the next statement may change them
+            return result
+
+        return self._timed(script, run)
+
+    def _timed(self, sql: str, run: Callable[[], Result]) -> Result:
+        """``run()``, timed; its error gets the statement's text and aborts an open
+        transaction."""
+        started = time.perf_counter()
+        try:
+            result = run()
         except QueryLeafError as exc:
             self._statement_failed(exc)
             if exc.sql is None:
-                exc.sql = script
+                exc.sql = sql
             engine.add_server_log_hint(exc, self._lease)
             raise
         result.elapsed_ms = (time.perf_counter() - started) * 1000

@@ -28,6 +28,7 @@ from queryleaf.cli.describe import SHORTHANDS, shorthand
 from queryleaf.cli.habits import hint, runs_alone
 from queryleaf.cli.output import DEFAULT_PAGER, EXPANDED, FORMATS, Printer
 from queryleaf.cli.run import ConnectionLost, end_open_transaction, run_text
+from queryleaf.cli.seconds import positive_seconds
 from queryleaf.sql.split import is_complete as statements_complete
 
 # The prompt's marker after the database name by transaction status
@@ -150,12 +151,12 @@ class Repl:
             self.printer.error(f"error: unknown command {name}; type \\? for help")
 
     def watch(self, arg: str) -> None:
-        from queryleaf.cli.watch import interval_from, watch, watchable
+        from queryleaf.cli.watch import DEFAULT_INTERVAL_S, watch, watchable
 
         try:
-            interval = interval_from(arg)
+            interval = positive_seconds(arg, DEFAULT_INTERVAL_S)
         except ValueError as exc:
-            self.printer.error(f"error: {exc}")
+            self.printer.error(f"error: \\watch {exc}")
             return
         if not self.last_input.strip():
             self.printer.error("error: \\watch: no query has run yet")
@@ -170,12 +171,12 @@ class Repl:
             self.printer.error(f"error: {exc}")
 
     def top(self, arg: str) -> None:
-        from queryleaf.cli.top import interval_from, run_top
+        from queryleaf.cli.top import DEFAULT_INTERVAL_S, run_top
 
         try:
-            interval = interval_from(arg)
+            interval = positive_seconds(arg, DEFAULT_INTERVAL_S)
         except ValueError as exc:
-            self.printer.error(f"error: \\top: {exc}")
+            self.printer.error(f"error: \\top {exc}")
             return
         try:
             run_top(self.ql, self.printer.console, interval)
@@ -219,13 +220,10 @@ class Repl:
             self.ql.timeout = None
         elif arg:
             try:
-                seconds = float(arg)
-            except ValueError:
-                seconds = 0.0
-            if not seconds > 0 or seconds == float("inf"):
-                self.printer.error(f"error: \\timeout takes seconds (> 0) or off, not {arg!r}")
+                self.ql.timeout = positive_seconds(arg, 0)
+            except ValueError as exc:
+                self.printer.error(f"error: \\timeout {exc} (or off)")
                 return
-            self.ql.timeout = seconds
         limit = self.ql.timeout
         self.printer.info(f"timeout: {'off' if limit is None else f'{limit:g} s'}")
 

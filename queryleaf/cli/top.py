@@ -50,19 +50,6 @@ WORKERS_SQL = (
 )
 
 
-def interval_from(arg: str | float | None) -> float:
-    """The refresh interval (default 1 s); ValueError with the message to show."""
-    if arg is None or arg == "":
-        return DEFAULT_INTERVAL_S
-    try:
-        seconds = float(arg)
-    except ValueError:
-        raise ValueError(f"the interval is a number of seconds, not {arg!r}") from None
-    if not seconds > 0:
-        raise ValueError("the interval must be a positive number of seconds")
-    return seconds
-
-
 @dataclass
 class Snapshot:
     """One reading of the system tables."""

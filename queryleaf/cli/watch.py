@@ -25,19 +25,6 @@ READS = (ast.QueryStatement, ast.ShowSubscriptions, ast.Explain)
 CLEAR_SCREEN = "\x1b[H\x1b[2J\x1b[3J"  # home, clear the screen and the scroll-back
 
 
-def interval_from(arg: str) -> float:
-    """The seconds of ``\\watch SECONDS`` (default 2); ValueError with the message to show."""
-    if not arg:
-        return DEFAULT_INTERVAL_S
-    try:
-        seconds = float(arg)
-    except ValueError:
-        raise ValueError(f"\\watch takes a number of seconds, not {arg!r}") from None
-    if not seconds > 0:
-        raise ValueError("\\watch needs a positive number of seconds")
-    return seconds
-
-
 def watchable(text: str) -> str | None:
     """Why ``text`` cannot be watched, or None when every statement of it only reads."""
     try:
