@@ -520,7 +520,7 @@ def breakdown(ql: Any, sql: str, params: Any, rounds: int) -> dict[str, float]:
         t0 = time.perf_counter()
         statement = parse(sql)
         t1 = time.perf_counter()
-        catalog = executor.catalog(statement)
+        catalog = ql._catalog(statement)
         t2 = time.perf_counter()
         p = plan_statement(statement, params, catalog)
         t3 = time.perf_counter()
@@ -538,8 +538,8 @@ def client_cost(ql: Any, p: plans.Plan, documents: list[dict[str, Any]], rounds:
     from queryleaf.executor import Executor
 
     class Prefetched(Executor):
-        def cursor(self, plan: Any) -> Any:
-            return documents
+        def cursor(self, plan: Any, *session_and_comment: Any) -> Any:
+            return iter(documents)
 
     executor = Prefetched(ql.db)
 

@@ -21,6 +21,7 @@ A time limit is pymongo's ``timeout()`` around the statement: every command it s
 
 from __future__ import annotations
 
+import queue
 import threading
 import uuid
 from collections.abc import Callable
@@ -106,12 +107,31 @@ def time_limit_error(exc: QueryLeafError, timeout: float | None) -> QueryLeafErr
     return error
 
 
+class _Worker:
+    """One thread that runs statements handed to it, one at a time: starting a thread per
+    statement costs more than a point lookup's whole budget. A worker whose statement was
+    cancelled is retired once that statement returns (the next statement gets a new one)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="queryleaf-statement", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            job()
+
+    def retire(self) -> None:
+        self.jobs.put(None)
+
+
 class StatementRunner:
     """Runs statements of one client: interruptible by Ctrl-C, and within a time limit."""
 
     def __init__(self, client: pymongo.MongoClient, in_flight: InFlight):
         self.client = client
         self.in_flight = in_flight
+        self._worker: _Worker | None = None
 
     def run(
         self,
@@ -128,7 +148,7 @@ class StatementRunner:
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
-        def target() -> None:
+        def job() -> None:
             self.in_flight.watch()
             try:
                 with pymongo.timeout(timeout):
@@ -139,13 +159,15 @@ class StatementRunner:
                 self.in_flight.unwatch()
                 done.set()
 
-        worker = threading.Thread(target=target, name="queryleaf-statement", daemon=True)
-        worker.start()
+        worker = self._worker = self._worker or _Worker()
+        worker.jobs.put(job)
         try:
             while not done.wait(WAIT_STEP_S):
                 pass
         except KeyboardInterrupt:
-            killed = self.cancel(worker, comment, session)
+            self._worker = None  # busy with the killed statement until the server answers
+            worker.retire()
+            killed = self.cancel(worker.thread, comment, session)
             raise StatementCancelled(killed) from None
         if "error" in outcome:
             raise outcome["error"]
