@@ -191,13 +191,20 @@ class QueryLeaf:
             self.use(p.database)
             return Result(statement="USE", message=f"USE {p.database}")
         warnings = check_columns(references or [], self._fields)
+        empty_columns = None
+        if reads_whole_documents(p):
+            assert isinstance(p, plan.Find | plan.Aggregate)
+            collection = p.collection
+            empty_columns = lambda: self._sampled_fields(collection)  # noqa: E731
         try:
             if txn is None:
                 result = self._execute(p)
+                result.columns_when_empty = empty_columns
             else:
                 check_allowed(statement, p)
                 try:
                     result = self._execute(p, txn.session)
+                    result.columns_when_empty = empty_columns
                     result.rows  # noqa: B018 - read now: a transaction's cursors end with it
                 except KeyboardInterrupt:
                     txn.cancel()
@@ -206,9 +213,6 @@ class QueryLeaf:
         finally:
             self._fields.written(p)
         result.warnings = warnings
-        if reads_whole_documents(p):
-            assert isinstance(p, plan.Find | plan.Aggregate)
-            result.columns_when_empty = lambda: self._sampled_fields(p.collection)
         return result
 
     def _sampled_fields(self, collection: str) -> list[str]:
