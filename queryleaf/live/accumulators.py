@@ -168,11 +168,13 @@ class Min(Accumulator):
                 self.best = v
                 self.best_key = None
             return
-        key = sort_key(v)
-        if best is None:
-            self.best, self.best_key = v, key
+        if best is None:  # the sort key waits until a comparison needs it
+            self.best = v
             return
-        best_key = self.best_key if self.best_key is not None else sort_key(best)
+        key = sort_key(v)
+        best_key = self.best_key
+        if best_key is None:
+            best_key = self.best_key = sort_key(best)
         if self._better(key, best_key):
             self.best, self.best_key = v, key
 

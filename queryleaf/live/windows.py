@@ -249,10 +249,13 @@ class Aggregator:
 
     # ------------------------------------------------------------ events
 
-    def _fold(self, accumulators: list[Accumulator], values: dict[str, Any]) -> None:
-        get = values.get
-        for acc, arg in zip(accumulators, self._args, strict=True):
-            acc.add(None if arg is None else get(arg))
+    def _fold(self, accumulators: list[Accumulator], arguments: list[Any]) -> None:
+        for acc, x in zip(accumulators, arguments, strict=True):
+            acc.add(x)
+
+    def _arguments(self, values: dict[str, Any]) -> list[Any]:
+        """The aggregates' argument values (None for COUNT(*), and for a missing field)."""
+        return [None if arg is None else values.get(arg) for arg in self._args]
 
     def _fresh(self) -> list[Accumulator]:
         return [make() for make in self._makers]
@@ -262,7 +265,7 @@ class Aggregator:
         group = self._running.get(ck)
         if group is None:
             group = self._running[ck] = _Group(key, self._fresh())
-        self._fold(group.accumulators, values)
+        self._fold(group.accumulators, self._arguments(values))
         return [Update(group.key, None, None, group.results())]
 
     def _add_fixed(self, t: int, key: tuple[Any, ...], values: dict[str, Any]) -> list[Update]:
@@ -273,6 +276,7 @@ class Aggregator:
         newest = t - t % step
         starts = range(newest, t - size, -step)
         ck = canonical_key(key)
+        arguments = self._arguments(values)
         changed: list[Update] = []
         late = False
         for start in reversed(starts):
@@ -286,7 +290,7 @@ class Aggregator:
             group = groups.get(ck)
             if group is None:
                 group = groups[ck] = _Group(key, self._fresh())
-            self._fold(group.accumulators, values)
+            self._fold(group.accumulators, arguments)
             if not self._final:
                 changed.append(Update(group.key, start, start + size, group.results()))
         if late:
@@ -329,7 +333,7 @@ class Aggregator:
                     for k, first, last in before
                     if first != session.first
                 )
-        self._fold(session.accumulators, values)
+        self._fold(session.accumulators, self._arguments(values))
         if not self._final:
             changed.append(Update(session.key, session.first, session.last, session.results()))
         return changed
