@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name, os_name  # noqa: E402  (bench/machine.py)
 
-from queryleaf.live.windows import AggregateSpec, Aggregator, WindowSpec  # noqa: E402
+from queryleaf.live.windows import AggregateSpec, Aggregator, LiveWindow  # noqa: E402
 
 EVENTS_PER_SECOND = 10_000
 AGGREGATES = [
@@ -49,7 +49,7 @@ def feed(emit: str, events: int, keys: int, checkpoints: list[int], traced: bool
     gc.collect()
     if traced:
         tracemalloc.start()
-    agg = Aggregator(WindowSpec("tumbling", size_ms=1000), AGGREGATES, emit)  # type: ignore[arg-type]
+    agg = Aggregator(LiveWindow("tumbling", size_ms=1000), AGGREGATES, emit)  # type: ignore[arg-type]
     start_ms = 1_700_000_000_000
     step = 1000 / EVENTS_PER_SECOND
     memory = []

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queryleaf.live.values import canonical, sort_key
-from queryleaf.live.windows import AggregateSpec, Aggregator, Update, WindowSpec
+from queryleaf.live.windows import AggregateSpec, Aggregator, LiveWindow, Update
 
 COUNT = AggregateSpec("COUNT", None)
 ALL = [
@@ -30,8 +30,8 @@ ALL = [
 ]
 
 
-def tumbling(size: int, grace: int = 0) -> WindowSpec:
-    return WindowSpec("tumbling", size_ms=size, grace_ms=grace)
+def tumbling(size: int, grace: int = 0) -> LiveWindow:
+    return LiveWindow("tumbling", size_ms=size, grace_ms=grace)
 
 
 def rows(updates: list[Update]) -> list[tuple[Any, ...]]:
@@ -54,7 +54,7 @@ def rows(updates: list[Update]) -> list[tuple[Any, ...]]:
 )
 def test_invalid_windows_are_value_errors(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        WindowSpec(**spec)
+        LiveWindow(**spec)
 
 
 def test_emit_final_without_a_window_is_refused() -> None:
@@ -171,7 +171,7 @@ def test_open_windows_stay_bounded() -> None:
 
 
 def test_hopping_event_counts_in_every_window_that_holds_it() -> None:
-    agg = Aggregator(WindowSpec("hopping", size_ms=300, advance_ms=100), [COUNT], "changes")
+    agg = Aggregator(LiveWindow("hopping", size_ms=300, advance_ms=100), [COUNT], "changes")
     assert [(u.window_start_ms, u.window_end_ms) for u in agg.add(250, (), {})] == [
         (0, 300),
         (100, 400),
@@ -180,7 +180,7 @@ def test_hopping_event_counts_in_every_window_that_holds_it() -> None:
 
 
 def test_hopping_size_need_not_be_a_multiple_of_the_advance() -> None:
-    agg = Aggregator(WindowSpec("hopping", size_ms=250, advance_ms=100), [COUNT], "final")
+    agg = Aggregator(LiveWindow("hopping", size_ms=250, advance_ms=100), [COUNT], "final")
     closed = [u for t in (1000, 1120, 1240, 1260) for u in agg.add(t, (), {})]
     closed += agg.advance(10_000)
     assert [(u.window_start_ms, u.window_end_ms, u.values) for u in closed] == [
@@ -193,7 +193,7 @@ def test_hopping_size_need_not_be_a_multiple_of_the_advance() -> None:
 
 
 def test_hopping_event_late_for_some_windows_counts_in_the_others() -> None:
-    agg = Aggregator(WindowSpec("hopping", size_ms=200, advance_ms=100), [COUNT], "changes")
+    agg = Aggregator(LiveWindow("hopping", size_ms=200, advance_ms=100), [COUNT], "changes")
     agg.add(250, (), {})  # closes [0, 200)
     updates = agg.add(150, (), {})  # belongs to [0, 200) (closed) and [100, 300)
     assert [(u.window_start_ms, u.values) for u in updates] == [(100, (2,))]
@@ -203,8 +203,8 @@ def test_hopping_event_late_for_some_windows_counts_in_the_others() -> None:
 # ---------------------------------------------------------------- session
 
 
-def session(gap: int, grace: int = 0) -> WindowSpec:
-    return WindowSpec("session", gap_ms=gap, grace_ms=grace)
+def session(gap: int, grace: int = 0) -> LiveWindow:
+    return LiveWindow("session", gap_ms=gap, grace_ms=grace)
 
 
 def test_session_bounds_are_its_first_and_last_event() -> None:
@@ -392,7 +392,7 @@ def test_fixed_windows_equal_a_brute_force_grouping_of_the_events_not_late(
 ) -> None:
     size, advance = size_advance
     kind = "tumbling" if size == advance else "hopping"
-    agg = Aggregator(WindowSpec(kind, size, advance, grace_ms=grace), SPECS, "final")
+    agg = Aggregator(LiveWindow(kind, size, advance, grace_ms=grace), SPECS, "final")
 
     def starts_of(t: int) -> range:
         return range(t - t % advance, t - size, -advance)

@@ -25,7 +25,7 @@ EmitMode = Literal["changes", "final"]
 
 
 @dataclass(frozen=True, slots=True)
-class WindowSpec:
+class LiveWindow:
     """A WINDOW clause. Invalid sizes are a ValueError at construction (the planner turns it
     into a PlanningError at the clause)."""
 
@@ -105,7 +105,7 @@ class Aggregator:
     ``flush`` at the end of the stream. Each returns the rows to emit."""
 
     def __init__(
-        self, window: WindowSpec | None, aggregates: list[AggregateSpec], emit: EmitMode
+        self, window: LiveWindow | None, aggregates: list[AggregateSpec], emit: EmitMode
     ) -> None:
         if emit not in ("changes", "final"):
             raise ValueError(f"unknown emit mode {emit!r}")
