@@ -121,21 +121,41 @@ class QueryLeaf:
         change stream opens here and closes when the rows end, the loop breaks, or on
         ``close()`` / leaving a ``with`` block (docs/streaming.md)."""
         try:
-            statement = parse(sql)
-            if not isinstance(statement, ast.LiveQuery):
-                raise QueryLeafError(
-                    "stream() runs live queries (SELECT ... FROM CHANGE_STREAM(...) ... "
-                    "EMIT CHANGES); use execute() for other statements",
-                    statement.pos,
-                    error_code=ErrorCode.LIVE_QUERY,
-                )
-            p = plan_statement(statement, params)
-            assert isinstance(p, plan.LiveQuery)
-            return LiveRows(self.db, p, limit=limit, timeout=timeout)
+            return self._stream(parse(sql), params, limit, timeout)
         except QueryLeafError as exc:
             if exc.sql is None:
                 exc.sql = sql
             raise
+
+    def stream_parsed(
+        self,
+        parsed: ast.ParsedStatement,
+        script: str,
+        params: Params = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> LiveRows:
+        """``stream()`` for a live query of ``parse_script(script)`` (errors placed in it)."""
+        try:
+            return self._stream(parsed.statement, params, limit, timeout)
+        except QueryLeafError as exc:
+            if exc.sql is None:
+                exc.sql = script
+            raise
+
+    def _stream(
+        self, statement: ast.Statement, params: Params, limit: int | None, timeout: float | None
+    ) -> LiveRows:
+        if not isinstance(statement, ast.LiveQuery):
+            raise QueryLeafError(
+                "stream() runs live queries (SELECT ... FROM CHANGE_STREAM(...) ... "
+                "EMIT CHANGES); use execute() for other statements",
+                statement.pos,
+                error_code=ErrorCode.LIVE_QUERY,
+            )
+        p = plan_statement(statement, params)
+        assert isinstance(p, plan.LiveQuery)
+        return LiveRows(self.db, p, limit=limit, timeout=timeout)
 
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""

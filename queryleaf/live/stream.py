@@ -1,6 +1,6 @@
 """Running a live query (``plan.LiveQuery``): its change stream, as rows.
 
-One loop reads the stream (``LiveRows._loop``); every change enters through one hook,
+One loop reads the stream (``LiveRows.__next__``); every change enters through one hook,
 ``RowMaker.rows_of`` (and quiet polls through ``RowMaker.idle``, with the stream's resume token),
 so that other consumers of events — a shared stream, a window engine — plug in there. The stream
 opens when ``LiveRows`` is made (changes from that moment on are seen) and closes when the rows
@@ -11,6 +11,7 @@ closed or dropped) or on ``close()`` / leaving a ``with`` block.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -82,36 +83,39 @@ class LiveRows(Iterator[dict[str, Any]]):
         self.stream: ChangeStream | None = None
         self.rows_seen = 0
         wait = POLL_MS if timeout is None else max(1, min(POLL_MS, int(timeout * 1000)))
+        self._pending: deque[dict[str, Any]] = deque()
         self.stream = open_stream(db, p, wait)
-        self._rows = self._loop(self.stream)
-
-    def _loop(self, stream: ChangeStream) -> Iterator[dict[str, Any]]:
-        try:
-            if self.limit == 0:
-                return
-            while not self._expired():
-                try:
-                    event = stream.try_next()
-                except pymongo.errors.PyMongoError as exc:
-                    raise _stream_error(exc, self.plan) from exc
-                made = (
-                    self.maker.idle(stream.resume_token)
-                    if event is None
-                    else self.maker.rows_of(event)
-                )
-                for row in made:
-                    yield row
-                    self.rows_seen += 1
-                    if self.limit is not None and self.rows_seen >= self.limit:
-                        return
-        finally:
-            self.close()
-
-    def _expired(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def __next__(self) -> dict[str, Any]:
-        return next(self._rows)
+        """The next row: the loop where every change enters (``maker``). No generator holds
+        ``self``, so dropping the rows (a ``break`` out of ``for row in ql.stream(...)``)
+        closes the stream at once."""
+        while not self._pending:
+            stream = self.stream
+            if stream is None:
+                raise StopIteration
+            if self._done():
+                self.close()
+                raise StopIteration
+            try:
+                event = stream.try_next()
+            except pymongo.errors.PyMongoError as exc:
+                self.close()
+                raise _stream_error(exc, self.plan) from exc
+            if event is None:
+                self._pending.extend(self.maker.idle(stream.resume_token))
+            else:
+                self._pending.extend(self.maker.rows_of(event))
+        self.rows_seen += 1
+        row = self._pending.popleft()
+        if self._done():
+            self.close()
+        return row
+
+    def _done(self) -> bool:
+        if self.limit is not None and self.rows_seen >= self.limit:
+            return True
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def close(self) -> None:
         """Close the change stream (idempotent)."""

@@ -38,6 +38,7 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
     call = select.from_[0]
     assert isinstance(call, ast.TableFunction)
     source = change_stream.ChangeStreamFunction().bind(call)
+    start = _start(call.since)
     with change_stream.live_planning():
         planner = SelectPlanner(normalize(select), Context(bindings))
         planned = planner.build()
@@ -52,7 +53,7 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
         full_document_before_change=(
             "whenAvailable" if _reads(read, change_stream.PRE_IMAGE) else None
         ),
-        start=_start(call.since),
+        start=start,
         limit=statement.emit.limit,
         start_pos=call.since.pos if call.since is not None else call.pos,
     )

@@ -933,7 +933,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Emit(final, count, _position(meta))
 
     def window_clause(self, meta, children):
-        return children[0]
+        return _replace(children[0], pos=_position(meta))
 
     def tumbling(self, meta, children):
         size, grace = children
