@@ -17,9 +17,10 @@ from queryleaf import engine, plan
 from queryleaf.cancel import InFlight, StatementRunner, time_limit_error
 from queryleaf.clients import close_client
 from queryleaf.columns import check_columns
-from queryleaf.errors import Position, QueryLeafError, ScriptError, TransactionError
+from queryleaf.errors import ErrorCode, Position, QueryLeafError, ScriptError, TransactionError
 from queryleaf.executor import Executor, server_error
 from queryleaf.introspection import UseDatabase
+from queryleaf.live.stream import LiveRows
 from queryleaf.planner import Catalog, ColumnReference, plan_statement
 from queryleaf.result import Result
 from queryleaf.sampling import FieldSampler
@@ -107,6 +108,55 @@ class QueryLeaf:
         """Run exactly one statement; ``params`` binds ``:name`` / ``?`` placeholders."""
         return self._timed(sql, lambda: self._run(parse(sql), params))
 
+    def stream(
+        self,
+        sql: str,
+        params: Params = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> LiveRows:
+        """Run a live query (``SELECT ... FROM CHANGE_STREAM(...) ... EMIT CHANGES``): its rows
+        as the changes arrive, from now (or its SINCE) until ``limit`` rows (or EMIT's LIMIT,
+        the smaller), ``timeout`` seconds for the whole stream, or until the loop stops. The
+        change stream opens here and closes when the rows end, the loop breaks, or on
+        ``close()`` / leaving a ``with`` block (docs/streaming.md)."""
+        try:
+            return self._stream(parse(sql), params, limit, timeout)
+        except QueryLeafError as exc:
+            if exc.sql is None:
+                exc.sql = sql
+            raise
+
+    def stream_parsed(
+        self,
+        parsed: ast.ParsedStatement,
+        script: str,
+        params: Params = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> LiveRows:
+        """``stream()`` for a live query of ``parse_script(script)`` (errors placed in it)."""
+        try:
+            return self._stream(parsed.statement, params, limit, timeout)
+        except QueryLeafError as exc:
+            if exc.sql is None:
+                exc.sql = script
+            raise
+
+    def _stream(
+        self, statement: ast.Statement, params: Params, limit: int | None, timeout: float | None
+    ) -> LiveRows:
+        if not isinstance(statement, ast.LiveQuery):
+            raise QueryLeafError(
+                "stream() runs live queries (SELECT ... FROM CHANGE_STREAM(...) ... "
+                "EMIT CHANGES); use execute() for other statements",
+                statement.pos,
+                error_code=ErrorCode.LIVE_QUERY,
+            )
+        p = plan_statement(statement, params)
+        assert isinstance(p, plan.LiveQuery)
+        return LiveRows(self.db, p, limit=limit, timeout=timeout)
+
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""
         results: list[Result] = []
@@ -183,6 +233,8 @@ class QueryLeaf:
             None if control or isinstance(statement, ast.Explain) else []
         )
         p = plan_statement(statement, params, self._catalog(statement), references)
+        if isinstance(p, plan.LiveQuery):
+            raise live_query_refused(statement)
         if isinstance(p, plan.TransactionControl):
             return self._control(p, statement.pos)
         if isinstance(p, UseDatabase):
@@ -397,6 +449,16 @@ def reads_whole_documents(p: plan.Plan) -> bool:
             set(stage) <= _WHOLE_DOCUMENT_STAGES for stage in p.pipeline
         )
     return False
+
+
+def live_query_refused(statement: ast.Statement) -> QueryLeafError:
+    """execute() and the DB-API return finished results: a live query never finishes."""
+    return QueryLeafError(
+        "a live query (EMIT CHANGES) runs until stopped and returns rows as changes arrive: "
+        "run it with QueryLeaf.stream(sql) (in the CLI: queryleaf -e, or the shell)",
+        statement.pos,
+        error_code=ErrorCode.LIVE_QUERY,
+    )
 
 
 def connect(

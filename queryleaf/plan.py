@@ -187,6 +187,54 @@ class DropView(Plan):
         return [{"drop": self.name}]
 
 
+@dataclass(frozen=True)
+class LiveQuery(Plan):
+    """A live query (``... FROM CHANGE_STREAM(...) EMIT CHANGES``): a change stream on
+    ``collections`` (one: that collection's ``watch``; several: the database's, filtered on
+    ``ns.coll`` in ``pipeline``; none: the whole database's) whose ``pipeline`` runs after
+    ``$changeStream`` on the server and keeps ``_id`` (the resume token), then rows by
+    ``columns`` (None: every field but ``_id``) in the client, which also stops after ``limit``
+    rows. ``start``: the ``$changeStream`` start option (``startAtOperationTime`` or
+    ``startAfter``; empty: now). queryleaf/live/ runs it (``QueryLeaf.stream``)."""
+
+    collections: tuple[str, ...]
+    pipeline: list[dict[str, Any]]
+    columns: tuple[OutputColumn, ...] | None
+    full_document: str | None = None  # None: the server's default (no lookup)
+    full_document_before_change: str | None = None  # None: off
+    start: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    start_pos: Any = field(default=None, compare=False)  # where SINCE is (errors point there)
+
+    @property
+    def database_wide(self) -> bool:
+        return len(self.collections) != 1
+
+    def change_stream_options(self) -> dict[str, Any]:
+        """The ``$changeStream`` stage's options."""
+        options: dict[str, Any] = {}
+        if self.full_document is not None:
+            options["fullDocument"] = self.full_document
+        if self.full_document_before_change is not None:
+            options["fullDocumentBeforeChange"] = self.full_document_before_change
+        options.update(self.start)
+        return options
+
+    def commands(self):
+        client = ["rows by column name (resume token dropped)"]
+        if self.limit is not None:
+            client.append(f"stop after {self.limit} rows and close the stream (EMIT ... LIMIT)")
+        return [
+            {
+                "aggregate": 1 if self.database_wide else self.collections[0],
+                "pipeline": [{"$changeStream": self.change_stream_options()}, *self.pipeline],
+                "cursor": {},
+                "$comment": "a change stream: the pipeline runs on the server for each change; "
+                "in the client: " + "; ".join(client),
+            }
+        ]
+
+
 class SelfRunning(Plan):
     """A plan that runs itself: the statements a package plugs into the planner (event
     subscriptions, registered through planner/statements.py) bring their own way to run, and

@@ -364,6 +364,24 @@ select_items = st.one_of(
     st.builds(lambda t: ast.SelectItem(ast.Star(t)), names),
 )
 
+stream_starts = st.builds(
+    ast.StreamStart, st.sampled_from(["TIMESTAMP", "TOKEN"]), st.text(max_size=8)
+)
+durations = st.builds(
+    ast.Duration,
+    st.integers(min_value=0, max_value=10**6),
+    st.sampled_from(sorted(ast.DURATION_UNITS)),
+)
+optional_durations = st.one_of(st.none(), durations)
+stream_windows = st.one_of(
+    st.builds(ast.StreamWindow, st.just("TUMBLING"), durations, st.none(), optional_durations),
+    st.builds(ast.StreamWindow, st.just("HOPPING"), durations, durations, optional_durations),
+    st.builds(ast.StreamWindow, st.just("SESSION"), durations, st.none(), optional_durations),
+)
+emits = st.builds(
+    ast.Emit, st.booleans(), st.one_of(st.none(), st.integers(min_value=0, max_value=10**9))
+)
+
 table_primaries = st.deferred(
     lambda: st.one_of(
         st.builds(ast.TableRef, names, optional_alias),
@@ -373,6 +391,7 @@ table_primaries = st.deferred(
             upper_names,
             st.lists(small_exprs, max_size=2).map(tuple),
             optional_alias,
+            st.one_of(st.none(), stream_starts),
         ),
         st.builds(ast.DerivedTable, queries, names),
     )
@@ -400,11 +419,19 @@ from_items = st.one_of(
 def _selects(with_tail: bool):
     tail = _tails() if with_tail else st.just({})
     return st.builds(
-        lambda items, from_, where, group, having, distinct, extra: ast.Select(
-            tuple(items), tuple(from_), where, tuple(group), having, distinct=distinct, **extra
+        lambda items, from_, window, where, group, having, distinct, extra: ast.Select(
+            tuple(items),
+            tuple(from_),
+            where,
+            tuple(group),
+            having,
+            distinct=distinct,
+            window=window if from_ else None,  # WINDOW follows FROM
+            **extra,
         ),
         st.lists(select_items, min_size=1, max_size=3),
         st.lists(from_items, max_size=2),
+        st.one_of(st.none(), st.none(), stream_windows),
         st.one_of(st.none(), small_exprs),
         st.lists(small_exprs, max_size=2),
         st.one_of(st.none(), small_exprs),
@@ -481,6 +508,7 @@ def _inserts():
 
 simple_statements = st.one_of(
     st.builds(ast.QueryStatement, queries),
+    st.builds(ast.LiveQuery, queries, emits),
     _inserts(),
     st.builds(
         ast.Update,

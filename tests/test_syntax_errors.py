@@ -17,7 +17,7 @@ ERRORS = [
     ("SELECT a FROM t WHERE", 1, 22, None, ("expression",)),
     ("SELECT a FROM t WHERE (a = 1", 1, 29, None, ("')'",)),
     ("SELECT COUNT(* FROM t", 1, 16, "FROM", ("')'",)),
-    ("SELECT a FROM t LIMIT 5,", 1, 24, ",", ("OFFSET", "';'", "end of input")),
+    ("SELECT a FROM t LIMIT 5,", 1, 24, ",", ("EMIT", "OFFSET", "';'", "end of input")),
     ("SELECT a FROM t WHERE a IN ()", 1, 29, ")", ("SELECT", "WITH", "expression")),
     ("SELECT a FROM t GROUP a", 1, 23, "a", ("BY",)),
     ("SELECT a FROM t ORDER BY a NULLS", 1, 33, None, ("FIRST", "LAST")),
@@ -30,7 +30,7 @@ ERRORS = [
     ("SELECT a[x]", 1, 10, "x", ("integer",)),
     ("SELECT a->b", 1, 11, "b", ("string",)),
     ("SELECT a.", 1, 10, None, ("'*'", "name")),
-    ("SELECT 1)", 1, 9, ")", ("';'", "end of input")),
+    ("SELECT 1)", 1, 9, ")", ("EMIT", "';'", "end of input")),
     ("SELECT a\nFROM t\nWHERE b = = 1", 3, 11, "=", ("expression",)),
     (
         "SELECT a FROM t WHERE a = 1 = 2",
@@ -39,6 +39,7 @@ ERRORS = [
         "=",
         (
             "AND",
+            "EMIT",
             "EXCEPT",
             "GROUP",
             "HAVING",
@@ -133,8 +134,11 @@ def test_syntax_error(sql, line, column, token, expected):
         ("SELECT a FROM t ORDER", "unexpected end of input; expected BY"),
         ("SELECT * FROM t WHERE a BETWEEN 1", "unexpected end of input; expected AND or '|'"),
         ("SELECT :", "unexpected character ':'; expected DISTINCT, '*' or expression"),
-        ("SELECT * FROM t t2 t3", "unexpected name 't3'; expected CROSS, EXCEPT, FULL"),
-        ("SELECT 1 2", "expected AS, EXCEPT, FROM, GROUP, HAVING, INTERSECT, LIMIT, OFFSET, ORDER"),
+        ("SELECT * FROM t t2 t3", "unexpected name 't3'; expected CROSS, EMIT, EXCEPT, FULL"),
+        (
+            "SELECT 1 2",
+            "expected AS, EMIT, EXCEPT, FROM, GROUP, HAVING, INTERSECT, LIMIT, OFFSET, ORDER",
+        ),
     ],
 )
 def test_messages_read_well(sql, message):

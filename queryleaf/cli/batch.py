@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 
 from queryleaf.api import QueryLeaf
+from queryleaf.cli.live import is_live, print_live
 from queryleaf.cli.output import Printer, caret_excerpt
 from queryleaf.cli.progress import progress_line
 from queryleaf.cli.run import (
@@ -140,6 +141,10 @@ class Runner:
         self.report.used.update(params or ())
         self.running = where
         try:
+            if is_live(parsed):  # rows as they arrive, until LIMIT, --timeout or Ctrl-C
+                print_live(self.ql, parsed, script.text, self.printer, params)
+                self.report.ok += 1
+                return True
             with progress_line(f"{where} {parsed.text}"):
                 result = self.ql.execute_parsed(parsed, script.text, params)
         except QueryLeafError as exc:

@@ -15,6 +15,7 @@ from queryleaf.cli.output import Printer, caret_excerpt
 from queryleaf.errors import (
     ErrorCode,
     ExecutionError,
+    Position,
     QueryLeafError,
     ScriptError,
     ServerUnreachable,
@@ -136,7 +137,7 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
     Raises ConnectionLost when the server cannot be reached.
     """
     try:
-        results = ql.execute_script(text)
+        results = _run_script(ql, text, printer, path)
     except QueryLeafError as exc:
         if isinstance(exc, ScriptError):
             for result in exc.results:  # results of the statements before the failure
@@ -151,6 +152,30 @@ def run_text(ql: QueryLeaf, text: str, printer: Printer, path: str | None = None
     for result in results:
         print_result(printer, result, text, path)
     return True
+
+
+def _run_script(ql: QueryLeaf, text: str, printer: Printer, path: str | None) -> list[Result]:
+    """``ql.execute_script(text)``; a live query's rows are printed as they arrive (the results
+    of the statements before it first)."""
+    from queryleaf.cli.live import is_live, print_live
+
+    statements = ql.parse_script(text)
+    if not any(is_live(p) for p in statements):
+        return ql.execute_script(text)
+    results: list[Result] = []
+    for index, parsed in enumerate(statements):
+        try:
+            if is_live(parsed):
+                for result in results:
+                    print_result(printer, result, text, path)
+                results = []
+                print_live(ql, parsed, text, printer)
+            else:
+                results.append(ql.execute_parsed(parsed, text))
+        except QueryLeafError as exc:
+            start = Position(parsed.line, parsed.column)
+            raise ScriptError(index, exc, results, start) from exc
+    return results
 
 
 def end_open_transaction(ql: QueryLeaf) -> None:

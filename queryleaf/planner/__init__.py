@@ -9,6 +9,7 @@ from typing import Any
 from queryleaf import plan
 from queryleaf.errors import PlanningError
 from queryleaf.planner.ddl import plan_ddl
+from queryleaf.planner.live import plan_live_query
 from queryleaf.planner.nesting import check_command_depth
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.references import ColumnReference, recording
@@ -63,6 +64,8 @@ def _plan(statement: ast.Statement, bindings: Bindings, catalog: Catalog) -> pla
         return plan.Explain(_plan(statement.statement, bindings, catalog))
     if isinstance(statement, ast.QueryStatement):
         return plan_select_statement(statement.query, bindings, catalog.tables)
+    if isinstance(statement, ast.LiveQuery):
+        return plan_live_query(statement, bindings)
     if isinstance(statement, ast.Insert):
         return plan_insert(statement, bindings, catalog.tables)
     if isinstance(statement, ast.Update):

@@ -175,9 +175,7 @@ def _source(
                 item.pos,
                 error_code=ErrorCode.UNKNOWN_TABLE,
             )
-        if item.args:
-            raise PlanningError(f"{item.name}() takes no arguments", item.args[0].pos)
-        return function, item.alias or item.name.lower()
+        return function.bind(item), item.alias or item.name.lower()
     if isinstance(item, ast.DerivedTable):
         from queryleaf.planner.select import plan_with_lets  # a derived table is a query
 

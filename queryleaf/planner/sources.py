@@ -6,7 +6,9 @@ table its columns resolve in. The kinds of source:
 
 * ``Collection``: a stored collection or view, read as it is (a find can serve it);
 * ``QueryResult``: a derived table or WITH query, already planned: its pipeline and columns;
-* ``TableFunction``: ``NAME()``, a table that is not a collection read as is.
+* ``TableFunction``: ``NAME()``, a table that is not a collection read as is;
+* a table function with arguments, such as ``CHANGE_STREAM('orders')`` (change_stream.py):
+  its ``bind`` turns the call into the source.
 
 A package that owns a table function registers it here (the event runtime registers
 ``CHANGE_STREAM_EVENTS()`` and the other system tables when queryleaf is imported), with the stages
@@ -25,6 +27,7 @@ from queryleaf import plan
 from queryleaf.errors import PlanningError, Position
 from queryleaf.planner.lowering import as_aggregate
 from queryleaf.planner.scope import Table
+from queryleaf.sql import ast
 
 Stages = list[dict[str, Any]]
 
@@ -103,6 +106,16 @@ class TableFunction:
     stored_fields: frozenset[str] = frozenset()
     stored_ranges: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
+    def bind(self, call: ast.TableFunction) -> Source:
+        """The source of ``call``: this one, which takes no arguments."""
+        if call.args:
+            raise PlanningError(f"{self.name}() takes no arguments", call.args[0].pos)
+        if call.since is not None:
+            raise PlanningError(
+                f"SINCE only follows CHANGE_STREAM(...), not {self.name}()", call.since.pos
+            )
+        return self
+
     def relation(self, alias: str, columns: set[str] | None) -> Relation:
         pipeline = self.rows(columns) if self.rows is not None else []
         return Relation(
@@ -116,15 +129,25 @@ class TableFunction:
         )
 
 
-_TABLE_FUNCTIONS: dict[str, TableFunction] = {}
+class TableFunctionDefinition(Protocol):
+    """What is registered under a table function's name: ``bind`` checks a call's arguments
+    (and SINCE) and returns the source the call reads."""
+
+    @property
+    def name(self) -> str: ...
+
+    def bind(self, call: ast.TableFunction) -> Source: ...
+
+
+_TABLE_FUNCTIONS: dict[str, TableFunctionDefinition] = {}
 _RESERVED_PREFIXES: dict[str, str] = {}  # prefix → how to read such collections
 
 
-def register_table_function(source: TableFunction) -> None:
+def register_table_function(source: TableFunctionDefinition) -> None:
     _TABLE_FUNCTIONS[source.name] = source
 
 
-def table_function(name: str) -> TableFunction | None:
+def table_function(name: str) -> TableFunctionDefinition | None:
     return _TABLE_FUNCTIONS.get(name)
 
 
@@ -136,6 +159,10 @@ def reserve_prefix(prefix: str, hint: str) -> None:
     """Collections whose name starts with ``prefix`` belong to a package: ``hint`` says how
     SQL reads them."""
     _RESERVED_PREFIXES[prefix] = hint
+
+
+def reserved_prefixes() -> list[str]:
+    return list(_RESERVED_PREFIXES)
 
 
 def reserved(collection: str) -> str | None:

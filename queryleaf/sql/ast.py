@@ -343,6 +343,46 @@ class TableFunction(FromItem):
     name: str  # upper-cased
     args: tuple[Expr, ...] = ()
     alias: str | None = None
+    since: StreamStart | None = None  # CHANGE_STREAM(...) SINCE ...
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StreamStart(Node):
+    """``SINCE TIMESTAMP 'iso date-time'`` (``kind`` TIMESTAMP) or ``SINCE 'resume token'``
+    (``kind`` TOKEN): where a change stream starts instead of now."""
+
+    kind: str  # 'TIMESTAMP' | 'TOKEN'
+    value: str
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Duration(Node):
+    """``n unit`` of a window clause."""
+
+    amount: int
+    unit: str  # singular, upper-cased: MILLISECOND, SECOND, MINUTE, HOUR, DAY
+    pos: Position | None = _pos()
+
+    @property
+    def milliseconds(self) -> int:
+        return self.amount * DURATION_UNITS[self.unit]
+
+
+DURATION_UNITS = {"MILLISECOND": 1, "SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000}
+DURATION_UNITS["DAY"] = 24 * DURATION_UNITS["HOUR"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StreamWindow(Node):
+    """``WINDOW TUMBLING (SIZE d) | HOPPING (SIZE d, ADVANCE BY d) | SESSION (d)``, each with an
+    optional ``GRACE PERIOD d`` (ksqlDB's syntax). For SESSION, ``size`` is the gap."""
+
+    kind: str  # 'TUMBLING' | 'HOPPING' | 'SESSION'
+    size: Duration
+    advance: Duration | None = None
+    grace: Duration | None = None
     pos: Position | None = _pos()
 
 
@@ -398,6 +438,7 @@ class Select(Query):
     offset: Expr | None = None
     distinct: bool = False
     ctes: tuple[Cte, ...] = ()
+    window: StreamWindow | None = None  # only in a live query (EMIT)
     pos: Position | None = _pos()
 
 
@@ -425,6 +466,26 @@ class Statement(Node):
 @dataclass(frozen=True, slots=True, eq=False)
 class QueryStatement(Statement):
     query: Query
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Emit(Node):
+    """``EMIT CHANGES [LIMIT n]`` (every change as it comes) or ``EMIT FINAL [LIMIT n]`` (a
+    window's rows once, when it closes)."""
+
+    final: bool = False
+    limit: int | None = None
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveQuery(Statement):
+    """A query over ``CHANGE_STREAM(...)`` ending in EMIT: it runs until stopped and yields
+    rows as changes arrive (docs/streaming.md); ``QueryLeaf.stream`` runs it."""
+
+    query: Query
+    emit: Emit
     pos: Position | None = _pos()
 
 

@@ -240,6 +240,7 @@ _TERMINAL_NAMES = {
     "BACKTICK_NAME": "name",
     "$END": "end of input",
     "QUANTIFIER": "ANY, SOME or ALL",
+    "TIME_UNIT": "time unit",
 }
 # The tokens an expression can start with: listed together, they read as "expression".
 _EXPRESSION_START = {
@@ -880,7 +881,7 @@ class _ToAst(Transformer_NonRecursive):
         return self._set_op("INTERSECT", meta, rest[0], rest[1])
 
     def select_core(self, meta, children):
-        distinct, items, from_, where, group, having = children
+        distinct, items, from_, window, where, group, having = children
         return ast.Select(
             items=tuple(items),
             from_=tuple(from_ or ()),
@@ -888,6 +889,7 @@ class _ToAst(Transformer_NonRecursive):
             group_by=tuple(group or ()),
             having=having,
             distinct=distinct is not None,
+            window=window,
             pos=_position(meta),
         )
 
@@ -911,8 +913,46 @@ class _ToAst(Transformer_NonRecursive):
         return ast.TableRef(children[0], children[1], _position(meta))
 
     def table_function(self, meta, children):
-        name, args, alias = children
-        return ast.TableFunction(name.upper(), tuple(args or ()), alias, _position(meta))
+        name, args, alias, since = children
+        return ast.TableFunction(name.upper(), tuple(args or ()), alias, since, _position(meta))
+
+    def since_timestamp(self, meta, children):
+        return ast.StreamStart("TIMESTAMP", _string(children[0]), _position(children[0]))
+
+    def since_token(self, meta, children):
+        return ast.StreamStart("TOKEN", _string(children[0]), _position(children[0]))
+
+    # --- live queries
+    def live_query(self, meta, children):
+        return ast.LiveQuery(children[0], children[1], _position(meta))
+
+    def emit_clause(self, meta, children):
+        kind, limit = children
+        final = str(kind).upper() == "FINAL"
+        count = self._integer(limit) if limit is not None else None
+        return ast.Emit(final, count, _position(meta))
+
+    def window_clause(self, meta, children):
+        return _replace(children[0], pos=_position(meta))
+
+    def tumbling(self, meta, children):
+        size, grace = children
+        return ast.StreamWindow("TUMBLING", size, None, grace, _position(meta))
+
+    def hopping(self, meta, children):
+        size, advance, grace = children
+        return ast.StreamWindow("HOPPING", size, advance, grace, _position(meta))
+
+    def session(self, meta, children):
+        gap, grace = children
+        return ast.StreamWindow("SESSION", gap, None, grace, _position(meta))
+
+    def grace(self, meta, children):
+        return children[0]
+
+    def duration(self, meta, children):
+        amount, unit = children
+        return ast.Duration(self._integer(amount), _singular(str(unit).upper()), _position(meta))
 
     def derived_table(self, meta, children):
         return ast.DerivedTable(children[0], children[1], _position(meta))

@@ -36,6 +36,8 @@ KEYWORDS = frozenset(
     WITH
     BEGIN COMMIT ROLLBACK START TRANSACTION WORK
     COLLECTIONS COLUMNS DATABASES DESCRIBE INDEXES TABLES USE VIEWS
+    EMIT CHANGES FINAL SINCE WINDOW TUMBLING HOPPING SESSION SIZE ADVANCE GRACE PERIOD
+    MILLISECONDS MILLISECOND SECONDS SECOND MINUTES MINUTE HOURS HOUR DAYS DAY
 """.split()
 )
 
@@ -447,8 +449,13 @@ def _when(node: ast.When) -> str:
     return f"WHEN {_expr(node.condition)} THEN {_expr(node.result)}"
 
 
+# Keywords only after the number of a window's duration: as an INTERVAL unit they read as names.
+_TIME_UNITS = frozenset(u + s for u in ast.DURATION_UNITS for s in ("", "S"))
+
+
 def _interval(expr: ast.Interval) -> str:
-    return f"INTERVAL {_operand(expr.value, UNARY)} {quote_name(expr.unit)}"
+    unit = expr.unit if expr.unit.upper() in _TIME_UNITS else quote_name(expr.unit)
+    return f"INTERVAL {_operand(expr.value, UNARY)} {unit}"
 
 
 _EXPR_RENDERERS: dict[type, Callable[[Any], str]] = {
@@ -559,6 +566,10 @@ def _select_core(select: ast.Select) -> str:
     parts.append(", ".join(_select_item(i) for i in select.items))
     if select.from_:
         parts.append("FROM " + ", ".join(_from_item(f) for f in select.from_))
+    if select.window is not None:
+        if not select.from_:
+            raise ValueError("WINDOW needs a FROM clause in queryleaf SQL")
+        parts.append(_stream_window(select.window))
     if select.where is not None:
         parts.append(f"WHERE {_expr(select.where)}")
     if select.group_by:
@@ -599,12 +610,43 @@ def _from_item(item: ast.FromItem) -> str:
         return _table_name(item.name) + _alias(item.alias)
     if isinstance(item, ast.TableFunction):
         args = ", ".join(_expr(a) for a in item.args)
-        return f"{_function_name(item.name)}({args}){_alias(item.alias)}"
+        since = _since(item.since) if item.since is not None else ""
+        return f"{_function_name(item.name)}({args}){_alias(item.alias)}{since}"
     if isinstance(item, ast.DerivedTable):
         return f"({_query(item.query)}) AS {quote_name(item.alias)}"
     if isinstance(item, ast.Join):
         return _join(item)
     raise TypeError(f"to_sql: not a FROM item: {type(item).__name__}")
+
+
+def _since(start: ast.StreamStart) -> str:
+    if start.kind == "TIMESTAMP":
+        return f" SINCE TIMESTAMP {string_literal(start.value)}"
+    return f" SINCE {string_literal(start.value)}"
+
+
+def _duration(d: ast.Duration) -> str:
+    return f"{d.amount} {d.unit}"
+
+
+def _stream_window(w: ast.StreamWindow) -> str:
+    grace = f", GRACE PERIOD {_duration(w.grace)}" if w.grace is not None else ""
+    if w.kind == "TUMBLING":
+        return f"WINDOW TUMBLING (SIZE {_duration(w.size)}{grace})"
+    if w.kind == "HOPPING":
+        if w.advance is None:
+            raise ValueError("a HOPPING window needs ADVANCE BY")
+        advance = _duration(w.advance)
+        return f"WINDOW HOPPING (SIZE {_duration(w.size)}, ADVANCE BY {advance}{grace})"
+    if w.kind == "SESSION":
+        return f"WINDOW SESSION ({_duration(w.size)}{grace})"
+    raise ValueError(f"to_sql: unknown window kind {w.kind!r}")
+
+
+def _live_query(stmt: ast.LiveQuery) -> str:
+    emit = "EMIT FINAL" if stmt.emit.final else "EMIT CHANGES"
+    limit = f" LIMIT {stmt.emit.limit}" if stmt.emit.limit is not None else ""
+    return f"{_query(stmt.query)} {emit}{limit}"
 
 
 _JOIN_WORDS = {
@@ -707,6 +749,7 @@ def _reset_subscription(stmt: ast.ResetSubscription) -> str:
 
 _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.QueryStatement: lambda s: _query(s.query),
+    ast.LiveQuery: _live_query,
     ast.Select: _query,
     ast.SetOperation: _query,
     ast.Explain: lambda s: f"EXPLAIN {to_sql(s.statement)}",
@@ -746,6 +789,9 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.TableFunction: _from_item,
     ast.DerivedTable: _from_item,
     ast.Join: _from_item,
+    ast.StreamWindow: _stream_window,
+    ast.StreamStart: lambda s: _since(s).lstrip(),
+    ast.Duration: _duration,
     ast.Assignment: _assignment,
     ast.SubscriptionOption: _option,
 }

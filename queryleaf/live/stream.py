@@ -1,0 +1,174 @@
+"""Running a live query (``plan.LiveQuery``): its change stream, as rows.
+
+One loop reads the stream (``LiveRows.__next__``); every change enters through one hook,
+``RowMaker.rows_of`` (and quiet polls through ``RowMaker.idle``, with the stream's resume token),
+so that other consumers of events — a shared stream, a window engine — plug in there. The stream
+opens when ``LiveRows`` is made (changes from that moment on are seen) and closes when the rows
+end (LIMIT, the time limit), when the loop over them stops early (``break``: the iterator is
+closed or dropped) or on ``close()`` / leaving a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pymongo.errors
+from pymongo.change_stream import ChangeStream
+from pymongo.database import Database
+
+from queryleaf import plan
+from queryleaf.documents import get_path
+from queryleaf.errors import ErrorCode, ExecutionError
+from queryleaf.events import failures
+from queryleaf.executor import server_error
+
+# How long one poll of the server waits for a change (a quiet stream's resume token comes at
+# this pace, and a time limit is checked between polls).
+POLL_MS = 500
+
+
+class RowMaker:
+    """Change events (after the server's pipeline) → result rows, by the plan's columns."""
+
+    def __init__(self, p: plan.LiveQuery):
+        self.columns = p.columns
+
+    def rows_of(self, event: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        if self.columns is None:
+            return ({k: v for k, v in event.items() if k != "_id"},)
+        return ({c.name: get_path(event, c.key) for c in self.columns},)
+
+    def idle(self, resume_token: Any) -> Iterable[dict[str, Any]]:
+        """A poll without changes; ``resume_token``: the stream's position (its time)."""
+        return ()
+
+
+def open_stream(db: Database, p: plan.LiveQuery, max_await_ms: int = POLL_MS) -> ChangeStream:
+    """Open the plan's change stream (the server checks the pipeline right here)."""
+    target: Any = db if p.database_wide else db[p.collections[0]]
+    if p.start.get("startAtOperationTime") is not None:
+        _check_in_history(db, p)
+    try:
+        return target.watch(
+            p.pipeline,
+            full_document=p.full_document,
+            full_document_before_change=p.full_document_before_change,
+            start_at_operation_time=p.start.get("startAtOperationTime"),
+            start_after=p.start.get("startAfter"),
+            max_await_time_ms=max_await_ms,
+        )
+    except pymongo.errors.PyMongoError as exc:
+        raise _stream_error(exc, p) from exc
+
+
+class LiveRows(Iterator[dict[str, Any]]):
+    """The rows of a live query as they arrive: an iterator and a context manager."""
+
+    def __init__(
+        self,
+        db: Database,
+        p: plan.LiveQuery,
+        limit: int | None = None,
+        timeout: float | None = None,
+        maker: RowMaker | None = None,
+    ):
+        self.plan = p
+        limits = [n for n in (p.limit, limit) if n is not None]
+        self.limit = min(limits) if limits else None
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.maker = maker or RowMaker(p)
+        self.stream: ChangeStream | None = None
+        self.rows_seen = 0
+        wait = POLL_MS if timeout is None else max(1, min(POLL_MS, int(timeout * 1000)))
+        self._pending: deque[dict[str, Any]] = deque()
+        self.stream = open_stream(db, p, wait)
+
+    def __next__(self) -> dict[str, Any]:
+        """The next row: the loop where every change enters (``maker``). No generator holds
+        ``self``, so dropping the rows (a ``break`` out of ``for row in ql.stream(...)``)
+        closes the stream at once."""
+        while not self._pending:
+            stream = self.stream
+            if stream is None:
+                raise StopIteration
+            if self._done():
+                self.close()
+                raise StopIteration
+            try:
+                event = stream.try_next()
+            except pymongo.errors.PyMongoError as exc:
+                self.close()
+                raise _stream_error(exc, self.plan) from exc
+            if event is None:
+                self._pending.extend(self.maker.idle(stream.resume_token))
+            else:
+                self._pending.extend(self.maker.rows_of(event))
+        self.rows_seen += 1
+        row = self._pending.popleft()
+        if self._done():
+            self.close()
+        return row
+
+    def _done(self) -> bool:
+        if self.limit is not None and self.rows_seen >= self.limit:
+            return True
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def close(self) -> None:
+        """Close the change stream (idempotent)."""
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except pymongo.errors.PyMongoError:
+                pass  # the server is gone: so is the cursor
+
+    @property
+    def closed(self) -> bool:
+        return self.stream is None
+
+    def __enter__(self) -> LiveRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _check_in_history(db: Database, p: plan.LiveQuery) -> None:
+    """Some servers silently start at their oldest oplog entry when the start is older."""
+    start = p.start["startAtOperationTime"]
+    oldest = failures.oldest_oplog_time(db)
+    if oldest is not None and oldest > start:
+        raise _history_lost(
+            p,
+            f"SINCE TIMESTAMP: the start (cluster time {start.time}.{start.inc}) is older than "
+            f"the oldest oplog entry ({oldest.time}.{oldest.inc})",
+        )
+
+
+def _stream_error(exc: pymongo.errors.PyMongoError, p: plan.LiveQuery) -> ExecutionError:
+    if failures.is_history_lost(exc) or _token_gone(exc):
+        return _history_lost(p, failures.server_message(exc))
+    return server_error(exc)
+
+
+def _token_gone(exc: pymongo.errors.PyMongoError) -> bool:
+    """startAfter a token whose change left the oplog (servers word it differently)."""
+    message = str((getattr(exc, "details", None) or {}).get("errmsg", "")).lower()
+    return "resume" in message and "not found" in message
+
+
+def _history_lost(p: plan.LiveQuery, detail: str) -> ExecutionError:
+    return ExecutionError(
+        f"{detail}: the changes since then are no longer in the oplog; start later (a later "
+        "SINCE TIMESTAMP, or no SINCE to start now), or keep more history (a larger oplog: "
+        "replSetResizeOplog)",
+        position=p.start_pos,
+        error_code=ErrorCode.HISTORY_LOST,
+    )
