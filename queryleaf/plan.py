@@ -8,6 +8,7 @@ EXPLAIN prints (``commands()``: a list of (mongosh text, JSON-able dict)).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -188,6 +189,24 @@ class DropView(Plan):
 
 
 @dataclass(frozen=True)
+class LiveAggregation:
+    """The client's part of a live aggregate query (planner/live_aggregation.py): the rows of the
+    change stream carry the group keys (``keys``), the aggregates' arguments and the event time;
+    queryleaf/live/windows.py aggregates them per key and ``window`` (None: running since the
+    start), and each aggregate row becomes a result row through ``outputs`` (name, function of
+    the keys, aggregates ``g0``... and window bounds) where ``having`` holds. ``final``: EMIT
+    FINAL (a window's rows once, when it closes)."""
+
+    window: Any
+    aggregates: tuple[Any, ...]
+    keys: tuple[str, ...]
+    final: bool
+    outputs: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...]
+    having: Callable[[dict[str, Any]], bool] | None
+    description: list[str]
+
+
+@dataclass(frozen=True)
 class LiveQuery(Plan):
     """A live query (``... FROM CHANGE_STREAM(...) EMIT CHANGES``): a change stream on
     ``collections`` (one: that collection's ``watch``; several: the database's, filtered on
@@ -205,6 +224,7 @@ class LiveQuery(Plan):
     start: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     start_pos: Any = field(default=None, compare=False)  # where SINCE is (errors point there)
+    aggregation: LiveAggregation | None = None  # GROUP BY / aggregates / WINDOW: in the client
 
     @property
     def database_wide(self) -> bool:
@@ -222,6 +242,10 @@ class LiveQuery(Plan):
 
     def commands(self):
         client = ["rows by column name (resume token dropped)"]
+        if self.aggregation is not None:
+            client = [*self.aggregation.description, "then the select list"]
+            if self.aggregation.final:
+                client.append("each window's rows once, when it closes (EMIT FINAL)")
         if self.limit is not None:
             client.append(f"stop after {self.limit} rows and close the stream (EMIT ... LIMIT)")
         return [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pymongo.errors
 from pymongo.change_stream import ChangeStream
@@ -30,6 +30,15 @@ from queryleaf.executor import server_error
 POLL_MS = 500
 
 
+class Rows(Protocol):
+    """Where each change enters: the rows it makes (``rows_of``), and those a quiet poll makes
+    (``idle``: windows that time closes)."""
+
+    def rows_of(self, event: dict[str, Any]) -> Iterable[dict[str, Any]]: ...
+
+    def idle(self, resume_token: Any) -> Iterable[dict[str, Any]]: ...
+
+
 class RowMaker:
     """Change events (after the server's pipeline) → result rows, by the plan's columns."""
 
@@ -44,6 +53,15 @@ class RowMaker:
     def idle(self, resume_token: Any) -> Iterable[dict[str, Any]]:
         """A poll without changes; ``resume_token``: the stream's position (its time)."""
         return ()
+
+
+def row_maker(p: plan.LiveQuery) -> Rows:
+    """Plain rows, or rows aggregated in the client (GROUP BY / aggregates / WINDOW)."""
+    if p.aggregation is None:
+        return RowMaker(p)
+    from queryleaf.live.aggregating import AggregatingRows
+
+    return AggregatingRows(p)
 
 
 def open_stream(db: Database, p: plan.LiveQuery, max_await_ms: int = POLL_MS) -> ChangeStream:
@@ -73,13 +91,13 @@ class LiveRows(Iterator[dict[str, Any]]):
         p: plan.LiveQuery,
         limit: int | None = None,
         timeout: float | None = None,
-        maker: RowMaker | None = None,
+        maker: Rows | None = None,
     ):
         self.plan = p
         limits = [n for n in (p.limit, limit) if n is not None]
         self.limit = min(limits) if limits else None
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.maker = maker or RowMaker(p)
+        self.maker = maker or row_maker(p)
         self.stream: ChangeStream | None = None
         self.rows_seen = 0
         wait = POLL_MS if timeout is None else max(1, min(POLL_MS, int(timeout * 1000)))

@@ -17,9 +17,8 @@ from bson import Timestamp
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError, Position
-from queryleaf.planner import change_stream
+from queryleaf.planner import change_stream, live_aggregation
 from queryleaf.planner.context import Context
-from queryleaf.planner.expressions import AGGREGATES
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.rewrite import normalize
 from queryleaf.planner.select import SelectPlanner
@@ -30,7 +29,6 @@ from queryleaf.sql.walk import walk, walk_expr
 CHANGE_STREAM_STAGES = frozenset(
     {"$match", "$project", "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith"}
 )
-_NOT_YET = "is not supported yet in live queries (windowed and running aggregation is planned)"
 
 
 def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQuery:
@@ -39,8 +37,12 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
     assert isinstance(call, ast.TableFunction)
     source = change_stream.ChangeStreamFunction().bind(call)
     start = _start(call.since)
+    select = normalize(select)
+    aggregation = None
+    if live_aggregation.is_aggregated(select):  # the server computes per change, the client
+        select, aggregation = live_aggregation.split(select, statement.emit, bindings)
     with change_stream.live_planning():
-        planner = SelectPlanner(normalize(select), Context(bindings))
+        planner = SelectPlanner(select, Context(bindings))
         planned = planner.build()
     alias = call.alias or call.name.lower()
     read = planner.block.references.columns_of(alias)
@@ -56,6 +58,7 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
         start=start,
         limit=statement.emit.limit,
         start_pos=call.since.pos if call.since is not None else call.pos,
+        aggregation=aggregation,
     )
 
 
@@ -79,14 +82,6 @@ def _check_shape(statement: ast.LiveQuery) -> ast.Select:
             "CHANGE_STREAM(DATABASE), and nothing else (no joins)",
             _join_position(items[0]) if items and isinstance(items[0], ast.Join) else where,
         )
-    if statement.emit.final:
-        raise PlanningError(f"EMIT FINAL {_NOT_YET}", statement.emit.pos)
-    if query.window is not None:
-        raise PlanningError(f"WINDOW {_NOT_YET}", query.window.pos)
-    if query.group_by:
-        raise PlanningError(f"GROUP BY {_NOT_YET}", query.group_by[0].pos)
-    if query.having is not None:
-        raise PlanningError(f"HAVING {_NOT_YET}", query.having.pos)
     for node in walk(query):
         if isinstance(node, ast.InSubquery | ast.Exists | ast.ScalarSubquery | ast.Quantified):
             raise PlanningError(
@@ -103,8 +98,6 @@ def _check_shape(statement: ast.LiveQuery) -> ast.Select:
                     "on its own",
                     node.pos,
                 )
-            if isinstance(node, ast.FuncCall) and node.name in AGGREGATES:
-                raise PlanningError(f"aggregate {node.name}() {_NOT_YET}", node.pos)
     if query.distinct:
         raise PlanningError("DISTINCT cannot run in a live query (rows never end)", query.pos)
     if query.order_by:
