@@ -355,7 +355,8 @@ class SubscriptionRunner(threading.Thread):
 
     def _drain(self, stream: ChangeStream | Consumer) -> None:
         """Handle events until stopped; returns when the stream ends (invalidate) to reopen."""
-        self._replay_dead_letters()
+        if self.replay_wanted.is_set():  # set by the supervisor (at the start, and each poll)
+            self._replay_dead_letters()
         last_sync = last_checkpoint = time.monotonic()
         while self._running():
             self._raise_background_errors()
