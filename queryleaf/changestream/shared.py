@@ -294,7 +294,11 @@ class Consumer:
                 self._try_join(self.last_token)
             return change
         if self.own.alive:
-            self._try_join(self.own.resume_token)
+            # Idle: the shared stream may have read our last event meanwhile (both streams
+            # see a new event at about the same time), or our post-batch position.
+            self._try_join(self.last_token)
+            if self.own is not None:
+                self._try_join(self.own.resume_token)
         return None
 
     def _try_join(self, token: Mapping[str, Any] | None) -> None:
