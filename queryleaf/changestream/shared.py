@@ -43,6 +43,7 @@ from typing import Any
 
 import bson
 from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo.change_stream import ChangeStream
 
 DEFAULT_CAPACITY = 10_000  # events buffered per shared stream (the bound of a consumer's lag)
@@ -151,10 +152,8 @@ class SharedStream:
             self.hub._forget(self)
             self._close_stream()
             raise
-        entries = [
-            _Entry(c["_id"], bson.encode(c, codec_options=self.codec_options), _ends(c))
-            for c in changes
-        ]
+        entries = [_entry(c, self.codec_options) for c in changes]
+        hwm = _plain(hwm)
         with self.cond:
             self.reads += 1
             for entry in entries:
@@ -395,8 +394,9 @@ class StreamHub:
     ) -> Consumer:
         """A consumer of the events after ``start`` on the stream ``key`` names.
 
-        ``open_shared`` opens the stream everyone shares (at a given start); ``open_own`` the
-        consumer's own (while it reads alone). Errors of opening at ``start`` are raised here,
+        ``open_shared`` opens the stream everyone shares (at a given start; best with
+        ``RawBSONDocument`` as its document class: events are then decoded only per consumer, with
+        ``codec_options``); ``open_own`` the consumer's own (while it reads alone). Errors of opening at ``start`` are raised here,
         as ``watch`` raises them.
         """
         consumer = Consumer(self, key, start, open_own, await_s)
@@ -428,6 +428,24 @@ class StreamHub:
 
 
 HUB = StreamHub()  # the process's hub (the event worker and live queries use this one)
+
+
+def _plain(token: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if isinstance(token, RawBSONDocument):
+        return bson.decode(token.raw)
+    return None if token is None else dict(token)
+
+
+def _entry(change: Mapping[str, Any], codec_options: CodecOptions) -> _Entry:
+    """A buffered event: its token and its BSON (as read, when the shared stream is opened with
+    RawBSONDocument: then nothing is decoded but per consumer)."""
+    if isinstance(change, RawBSONDocument):
+        raw = bytes(change.raw)
+    else:
+        raw = bson.encode(change, codec_options=codec_options)
+    token = _plain(change["_id"])
+    assert token is not None
+    return _Entry(token, raw, _ends(change))
 
 
 def _ends(change: Mapping[str, Any]) -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 
 import bson
 from bson import json_util
+from bson.raw_bson import RawBSONDocument
 from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -338,15 +339,22 @@ class SubscriptionRunner(threading.Thread):
         return HUB.attach(
             shared_key(self.db, self.sub.watch),
             start,
-            self._open_own,
+            self._open_shared,
             self._open_own,
             self.db.codec_options,
             AWAIT_MS / 1000,
         )
 
-    def _open_own(self, start: Start, first_batch: int | None = None) -> ChangeStream:
+    def _open_shared(self, start: Start, first_batch: int | None = None) -> ChangeStream:
+        """The shared stream: events stay raw BSON until each consumer decodes its own copy."""
+        raw = self.db.codec_options.with_options(document_class=RawBSONDocument)
+        return self._open_own(start, first_batch, self.db.with_options(codec_options=raw))
+
+    def _open_own(
+        self, start: Start, first_batch: int | None = None, db: Database | None = None
+    ) -> ChangeStream:
         return self.sub.watch.open(
-            self.db,
+            self.db if db is None else db,
             start_after=None if start.token is None else dict(start.token),
             start_at_operation_time=start.time if start.token is None else None,
             max_await_time_ms=AWAIT_MS,
