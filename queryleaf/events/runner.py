@@ -23,6 +23,7 @@ if it is still active.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -33,10 +34,12 @@ from typing import Any
 
 import bson
 from bson import json_util
+from bson.raw_bson import RawBSONDocument
 from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.changestream.shared import HUB, Consumer, Start, buffered_events
 from queryleaf.errors import ErrorCode
 from queryleaf.events import failures, names
 from queryleaf.events.combiner import WriteCombiner
@@ -49,6 +52,7 @@ from queryleaf.events.lease import LeaseManager
 from queryleaf.events.metrics import Metrics
 from queryleaf.events.retry import RetryPolicy
 from queryleaf.events.sinks import Sink
+from queryleaf.events.watch import WatchSpec
 
 log = logging.getLogger("queryleaf.worker")
 
@@ -61,6 +65,9 @@ IDLE_CHECKPOINT_S = 60.0
 MAX_IN_FLIGHT = 1000  # events admitted but not yet checkpointed (preserve_order = false)
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 10.0
+# One change stream per watched collection (or database) and stream shape per process, shared by
+# the subscriptions that watch it; QUERYLEAF_SHARED_STREAMS=0 gives each its own (a comparison).
+SHARED_STREAMS = os.environ.get("QUERYLEAF_SHARED_STREAMS", "1") != "0"
 
 
 @dataclass
@@ -312,7 +319,7 @@ class SubscriptionRunner(threading.Thread):
             self.committer.token = stored
             self.committer.cluster_time = doc.get("checkpoint_cluster_time")
 
-    def _open(self) -> ChangeStream:
+    def _open(self) -> ChangeStream | Consumer:
         token = self.committer.token
         # A run that stopped before its checkpoint may have recorded events past the position
         # (RESET removed the rows from its new start on, so after it only such runs count).
@@ -320,17 +327,44 @@ class SubscriptionRunner(threading.Thread):
         self.known = self.event_log.existing(
             self.sub.subscription_id, since or self.sub.start_at_operation_time
         )
-        if token is not None:
-            return self.sub.watch.open(self.db, start_after=token, max_await_time_ms=AWAIT_MS)
-        return self.sub.watch.open(
-            self.db,
-            start_at_operation_time=self.sub.start_at_operation_time,
-            max_await_time_ms=AWAIT_MS,
+        start = (
+            Start(token=token)
+            if token is not None
+            else Start(time=self.sub.start_at_operation_time)
+        )
+        if not SHARED_STREAMS:
+            return self._open_own(start)
+        # The worker's subscriptions with the same stream share one (docs/events.md, "Shared
+        # change streams"); the position, delivery and checkpoints stay this runner's own.
+        return HUB.attach(
+            shared_key(self.db, self.sub.watch),
+            start,
+            self._open_shared,
+            self._open_own,
+            self.db.codec_options,
+            AWAIT_MS / 1000,
         )
 
-    def _drain(self, stream: ChangeStream) -> None:
+    def _open_shared(self, start: Start, first_batch: int | None = None) -> ChangeStream:
+        """The shared stream: events stay raw BSON until each consumer decodes its own copy."""
+        raw = self.db.codec_options.with_options(document_class=RawBSONDocument)
+        return self._open_own(start, first_batch, self.db.with_options(codec_options=raw))
+
+    def _open_own(
+        self, start: Start, first_batch: int | None = None, db: Database | None = None
+    ) -> ChangeStream:
+        return self.sub.watch.open(
+            self.db if db is None else db,
+            start_after=None if start.token is None else dict(start.token),
+            start_at_operation_time=start.time if start.token is None else None,
+            max_await_time_ms=AWAIT_MS,
+            first_batch=first_batch,
+        )
+
+    def _drain(self, stream: ChangeStream | Consumer) -> None:
         """Handle events until stopped; returns when the stream ends (invalidate) to reopen."""
-        self._replay_dead_letters()
+        if self.replay_wanted.is_set():  # set by the supervisor (at the start, and each poll)
+            self._replay_dead_letters()
         last_sync = last_checkpoint = time.monotonic()
         while self._running():
             self._raise_background_errors()
@@ -377,13 +411,13 @@ class SubscriptionRunner(threading.Thread):
             return min(self.group_size, max(MAX_IN_FLIGHT - len(self.window), 0))
         return self.group_size
 
-    def _fetch(self, stream: ChangeStream, limit: int) -> list[dict[str, Any]] | None:
+    def _fetch(self, stream: ChangeStream | Consumer, limit: int) -> list[dict[str, Any]] | None:
         """The events the stream has ready (waits up to AWAIT_MS for the first); None: closed."""
         change = stream.try_next()
         if change is None:
             return None if not stream.alive else []
         group = [change]
-        while len(group) < limit and _buffered(stream):
+        while len(group) < limit and buffered_events(stream):
             change = stream.try_next()
             if change is None:
                 break
@@ -696,15 +730,12 @@ class SubscriptionRunner(threading.Thread):
 _NOTHING = object()
 
 
-def _buffered(stream: ChangeStream) -> int:
-    """Events the driver already holds for this stream (no server round trip to read them)."""
-    cursor = getattr(stream, "_cursor", None)
-    data = getattr(cursor, "_data", None)
-    try:
-        return len(data) if data is not None else 0
-    except TypeError:
-        return 0
-
-
 def _ms(start: datetime, end: datetime) -> float:
     return round((end - start).total_seconds() * 1000, 3)
+
+
+def shared_key(db: Database, spec: WatchSpec) -> tuple[Any, ...]:
+    """Subscriptions whose streams are the same (namespace, pipeline, images) share one: the
+    client, the database, and the stream's shape (the cursor batch size aside)."""
+    shape = {k: v for k, v in spec.to_document().items() if k != "batch_size"}
+    return (id(db.client), db.name, spec.collection, json_util.dumps(shape))

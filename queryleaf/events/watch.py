@@ -98,10 +98,14 @@ class WatchSpec:
         start_at_operation_time: Any = None,
         start_after: dict[str, Any] | None = None,
         max_await_time_ms: int | None = None,
+        first_batch: int | None = None,
     ) -> ChangeStream:
-        """Open the stream (the server parses and checks the pipeline right here)."""
+        """Open the stream (the server parses and checks the pipeline right here).
+
+        ``first_batch``: the size of the opening reply only (a shared-stream probe, see
+        queryleaf/changestream/shared.py); the later replies are ``cursor_batch_size``."""
         target = db[self.collection] if self.collection is not None else db
-        return target.watch(
+        stream = target.watch(
             self.pipeline,
             full_document=None if self.full_document == "default" else self.full_document,
             full_document_before_change=(
@@ -111,6 +115,17 @@ class WatchSpec:
             ),
             start_at_operation_time=start_at_operation_time,
             start_after=start_after,
-            batch_size=self.cursor_batch_size,
+            batch_size=first_batch or self.cursor_batch_size,
             max_await_time_ms=max_await_time_ms,
         )
+        if first_batch:
+            _set_batch_size(stream, self.cursor_batch_size)
+        return stream
+
+
+def _set_batch_size(stream: ChangeStream, size: int) -> None:
+    """The size of the stream's next replies (its getMores, and the aggregate of a resume)."""
+    stream._batch_size = size
+    cursor = getattr(stream, "_cursor", None)
+    if cursor is not None:
+        cursor.batch_size(size)

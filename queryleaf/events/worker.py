@@ -315,11 +315,14 @@ def _observe_runners(db: Database, runners: Runners) -> None:
             {"_id": {"$in": list(running)}}, {"status": 1, "version": 1, "worker_id": 1}
         )
     }
-    replays = set(
-        db[names.DEAD_LETTERS].distinct("subscription_id", {"status": "replay_requested"})
-    )
+    replays = _replay_requests(db)
     for name, runner in running.items():
         runner.observe(docs.get(name), runner.sub.subscription_id in replays)
+
+
+def _replay_requests(db: Database) -> set[Any]:
+    """The subscriptions with dead letters marked by REPLAY (one query for all runners)."""
+    return set(db[names.DEAD_LETTERS].distinct("subscription_id", {"status": "replay_requested"}))
 
 
 def _start_runners(
@@ -361,12 +364,15 @@ def _start_runners(
         return
     # The positions as of the leases, not before.
     fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
+    replays = _replay_requests(db)
     for name, sinks in acquired.items():
         leased = fresh.get(name)
         if leased is None or leased.status != "active":
             leases.release(name)
             continue
         runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
+        if leased.subscription_id in replays:
+            runner.replay_wanted.set()
         if not runners.start(runner):  # the worker is stopping
             leases.release(name)
             continue
