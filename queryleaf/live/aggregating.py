@@ -17,8 +17,8 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.documents import get_path
-from queryleaf.planner.live_aggregation import TIME_KEY
 from queryleaf.live.windows import Aggregator, Update
+from queryleaf.planner.live_aggregation import TIME_KEY
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
