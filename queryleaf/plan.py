@@ -230,6 +230,13 @@ class LiveQuery(Plan):
     def database_wide(self) -> bool:
         return len(self.collections) != 1
 
+    @property
+    def result_columns(self) -> list[str] | None:
+        """The names of the rows' columns (None: SELECT *, each change's fields)."""
+        if self.aggregation is not None:
+            return [name for name, _ in self.aggregation.outputs]
+        return None if self.columns is None else [c.name for c in self.columns]
+
     def change_stream_options(self) -> dict[str, Any]:
         """The ``$changeStream`` stage's options."""
         options: dict[str, Any] = {}

@@ -9,6 +9,7 @@ end here (exit 0; the shell's prompt returns).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rich.cells import cell_len
@@ -31,10 +32,21 @@ def print_live(
 ) -> None:
     """Stream the rows of a live query to ``printer`` until it ends or Ctrl-C."""
     rows = ql.stream_parsed(parsed, script, params, timeout=ql.timeout)
-    lines = LiveLines(printer, [c.name for c in rows.plan.columns or ()])
+    columns = rows.plan.result_columns or []
+    aggregation = rows.plan.aggregation
+    in_place = (
+        aggregation is not None
+        and not aggregation.final
+        and printer.format == "table"
+        and printer.console.is_terminal
+    )
     try:
-        for row in rows:
-            lines.row(row)
+        if in_place:
+            LiveTable(printer, columns).show(rows)
+        else:
+            lines = LiveLines(printer, columns)
+            for row in rows:
+                lines.row(row)
     except KeyboardInterrupt:
         pass  # the user's way to stop watching
     finally:
@@ -88,3 +100,40 @@ class LiveLines:
         out = self.printer.out
         out.write(line + "\n")
         out.flush()
+
+
+class LiveTable:
+    """A live aggregate's current rows as one table redrawn in place (rich Live): a row whose
+    key and window were shown is updated where it stands; the newest rows that fit the
+    terminal are shown."""
+
+    def __init__(self, printer: Printer, columns: list[str]):
+        self.printer = printer
+        self.columns = columns
+        self.current: dict[Any, dict[str, Any]] = {}
+
+    def show(self, rows: Iterable[dict[str, Any]]) -> None:
+        from rich.live import Live
+
+        console = self.printer.console
+        with Live(self._text(), console=console, auto_refresh=False, transient=False) as live:
+            for row in rows:
+                identity = getattr(row, "identity", None) or (len(self.current),)
+                self.current[identity] = row  # a known row keeps its place
+                live.update(self._text(), refresh=True)
+
+    def _text(self) -> Text:
+        height = max(self.printer.console.size.height - 4, 3)
+        shown = list(self.current.values())[-height:]
+        headers = [render.one_line(c) for c in self.columns]
+        cells = [
+            [render.one_line(self.printer.text(row.get(c))) for c in self.columns] for row in shown
+        ]
+        widths = render.fit_table(headers, cells, self.printer.console.size.width)
+        widths = widths or render.natural_widths(headers, cells)
+        right = [bool(shown) and isinstance(shown[-1].get(c), int | float) for c in self.columns]
+        more = len(self.current) - len(shown)
+        lines = render.table_lines(headers, cells, widths, right)
+        if more:
+            lines.append(f"({more} more rows above)")
+        return Text("\n".join(lines))

@@ -17,6 +17,7 @@ from typing import Any
 
 from queryleaf import plan
 from queryleaf.documents import get_path
+from queryleaf.live.values import canonical_key
 from queryleaf.live.windows import Aggregator, Update
 from queryleaf.planner.live_aggregation import TIME_KEY
 
@@ -35,6 +36,13 @@ def milliseconds(value: Any) -> int | None:
 
 def _datetime(ms: int | None) -> dt.datetime | None:
     return None if ms is None else _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+class AggregateRow(dict[str, Any]):
+    """A result row of a live aggregate, with the aggregate row it shows: ``identity`` is its
+    group key and window start (a later row with the same identity replaces it)."""
+
+    identity: tuple[Any, ...] = ()
 
 
 class AggregatingRows:
@@ -75,7 +83,7 @@ class AggregatingRows:
         return self._rows(self.aggregator.advance(watermark))
 
     def _rows(self, updates: list[Update]) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for update in updates:
             if update.retracted:
                 continue  # a merged session: the row with its new bounds follows
@@ -85,7 +93,9 @@ class AggregatingRows:
             source["window_end"] = _datetime(update.window_end_ms)
             if self.spec.having is not None and not self.spec.having(source):
                 continue
-            rows.append({name: value(source) for name, value in self.spec.outputs})
+            row = AggregateRow((name, value(source)) for name, value in self.spec.outputs)
+            row.identity = (*canonical_key(update.key), update.window_start_ms)
+            rows.append(row)
         return rows
 
     @property

@@ -38,6 +38,11 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
     source = change_stream.ChangeStreamFunction().bind(call)
     start = _start(call.since)
     select = normalize(select)
+    if statement.emit.final and select.window is None:
+        raise PlanningError(
+            "EMIT FINAL needs a WINDOW: it emits a window's rows once, when the window closes",
+            statement.emit.pos,
+        )
     aggregation = None
     if live_aggregation.is_aggregated(select):  # the server computes per change, the client
         select, aggregation = live_aggregation.split(select, statement.emit, bindings)

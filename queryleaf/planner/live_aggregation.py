@@ -56,6 +56,8 @@ def split(
             continue
         slots[text] = f"g{len(specs)}"
         specs.append(_spec(call, arguments, windows.AggregateSpec))
+    if not specs:  # GROUP BY alone: its rows are the keys; the engine counts to have a state
+        specs.append(windows.AggregateSpec("COUNT", None))
     arg_exprs = {name: expr for name, expr in _argument_exprs(calls, arguments)}
 
     def slot(e: ast.Expr) -> str | None:
@@ -80,11 +82,6 @@ def split(
         else None
     )
     window = _window(select.window)
-    if emit.final and window is None:
-        raise PlanningError(
-            "EMIT FINAL needs a WINDOW (a running aggregate never closes: use EMIT CHANGES)",
-            emit.pos,
-        )
     per_change = replace(
         select,
         items=(
