@@ -145,3 +145,66 @@ def test_the_cli_prints_aggregate_rows_as_json_lines(server, dbname, tmp_path):
         {"status": "paid", "n": 1},
         {"status": "new", "n": 2},
     ]
+
+
+def test_the_shell_redraws_a_live_aggregate_in_place_until_ctrl_c(server, dbname, tmp_path):
+    import time
+
+    from test_cli import Terminal
+
+    import queryleaf
+
+    client = queryleaf.connect(server.uri, database=dbname)
+    client.db.create_collection("orders")
+    term = Terminal(server, dbname, tmp_path)
+    prompt = f"{dbname}>".encode()
+    try:
+        term.read_until(prompt)
+        term.write(
+            b"SELECT full_document.status AS status, COUNT(*) AS n FROM CHANGE_STREAM('orders')"
+            b" GROUP BY full_document.status EMIT CHANGES;\r"
+        )
+        time.sleep(1.5)
+        for status in ("new", "paid", "new"):
+            client.db.orders.insert_one({"status": status})
+        screen = term.read_until(b"paid").decode(errors="replace")
+        term.read_until(b"\x1b")  # the next redraw: 'new' counted twice, in its first place
+        time.sleep(0.5)
+        term.write(b"\x03")
+        rest = term.read_until(b"change stream closed").decode(errors="replace")
+        assert "status" in screen
+        final = rest.rsplit("status", 1)[-1]
+        assert final.index("new") < final.index("paid")  # updated where it stands
+        assert " 2" in final.split("new", 1)[1].split("\n", 1)[0]
+        term.read_until(prompt)
+        term.write(b"\\q\r")
+        assert term.proc.wait(timeout=20) == 0
+    finally:
+        term.close()
+        client.client.drop_database(dbname)
+        client.close()
+
+
+def test_the_sql_of_docs_streaming_parses():
+    import re
+    from pathlib import Path
+
+    from queryleaf.sql.parser import parse_script
+
+    text = (Path(__file__).parents[1] / "docs" / "streaming.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        parse_script(block)
+
+
+def test_late_events_are_counted_on_the_rows(ql):
+    ql.db.create_collection("orders")
+    sql = (
+        "SELECT COUNT(*) AS n FROM CHANGE_STREAM('orders') WINDOW TUMBLING (SIZE 1 SECOND) "
+        "EMIT CHANGES LIMIT 1"
+    )
+    with ql.stream(sql, timeout=20) as rows:
+        later(lambda: ql.db.orders.insert_one({}))
+        assert list(rows) == [{"n": 1}]
+        assert rows.late_events == 0

@@ -145,6 +145,11 @@ class LiveRows(Iterator[dict[str, Any]]):
                 pass  # the server is gone: so is the cursor
 
     @property
+    def late_events(self) -> int:
+        """Changes dropped because their window had closed (a windowed aggregate; else 0)."""
+        return int(getattr(self.maker, "late_events", 0))
+
+    @property
     def closed(self) -> bool:
         return self.stream is None
 
