@@ -82,6 +82,11 @@ def test_tumbling_windows_emit_final_rows_when_they_close_on_a_quiet_stream(ql):
         later(lambda: _write(ql))
         for row in rows:  # no write after the last order: time alone closes its window
             assert (row["WINDOW_END"] - row["WINDOW_START"]).total_seconds() == 1
+            assert (row.window_start, row.window_end, row.final) == (
+                row["WINDOW_START"],
+                row["WINDOW_END"],
+                True,
+            )
             assert row["WINDOW_START"].microsecond == 0
             counts[row["status"]] += row["n"]
             revenue[row["status"]] += row["revenue"] or 0

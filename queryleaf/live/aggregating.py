@@ -40,9 +40,14 @@ def _datetime(ms: int | None) -> dt.datetime | None:
 
 class AggregateRow(dict[str, Any]):
     """A result row of a live aggregate, with the aggregate row it shows: ``identity`` is its
-    group key and window start (a later row with the same identity replaces it)."""
+    group key and window start (a later row with the same identity replaces it), and
+    ``window_start`` / ``window_end`` its window's bounds (None for a running aggregate), also
+    when the query does not select them. ``final``: the window has closed."""
 
     identity: tuple[Any, ...] = ()
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    final: bool = False
 
 
 class AggregatingRows:
@@ -95,6 +100,9 @@ class AggregatingRows:
                 continue
             row = AggregateRow((name, value(source)) for name, value in self.spec.outputs)
             row.identity = (*canonical_key(update.key), update.window_start_ms)
+            row.window_start = source["window_start"]
+            row.window_end = source["window_end"]
+            row.final = update.final
             rows.append(row)
         return rows
 
