@@ -66,6 +66,8 @@ def test_only_reads_are_watched():
     assert watchable("SELECT 1; SHOW EVENT_SUBSCRIPTIONS; EXPLAIN SELECT 2") is None
     assert "not DELETE" in watchable("SELECT 1; DELETE FROM t")
     assert "not PAUSE" in watchable("PAUSE EVENT_SUBSCRIPTION s")
+    assert watchable("SHOW TABLES; DESCRIBE t; SHOW INDEXES FROM t") is None
+    assert "live query" in watchable("SELECT * FROM CHANGE_STREAM('o') EMIT CHANGES")
 
 
 def _two_subscriptions(server, dbname):

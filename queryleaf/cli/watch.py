@@ -21,7 +21,16 @@ from queryleaf.sql import ast
 from queryleaf.sql.parser import parse_script
 
 DEFAULT_INTERVAL_S = 2.0
-READS = (ast.QueryStatement, ast.ShowSubscriptions, ast.Explain)
+READS = (
+    ast.QueryStatement,
+    ast.ShowSubscriptions,
+    ast.ShowTables,
+    ast.ShowViews,
+    ast.ShowDatabases,
+    ast.ShowIndexes,
+    ast.Describe,
+    ast.Explain,
+)
 CLEAR_SCREEN = "\x1b[H\x1b[2J\x1b[3J"  # home, clear the screen and the scroll-back
 
 
@@ -32,6 +41,8 @@ def watchable(text: str) -> str | None:
     except QueryLeafError:
         return "the last input did not parse"
     for parsed in statements:
+        if isinstance(parsed.statement, ast.LiveQuery):
+            return "a live query (EMIT CHANGES) shows the changes as they come: run it again"
         if not isinstance(parsed.statement, READS):
             return (
                 f"\\watch repeats queries only, not {parsed.text.split()[0].upper()} "
