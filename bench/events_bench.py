@@ -1,6 +1,6 @@
 """Event subscriptions versus a bare pymongo ``watch`` loop, on the same server, same writes.
 
-    .venv/bin/python bench/events_bench.py [--events N] [--quick]
+    .venv/bin/python bench/events_bench.py [--events N] [--quick] [--only fan_out ...]
 
 Scenarios (each consumer gets its own run over the same kind of writes, one after the other,
 so they do not compete for the server):
@@ -254,6 +254,7 @@ def fan_out(k: int, total: int) -> dict[str, float]:
     }
 
 
+SCENARIOS = ("backlog", "live", "latency", "fan_out")
 DURABLE = False  # --durable: storage on disk with durable commits, as the embedded default
 
 
@@ -298,6 +299,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="servers on disk with durable commits (the embedded default) instead of in memory",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="run only these scenarios",
+    )
     args, _ = parser.parse_known_args(argv)
     global DURABLE
     DURABLE = args.durable
@@ -309,12 +317,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     # Every scenario (and fan-out size) on a fresh server: the embedded server's change streams
     # get slower as its oplog grows, which would otherwise favour whatever runs first.
-    results["backlog"] = throughput(backlog_run, n)
-    results["live"] = throughput(live_run, n)
-    results["latency"] = fresh(latency, 200 if args.quick else 1000)
-    results["fan_out"] = [
-        fan_out(k, 1000 if args.quick else 5000) for k in ((1, 10) if args.quick else (1, 10, 100))
-    ]
+    if "backlog" in args.only:
+        results["backlog"] = throughput(backlog_run, n)
+    if "live" in args.only:
+        results["live"] = throughput(live_run, n)
+    if "latency" in args.only:
+        results["latency"] = fresh(latency, 200 if args.quick else 1000)
+    if "fan_out" in args.only:
+        results["fan_out"] = [
+            fan_out(k, 1000 if args.quick else 5000)
+            for k in ((1, 10) if args.quick else (1, 10, 100))
+        ]
     report(results)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -324,6 +337,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> None:
     print(f"machine: {r['machine']}; server storage: {r['storage']}")
     n = r["events"]
+    if "backlog" in r and "live" in r:
+        _report_throughput(r, n)
+    if "latency" in r:
+        _report_latency(r)
+    if "fan_out" in r:
+        _report_fan_out(r)
+
+
+def _report_throughput(r: dict[str, Any], n: int) -> None:
     print(f"\nthroughput, {n} inserts (events/s; ratio to the bare watch loop)")
     b = r["backlog"]
     for label, key in (
@@ -347,6 +369,9 @@ def report(r: dict[str, Any]) -> None:
         "  start-up (s, to the first event): "
         + "  ".join(f"{k} {b[k]['startup']:.3f}" for k in ("bare", *SINKS))
     )
+
+
+def _report_latency(r: dict[str, Any]) -> None:
     lat = r["latency"]
     print("\nwrite-to-handler latency (ms)")
     for who in ("bare", "worker"):
@@ -358,6 +383,9 @@ def report(r: dict[str, Any]) -> None:
         f"  added   p50 {lat['worker']['p50'] - lat['bare']['p50']:7.2f}  "
         f"p99 {lat['worker']['p99'] - lat['bare']['p99']:7.2f}"
     )
+
+
+def _report_fan_out(r: dict[str, Any]) -> None:
     print("\nfan-out: subscriptions on one worker vs as many bare loops (events/s, total)")
     for row in r["fan_out"]:
         print(
