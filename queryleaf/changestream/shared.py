@@ -54,15 +54,39 @@ PROBE_BATCH = 1
 
 @dataclass(frozen=True)
 class Start:
-    """Where a consumer starts: after a resume token, or at a cluster time (one of them)."""
+    """Where a consumer starts: after a resume token, or at a cluster time (one of them).
+
+    ``not_before`` (with a token): only the events at or after this cluster time count — the
+    position of a subscription just created (or RESET to now): its token was taken before the
+    cluster time of its creation, and its events are those from that time on."""
 
     token: Mapping[str, Any] | None = None
     time: Any = None  # bson Timestamp
+    not_before: Any = None  # bson Timestamp
+
+    @property
+    def since(self) -> Any:
+        """A cluster time such that this consumer's events are exactly those at or after it
+        (None if the position is only a token)."""
+        return self.time if self.token is None else self.not_before
 
 
 # Opens a stream at a start; the int (if not None) is the size of its first reply (the opening
 # aggregate's), the later ones being the stream's usual.
 Opener = Callable[[Start, int | None], ChangeStream]
+
+
+TimeKey = tuple[int, int]
+
+
+def time_key(ts: Any) -> TimeKey | None:
+    """A bson Timestamp as a comparable key (cluster times are ordered, unlike tokens)."""
+    return None if ts is None else (ts.time, ts.inc)
+
+
+def _after(key: TimeKey) -> TimeKey:
+    """The key of the first cluster time after ``key``."""
+    return (key[0], key[1] + 1)
 
 
 def token_key(token: Mapping[str, Any] | None) -> Any:
@@ -78,6 +102,7 @@ class _Entry:
     token: Mapping[str, Any]
     raw: bytes
     ends: bool  # an invalidate: the shared stream ends after it
+    time: TimeKey | None  # its cluster time
 
 
 class SharedStream:
@@ -109,6 +134,9 @@ class SharedStream:
         self.consumers = 0
         self.hwm: Mapping[str, Any] | None = start.token
         self.reads = 0  # getMores issued (observable in tests and the benchmark)
+        # Every event at or after this cluster time is in the buffer or still to be read (None:
+        # not known yet); what lets a consumer whose position is a cluster time join by time.
+        self.covers = time_key(start.since)
         self._remember(start.token, 0)
 
     @property
@@ -122,6 +150,21 @@ class SharedStream:
             return None
         seq = self.index.get(key)
         return seq if seq is not None and seq >= self.first_seq else None
+
+    def position_at(self, since: Any) -> int | None:
+        """The sequence number of the first event at or after cluster time ``since``, if every
+        such event is in the buffer or still to be read."""
+        key = time_key(since)
+        if key is None or self.covers is None or key < self.covers:
+            return None
+        seq = self.head
+        for entry in reversed(self.entries):  # in oplog order: cluster times never decrease
+            if entry.time is None:
+                return None
+            if entry.time < key:
+                break
+            seq -= 1
+        return seq
 
     def _remember(self, token: Mapping[str, Any] | None, seq: int) -> None:
         key = token_key(token)
@@ -156,6 +199,8 @@ class SharedStream:
         hwm = _plain(hwm)
         with self.cond:
             self.reads += 1
+            if self.covers is None and entries and entries[0].time is not None:
+                self.covers = _after(entries[0].time)  # every later event follows it
             for entry in entries:
                 self.entries.append(entry)
                 self._remember(entry.token, self.head)
@@ -172,8 +217,12 @@ class SharedStream:
 
     def _evict(self) -> None:
         while len(self.entries) > self.capacity:
-            self.entries.popleft()
+            evicted = self.entries.popleft()
             self.first_seq += 1
+            if evicted.time is None or self.covers is None:
+                self.covers = None
+            else:
+                self.covers = max(self.covers, _after(evicted.time))
         while self.index_order and self.index_order[0][0] < self.first_seq:
             _, key = self.index_order.popleft()
             self.index.pop(key, None)
@@ -391,6 +440,7 @@ class StreamHub:
         open_own: Opener,
         codec_options: CodecOptions,
         await_s: float,
+        earliest: Start | None = None,
     ) -> Consumer:
         """A consumer of the events after ``start`` on the stream ``key`` names.
 
@@ -398,18 +448,26 @@ class StreamHub:
         ``RawBSONDocument`` as its document class: events are then decoded only per consumer, with
         ``codec_options``); ``open_own`` the consumer's own (while it reads alone). Errors of opening at ``start`` are raised here,
         as ``watch`` raises them.
+
+        ``earliest``: the earliest start (by ``since``) of the consumers about to attach to
+        ``key`` together (a worker starting its subscriptions): the shared stream, if this opens
+        it, is opened there, so that each of them joins it by cluster time instead of reading a
+        stream of its own first.
         """
         consumer = Consumer(self, key, start, open_own, await_s)
         with self.lock:
             shared = self.streams.get(key)
             opened = shared is None
             if shared is None:
-                stream = open_shared(start, None)
-                shared = SharedStream(self, key, stream, start, codec_options, self.capacity)
+                at, stream = _open_earliest(open_shared, start, earliest)
+                shared = SharedStream(self, key, stream, at, codec_options, self.capacity)
                 self.streams[key] = shared
                 self.opened += 1
+                opened = at is start
             with shared.cond:
                 seq = 0 if opened else shared.position_of(start.token)
+                if seq is None:
+                    seq = shared.position_at(start.since)
                 usable = shared.error is None and not shared.ended and not shared.closed
                 if seq is not None and usable:
                     consumer._join(shared, seq)
@@ -425,6 +483,20 @@ class StreamHub:
         with self.lock:
             if self.streams.get(shared.key) is shared:
                 del self.streams[shared.key]
+
+
+def _open_earliest(
+    open_shared: Opener, start: Start, earliest: Start | None
+) -> tuple[Start, ChangeStream]:
+    """The shared stream opened at ``earliest`` if it is before ``start`` by cluster time (and
+    can be opened: its history may be gone), else at ``start``."""
+    mine, first = time_key(start.since), time_key(earliest.since if earliest else None)
+    if earliest is not None and mine is not None and first is not None and first < mine:
+        try:
+            return earliest, open_shared(earliest, None)
+        except Exception:  # noqa: BLE001 - e.g. that position left the oplog: open at ours
+            pass
+    return start, open_shared(start, None)
 
 
 HUB = StreamHub()  # the process's hub (the event worker and live queries use this one)
@@ -445,7 +517,7 @@ def _entry(change: Mapping[str, Any], codec_options: CodecOptions) -> _Entry:
         raw = bson.encode(change, codec_options=codec_options)
     token = _plain(change["_id"])
     assert token is not None
-    return _Entry(token, raw, _ends(change))
+    return _Entry(token, raw, _ends(change), time_key(change.get("clusterTime")))
 
 
 def _ends(change: Mapping[str, Any]) -> bool:

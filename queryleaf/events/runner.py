@@ -186,6 +186,12 @@ class SubscriptionRunner(threading.Thread):
         self.batch: list[Row] = []
         self.batch_started = 0.0
         self.known: dict[str, Known] = {}  # what the log holds past the position (see _open)
+        # The same, read by the worker for all the subscriptions it starts (for the first open).
+        self.preloaded: dict[str, Known] | None = None
+        # The earliest start of the subscriptions the worker starts with this one on the same
+        # stream (where a shared stream is best opened; see StreamHub.attach).
+        self.earliest: Start | None = None
+        self.not_before: Any = None  # events before this cluster time are not ours (_fetch)
         self.observed: Any = _NOTHING  # the definition as the supervisor last saw it
         self.replay_wanted = threading.Event()
 
@@ -324,14 +330,15 @@ class SubscriptionRunner(threading.Thread):
         # A run that stopped before its checkpoint may have recorded events past the position
         # (RESET removed the rows from its new start on, so after it only such runs count).
         since = self.committer.cluster_time if token is not None else None
-        self.known = self.event_log.existing(
-            self.sub.subscription_id, since or self.sub.start_at_operation_time
-        )
-        start = (
-            Start(token=token)
-            if token is not None
-            else Start(time=self.sub.start_at_operation_time)
-        )
+        preloaded, self.preloaded = self.preloaded, None
+        if preloaded is not None and token == self.sub.resume_token:
+            self.known = preloaded
+        else:
+            self.known = self.event_log.existing(
+                self.sub.subscription_id, since or self.sub.start_at_operation_time
+            )
+        start = self.start_position()
+        self.not_before = start.since
         if not SHARED_STREAMS:
             return self._open_own(start)
         # The worker's subscriptions with the same stream share one (docs/events.md, "Shared
@@ -343,6 +350,13 @@ class SubscriptionRunner(threading.Thread):
             self._open_own,
             self.db.codec_options,
             AWAIT_MS / 1000,
+            self.earliest,
+        )
+
+    def start_position(self) -> Start:
+        """Where the stream (re)opens (see ``start_of``)."""
+        return start_of(
+            self.committer.token, self.committer.cluster_time, self.sub.start_at_operation_time
         )
 
     def _open_shared(self, start: Start, first_batch: int | None = None) -> ChangeStream:
@@ -422,7 +436,20 @@ class SubscriptionRunner(threading.Thread):
             if change is None:
                 break
             group.append(change)
+        if self.not_before is not None:
+            group = self._from_start(group)
         return group
+
+    def _from_start(self, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop the events before the start time (see ``start_position``); the first one at or
+        after it ends the check."""
+        not_before = self.not_before
+        for index, change in enumerate(group):
+            time_ = change.get("clusterTime")
+            if change.get("operationType") == "invalidate" or time_ is None or time_ >= not_before:
+                self.not_before = None
+                return group[index:]
+        return []
 
     # ---------------------------------------------------------------- admitting events
     def _admit(self, group: list[dict[str, Any]]) -> None:
@@ -739,3 +766,20 @@ def shared_key(db: Database, spec: WatchSpec) -> tuple[Any, ...]:
     client, the database, and the stream's shape (the cursor batch size aside)."""
     shape = {k: v for k, v in spec.to_document().items() if k != "batch_size"}
     return (id(db.client), db.name, spec.collection, json_util.dumps(shape))
+
+
+def start_of(token: Mapping[str, Any] | None, cluster_time: Any, start_time: Any) -> Start:
+    """Where a subscription's stream opens: after its stored token, or at its start time. A
+    position that is still the one CREATE or RESET stored (no event checkpointed since: no
+    cluster time) counts from the start time: the token was taken just before it, and the
+    events in between are not the subscription's (docs/events.md, "Shared change streams")."""
+    if token is None:
+        return Start(time=start_time)
+    if cluster_time is None and start_time is not None:
+        return Start(token=token, not_before=start_time)
+    return Start(token=token)
+
+
+def initial_start(sub: Subscription) -> Start:
+    """Where ``sub`` opens with its stored position."""
+    return start_of(sub.resume_token, sub.checkpoint_cluster_time, sub.start_at_operation_time)
