@@ -14,7 +14,8 @@ from pymongo import MongoClient, monitoring
 from test_reliability import Worker, completed, deliveries, lease_holder
 
 from queryleaf.changestream.shared import HUB, Start, StreamHub
-from queryleaf.events import names, worker
+from queryleaf.events import names, runner, worker
+from queryleaf.events.eventlog import DOCUMENT_FIELDS
 
 
 class ChangeStreamOpens(monitoring.CommandListener):
@@ -327,3 +328,90 @@ def test_kill_9_while_many_subscriptions_start_together_loses_and_duplicates_not
 @pytest.fixture()
 def events_file(tmp_path):
     return tmp_path / "events.txt"
+
+
+# ---------------------------------------------------------------- different streams, one watch
+
+# name -> (options, WHERE): differing event types, filters and full_document options.
+DIFFERENT = {
+    "all": ("", ""),
+    "ins": (", event_types = JSON_ARRAY('insert')", ""),
+    "upd_lookup": (", event_types = JSON_ARRAY('update')", ""),
+    "upd_plain": (", event_types = JSON_ARRAY('update'), full_document = 'default'", ""),
+    "big": ("", " WHERE full_document.k >= 5"),  # full_document: updateLookup by default
+    "red": (", event_filter = JSON_OBJECT('fullDocument.tags', 'red')", ""),
+    "gone": (", full_document = 'default'", " WHERE operation_type = 'delete'"),
+    "plain": (", full_document = 'default'", ""),
+}
+COMPARED = (
+    "event_id",
+    "event_type",
+    "document_key",
+    "event_data",
+    "update_description",
+    "full_document_before_change",
+    "cluster_time",
+    *DOCUMENT_FIELDS,
+)
+
+
+def subscribe_as(ql, name: str, options: str, where: str) -> None:
+    ql.execute(
+        f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = 'orders',"
+        f" deliver_to = 'log'{options}){where}"
+    )
+
+
+def changes(ql, tags: object) -> None:
+    """Inserts, updates and deletes on orders (``tags``: the value of each document's tags)."""
+    ql.db.orders.insert_many(
+        [{"_id": i, "k": i, "tags": tags if i % 2 else "blue"} for i in range(10)]
+    )
+    for i in range(0, 10, 3):
+        ql.db.orders.update_one({"_id": i}, {"$set": {"k": i + 10}})
+    ql.db.orders.delete_many({"_id": {"$in": [1, 4]}})
+
+
+def rows_of(ql, name: str) -> list[tuple]:
+    rows = sorted(read_rows(ql.db, {"subscription_id": name}), key=lambda r: r["cluster_time"])
+    return [tuple(str(row.get(column)) for column in COMPARED) for row in rows]
+
+
+def _run_alone_and_shared(ql, monkeypatch, opens, tags: object, names_: dict) -> None:
+    for prefix in ("a_", "b_"):
+        for name, (options, where) in names_.items():
+            subscribe_as(ql, prefix + name, options, where)
+    changes(ql, tags)
+    seen: list[dict] = []
+    ql.on("a_upd_plain")(seen.append) if "upd_plain" in names_ else None
+    shared = ql.run_subscriptions(
+        subscriptions=[f"a_{n}" for n in names_], poll_interval=0.2, idle_timeout=0.8
+    )
+    monkeypatch.setattr(runner, "SHARED_STREAMS", False)
+    alone = ql.run_subscriptions(
+        subscriptions=[f"b_{n}" for n in names_], poll_interval=0.2, idle_timeout=0.8
+    )
+    assert shared.events == alone.events > 0
+    for name in names_:
+        assert rows_of(ql, f"a_{name}") == rows_of(ql, f"b_{name}"), name
+        assert rows_of(ql, f"a_{name}")
+    for event in seen:  # the handler of a subscription without updateLookup: no fullDocument
+        assert event["operationType"] == "update" and "fullDocument" not in event
+
+
+def test_subscriptions_with_different_filters_and_options_share_one_watch_exactly(
+    ql, monkeypatch, opens
+):
+    _run_alone_and_shared(ql, monkeypatch, opens, "red", DIFFERENT)
+    # One watch for the seven a_ subscriptions, one each for the b_ ones.
+    assert opens.opened["orders"] == 1 + len(DIFFERENT)
+
+
+def test_an_event_the_client_cannot_judge_is_read_from_the_consumers_own_stream(
+    ql, monkeypatch, opens
+):
+    # tags is an array on some documents: the server's array matching decides those events.
+    _run_alone_and_shared(
+        ql, monkeypatch, opens, ["red", "green"], {"all": DIFFERENT["all"], "red": DIFFERENT["red"]}
+    )
+    assert opens.opened["orders"] > 1 + 2  # the shared stream, then "red" alone for a while

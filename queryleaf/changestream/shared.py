@@ -97,12 +97,26 @@ def token_key(token: Mapping[str, Any] | None) -> Any:
     return data if isinstance(data, str) else bson.encode(dict(token))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Entry:
     token: Mapping[str, Any]
     raw: bytes
     ends: bool  # an invalidate: the shared stream ends after it
     time: TimeKey | None  # its cluster time
+    view: Any = None  # decoded once for the consumers' filters (never handed out)
+
+    def decoded(self, codec_options: CodecOptions) -> Any:
+        view = self.view
+        if view is None:  # two consumers may both decode it: the same result
+            view = self.view = bson.decode(self.raw, codec_options=codec_options)
+        return view
+
+
+# A consumer's own filter on the shared events (True / False; None: it cannot tell, then the
+# consumer reads that part from a stream of its own, filtered by the server).
+Accept = Callable[[Mapping[str, Any]], "bool | None"]
+# What a consumer keeps of a shared event (the fields it did not ask for removed).
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class SharedStream:
@@ -259,8 +273,12 @@ class Consumer:
         start: Start,
         open_own: Opener,
         await_s: float,
+        accept: Accept | None = None,
+        shape: Shape | None = None,
     ):
         self.hub = hub
+        self.accept = accept
+        self.shape = shape
         self.key = key
         self.start = start
         self.open_own = open_own
@@ -272,6 +290,7 @@ class Consumer:
         self.closed = False
         self.joins = 0  # times this consumer (re)joined the shared stream
         self.detaches = 0  # times it fell out of the buffer and read alone
+        self.undecided = 0  # events its filter could not judge (read from its own stream)
 
     # ------------------------------------------------------------------ state
     @property
@@ -375,35 +394,61 @@ class Consumer:
             shared.leave()
         self.own = self.open_own(self._position(), None)
 
-    def _next_shared(self) -> dict[str, Any] | None:
+    def next_buffered(self) -> dict[str, Any] | None:
+        """The next event if it is at hand (no server round trip); else None."""
+        if self.closed:
+            return None
+        if self.own is not None:
+            return self._next_own() if buffered_events(self.own) else None
+        return self._next_shared(read=False)
+
+    def _next_shared(self, read: bool = True) -> dict[str, Any] | None:
         shared = self.shared
         assert shared is not None
-        waited = False
+        waited = not read
         while True:
+            entry: _Entry | None = None
             with shared.cond:
                 if shared.error is not None:
                     raise shared.error
-                if self.cursor < shared.first_seq:
+                detach = self.cursor < shared.first_seq
+                if detach:
+                    pass
+                elif self.cursor < shared.head:
+                    entry = shared.entries[self.cursor - shared.first_seq]
+                elif shared.ended or waited:
+                    return None
+                elif shared.reading:
+                    shared.cond.wait(self.await_s)
+                    waited = True
+                    continue
+                else:
+                    shared.reading = True
+            if entry is not None:  # judged and decoded outside the lock (only we move cursor)
+                verdict = self._judge(entry, shared.codec_options)
+                if verdict is None:
+                    self.undecided += 1
                     detach = True
                 else:
-                    detach = False
-                    if self.cursor < shared.head:
-                        entry = shared.entries[self.cursor - shared.first_seq]
-                        self.cursor += 1
-                        self.last_token = entry.token
-                        return bson.decode(entry.raw, codec_options=shared.codec_options)
-                    if shared.ended or waited:
-                        return None
-                    if shared.reading:
-                        shared.cond.wait(self.await_s)
-                        waited = True
-                        continue
-                    shared.reading = True
+                    self.cursor += 1
+                    self.last_token = entry.token
+                    if verdict:
+                        return self._copy(entry, shared.codec_options)
+                    continue  # not this consumer's event: its position moves past it
             if detach:
                 self._detach()
                 return self._next_own()
             shared.read()
             waited = True  # one round trip per call at most, like ChangeStream.try_next
+
+    def _judge(self, entry: _Entry, codec_options: CodecOptions) -> bool | None:
+        if self.accept is None or entry.ends:
+            return True
+        return self.accept(entry.decoded(codec_options))
+
+    def _copy(self, entry: _Entry, codec_options: CodecOptions) -> dict[str, Any]:
+        change = bson.decode(entry.raw, codec_options=codec_options)
+        return change if self.shape is None else self.shape(change)
 
     def close(self) -> None:
         if self.closed:
@@ -441,6 +486,8 @@ class StreamHub:
         codec_options: CodecOptions,
         await_s: float,
         earliest: Start | None = None,
+        accept: Accept | None = None,
+        shape: Shape | None = None,
     ) -> Consumer:
         """A consumer of the events after ``start`` on the stream ``key`` names.
 
@@ -454,7 +501,7 @@ class StreamHub:
         it, is opened there, so that each of them joins it by cluster time instead of reading a
         stream of its own first.
         """
-        consumer = Consumer(self, key, start, open_own, await_s)
+        consumer = Consumer(self, key, start, open_own, await_s, accept, shape)
         with self.lock:
             shared = self.streams.get(key)
             opened = shared is None
@@ -474,6 +521,11 @@ class StreamHub:
                     return consumer
         consumer.own = open_own(start, PROBE_BATCH)
         return consumer
+
+    def keys(self) -> list[Hashable]:
+        """The keys of the open shared streams."""
+        with self.lock:
+            return list(self.streams)
 
     def _current(self, key: Hashable) -> SharedStream | None:
         with self.lock:

@@ -23,7 +23,7 @@ from pymongo.errors import PyMongoError
 from queryleaf.changestream.shared import Start
 from queryleaf.clients import close_client
 from queryleaf.errors import ErrorCode, SubscriptionError
-from queryleaf.events import catalog, names, retention
+from queryleaf.events import catalog, names, retention, sharing
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.definition import Subscription
 from queryleaf.events.durable import durable
@@ -41,7 +41,7 @@ from queryleaf.events.runner import (
     SubscriptionRunner,
     WorkerReport,
     initial_start,
-    shared_key,
+    stream_key,
 )
 from queryleaf.events.sinks import Sink, SinkUnavailable, resolve
 
@@ -376,7 +376,10 @@ def _start_runners(
     # The positions as of the leases, not before.
     fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
     replays = _replay_requests(db)
-    earliest = _earliest_starts(db, [sub for sub in fresh.values() if sub.status == "active"])
+    starting = [sub for sub in fresh.values() if sub.status == "active"]
+    plans = sharing.plans_for(db, [sub.watch for sub in starting])
+    plan_of = {sub.name: _plan(plans, sub) for sub in starting}
+    earliest = _earliest_starts(db, starting, plan_of)
     # What the event log holds past each position: one look-up for all (see runner._open).
     known = EventLog(db).existing_many(
         {sub.subscription_id: sub.log_since for sub in fresh.values() if sub.status == "active"}
@@ -388,7 +391,8 @@ def _start_runners(
             continue
         runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
         runner.preloaded = known.get(leased.subscription_id, {})
-        runner.earliest = earliest.get(shared_key(db, leased.watch))
+        runner.plan = plan_of.get(name)
+        runner.earliest = earliest.get(stream_key(db, leased, runner.plan))
         if leased.subscription_id in replays:
             runner.replay_wanted.set()
         if not runners.start(runner):  # the worker is stopping
@@ -402,7 +406,14 @@ def _start_runners(
         )
 
 
-def _earliest_starts(db: Database, subs: list[Subscription]) -> dict[Any, Start]:
+def _plan(plans: dict[Any, sharing.Plan], sub: Subscription) -> sharing.Plan | None:
+    need = sharing.need_of(sub.watch)
+    return None if need is None else plans.get(need.namespace)
+
+
+def _earliest_starts(
+    db: Database, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
+) -> dict[Any, Start]:
     """Per shared stream, the earliest start (by cluster time) of the subscriptions starting
     on it now: a shared stream opened there can place every one of them by cluster time."""
     earliest: dict[Any, Start] = {}
@@ -411,7 +422,7 @@ def _earliest_starts(db: Database, subs: list[Subscription]) -> dict[Any, Start]
         since = start.since
         if since is None:
             continue
-        key = shared_key(db, sub.watch)
+        key = stream_key(db, sub, plan_of.get(sub.name))
         current = earliest.get(key)
         if current is None or since < current.since:
             earliest[key] = start
