@@ -14,7 +14,7 @@ from pymongo import MongoClient, monitoring
 from test_reliability import Worker, completed, deliveries, lease_holder
 
 from queryleaf.changestream.shared import HUB, Start, StreamHub
-from queryleaf.events import names, runner, worker
+from queryleaf.events import names, runner, sharing, worker
 from queryleaf.events.eventlog import DOCUMENT_FIELDS
 
 
@@ -24,12 +24,14 @@ class ChangeStreamOpens(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.opened: Counter[str] = Counter()
+        self.pipelines: list[list] = []
         self.commands: Counter[tuple[str, str]] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         pipeline = event.command.get("pipeline") or [{}]
         if event.command_name == "aggregate" and "$changeStream" in pipeline[0]:
             self.opened[str(event.command["aggregate"])] += 1
+            self.pipelines.append(list(pipeline))
         else:
             target = event.command.get(event.command_name)
             self.commands[event.command_name, str(target)] += 1
@@ -399,12 +401,19 @@ def _run_alone_and_shared(ql, monkeypatch, opens, tags: object, names_: dict) ->
         assert event["operationType"] == "update" and "fullDocument" not in event
 
 
+@pytest.mark.parametrize("server_filter", [False, True], ids=["client filter", "server filter"])
 def test_subscriptions_with_different_filters_and_options_share_one_watch_exactly(
-    ql, monkeypatch, opens
+    ql, monkeypatch, opens, server_filter
 ):
-    _run_alone_and_shared(ql, monkeypatch, opens, "red", DIFFERENT)
-    # One watch for the seven a_ subscriptions, one each for the b_ ones.
-    assert opens.opened["orders"] == 1 + len(DIFFERENT)
+    monkeypatch.setattr(sharing, "SERVER_FILTER", server_filter)
+    chosen = DIFFERENT
+    if server_filter:  # the union goes to the server when every one has a filter
+        chosen = {k: v for k, v in DIFFERENT.items() if k not in ("all", "plain")}
+    _run_alone_and_shared(ql, monkeypatch, opens, "red", chosen)
+    # One watch for the a_ subscriptions, one each for the b_ ones.
+    assert opens.opened["orders"] == 1 + len(chosen)
+    shared_pipeline = opens.pipelines[0]
+    assert ("$or" in str(shared_pipeline)) == server_filter
 
 
 def test_an_event_the_client_cannot_judge_is_read_from_the_consumers_own_stream(

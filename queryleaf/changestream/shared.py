@@ -104,6 +104,7 @@ class _Entry:
     ends: bool  # an invalidate: the shared stream ends after it
     time: TimeKey | None  # its cluster time
     view: Any = None  # decoded once for the consumers' filters (never handed out)
+    verdicts: dict[Any, bool | None] | None = None  # per filter (consumers may share one)
 
     def decoded(self, codec_options: CodecOptions) -> Any:
         view = self.view
@@ -442,9 +443,16 @@ class Consumer:
             waited = True  # one round trip per call at most, like ChangeStream.try_next
 
     def _judge(self, entry: _Entry, codec_options: CodecOptions) -> bool | None:
-        if self.accept is None or entry.ends:
+        accept = self.accept
+        if accept is None or entry.ends:
             return True
-        return self.accept(entry.decoded(codec_options))
+        verdicts = entry.verdicts
+        if verdicts is None:
+            verdicts = entry.verdicts = {}
+        elif accept in verdicts:
+            return verdicts[accept]
+        verdict = verdicts[accept] = accept(entry.decoded(codec_options))
+        return verdict
 
     def _copy(self, entry: _Entry, codec_options: CodecOptions) -> dict[str, Any]:
         change = bson.decode(entry.raw, codec_options=codec_options)

@@ -12,13 +12,16 @@ client does not evaluate exactly, images ``required`` (or ``full_document = 'whe
 and a filter that reads ``fullDocument``/``fullDocumentBeforeChange`` when the shared stream
 adds those fields for others.
 
-``SERVER_FILTER`` (``QUERYLEAF_SHARED_FILTER=server``): the shared stream also carries the union
-of its consumers' filters as one ``$match`` (``$or``), so the server drops what nobody wants;
-the default (``client``) sends no filter. Measured in docs/benchmarks.md.
+When every consumer has a filter, the shared stream also carries their union as one ``$match``
+(``$or``), so the server drops what nobody wants (``QUERYLEAF_SHARED_FILTER=client``: never;
+measured both ways in docs/benchmarks.md: the union costs up to a fifth of the rate when it
+drops nothing and multiplies it when it drops most). A consumer that starts later with another
+filter then reads a stream of its own plan.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -32,7 +35,7 @@ from queryleaf.changestream.matcher import Judge, Unsupported, compile_filter
 __all__ = ["Judge", "Need", "Plan", "Shape", "need_of", "plan_for", "plans_for", "stream_spec"]
 from queryleaf.events.watch import WatchSpec
 
-SERVER_FILTER = os.environ.get("QUERYLEAF_SHARED_FILTER", "client") == "server"
+SERVER_FILTER = os.environ.get("QUERYLEAF_SHARED_FILTER", "server") != "client"
 LOOKUP_MODES = ("default", "updateLookup")  # full_document values a union can serve
 PRE_IMAGE_MODES = ("off", "whenAvailable")  # full_document_before_change values likewise
 IMAGE_FIELDS = ("fullDocument", "fullDocumentBeforeChange")
@@ -81,18 +84,26 @@ def need_of(spec: WatchSpec) -> Need | None:
     if filters is None:
         return None
     query = _combined(filters)
+    text = "" if query is None else json_util.dumps(query)
     try:
-        judge = compile_filter(query) if query is not None else None
+        judge = _judge(text) if query is not None else None
     except Unsupported:
         return None
     return Need(
         (spec.collection, json_util.dumps(namespace)),
         spec.full_document,
         spec.full_document_before_change,
-        "" if query is None else json_util.dumps(query),
+        text,
         judge,
         query is not None and _reads_images(query),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _judge(text: str) -> Judge:
+    """One compiled filter per distinct filter: consumers with the same one share its verdict
+    on each event (shared.py caches verdicts by filter)."""
+    return compile_filter(json_util.loads(text))
 
 
 def split(spec: WatchSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
