@@ -134,11 +134,6 @@ def plan_for(needs: Iterable[Need]) -> Plan:
     return Plan(full_document, before, server_filter)
 
 
-def fits(plan: Plan, need: Need) -> bool:
-    """Whether a consumer with ``need`` can read a stream of ``plan``."""
-    return plan.covers(need)
-
-
 def stream_spec(spec: WatchSpec, plan: Plan) -> WatchSpec:
     """The shared stream of ``plan`` on ``spec``'s namespace."""
     namespace, _ = split(spec)
@@ -189,7 +184,7 @@ def open_plan(keys: Iterable[Hashable], db: Database, need: Need) -> Plan | None
     return None
 
 
-def plans_for(db: Database, specs: Iterable[WatchSpec]) -> dict[Any, Plan]:
+def plans_for(specs: Iterable[WatchSpec]) -> dict[Any, Plan]:
     """Per namespace, the union plan of the subscriptions (their watch specs) starting now."""
     needs: dict[Any, list[Need]] = {}
     for spec in specs:

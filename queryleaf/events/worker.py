@@ -377,13 +377,11 @@ def _start_runners(
     fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
     replays = _replay_requests(db)
     starting = [sub for sub in fresh.values() if sub.status == "active"]
-    plans = sharing.plans_for(db, [sub.watch for sub in starting])
+    plans = sharing.plans_for([sub.watch for sub in starting])
     plan_of = {sub.name: _plan(plans, sub) for sub in starting}
     earliest = _earliest_starts(db, starting, plan_of)
     # What the event log holds past each position: one look-up for all (see runner._open).
-    known = EventLog(db).existing_many(
-        {sub.subscription_id: sub.log_since for sub in fresh.values() if sub.status == "active"}
-    )
+    known = EventLog(db).existing_many({sub.subscription_id: sub.log_since for sub in starting})
     for name, sinks in acquired.items():
         leased = fresh.get(name)
         if leased is None or leased.status != "active":
