@@ -1,6 +1,6 @@
 """Event subscriptions versus a bare pymongo ``watch`` loop, on the same server, same writes.
 
-    .venv/bin/python bench/events_bench.py [--events N] [--quick]
+    .venv/bin/python bench/events_bench.py [--events N] [--quick] [--only fan_out ...]
 
 Scenarios (each consumer gets its own run over the same kind of writes, one after the other,
 so they do not compete for the server):
@@ -15,6 +15,10 @@ so they do not compete for the server):
   (``@ql.on``) is called.
 * fan-out — 1, 10 and 100 subscriptions on one worker, all watching one collection, versus as
   many bare watch loops in threads.
+* fan_out_filters — 10 and 100 subscriptions on one collection, each with one of 10 different
+  ``event_filter`` values (so each wants a tenth of the 5,000 inserts): bare loops (each with its
+  ``$match``), the worker unshared, shared with the filters in the client, shared with their
+  union also on the server.
 
 Not a test: prints a table (and ``--json``).
 """
@@ -65,13 +69,17 @@ def write_live(coll: Any, n: int) -> None:
 
 
 def bare_consume(
-    coll: Any, n: int, start_at: Any, on_event: Callable[[dict], None] | None = None
+    coll: Any,
+    n: int,
+    start_at: Any,
+    on_event: Callable[[dict], None] | None = None,
+    pipeline: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Receive ``n`` events from ``start_at``: seconds in all, and from the first event on."""
     started = time.perf_counter()
     first = None
     seen = 0
-    with coll.watch(start_at_operation_time=start_at, max_await_time_ms=200) as stream:
+    with coll.watch(pipeline, start_at_operation_time=start_at, max_await_time_ms=200) as stream:
         while seen < n:
             event = stream.try_next()
             if event is None:
@@ -245,6 +253,67 @@ def fan_out_run(uri: str, who: str, k: int, per: int) -> float:
         return k * per / worker_consume(ql, k * per)["total"]
 
 
+GROUPS = 10  # fan-out with filters: subscription i wants the documents with g = i % GROUPS
+SPREAD = GROUPS  # g = write number % SPREAD: with SPREAD > GROUPS, some writes nobody wants
+
+
+def fan_out_filters_run(uri: str, who: str, k: int, per: int) -> float:
+    """``k`` consumers on one collection, each with its own filter (``fullDocument.g`` = one of
+    GROUPS values), of ``per`` inserts: bare loops (each filtering on the server), or ``k``
+    subscriptions on one worker: unshared, shared with the filters in the client, shared with
+    their union also on the server. Events/s in total (including start-up)."""
+    each = per // SPREAD
+    wanted = k * each
+    if who == "bare":
+        with pymongo.MongoClient(uri, maxPoolSize=None) as client:
+            start = _start_time(client, "bench_fan")
+            write_groups(client.bench_fan.orders, per)
+            threads = [
+                threading.Thread(
+                    target=bare_consume,
+                    args=(client.bench_fan.orders, each, start),
+                    kwargs={"pipeline": [{"$match": {"fullDocument.g": i % GROUPS}}]},
+                )
+                for i in range(k)
+            ]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return wanted / (time.perf_counter() - t0)
+    from queryleaf.events import runner, sharing
+
+    runner.SHARED_STREAMS = who != "unshared"
+    sharing.SERVER_FILTER = who == "server filter"
+    with queryleaf.connect(uri, database="bench_fan") as ql:
+        for i in range(k):
+            ql.execute(
+                f"CREATE EVENT_SUBSCRIPTION s{i} AS (watch_collections = 'orders',"
+                f" deliver_to = 'log', full_document = 'default',"
+                f" event_filter = JSON_OBJECT('fullDocument.g', {i % GROUPS}))"
+            )
+        write_groups(ql.db.orders, per)
+        return wanted / worker_consume(ql, wanted)["total"]
+
+
+def write_groups(coll: Any, n: int) -> None:
+    for start in range(0, n, 500):
+        end = min(n, start + 500)
+        coll.insert_many([{"i": i, "g": i % SPREAD, "pad": "x" * 64} for i in range(start, end)])
+
+
+FILTER_MODES = ("bare", "unshared", "client filter", "server filter")
+
+
+def fan_out_filters(k: int, writes: int) -> dict[str, Any]:
+    return {
+        "subscriptions": k,
+        "writes": writes,
+        **{who: fresh(fan_out_filters_run, who, k, writes) for who in FILTER_MODES},
+    }
+
+
 def fan_out(k: int, total: int) -> dict[str, float]:
     per = max(total // k, 20)
     return {
@@ -254,6 +323,7 @@ def fan_out(k: int, total: int) -> dict[str, float]:
     }
 
 
+SCENARIOS = ("backlog", "live", "latency", "fan_out", "fan_out_filters")
 DURABLE = False  # --durable: storage on disk with durable commits, as the embedded default
 
 
@@ -298,8 +368,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="servers on disk with durable commits (the embedded default) instead of in memory",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="run only these scenarios",
+    )
+    parser.add_argument(
+        "--filter-spread",
+        type=int,
+        default=GROUPS,
+        help="fan_out_filters: documents get g = n %% SPREAD (> 10: some are wanted by nobody)",
+    )
     args, _ = parser.parse_known_args(argv)
-    global DURABLE
+    global DURABLE, SPREAD
+    SPREAD = args.filter_spread
     DURABLE = args.durable
     n = 500 if args.quick else args.events
     results: dict[str, Any] = {
@@ -309,12 +393,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     # Every scenario (and fan-out size) on a fresh server: the embedded server's change streams
     # get slower as its oplog grows, which would otherwise favour whatever runs first.
-    results["backlog"] = throughput(backlog_run, n)
-    results["live"] = throughput(live_run, n)
-    results["latency"] = fresh(latency, 200 if args.quick else 1000)
-    results["fan_out"] = [
-        fan_out(k, 1000 if args.quick else 5000) for k in ((1, 10) if args.quick else (1, 10, 100))
-    ]
+    if "backlog" in args.only:
+        results["backlog"] = throughput(backlog_run, n)
+    if "live" in args.only:
+        results["live"] = throughput(live_run, n)
+    if "latency" in args.only:
+        results["latency"] = fresh(latency, 200 if args.quick else 1000)
+    if "fan_out" in args.only:
+        results["fan_out"] = [
+            fan_out(k, 1000 if args.quick else 5000)
+            for k in ((1, 10) if args.quick else (1, 10, 100))
+        ]
+    if "fan_out_filters" in args.only:
+        results["filter_spread"] = SPREAD
+        results["fan_out_filters"] = [
+            fan_out_filters(k, 1000 if args.quick else 5000)
+            for k in ((10,) if args.quick else (10, 100))
+        ]
     report(results)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -324,6 +419,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> None:
     print(f"machine: {r['machine']}; server storage: {r['storage']}")
     n = r["events"]
+    if "backlog" in r and "live" in r:
+        _report_throughput(r, n)
+    if "latency" in r:
+        _report_latency(r)
+    if "fan_out" in r:
+        _report_fan_out(r)
+    if "fan_out_filters" in r:
+        _report_fan_out_filters(r)
+
+
+def _report_fan_out_filters(r: dict[str, Any]) -> None:
+    print(
+        f"\nfan-out with a filter each ({GROUPS} different ones; wanted: {GROUPS} writes in "
+        f"{r['filter_spread']}): events/s in total (delivered)"
+    )
+    for row in r["fan_out_filters"]:
+        cells = "  ".join(f"{who} {row[who]:8.0f}" for who in FILTER_MODES)
+        print(f"  {row['subscriptions']:4} subscriptions, {row['writes']} writes: {cells}")
+
+
+def _report_throughput(r: dict[str, Any], n: int) -> None:
     print(f"\nthroughput, {n} inserts (events/s; ratio to the bare watch loop)")
     b = r["backlog"]
     for label, key in (
@@ -347,6 +463,9 @@ def report(r: dict[str, Any]) -> None:
         "  start-up (s, to the first event): "
         + "  ".join(f"{k} {b[k]['startup']:.3f}" for k in ("bare", *SINKS))
     )
+
+
+def _report_latency(r: dict[str, Any]) -> None:
     lat = r["latency"]
     print("\nwrite-to-handler latency (ms)")
     for who in ("bare", "worker"):
@@ -358,6 +477,9 @@ def report(r: dict[str, Any]) -> None:
         f"  added   p50 {lat['worker']['p50'] - lat['bare']['p50']:7.2f}  "
         f"p99 {lat['worker']['p99'] - lat['bare']['p99']:7.2f}"
     )
+
+
+def _report_fan_out(r: dict[str, Any]) -> None:
     print("\nfan-out: subscriptions on one worker vs as many bare loops (events/s, total)")
     for row in r["fan_out"]:
         print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from event_helpers import read_rows, wait_for
@@ -13,19 +14,27 @@ from pymongo import MongoClient, monitoring
 from test_reliability import Worker, completed, deliveries, lease_holder
 
 from queryleaf.changestream.shared import HUB, Start, StreamHub
-from queryleaf.events import names, worker
+from queryleaf.events import names, runner, sharing, worker
+from queryleaf.events.eventlog import DOCUMENT_FIELDS
 
 
 class ChangeStreamOpens(monitoring.CommandListener):
-    """Counts the change streams opened (``aggregate`` with ``$changeStream``) per collection."""
+    """Counts the change streams opened (``aggregate`` with ``$changeStream``) per collection,
+    and the other commands by name and collection."""
 
     def __init__(self) -> None:
         self.opened: Counter[str] = Counter()
+        self.pipelines: list[list] = []
+        self.commands: Counter[tuple[str, str]] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         pipeline = event.command.get("pipeline") or [{}]
         if event.command_name == "aggregate" and "$changeStream" in pipeline[0]:
             self.opened[str(event.command["aggregate"])] += 1
+            self.pipelines.append(list(pipeline))
+        else:
+            target = event.command.get(event.command_name)
+            self.commands[event.command_name, str(target)] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -83,9 +92,9 @@ def test_n_subscriptions_on_one_collection_read_one_change_stream(ql, opens):
     ql.db.orders.insert_many([{"_id": i} for i in range(20)])
     report = ql.run_subscriptions(poll_interval=0.2, idle_timeout=0.8)
     assert report.events == 100
-    # First run: the subscriptions were created at five different positions; the first opens
-    # the shared stream, each other one probes from its own position and joins at once.
-    assert opens.opened["orders"] <= 5
+    # First run: the subscriptions were created at five different positions (their CREATE
+    # cluster times): one stream opened at the earliest, each joins it by its cluster time.
+    assert opens.opened == {"orders": 1}
     opens.opened.clear()
     ql.db.orders.insert_many([{"_id": i} for i in range(20, 40)])
     report = ql.run_subscriptions(poll_interval=0.2, idle_timeout=0.8)
@@ -142,6 +151,56 @@ def test_a_subscription_created_while_others_run_starts_from_its_own_position(ql
         running.stop()
     assert keys(ql, "first") == list(range(20))
     assert keys(ql, "later") == list(range(10, 20))
+
+
+def test_starting_many_subscriptions_takes_leases_and_reads_the_log_once_for_all(ql, opens):
+    for i in range(12):
+        subscribe(ql, f"s{i:02}")
+        ql.db.orders.insert_one({"_id": i})  # each one created at its own position
+    report = ql.run_subscriptions(poll_interval=0.2, idle_timeout=0.8)
+    # s00 sees the 12 inserts, s01 the 11 after its creation, ...: each from its CREATE on.
+    assert report.events == sum(range(1, 13))
+    for i in range(12):
+        assert keys(ql, f"s{i:02}") == list(range(i, 12))
+    assert opens.opened == {"orders": 1}  # no stream of its own for any of them
+    assert opens.commands["insert", names.LEASES] == 1
+    assert opens.commands["update", names.LEASES] == 0
+    assert opens.commands["find", names.EVENT_LOG] == 1
+    assert opens.commands["delete", names.LEASES] == 1  # released together at the stop
+    assert not ql.db[names.LEASES].count_documents({})
+    assert not ql.db[names.SUBSCRIPTIONS].count_documents({"worker_id": {"$ne": None}})
+
+
+def test_a_lease_left_by_a_crashed_worker_is_taken_over_in_the_same_bulk(ql, opens):
+    subscribe(ql, "free")
+    subscribe(ql, "left")
+    ql.db[names.LEASES].insert_one(
+        # Expired a moment ago (one expired for a minute is removed as stale first).
+        {
+            "_id": "left",
+            "worker_id": "crashed",
+            "expires_at": datetime.now(UTC) - timedelta(seconds=5),
+        }
+    )
+    ql.db.orders.insert_many([{"_id": i} for i in range(5)])
+    report = ql.run_subscriptions(poll_interval=0.2, idle_timeout=0.8)
+    assert report.by_subscription["free"]["completed"] == 5
+    assert report.by_subscription["left"]["completed"] == 5
+    assert opens.commands["insert", names.LEASES] == 1
+    assert opens.commands["update", names.LEASES] >= 1  # the expired one: taken over
+
+
+def test_a_live_lease_of_another_worker_is_not_taken(ql):
+    subscribe(ql, "free")
+    subscribe(ql, "held")
+    ql.db[names.LEASES].insert_one(
+        {"_id": "held", "worker_id": "other", "expires_at": datetime(2999, 1, 1, tzinfo=UTC)}
+    )
+    ql.db.orders.insert_many([{"_id": i} for i in range(5)])
+    report = ql.run_subscriptions(poll_interval=0.2, idle_timeout=0.8)
+    assert report.by_subscription["free"]["completed"] == 5
+    assert "held" not in report.by_subscription
+    assert ql.db[names.LEASES].find_one({"_id": "held"})["worker_id"] == "other"
 
 
 def _open(coll):
@@ -230,6 +289,138 @@ def test_kill_9_mid_stream_with_shared_streams_loses_and_duplicates_nothing(
     assert {key for _, _, key in deliveries(events_file)} == set(range(total))
 
 
+def test_kill_9_while_many_subscriptions_start_together_loses_and_duplicates_nothing(
+    ql, server, events_file
+):
+    db = ql.db
+    subs = [f"s{i}" for i in range(8)]
+    total = 240
+
+    def write():
+        for start in range(0, total, 10):
+            db.orders.insert_many([{"_id": i} for i in range(start, start + 10)])
+            time.sleep(0.03)
+
+    subscribe(ql, "audit", "python:test_reliability:append_event")
+    for name in subs:  # created at different positions, all before the writes
+        subscribe(ql, name)
+    writer = threading.Thread(target=write)
+    writer.start()
+    for pause in (0.3, 0.9, 0.5):  # the first kills land in the workers' start-up
+        worker_process = Worker(server.uri, ql.database_name, events_file, "--lease-seconds", "1")
+        time.sleep(pause)
+        worker_process.kill()
+    writer.join()
+    final = Worker(server.uri, ql.database_name, events_file, "--lease-seconds", "1")
+    try:
+        wait_for(
+            lambda: all(completed(db, name) == total for name in ("audit", *subs)),
+            90,
+            "every change to be handled",
+        )
+    finally:
+        assert final.terminate() == 0, final.output()
+    for name in ("audit", *subs):
+        assert statuses(ql, name) == {"completed": total}
+        assert sorted(keys(ql, name)) == list(range(total))
+        assert db[names.SUBSCRIPTIONS].find_one({"_id": name})["events_processed"] == total
+    assert {key for _, _, key in deliveries(events_file)} == set(range(total))
+
+
 @pytest.fixture()
 def events_file(tmp_path):
     return tmp_path / "events.txt"
+
+
+# ---------------------------------------------------------------- different streams, one watch
+
+# name -> (options, WHERE): differing event types, filters and full_document options.
+DIFFERENT = {
+    "all": ("", ""),
+    "ins": (", event_types = JSON_ARRAY('insert')", ""),
+    "upd_lookup": (", event_types = JSON_ARRAY('update')", ""),
+    "upd_plain": (", event_types = JSON_ARRAY('update'), full_document = 'default'", ""),
+    "big": ("", " WHERE full_document.k >= 5"),  # full_document: updateLookup by default
+    "red": (", event_filter = JSON_OBJECT('fullDocument.tags', 'red')", ""),
+    "gone": (", full_document = 'default'", " WHERE operation_type = 'delete'"),
+    "plain": (", full_document = 'default'", ""),
+}
+COMPARED = (
+    "event_id",
+    "event_type",
+    "document_key",
+    "event_data",
+    "update_description",
+    "full_document_before_change",
+    "cluster_time",
+    *DOCUMENT_FIELDS,
+)
+
+
+def subscribe_as(ql, name: str, options: str, where: str) -> None:
+    ql.execute(
+        f"CREATE EVENT_SUBSCRIPTION {name} AS (watch_collections = 'orders',"
+        f" deliver_to = 'log'{options}){where}"
+    )
+
+
+def changes(ql, tags: object) -> None:
+    """Inserts, updates and deletes on orders (``tags``: the value of each document's tags)."""
+    ql.db.orders.insert_many(
+        [{"_id": i, "k": i, "tags": tags if i % 2 else "blue"} for i in range(10)]
+    )
+    for i in range(0, 10, 3):
+        ql.db.orders.update_one({"_id": i}, {"$set": {"k": i + 10}})
+    ql.db.orders.delete_many({"_id": {"$in": [1, 4]}})
+
+
+def rows_of(ql, name: str) -> list[tuple]:
+    rows = sorted(read_rows(ql.db, {"subscription_id": name}), key=lambda r: r["cluster_time"])
+    return [tuple(str(row.get(column)) for column in COMPARED) for row in rows]
+
+
+def _run_alone_and_shared(ql, monkeypatch, opens, tags: object, names_: dict) -> None:
+    for prefix in ("a_", "b_"):
+        for name, (options, where) in names_.items():
+            subscribe_as(ql, prefix + name, options, where)
+    changes(ql, tags)
+    seen: list[dict] = []
+    ql.on("a_upd_plain")(seen.append) if "upd_plain" in names_ else None
+    shared = ql.run_subscriptions(
+        subscriptions=[f"a_{n}" for n in names_], poll_interval=0.2, idle_timeout=0.8
+    )
+    monkeypatch.setattr(runner, "SHARED_STREAMS", False)
+    alone = ql.run_subscriptions(
+        subscriptions=[f"b_{n}" for n in names_], poll_interval=0.2, idle_timeout=0.8
+    )
+    assert shared.events == alone.events > 0
+    for name in names_:
+        assert rows_of(ql, f"a_{name}") == rows_of(ql, f"b_{name}"), name
+        assert rows_of(ql, f"a_{name}")
+    for event in seen:  # the handler of a subscription without updateLookup: no fullDocument
+        assert event["operationType"] == "update" and "fullDocument" not in event
+
+
+@pytest.mark.parametrize("server_filter", [False, True], ids=["client filter", "server filter"])
+def test_subscriptions_with_different_filters_and_options_share_one_watch_exactly(
+    ql, monkeypatch, opens, server_filter
+):
+    monkeypatch.setattr(sharing, "SERVER_FILTER", server_filter)
+    chosen = DIFFERENT
+    if server_filter:  # the union goes to the server when every one has a filter
+        chosen = {k: v for k, v in DIFFERENT.items() if k not in ("all", "plain")}
+    _run_alone_and_shared(ql, monkeypatch, opens, "red", chosen)
+    # One watch for the a_ subscriptions, one each for the b_ ones.
+    assert opens.opened["orders"] == 1 + len(chosen)
+    shared_pipeline = opens.pipelines[0]
+    assert ("$or" in str(shared_pipeline)) == server_filter
+
+
+def test_an_event_the_client_cannot_judge_is_read_from_the_consumers_own_stream(
+    ql, monkeypatch, opens
+):
+    # tags is an array on some documents: the server's array matching decides those events.
+    _run_alone_and_shared(
+        ql, monkeypatch, opens, ["red", "green"], {"all": DIFFERENT["all"], "red": DIFFERENT["red"]}
+    )
+    assert opens.opened["orders"] > 1 + 2  # the shared stream, then "red" alone for a while

@@ -54,15 +54,39 @@ PROBE_BATCH = 1
 
 @dataclass(frozen=True)
 class Start:
-    """Where a consumer starts: after a resume token, or at a cluster time (one of them)."""
+    """Where a consumer starts: after a resume token, or at a cluster time (one of them).
+
+    ``not_before`` (with a token): only the events at or after this cluster time count — the
+    position of a subscription just created (or RESET to now): its token was taken before the
+    cluster time of its creation, and its events are those from that time on."""
 
     token: Mapping[str, Any] | None = None
     time: Any = None  # bson Timestamp
+    not_before: Any = None  # bson Timestamp
+
+    @property
+    def since(self) -> Any:
+        """A cluster time such that this consumer's events are exactly those at or after it
+        (None if the position is only a token)."""
+        return self.time if self.token is None else self.not_before
 
 
 # Opens a stream at a start; the int (if not None) is the size of its first reply (the opening
 # aggregate's), the later ones being the stream's usual.
 Opener = Callable[[Start, int | None], ChangeStream]
+
+
+TimeKey = tuple[int, int]
+
+
+def time_key(ts: Any) -> TimeKey | None:
+    """A bson Timestamp as a comparable key (cluster times are ordered, unlike tokens)."""
+    return None if ts is None else (ts.time, ts.inc)
+
+
+def _after(key: TimeKey) -> TimeKey:
+    """The key of the first cluster time after ``key``."""
+    return (key[0], key[1] + 1)
 
 
 def token_key(token: Mapping[str, Any] | None) -> Any:
@@ -73,11 +97,27 @@ def token_key(token: Mapping[str, Any] | None) -> Any:
     return data if isinstance(data, str) else bson.encode(dict(token))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Entry:
     token: Mapping[str, Any]
     raw: bytes
     ends: bool  # an invalidate: the shared stream ends after it
+    time: TimeKey | None  # its cluster time
+    view: Any = None  # decoded once for the consumers' filters (never handed out)
+    verdicts: dict[Any, bool | None] | None = None  # per filter (consumers may share one)
+
+    def decoded(self, codec_options: CodecOptions) -> Any:
+        view = self.view
+        if view is None:  # two consumers may both decode it: the same result
+            view = self.view = bson.decode(self.raw, codec_options=codec_options)
+        return view
+
+
+# A consumer's own filter on the shared events (True / False; None: it cannot tell, then the
+# consumer reads that part from a stream of its own, filtered by the server).
+Accept = Callable[[Mapping[str, Any]], "bool | None"]
+# What a consumer keeps of a shared event (the fields it did not ask for removed).
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class SharedStream:
@@ -109,6 +149,9 @@ class SharedStream:
         self.consumers = 0
         self.hwm: Mapping[str, Any] | None = start.token
         self.reads = 0  # getMores issued (observable in tests and the benchmark)
+        # Every event at or after this cluster time is in the buffer or still to be read (None:
+        # not known yet); what lets a consumer whose position is a cluster time join by time.
+        self.covers = time_key(start.since)
         self._remember(start.token, 0)
 
     @property
@@ -122,6 +165,21 @@ class SharedStream:
             return None
         seq = self.index.get(key)
         return seq if seq is not None and seq >= self.first_seq else None
+
+    def position_at(self, since: Any) -> int | None:
+        """The sequence number of the first event at or after cluster time ``since``, if every
+        such event is in the buffer or still to be read."""
+        key = time_key(since)
+        if key is None or self.covers is None or key < self.covers:
+            return None
+        seq = self.head
+        for entry in reversed(self.entries):  # in oplog order: cluster times never decrease
+            if entry.time is None:
+                return None
+            if entry.time < key:
+                break
+            seq -= 1
+        return seq
 
     def _remember(self, token: Mapping[str, Any] | None, seq: int) -> None:
         key = token_key(token)
@@ -156,6 +214,8 @@ class SharedStream:
         hwm = _plain(hwm)
         with self.cond:
             self.reads += 1
+            if self.covers is None and entries and entries[0].time is not None:
+                self.covers = _after(entries[0].time)  # every later event follows it
             for entry in entries:
                 self.entries.append(entry)
                 self._remember(entry.token, self.head)
@@ -172,8 +232,12 @@ class SharedStream:
 
     def _evict(self) -> None:
         while len(self.entries) > self.capacity:
-            self.entries.popleft()
+            evicted = self.entries.popleft()
             self.first_seq += 1
+            if evicted.time is None or self.covers is None:
+                self.covers = None
+            else:
+                self.covers = max(self.covers, _after(evicted.time))
         while self.index_order and self.index_order[0][0] < self.first_seq:
             _, key = self.index_order.popleft()
             self.index.pop(key, None)
@@ -210,8 +274,12 @@ class Consumer:
         start: Start,
         open_own: Opener,
         await_s: float,
+        accept: Accept | None = None,
+        shape: Shape | None = None,
     ):
         self.hub = hub
+        self.accept = accept
+        self.shape = shape
         self.key = key
         self.start = start
         self.open_own = open_own
@@ -223,6 +291,7 @@ class Consumer:
         self.closed = False
         self.joins = 0  # times this consumer (re)joined the shared stream
         self.detaches = 0  # times it fell out of the buffer and read alone
+        self.undecided = 0  # events its filter could not judge (read from its own stream)
 
     # ------------------------------------------------------------------ state
     @property
@@ -326,35 +395,68 @@ class Consumer:
             shared.leave()
         self.own = self.open_own(self._position(), None)
 
-    def _next_shared(self) -> dict[str, Any] | None:
+    def next_buffered(self) -> dict[str, Any] | None:
+        """The next event if it is at hand (no server round trip); else None."""
+        if self.closed:
+            return None
+        if self.own is not None:
+            return self._next_own() if buffered_events(self.own) else None
+        return self._next_shared(read=False)
+
+    def _next_shared(self, read: bool = True) -> dict[str, Any] | None:
         shared = self.shared
         assert shared is not None
-        waited = False
+        waited = not read
         while True:
+            entry: _Entry | None = None
             with shared.cond:
                 if shared.error is not None:
                     raise shared.error
-                if self.cursor < shared.first_seq:
+                detach = self.cursor < shared.first_seq
+                if detach:
+                    pass
+                elif self.cursor < shared.head:
+                    entry = shared.entries[self.cursor - shared.first_seq]
+                elif shared.ended or waited:
+                    return None
+                elif shared.reading:
+                    shared.cond.wait(self.await_s)
+                    waited = True
+                    continue
+                else:
+                    shared.reading = True
+            if entry is not None:  # judged and decoded outside the lock (only we move cursor)
+                verdict = self._judge(entry, shared.codec_options)
+                if verdict is None:
+                    self.undecided += 1
                     detach = True
                 else:
-                    detach = False
-                    if self.cursor < shared.head:
-                        entry = shared.entries[self.cursor - shared.first_seq]
-                        self.cursor += 1
-                        self.last_token = entry.token
-                        return bson.decode(entry.raw, codec_options=shared.codec_options)
-                    if shared.ended or waited:
-                        return None
-                    if shared.reading:
-                        shared.cond.wait(self.await_s)
-                        waited = True
-                        continue
-                    shared.reading = True
+                    self.cursor += 1
+                    self.last_token = entry.token
+                    if verdict:
+                        return self._copy(entry, shared.codec_options)
+                    continue  # not this consumer's event: its position moves past it
             if detach:
                 self._detach()
                 return self._next_own()
             shared.read()
             waited = True  # one round trip per call at most, like ChangeStream.try_next
+
+    def _judge(self, entry: _Entry, codec_options: CodecOptions) -> bool | None:
+        accept = self.accept
+        if accept is None or entry.ends:
+            return True
+        verdicts = entry.verdicts
+        if verdicts is None:
+            verdicts = entry.verdicts = {}
+        elif accept in verdicts:
+            return verdicts[accept]
+        verdict = verdicts[accept] = accept(entry.decoded(codec_options))
+        return verdict
+
+    def _copy(self, entry: _Entry, codec_options: CodecOptions) -> dict[str, Any]:
+        change = bson.decode(entry.raw, codec_options=codec_options)
+        return change if self.shape is None else self.shape(change)
 
     def close(self) -> None:
         if self.closed:
@@ -391,6 +493,9 @@ class StreamHub:
         open_own: Opener,
         codec_options: CodecOptions,
         await_s: float,
+        earliest: Start | None = None,
+        accept: Accept | None = None,
+        shape: Shape | None = None,
     ) -> Consumer:
         """A consumer of the events after ``start`` on the stream ``key`` names.
 
@@ -398,24 +503,37 @@ class StreamHub:
         ``RawBSONDocument`` as its document class: events are then decoded only per consumer, with
         ``codec_options``); ``open_own`` the consumer's own (while it reads alone). Errors of opening at ``start`` are raised here,
         as ``watch`` raises them.
+
+        ``earliest``: the earliest start (by ``since``) of the consumers about to attach to
+        ``key`` together (a worker starting its subscriptions): the shared stream, if this opens
+        it, is opened there, so that each of them joins it by cluster time instead of reading a
+        stream of its own first.
         """
-        consumer = Consumer(self, key, start, open_own, await_s)
+        consumer = Consumer(self, key, start, open_own, await_s, accept, shape)
         with self.lock:
             shared = self.streams.get(key)
             opened = shared is None
             if shared is None:
-                stream = open_shared(start, None)
-                shared = SharedStream(self, key, stream, start, codec_options, self.capacity)
+                at, stream = _open_earliest(open_shared, start, earliest)
+                shared = SharedStream(self, key, stream, at, codec_options, self.capacity)
                 self.streams[key] = shared
                 self.opened += 1
+                opened = at is start
             with shared.cond:
                 seq = 0 if opened else shared.position_of(start.token)
+                if seq is None:
+                    seq = shared.position_at(start.since)
                 usable = shared.error is None and not shared.ended and not shared.closed
                 if seq is not None and usable:
                     consumer._join(shared, seq)
                     return consumer
         consumer.own = open_own(start, PROBE_BATCH)
         return consumer
+
+    def keys(self) -> list[Hashable]:
+        """The keys of the open shared streams."""
+        with self.lock:
+            return list(self.streams)
 
     def _current(self, key: Hashable) -> SharedStream | None:
         with self.lock:
@@ -425,6 +543,20 @@ class StreamHub:
         with self.lock:
             if self.streams.get(shared.key) is shared:
                 del self.streams[shared.key]
+
+
+def _open_earliest(
+    open_shared: Opener, start: Start, earliest: Start | None
+) -> tuple[Start, ChangeStream]:
+    """The shared stream opened at ``earliest`` if it is before ``start`` by cluster time (and
+    can be opened: its history may be gone), else at ``start``."""
+    mine, first = time_key(start.since), time_key(earliest.since if earliest else None)
+    if earliest is not None and mine is not None and first is not None and first < mine:
+        try:
+            return earliest, open_shared(earliest, None)
+        except Exception:  # noqa: BLE001 - e.g. that position left the oplog: open at ours
+            pass
+    return start, open_shared(start, None)
 
 
 HUB = StreamHub()  # the process's hub (the event worker and live queries use this one)
@@ -445,7 +577,7 @@ def _entry(change: Mapping[str, Any], codec_options: CodecOptions) -> _Entry:
         raw = bson.encode(change, codec_options=codec_options)
     token = _plain(change["_id"])
     assert token is not None
-    return _Entry(token, raw, _ends(change))
+    return _Entry(token, raw, _ends(change), time_key(change.get("clusterTime")))
 
 
 def _ends(change: Mapping[str, Any]) -> bool:

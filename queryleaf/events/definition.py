@@ -129,6 +129,13 @@ class Subscription:
         )
 
     @property
+    def log_since(self) -> Any:
+        """The cluster time from which the event log may hold rows past the stored position
+        (a run that stopped before its checkpoint; see the runner's ``_open``)."""
+        since = self.checkpoint_cluster_time if self.resume_token is not None else None
+        return since or self.start_at_operation_time
+
+    @property
     def ready(self) -> bool:
         """Has a position to start from (CREATE has finished)."""
         return self.resume_token is not None or self.start_at_operation_time is not None

@@ -23,6 +23,7 @@ to an earlier time removes the rows from there on (``forget_from``): they are de
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -375,14 +376,32 @@ class EventLog:
 
     def existing(self, subscription_id: str, since: Timestamp | None) -> dict[str, Known]:
         """The rows the log holds for events at or after cluster time ``since``."""
-        query: dict[str, Any] = {"subscription_id": subscription_id}
-        if since is not None:
-            query["last_cluster_time"] = {"$gte": since}
-        known: dict[str, Known] = {}
+        return self.existing_many({subscription_id: since}).get(subscription_id, {})
+
+    def existing_many(self, since: Mapping[str, Timestamp | None]) -> dict[str, dict[str, Known]]:
+        """``existing`` for several subscriptions (by subscription id) in one query."""
+        if not since:
+            return {}
+        query: dict[str, Any] = {"subscription_id": {"$in": list(since)}}
+        if len(since) == 1:
+            query["subscription_id"] = next(iter(since))
+        bounds = [value for value in since.values() if value is not None]
+        if len(bounds) == len(since):
+            query["last_cluster_time"] = {"$gte": min(bounds)}
+        known: dict[str, dict[str, Known]] = {key: {} for key in since}
         fields = ("event_id", "processing_status", "retry_count")
         projection = {f"{part}.{name}": 1 for part in ("events", "common") for name in fields}
+        projection.update({"subscription_id": 1, "last_cluster_time": 1})
         for entry in self.entries.find(query, projection):
+            subscription_id = entry.get("subscription_id")
+            if subscription_id not in known:
+                continue
+            bound = since[subscription_id]
+            last = entry.get("last_cluster_time")
+            if bound is not None and (last is None or last < bound):
+                continue
             common = entry.get("common") or {}
+            mine = known[subscription_id]
             for row in entry.get("events") or ():
                 if "event_id" not in row:
                     continue
@@ -391,9 +410,9 @@ class EventLog:
                     row.get("retry_count", common.get("retry_count")) or 0,
                 )
                 key = row_key(subscription_id, row["event_id"])
-                previous = known.get(key)
+                previous = mine.get(key)
                 if previous is None or (found.terminal and not previous.terminal):
-                    known[key] = found
+                    mine[key] = found
         return known
 
     def mark(self, row: Row, status: str, retry_count: int = 0, error: str | None = None) -> None:

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ from pymongo.errors import PyMongoError
 
 from queryleaf.changestream.shared import HUB, Consumer, Start, buffered_events
 from queryleaf.errors import ErrorCode
-from queryleaf.events import failures, names
+from queryleaf.events import failures, names, sharing
 from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.committer import Commit, Committer, LeaseLost, Stale
 from queryleaf.events.definition import Subscription
@@ -186,6 +186,15 @@ class SubscriptionRunner(threading.Thread):
         self.batch: list[Row] = []
         self.batch_started = 0.0
         self.known: dict[str, Known] = {}  # what the log holds past the position (see _open)
+        # The same, read by the worker for all the subscriptions it starts (for the first open).
+        self.preloaded: dict[str, Known] | None = None
+        # The earliest start of the subscriptions the worker starts with this one on the same
+        # stream (where a shared stream is best opened; see StreamHub.attach).
+        self.earliest: Start | None = None
+        # The shape of the shared stream of the subscriptions the worker starts with this one
+        # on its namespace (the union of their needs; see sharing.py).
+        self.plan: sharing.Plan | None = None
+        self.not_before: Any = None  # events before this cluster time are not ours (_fetch)
         self.observed: Any = _NOTHING  # the definition as the supervisor last saw it
         self.replay_wanted = threading.Event()
 
@@ -324,42 +333,63 @@ class SubscriptionRunner(threading.Thread):
         # A run that stopped before its checkpoint may have recorded events past the position
         # (RESET removed the rows from its new start on, so after it only such runs count).
         since = self.committer.cluster_time if token is not None else None
-        self.known = self.event_log.existing(
-            self.sub.subscription_id, since or self.sub.start_at_operation_time
-        )
-        start = (
-            Start(token=token)
-            if token is not None
-            else Start(time=self.sub.start_at_operation_time)
-        )
+        preloaded, self.preloaded = self.preloaded, None
+        if preloaded is not None and token == self.sub.resume_token:
+            self.known = preloaded
+        else:
+            self.known = self.event_log.existing(
+                self.sub.subscription_id, since or self.sub.start_at_operation_time
+            )
+        start = self.start_position()
+        self.not_before = start.since
         if not SHARED_STREAMS:
             return self._open_own(start)
-        # The worker's subscriptions with the same stream share one (docs/events.md, "Shared
-        # change streams"); the position, delivery and checkpoints stay this runner's own.
+        # The worker's subscriptions on the same namespace share one stream (docs/events.md,
+        # "Shared change streams"); the position, delivery and checkpoints stay this runner's.
+        key, spec, accept, shape = self._shared_stream()
         return HUB.attach(
-            shared_key(self.db, self.sub.watch),
+            key,
             start,
-            self._open_shared,
+            lambda at, first_batch: self._open_shared(spec, at, first_batch),
             self._open_own,
             self.db.codec_options,
             AWAIT_MS / 1000,
+            self.earliest,
+            accept,
+            shape,
         )
 
-    def _open_shared(self, start: Start, first_batch: int | None = None) -> ChangeStream:
+    def _shared_stream(
+        self,
+    ) -> tuple[Hashable, WatchSpec, sharing.Judge | None, sharing.Shape | None]:
+        """The shared stream this runner reads (its key and spec), its filter on it and what it
+        removes from the events (see sharing.py)."""
+        need = sharing.need_of(self.sub.watch)
+        if need is None:  # only with streams of the very same shape
+            return shared_key(self.db, self.sub.watch), self.sub.watch, None, None
+        plan = sharing.open_plan(HUB.keys(), self.db, need) or self.plan
+        if plan is None or not plan.covers(need):
+            plan = sharing.plan_for([need])
+        spec = sharing.stream_spec(self.sub.watch, plan)
+        return sharing.plan_key(self.db, need, plan), spec, need.judge, sharing.shaper(plan, need)
+
+    def start_position(self) -> Start:
+        """Where the stream (re)opens (see ``start_of``)."""
+        return start_of(
+            self.committer.token, self.committer.cluster_time, self.sub.start_at_operation_time
+        )
+
+    def _open_shared(
+        self, spec: WatchSpec, start: Start, first_batch: int | None = None
+    ) -> ChangeStream:
         """The shared stream: events stay raw BSON until each consumer decodes its own copy."""
         raw = self.db.codec_options.with_options(document_class=RawBSONDocument)
-        return self._open_own(start, first_batch, self.db.with_options(codec_options=raw))
+        return _open_at(spec, self.db.with_options(codec_options=raw), start, first_batch)
 
     def _open_own(
         self, start: Start, first_batch: int | None = None, db: Database | None = None
     ) -> ChangeStream:
-        return self.sub.watch.open(
-            self.db if db is None else db,
-            start_after=None if start.token is None else dict(start.token),
-            start_at_operation_time=start.time if start.token is None else None,
-            max_await_time_ms=AWAIT_MS,
-            first_batch=first_batch,
-        )
+        return _open_at(self.sub.watch, self.db if db is None else db, start, first_batch)
 
     def _drain(self, stream: ChangeStream | Consumer) -> None:
         """Handle events until stopped; returns when the stream ends (invalidate) to reopen."""
@@ -417,12 +447,31 @@ class SubscriptionRunner(threading.Thread):
         if change is None:
             return None if not stream.alive else []
         group = [change]
+        if isinstance(stream, Consumer):  # it may skip events of others: ask for ready ones
+            while len(group) < limit:
+                change = stream.next_buffered()
+                if change is None:
+                    break
+                group.append(change)
         while len(group) < limit and buffered_events(stream):
             change = stream.try_next()
             if change is None:
                 break
             group.append(change)
+        if self.not_before is not None:
+            group = self._from_start(group)
         return group
+
+    def _from_start(self, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop the events before the start time (see ``start_position``); the first one at or
+        after it ends the check."""
+        not_before = self.not_before
+        for index, change in enumerate(group):
+            time_ = change.get("clusterTime")
+            if change.get("operationType") == "invalidate" or time_ is None or time_ >= not_before:
+                self.not_before = None
+                return group[index:]
+        return []
 
     # ---------------------------------------------------------------- admitting events
     def _admit(self, group: list[dict[str, Any]]) -> None:
@@ -739,3 +788,42 @@ def shared_key(db: Database, spec: WatchSpec) -> tuple[Any, ...]:
     client, the database, and the stream's shape (the cursor batch size aside)."""
     shape = {k: v for k, v in spec.to_document().items() if k != "batch_size"}
     return (id(db.client), db.name, spec.collection, json_util.dumps(shape))
+
+
+def start_of(token: Mapping[str, Any] | None, cluster_time: Any, start_time: Any) -> Start:
+    """Where a subscription's stream opens: after its stored token, or at its start time. A
+    position that is still the one CREATE or RESET stored (no event checkpointed since: no
+    cluster time) counts from the start time: the token was taken just before it, and the
+    events in between are not the subscription's (docs/events.md, "Shared change streams")."""
+    if token is None:
+        return Start(time=start_time)
+    if cluster_time is None and start_time is not None:
+        return Start(token=token, not_before=start_time)
+    return Start(token=token)
+
+
+def initial_start(sub: Subscription) -> Start:
+    """Where ``sub`` opens with its stored position."""
+    return start_of(sub.resume_token, sub.checkpoint_cluster_time, sub.start_at_operation_time)
+
+
+def _open_at(
+    spec: WatchSpec, db: Database, start: Start, first_batch: int | None = None
+) -> ChangeStream:
+    return spec.open(
+        db,
+        start_after=None if start.token is None else dict(start.token),
+        start_at_operation_time=start.time if start.token is None else None,
+        max_await_time_ms=AWAIT_MS,
+        first_batch=first_batch,
+    )
+
+
+def stream_key(db: Database, sub: Subscription, plan: sharing.Plan | None) -> Hashable:
+    """The shared stream ``sub`` reads when started with ``plan`` (see ``_shared_stream``)."""
+    need = sharing.need_of(sub.watch)
+    if need is None:
+        return shared_key(db, sub.watch)
+    if plan is None or not plan.covers(need):
+        plan = sharing.plan_for([need])
+    return sharing.plan_key(db, need, plan)

@@ -20,10 +20,12 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.changestream.shared import Start
 from queryleaf.clients import close_client
 from queryleaf.errors import ErrorCode, SubscriptionError
-from queryleaf.events import catalog, names, retention
+from queryleaf.events import catalog, names, retention, sharing
 from queryleaf.events.combiner import WriteCombiner
+from queryleaf.events.definition import Subscription
 from queryleaf.events.durable import durable
 from queryleaf.events.eventlog import EventLog
 from queryleaf.events.lanes import DEFAULT_CONCURRENCY
@@ -34,7 +36,13 @@ from queryleaf.events.lease import (
     new_worker_id,
 )
 from queryleaf.events.notices import Notices
-from queryleaf.events.runner import Shared, SubscriptionRunner, WorkerReport
+from queryleaf.events.runner import (
+    Shared,
+    SubscriptionRunner,
+    WorkerReport,
+    initial_start,
+    stream_key,
+)
 from queryleaf.events.sinks import Sink, SinkUnavailable, resolve
 
 __all__ = ["WorkerReport", "run_worker"]
@@ -258,6 +266,7 @@ def _supervise(
                 break
             time.sleep(TICK_S)
     finally:
+        leases.defer_releases()
         shared.halt.set()
         poller.stopped.set()
         running = runners.close()
@@ -266,6 +275,7 @@ def _supervise(
             for runner in running:
                 runner.stop()
         deadline = _join_runners(running, STOP_WRITES_S if stopped else None)
+        leases.release_deferred()
         heartbeat.stopped.set()
         writer.close()
         for thread in (heartbeat, writer):
@@ -341,7 +351,7 @@ def _start_runners(
     # All leases first, then all streams: every write is examined by every open stream, so
     # taking N leases while N streams open one by one would cost the server N² (it matters
     # for a worker starting with many subscriptions).
-    acquired: dict[str, list[Sink]] = {}
+    candidates: dict[str, tuple[Subscription, list[Sink]]] = {}
     active = catalog.load_active(db, only)
     notices.active(len(active), only)
     for sub in active:
@@ -358,19 +368,29 @@ def _start_runners(
             notices.unavailable(sub.name, str(exc))
             continue
         notices.running(sub.name)
-        if leases.acquire(sub):
-            acquired[sub.name] = sinks
+        candidates[sub.name] = (sub, sinks)
+    taken = leases.acquire_many([sub for sub, _ in candidates.values()])
+    acquired = {name: sinks for name, (_, sinks) in candidates.items() if name in taken}
     if not acquired:
         return
     # The positions as of the leases, not before.
     fresh = {sub.name: sub for sub in catalog.load_many(db, list(acquired))}
     replays = _replay_requests(db)
+    starting = [sub for sub in fresh.values() if sub.status == "active"]
+    plans = sharing.plans_for([sub.watch for sub in starting])
+    plan_of = {sub.name: _plan(plans, sub) for sub in starting}
+    earliest = _earliest_starts(db, starting, plan_of)
+    # What the event log holds past each position: one look-up for all (see runner._open).
+    known = EventLog(db).existing_many({sub.subscription_id: sub.log_since for sub in starting})
     for name, sinks in acquired.items():
         leased = fresh.get(name)
         if leased is None or leased.status != "active":
             leases.release(name)
             continue
         runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
+        runner.preloaded = known.get(leased.subscription_id, {})
+        runner.plan = plan_of.get(name)
+        runner.earliest = earliest.get(stream_key(db, leased, runner.plan))
         if leased.subscription_id in replays:
             runner.replay_wanted.set()
         if not runners.start(runner):  # the worker is stopping
@@ -382,6 +402,29 @@ def _start_runners(
             leased.watch.collection or f"database {db.name}",
             leases.worker_id,
         )
+
+
+def _plan(plans: dict[Any, sharing.Plan], sub: Subscription) -> sharing.Plan | None:
+    need = sharing.need_of(sub.watch)
+    return None if need is None else plans.get(need.namespace)
+
+
+def _earliest_starts(
+    db: Database, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
+) -> dict[Any, Start]:
+    """Per shared stream, the earliest start (by cluster time) of the subscriptions starting
+    on it now: a shared stream opened there can place every one of them by cluster time."""
+    earliest: dict[Any, Start] = {}
+    for sub in subs:
+        start = initial_start(sub)
+        since = start.since
+        if since is None:
+            continue
+        key = stream_key(db, sub, plan_of.get(sub.name))
+        current = earliest.get(key)
+        if current is None or since < current.since:
+            earliest[key] = start
+    return earliest
 
 
 def _check_names(db: Database, wanted: list[str]) -> None:
