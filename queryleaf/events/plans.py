@@ -36,6 +36,7 @@ from queryleaf.events.commands import (
 from queryleaf.events.durable import durable
 from queryleaf.events.eventlog import EventLog, forget_commands
 from queryleaf.events.watch import WatchSpec
+from queryleaf.planner.live import cluster_time_at
 from queryleaf.result import Result
 
 # What EXPLAIN shows for the values known only when the statement runs.
@@ -453,27 +454,15 @@ def _position_or_none(db: Database, doc: dict[str, Any]) -> Any:
 
 
 def reset_start(text: str, pos: Position | None) -> Timestamp:
-    """The cluster time of ``RESET ... TO TIMESTAMP 'text'``: an ISO 8601 date-time, not in the
-    future (whether the oplog still covers it is checked when it runs)."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise SubscriptionError(
-            f"RESET ... TO TIMESTAMP expects an ISO 8601 date-time such as "
-            f"'2025-01-31 12:00:00', not {text!r}",
-            pos,
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if when > datetime.now(UTC):
-        raise SubscriptionError(
-            f"RESET ... TO TIMESTAMP {text!r} is in the future; use TO NOW to skip to the present",
-            pos,
-        )
-    seconds = int(when.timestamp())
-    if seconds < 0:
-        raise SubscriptionError(f"RESET ... TO TIMESTAMP {text!r} is before 1970", pos)
-    return Timestamp(seconds, 1)
+    """The cluster time of ``RESET ... TO TIMESTAMP 'text'`` (whether the oplog still covers it
+    is checked when it runs)."""
+    return cluster_time_at(
+        text,
+        "RESET ... TO TIMESTAMP",
+        pos,
+        SubscriptionError,
+        "; use TO NOW to skip to the present",
+    )
 
 
 # ------------------------------------------------------------------ REPLAY

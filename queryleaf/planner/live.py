@@ -16,7 +16,7 @@ from typing import Any
 from bson import Timestamp
 
 from queryleaf import plan
-from queryleaf.errors import PlanningError, Position
+from queryleaf.errors import PlanningError, Position, QueryLeafError
 from queryleaf.planner import change_stream, live_aggregation
 from queryleaf.planner.context import Context
 from queryleaf.planner.params import Bindings
@@ -164,21 +164,32 @@ def _start(since: ast.StreamStart | None) -> dict[str, Any]:
 
 
 def since_timestamp(text: str, pos: Position | None) -> Timestamp:
-    """The cluster time of ``SINCE TIMESTAMP 'text'``: an ISO 8601 date-time (UTC unless it
-    says otherwise), not in the future."""
+    """The cluster time of ``SINCE TIMESTAMP 'text'``."""
+    return cluster_time_at(text, "SINCE TIMESTAMP", pos)
+
+
+def cluster_time_at(
+    text: str,
+    clause: str,
+    pos: Position | None,
+    error: type[QueryLeafError] = PlanningError,
+    future_hint: str = "",
+) -> Timestamp:
+    """The cluster time (whole seconds) of ``clause 'text'``: an ISO 8601 date-time, UTC unless
+    it says otherwise, not in the future and not before 1970; ``error`` (at ``pos``) otherwise.
+    SINCE TIMESTAMP and RESET ... TO TIMESTAMP read their times here."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise PlanningError(
-            f"SINCE TIMESTAMP expects an ISO 8601 date-time such as '2025-01-31 12:00:00', "
-            f"not {text!r}",
+        raise error(
+            f"{clause} expects an ISO 8601 date-time such as '2025-01-31 12:00:00', not {text!r}",
             pos,
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     if when > datetime.now(UTC):
-        raise PlanningError(f"SINCE TIMESTAMP {text!r} is in the future", pos)
+        raise error(f"{clause} {text!r} is in the future{future_hint}", pos)
     seconds = int(when.timestamp())
     if seconds < 0:
-        raise PlanningError(f"SINCE TIMESTAMP {text!r} is before 1970", pos)
+        raise error(f"{clause} {text!r} is before 1970", pos)
     return Timestamp(seconds, 1)
