@@ -38,18 +38,6 @@ from queryleaf.events import names
 from queryleaf.events.commands import Command, create_index, delete, send, update
 
 TERMINAL = ("completed", "failed", "dead_letter")
-DEAD_LETTER_STATIC = (
-    "subscription_id",
-    "subscription_name",
-    "service_name",
-    "event_id",
-    "event_type",
-    "collection_name",
-    "database_name",
-    "document_key",
-    "event_timestamp",
-    "cluster_time",
-)
 # Fields copied from the changed document into the row when present (else null).
 DOCUMENT_FIELDS = (
     "correlation_id",
@@ -529,7 +517,7 @@ class EventLog:
                 {
                     "$setOnInsert": {"created_at": now},
                     "$set": {
-                        **{k: row.static[k] for k in DEAD_LETTER_STATIC},
+                        **{k: row.static[k] for k in names.DEAD_LETTER_FROM_EVENT},
                         "event": row.change,
                         "error": row.error or "",
                         "attempts": row.retries + 1,

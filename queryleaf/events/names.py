@@ -271,7 +271,8 @@ LEASE_COLUMNS = (
     "expires_at",
     "lease_seconds",
 )
-DEAD_LETTER_COLUMNS = (
+# The columns of a dead letter copied from its event-log row.
+DEAD_LETTER_FROM_EVENT = (
     "subscription_id",
     "subscription_name",
     "service_name",
@@ -282,6 +283,9 @@ DEAD_LETTER_COLUMNS = (
     "document_key",
     "event_timestamp",
     "cluster_time",
+)
+DEAD_LETTER_COLUMNS = (
+    *DEAD_LETTER_FROM_EVENT,
     "event",
     "error",
     "attempts",

@@ -14,6 +14,7 @@ decimal was averaged.
 from __future__ import annotations
 
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -26,17 +27,22 @@ from queryleaf.live.values import DECIMAL128_CONTEXT, as_decimal, canonical, sor
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-class Accumulator:
+class Accumulator(ABC):
+    """The interface every aggregate's state implements."""
+
     __slots__ = ()
 
+    @abstractmethod
     def add(self, v: Any) -> None:
-        raise NotImplementedError
+        """Take one value (None: NULL or missing)."""
 
+    @abstractmethod
     def merge(self, other: Any) -> None:
-        raise NotImplementedError
+        """Absorb ``other``, an accumulator of the same kind (merged session windows)."""
 
+    @abstractmethod
     def result(self) -> Any:
-        raise NotImplementedError
+        """The SQL result over the values taken so far."""
 
 
 class CountRows(Accumulator):
