@@ -1,0 +1,100 @@
+"""The SQL type of a result column, for clients that need one before they read a value.
+
+MongoDB keeps no schema, so a column's type is inferred from the values it holds: the DB-API's
+``cursor.description`` type codes, the PostgreSQL wire server's ``RowDescription`` OIDs and the
+SQLAlchemy dialect all read it from here, so they never disagree. The rules (docs/connectors.md):
+
+- NULLs say nothing; a column of only NULLs (or no rows) is TEXT;
+- integers are INTEGER while every one fits 32 bits, else BIGINT;
+- integers mixed with doubles are DOUBLE; any DECIMAL among numbers makes the column DECIMAL;
+- a column whose values are of kinds that do not widen into one another (a string and a number,
+  a document and a date) is TEXT: every value has a text form;
+- documents and arrays are DOCUMENT (JSON), bytes and UUIDs BINARY, ObjectIds TEXT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from bson import Binary, Decimal128, Int64, ObjectId, Timestamp
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+class ColumnType(StrEnum):
+    BOOLEAN = "boolean"
+    INTEGER = "integer"  # 32-bit
+    BIGINT = "bigint"  # 64-bit
+    DOUBLE = "double"
+    DECIMAL = "decimal"
+    TEXT = "text"
+    TIMESTAMP = "timestamp"  # with time zone: BSON dates are UTC instants
+    DOCUMENT = "document"  # a document or an array, as JSON
+    BINARY = "binary"
+
+
+_NUMERIC_RANK = {ColumnType.INTEGER: 0, ColumnType.BIGINT: 1, ColumnType.DOUBLE: 2}
+
+
+def type_of_value(value: Any) -> ColumnType | None:
+    """The type of one decoded value; None for NULL."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ColumnType.BOOLEAN
+    if isinstance(value, Int64):
+        return ColumnType.BIGINT
+    if isinstance(value, int):
+        return ColumnType.INTEGER if INT32_MIN <= value <= INT32_MAX else ColumnType.BIGINT
+    if isinstance(value, float):
+        return ColumnType.DOUBLE
+    if isinstance(value, Decimal128 | Decimal):
+        return ColumnType.DECIMAL
+    if isinstance(value, dt.datetime | dt.date | Timestamp):
+        return ColumnType.TIMESTAMP
+    if isinstance(value, Mapping | list | tuple):
+        return ColumnType.DOCUMENT
+    if isinstance(value, bytes | Binary | uuid.UUID):
+        return ColumnType.BINARY
+    if isinstance(value, str | ObjectId):
+        return ColumnType.TEXT
+    return ColumnType.TEXT
+
+
+def unify(a: ColumnType | None, b: ColumnType | None) -> ColumnType | None:
+    """The narrowest type that holds the values of both (None: no value seen yet)."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    numeric = (*_NUMERIC_RANK, ColumnType.DECIMAL)
+    if a in numeric and b in numeric:
+        if ColumnType.DECIMAL in (a, b):
+            return ColumnType.DECIMAL
+        return a if _NUMERIC_RANK[a] >= _NUMERIC_RANK[b] else b
+    return ColumnType.TEXT
+
+
+def infer_type(values: Iterable[Any]) -> ColumnType:
+    kind: ColumnType | None = None
+    for value in values:
+        kind = unify(kind, type_of_value(value))
+        if kind is ColumnType.TEXT:
+            break
+    return kind or ColumnType.TEXT
+
+
+def infer_column_types(
+    columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> list[ColumnType]:
+    """One type per column from the rows given (e.g. the first batch of a result)."""
+    kinds: list[ColumnType | None] = [None] * len(columns)
+    for row in rows:
+        for i, column in enumerate(columns):
+            kinds[i] = unify(kinds[i], type_of_value(row.get(column)))
+    return [kind or ColumnType.TEXT for kind in kinds]
