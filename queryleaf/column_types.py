@@ -90,11 +90,16 @@ def infer_type(values: Iterable[Any]) -> ColumnType:
 
 
 def infer_column_types(
-    columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    declared: Mapping[str, ColumnType] | None = None,
 ) -> list[ColumnType]:
-    """One type per column from the rows given (e.g. the first batch of a result)."""
-    kinds: list[ColumnType | None] = [None] * len(columns)
+    """One type per column: the planner's (``declared``, a result's ``declared_types``) where
+    it knows it, else from the rows given (e.g. the first batch of a result)."""
+    declared = declared or {}
+    kinds: list[ColumnType | None] = [declared.get(c) for c in columns]
+    inferred = [i for i, c in enumerate(columns) if c not in declared]
     for row in rows:
-        for i, column in enumerate(columns):
-            kinds[i] = unify(kinds[i], type_of_value(row.get(column)))
+        for i in inferred:
+            kinds[i] = unify(kinds[i], type_of_value(row.get(columns[i])))
     return [kind or ColumnType.TEXT for kind in kinds]

@@ -216,7 +216,11 @@ class Executor:
             rows = (spread_row(d, columns) for d in cursor)
             return Result(None, statement="SELECT", stream=self._first_batch(rows))
         rows = ({c.name: get_path(d, c.key) for c in columns} for d in cursor)
-        return Result([c.name for c in columns], statement="SELECT", stream=self._first_batch(rows))
+        result = Result(
+            [c.name for c in columns], statement="SELECT", stream=self._first_batch(rows)
+        )
+        result.declared_types = {c.name: c.type for c in columns if c.type is not None}
+        return result
 
     @classmethod
     def _first_batch(cls, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

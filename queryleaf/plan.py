@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from queryleaf.column_types import ColumnType
+
 if TYPE_CHECKING:
     from pymongo.client_session import ClientSession
     from pymongo.database import Database
@@ -28,6 +30,9 @@ class OutputColumn:
     # The value at ``key`` is a whole document (``t.*`` of a schemaless table): its fields
     # become columns, in document order, after the columns before it.
     spread: bool = False
+    # The SQL type every value of the column has, when the planner knows it (result_types.py);
+    # None: the values tell (column_types.py).
+    type: ColumnType | None = None
 
 
 def unique_name(name: str, taken: set[str] | dict[str, object]) -> str:

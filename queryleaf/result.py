@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from queryleaf.column_types import ColumnType
 from queryleaf.errors import ErrorCode, Position, QueryLeafError
 
 
@@ -60,6 +61,8 @@ class Result:
         self.commands = commands
         self.elapsed_ms = elapsed_ms
         self.warnings: list[QueryWarning] = []
+        # The columns whose type the planner knows (the others' come from their values).
+        self.declared_types: dict[str, ColumnType] = {}
         # SELECT * of a collection: its sampled fields, the columns when no row came back.
         self.columns_when_empty: Callable[[], list[str]] | None = None
 

@@ -34,3 +34,33 @@ def test_each_kind_of_value():
         ColumnType.BINARY,
         ColumnType.TEXT,
     ]
+
+
+def test_the_planner_declares_what_an_expression_guarantees(ql):
+    ql.execute("INSERT INTO t (a, s) VALUES (1, 'x'), (NULL, NULL)")
+    result = ql.execute(
+        "SELECT a, a > 0 AS big, COUNT(*) OVER () AS n, CAST(a AS DOUBLE) AS d, UPPER(s) AS u, "
+        "s IS NULL AS missing FROM t ORDER BY a"
+    )
+    rows = result.rows
+    assert result.declared_types == {
+        "big": ColumnType.BOOLEAN,
+        "d": ColumnType.DOUBLE,
+        "u": ColumnType.TEXT,
+        "missing": ColumnType.BOOLEAN,
+    }
+    assert [r["big"] for r in rows] == [None, True]  # the values agree with what is declared
+    assert isinstance(rows[1]["d"], float)
+    # a NULL-only first batch no longer hides the type
+    empty = ql.execute("SELECT COUNT(*) AS n, a = 1 AS one FROM t WHERE a > 100 GROUP BY a")
+    assert infer_column_types(empty.columns, empty.rows, empty.declared_types) == [
+        ColumnType.BIGINT,
+        ColumnType.BOOLEAN,
+    ]
+
+
+def test_declared_function_names_are_real_functions():
+    from queryleaf.planner import functions
+    from queryleaf.planner.result_types import _FUNCTION_TYPES
+
+    assert set(_FUNCTION_TYPES) <= set(functions.FUNCTIONS) | set(functions.AGGREGATES)

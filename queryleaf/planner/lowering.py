@@ -8,6 +8,7 @@ produces a pipeline, and this step recognises the shape:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from queryleaf import plan
@@ -40,7 +41,7 @@ def as_aggregate(p: plan.Aggregate | plan.Find) -> plan.Aggregate:
                 }
             }
         )
-        columns = tuple(plan.OutputColumn(c.name, f"_{i}") for i, c in enumerate(p.columns))
+        columns = tuple(dataclasses.replace(c, key=f"_{i}") for i, c in enumerate(p.columns))
     elif p.projection is not None:
         pipeline.append({"$project": p.projection})
     return plan.Aggregate(p.collection, pipeline, columns)
@@ -110,7 +111,7 @@ def _projection(
     projection: dict[str, Any] = {"_id": 0, **{path: 1 for path in found}}
     if "_id" in found:
         projection["_id"] = 1
-    return projection, tuple(plan.OutputColumn(c.name, paths[c.key]) for c in columns)
+    return projection, tuple(dataclasses.replace(c, key=paths[c.key]) for c in columns)
 
 
 def _plain_path(value: Any) -> str | None:

@@ -31,6 +31,7 @@ from queryleaf.planner.filters import FilterCompiler
 from queryleaf.planner.from_clause import FromPlanner
 from queryleaf.planner.lowering import lower_to_find
 from queryleaf.planner.params import Bindings
+from queryleaf.planner.result_types import declared_type
 from queryleaf.planner.rewrite import normalize
 from queryleaf.planner.scope import Scope, field_path, merge_lets
 from queryleaf.planner.subqueries import subquery_lookup
@@ -134,7 +135,9 @@ class SelectPlanner:
         if sorting:
             proj.update(self.hidden_sort_keys(exprs, outputs))
         self.emit({"$project": proj})
-        return tuple(plan.OutputColumn(o.name, o.key) for o in outputs)
+        return tuple(
+            plan.OutputColumn(o.name, o.key, type=declared_type(o.item.expr)) for o in outputs
+        )
 
     def table_star_projection(
         self, exprs: ExprCompiler, outputs: list[Output], sorting: bool
@@ -149,7 +152,9 @@ class SelectPlanner:
             if not isinstance(item.expr, ast.Star):
                 out = by_item[id(item)]
                 proj[out.key] = {"$ifNull": [exprs.compile(item.expr), None]}
-                columns.append(plan.OutputColumn(out.name, out.key))
+                columns.append(
+                    plan.OutputColumn(out.name, out.key, type=declared_type(item.expr))
+                )
                 continue
             tables = self.scope.tables
             if item.expr.table is not None:
