@@ -152,9 +152,7 @@ class SelectPlanner:
             if not isinstance(item.expr, ast.Star):
                 out = by_item[id(item)]
                 proj[out.key] = {"$ifNull": [exprs.compile(item.expr), None]}
-                columns.append(
-                    plan.OutputColumn(out.name, out.key, type=declared_type(item.expr))
-                )
+                columns.append(plan.OutputColumn(out.name, out.key, type=declared_type(item.expr)))
                 continue
             tables = self.scope.tables
             if item.expr.table is not None:
