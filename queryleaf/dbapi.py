@@ -12,6 +12,10 @@ By default every statement commits on its own (autocommit): ``commit()`` is then
 and ``commit()`` / ``rollback()`` end (a MongoDB session transaction; see docs/semantics.md,
 "Transactions and partial failure"). ``close()`` rolls an open transaction back.
 
+``cursor.description`` gives each column's name and type code, a ``column_types.ColumnType``
+inferred from the values of the result (TEXT when every value is NULL); the type objects
+``STRING``, ``NUMBER``, ``DATETIME`` and ``BINARY`` compare equal to the type codes of their family.
+
 A statement that reads a column no sampled document has issues a ``Warning`` through the
 ``warnings`` module (``warnings.simplefilter("error", Warning)`` makes it raise).
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from queryleaf import errors
 from queryleaf.api import QueryLeaf
+from queryleaf.column_types import DBAPI_FAMILY, infer_column_types
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
@@ -115,7 +120,31 @@ def TimestampFromTicks(ticks: float) -> _dt.datetime:  # noqa: N802
     return _dt.datetime.fromtimestamp(ticks, _dt.UTC)
 
 
-STRING, BINARY, NUMBER, DATETIME, ROWID = "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID"
+class DBAPITypeObject:
+    """A PEP 249 type object: equal to the ``cursor.description`` type codes (ColumnTypes) of
+    its family (``NUMBER == ColumnType.BIGINT``); see column_types.DBAPI_FAMILY."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.types = frozenset(t for t, f in DBAPI_FAMILY.items() if f == family)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DBAPITypeObject):
+            return other.family == self.family
+        return other in self.types
+
+    def __hash__(self) -> int:
+        return hash(self.family)
+
+    def __repr__(self) -> str:
+        return self.family
+
+
+STRING = DBAPITypeObject("STRING")
+BINARY = DBAPITypeObject("BINARY")
+NUMBER = DBAPITypeObject("NUMBER")
+DATETIME = DBAPITypeObject("DATETIME")
+ROWID = DBAPITypeObject("ROWID")  # no column type: _id is an ObjectId (TEXT) or any value
 
 
 # ---------------------------------------------------------------- connection and cursor
@@ -217,8 +246,12 @@ class Cursor:
         for warning in result.warnings:
             warnings.warn(str(warning), Warning, stacklevel=2)
         if result.statement in ("SELECT", "EXPLAIN"):  # a result set, maybe empty
-            self.description = [(c, None, None, None, None, None, True) for c in result.columns]
-            self._rows = [tuple(r[c] for c in result.columns) for r in rows]
+            columns = result.columns
+            types = infer_column_types(columns, rows)
+            self.description = [
+                (c, t, None, None, None, None, True) for c, t in zip(columns, types, strict=True)
+            ]
+            self._rows = [tuple(r[c] for c in columns) for r in rows]
         else:
             self.description = None
             self._rows = []
