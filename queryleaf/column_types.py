@@ -134,6 +134,34 @@ def declared_type(name: str) -> ColumnType | None:
     return DECLARED_TYPES.get(name.upper())
 
 
+# BSON type names ($type's) as column types; None: says nothing of the type (null, missing).
+_BSON_NAMES: dict[str, ColumnType | None] = {
+    "null": None,
+    "missing": None,
+    "bool": ColumnType.BOOLEAN,
+    "int": ColumnType.INTEGER,
+    "long": ColumnType.BIGINT,
+    "double": ColumnType.DOUBLE,
+    "decimal": ColumnType.DECIMAL,
+    "string": ColumnType.TEXT,
+    "objectId": ColumnType.TEXT,
+    "date": ColumnType.TIMESTAMP,
+    "timestamp": ColumnType.TIMESTAMP,
+    "object": ColumnType.DOCUMENT,
+    "array": ColumnType.DOCUMENT,
+    "binData": ColumnType.BINARY,
+}
+
+
+def type_of_bson_names(names: Iterable[str]) -> ColumnType:
+    """The column type of a field whose values have these BSON types (a sample's, or the
+    ``bsonType`` list of a validator); TEXT when they say nothing or do not widen into one."""
+    kind: ColumnType | None = None
+    for name in names:
+        kind = unify(kind, _BSON_NAMES.get(name, ColumnType.TEXT))
+    return kind or ColumnType.TEXT
+
+
 # PEP 249's type objects (STRING, NUMBER, ...) by the column types each one compares equal to.
 DBAPI_FAMILY: dict[ColumnType, str] = {
     ColumnType.BOOLEAN: "NUMBER",

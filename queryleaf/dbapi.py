@@ -15,6 +15,7 @@ and ``commit()`` / ``rollback()`` end (a MongoDB session transaction; see docs/s
 ``cursor.description`` gives each column's name and type code, a ``column_types.ColumnType``
 inferred from the values of the result (TEXT when every value is NULL); the type objects
 ``STRING``, ``NUMBER``, ``DATETIME`` and ``BINARY`` compare equal to the type codes of their family.
+Values are the ones the Python API returns, except that BSON decimals are ``decimal.Decimal``.
 
 A statement that reads a column no sampled document has issues a ``Warning`` through the
 ``warnings`` module (``warnings.simplefilter("error", Warning)`` makes it raise).
@@ -28,9 +29,11 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bson import Decimal128
+
 from queryleaf import errors
 from queryleaf.api import QueryLeaf
-from queryleaf.column_types import DBAPI_FAMILY, infer_column_types
+from queryleaf.column_types import DBAPI_FAMILY, ColumnType, infer_column_types
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
@@ -222,8 +225,23 @@ class Connection:
         self.close()
 
 
+def _decimals_as_python(rows: list[tuple], types: list[ColumnType]) -> list[tuple]:
+    """BSON decimals as ``decimal.Decimal`` (PEP 249's type for exact numbers)."""
+    at = [i for i, t in enumerate(types) if t is ColumnType.DECIMAL]
+
+    def convert(row: tuple) -> tuple:
+        values = list(row)
+        for i in at:
+            if isinstance(values[i], Decimal128):
+                values[i] = values[i].to_decimal()
+        return tuple(values)
+
+    return [convert(row) for row in rows]
+
+
 class Cursor:
     arraysize = 1
+    lastrowid = None  # PEP 249's optional extension: MongoDB has no row ids to report
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -252,6 +270,8 @@ class Cursor:
                 (c, t, None, None, None, None, True) for c, t in zip(columns, types, strict=True)
             ]
             self._rows = [tuple(r[c] for c in columns) for r in rows]
+            if ColumnType.DECIMAL in types:
+                self._rows = _decimals_as_python(self._rows, types)
         else:
             self.description = None
             self._rows = []
