@@ -70,7 +70,7 @@ class OperationalError(DatabaseError):
 
 
 class IntegrityError(DatabaseError):
-    """A unique index refused a write."""
+    """A unique index or a table's declared columns (CREATE TABLE) refused a write."""
 
 
 class InternalError(DatabaseError):
@@ -85,12 +85,17 @@ class NotSupportedError(DatabaseError):
     """A feature queryleaf does not have (e.g. rollback in autocommit mode)."""
 
 
+# A unique index refused a write (11000, 11001); a table's validator refused a row (121), as
+# PostgreSQL's NOT NULL and CHECK violations are integrity errors.
+INTEGRITY_CODES = (11000, 11001, 121)
+
+
 def _translate(exc: errors.QueryLeafError) -> DatabaseError:
     if isinstance(exc, errors.SqlSyntaxError | errors.PlanningError | errors.ParameterError):
         cls: type[DatabaseError] = ProgrammingError
     elif isinstance(exc, errors.EngineError | errors.ServerUnreachable):
         cls = OperationalError
-    elif isinstance(exc, errors.ExecutionError) and exc.code in (11000, 11001):
+    elif isinstance(exc, errors.ExecutionError) and exc.code in INTEGRITY_CODES:
         cls = IntegrityError
     elif isinstance(exc, errors.ExecutionError) and "TransientTransactionError" in exc.labels:
         cls = OperationalError  # a write conflict: running the transaction again may succeed

@@ -55,13 +55,13 @@ class QueryLeafCompiler(compiler.SQLCompiler):
 
 class QueryLeafDDLCompiler(compiler.DDLCompiler):
     def get_column_specification(self, column: Any, **kw: Any) -> str:
+        if column.identity is not None:
+            raise exc.CompileError(f"column {column.name}: queryleaf has no IDENTITY columns")
         if column.server_default is not None or column.computed is not None:
             raise exc.CompileError(
                 f"column {column.name}: queryleaf's CREATE TABLE has no DEFAULT or computed "
                 "columns (give the value in each INSERT)"
             )
-        if column.identity is not None:
-            raise exc.CompileError(f"column {column.name}: queryleaf has no IDENTITY columns")
         spec = (
             self.preparer.format_column(column)
             + " "

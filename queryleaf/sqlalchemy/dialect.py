@@ -99,6 +99,7 @@ class QueryLeafDialect(default.DefaultDialect):
     supports_empty_insert = False
     supports_multivalues_insert = True
     use_insertmanyvalues = True
+    use_insertmanyvalues_wo_returning = True  # one multi-row INSERT per page, not one per row
     insert_returning = False
     update_returning = False
     delete_returning = False
@@ -123,13 +124,13 @@ class QueryLeafDialect(default.DefaultDialect):
                     "queryleaf://host:port/database?options)"
                 )
             data_dir = url.query.get("data_dir")
-            return [], {"uri": None, "database": url.database, "data_dir": data_dir}
+            return [], {"uri": None, "database": url.database or None, "data_dir": data_dir}
         if "data_dir" in url.query:
             raise exc.ArgumentError(
                 "data_dir is for the embedded server (queryleaf:///?data_dir=...), not for "
                 f"queryleaf://{url.host}"
             )
-        return [], {"uri": mongodb_uri(url), "database": url.database}
+        return [], {"uri": mongodb_uri(url), "database": url.database or None}
 
     # ------------------------------------------------------------ transactions
     def do_begin(self, dbapi_connection: Any) -> None:
