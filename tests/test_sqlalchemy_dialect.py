@@ -6,6 +6,7 @@ import datetime as dt
 import warnings
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -276,7 +277,8 @@ def test_pandas_read_sql_dtypes_without_warnings(engine, strict_warnings):
         assert pd.api.types.is_string_dtype(df["s"])  # pandas 3: str; pandas 2: object
         assert isinstance(df["d"].dtype, pd.DatetimeTZDtype) and str(df["d"].dt.tz) == "UTC"
         pd.testing.assert_frame_equal(df, FRAME, check_dtype=False)
-    params = pd.read_sql_query("SELECT i FROM frame WHERE i > :low", engine, params={"low": 1})
+    low = FRAME["i"].min()  # a NumPy int64
+    params = pd.read_sql_query("SELECT i FROM frame WHERE i > :low", engine, params={"low": low})
     assert params["i"].tolist() == [2, 3]
 
 
@@ -305,6 +307,28 @@ def test_pandas_writes_decimals_and_dates(engine, strict_warnings):
     exact = pd.read_sql("SELECT price FROM prices ORDER BY price", engine, coerce_float=False)
     assert exact["price"].tolist() == [Decimal("0.10"), Decimal("9.99")]
     assert back["day"].tolist()[1] == pd.Timestamp("2026-01-02", tz="UTC")
+
+
+def test_numpy_and_pandas_values_as_parameters(engine):
+    values = {
+        "n": np.int64(7),
+        "ok": np.bool_(True),
+        "at": np.datetime64("2026-01-02T03:04:05.123456789"),
+        "ts": pd.Timestamp("2026-01-02 03:04:05", tz="Europe/Paris"),
+        "gone": pd.NaT,
+    }
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text("INSERT INTO t (n, ok, at, ts, gone) VALUES (:n, :ok, :at, :ts, :gone)"), values
+        )
+        row = conn.execute(sa.text("SELECT n, ok, at, ts, gone FROM t")).one()
+    assert row == (
+        7,
+        True,
+        dt.datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 2, 2, 4, 5, tzinfo=dt.UTC),
+        None,
+    )
 
 
 def test_executemany_inserts_send_one_multi_row_insert_per_page(engine):
