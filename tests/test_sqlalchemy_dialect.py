@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import uuid
 import warnings
 from decimal import Decimal
 
@@ -341,3 +343,42 @@ def test_executemany_inserts_send_one_multi_row_insert_per_page(engine):
     assert len(inserts) == 3 and inserts[0].count("), (") == 999
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM many")).scalar() == 2500
+
+
+class Colour(enum.Enum):
+    red = "r"
+    green = "g"
+
+
+def test_foreign_keys_uuids_enums_json_and_binary_round_trip(engine):
+    metadata = sa.MetaData()
+    parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    child = sa.Table(
+        "child",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("parent_id", sa.ForeignKey("parent.id")),  # left out of CREATE TABLE
+        sa.Column("u", sa.Uuid),
+        sa.Column("colour", sa.Enum(Colour)),
+        sa.Column("doc", sa.JSON),  # stored as a document, not as JSON text
+        sa.Column("raw", sa.LargeBinary),
+    )
+    metadata.create_all(engine)
+    row = {
+        "id": 1,
+        "parent_id": 7,
+        "u": uuid.UUID(int=5),
+        "colour": Colour.green,
+        "doc": {"x": [1, 2]},
+        "raw": b"\x00\x01",
+    }
+    with engine.begin() as conn:
+        conn.execute(parent.insert(), [{"id": 7}])
+        conn.execute(child.insert(), [row])
+        assert conn.execute(sa.select(child)).one()._asdict() == row
+        stored = conn.connection.dbapi_connection.queryleaf.db.child.find_one()
+        assert stored["doc"] == {"x": [1, 2]}
+    frame = pd.read_sql_table("child", engine)
+    assert frame.loc[0, "doc"] == {"x": [1, 2]} and frame.loc[0, "colour"] == "green"
+    metadata.drop_all(engine)
+    assert sa.inspect(engine).get_table_names() == []

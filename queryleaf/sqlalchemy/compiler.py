@@ -82,9 +82,11 @@ class QueryLeafDDLCompiler(compiler.DDLCompiler):
             "queryleaf's CREATE TABLE has no UNIQUE constraints (a PRIMARY KEY gets a unique index)"
         )
 
-    def visit_foreign_key_constraint(self, constraint: Any, **kw: Any) -> str:
-        # MongoDB has no foreign keys; SQLAlchemy still uses them to order CREATE and DROP.
-        return ""
+    def create_table_constraints(
+        self, table: Any, _include_foreign_key_constraints: Any = None, **kw: Any
+    ) -> str:
+        # MongoDB has no foreign keys: left out (SQLAlchemy still orders create_all by them).
+        return super().create_table_constraints(table, _include_foreign_key_constraints=set(), **kw)
 
     def visit_primary_key_constraint(self, constraint: Any, **kw: Any) -> str:
         if len(constraint) == 0:
@@ -143,11 +145,6 @@ class QueryLeafTypeCompiler(compiler.GenericTypeCompiler):
 
     def visit_JSON(self, type_: Any, **kw: Any) -> str:
         return "JSON"
-
-    def visit_uuid(self, type_: Any, **kw: Any) -> str:
-        if getattr(type_, "as_uuid", True):
-            return "BLOB"  # a uuid.UUID is stored as BSON binary subtype 4
-        return "VARCHAR(36)"
 
     def visit_TIME(self, type_: Any, **kw: Any) -> str:
         raise exc.CompileError("queryleaf has no TIME type (BSON dates are instants)")

@@ -46,6 +46,7 @@ from queryleaf.sqlalchemy.compiler import (
     QueryLeafIdentifierPreparer,
     QueryLeafTypeCompiler,
 )
+from queryleaf.sqlalchemy.datatypes import COLSPECS
 
 AUTOCOMMIT: IsolationLevel = "AUTOCOMMIT"
 # A MongoDB transaction reads one snapshot: PostgreSQL's REPEATABLE READ is snapshot isolation too.
@@ -87,6 +88,7 @@ class QueryLeafDialect(default.DefaultDialect):
     ddl_compiler = QueryLeafDDLCompiler
     type_compiler_cls = QueryLeafTypeCompiler
     preparer = QueryLeafIdentifierPreparer
+    colspecs = COLSPECS
 
     supports_native_boolean = True
     supports_native_decimal = True
