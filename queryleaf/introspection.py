@@ -184,7 +184,9 @@ class TableColumn:
     name: str
     type: ColumnType
     nullable: bool
-    declared: bool  # by CREATE TABLE (the validator), not only seen in the sampled documents
+    # The type CREATE TABLE declared (``VARCHAR(20)``: the validator rule's description); None
+    # for a field only seen in the sampled documents
+    declared: str | None = None
 
 
 def table_columns(db: Database, name: str) -> list[TableColumn]:
@@ -199,14 +201,16 @@ def table_columns(db: Database, name: str) -> list[TableColumn]:
         types = [types] if isinstance(types, str) else list(types)
         nullable = column not in required and (not types or "null" in types)
         kind = type_of_bson_names(t for t in types if t != "null")
-        columns[column] = TableColumn(column, kind, nullable, True)
+        description = rule.get("description") if isinstance(rule, dict) else None
+        declared = description if isinstance(description, str) else None
+        columns[column] = TableColumn(column, kind, nullable, declared)
     for field in profile_fields(db[name]).fields:
         if "." in field.path:
             continue
         if field.path not in columns:
             nullable = field.path != "_id"
             kind = type_of_bson_names(field.types)
-            columns[field.path] = TableColumn(field.path, kind, nullable, False)
+            columns[field.path] = TableColumn(field.path, kind, nullable)
     return sorted(columns.values(), key=lambda c: c.name != "_id")
 
 

@@ -10,6 +10,7 @@ from bson import Decimal128
 
 import queryleaf  # noqa: F401 - registers the event runtime's reserved collections
 from queryleaf.errors import ExecutionError, PlanningError, SqlSyntaxError
+from queryleaf.offline import check_offline
 from queryleaf.planner import plan_statement
 from queryleaf.sql.parser import parse
 from queryleaf.sql.printer import to_sql
@@ -27,7 +28,11 @@ def _validator(sql: str) -> dict:
 def test_the_validator_of_each_column_type():
     schema = _validator(TABLE)
     assert schema["required"] == ["id", "name"]
-    assert schema["properties"] == {
+    rules = {
+        name: {k: v for k, v in rule.items() if k != "description"}
+        for name, rule in schema["properties"].items()
+    }
+    assert rules == {
         "id": {"bsonType": ["int", "long"]},
         "name": {"bsonType": "string", "maxLength": 5},
         "age": {"bsonType": ["int", "long", "null"]},
@@ -38,6 +43,18 @@ def test_the_validator_of_each_column_type():
         "doc": {"bsonType": ["object", "array", "null"]},
         "raw": {"bsonType": ["binData", "null"]},
     }
+    described = [rule["description"] for rule in schema["properties"].values()]
+    assert described == [
+        "BIGINT",
+        "VARCHAR(5)",
+        "INTEGER",
+        "DOUBLE",
+        "NUMERIC(10, 2)",
+        "BOOLEAN",
+        "TIMESTAMP",
+        "JSON",
+        "BYTEA",
+    ]
 
 
 def test_explain_shows_the_create_command(ql):
@@ -168,3 +185,10 @@ def test_not_inside_a_transaction(ql):
     with pytest.raises(PlanningError, match="CREATE TABLE cannot run inside a transaction"):
         ql.execute("CREATE TABLE t (a INT)")
     ql.execute("ROLLBACK")
+
+
+def test_offline_check_says_what_only_the_database_knows():
+    create = check_offline(parse("CREATE TABLE t (a INT)"))
+    assert create.unchecked == ("that no collection or view t exists yet",)
+    assert check_offline(parse("CREATE TABLE IF NOT EXISTS t (a INT)")).unchecked == ()
+    assert check_offline(parse("DROP TABLE t")).unchecked == ("that table t exists",)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from embedded_helpers import data_dir_fixture  # noqa: F401 - the data_dir fixture
 
 import queryleaf.dbapi
+from queryleaf.sqlalchemy.datatypes import declared_sqlalchemy_type
 from queryleaf.sqlalchemy.dialect import QueryLeafDialect
 
 
@@ -184,8 +185,22 @@ def test_core_create_insert_select_update_delete_drop(engine):
         assert names == ["n0", "x", "n2"]
         with pytest.raises(sa.exc.IntegrityError, match="column name: type did not match"):
             conn.execute(ITEMS.insert().values(id=9, name=None))
+    reflected = [(c["name"], str(c["type"])) for c in sa.inspect(engine).get_columns("items")]
+    assert reflected[:3] == [("_id", "TEXT"), ("id", "INTEGER"), ("name", "VARCHAR(20)")]
+    assert reflected[3:] == [
+        ("key", "TEXT"),
+        ("unit price", "DOUBLE"),
+        ("ok", "BOOLEAN"),
+        ("at", "TIMESTAMP"),
+    ]
     METADATA.drop_all(engine)
     assert not sa.inspect(engine).has_table("items")
+
+
+def test_declared_types_read_back_from_a_validator_description():
+    assert str(declared_sqlalchemy_type("NUMERIC(10, 2)")) == "NUMERIC(10, 2)"
+    assert str(declared_sqlalchemy_type("DATE")) == "DATE"
+    assert declared_sqlalchemy_type("the age of the user") is None  # a validator by hand
 
 
 def test_transactions_commit_per_statement_unless_repeatable_read(engine):
@@ -235,8 +250,10 @@ def test_reflection(engine):
         "s": (sa.TEXT, True),
         "d": (sa.JSON, True),
     }
-    declared = [(c["name"], c["nullable"]) for c in inspector.get_columns("declared")]
-    assert declared == [("id", False), ("name", False)]  # empty: from the validator
+    declared = [
+        (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns("declared")
+    ]
+    assert declared == [("id", "BIGINT", False), ("name", "VARCHAR(5)", False)]  # the validator
     assert inspector.get_pk_constraint("declared")["constrained_columns"] == ["id"]
     assert inspector.get_pk_constraint("sampled")["constrained_columns"] == ["_id"]
     assert inspector.get_indexes("sampled") == [

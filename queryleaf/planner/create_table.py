@@ -2,7 +2,8 @@
 
 MongoDB keeps no schema, so the declared columns become a validator the server checks on every
 insert and update (docs/semantics.md, "Tables with declared columns"): each column's BSON types
-(with ``null`` unless NOT NULL), NOT NULL columns are ``required``, other fields are allowed.
+(with ``null`` unless NOT NULL) and its declared type as the rule's ``description``; NOT NULL
+columns are ``required``, other fields are allowed.
 A PRIMARY KEY is NOT NULL and gets a unique index, ``<table>_pkey``; ``_id`` stays the document's
 own key.
 """
@@ -16,6 +17,7 @@ from queryleaf.column_types import DECLARED_TYPES, ColumnType, declared_type
 from queryleaf.errors import PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.sql import ast
+from queryleaf.sql.printer import to_sql
 
 # The BSON types a value of each column type may be stored as. A number column accepts the
 # narrower numbers as they are: SQL lets an integer into a FLOAT or NUMERIC column, and MongoDB
@@ -101,4 +103,6 @@ def _property(column: ast.ColumnDef, not_null: bool) -> dict[str, Any]:
     rule: dict[str, Any] = {"bsonType": bson_types[0] if len(bson_types) == 1 else bson_types}
     if type_name.name in _LENGTH_TYPES and type_name.params:
         rule["maxLength"] = type_name.params[0]
+    # The type as declared, for inspection (SQLAlchemy reflects VARCHAR(20), not only "string").
+    rule["description"] = to_sql(type_name)
     return rule

@@ -36,7 +36,7 @@ from sqlalchemy.engine.interfaces import (
 from sqlalchemy.engine.url import URL
 
 from queryleaf import dbapi as queryleaf_dbapi
-from queryleaf.introspection import table_columns, user_collections
+from queryleaf.introspection import TableColumn, table_columns, user_collections
 from queryleaf.plan import primary_key_index
 from queryleaf.planner.sources import reserved
 from queryleaf.sqlalchemy.compiler import (
@@ -46,7 +46,7 @@ from queryleaf.sqlalchemy.compiler import (
     QueryLeafIdentifierPreparer,
     QueryLeafTypeCompiler,
 )
-from queryleaf.sqlalchemy.datatypes import COLSPECS
+from queryleaf.sqlalchemy.datatypes import COLSPECS, declared_sqlalchemy_type
 
 AUTOCOMMIT: IsolationLevel = "AUTOCOMMIT"
 # A MongoDB transaction reads one snapshot: PostgreSQL's REPEATABLE READ is snapshot isolation too.
@@ -72,6 +72,11 @@ def mongodb_uri(url: URL) -> str:
     return f"mongodb://{userinfo}{host}{port}/{quote(url.database or '', safe='')}" + (
         f"?{options}" if options else ""
     )
+
+
+def _reflected_type(column: TableColumn) -> Any:
+    declared = declared_sqlalchemy_type(column.declared) if column.declared else None
+    return declared if declared is not None else REFLECTED_TYPES[column.type]()
 
 
 def _queryleaf_connection(connection: Any) -> queryleaf_dbapi.Connection:
@@ -222,7 +227,7 @@ class QueryLeafDialect(default.DefaultDialect):
         return [
             {
                 "name": column.name,
-                "type": REFLECTED_TYPES[column.type](),
+                "type": _reflected_type(column),
                 "nullable": column.nullable,
                 "default": None,
                 "autoincrement": False,
