@@ -7,11 +7,17 @@ from decimal import Decimal
 
 import pytest
 from bson import Decimal128
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import queryleaf  # noqa: F401 - registers the event runtime's reserved collections
+from queryleaf.column_types import DECLARED_TYPES
 from queryleaf.errors import ExecutionError, PlanningError, SqlSyntaxError
 from queryleaf.offline import check_offline
 from queryleaf.planner import plan_statement
+from queryleaf.planner.create_table import BSON_TYPES
+from queryleaf.planner.params import to_bson
+from queryleaf.sampling import bson_type
 from queryleaf.sql.parser import parse
 from queryleaf.sql.printer import to_sql
 
@@ -192,3 +198,39 @@ def test_offline_check_says_what_only_the_database_knows():
     assert create.unchecked == ("that no collection or view t exists yet",)
     assert check_offline(parse("CREATE TABLE IF NOT EXISTS t (a INT)")).unchecked == ()
     assert check_offline(parse("DROP TABLE t")).unchecked == ("that table t exists",)
+
+
+# Values of every kind a parameter can be, and the BSON type each is stored as.
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(2**31, 2**62),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.text(max_size=8),
+    st.datetimes(timezones=st.just(dt.UTC)),
+    st.dictionaries(st.sampled_from("xy"), st.integers(0, 9), max_size=2),
+    st.lists(st.integers(0, 9), max_size=2),
+    st.binary(max_size=4),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(declared=st.sampled_from(sorted(DECLARED_TYPES)), value=_VALUES)
+def test_the_server_accepts_exactly_the_declared_bson_types(ql, declared, value):
+    table = f"t_{declared.lower()}"
+    ql.execute(f"CREATE TABLE IF NOT EXISTS {table} (c {declared})")
+    stored_as = bson_type(to_bson(value))
+    allowed = [*BSON_TYPES[DECLARED_TYPES[declared]], "null"]
+    try:
+        ql.execute(f"INSERT INTO {table} (c) VALUES (:v)", {"v": value})
+        accepted = True
+    except ExecutionError as exc:
+        assert exc.code == 121 and "column c" in exc.message
+        accepted = False
+    assert accepted == (stored_as in allowed), (declared, value, stored_as)
