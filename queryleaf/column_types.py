@@ -10,6 +10,9 @@ SQLAlchemy dialect all read it from here, so they never disagree. The rules (doc
 - a column whose values are of kinds that do not widen into one another (a string and a number,
   a document and a date) is TEXT: every value has a text form;
 - documents and arrays are DOCUMENT (JSON), bytes and UUIDs BINARY, ObjectIds TEXT.
+
+It also maps the type names a ``CREATE TABLE`` declares to these types (``declared_type``) and
+each type to its PEP 249 type object family (``DBAPI_FAMILY``).
 """
 
 from __future__ import annotations
@@ -103,3 +106,76 @@ def infer_column_types(
         for i in inferred:
             kinds[i] = unify(kinds[i], type_of_value(row.get(columns[i])))
     return [kind or ColumnType.TEXT for kind in kinds]
+
+
+# The type names CREATE TABLE accepts, and the column type each one declares (docs/sql-reference.md).
+DECLARED_TYPES: dict[str, ColumnType] = {
+    "BOOLEAN": ColumnType.BOOLEAN,
+    "BOOL": ColumnType.BOOLEAN,
+    "SMALLINT": ColumnType.INTEGER,
+    "INT": ColumnType.INTEGER,
+    "INTEGER": ColumnType.INTEGER,
+    "BIGINT": ColumnType.BIGINT,
+    "FLOAT": ColumnType.DOUBLE,
+    "REAL": ColumnType.DOUBLE,
+    "DOUBLE": ColumnType.DOUBLE,
+    "NUMERIC": ColumnType.DECIMAL,
+    "DECIMAL": ColumnType.DECIMAL,
+    "TEXT": ColumnType.TEXT,
+    "VARCHAR": ColumnType.TEXT,
+    "CHAR": ColumnType.TEXT,
+    "STRING": ColumnType.TEXT,
+    "TIMESTAMP": ColumnType.TIMESTAMP,
+    "DATETIME": ColumnType.TIMESTAMP,
+    "DATE": ColumnType.TIMESTAMP,
+    "JSON": ColumnType.DOCUMENT,
+    "BLOB": ColumnType.BINARY,
+    "BYTEA": ColumnType.BINARY,
+}
+
+
+def declared_type(name: str) -> ColumnType | None:
+    """The column type of a declared type name (any case); None: not a type queryleaf has."""
+    return DECLARED_TYPES.get(name.upper())
+
+
+# BSON type names ($type's) as column types; None: says nothing of the type (null, missing).
+_BSON_NAMES: dict[str, ColumnType | None] = {
+    "null": None,
+    "missing": None,
+    "bool": ColumnType.BOOLEAN,
+    "int": ColumnType.INTEGER,
+    "long": ColumnType.BIGINT,
+    "double": ColumnType.DOUBLE,
+    "decimal": ColumnType.DECIMAL,
+    "string": ColumnType.TEXT,
+    "objectId": ColumnType.TEXT,
+    "date": ColumnType.TIMESTAMP,
+    "timestamp": ColumnType.TIMESTAMP,
+    "object": ColumnType.DOCUMENT,
+    "array": ColumnType.DOCUMENT,
+    "binData": ColumnType.BINARY,
+}
+
+
+def type_of_bson_names(names: Iterable[str]) -> ColumnType:
+    """The column type of a field whose values have these BSON types (a sample's, or the
+    ``bsonType`` list of a validator); TEXT when they say nothing or do not widen into one."""
+    kind: ColumnType | None = None
+    for name in names:
+        kind = unify(kind, _BSON_NAMES.get(name, ColumnType.TEXT))
+    return kind or ColumnType.TEXT
+
+
+# PEP 249's type objects (STRING, NUMBER, ...) by the column types each one compares equal to.
+DBAPI_FAMILY: dict[ColumnType, str] = {
+    ColumnType.BOOLEAN: "NUMBER",
+    ColumnType.INTEGER: "NUMBER",
+    ColumnType.BIGINT: "NUMBER",
+    ColumnType.DOUBLE: "NUMBER",
+    ColumnType.DECIMAL: "NUMBER",
+    ColumnType.TEXT: "STRING",
+    ColumnType.TIMESTAMP: "DATETIME",
+    ColumnType.DOCUMENT: "STRING",
+    ColumnType.BINARY: "BINARY",
+}

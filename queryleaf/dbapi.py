@@ -12,6 +12,11 @@ By default every statement commits on its own (autocommit): ``commit()`` is then
 and ``commit()`` / ``rollback()`` end (a MongoDB session transaction; see docs/semantics.md,
 "Transactions and partial failure"). ``close()`` rolls an open transaction back.
 
+``cursor.description`` gives each column's name and type code, a ``column_types.ColumnType``
+inferred from the values of the result (TEXT when every value is NULL); the type objects
+``STRING``, ``NUMBER``, ``DATETIME`` and ``BINARY`` compare equal to the type codes of their family.
+Values are the ones the Python API returns, except that BSON decimals are ``decimal.Decimal``.
+
 A statement that reads a column no sampled document has issues a ``Warning`` through the
 ``warnings`` module (``warnings.simplefilter("error", Warning)`` makes it raise).
 """
@@ -24,8 +29,11 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bson import Decimal128
+
 from queryleaf import errors
 from queryleaf.api import QueryLeaf
+from queryleaf.column_types import DBAPI_FAMILY, ColumnType, infer_column_types
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
@@ -62,7 +70,7 @@ class OperationalError(DatabaseError):
 
 
 class IntegrityError(DatabaseError):
-    """A unique index refused a write."""
+    """A unique index or a table's declared columns (CREATE TABLE) refused a write."""
 
 
 class InternalError(DatabaseError):
@@ -77,12 +85,17 @@ class NotSupportedError(DatabaseError):
     """A feature queryleaf does not have (e.g. rollback in autocommit mode)."""
 
 
+# A unique index refused a write (11000, 11001); a table's validator refused a row (121), as
+# PostgreSQL's NOT NULL and CHECK violations are integrity errors.
+INTEGRITY_CODES = (11000, 11001, 121)
+
+
 def _translate(exc: errors.QueryLeafError) -> DatabaseError:
     if isinstance(exc, errors.SqlSyntaxError | errors.PlanningError | errors.ParameterError):
         cls: type[DatabaseError] = ProgrammingError
     elif isinstance(exc, errors.EngineError | errors.ServerUnreachable):
         cls = OperationalError
-    elif isinstance(exc, errors.ExecutionError) and exc.code in (11000, 11001):
+    elif isinstance(exc, errors.ExecutionError) and exc.code in INTEGRITY_CODES:
         cls = IntegrityError
     elif isinstance(exc, errors.ExecutionError) and "TransientTransactionError" in exc.labels:
         cls = OperationalError  # a write conflict: running the transaction again may succeed
@@ -115,7 +128,31 @@ def TimestampFromTicks(ticks: float) -> _dt.datetime:  # noqa: N802
     return _dt.datetime.fromtimestamp(ticks, _dt.UTC)
 
 
-STRING, BINARY, NUMBER, DATETIME, ROWID = "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID"
+class DBAPITypeObject:
+    """A PEP 249 type object: equal to the ``cursor.description`` type codes (ColumnTypes) of
+    its family (``NUMBER == ColumnType.BIGINT``); see column_types.DBAPI_FAMILY."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.types = frozenset(t for t, f in DBAPI_FAMILY.items() if f == family)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DBAPITypeObject):
+            return other.family == self.family
+        return other in self.types
+
+    def __hash__(self) -> int:
+        return hash(self.family)
+
+    def __repr__(self) -> str:
+        return self.family
+
+
+STRING = DBAPITypeObject("STRING")
+BINARY = DBAPITypeObject("BINARY")
+NUMBER = DBAPITypeObject("NUMBER")
+DATETIME = DBAPITypeObject("DATETIME")
+ROWID = DBAPITypeObject("ROWID")  # no column type: _id is an ObjectId (TEXT) or any value
 
 
 # ---------------------------------------------------------------- connection and cursor
@@ -193,8 +230,23 @@ class Connection:
         self.close()
 
 
+def _decimals_as_python(rows: list[tuple], types: list[ColumnType]) -> list[tuple]:
+    """BSON decimals as ``decimal.Decimal`` (PEP 249's type for exact numbers)."""
+    at = [i for i, t in enumerate(types) if t is ColumnType.DECIMAL]
+
+    def convert(row: tuple) -> tuple:
+        values = list(row)
+        for i in at:
+            if isinstance(values[i], Decimal128):
+                values[i] = values[i].to_decimal()
+        return tuple(values)
+
+    return [convert(row) for row in rows]
+
+
 class Cursor:
     arraysize = 1
+    lastrowid = None  # PEP 249's optional extension: MongoDB has no row ids to report
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -217,8 +269,14 @@ class Cursor:
         for warning in result.warnings:
             warnings.warn(str(warning), Warning, stacklevel=2)
         if result.statement in ("SELECT", "EXPLAIN"):  # a result set, maybe empty
-            self.description = [(c, None, None, None, None, None, True) for c in result.columns]
-            self._rows = [tuple(r[c] for c in result.columns) for r in rows]
+            columns = result.columns
+            types = infer_column_types(columns, rows)
+            self.description = [
+                (c, t, None, None, None, None, True) for c, t in zip(columns, types, strict=True)
+            ]
+            self._rows = [tuple(r[c] for c in columns) for r in rows]
+            if ColumnType.DECIMAL in types:
+                self._rows = _decimals_as_python(self._rows, types)
         else:
             self.description = None
             self._rows = []

@@ -14,14 +14,16 @@ from pymongo.database import Database
 
 from queryleaf import mongosh, plan
 from queryleaf.documents import get_path, nest, spread_row
-from queryleaf.errors import ExecutionError, ServerUnreachable
+from queryleaf.errors import ErrorCode, ExecutionError, ServerUnreachable
 from queryleaf.planner import Catalog
 from queryleaf.result import Result
+from queryleaf.validation_errors import explain_validation
 from queryleaf.write_failures import insert_failed, multi_write_failed, query_failed_during_insert
 
 INSERT_BATCH = 1000
 CURSOR_BATCH = 1000  # rows per server batch: bounds the memory of a streamed result
 CATALOG_TTL_S = 5.0
+NAMESPACE_EXISTS = 48  # MongoDB's code: create of a name a collection or view has
 
 
 # The error labels a statement's error may carry that queryleaf explains (transaction.py).
@@ -37,7 +39,8 @@ def server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
         errors = exc.details.get("writeErrors", [])
         first = errors[0] if errors else {}
         inserted = exc.details.get("nInserted", 0)
-        message = f"{first.get('errmsg', str(exc))} ({inserted} row(s) written before the error)"
+        reason = explain_validation(first) if first else str(exc)
+        message = f"{reason} ({inserted} row(s) written before the error)"
         return ExecutionError(
             message, first.get("code"), first.get("codeName"), labels=error_labels(exc)
         )
@@ -51,8 +54,9 @@ def server_error(exc: pymongo.errors.PyMongoError) -> ExecutionError:
                 labels=error_labels(exc),
             )
         name = f" ({details['codeName']})" if details.get("codeName") else ""
+        reason = explain_validation(details) if "errmsg" in details else str(exc)
         return ExecutionError(
-            f"server error {exc.code}{name}: {details.get('errmsg', str(exc))}",
+            f"server error {exc.code}{name}: {reason}",
             exc.code,
             details.get("codeName"),
             labels=error_labels(exc),
@@ -161,6 +165,10 @@ class Executor:
             return self.create_view(p)
         if isinstance(p, plan.DropView):
             return self.drop_view(p)
+        if isinstance(p, plan.CreateTable):
+            return self.create_table(p)
+        if isinstance(p, plan.DropTable):
+            return self.drop_table(p)
         raise ExecutionError(f"no way to run a {type(p).__name__} plan")
 
     def write_filter(
@@ -392,6 +400,53 @@ class Executor:
             )
         self.db.drop_collection(p.name)
         return Result(statement="DROP VIEW", message=f"DROP VIEW {p.name}")
+
+    def create_table(self, p: plan.CreateTable) -> Result:
+        self._tables = None
+        create, *index = p.commands()
+        # The server accepts a create of an existing collection with the same options, so
+        # the name is looked up first (and NamespaceExists still caught: a create in between).
+        exists = bool(list(self.db.list_collections(filter={"name": p.name})))
+        try:
+            if not exists:
+                self.db.command(create)
+        except pymongo.errors.OperationFailure as exc:
+            if exc.code != NAMESPACE_EXISTS:
+                raise
+            exists = True
+        if exists:
+            if p.if_not_exists:
+                message = f"CREATE TABLE {p.name} (already exists)"
+                return Result(statement="CREATE TABLE", message=message)
+            raise ExecutionError(
+                f"table {p.name} already exists (a collection or view has that name; "
+                "CREATE TABLE IF NOT EXISTS keeps it)",
+                NAMESPACE_EXISTS,
+                "NamespaceExists",
+                p.position,
+            )
+        for command in index:
+            self.db.command(command)
+        return Result(statement="CREATE TABLE", message=f"CREATE TABLE {p.name}")
+
+    def drop_table(self, p: plan.DropTable) -> Result:
+        self._tables = None
+        info = list(self.db.list_collections(filter={"name": p.name}))
+        if not info:
+            if p.if_exists:
+                message = f"DROP TABLE {p.name} (did not exist)"
+                return Result(statement="DROP TABLE", message=message)
+            raise ExecutionError(
+                f"table {p.name} does not exist",
+                position=p.position,
+                error_code=ErrorCode.UNKNOWN_TABLE,
+            )
+        if info[0].get("type") == "view":
+            raise ExecutionError(
+                f"{p.name} is a view, not a table; DROP VIEW drops it", position=p.position
+            )
+        self.db.drop_collection(p.name)
+        return Result(statement="DROP TABLE", message=f"DROP TABLE {p.name}")
 
     # ------------------------------------------------------------ EXPLAIN
     def explain(self, p: plan.Plan) -> Result:

@@ -22,6 +22,7 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from queryleaf import plan
+from queryleaf.column_types import ColumnType, type_of_bson_names
 from queryleaf.errors import ErrorCode, ExecutionError, PlanningError
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.sources import reserved
@@ -176,6 +177,41 @@ class Describe(plan.SelfRunning):
         result = _list("DESCRIBE", ["field", "types", "present"], rows)
         result.message = "\n".join(footer)
         return result
+
+
+@dataclass(frozen=True)
+class TableColumn:
+    name: str
+    type: ColumnType
+    nullable: bool
+    # The type CREATE TABLE declared (``VARCHAR(20)``: the validator rule's description); None
+    # for a field only seen in the sampled documents
+    declared: str | None = None
+
+
+def table_columns(db: Database, name: str) -> list[TableColumn]:
+    """The top-level columns of a collection or view: those its validator declares (CREATE
+    TABLE), in their order, then the other fields of the sample DESCRIBE reads, ``_id`` first."""
+    info = _info(db, name)
+    schema = info.get("options", {}).get("validator", {}).get("$jsonSchema", {})
+    required = set(schema.get("required", []))
+    columns: dict[str, TableColumn] = {}
+    for column, rule in (schema.get("properties") or {}).items():
+        types = rule.get("bsonType", []) if isinstance(rule, dict) else []
+        types = [types] if isinstance(types, str) else list(types)
+        nullable = column not in required and (not types or "null" in types)
+        kind = type_of_bson_names(t for t in types if t != "null")
+        description = rule.get("description") if isinstance(rule, dict) else None
+        declared = description if isinstance(description, str) else None
+        columns[column] = TableColumn(column, kind, nullable, declared)
+    for field in profile_fields(db[name]).fields:
+        if "." in field.path:
+            continue
+        if field.path not in columns:
+            nullable = field.path != "_id"
+            kind = type_of_bson_names(field.types)
+            columns[field.path] = TableColumn(field.path, kind, nullable)
+    return sorted(columns.values(), key=lambda c: c.name != "_id")
 
 
 def _field_row(field: FieldProfile, documents: int) -> dict[str, Any]:

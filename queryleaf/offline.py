@@ -84,6 +84,10 @@ def unchecked(statement: ast.Statement, references: list[ColumnReference]) -> tu
         gaps.append(f"that no collection or view {inner.name} exists yet")
     if isinstance(inner, ast.DropView) and not inner.if_exists:
         gaps.append(f"that view {inner.name} exists")
+    if isinstance(inner, ast.CreateTable) and not inner.if_not_exists:
+        gaps.append(f"that no collection or view {inner.name} exists yet")
+    if isinstance(inner, ast.DropTable) and not inner.if_exists:
+        gaps.append(f"that table {inner.name} exists")
     return tuple(gaps)
 
 

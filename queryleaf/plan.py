@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pymongo.client_session import ClientSession
     from pymongo.database import Database
 
+    from queryleaf.errors import Position
     from queryleaf.result import Result
 
 
@@ -188,6 +189,49 @@ class CreateView(Plan):
 class DropView(Plan):
     name: str
     if_exists: bool = False
+
+    def commands(self):
+        return [{"drop": self.name}]
+
+
+@dataclass(frozen=True)
+class CreateTable(Plan):
+    """CREATE TABLE: a collection whose validator checks the declared columns
+    (planner/create_table.py), and the unique index of its PRIMARY KEY (``key``)."""
+
+    name: str
+    validator: dict[str, Any]
+    key: tuple[str, ...] = ()
+    if_not_exists: bool = False
+    position: Position | None = None
+
+    def commands(self):
+        create = {
+            "create": self.name,
+            "validator": self.validator,
+            "validationLevel": "strict",
+            "validationAction": "error",
+        }
+        if not self.key:
+            return [create]
+        index = {"key": dict.fromkeys(self.key, 1), "name": self.key_index, "unique": True}
+        return [create, {"createIndexes": self.name, "indexes": [index]}]
+
+    @property
+    def key_index(self) -> str:
+        return primary_key_index(self.name)
+
+
+def primary_key_index(table: str) -> str:
+    """The name of the unique index of a table's PRIMARY KEY (PostgreSQL's constraint name)."""
+    return f"{table}_pkey"
+
+
+@dataclass(frozen=True)
+class DropTable(Plan):
+    name: str
+    if_exists: bool = False
+    position: Position | None = None
 
     def commands(self):
         return [{"drop": self.name}]

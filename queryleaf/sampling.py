@@ -115,7 +115,7 @@ class FieldSampler:
         if isinstance(p, plan.Insert | plan.InsertSelect | plan.Update | plan.Delete):
             self._writes += 1
             self._last_write[p.collection] = self._writes
-        elif isinstance(p, plan.CreateView | plan.DropView):
+        elif isinstance(p, plan.CreateView | plan.DropView | plan.CreateTable | plan.DropTable):
             self._samples.pop(p.name, None)
 
 

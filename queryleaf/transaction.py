@@ -43,6 +43,8 @@ _OUTSIDE: dict[type[ast.Statement], tuple[str, str]] = {
     ast.Use: ("USE", "a transaction belongs to the database it started in"),
     ast.CreateView: ("CREATE VIEW", _CATALOG),
     ast.DropView: ("DROP VIEW", _CATALOG),
+    ast.CreateTable: ("CREATE TABLE", _CATALOG),
+    ast.DropTable: ("DROP TABLE", _CATALOG),
     ast.CreateSubscription: ("CREATE EVENT_SUBSCRIPTION", _EVENTS),
     ast.AlterSubscription: ("ALTER EVENT_SUBSCRIPTION", _EVENTS),
     ast.DropSubscription: ("DROP EVENT_SUBSCRIPTION", _EVENTS),

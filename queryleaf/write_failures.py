@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from queryleaf.validation_errors import explain_validation
+
 
 def _rows(first: int, last: int) -> str:
     return f"row {first}" if first == last else f"rows {first}-{last}"
@@ -32,7 +34,7 @@ def insert_failed(
     if not errors:
         return None
     failed = before + int(errors[0].get("index", 0)) + 1  # 1-based, in the statement's rows
-    reason = errors[0].get("errmsg", "")
+    reason = explain_validation(errors[0])
     if total == 1:
         return f"INSERT failed ({reason})" + (
             "" if in_transaction else ": the row was not inserted"

@@ -521,6 +521,24 @@ simple_statements = st.one_of(
     st.builds(ast.CreateView, names, queries, st.booleans()),
     st.builds(ast.DropView, names, st.booleans()),
     st.builds(
+        ast.CreateTable,
+        names,
+        st.lists(
+            st.builds(
+                lambda name, type_, not_null, key: ast.ColumnDef(name, type_, not_null or key, key),
+                names,
+                type_names,
+                st.booleans(),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
+        st.lists(names, max_size=2).map(tuple),
+        st.booleans(),
+    ),
+    st.builds(ast.DropTable, names, st.booleans()),
+    st.builds(
         ast.CreateSubscription, names, options, st.one_of(st.none(), small_exprs), st.booleans()
     ),
     st.builds(ast.AlterSubscription, names, options),

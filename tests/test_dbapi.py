@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 import queryleaf.dbapi as dbapi
+from queryleaf.column_types import ColumnType
 
 
 @pytest.fixture()
@@ -155,3 +158,29 @@ def test_a_write_conflict_is_an_operational_error(manual, server, dbname):
             rival.cursor().execute("UPDATE t SET v = 2")
         rival.rollback()
         manual.commit()
+
+
+def test_description_type_codes_compare_to_the_type_objects(conn):
+    cur = conn.cursor()
+    cur.execute(
+        "INSERT INTO t (i, big, f, s, ok, at, doc) VALUES "
+        "(1, 5000000000, 1.5, 'a', TRUE, :at, :doc)",
+        {"at": datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC), "doc": {"x": 1}},
+    )
+    cur.execute("SELECT i, big, f, s, ok, at, doc, NULL AS nothing FROM t")
+    codes = [d[1] for d in cur.description]
+    assert codes == [
+        ColumnType.INTEGER,
+        ColumnType.BIGINT,
+        ColumnType.DOUBLE,
+        ColumnType.TEXT,
+        ColumnType.BOOLEAN,
+        ColumnType.TIMESTAMP,
+        ColumnType.DOCUMENT,
+        ColumnType.TEXT,  # only NULLs
+    ]
+    assert codes[0] == dbapi.NUMBER and dbapi.NUMBER == codes[1] and codes[2] == dbapi.NUMBER
+    assert codes[3] == dbapi.STRING and codes[3] != dbapi.NUMBER
+    assert codes[5] == dbapi.DATETIME and codes[5] != dbapi.STRING
+    assert ColumnType.BINARY == dbapi.BINARY and ColumnType.TEXT != dbapi.ROWID
+    assert len({dbapi.STRING, dbapi.NUMBER, dbapi.DATETIME, dbapi.BINARY, dbapi.ROWID}) == 5

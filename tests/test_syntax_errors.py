@@ -57,7 +57,7 @@ ERRORS = [
     ("INSERT INTO t VALUES 1", 1, 22, "1", ("'('",)),
     ("UPDATE t SET a 1", 1, 16, "1", ("'.'", "'='", "'['")),
     ("DELETE t", 1, 8, "t", ("FROM",)),
-    ("DROP TABLE t", 1, 6, "TABLE", ("EVENT_SUBSCRIPTION", "VIEW")),
+    ("DROP INDEX t", 1, 6, "INDEX", ("EVENT_SUBSCRIPTION", "TABLE", "VIEW")),
     ("CREATE EVENT_SUBSCRIPTION s (a = 1)", 1, 29, "(", ("AS",)),
     ("CREATE EVENT_SUBSCRIPTION s AS (a = 1,)", 1, 39, ")", ("name",)),
     ("RESET EVENT_SUBSCRIPTION s TO", 1, 30, None, ("NOW", "TIMESTAMP")),

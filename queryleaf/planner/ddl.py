@@ -1,9 +1,10 @@
-"""Views → plans (and the error for a statement nothing plans)."""
+"""Views and tables → plans (and the error for a statement nothing plans)."""
 
 from __future__ import annotations
 
 from queryleaf import plan
 from queryleaf.errors import PlanningError
+from queryleaf.planner.create_table import plan_create_table, plan_drop_table
 from queryleaf.planner.lowering import as_aggregate
 from queryleaf.planner.params import Bindings
 from queryleaf.planner.select import plan_select_statement as plan_query
@@ -25,4 +26,8 @@ def plan_ddl(
         return plan.CreateView(statement.name, collection, pipeline, statement.or_replace)
     if isinstance(statement, ast.DropView):
         return plan.DropView(statement.name, statement.if_exists)
+    if isinstance(statement, ast.CreateTable):
+        return plan_create_table(statement)
+    if isinstance(statement, ast.DropTable):
+        return plan_drop_table(statement)
     raise PlanningError(f"{type(statement).__name__} statements are not supported", statement.pos)

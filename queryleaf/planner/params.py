@@ -76,6 +76,8 @@ def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
     if isinstance(value, Decimal):
         return Decimal128(value)
     if isinstance(value, dt.datetime):
+        if value != value:  # pandas' NaT, "not a time": a missing value
+            return None
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC)
         return value
@@ -94,7 +96,17 @@ def to_bson(value: Any, where: str = "parameter", depth: int = 0) -> Any:
         return {_key(k, where): to_bson(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_bson(v, where, depth + 1) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return to_bson(_numpy_scalar(value), where, depth)
     raise ParameterError(f"{where}: cannot convert {type(value).__name__} to a BSON value")
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """A NumPy scalar (pandas hands them out: ``df.n.max()``) as the Python value it holds."""
+    if type(value).__name__ == "datetime64":
+        # .item() of a nanosecond datetime64 is an int; BSON dates hold milliseconds anyway
+        return None if value != value else value.astype("datetime64[us]").item()
+    return value.item()
 
 
 class Bindings:

@@ -544,6 +544,36 @@ class DropView(Statement):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class ColumnDef(Node):
+    """A column of CREATE TABLE: its declared type, NOT NULL, PRIMARY KEY."""
+
+    name: str
+    type: TypeName
+    not_null: bool = False
+    primary_key: bool = False
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CreateTable(Statement):
+    """CREATE TABLE: a collection with a $jsonSchema validator of the columns' types.
+    ``primary_key`` names the columns of a table-level PRIMARY KEY (...)."""
+
+    name: str
+    columns: tuple[ColumnDef, ...]
+    primary_key: tuple[str, ...] = ()
+    if_not_exists: bool = False
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DropTable(Statement):
+    name: str
+    if_exists: bool = False
+    pos: Position | None = _pos()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class SubscriptionOption(Node):
     name: str  # lower-cased
     value: Expr

@@ -1067,6 +1067,31 @@ class _ToAst(Transformer_NonRecursive):
         if_exists, name = children
         return ast.DropView(name, if_exists is not None, _position(meta))
 
+    def create_table(self, meta, children):
+        before, name, *elements, after = children
+        columns = tuple(e for e in elements if isinstance(e, ast.ColumnDef))
+        keys = tuple(k for e in elements if isinstance(e, list) for k in e)
+        exists = before is not None or after is not None
+        return ast.CreateTable(name, columns, keys, exists, _position(meta))
+
+    def column_def(self, meta, children):
+        name, type_name, nullability, primary_key = children
+        not_null = nullability is True or primary_key is not None
+        return ast.ColumnDef(name, type_name, not_null, primary_key is not None, _position(meta))
+
+    def nullability(self, meta, children):
+        return bool(children)  # True: NOT NULL
+
+    def column_primary_key(self, meta, children):
+        return True
+
+    def primary_key(self, meta, children):
+        return list(children)
+
+    def drop_table(self, meta, children):
+        if_exists, name = children
+        return ast.DropTable(name, if_exists is not None, _position(meta))
+
     def create_subscription(self, meta, children):
         if_not_exists, name, options, where = children
         return ast.CreateSubscription(

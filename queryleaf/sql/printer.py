@@ -31,8 +31,8 @@ KEYWORDS = frozenset(
     BOTH DISTINCT DIV DROP ELSE END ESCAPE EVENT_SUBSCRIPTION EVENT_SUBSCRIPTIONS EXCEPT EXISTS EXPLAIN
     EXTRACT FALSE FIRST FOLLOWING FOR FROM FULL GROUP HAVING IF ILIKE IN INNER INSERT INTERSECT
     INTERVAL INTO IS JOIN LAST LEADING LEFT LIKE LIMIT MOD NOT NOW NULL NULLS OFFSET ON OR ORDER OUTER
-    OVER PARTITION PAUSE PRECEDING RANGE REGEXP REPLACE REPLAY RESET RESUME RIGHT RLIKE ROW ROWS
-    SELECT SEPARATOR SET SHOW THEN TIMESTAMP TO TRAILING TRUE UNBOUNDED UNION UPDATE VALUES VIEW WHEN WHERE
+    OVER PARTITION PAUSE PRECEDING PRIMARY KEY RANGE REGEXP REPLACE REPLAY RESET RESUME RIGHT RLIKE ROW ROWS
+    SELECT SEPARATOR SET SHOW TABLE THEN TIMESTAMP TO TRAILING TRUE UNBOUNDED UNION UPDATE VALUES VIEW WHEN WHERE
     WITH
     BEGIN COMMIT ROLLBACK START TRANSACTION WORK
     COLLECTIONS COLUMNS DATABASES DESCRIBE INDEXES TABLES USE VIEWS
@@ -720,6 +720,25 @@ def _drop_view(stmt: ast.DropView) -> str:
     return f"DROP VIEW {'IF EXISTS ' if stmt.if_exists else ''}{quote_name(stmt.name)}"
 
 
+def _column_def(column: ast.ColumnDef) -> str:
+    text = f"{quote_name(column.name)} {_type_name(column.type)}"
+    if column.primary_key:
+        return text + " PRIMARY KEY"
+    return text + (" NOT NULL" if column.not_null else "")
+
+
+def _create_table(stmt: ast.CreateTable) -> str:
+    elements = [_column_def(c) for c in stmt.columns]
+    if stmt.primary_key:
+        elements.append(f"PRIMARY KEY ({', '.join(quote_name(k) for k in stmt.primary_key)})")
+    exists = "IF NOT EXISTS " if stmt.if_not_exists else ""
+    return f"CREATE TABLE {exists}{_table_name(stmt.name)} ({', '.join(elements)})"
+
+
+def _drop_table(stmt: ast.DropTable) -> str:
+    return f"DROP TABLE {'IF EXISTS ' if stmt.if_exists else ''}{_table_name(stmt.name)}"
+
+
 def _options(options: tuple[ast.SubscriptionOption, ...]) -> str:
     return "(" + ", ".join(_option(o) for o in options) + ")"
 
@@ -758,6 +777,9 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     ast.Delete: _delete,
     ast.CreateView: _create_view,
     ast.DropView: _drop_view,
+    ast.CreateTable: _create_table,
+    ast.DropTable: _drop_table,
+    ast.ColumnDef: _column_def,
     ast.CreateSubscription: _create_subscription,
     ast.AlterSubscription: _alter_subscription,
     ast.DropSubscription: _drop_subscription,
