@@ -11,7 +11,7 @@ SQLAlchemy dialect all read it from here, so they never disagree. The rules (doc
   a document and a date) is TEXT: every value has a text form;
 - documents and arrays are DOCUMENT (JSON), bytes and UUIDs BINARY, ObjectIds TEXT.
 
-It also maps the type names a ``CREATE TABLE`` declares to these types (``declared_type``) and
+It also maps the type names a ``CREATE TABLE`` declares to these types (``type_named``) and
 each type to its PEP 249 type object family (``DBAPI_FAMILY``).
 """
 
@@ -134,7 +134,7 @@ DECLARED_TYPES: dict[str, ColumnType] = {
 }
 
 
-def declared_type(name: str) -> ColumnType | None:
+def type_named(name: str) -> ColumnType | None:
     """The column type of a declared type name (any case); None: not a type queryleaf has."""
     return DECLARED_TYPES.get(name.upper())
 

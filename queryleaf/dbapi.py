@@ -12,8 +12,9 @@ By default every statement commits on its own (autocommit): ``commit()`` is then
 and ``commit()`` / ``rollback()`` end (a MongoDB session transaction; see docs/semantics.md,
 "Transactions and partial failure"). ``close()`` rolls an open transaction back.
 
-``cursor.description`` gives each column's name and type code, a ``column_types.ColumnType``
-inferred from the values of the result (TEXT when every value is NULL); the type objects
+``cursor.description`` gives each column's name and type code, a ``column_types.ColumnType``:
+the one the planner knows (a comparison, COUNT, a CAST), else the one inferred from the values
+of the result (TEXT when every value is NULL); the type objects
 ``STRING``, ``NUMBER``, ``DATETIME`` and ``BINARY`` compare equal to the type codes of their family.
 Values are the ones the Python API returns, except that BSON decimals are ``decimal.Decimal``.
 
@@ -270,7 +271,7 @@ class Cursor:
             warnings.warn(str(warning), Warning, stacklevel=2)
         if result.statement in ("SELECT", "EXPLAIN"):  # a result set, maybe empty
             columns = result.columns
-            types = infer_column_types(columns, rows)
+            types = infer_column_types(columns, rows, result.declared_types)
             self.description = [
                 (c, t, None, None, None, None, True) for c, t in zip(columns, types, strict=True)
             ]

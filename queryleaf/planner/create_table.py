@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from queryleaf import plan
-from queryleaf.column_types import DECLARED_TYPES, ColumnType, declared_type
+from queryleaf.column_types import DECLARED_TYPES, ColumnType, type_named
 from queryleaf.errors import PlanningError, Position
 from queryleaf.planner import sources
 from queryleaf.sql import ast
@@ -88,7 +88,7 @@ def _check_column_name(column: ast.ColumnDef) -> None:
 
 def _property(column: ast.ColumnDef, not_null: bool) -> dict[str, Any]:
     type_name = column.type
-    kind = declared_type(type_name.name)
+    kind = type_named(type_name.name)
     if kind is None:
         known = ", ".join(sorted(DECLARED_TYPES))
         raise PlanningError(
