@@ -210,6 +210,18 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
             return None
         return re.search(pattern, str(value), re.I) is not None
 
+    def string_to_array(text: str | None, separator: str | None, null: Any = None) -> Any:
+        if text is None:
+            return None
+        items = list(text) if separator is None else text.split(separator) if text else []
+        return marked_array([None if item == null else item for item in items])
+
+    def parse_ident(text: str | None, strict: Any = True) -> Any:
+        if text is None:
+            return None
+        parts = re.findall(r'"((?:[^"]|"")*)"|([^.]+)', text)
+        return marked_array([q.replace('""', '"') if q else bare.lower() for q, bare in parts])
+
     def set_config(name: str, value: str, is_local: Any = False) -> str:
         from queryleaf.pg.catalog.settings import assign
 
@@ -229,7 +241,7 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         "current_schema": (0, lambda: "public"),
         "current_schemas": (
             -1,
-            lambda *args: json.dumps(
+            lambda *args: marked_array(
                 ["pg_catalog", "public"] if args and _truthy(args[0]) else ["public"]
             ),
         ),
@@ -283,11 +295,13 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         "regnamespace": (1, regnamespace),
         "pg_bool": (1, lambda v: None if v is None else _truthy(v)),
         "array_to_string": (-1, array_to_string),
-        "array_upper": (2, array_upper),
-        "array_lower": (2, array_lower),
-        "array_length": (2, array_upper),
+        "array_upper": (-1, array_upper),
+        "array_lower": (-1, array_lower),
+        "array_length": (-1, array_upper),
         "cardinality": (1, lambda v: len(_array(v) or [])),
         "pg_subscript": (2, subscript),
+        "string_to_array": (-1, string_to_array),
+        "parse_ident": (-1, parse_ident),
         "pg_array": (-1, lambda *items: marked_array(list(items))),
         "pg_json": (1, lambda v: None if _array(v) is None else json.dumps(_array(v))),
         "pg_series": (-1, series),

@@ -29,6 +29,7 @@ FUNCTIONS_BY_CLASS: dict[type[exp.Expr], str] = {
     exp.SessionUser: "session_user",
     exp.CurrentDatabase: "current_database",
     exp.CurrentCatalog: "current_catalog",
+    exp.CurrentVersion: "version",
 }
 
 
@@ -97,7 +98,10 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.LogicalOr):
         return _anonymous("bool_or", node.this)
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
-        return _anonymous("pg_subscript", node.this, node.expressions[0])
+        index = node.expressions[0]
+        if isinstance(index, exp.Literal) and index.is_int:  # sqlglot made a[1] 0-based
+            index = exp.Literal.number(int(index.name) + 1)
+        return _anonymous("pg_subscript", node.this, index)
     if isinstance(node, exp.RegexpILike):
         return _anonymous("pg_regexp_i", node.this, node.expression)
     if isinstance(node, exp.ArrayToString):
@@ -108,6 +112,8 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
         return _unnest_table(node)
     if isinstance(node, exp.Unnest) and isinstance(node.parent, exp.From | exp.Join):
         return _unnest_table(node)
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
+        return _function_table(node)
     return node
 
 
@@ -184,6 +190,13 @@ def _unnest_table(node: exp.Expr) -> exp.Expr:
     query = sqlglot.select(exp.alias_(exp.column("value"), alias)).from_(
         _anonymous("json_each", _anonymous("pg_json", array))
     )
+    return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def _function_table(node: exp.Table) -> exp.Expr:
+    """``FROM f(x) AS s`` with f not set-returning: one row whose column s is f's value."""
+    alias = node.alias or node.this.name.lower() or "f"
+    query = sqlglot.select(exp.alias_(node.this, alias))
     return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias)))
 
 
