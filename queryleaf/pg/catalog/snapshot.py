@@ -137,7 +137,6 @@ class Snapshot:
         self.constraints = {
             i.constraint_oid: (r, i) for r in self.relations for i in r.indexes if i.constraint_oid
         }
-        self.columns_filled = False
         self.sqlite = sqlite3.connect(
             ":memory:", detect_types=sqlite3.PARSE_DECLTYPES, check_same_thread=False
         )
@@ -181,14 +180,17 @@ class Snapshot:
             indexes.append(index)
         return indexes
 
-    def ensure_columns(self) -> None:
-        """Sample every table's columns into pg_attribute and information_schema.columns."""
-        if self.columns_filled:
+    def ensure_columns(self, oids: set[int] | None = None) -> None:
+        """Sample the columns of the relations ``oids`` (None: every one) into pg_attribute and
+        information_schema.columns, unless this snapshot already holds them."""
+        missing = [
+            r for r in self.relations if r.columns is None and (oids is None or r.oid in oids)
+        ]
+        if not missing:
             return
-        self.columns_filled = True
-        for relation in self.relations:
+        for relation in missing:
             relation.columns = self.profiles.columns(self.db, relation.name, relation.kind == "v")
-        self._fill_columns()
+        self._fill_columns(missing)
 
     # -- filling SQLite --------------------------------------------------------------------
 
@@ -426,8 +428,8 @@ class Snapshot:
                         },
                     )
 
-    def _fill_columns(self) -> None:
-        for relation in self.relations:
+    def _fill_columns(self, relations: list[Relation]) -> None:
+        for relation in relations:
             columns = relation.columns or []
             self.sqlite.execute(
                 'UPDATE pg_catalog."pg_class" SET relnatts = ? WHERE oid = ?',
