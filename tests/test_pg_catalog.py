@@ -208,7 +208,7 @@ def test_sqlalchemy_inspection(session):
         "customer_1",
         False,
         ["customer"],
-        [0],
+        "0",  # an int2vector's text form: SQLAlchemy splits it
     )
     assert row["relam"] == 403 and row["indnkeyatts"] == 1
     assert indexes.types[indexes.columns.index("elements")] == ColumnType.DOCUMENT
@@ -338,3 +338,17 @@ def test_a_new_collection_shows_after_the_snapshot_expires(session, monkeypatch)
     session.queryleaf.db.payments.insert_one({"_id": 1})
     monkeypatch.setattr(catalog, "SNAPSHOT_MAX_AGE_S", 0.0)
     assert [row[1] for row in run(session, "psql_dt_1").rows] == ["customers", "orders", "payments"]
+
+
+def test_a_describe_before_bind_gets_the_columns(session):
+    text, _ = query("sqlalchemy_table_oids")
+    result = answer(text, [], session)
+    assert (result.columns, result.rows) == (["oid", "relname"], [])
+
+
+def test_parameters_arrive_decoded_from_binary(session):
+    """psycopg sends ints and bools in binary: the wire server passes them as Python values."""
+    oid = run(session, "sqlalchemy_table_oids").rows[0][0]
+    text, params = query("sqlalchemy_get_indexes")
+    params = [0, 1, True, 0, 1, oid, "p", "u", "x"]
+    assert [row[1] for row in answer(text, params, session).rows] == ["customer_1"]

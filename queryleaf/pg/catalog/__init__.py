@@ -162,7 +162,17 @@ def _select(text: str, params: Sequence[Any], session: CatalogSession) -> Catalo
     if "pg_settings" in lowered:
         snapshot.fill_settings(session.settings)
     sqlite_text = translate.to_sqlite(tree)
-    bound = {f"p{number}": _bind(value) for number, value in enumerate(params, start=1)}
+    # A parameter the caller has no value for yet (a Describe before Bind) is NULL: the
+    # columns are right, the rows are not wanted.
+    numbers = {
+        int(p.this.name)
+        for p in tree.find_all(exp.Parameter)
+        if p.this is not None and p.this.name.isdigit()
+    }
+    bound = {
+        f"p{n}": _bind(params[n - 1]) if n <= len(params) else None
+        for n in numbers | set(range(1, len(params) + 1))
+    }
     try:
         cursor = snapshot.sqlite.execute(sqlite_text, bound)
         rows = cursor.fetchall()

@@ -77,6 +77,9 @@ def _bool(raw: bytes) -> bool:
 
 sqlite3.register_converter("BOOL", _bool)
 sqlite3.register_converter("TEXTARRAY", json.loads)
+sqlite3.register_converter(
+    "TEXTVECTOR", lambda raw: " ".join(str(item) for item in json.loads(raw))
+)
 
 
 class ProfileCache:

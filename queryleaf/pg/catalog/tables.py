@@ -2,16 +2,25 @@
 
 Each table lists the columns clients read (psql 15, SQLAlchemy 2's PostgreSQL dialect, DBeaver,
 Grafana), in PostgreSQL's order, each with a one-letter kind: I integer (OIDs too), T text,
-R real, B boolean (stored 0/1, read back as bool), A array (stored as JSON, read back as a list).
+R real, B boolean (stored 0/1, read back as bool), A array (stored as JSON, read back as a list),
+V int2vector/oidvector (stored as JSON, read back as PostgreSQL's text form '1 2': clients do
+not decode these types, SQLAlchemy splits the text).
 Tables a client reads but queryleaf has nothing for (policies, publications, statistics
 objects, inheritance...) exist and stay empty, so the client's query runs and finds nothing.
 """
 
 from __future__ import annotations
 
-# Declared SQLite column types: BOOL and TEXTARRAY name the converters (sqlite3.PARSE_DECLTYPES)
+# Declared SQLite column types: BOOL, TEXTARRAY and TEXTVECTOR name the converters (sqlite3.PARSE_DECLTYPES)
 # that turn stored values back into Python bools and lists.
-SQLITE_TYPES = {"I": "INTEGER", "T": "TEXT", "R": "REAL", "B": "BOOL", "A": "TEXTARRAY"}
+SQLITE_TYPES = {
+    "I": "INTEGER",
+    "T": "TEXT",
+    "R": "REAL",
+    "B": "BOOL",
+    "A": "TEXTARRAY",
+    "V": "TEXTVECTOR",
+}
 
 
 def _spec(text: str) -> list[tuple[str, str]]:
@@ -43,8 +52,8 @@ PG_CATALOG: dict[str, list[tuple[str, str]]] = {
     "pg_index": _spec(
         "indexrelid:I indrelid:I indnatts:I indnkeyatts:I indisunique:B indnullsnotdistinct:B"
         " indisprimary:B indisexclusion:B indimmediate:B indisclustered:B indisvalid:B"
-        " indcheckxmin:B indisready:B indislive:B indisreplident:B indkey:A indcollation:A"
-        " indclass:A indoption:A indexprs:T indpred:T"
+        " indcheckxmin:B indisready:B indislive:B indisreplident:B indkey:V indcollation:V"
+        " indclass:V indoption:V indexprs:T indpred:T"
     ),
     "pg_am": _spec("oid:I amname:T amhandler:T amtype:T"),
     "pg_database": _spec(
@@ -76,7 +85,7 @@ PG_CATALOG: dict[str, list[tuple[str, str]]] = {
         "oid:I polname:T polrelid:I polcmd:T polpermissive:B polroles:A polqual:T polwithcheck:T"
     ),
     "pg_statistic_ext": _spec(
-        "oid:I stxrelid:I stxname:T stxnamespace:I stxowner:I stxstattarget:I stxkeys:A stxkind:A"
+        "oid:I stxrelid:I stxname:T stxnamespace:I stxowner:I stxstattarget:I stxkeys:V stxkind:A"
     ),
     "pg_publication": _spec(
         "oid:I pubname:T pubowner:I puballtables:B pubinsert:B pubupdate:B pubdelete:B"
