@@ -160,6 +160,12 @@ def test_psql_l_dn_di(session):
     ]
 
 
+def test_psql_du_and_df(session):
+    roles = run(session, "psql_du_1")
+    assert [(row[0], row[8]) for row in roles.rows] == [("tester", [])]
+    assert run(session, "psql_df_1").rows == []  # no functions
+
+
 # -- SQLAlchemy's PostgreSQL dialect ----------------------------------------------------------
 
 

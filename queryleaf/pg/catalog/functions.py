@@ -273,6 +273,8 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         "pg_get_statisticsobjdef_columns": (1, lambda oid: None),
         "pg_get_viewdef": (-1, lambda *args: None),
         "pg_get_partkeydef": (1, lambda oid: None),
+        "pg_get_function_result": (1, lambda oid: None),
+        "pg_get_function_arguments": (1, lambda oid: None),
         "obj_description": (-1, lambda *args: None),
         "col_description": (2, lambda *args: None),
         "shobj_description": (2, lambda *args: None),

@@ -77,6 +77,7 @@ PG_CATALOG: dict[str, list[tuple[str, str]]] = {
         "oid:I rolname:T rolsuper:B rolinherit:B rolcreaterole:B rolcreatedb:B rolcanlogin:B"
         " rolreplication:B rolconnlimit:I rolvaliduntil:T rolbypassrls:B rolconfig:A"
     ),
+    "pg_auth_members": _spec("roleid:I member:I grantor:I admin_option:B"),
     "pg_settings": _spec(
         "name:T setting:T unit:T category:T short_desc:T extra_desc:T context:T vartype:T"
         " source:T min_val:T max_val:T enumvals:A boot_val:T reset_val:T pending_restart:B"

@@ -159,7 +159,8 @@ def _array(node: exp.Array) -> exp.Expr:
         query = sqlglot.select(_anonymous("pg_array_agg", exp.column("v"), exp.Null())).from_(
             exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("_array")))
         )
-        return exp.Subquery(this=query)
+        # ARRAY() of no rows is an empty array; array_agg of no rows (SQLite: the aggregate) NULL
+        return exp.Coalesce(this=exp.Subquery(this=query), expressions=[_anonymous("pg_array")])
     return _anonymous("pg_array", *node.expressions)
 
 
