@@ -223,6 +223,13 @@ def test_sqlalchemy_inspection(session):
     assert [row[1] for row in run(session, "sqlalchemy_get_foreign_keys").rows] == [None]
 
 
+def test_sqlalchemy_constraints_and_comments(session):
+    oid = run(session, "sqlalchemy_table_oids").rows[0][0]
+    assert run(session, "sqlalchemy_get_unique_constraints", oid).rows == []
+    assert [row[1] for row in run(session, "sqlalchemy_get_check_constraints").rows] == [None]
+    assert run(session, "sqlalchemy_get_table_comment").rows == [("orders", None)]
+
+
 def test_parameters_are_bound_as_values(session):
     text, params = query("sqlalchemy_has_table")
     params[0] = "orders') OR ('1'='1"

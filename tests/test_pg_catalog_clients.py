@@ -114,3 +114,19 @@ def test_sqlalchemy_postgresql_dialect_inspection(wire):
         assert inspector.get_foreign_keys("orders") == []
     finally:
         engine.dispose()
+
+
+def test_sqlalchemy_reflects_the_metadata(wire):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    port, database = wire
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://tester@127.0.0.1:{port}/{database}")
+    try:
+        metadata = sqlalchemy.MetaData()
+        metadata.reflect(engine, views=True)
+        assert sorted(metadata.tables) == ["big_orders", "customers", "orders"]
+        orders = metadata.tables["orders"]
+        assert orders.primary_key.columns.keys() == ["_id"]
+        assert [index.name for index in orders.indexes] == ["customer_1"]
+    finally:
+        engine.dispose()

@@ -251,7 +251,18 @@ class Snapshot:
         self.insert("pg_am", {"oid": BTREE_AM, "amname": "btree", "amtype": "i"})
         self.insert(
             "pg_roles",
-            {"oid": OWNER_OID, "rolname": self.user, "rolsuper": False, "rolcanlogin": True},
+            {
+                "oid": OWNER_OID,
+                "rolname": self.user,
+                "rolsuper": False,
+                "rolinherit": True,
+                "rolcreaterole": False,
+                "rolcreatedb": False,
+                "rolcanlogin": True,
+                "rolreplication": False,
+                "rolconnlimit": -1,
+                "rolbypassrls": False,
+            },
         )
         self.insert(
             "pg_collation",
