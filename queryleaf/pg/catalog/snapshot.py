@@ -75,10 +75,10 @@ def _bool(raw: bytes) -> bool:
     return raw not in (b"0", b"")
 
 
-sqlite3.register_converter("BOOL", _bool)
-sqlite3.register_converter("TEXTARRAY", json.loads)
+sqlite3.register_converter("PG_BOOL", _bool)
+sqlite3.register_converter("PG_TEXTARRAY", json.loads)
 sqlite3.register_converter(
-    "TEXTVECTOR", lambda raw: " ".join(str(item) for item in json.loads(raw))
+    "PG_TEXTVECTOR", lambda raw: " ".join(str(item) for item in json.loads(raw))
 )
 
 

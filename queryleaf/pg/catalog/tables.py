@@ -11,15 +11,16 @@ objects, inheritance...) exist and stay empty, so the client's query runs and fi
 
 from __future__ import annotations
 
-# Declared SQLite column types: BOOL, TEXTARRAY and TEXTVECTOR name the converters (sqlite3.PARSE_DECLTYPES)
-# that turn stored values back into Python bools and lists.
+# Declared SQLite column types: PG_BOOL, PG_TEXTARRAY and PG_TEXTVECTOR name the converters
+# (sqlite3.PARSE_DECLTYPES) that turn stored values back into bools, lists and vector texts.
+# sqlite3's converters are process-wide: the PG_ prefix keeps them off anyone else's columns.
 SQLITE_TYPES = {
     "I": "INTEGER",
     "T": "TEXT",
     "R": "REAL",
-    "B": "BOOL",
-    "A": "TEXTARRAY",
-    "V": "TEXTVECTOR",
+    "B": "PG_BOOL",
+    "A": "PG_TEXTARRAY",
+    "V": "PG_TEXTVECTOR",
 }
 
 
