@@ -311,6 +311,23 @@ def test_session_functions(session):
     assert ask("SHOW search_path").rows == [("public",)]
 
 
+def test_catalog_views_and_star_selects(session):
+    tables = answer("SELECT * FROM pg_catalog.pg_tables WHERE schemaname = 'public'", [], session)
+    assert tables.columns[:5] == [
+        "schemaname",
+        "tablename",
+        "tableowner",
+        "tablespace",
+        "hasindexes",
+    ]
+    assert [row[1:3] for row in tables.rows] == [("customers", "tester"), ("orders", "tester")]
+    assert tables.types[4] == ColumnType.BOOLEAN
+    count = answer("select count(*) from pg_class where relkind = $1", ["v"], session)
+    assert (count.columns, count.rows) == (["count"], [(1,)])
+    setting = answer("select * from pg_settings where name=$1", ["TimeZone"], session)
+    assert dict(zip(setting.columns, setting.rows[0], strict=True))["setting"] == "UTC"
+
+
 # -- what is not a catalog statement ------------------------------------------------------------
 
 

@@ -275,7 +275,9 @@ def _output_names(tree: exp.Expr) -> list[str] | None:
         if isinstance(node, exp.Alias):
             names.append(node.alias)
             continue
-        if node.find(exp.Star):
+        if isinstance(node, exp.Star) or (
+            isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
+        ):  # * or t.*
             return None
         names.append(_output_name(node))
     return names

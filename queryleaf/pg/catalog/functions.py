@@ -11,19 +11,23 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any
 
 from queryleaf.pg.catalog import pgtypes, tables
-from queryleaf.pg.catalog.settings import SERVER_VERSION, lookup
+from queryleaf.pg.catalog.settings import SERVER_VERSION, assign, lookup
+from queryleaf.pg.catalog.snapshot import (
+    INFORMATION_SCHEMA_NAMESPACE,
+    PG_CATALOG_NAMESPACE,
+    PUBLIC_NAMESPACE,
+)
 
 if TYPE_CHECKING:
     from queryleaf.pg.catalog.snapshot import Snapshot
 
 
 def version_string() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
     try:
         ours = package_version("queryleaf")
     except PackageNotFoundError:
@@ -134,12 +138,6 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         return found.oid if found else None
 
     def regnamespace(value: Any) -> Any:
-        from queryleaf.pg.catalog.snapshot import (
-            INFORMATION_SCHEMA_NAMESPACE,
-            PG_CATALOG_NAMESPACE,
-            PUBLIC_NAMESPACE,
-        )
-
         names = {
             PG_CATALOG_NAMESPACE: "pg_catalog",
             PUBLIC_NAMESPACE: "public",
@@ -223,13 +221,11 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         return marked_array([q.replace('""', '"') if q else bare.lower() for q, bare in parts])
 
     def set_config(name: str, value: str, is_local: Any = False) -> str:
-        from queryleaf.pg.catalog.settings import assign
-
-        assign(settings, name, value)  # type: ignore[arg-type]
+        assign(settings, name, value)
         return value
 
     def current_setting(name: str, missing_ok: Any = False) -> str | None:
-        return lookup(settings, name)  # type: ignore[arg-type]
+        return lookup(settings, name)
 
     def user() -> str:
         return snapshot.user

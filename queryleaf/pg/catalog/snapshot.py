@@ -16,7 +16,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from pymongo.database import Database
 from queryleaf.column_types import ColumnType, unify
 from queryleaf.introspection import user_collections
 from queryleaf.pg.catalog import pgtypes, tables
+from queryleaf.pg.catalog.settings import DEFAULT_SETTINGS, canonical
 from queryleaf.sampling import profile_fields
 
 PG_CATALOG_NAMESPACE = 11
@@ -122,7 +123,7 @@ class Snapshot:
     def __init__(
         self,
         db: Database,
-        settings: Mapping[str, str],
+        settings: MutableMapping[str, str],
         profiles: ProfileCache,
         register_functions: Callable[[sqlite3.Connection, Snapshot], None],
         read_mongodb: bool = True,
@@ -289,8 +290,6 @@ class Snapshot:
             self._insert_class(oid, name, PG_CATALOG_NAMESPACE, "r")
 
     def fill_settings(self, settings: Mapping[str, str]) -> None:
-        from queryleaf.pg.catalog.settings import DEFAULT_SETTINGS, canonical
-
         self.sqlite.execute('DELETE FROM pg_catalog."pg_settings"')
         values = {canonical(k): v for k, v in DEFAULT_SETTINGS.items()}
         values.update({canonical(k): v for k, v in settings.items()})

@@ -115,14 +115,15 @@ PG_CATALOG: dict[str, list[tuple[str, str]]] = {
 # Views over the tables above, as PostgreSQL defines them (the columns clients read).
 PG_CATALOG_VIEWS = {
     "pg_tables": """
-        SELECT n.nspname AS schemaname, c.relname AS tablename, 'queryleaf' AS tableowner,
-               NULL AS tablespace, c.relhasindex AS hasindexes, 0 AS hasrules,
-               0 AS hastriggers, 0 AS rowsecurity
+        SELECT n.nspname AS schemaname, c.relname AS tablename,
+               pg_get_userbyid(c.relowner) AS tableowner, NULL AS tablespace,
+               c.relhasindex AS hasindexes, c.relhasrules AS hasrules,
+               c.relhastriggers AS hastriggers, c.relrowsecurity AS rowsecurity
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p')""",
     "pg_views": """
-        SELECT n.nspname AS schemaname, c.relname AS viewname, 'queryleaf' AS viewowner,
-               NULL AS definition
+        SELECT n.nspname AS schemaname, c.relname AS viewname,
+               pg_get_userbyid(c.relowner) AS viewowner, NULL AS definition
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'v'""",
     "pg_indexes": """
