@@ -160,6 +160,13 @@ def test_psql_l_dn_di(session):
     ]
 
 
+def test_psql_dt_plus_dx_and_dtypes(session):
+    sized = run(session, "psql_dtplus_1")
+    assert [row[1] for row in sized.rows] == ["customers", "orders"]
+    assert run(session, "psql_dx_1").rows == []  # no extensions
+    assert run(session, "psql_dtypes_1").rows == []  # no types of one's own
+
+
 def test_psql_du_and_df(session):
     roles = run(session, "psql_du_1")
     assert [(row[0], row[8]) for row in roles.rows] == [("tester", [])]
