@@ -351,6 +351,7 @@ def test_catalog_views_and_star_selects(session):
         "SELECT o.customer FROM orders o JOIN pg_class c ON c.relname = o.customer",
         "BEGIN",
         "SELECT current_date",
+        "SELECT current_user, name FROM EVENT_SUBSCRIPTIONS()",
     ],
 )
 def test_ordinary_statements_are_left_to_queryleaf(session, sql):

@@ -196,6 +196,9 @@ def _reads_catalog(tree: exp.Expr) -> bool | None:
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     catalog = other = False
     for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Func):  # a function in FROM: PostgreSQL's, or queryleaf's
+            other = other or not _catalog_table_function(table.this)
+            continue
         if not isinstance(table.this, exp.Identifier) or table.name in ctes:
             continue
         schema = table.db.lower()
@@ -212,6 +215,17 @@ def _reads_catalog(tree: exp.Expr) -> bool | None:
     called = {_function_name(node) for node in tree.find_all(exp.Func)}
     called |= {c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() == "user"}
     return False if called & SESSION_FUNCTIONS else None
+
+
+def _catalog_table_function(node: exp.Func) -> bool:
+    """generate_series(), unnest(), string_to_array() in FROM (Grafana's pickers); anything
+    else there is a queryleaf table function (EVENT_SUBSCRIPTIONS()...)."""
+    if isinstance(node, exp.GenerateSeries | exp.Explode | exp.StringToArray):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower() in (
+        "generate_series",
+        "string_to_array",
+    )
 
 
 def _function_name(node: exp.Func) -> str:
