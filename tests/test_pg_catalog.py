@@ -299,6 +299,9 @@ def test_set_show_reset(session):
     assert ask("DISCARD ALL").tag == "DISCARD ALL"
     assert ask("SHOW statement_timeout").rows == [("0",)]
     assert "server_version" in [row[0] for row in ask("SHOW ALL").rows]
+    assert ask("/* pgAdmin */ SET client_min_messages=notice").tag == "SET"
+    assert ask("-- a note\nSHOW client_min_messages").rows == [("notice",)]
+    assert ask("select*from pg_namespace where nspname='public'").rows[0][1] == "public"
     with pytest.raises(QueryLeafError, match="unrecognized configuration parameter"):
         ask("SHOW no_such_thing")
 

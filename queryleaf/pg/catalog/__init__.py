@@ -54,6 +54,7 @@ _MARKERS = (
     "quote_ident",
 )
 _COMMANDS = ("set", "reset", "show", "discard")
+_FIRST_WORD = re.compile(r"[(\s]*([A-Za-z]+)")
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
 
 # Functions a FROM-less SELECT may call to be answered here (``SELECT version()``).
@@ -117,15 +118,17 @@ class CatalogAnswer:
 def answer(sql: str, params: Sequence[Any], session: CatalogSession) -> CatalogAnswer | None:
     """The answer to a catalog statement; None when ``sql`` is not one (queryleaf runs it)."""
     lowered = sql.lower()
-    if not any(marker in lowered for marker in _MARKERS) and not lowered.lstrip(
-        " \t\r\n(/*-"
-    ).startswith(_COMMANDS):
+    head = lowered.lstrip()
+    if head.startswith(("/*", "--")):
+        head = _LEADING_COMMENTS.sub("", head, count=1)
+    if not head.startswith(_COMMANDS) and not any(marker in lowered for marker in _MARKERS):
         return None
     text = _LEADING_COMMENTS.sub("", sql, count=1).strip().rstrip(";").strip()
     state = session._state
     if state.startup is None:
         state.startup = dict(session.settings)
-    first = text[:8].split(None, 1)[0].upper() if text else ""
+    word = _FIRST_WORD.match(text)
+    first = word.group(1).upper() if word else ""
     if first == "SET":
         return _command(settings.run_set(text, session.settings, state.startup))
     if first == "RESET":
@@ -138,7 +141,7 @@ def answer(sql: str, params: Sequence[Any], session: CatalogSession) -> CatalogA
             return None
         columns, rows = settings.show(name, session.settings)
         return CatalogAnswer(columns, [ColumnType.TEXT] * len(columns), rows, "SHOW")
-    if first not in ("SELECT", "WITH", "(SELECT"):
+    if first not in ("SELECT", "WITH"):
         return None
     return _select(text, params, session)
 
