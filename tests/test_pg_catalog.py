@@ -334,6 +334,10 @@ def test_catalog_views_and_star_selects(session):
     assert tables.types[4] == ColumnType.BOOLEAN
     count = answer("select count(*) from pg_class where relkind = $1", ["v"], session)
     assert (count.columns, count.rows) == (["count"], [(1,)])
+    kinds = (
+        "select relname from pg_class where relnamespace = 2200 and relkind <> all(array[$1, 'i'])"
+    )
+    assert sorted(row[0] for row in answer(kinds, ["r"], session).rows) == ["big_orders"]
     setting = answer("select * from pg_settings where name=$1", ["TimeZone"], session)
     assert dict(zip(setting.columns, setting.rows[0], strict=True))["setting"] == "UTC"
 

@@ -83,7 +83,7 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
         return _cast(node)
     if isinstance(node, exp.ByteString):  # E'...' escapes
         return exp.Literal.string(codecs.decode(node.name, "unicode_escape"))
-    if isinstance(node, exp.EQ | exp.NEQ) and isinstance(node.expression, exp.Any | exp.All):
+    if isinstance(node, exp.EQ | exp.NEQ) and _quantifier(node.expression):
         return _any(node)
     if isinstance(node, exp.Array):
         return _array(node)
@@ -134,19 +134,33 @@ def _cast(node: exp.Cast) -> exp.Expr:
     return node.this
 
 
+def _quantifier(node: exp.Expr) -> str | None:
+    """ "any" or "all" for ``ANY(...)`` / ``ALL(...)`` (sqlglot reads ``ALL(...)`` as a call)."""
+    if isinstance(node, exp.Any):
+        return "any"
+    if isinstance(node, exp.All):
+        return "all"
+    if isinstance(node, exp.Anonymous) and node.name.lower() in ("any", "all"):
+        return node.name.lower() if len(node.expressions) == 1 else None
+    return None
+
+
 def _any(node: exp.EQ | exp.NEQ) -> exp.Expr:
+    """``x = ANY(array)`` → ``x IN (...)``; ``x <> ALL(array)`` → ``x NOT IN (...)``. The other
+    two forms are left as they are (SQLite then reports them): no client was seen sending them."""
     quantified = node.expression
-    values = quantified.this.unnest() if isinstance(quantified.this, exp.Paren) else quantified.this
-    if isinstance(values, exp.Array):
+    if isinstance(node, exp.EQ) != (_quantifier(quantified) == "any"):
+        return node
+    values = quantified.expressions[0] if isinstance(quantified, exp.Anonymous) else quantified.this
+    values = values.unnest() if isinstance(values, exp.Paren) else values
+    if isinstance(values, exp.Anonymous) and values.name == "pg_array":  # ARRAY[...], rewritten
         inside: exp.Expr = exp.In(this=node.this, expressions=values.expressions)
     else:
         query = sqlglot.select("value").from_(
             _anonymous("json_each", _anonymous("pg_json", values))
         )
         inside = exp.In(this=node.this, query=exp.Subquery(this=query))
-    if isinstance(node, exp.NEQ):  # x <> ALL(...): in none of them
-        return exp.Not(this=inside)
-    return inside
+    return exp.Not(this=inside) if isinstance(node, exp.NEQ) else inside
 
 
 def _array(node: exp.Array) -> exp.Expr:
