@@ -25,10 +25,19 @@ from sqlglot import exp
 from queryleaf.column_types import ColumnType, infer_type
 from queryleaf.errors import ExecutionError
 from queryleaf.pg.catalog import functions, settings, tables, translate
+from queryleaf.pg.catalog.settings import DEFAULT_SETTINGS, SERVER_VERSION
 from queryleaf.pg.catalog.snapshot import ProfileCache, Snapshot
 
 if TYPE_CHECKING:
     from queryleaf.api import QueryLeaf
+
+__all__ = [
+    "DEFAULT_SETTINGS",  # what ParameterStatus should report (server_version, DateStyle...)
+    "SERVER_VERSION",
+    "CatalogAnswer",
+    "CatalogSession",
+    "answer",
+]
 
 SNAPSHOT_MAX_AGE_S = 2.0  # one client's burst of catalog queries (psql's \d sends 9) shares one
 
