@@ -1,0 +1,1 @@
+"""The PostgreSQL wire-protocol server: psql, psycopg, SQLAlchemy and BI tools speak to queryleaf."""

@@ -1,0 +1,2 @@
+-- DBeaver on connect, from DBeaver's PostgreDataSource.java
+SELECT current_schema(),session_user

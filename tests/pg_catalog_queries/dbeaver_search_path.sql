@@ -1,0 +1,2 @@
+-- DBeaver on connect, from DBeaver's PostgreDatabase.java: the search path
+SELECT reset_val FROM pg_settings WHERE name = 'search_path'
