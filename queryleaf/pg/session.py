@@ -351,6 +351,10 @@ class PgSession:
             if exc.error_code is ErrorCode.LIVE_QUERY:
                 return self._live_rows(sql, params, shift)
             raise from_queryleaf(exc, sql, shift) from exc
+        except Exception as exc:
+            if self.cancelled:  # the driver, its session ended under it, fails its own way
+                raise _cancelled() from exc
+            raise
         notices = [str(w) for w in result.warnings]
         if not result.returns_rows:
             return Command(_tag(result), notices)
@@ -399,6 +403,10 @@ class PgSession:
             raise from_queryleaf(exc, None) from exc
         except WireValueError as exc:
             raise PgError(INVALID_PARAMETER, str(exc)) from exc
+        except Exception as exc:
+            if self.cancelled:
+                raise _cancelled() from exc
+            raise
         if outcome.live is not None:
             self._live = None
             if self.cancelled:  # the cancel closed the stream, which ended the rows

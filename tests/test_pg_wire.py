@@ -1,0 +1,347 @@
+"""The PostgreSQL wire server with real clients: psql and psycopg 3 (issue 12, items 1 and 3;
+docs/connectors.md). The server runs in a thread of the test process, in front of the test
+session's embedded MongoDB-wire server; each test's PostgreSQL database is its own database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import struct
+import subprocess
+import threading
+import time
+import tracemalloc
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg.types.json import Jsonb
+
+from queryleaf.api import QueryLeaf
+from queryleaf.cli.main import cli
+from queryleaf.pg.auth import make_verifier
+from queryleaf.pg.server import ConfigError, PgServer
+
+
+def _start(server: Any, **options: Any) -> PgServer:
+    options.setdefault("trust", not options.get("users"))
+    pg = PgServer(lambda database: QueryLeaf(server.uri, database), "127.0.0.1", 0, **options)
+    pg.start()
+    return pg
+
+
+@pytest.fixture()
+def pg(server, ql):
+    srv = _start(server)
+    yield srv
+    srv.stop()
+
+
+def _connect(pg: PgServer, dbname: str, **kwargs: Any) -> psycopg.Connection:
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(
+        host="127.0.0.1", port=pg.port, user="tester", dbname=dbname, connect_timeout=10, **kwargs
+    )
+
+
+def _psql(pg: PgServer, dbname: str, *args: str, stdin: str | None = None):
+    return subprocess.run(
+        ["psql", "-X", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "tester", "-d", dbname, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# ---------------------------------------------------------------- psql
+
+
+def test_psql_runs_a_query_and_shows_typed_columns(pg, ql, dbname):
+    ql.execute("INSERT INTO orders (_id, item, qty) VALUES (1, 'pen', 3), (2, 'ink', 10)")
+    done = _psql(pg, dbname, "-A", "-c", "SELECT item, qty FROM orders ORDER BY _id")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["item|qty", "pen|3", "ink|10", "(2 rows)"]
+
+
+def test_psql_draws_the_caret_under_the_offending_character(pg, ql, dbname):
+    sql = "SELECT item\nFROM orders WHERE qty = = 3"
+    done = _psql(pg, dbname, "-c", sql)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("ERROR:  QL1001")
+    caret_line = next(i for i, line in enumerate(lines) if line.strip() == "^")
+    text = lines[caret_line - 1]
+    assert text.endswith("FROM orders WHERE qty = = 3")
+    assert text[lines[caret_line].index("^")] == "=" and text.index("= =") + 2 == lines[
+        caret_line
+    ].index("^")
+
+
+def test_psql_stops_a_script_at_the_first_error(pg, ql, dbname):
+    script = (
+        "INSERT INTO t (_id) VALUES (1);\n"
+        "SELECT nosuchfunction(_id) FROM t;\n"
+        "INSERT INTO t (_id) VALUES (2);\n"
+    )
+    done = _psql(pg, dbname, "-v", "ON_ERROR_STOP=1", stdin=script)
+    assert done.returncode == 3, done.stderr
+    assert [d["_id"] for d in ql.db.t.find()] == [1]
+
+
+# ---------------------------------------------------------------- psycopg
+
+
+def test_psycopg_extended_protocol_binds_typed_parameters(pg, ql, dbname):
+    when = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
+    with _connect(pg, dbname) as conn:
+        conn.execute(
+            "INSERT INTO things (_id, name, n, big, x, ok, price, at, doc, raw) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (1, "a'b", 42, 2**40, 1.5, True, Decimal("12.30"), when, Jsonb({"k": [1, 2]}), b"\x00\x01"),
+        )
+        for binary in (False, True):
+            cur = conn.cursor(binary=binary)
+            cur.execute(
+                "SELECT name, n, big, x, ok, price, at, doc, raw FROM things WHERE _id = %s",
+                (1,),
+            )
+            assert [c.type_code for c in cur.description] == [
+                25, 23, 20, 701, 16, 1700, 1184, 3802, 17,
+            ]
+            assert cur.fetchall() == [
+                ("a'b", 42, 2**40, 1.5, True, Decimal("12.30"), when, {"k": [1, 2]}, b"\x00\x01")
+            ]
+    stored = ql.db.things.find_one({"_id": 1})
+    assert stored["price"].to_decimal() == Decimal("12.30") and stored["big"] == 2**40
+
+
+def test_parameters_stay_values_never_operators(pg, ql, dbname):
+    ql.execute("INSERT INTO users (_id, name) VALUES (1, 'ann'), (2, 'bob')")
+    with _connect(pg, dbname) as conn:
+        rows = conn.execute("SELECT _id FROM users WHERE name = %s", ('{"$ne": null}',)).fetchall()
+        assert rows == []
+        rows = conn.execute("SELECT _id FROM users WHERE name = %s", (Jsonb({"$ne": None}),))
+        assert rows.fetchall() == []
+        assert conn.execute("SELECT _id FROM users WHERE name = %s", ("bob",)).fetchall() == [(2,)]
+
+
+def test_simple_protocol_and_command_tags(pg, ql, dbname):
+    with _connect(pg, dbname, cursor_factory=psycopg.ClientCursor) as conn:
+        cur = conn.execute("INSERT INTO t (_id, v) VALUES (1, 'x'), (2, 'y')")
+        assert cur.statusmessage == "INSERT 0 2"
+        assert conn.execute("UPDATE t SET v = 'z' WHERE _id = 1").statusmessage == "UPDATE 1"
+        cur = conn.execute("SELECT v FROM t ORDER BY _id")
+        assert cur.fetchall() == [("z",), ("y",)] and cur.statusmessage == "SELECT 2"
+        assert conn.execute("DELETE FROM t").statusmessage == "DELETE 2"
+
+
+def test_server_side_cursor_streams_100000_rows_with_flat_memory(pg, ql, dbname):
+    rows = 100_000
+    pad = "x" * 200
+    ql.db.big.insert_many([{"_id": i, "pad": pad} for i in range(rows)])
+    # Read whole, these rows hold over 40 MB in Python objects: streamed, the server holds
+    # one MongoDB batch and one itersize of rows at a time.
+    tracemalloc.start()
+    try:
+        with _connect(pg, dbname) as conn:
+            with conn.cursor("all_rows", withhold=True) as cur:
+                cur.itersize = 2000
+                cur.execute("SELECT _id, pad FROM big ORDER BY _id")
+                seen = 0
+                for row in cur:
+                    assert row[0] == seen
+                    seen += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == rows
+    assert peak < 15 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_execute_with_a_row_limit_suspends_the_portal(pg, ql, dbname):
+    ql.execute("INSERT INTO t (_id) VALUES (1), (2), (3)")
+    client = RawClient(pg.port, dbname)
+    client.send(b"P", b"\0SELECT _id FROM t ORDER BY _id\0\0\0")
+    client.send(b"B", b"p1\0\0" + struct.pack("!hhh", 0, 0, 0))
+    client.send(b"E", b"p1\0" + struct.pack("!i", 2))
+    client.send(b"E", b"p1\0" + struct.pack("!i", 2))
+    client.send(b"S")
+    kinds = client.read_until(b"Z")
+    assert [k for k, _ in kinds] == [b"1", b"2", b"D", b"D", b"s", b"D", b"C", b"Z"]
+    assert kinds[6][1] == b"SELECT 3\0"
+    client.close()
+
+
+def test_copy_is_refused_with_a_clear_error(pg, ql, dbname):
+    with _connect(pg, dbname) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY is not supported"):
+            with conn.cursor().copy("COPY t FROM STDIN"):
+                pass
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+
+
+def test_transactions_commit_and_roll_back(pg, ql, dbname):
+    ql.db.create_collection("t")
+    with _connect(pg, dbname, autocommit=False) as conn:
+        conn.execute("INSERT INTO t (_id) VALUES (%s)", (1,))
+        conn.rollback()
+        conn.execute("INSERT INTO t (_id) VALUES (%s)", (2,))
+        conn.commit()
+        with conn.transaction():
+            conn.execute("INSERT INTO t (_id) VALUES (%s)", (3,))
+    assert sorted(d["_id"] for d in ql.db.t.find()) == [2, 3]
+
+
+def test_cancel_stops_a_slow_query_and_the_connection_goes_on(pg, ql, dbname):
+    ql.db.big.insert_many([{"_id": i, "g": i % 7} for i in range(1000)])
+    with _connect(pg, dbname) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT COUNT(*) AS n FROM big a JOIN big b ON a.g = b.g").fetchall()
+        timer.join()
+        assert time.monotonic() - started < 10
+        assert conn.execute("SELECT COUNT(*) AS n FROM big").fetchone() == (1000,)
+
+
+def test_fifty_concurrent_connections_with_a_mixed_workload(pg, ql, dbname):
+    ql.db.create_collection("events")
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with _connect(pg, dbname) as conn:
+                conn.execute("INSERT INTO events (_id, who, n) VALUES (%s, %s, %s)", (n, f"c{n}", n))
+                assert conn.execute("SELECT who FROM events WHERE _id = %s", (n,)).fetchone() == (
+                    f"c{n}",
+                )
+                conn.execute("UPDATE events SET n = n + 1 WHERE _id = %s", (n,))
+                conn.execute("SELECT COUNT(*) AS c FROM events").fetchone()
+                with conn.cursor(f"c{n}", withhold=True) as cur:
+                    cur.execute("SELECT _id FROM events ORDER BY _id")
+                    cur.fetchmany(5)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert sorted(d["n"] for d in ql.db.events.find()) == list(range(1, 51))
+
+
+# ---------------------------------------------------------------- authentication and TLS
+
+
+def test_scram_authentication_right_and_wrong_password(server, ql, dbname):
+    srv = _start(server, users={"alice": make_verifier("s3cret")})
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=srv.port, user="alice", password="s3cret", dbname=dbname
+        ) as conn:
+            assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+        for user, password in (("alice", "wrong"), ("nobody", "s3cret")):
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(
+                    host="127.0.0.1", port=srv.port, user=user, password=password, dbname=dbname
+                )
+    finally:
+        srv.stop()
+
+
+def test_pg_passwd_line_lets_the_user_in(server, ql, dbname, tmp_path):
+    made = CliRunner().invoke(cli, ["pg-passwd", "bob", "--stdin"], input="pw\n")
+    assert made.exit_code == 0, made.output
+    users = tmp_path / "users"
+    users.write_text(made.output)
+    from queryleaf.pg.auth import load_users
+
+    srv = _start(server, users=load_users(users))
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=srv.port, user="bob", password="pw", dbname=dbname
+        ) as conn:
+            assert conn.execute("SELECT 2 AS two").fetchone() == (2,)
+    finally:
+        srv.stop()
+
+
+def test_trust_is_refused_beyond_loopback(server):
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        PgServer(lambda db: QueryLeaf(server.uri, db), "0.0.0.0", 0, trust=True)
+    done = CliRunner().invoke(
+        cli, ["serve", "--pg", "0.0.0.0:0", "--pg-trust", "--uri", server.uri]
+    )
+    assert done.exit_code != 0 and "not a loopback address" in done.output
+
+
+def test_tls_with_a_self_signed_certificate(server, ql, dbname, tmp_path):
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    srv = _start(server, tls=context)
+    try:
+        with _connect(srv, dbname, sslmode="require") as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 3 AS three").fetchone() == (3,)
+        with _connect(srv, dbname, sslmode="disable") as conn:
+            assert not conn.pgconn.ssl_in_use
+    finally:
+        srv.stop()
+
+
+def test_ssl_is_refused_cleanly_without_a_certificate(pg, dbname):
+    with pytest.raises(psycopg.OperationalError, match="(?i)ssl"):
+        _connect(pg, dbname, sslmode="require")
+    with _connect(pg, dbname, sslmode="prefer") as conn:
+        assert not conn.pgconn.ssl_in_use
+
+
+# ---------------------------------------------------------------- a raw protocol client
+
+
+class RawClient:
+    """Just enough of a frontend to send messages psycopg cannot (Execute with a row limit)."""
+
+    def __init__(self, port: int, dbname: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        body = struct.pack("!i", 196608) + b"user\0tester\0database\0" + dbname.encode() + b"\0\0"
+        self.sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        self.read_until(b"Z")
+
+    def send(self, kind: bytes, body: bytes = b"") -> None:
+        self.sock.sendall(kind + struct.pack("!i", len(body) + 4) + body)
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "connection closed"
+            data += chunk
+        return data
+
+    def read_until(self, last: bytes) -> list[tuple[bytes, bytes]]:
+        seen = []
+        while True:
+            kind = self._exact(1)
+            size = struct.unpack("!i", self._exact(4))[0]
+            seen.append((kind, self._exact(size - 4)))
+            if kind == last:
+                return seen
+
+    def close(self) -> None:
+        self.send(b"X")
+        self.sock.close()
