@@ -8,9 +8,9 @@ https://www.postgresql.org/docs/current/protocol-message-formats.html
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 PROTOCOL_3 = 196608  # 3.0
 SSL_REQUEST = 80877103
@@ -159,16 +159,21 @@ def parameter_description(oids: Sequence[int]) -> bytes:
     return message(b"t", _INT16.pack(len(oids)) + b"".join(_INT32.pack(o) for o in oids))
 
 
-def data_row(cells: Iterable[bytes | None], count: int) -> bytes:
-    parts = [_INT16.pack(count)]
-    for cell in cells:
-        if cell is None:
-            parts.append(_NULL_FIELD)
+def data_row(
+    encoders: Sequence[Callable[[Any], bytes]], values: Iterable[Any], count: int
+) -> bytes:
+    """A DataRow of ``values``, each (but NULL) encoded by its column's encoder."""
+    parts = [b"", _INT16.pack(count)]
+    append, length = parts.append, _INT32.pack
+    for encode, value in zip(encoders, values, strict=True):
+        if value is None:
+            append(_NULL_FIELD)
         else:
-            parts.append(_INT32.pack(len(cell)))
-            parts.append(cell)
+            cell = encode(value)
+            append(length(len(cell)))
+            append(cell)
     body = b"".join(parts)
-    return b"D" + _INT32.pack(len(body) + 4) + body
+    return b"D" + length(len(body) + 4) + body
 
 
 def command_complete(tag: str) -> bytes:

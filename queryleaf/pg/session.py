@@ -390,7 +390,7 @@ class PgSession:
             for row in outcome.rows:
                 if self.cancelled:
                     raise _cancelled()
-                send(m.data_row(map(_encode, encoders, row), count))
+                send(m.data_row(encoders, row, count))
                 if flush_each:
                     self.flush()  # a live row goes out at once
                 sent += 1
@@ -498,7 +498,3 @@ def _encoders(outcome: Rows, formats: list[int]) -> list[Callable[[Any], bytes]]
         else:
             encoders.append(text_of)
     return encoders
-
-
-def _encode(encoder: Callable[[Any], bytes], value: Any) -> bytes | None:
-    return None if value is None else encoder(value)
