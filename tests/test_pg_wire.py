@@ -8,6 +8,7 @@ import datetime as dt
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -100,7 +101,18 @@ def test_psycopg_extended_protocol_binds_typed_parameters(pg, ql, dbname):
         conn.execute(
             "INSERT INTO things (_id, name, n, big, x, ok, price, at, doc, raw) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (1, "a'b", 42, 2**40, 1.5, True, Decimal("12.30"), when, Jsonb({"k": [1, 2]}), b"\x00\x01"),
+            (
+                1,
+                "a'b",
+                42,
+                2**40,
+                1.5,
+                True,
+                Decimal("12.30"),
+                when,
+                Jsonb({"k": [1, 2]}),
+                b"\x00\x01",
+            ),
         )
         for binary in (False, True):
             cur = conn.cursor(binary=binary)
@@ -109,7 +121,15 @@ def test_psycopg_extended_protocol_binds_typed_parameters(pg, ql, dbname):
                 (1,),
             )
             assert [c.type_code for c in cur.description] == [
-                25, 23, 20, 701, 16, 1700, 1184, 3802, 17,
+                25,
+                23,
+                20,
+                701,
+                16,
+                1700,
+                1184,
+                3802,
+                17,
             ]
             assert cur.fetchall() == [
                 ("a'b", 42, 2**40, 1.5, True, Decimal("12.30"), when, {"k": [1, 2]}, b"\x00\x01")
@@ -215,7 +235,9 @@ def test_fifty_concurrent_connections_with_a_mixed_workload(pg, ql, dbname):
     def client(n: int) -> None:
         try:
             with _connect(pg, dbname) as conn:
-                conn.execute("INSERT INTO events (_id, who, n) VALUES (%s, %s, %s)", (n, f"c{n}", n))
+                conn.execute(
+                    "INSERT INTO events (_id, who, n) VALUES (%s, %s, %s)", (n, f"c{n}", n)
+                )
                 assert conn.execute("SELECT who FROM events WHERE _id = %s", (n,)).fetchone() == (
                     f"c{n}",
                 )
@@ -234,6 +256,65 @@ def test_fifty_concurrent_connections_with_a_mixed_workload(pg, ql, dbname):
         t.join(120)
     assert errors == []
     assert sorted(d["n"] for d in ql.db.events.find()) == list(range(1, 51))
+
+
+def test_live_query_streams_rows_over_the_portal_until_cancelled(pg, ql, dbname):
+    ql.db.create_collection("orders")
+    sql = (
+        "SELECT full_document.item AS item, full_document.qty AS qty "
+        "FROM CHANGE_STREAM('orders') WHERE operation_type = 'insert' EMIT CHANGES"
+    )
+    seen: list[tuple[Any, ...]] = []
+
+    def writes() -> None:
+        time.sleep(0.5)
+        ql.execute("INSERT INTO orders (_id, item, qty) VALUES (1, 'pen', 3)")
+        ql.execute("INSERT INTO orders (_id, item, qty) VALUES (2, 'ink', 10)")
+
+    writer = threading.Thread(target=writes, daemon=True)
+    with _connect(pg, dbname) as conn:
+        writer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            for row in conn.cursor().stream(sql):
+                seen.append(row)
+                if len(seen) == 2:
+                    conn.cancel_safe()
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+    assert seen == [("pen", 3), ("ink", 10)]
+
+
+def test_warnings_are_notices(pg, ql, dbname):
+    ql.execute("INSERT INTO t (_id, a) VALUES (1, 2)")
+    notices: list[str] = []
+    with _connect(pg, dbname) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        assert conn.execute("SELECT nosuchcolumn FROM t").fetchall() == [(None,)]
+    assert notices and "nosuchcolumn" in notices[0]
+
+
+def test_queryleaf_serve_pg_with_uri_answers_psql(server, ql, dbname):
+    from queryleaf.engine import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "queryleaf", "serve", "--pg", f"127.0.0.1:{port}", "--pg-trust",
+         "--uri", server.uri],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert f"PostgreSQL protocol on 127.0.0.1:{port}" in line, line
+        ql.execute("INSERT INTO t (_id) VALUES (7)")
+        done = subprocess.run(
+            ["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-d", dbname, "-A", "-t",
+             "-c", "SELECT _id FROM t"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.stdout.strip() == "7", done.stderr
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 # ---------------------------------------------------------------- authentication and TLS
