@@ -195,6 +195,34 @@ def test_execute_with_a_row_limit_suspends_the_portal(pg, ql, dbname):
     client.close()
 
 
+def test_a_value_that_does_not_fit_its_inferred_type(pg, ql, dbname):
+    ql.db.t.insert_many([{"_id": i, "qty": i} for i in range(150)] + [{"_id": 150, "qty": "many"}])
+    sql = "SELECT qty FROM t ORDER BY _id"
+    with _connect(pg, dbname) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="ask for text format"):
+            conn.cursor(binary=True).execute(sql).fetchall()
+        with pytest.raises(ValueError):  # sent as text: psycopg cannot read it as an int4
+            conn.execute(sql).fetchall()
+        assert conn.execute("SELECT COUNT(*) AS n FROM t").fetchone() == (151,)
+    done = _psql(pg, dbname, "-A", "-t", "-c", sql)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "many"
+
+
+def test_transaction_statements_in_postgresql_forms(pg, ql, dbname):
+    ql.db.create_collection("t")
+    with _connect(pg, dbname, cursor_factory=psycopg.ClientCursor) as conn:
+        conn.execute("START TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("INSERT INTO t (_id) VALUES (1)")
+        assert conn.execute("END").statusmessage == "COMMIT"
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        assert conn.execute("ROLLBACK").statusmessage == "ROLLBACK"
+        assert notices == ["there is no transaction in progress"]
+        with pytest.raises(psycopg.errors.SyntaxError):
+            psycopg.Cursor(conn).execute("BEGIN; SELECT %s AS one", (1,))  # one per Parse
+    assert [d["_id"] for d in ql.db.t.find()] == [1]
+
+
 def test_copy_is_refused_with_a_clear_error(pg, ql, dbname):
     with _connect(pg, dbname) as conn:
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY is not supported"):

@@ -60,7 +60,7 @@ def start_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    auth = "no authentication (--pg-trust)" if options.trust else "SCRAM-SHA-256"
+    auth = "no authentication: --pg-trust" if options.trust else "SCRAM-SHA-256"
     click.echo(
         f"queryleaf serve: PostgreSQL protocol on {host}:{server.port} ({auth}"
         f"{', TLS' if tls else ''})",

@@ -62,18 +62,30 @@ _NO_ROWS = (
     ast.DropView,
 )
 _NAME = r'("(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+_END_OF_STATEMENT = r"\s*;?\s*$"
 _DECLARE = re.compile(
-    rf"DECLARE\s+{_NAME}\s+(?:BINARY\s+)?(?:(?:ASENSITIVE|INSENSITIVE)\s+)?"
+    rf"\s*DECLARE\s+{_NAME}\s+(?:BINARY\s+)?(?:(?:ASENSITIVE|INSENSITIVE)\s+)?"
     r"(?:(?:NO\s+)?SCROLL\s+)?CURSOR\s+(?:(?:WITH|WITHOUT)\s+HOLD\s+)?FOR\s+",
     re.I,
 )
 _FETCH = re.compile(
-    rf"FETCH\s+(?:(?:FORWARD|NEXT)\s+)?(ALL|\d+)?\s*(?:(?:FROM|IN)\s+)?{_NAME}\s*$", re.I
+    rf"\s*FETCH\s+(?:(?:FORWARD|NEXT)\s+)?(ALL|\d+)?\s*(?:(?:FROM|IN)\s+)?{_NAME}"
+    + _END_OF_STATEMENT,
+    re.I,
 )
-_CLOSE = re.compile(rf"CLOSE\s+(ALL|{_NAME})\s*$", re.I)
-_COPY = re.compile(r"COPY\b", re.I)
-_END = re.compile(r"(COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?\s*$", re.I)
-_BEGIN = re.compile(r"(?:BEGIN|START\s+TRANSACTION)(?:\s+(?:WORK|TRANSACTION))?\b", re.I)
+_CLOSE = re.compile(rf"\s*CLOSE\s+(ALL|{_NAME}){_END_OF_STATEMENT}", re.I)
+_COPY = re.compile(r"\s*COPY\b", re.I)
+_END = re.compile(
+    r"\s*(COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?" + _END_OF_STATEMENT, re.I
+)
+# BEGIN with PostgreSQL's transaction modes, which MongoDB's transactions do not have: ignored
+# (a transaction reads one snapshot, as REPEATABLE READ does).
+_BEGIN = re.compile(
+    r"\s*(?:BEGIN|START\s+TRANSACTION)(?:\s+(?:WORK|TRANSACTION))?"
+    r"(?:\s*,?\s*(?:ISOLATION\s+LEVEL\s+(?:SERIALIZABLE|REPEATABLE\s+READ|READ\s+COMMITTED"
+    r"|READ\s+UNCOMMITTED)|READ\s+WRITE|READ\s+ONLY|(?:NOT\s+)?DEFERRABLE))*" + _END_OF_STATEMENT,
+    re.I,
+)
 
 
 def _unquote(name: str) -> str:
