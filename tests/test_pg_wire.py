@@ -223,6 +223,40 @@ def test_transaction_statements_in_postgresql_forms(pg, ql, dbname):
     assert [d["_id"] for d in ql.db.t.find()] == [1]
 
 
+def _row_description(body: bytes) -> list[tuple[str, int]]:
+    count, at, fields = struct.unpack_from("!h", body)[0], 2, []
+    for _ in range(count):
+        end = body.index(b"\0", at)
+        name, oid = body[at:end].decode(), struct.unpack_from("!i", body, end + 7)[0]
+        fields.append((name, oid))
+        at = end + 19
+    return fields
+
+
+def test_describe_of_a_statement_gives_its_columns(pg, ql, dbname):
+    """What pgx (Grafana) and lib/pq read before binding: the statement's columns, found by
+    running it with NULL parameters; its portals then send rows in that shape."""
+    ql.execute("INSERT INTO t (_id, name) VALUES (1, 'pen'), (2, 'ink')")
+    client = RawClient(pg.port, dbname)
+    client.send(b"P", b"all\0SELECT _id, name FROM t ORDER BY _id\0\0\0")
+    client.send(b"P", b"one\0SELECT name, _id FROM t WHERE _id = $1\0" + struct.pack("!hi", 1, 23))
+    client.send(b"D", b"Sall\0")
+    client.send(b"D", b"Sone\0")
+    client.send(b"S")
+    seen = client.read_until(b"Z")
+    assert [k for k, _ in seen] == [b"1", b"1", b"t", b"T", b"t", b"T", b"Z"]
+    assert _row_description(seen[3][1]) == [("_id", 23), ("name", 25)]
+    assert seen[4][1] == struct.pack("!hi", 1, 23)
+    assert _row_description(seen[5][1]) == [("name", 25), ("_id", 25)]  # no row: text
+    client.send(b"B", b"\0one\0" + struct.pack("!hhi", 0, 1, 1) + b"2" + struct.pack("!h", 0))
+    client.send(b"E", b"\0" + struct.pack("!i", 0))
+    client.send(b"S")
+    seen = client.read_until(b"Z")
+    assert [k for k, _ in seen] == [b"2", b"D", b"C", b"Z"]
+    assert seen[1][1] == struct.pack("!hi", 2, 3) + b"ink" + struct.pack("!i", 1) + b"2"
+    client.close()
+
+
 def test_copy_is_refused_with_a_clear_error(pg, ql, dbname):
     with _connect(pg, dbname) as conn:
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="COPY is not supported"):

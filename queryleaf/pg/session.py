@@ -51,6 +51,16 @@ from queryleaf.sql.walk import walk
 PEEK_ROWS = 100  # rows read before the RowDescription, to infer the column types
 WARNING = "01000"
 
+# Statements whose columns a Describe of the statement finds by running them (reads only).
+_DESCRIBABLE = (
+    ast.QueryStatement,
+    ast.Explain,
+    ast.ShowTables,
+    ast.ShowViews,
+    ast.ShowDatabases,
+    ast.ShowIndexes,
+    ast.Describe,
+)
 # Statements that return no rows: Describe answers NoData without running them.
 _NO_ROWS = (
     ast.Insert,
@@ -118,6 +128,7 @@ class Prepared:
     sql: str
     param_oids: list[int]
     statement: ast.Statement | None  # None: not queryleaf SQL (the catalog may answer it)
+    shape: Rows | None = None  # the columns a Describe of the statement announced
 
 
 @dataclass
@@ -227,7 +238,11 @@ class PgSession:
             count = _parameter_count(prepared)
             oids = [*prepared.param_oids, *[0] * count][:count]
             self.send(m.parameter_description([oid or TEXT for oid in oids]))
-            self.send(m.NO_DATA)  # a query's columns are known once it runs (docs/connectors.md)
+            shape = self._shape(prepared, count)
+            if shape is None:
+                self.send(m.NO_DATA)
+            else:
+                self.send(m.row_description(_fields(shape, [])))
             return
         portal = self._portal(name)
         if portal.outcome is None and isinstance(portal.prepared.statement, _NO_ROWS):
@@ -284,8 +299,34 @@ class PgSession:
 
     def _start(self, portal: Portal) -> Outcome:
         if portal.outcome is None:
-            portal.outcome = self.run(portal.prepared.sql, portal.params, 0)
+            outcome = self.run(portal.prepared.sql, portal.params, 0)
+            shape = portal.prepared.shape
+            if shape is not None and isinstance(outcome, Rows):
+                outcome = _conform(outcome, shape)
+            portal.outcome = outcome
         return portal.outcome
+
+    def _shape(self, prepared: Prepared, count: int) -> Rows | None:
+        """The columns of a statement's rows before it is bound (Describe of a statement, which
+        clients such as pgx and lib/pq use to read the rows of its portals): the query is run
+        with every parameter NULL and its first rows give the columns and types; its portals
+        then send their rows in that shape. None when that cannot be known without running
+        something other than a query."""
+        if prepared.shape is None:
+            nulls = [None] * count
+            outcome: Outcome | None = None
+            try:
+                if prepared.statement is None:
+                    catalog = answer(prepared.sql, nulls, self.catalog)
+                    if catalog is not None and catalog.columns:
+                        outcome = Rows(catalog.columns, catalog.types, iter(()))
+                elif isinstance(prepared.statement, _DESCRIBABLE):
+                    outcome = self._queryleaf(prepared.sql, nulls, 0, notify=False)
+            except PgError:
+                return None  # the statement says why when it runs
+            if isinstance(outcome, Rows):
+                prepared.shape = Rows(outcome.columns, outcome.types, iter(()))
+        return prepared.shape
 
     # ------------------------------------------------------------ running a statement
     def run(self, sql: str, params: Sequence[Any], shift: int) -> Outcome:
@@ -354,7 +395,9 @@ class PgSession:
             return Command("BEGIN")
         return None
 
-    def _queryleaf(self, sql: str, params: Sequence[Any], shift: int) -> Outcome:
+    def _queryleaf(
+        self, sql: str, params: Sequence[Any], shift: int, notify: bool = True
+    ) -> Outcome:
         try:
             result = self.ql.execute(sql, list(params))
         except QueryLeafError as exc:
@@ -370,7 +413,7 @@ class PgSession:
         notices = [str(w) for w in result.warnings]
         if not result.returns_rows:
             return Command(_tag(result), notices)
-        for notice in notices:
+        for notice in notices if notify else ():
             self._notice(notice)
         return _rows_of(result)
 
@@ -486,6 +529,17 @@ def _rows_of(result: Result) -> Rows:
     keys = columns
     values = (tuple(row.get(c) for c in keys) for row in itertools.chain(first, rows))
     return Rows(columns, types, values)
+
+
+def _conform(outcome: Rows, shape: Rows) -> Rows:
+    """``outcome``'s rows in the columns and types of ``shape`` (a missing column is NULL; a
+    value that does not fit its type is sent in its text form, as always)."""
+    if outcome.columns == shape.columns:
+        return Rows(shape.columns, shape.types, outcome.rows, outcome.tag, outcome.live)
+    where = {name: i for i, name in enumerate(outcome.columns)}
+    picks = [where.get(name) for name in shape.columns]
+    rows = (tuple(None if i is None else row[i] for i in picks) for row in outcome.rows)
+    return Rows(shape.columns, shape.types, rows, outcome.tag, outcome.live)
 
 
 def _fields(outcome: Rows, formats: list[int]) -> list[m.Field]:
