@@ -488,3 +488,25 @@ class RawClient:
     def close(self) -> None:
         self.send(b"X")
         self.sock.close()
+
+
+# ---------------------------------------------------------------- wire forms of values
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0", "-1", "0.0001", "12.30", "-123456.789", "1E+5", "99999999.99999999", "5E-3",
+     "1234567890123456789012345678901234", "-0.0001234", "1E+40", "NaN", "Infinity"],
+)  # fmt: skip
+def test_numeric_binary_form_agrees_with_psycopg(text):
+    from psycopg.types.numeric import DecimalBinaryDumper, NumericBinaryLoader
+
+    from queryleaf.pg.types import NUMERIC, _numeric_binary, decode_parameter
+
+    value = Decimal(text)
+    ours = NumericBinaryLoader(NUMERIC).load(_numeric_binary(value))
+    theirs = decode_parameter(bytes(DecimalBinaryDumper(Decimal).dump(value)), NUMERIC, True, 1)
+    if value.is_nan():
+        assert ours.is_nan() and theirs.is_nan()
+    else:
+        assert ours == value and theirs == value

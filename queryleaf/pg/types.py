@@ -200,6 +200,8 @@ def _numeric_binary(value: Any) -> bytes:
     assert isinstance(exponent, int)
     scale = max(-exponent, 0)
     text = "".join(map(str, digits))
+    if -exponent > len(text):  # 0.0001: zeros between the point and the digits
+        text = "0" * (-exponent - len(text)) + text
     if exponent > 0:
         text += "0" * exponent
         exponent = 0
@@ -279,11 +281,13 @@ def _numeric_from_binary(data: bytes) -> Decimal:
     if sign in (0xD000, 0xF000):
         return Decimal("Infinity" if sign == 0xD000 else "-Infinity")
     groups = struct.unpack_from(f"!{ndigits}H", data, 8)
-    number = Decimal(0)
-    for i, group in enumerate(groups):
-        number += Decimal(group).scaleb(4 * (weight - i))
-    number = number.quantize(Decimal(1).scaleb(-scale)) if scale else number
-    return -number if sign == 0x4000 else number
+    digits = "".join(f"{group:04d}" for group in groups)
+    point = (weight + 1) * 4  # where the decimal point falls in the digits
+    if point <= 0:
+        digits, point = "0" * (1 - point) + digits, 1
+    digits = digits.ljust(point + scale, "0")
+    text = digits[:point] + ("." + digits[point : point + scale] if scale else "")
+    return Decimal(("-" if sign == 0x4000 else "") + text)  # exact: no context rounding
 
 
 def _timestamp_from_binary(data: bytes) -> dt.datetime:
