@@ -192,6 +192,11 @@ def test_execute_with_a_row_limit_suspends_the_portal(pg, ql, dbname):
     kinds = client.read_until(b"Z")
     assert [k for k, _ in kinds] == [b"1", b"2", b"D", b"D", b"s", b"D", b"C", b"Z"]
     assert kinds[6][1] == b"SELECT 3\0"
+    client.send(b"P", b"\0 -- nothing\0\0\0")
+    client.send(b"B", b"\0\0" + struct.pack("!hhh", 0, 0, 0))
+    client.send(b"E", b"\0" + struct.pack("!i", 0))
+    client.send(b"S")
+    assert [k for k, _ in client.read_until(b"Z")] == [b"1", b"2", b"I", b"Z"]
     client.close()
 
 

@@ -50,6 +50,7 @@ from queryleaf.sql.walk import walk
 
 PEEK_ROWS = 100  # rows read before the RowDescription, to infer the column types
 WARNING = "01000"
+EMPTY = ""  # the tag of an empty query (only blanks or comments): EmptyQueryResponse
 
 # Statements whose columns a Describe of the statement finds by running them (reads only).
 _DESCRIBABLE = (
@@ -332,6 +333,8 @@ class PgSession:
     def run(self, sql: str, params: Sequence[Any], shift: int) -> Outcome:
         """Run one statement (``shift``: where it starts in the client's query text, for the
         error positions)."""
+        if not split(sql):
+            return Command(EMPTY)
         catalog = answer(sql, params, self.catalog)
         if catalog is not None:
             if not catalog.columns:
@@ -473,7 +476,7 @@ class PgSession:
     def _complete(self, outcome: Command) -> None:
         for notice in outcome.notices:
             self._notice(notice)
-        self.send(m.command_complete(outcome.tag))
+        self.send(m.EMPTY_QUERY if outcome.tag == EMPTY else m.command_complete(outcome.tag))
 
     def _notice(self, text: str) -> None:
         self.send(m.notice_or_error(b"N", PgError(WARNING, text).fields("WARNING")))
