@@ -20,6 +20,7 @@ from typing import Any
 from queryleaf.api import QueryLeaf
 from queryleaf.column_types import ColumnType, infer_column_types
 from queryleaf.errors import ErrorCode, QueryLeafError
+from queryleaf.executor import CURSOR_BATCH
 from queryleaf.live.stream import LiveRows
 from queryleaf.pg import messages as m
 from queryleaf.pg.catalog import CatalogSession, answer
@@ -48,7 +49,7 @@ from queryleaf.sql.parser import parse
 from queryleaf.sql.split import split
 from queryleaf.sql.walk import walk
 
-PEEK_ROWS = 100  # rows read before the RowDescription, to infer the column types
+PEEK_ROWS = CURSOR_BATCH  # rows read before the RowDescription (the first server batch)
 WARNING = "01000"
 EMPTY = ""  # the tag of an empty query (only blanks or comments): EmptyQueryResponse
 
