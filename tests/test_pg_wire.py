@@ -138,6 +138,23 @@ def test_psycopg_extended_protocol_binds_typed_parameters(pg, ql, dbname):
     assert stored["price"].to_decimal() == Decimal("12.30") and stored["big"] == 2**40
 
 
+@pytest.mark.parametrize("placeholder", ["%t", "%b"])  # text or binary parameters
+def test_parameters_in_text_and_binary_format(pg, ql, dbname, placeholder):
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+    values = (7, 2**40, 0.25, True, Decimal("-0.000123"), when, Jsonb({"a": {"b": None}}),
+              b"\xff\x00", "text é", 3)  # fmt: skip
+    names = "_id, big, x, ok, price, at, doc, raw, name, small"
+    with _connect(pg, dbname) as conn:
+        marks = ", ".join([placeholder] * len(values))
+        conn.execute(f"INSERT INTO things ({names}) VALUES ({marks})", values)
+        got = conn.execute(f"SELECT {names} FROM things WHERE _id = {placeholder}", (7,))
+        row = got.fetchone()
+    assert row == (7, 2**40, 0.25, True, Decimal("-0.000123"), when, {"a": {"b": None}},
+                   b"\xff\x00", "text é", 3)  # fmt: skip
+    stored = ql.db.things.find_one({"_id": 7})
+    assert stored["at"] == when and stored["doc"] == {"a": {"b": None}}
+
+
 def test_parameters_stay_values_never_operators(pg, ql, dbname):
     ql.execute("INSERT INTO users (_id, name) VALUES (1, 'ann'), (2, 'bob')")
     with _connect(pg, dbname) as conn:
@@ -286,14 +303,26 @@ def test_transactions_commit_and_roll_back(pg, ql, dbname):
 
 def test_cancel_stops_a_slow_query_and_the_connection_goes_on(pg, ql, dbname):
     ql.db.big.insert_many([{"_id": i, "g": i % 7} for i in range(1000)])
+    other_took: list[float] = []
+
+    def meanwhile(conn: psycopg.Connection) -> None:
+        """While the slow query runs, another connection is answered at once; then cancel."""
+        time.sleep(0.3)
+        with _connect(pg, dbname) as other:
+            started = time.monotonic()
+            other.execute("SELECT _id FROM big WHERE _id = %s", (5,)).fetchall()
+            other_took.append(time.monotonic() - started)
+        conn.cancel_safe()
+
     with _connect(pg, dbname) as conn:
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
+        helper = threading.Thread(target=meanwhile, args=(conn,))
+        helper.start()
         started = time.monotonic()
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("SELECT COUNT(*) AS n FROM big a JOIN big b ON a.g = b.g").fetchall()
-        timer.join()
+        helper.join()
         assert time.monotonic() - started < 10
+        assert other_took and other_took[0] < 1.0
         assert conn.execute("SELECT COUNT(*) AS n FROM big").fetchone() == (1000,)
 
 
