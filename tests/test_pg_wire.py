@@ -198,6 +198,22 @@ def test_server_side_cursor_streams_100000_rows_with_flat_memory(pg, ql, dbname)
     assert peak < 15 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
 
 
+def test_sql_cursors_declare_fetch_close(pg, ql, dbname):
+    ql.execute("INSERT INTO t (_id) VALUES (1), (2), (3), (4), (5)")
+    with _connect(pg, dbname, cursor_factory=psycopg.ClientCursor) as conn:
+        declared = conn.execute(
+            'DECLARE "My Cursor" NO SCROLL CURSOR FOR SELECT _id FROM t ORDER BY _id'
+        )
+        assert declared.statusmessage == "DECLARE CURSOR"
+        assert conn.execute('FETCH NEXT FROM "My Cursor"').fetchall() == [(1,)]
+        fetched = conn.execute('FETCH FORWARD 2 FROM "My Cursor"')
+        assert fetched.fetchall() == [(2,), (3,)] and fetched.statusmessage == "FETCH 2"
+        assert conn.execute('FETCH ALL IN "My Cursor"').fetchall() == [(4,), (5,)]
+        assert conn.execute('CLOSE "My Cursor";').statusmessage == "CLOSE CURSOR"
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute('FETCH 1 FROM "My Cursor"')
+
+
 def test_execute_with_a_row_limit_suspends_the_portal(pg, ql, dbname):
     ql.execute("INSERT INTO t (_id) VALUES (1), (2), (3)")
     client = RawClient(pg.port, dbname)

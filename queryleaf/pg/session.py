@@ -369,13 +369,8 @@ class PgSession:
             if cursor is None or not isinstance(cursor.outcome, Rows):
                 raise PgError(INVALID_CURSOR_NAME, f'cursor "{name}" does not exist')
             source = cursor.outcome
-            count = (
-                None
-                if count_text is None
-                else (0 if count_text.upper() == "ALL" else int(count_text))
-            )
-            count = 1 if count is None else count
-            rows = source.rows if count == 0 else itertools.islice(source.rows, count)
+            limit = None if (count_text or "").upper() == "ALL" else int(count_text or 1)
+            rows = source.rows if limit is None else itertools.islice(source.rows, limit)
             return Rows(source.columns, source.types, iter(rows), "FETCH")
         if closed := _CLOSE.match(sql):
             if closed.group(1).upper() == "ALL":
