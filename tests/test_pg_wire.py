@@ -338,7 +338,7 @@ def test_cancel_stops_a_slow_query_and_the_connection_goes_on(pg, ql, dbname):
             conn.execute("SELECT COUNT(*) AS n FROM big a JOIN big b ON a.g = b.g").fetchall()
         helper.join()
         assert time.monotonic() - started < 10
-        assert other_took and other_took[0] < 1.0
+        assert other_took and other_took[0] < 1.5
         assert conn.execute("SELECT COUNT(*) AS n FROM big").fetchone() == (1000,)
 
 
