@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from queryleaf.api import QueryLeaf
-from queryleaf.column_types import ColumnType, infer_column_types
+from queryleaf.column_types import infer_column_types
 from queryleaf.errors import ErrorCode, QueryLeafError
-from queryleaf.executor import CURSOR_BATCH
 from queryleaf.live.stream import LiveRows
 from queryleaf.pg import messages as m
 from queryleaf.pg.catalog import CatalogSession, answer
@@ -34,14 +33,11 @@ from queryleaf.pg.errors import (
     PgError,
     from_queryleaf,
 )
+from queryleaf.pg.rows import EMPTY, Command, Outcome, Rows, conform, encoders, fields, rows_of
 from queryleaf.pg.types import (
-    BINARY_OF,
-    OID_OF,
-    SIZE_OF,
     TEXT,
     WireValueError,
     decode_parameter,
-    text_of,
 )
 from queryleaf.result import Result
 from queryleaf.sql import ast
@@ -49,9 +45,7 @@ from queryleaf.sql.parser import parse
 from queryleaf.sql.split import split
 from queryleaf.sql.walk import walk
 
-PEEK_ROWS = CURSOR_BATCH  # rows read before the RowDescription (the first server batch)
 WARNING = "01000"
-EMPTY = ""  # the tag of an empty query (only blanks or comments): EmptyQueryResponse
 
 # Statements whose columns a Describe of the statement finds by running them (reads only).
 _DESCRIBABLE = (
@@ -102,27 +96,6 @@ _BEGIN = re.compile(
 
 def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
-
-
-@dataclass
-class Rows:
-    """A statement's rows: their columns and types, and the rows (tuples) yet to send."""
-
-    columns: list[str]
-    types: list[ColumnType]
-    rows: Iterator[tuple[Any, ...]]
-    tag: str = "SELECT"  # CommandComplete's word(s), followed by the rows sent
-    live: LiveRows | None = None
-    cursor: bool = False  # a DECLAREd cursor: it stays after Sync
-
-
-@dataclass
-class Command:
-    tag: str
-    notices: list[str] = field(default_factory=list)
-
-
-Outcome = Rows | Command
 
 
 @dataclass
@@ -191,7 +164,7 @@ class PgSession:
             try:
                 outcome = self.run(piece.text, [], piece.offset)
                 if isinstance(outcome, Rows):
-                    self.send(m.row_description(_fields(outcome, [])))
+                    self.send(m.row_description(fields(outcome, [])))
                     self._send_rows(outcome, [], 0, 0)
                 else:
                     self._complete(outcome)
@@ -244,7 +217,7 @@ class PgSession:
             if shape is None:
                 self.send(m.NO_DATA)
             else:
-                self.send(m.row_description(_fields(shape, [])))
+                self.send(m.row_description(fields(shape, [])))
             return
         portal = self._portal(name)
         if portal.outcome is None and isinstance(portal.prepared.statement, _NO_ROWS):
@@ -252,7 +225,7 @@ class PgSession:
             return
         outcome = self._start(portal)
         if isinstance(outcome, Rows):
-            self.send(m.row_description(_fields(outcome, portal.result_formats)))
+            self.send(m.row_description(fields(outcome, portal.result_formats)))
         else:
             self.send(m.NO_DATA)
 
@@ -304,7 +277,7 @@ class PgSession:
             outcome = self.run(portal.prepared.sql, portal.params, 0)
             shape = portal.prepared.shape
             if shape is not None and isinstance(outcome, Rows):
-                outcome = _conform(outcome, shape)
+                outcome = conform(outcome, shape)
             portal.outcome = outcome
         return portal.outcome
 
@@ -414,7 +387,7 @@ class PgSession:
             return Command(_tag(result), notices)
         for notice in notices if notify else ():
             self._notice(notice)
-        return _rows_of(result)
+        return rows_of(result)
 
     def _live_rows(self, sql: str, params: Sequence[Any], shift: int) -> Rows:
         try:
@@ -435,8 +408,8 @@ class PgSession:
         self, outcome: Rows, formats: list[int], max_rows: int, already: int
     ) -> tuple[int, bool]:
         """Send rows (all, or up to ``max_rows``); (rows sent in all, whether they ended)."""
-        encoders = _encoders(outcome, formats)
-        count = len(encoders)
+        row_encoders = encoders(outcome, formats)
+        count = len(row_encoders)
         sent = 0
         send = self.send
         flush_each = outcome.live is not None
@@ -444,7 +417,7 @@ class PgSession:
             for row in outcome.rows:
                 if self.cancelled:
                     raise _cancelled()
-                send(m.data_row(encoders, row, count))
+                send(m.data_row(row_encoders, row, count))
                 if flush_each:
                     self.flush()  # a live row goes out at once
                 sent += 1
@@ -508,58 +481,3 @@ def _tag(result: Result) -> str:
     if kind in ("UPDATE", "DELETE"):
         return f"{kind} {max(result.rowcount, 0)}"
     return kind
-
-
-def _rows_of(result: Result) -> Rows:
-    """A query's rows: the first ones read now (they give the types), the rest streamed."""
-    rows = iter(result)
-    first = list(itertools.islice(rows, PEEK_ROWS))
-    columns = result.known_columns
-    if columns is None:
-        names: dict[str, None] = {}
-        for row in first:
-            names.update(dict.fromkeys(row))
-        if not first and result.columns_when_empty is not None:
-            names = dict.fromkeys(result.columns_when_empty())
-        columns = list(names)
-        if "_id" in names:
-            columns = ["_id", *[c for c in columns if c != "_id"]]
-    types = infer_column_types(columns, first)
-    keys = columns
-    values = (tuple(row.get(c) for c in keys) for row in itertools.chain(first, rows))
-    return Rows(columns, types, values)
-
-
-def _conform(outcome: Rows, shape: Rows) -> Rows:
-    """``outcome``'s rows in the columns and types of ``shape`` (a missing column is NULL; a
-    value that does not fit its type is sent in its text form, as always)."""
-    if outcome.columns == shape.columns:
-        return Rows(shape.columns, shape.types, outcome.rows, outcome.tag, outcome.live)
-    where = {name: i for i, name in enumerate(outcome.columns)}
-    picks = [where.get(name) for name in shape.columns]
-    rows = (tuple(None if i is None else row[i] for i in picks) for row in outcome.rows)
-    return Rows(shape.columns, shape.types, rows, outcome.tag, outcome.live)
-
-
-def _fields(outcome: Rows, formats: list[int]) -> list[m.Field]:
-    fields = []
-    for i, (name, kind) in enumerate(zip(outcome.columns, outcome.types, strict=True)):
-        oid = OID_OF[kind]
-        fields.append(m.Field(name, oid, SIZE_OF.get(oid, -1), _format(formats, i)))
-    return fields
-
-
-def _format(formats: list[int], i: int) -> int:
-    if not formats:
-        return 0
-    return formats[i] if len(formats) > 1 else formats[0]
-
-
-def _encoders(outcome: Rows, formats: list[int]) -> list[Callable[[Any], bytes]]:
-    encoders: list[Callable[[Any], bytes]] = []
-    for i, kind in enumerate(outcome.types):
-        if _format(formats, i) == 1:
-            encoders.append(BINARY_OF[OID_OF[kind]])
-        else:
-            encoders.append(text_of)
-    return encoders
