@@ -496,6 +496,14 @@ def test_tls_with_a_self_signed_certificate(server, ql, dbname, tmp_path):
             assert not conn.pgconn.ssl_in_use
     finally:
         srv.stop()
+    # SCRAM over TLS: libpq says it could bind the channel ("y"), which this server does not.
+    srv = _start(server, tls=context, users={"tester": make_verifier("pw")})
+    try:
+        with _connect(srv, dbname, sslmode="require", password="pw") as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 4 AS four").fetchone() == (4,)
+    finally:
+        srv.stop()
 
 
 def test_ssl_is_refused_cleanly_without_a_certificate(pg, dbname):
