@@ -304,6 +304,12 @@ class QueryLeaf:
             result.release_after(own.end_session)
         return result
 
+    def cancel(self) -> int:
+        """Stop the statement this connection is running in another thread (not the main
+        one, where Ctrl-C does it) on the server; it fails with an error. Returns how many
+        operations the server was told to kill."""
+        return self._statements.cancel_running()
+
     # ------------------------------------------------------------ transactions
     @property
     def transaction_status(self) -> str:

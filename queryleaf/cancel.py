@@ -132,6 +132,9 @@ class StatementRunner:
         self.client = client
         self.in_flight = in_flight
         self._worker: _Worker | None = None
+        # The statement running in a thread other than the main one: what cancel_running()
+        # stops (the PostgreSQL wire server's CancelRequest comes from another thread).
+        self._running: tuple[threading.Thread, str, ClientSession | None] | None = None
 
     def run(
         self,
@@ -143,8 +146,14 @@ class StatementRunner:
         ``session`` (ended on Ctrl-C: pass the statement's own, or a transaction's)."""
         comment = new_comment()
         if threading.current_thread() is not threading.main_thread():
-            with pymongo.timeout(timeout):  # no Ctrl-C outside the main thread
-                return work(comment)
+            self.in_flight.watch()
+            self._running = (threading.current_thread(), comment, session)
+            try:
+                with pymongo.timeout(timeout):  # no Ctrl-C outside the main thread
+                    return work(comment)
+            finally:
+                self._running = None
+                self.in_flight.unwatch()
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
@@ -172,6 +181,12 @@ class StatementRunner:
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
+
+    def cancel_running(self) -> int:
+        """Stop the statement a thread other than the main one is running, from any thread;
+        returns how many operations were killed (0: none was running)."""
+        running = self._running
+        return self.cancel(*running) if running is not None else 0
 
     def cancel(self, worker: threading.Thread, comment: str, session: ClientSession | None) -> int:
         """Stop the statement on the server; returns how many operations were killed."""

@@ -89,6 +89,17 @@ class Result:
         return self._rows if self._rows is not None else []
 
     @property
+    def returns_rows(self) -> bool:
+        """Whether the statement returns rows (a query), rather than a count or a status."""
+        return self._columns is not None or self._rows is not None or self._stream is not None
+
+    @property
+    def known_columns(self) -> list[str] | None:
+        """The columns when known without reading rows; None for a streamed ``SELECT *``, whose
+        columns are those of the documents it returns."""
+        return self._columns
+
+    @property
     def rows(self) -> list[dict[str, Any]]:
         return self._materialize()
 

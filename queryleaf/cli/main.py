@@ -24,6 +24,7 @@ EXIT_INTERRUPTED = 130
 # Subcommands written in their own modules, imported only when used.
 LAZY_COMMANDS = {
     "serve": "queryleaf.cli.serve:serve_command",
+    "pg-passwd": "queryleaf.cli.pg_passwd:pg_passwd_command",
     "top": "queryleaf.cli.top:top_command",
     "worker": "queryleaf.cli.worker:worker_command",
 }
@@ -45,6 +46,7 @@ NOT_GLOBAL = frozenset({"sql", "version", "help"})
 # Global options a subcommand has no use for (every other one is accepted after it too).
 NOT_FOR_COMMAND = {
     "serve": frozenset({"uri", "db", "format"}),
+    "pg-passwd": frozenset({"uri", "db", "format", "data_dir"}),
     "worker": frozenset({"format"}),
     "top": frozenset({"format"}),
 }

@@ -116,12 +116,19 @@ class Bindings:
         placeholders = [n for n in walk(statement) if isinstance(n, ast.Param)]
         names = {p.name for p in placeholders if p.name is not None}
         positional = sorted({p.index for p in placeholders if p.index is not None})
+        numbered = [p for p in placeholders if p.numbered]
         self.named: dict[str, Any] = {}
         self.positional: list[Any] = []
         if names and positional:
             raise ParameterError(
                 "a statement cannot mix :name and ? placeholders", placeholders[0].pos
             )
+        if numbered and len(numbered) != len(placeholders):
+            raise ParameterError(
+                "a statement cannot mix $n placeholders with ? or :name ones", numbered[0].pos
+            )
+        # $n needs n values even when a lower number is unused (PostgreSQL's rule too).
+        expected = positional[-1] + 1 if numbered else len(positional)
         if params is None:
             params = {} if not positional else []
         if isinstance(params, Mapping):
@@ -140,9 +147,10 @@ class Bindings:
         elif isinstance(params, Sequence) and not isinstance(params, str | bytes):
             if names:
                 raise ParameterError(":name placeholders need a mapping of values, got a sequence")
-            if len(params) != len(positional):
+            if len(params) != expected:
+                kind = "$n" if numbered else "?"
                 raise ParameterError(
-                    f"the statement has {len(positional)} ? placeholder(s) but "
+                    f"the statement has {expected} {kind} placeholder(s) but "
                     f"{len(params)} value(s) were given"
                 )
             self.positional = [to_bson(v, f"parameter {i + 1}") for i, v in enumerate(params)]

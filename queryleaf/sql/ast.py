@@ -114,11 +114,13 @@ class Literal(Expr):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Param(Expr):
-    """A placeholder: ``:name`` (name set) or ``?`` (index set, 0-based in order of appearance)."""
+    """A placeholder: ``:name`` (name set), ``?`` (index set, 0-based in order of appearance) or
+    ``$n`` (numbered: index n - 1)."""
 
     name: str | None
     index: int | None = None
     pos: Position | None = _pos()
+    numbered: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -232,6 +232,7 @@ _TERMINAL_NAMES = {
     "REGEXP": "REGEXP or RLIKE",
     "FRAME_UNIT": "ROWS or RANGE",
     "NAMED_PARAM": "parameter",
+    "NUMBERED_PARAM": "parameter",
     "NUMBER": "number",
     "INT": "integer",
     "STRING": "string",
@@ -647,6 +648,8 @@ class _ToAst(Transformer_NonRecursive):
             index = self.qmarks
             self.qmarks += 1
             return ast.Param(None, index, _position(meta))
+        if token.type == "NUMBERED_PARAM":
+            return ast.Param(None, int(str(token)[1:]) - 1, _position(meta), numbered=True)
         return ast.Param(str(token)[1:], None, _position(meta))
 
     def column_ref(self, meta, children):

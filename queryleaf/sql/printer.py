@@ -340,7 +340,9 @@ def _is_null(expr: ast.IsNull) -> str:
 
 
 def _param(expr: ast.Param) -> str:
-    return f":{expr.name}" if expr.name is not None else "?"
+    if expr.name is not None:
+        return f":{expr.name}"
+    return f"${(expr.index or 0) + 1}" if expr.numbered else "?"
 
 
 def _star(expr: ast.Star) -> str:
