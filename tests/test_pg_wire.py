@@ -317,6 +317,24 @@ def test_transactions_commit_and_roll_back(pg, ql, dbname):
     assert sorted(d["_id"] for d in ql.db.t.find()) == [2, 3]
 
 
+def test_savepoints_around_reads_and_refused_after_a_write(pg, ql, dbname):
+    with _connect(pg, dbname, autocommit=False) as conn:
+        with conn.transaction():
+            with conn.transaction():  # SAVEPOINT ... RELEASE (psycopg's nested transaction)
+                conn.execute("SELECT 1 AS one").fetchall()
+            conn.execute("SAVEPOINT before_read")
+            conn.execute("SELECT 2 AS two").fetchall()
+            conn.execute("ROLLBACK TO SAVEPOINT before_read")  # nothing written since: exact
+            conn.execute("INSERT INTO orders (_id, item) VALUES (1, 'pen')")
+        conn.execute("BEGIN")  # already begun by psycopg: a warning, as in PostgreSQL
+        conn.execute("SAVEPOINT s")
+        conn.execute("INSERT INTO orders (_id, item) VALUES (2, 'ink')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="no savepoints"):
+            conn.execute("ROLLBACK TO s")
+        conn.rollback()
+    assert [r["_id"] for r in ql.execute("SELECT _id FROM orders").rows] == [1]
+
+
 def test_cancel_stops_a_slow_query_and_the_connection_goes_on(pg, ql, dbname):
     ql.db.big.insert_many([{"_id": i, "g": i % 7} for i in range(1000)])
     other_took: list[float] = []

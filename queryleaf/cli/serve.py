@@ -82,6 +82,8 @@ def serve_command(
 
         timeout = ctx.obj.get("timeout") if isinstance(ctx.obj, dict) else None
         options = PgOptions(pg_address, pg_users, pg_trust, tls_cert, tls_key, timeout)
+        if uri is None and isinstance(ctx.obj, dict):
+            uri = ctx.obj.get("uri")  # queryleaf --uri X serve --pg, or QUERYLEAF_URI
         if uri is not None:
             target = uri
             serve_pg(options, lambda: target, _wait_for_signal)

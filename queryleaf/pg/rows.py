@@ -58,7 +58,7 @@ def rows_of(result: Result) -> Rows:
         columns = list(names)
         if "_id" in names:
             columns = ["_id", *[c for c in columns if c != "_id"]]
-    types = infer_column_types(columns, first)
+    types = infer_column_types(columns, first, result.declared_types)
     keys = columns
     values = (tuple(row.get(c) for c in keys) for row in itertools.chain(first, rows))
     return Rows(columns, types, values)

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from queryleaf.api import QueryLeaf
 from queryleaf.pg import messages as m
 from queryleaf.pg.auth import MECHANISM, AuthenticationFailed, ScramExchange, Verifier
+from queryleaf.pg.catalog.settings import lookup
 from queryleaf.pg.errors import (
     FEATURE_NOT_SUPPORTED,
     INTERNAL_ERROR,
@@ -39,7 +40,22 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5433
 FLUSH_BYTES = 64 * 1024  # rows are sent in chunks of about this size
-SERVER_VERSION = "16.0"  # what clients read as server_version: the PostgreSQL it resembles
+# The parameters PostgreSQL reports to the client at startup (ParameterStatus), with the values
+# the catalog answers SHOW with, so that a client never sees two versions of one setting.
+REPORTED = (
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
+    "IntervalStyle",
+    "is_superuser",
+    "in_hot_standby",
+    "default_transaction_read_only",
+    "application_name",
+)
 _EXTENDED = frozenset(b"PBDEHC")
 
 
@@ -189,12 +205,12 @@ class PgServer:
         except Exception as exc:  # noqa: BLE001 - the client is told why, the server goes on
             _send_fatal(sock, PgError("3D000", f"cannot open database {database!r}: {exc}"))
             return
-        settings = {k: v for k, v in params.items() if k not in ("user", "database")}
+        settings = dict(params)  # the catalog's SHOW, current_user... read the startup values
         session = PgSession(ql, settings, out.write, out.flush)
         pid, key = self._register(session)
         try:
             out.write(m.authentication(m.AUTH_OK))
-            for name, value in _parameter_status(user, params):
+            for name, value in _parameter_status(user, settings):
                 out.write(m.parameter_status(name, value))
             out.write(m.backend_key_data(pid, key))
             out.write(m.ready_for_query(b"I"))
@@ -315,20 +331,9 @@ class PgServer:
                 log.exception("cancel request failed")
 
 
-def _parameter_status(user: str, params: dict[str, str]) -> list[tuple[str, str]]:
-    return [
-        ("server_version", SERVER_VERSION),
-        ("server_encoding", "UTF8"),
-        ("client_encoding", "UTF8"),
-        ("DateStyle", "ISO, MDY"),
-        ("TimeZone", "UTC"),
-        ("integer_datetimes", "on"),
-        ("standard_conforming_strings", "on"),
-        ("IntervalStyle", "postgres"),
-        ("is_superuser", "off"),
-        ("session_authorization", user),
-        ("application_name", params.get("application_name", "")),
-    ]
+def _parameter_status(user: str, settings: dict[str, str]) -> list[tuple[str, str]]:
+    reported = [(name, lookup(settings, name) or "") for name in REPORTED]
+    return [*reported, ("session_authorization", user)]
 
 
 def _fatal(out: Output, error: PgError) -> None:

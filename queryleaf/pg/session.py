@@ -27,7 +27,9 @@ from queryleaf.pg.errors import (
     FEATURE_NOT_SUPPORTED,
     INVALID_CURSOR_NAME,
     INVALID_PARAMETER,
+    INVALID_SAVEPOINT,
     INVALID_STATEMENT_NAME,
+    NO_ACTIVE_TRANSACTION,
     PROTOCOL_VIOLATION,
     QUERY_CANCELED,
     PgError,
@@ -84,6 +86,17 @@ _COPY = re.compile(r"\s*COPY\b", re.I)
 _END = re.compile(
     r"\s*(COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?" + _END_OF_STATEMENT, re.I
 )
+# MongoDB's transactions have no savepoints. Clients set them around reads (psycopg's type
+# lookups, SQLAlchemy's nested transactions): setting and releasing one is harmless, and rolling
+# back to one is exact while nothing was written since it was set; otherwise it is refused.
+_SAVEPOINT = re.compile(rf"\s*SAVEPOINT\s+({_NAME}){_END_OF_STATEMENT}", re.I)
+_RELEASE = re.compile(rf"\s*RELEASE\s+(?:SAVEPOINT\s+)?({_NAME}){_END_OF_STATEMENT}", re.I)
+_ROLLBACK_TO = re.compile(
+    rf"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\s+(?:SAVEPOINT\s+)?({_NAME})"
+    + _END_OF_STATEMENT,
+    re.I,
+)
+_WRITE_TAGS = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER")
 # BEGIN with PostgreSQL's transaction modes, which MongoDB's transactions do not have: ignored
 # (a transaction reads one snapshot, as REPEATABLE READ does).
 _BEGIN = re.compile(
@@ -136,6 +149,8 @@ class PgSession:
         self.portals: dict[str, Portal] = {}
         self.cancelled = False
         self._live: LiveRows | None = None
+        self.writes = 0  # statements that wrote (rolling back to a savepoint is exact if none)
+        self.savepoints: dict[str, int] = {}  # name -> ``writes`` when it was set
 
     # ------------------------------------------------------------ status and cancel
     def status(self) -> bytes:
@@ -354,6 +369,8 @@ class PgSession:
                     raise PgError(INVALID_CURSOR_NAME, f'cursor "{name}" does not exist')
                 del self.portals[name]
             return Command("CLOSE CURSOR")
+        if savepoint := self._savepoint(sql):
+            return savepoint
         if ended := _END.match(sql):
             commit = ended.group(1).upper() in ("COMMIT", "END")
             if not self.ql.in_transaction:
@@ -363,8 +380,36 @@ class PgSession:
             self._queryleaf("COMMIT" if commit else "ROLLBACK", [], shift)
             return Command("COMMIT" if commit else "ROLLBACK")
         if _BEGIN.match(sql):
+            if self.ql.in_transaction:  # as PostgreSQL: a warning, the transaction goes on
+                return Command("BEGIN", ["there is already a transaction in progress"])
             self._queryleaf("BEGIN", [], shift)
             return Command("BEGIN")
+        return None
+
+    def _savepoint(self, sql: str) -> Command | None:
+        """SAVEPOINT, RELEASE and ROLLBACK TO (see _SAVEPOINT); None for other statements."""
+        if named := _SAVEPOINT.match(sql):
+            if not self.ql.in_transaction:
+                raise PgError(NO_ACTIVE_TRANSACTION, "SAVEPOINT can only be used in transactions")
+            self.savepoints[_unquote(named.group(1))] = self.writes
+            return Command("SAVEPOINT")
+        for pattern, tag in ((_RELEASE, "RELEASE"), (_ROLLBACK_TO, "ROLLBACK")):
+            if named := pattern.match(sql):
+                name = _unquote(named.group(1))
+                if name not in self.savepoints:
+                    raise PgError(INVALID_SAVEPOINT, f'savepoint "{name}" does not exist')
+                if tag == "ROLLBACK" and (
+                    self.savepoints[name] != self.writes or self.ql.transaction_status == "aborted"
+                ):
+                    raise PgError(
+                        FEATURE_NOT_SUPPORTED,
+                        f'cannot roll back to savepoint "{name}": MongoDB transactions have no '
+                        "savepoints, and this one has written (or failed) since it was set; "
+                        "ROLLBACK the whole transaction",
+                    )
+                if tag == "RELEASE":
+                    del self.savepoints[name]
+                return Command(tag)
         return None
 
     def _queryleaf(
@@ -383,6 +428,10 @@ class PgSession:
                 raise _cancelled() from exc
             raise
         notices = [str(w) for w in result.warnings]
+        if result.statement.startswith(_WRITE_TAGS):
+            self.writes += 1
+        if not self.ql.in_transaction:
+            self.savepoints.clear()
         if not result.returns_rows:
             return Command(_tag(result), notices)
         for notice in notices if notify else ():
@@ -395,7 +444,7 @@ class PgSession:
         except QueryLeafError as exc:
             raise from_queryleaf(exc, sql, shift) from exc
         self._live = live
-        columns = [c.name for c in live.plan.columns] if live.plan.columns else None
+        columns = live.plan.result_columns
         first = list(itertools.islice(live, 1))
         if columns is None:
             columns = list(first[0]) if first else []
