@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -153,6 +154,17 @@ def test_parameters_in_text_and_binary_format(pg, ql, dbname, placeholder):
                    b"\xff\x00", "text é", 3)  # fmt: skip
     stored = ql.db.things.find_one({"_id": 7})
     assert stored["at"] == when and stored["doc"] == {"a": {"b": None}}
+
+
+def test_timestamps_in_postgresql_text_form(pg, ql, dbname):
+    ql.db.times.insert_many(
+        [
+            {"_id": 1, "at": dt.datetime(2024, 1, 2, 3, 4, 5, 678000)},
+            {"_id": 2, "at": dt.datetime(2024, 1, 2, 3, 4, 5)},
+        ]
+    )
+    done = _psql(pg, dbname, "-A", "-t", "-c", "SELECT at FROM times ORDER BY _id")
+    assert done.stdout.splitlines() == ["2024-01-02 03:04:05.678+00", "2024-01-02 03:04:05+00"]
 
 
 def test_parameters_stay_values_never_operators(pg, ql, dbname):
@@ -333,6 +345,56 @@ def test_savepoints_around_reads_and_refused_after_a_write(pg, ql, dbname):
             conn.execute("ROLLBACK TO s")
         conn.rollback()
     assert [r["_id"] for r in ql.execute("SELECT _id FROM orders").rows] == [1]
+
+
+def test_pandas_to_sql_and_read_sql_over_sqlalchemys_postgresql_dialect(pg, ql, dbname):
+    pd = pytest.importorskip("pandas")
+    sa = pytest.importorskip("sqlalchemy")
+    engine = sa.create_engine(f"postgresql+psycopg://tester@127.0.0.1:{pg.port}/{dbname}")
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["a", "b", None],
+            "x": [1.5, 2.5, None],
+            "ok": [True, False, True],
+            "at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True),
+        }
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            # CREATE TABLE (in SQLAlchemy's transaction: committed implicitly, with a notice),
+            # INSERT with $n::type casts, DEALLOCATE ALL after the DDL
+            frame.to_sql("frames", engine, if_exists="replace", index=False)
+            frame.to_sql("frames", engine, if_exists="append", index=False)
+            back = pd.read_sql("SELECT id, name, x, ok, at FROM frames ORDER BY id", engine)
+    finally:
+        engine.dispose()
+    assert len(back) == 6
+    assert list(back.dtypes.astype(str)) == [
+        "int64",
+        "str",
+        "float64",
+        "bool",
+        "datetime64[us, UTC]",
+    ]
+    assert back["name"].isna().sum() == 2 and back["at"].iloc[0] == frame["at"].iloc[0]
+    validator = ql.db.command("listCollections", filter={"name": "frames"})["cursor"]["firstBatch"]
+    assert "$jsonSchema" in validator[0]["options"]["validator"]
+
+
+def test_catalog_changes_in_a_transaction_commit_it_first(pg, ql, dbname):
+    notices: list[str] = []
+    with _connect(pg, dbname, autocommit=False) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute("INSERT INTO log (_id) VALUES (1)")
+        conn.execute("CREATE TABLE made (id BIGINT, at TIMESTAMP WITH TIME ZONE)")
+        conn.execute("INSERT INTO log (_id) VALUES (2)")
+        conn.rollback()  # only what followed the CREATE TABLE is rolled back
+        conn.execute("DEALLOCATE ALL")
+    assert [d["_id"] for d in ql.db.log.find()] == [1]
+    assert "made" in ql.db.list_collection_names()
+    assert any("committed the open transaction first" in n for n in notices)
 
 
 def test_cancel_stops_a_slow_query_and_the_connection_goes_on(pg, ql, dbname):

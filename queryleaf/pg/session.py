@@ -82,6 +82,7 @@ _FETCH = re.compile(
     re.I,
 )
 _CLOSE = re.compile(rf"\s*CLOSE\s+(ALL|{_NAME}){_END_OF_STATEMENT}", re.I)
+_DEALLOCATE = re.compile(rf"\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|{_NAME}){_END_OF_STATEMENT}", re.I)
 _COPY = re.compile(r"\s*COPY\b", re.I)
 _END = re.compile(
     r"\s*(COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?" + _END_OF_STATEMENT, re.I
@@ -96,6 +97,10 @@ _ROLLBACK_TO = re.compile(
     + _END_OF_STATEMENT,
     re.I,
 )
+# Statements that change the catalog, which queryleaf never does inside a transaction. PostgreSQL
+# clients send them inside one (pandas' to_sql, migrations): as MySQL does, they commit the open
+# transaction first; a new one is opened after them, so the client's transaction goes on.
+_CATALOG_CHANGE = re.compile(r"\s*(?:CREATE|DROP)\s+(?:TABLE|VIEW)\b", re.I)
 _WRITE_TAGS = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER")
 # BEGIN with PostgreSQL's transaction modes, which MongoDB's transactions do not have: ignored
 # (a transaction reads one snapshot, as REPEATABLE READ does).
@@ -333,7 +338,26 @@ class PgSession:
         own = self._own_statement(sql, params, shift)
         if own is not None:
             return own
+        if self.ql.in_transaction and _CATALOG_CHANGE.match(sql):
+            return self._commit_around(sql, params, shift)
         return self._queryleaf(sql, params, shift)
+
+    def _commit_around(self, sql: str, params: Sequence[Any], shift: int) -> Outcome:
+        """A catalog change in a transaction (see _CATALOG_CHANGE): commit, run, begin again."""
+        self._queryleaf("COMMIT", [], shift)
+        try:
+            outcome = self._queryleaf(sql, params, shift)
+        finally:
+            self._queryleaf("BEGIN", [], shift)
+        word = " ".join(sql.split()[:2]).upper()
+        notice = (
+            f"{word} committed the open transaction first and ran on its own (MongoDB changes "
+            "its catalog outside transactions; as in MySQL, it commits implicitly); what follows "
+            "runs in a new transaction"
+        )
+        if isinstance(outcome, Command):
+            outcome.notices.append(notice)
+        return outcome
 
     def _own_statement(self, sql: str, params: Sequence[Any], shift: int) -> Outcome | None:
         if _COPY.match(sql):
@@ -342,6 +366,14 @@ class PgSession:
                 "COPY is not supported by queryleaf's PostgreSQL server: use INSERT (many rows "
                 "per statement, or executemany) to load data, and SELECT to read it",
             )
+        if deallocated := _DEALLOCATE.match(sql):  # psycopg sends it after DDL
+            if deallocated.group(1).upper() == "ALL":
+                self.statements.clear()
+                return Command("DEALLOCATE ALL")
+            name = _unquote(deallocated.group(1))
+            if self.statements.pop(name, None) is None:
+                raise PgError(INVALID_STATEMENT_NAME, f'prepared statement "{name}" does not exist')
+            return Command("DEALLOCATE")
         if declared := _DECLARE.match(sql):
             name = _unquote(declared.group(1))
             query = self._queryleaf(sql[declared.end() :], params, shift + declared.end())
@@ -430,6 +462,7 @@ class PgSession:
         notices = [str(w) for w in result.warnings]
         if result.statement.startswith(_WRITE_TAGS):
             self.writes += 1
+            self.catalog.changed()
         if not self.ql.in_transaction:
             self.savepoints.clear()
         if not result.returns_rows:

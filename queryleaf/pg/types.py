@@ -87,7 +87,12 @@ def _decimal_text(value: Decimal | Decimal128) -> bytes:
 def _timestamp_text(value: dt.datetime) -> bytes:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(sep=" ").encode()
+    # PostgreSQL's own form (ISO DateStyle, UTC): fractions without trailing zeros, "+00".
+    value = value.astimezone(dt.UTC)
+    text = value.strftime("%Y-%m-%d %H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return (text + "+00").encode()
 
 
 def _other_text(value: Any) -> bytes:

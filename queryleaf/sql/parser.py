@@ -591,6 +591,19 @@ def _is_token(x: object, type_: str) -> bool:
     return isinstance(x, Token) and x.type == type_
 
 
+# SQL's multi-word type names, as the one-word names queryleaf's types have (BSON dates are UTC
+# instants: a timestamp with or without a time zone is the same column type).
+_TYPE_SYNONYMS = {
+    "DOUBLE PRECISION": "DOUBLE",
+    "CHARACTER VARYING": "VARCHAR",
+    "CHAR VARYING": "VARCHAR",
+    "CHARACTER": "CHAR",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
+    "TIMESTAMPTZ": "TIMESTAMP",
+}
+
+
 @v_args(meta=True)
 class _ToAst(Transformer_NonRecursive):
     """Builds AST nodes; every method receives the Lark meta (positions) first.
@@ -806,8 +819,20 @@ class _ToAst(Transformer_NonRecursive):
         return ast.Cast(children[0], children[1], _position(meta))
 
     def type_name(self, meta, children):
-        params = tuple(self._integer(c) for c in children[1:] if c)
-        return ast.TypeName(children[0].upper(), params, _position(meta))
+        words, params, zone = children
+        name = " ".join(words)
+        if zone is not None:  # only TIMESTAMP WITH TIME ZONE exists
+            name += " WITH " + zone
+        return ast.TypeName(_TYPE_SYNONYMS.get(name, name), params or (), _position(meta))
+
+    def type_words(self, meta, children):
+        return [str(word).upper() for word in children]
+
+    def type_length(self, meta, children):
+        return tuple(self._integer(c) for c in children if c is not None)
+
+    def type_zone(self, meta, children):
+        return " ".join(str(word).upper() for word in children)
 
     def from_call(self, meta, children):
         name, side, first, source, length = children

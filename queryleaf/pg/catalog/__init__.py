@@ -115,6 +115,12 @@ class CatalogSession:
     settings: dict[str, str]
     _state: _SessionState = field(default_factory=_SessionState, repr=False, compare=False)
 
+    def changed(self) -> None:
+        """The connection wrote or changed the catalog: its next catalog query reads the
+        database again (so pandas' has_table sees the table its CREATE TABLE just made)."""
+        self._state.snapshot = None
+        self._state.profiles = ProfileCache()
+
 
 @dataclass
 class CatalogAnswer:
