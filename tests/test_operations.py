@@ -173,6 +173,11 @@ def test_the_dashboard_and_the_alert_rules_use_only_exported_metrics(ql):
             what="the event counted",
         )
         exported = {name for name, _ in worker.samples()}
+        families = {f.name for f in text_string_to_metric_families(worker.get("/metrics")[1])}
+    # The reference table in docs/operations.md lists every metric, and only those.
+    table = (ROOT / "docs" / "operations.md").read_text().split("## Metrics", 1)[1]
+    documented = set(re.findall(r"^\| `(queryleaf_[a-z_]+)` \|", table, re.MULTILINE))
+    assert {name.removesuffix("_total") for name in documented} == families
     dashboard = json.loads((OPERATIONS / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     assert len(exprs) >= 10
@@ -254,6 +259,19 @@ def test_readyz_reports_a_lost_lease(ql):
         label = {"subscription": "leased"}
         assert worker.value("queryleaf_subscription_lease_losses_total", **label) == 1
         assert worker.value("queryleaf_subscription_lease_held", **label) == 0
+
+
+def test_taking_over_an_expired_lease_is_counted(ql):
+    ql.execute("CREATE EVENT_SUBSCRIPTION orphan AS (watch_collections = 'orders')")
+    expired = datetime.now(UTC) - timedelta(seconds=5)
+    ql.db[names.LEASES].insert_one(
+        {"_id": "orphan", "worker_id": "crashed:1:abc", "expires_at": expired}
+    )
+    with MonitoredWorker(ql) as worker:
+        wait_for(lambda: ready(worker), what="/readyz 200")
+        label = {"subscription": "orphan"}
+        assert worker.value("queryleaf_subscription_lease_takeovers_total", **label) == 1
+        assert worker.value("queryleaf_subscription_lease_held", **label) == 1
 
 
 def test_healthz_and_readyz_fail_once_the_worker_stopped(ql):
