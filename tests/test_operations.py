@@ -5,6 +5,7 @@ Prometheus test runs Debian's ``prometheus`` against a worker (slow; skipped wit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from queryleaf.events import names
 from queryleaf.events.endpoint import Endpoint, parse_address
+from queryleaf.events.logs import LOGGER, JsonFormatter, SubscriptionLog, fields
 from queryleaf.events.observe import Monitor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -483,3 +485,30 @@ def test_prometheus_scrapes_a_worker_and_fires_the_lag_alert(ql, tmp_path):
         finally:
             prometheus.terminate()
             prometheus.wait(20)
+
+
+def test_json_log_lines_carry_the_fields_and_the_traceback():
+    formatter = JsonFormatter("host:1:abc")
+    log = SubscriptionLog("orders_feed")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger(LOGGER).addHandler(keep)
+    try:
+        log.warning("retry %d", 1, extra=fields(event_id="82AB", error="boom"))
+        try:
+            raise ValueError("bad handler")
+        except ValueError:
+            log.exception("stopped")
+    finally:
+        logging.getLogger(LOGGER).removeHandler(keep)
+    first, second = (json.loads(formatter.format(record)) for record in records)
+    assert first["message"] == "retry 1" and first["level"] == "warning"
+    assert (first["worker_id"], first["subscription"]) == ("host:1:abc", "orders_feed")
+    assert (first["event_id"], first["error"]) == ("82AB", "boom")
+    assert datetime.fromisoformat(first["time"]).tzinfo is not None
+    assert "ValueError: bad handler" in second["error"] and "event_id" not in second

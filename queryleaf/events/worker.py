@@ -35,6 +35,7 @@ from queryleaf.events.lease import (
     lease_seconds_from,
     new_worker_id,
 )
+from queryleaf.events.logs import fields
 from queryleaf.events.notices import Notices
 from queryleaf.events.observe import Monitor, WorkerView
 from queryleaf.events.runner import (
@@ -435,6 +436,7 @@ def _start_runners(
             leased.name,
             leased.watch.collection or f"database {db.name}",
             leases.worker_id,
+            extra=fields(subscription=leased.name),
         )
 
 
