@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf import __version__
 from queryleaf.events import names
 from queryleaf.events.lease import LeaseManager
 from queryleaf.events.stats import WorkerStats
@@ -110,8 +111,6 @@ class WorkerCollector(Collector):
         self.monitor = monitor
 
     def collect(self) -> Iterator[Metric]:
-        from queryleaf import __version__
-
         monitor = self.monitor
         view = monitor.current()
         yield InfoMetricFamily(
