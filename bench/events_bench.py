@@ -19,6 +19,11 @@ so they do not compete for the server):
   ``event_filter`` values (so each wants a tenth of the 5,000 inserts): bare loops (each with its
   ``$match``), the worker unshared, shared with the filters in the client, shared with their
   union also on the server.
+* metrics (only with ``--only metrics``) — the backlog consumed by a worker with a handler,
+  with its Prometheus metrics off and on (``--metrics``: the endpoint scraped every 0.5 s,
+  30 times more often than Prometheus's default, from another process), alternately on fresh
+  servers; the medians of events/s and of the worker's CPU time per event, and their ratios
+  (docs/operations.md, "Metrics").
 
 Not a test: prints a table (and ``--json``).
 """
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,8 @@ from machine import cpu_name, os_name  # noqa: E402  (bench/machine.py)
 
 import queryleaf  # noqa: E402
 from queryleaf.engine import start_ephemeral_server  # noqa: E402
+from queryleaf.events.endpoint import Endpoint  # noqa: E402
+from queryleaf.events.observe import Monitor  # noqa: E402
 
 
 def _start_time(client: pymongo.MongoClient, db: str) -> Any:
@@ -107,12 +115,12 @@ def subscription(ql: Any, name: str, coll: str, deliver_to: str = "log") -> None
     )
 
 
-def worker_consume(ql: Any, n: int) -> dict[str, float]:
+def worker_consume(ql: Any, n: int, monitor: Monitor | None = None) -> dict[str, float]:
     """Run a worker (default settings) until it has handled ``n`` events: seconds from its
     start, and from the first event taken from a stream, to the last one checkpointed (its
     shutdown afterwards is not counted)."""
     t0 = time.monotonic()
-    report = ql.run_subscriptions(max_events=n, idle_timeout=30)
+    report = ql.run_subscriptions(max_events=n, idle_timeout=30, monitor=monitor)
     if report.events != n:
         raise RuntimeError(f"worker handled {report.events} of {n} events ({report.reason})")
     first = report.first_event_at or t0
@@ -323,7 +331,11 @@ def fan_out(k: int, total: int) -> dict[str, float]:
     }
 
 
-SCENARIOS = ("backlog", "live", "latency", "fan_out", "fan_out_filters")
+SCENARIOS = ("backlog", "live", "latency", "fan_out", "fan_out_filters", "metrics")
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
+SCRAPE_EVERY_S = 0.5
+METRICS_ROUNDS = 7
+METRICS_SCALE = 4  # the metrics scenario runs over --events x this
 DURABLE = False  # --durable: storage on disk with durable commits, as the embedded default
 
 
@@ -349,6 +361,63 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
+def _scrape(url: str, every_s: float, scraping: Any, stop: Any) -> None:
+    """Prometheus's part, in a process of its own (its CPU is not the worker's)."""
+    while True:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            reply.read()
+        scraping.set()
+        if stop.wait(every_s):
+            return
+
+
+def metrics_run(uri: str, monitored: bool, n: int) -> dict[str, float]:
+    """A worker with a handler over a backlog of ``n``, with its metrics endpoint scraped every
+    SCRAPE_EVERY_S (``monitored``) or without monitoring: events/s, and the CPU time of this
+    process (the worker's threads) per event, which other jobs on the machine disturb less."""
+    with queryleaf.connect(uri, database="bench_metrics") as ql:
+        subscription(ql, "s", "orders")
+        ql.on("s")(lambda event: None)
+        write_backlog(ql.db.orders, n)
+        monitor = endpoint = scraper = None
+        context = multiprocessing.get_context("spawn")
+        scraping, stop = context.Event(), context.Event()
+        if monitored:
+            monitor = Monitor()
+            endpoint = Endpoint(monitor, "127.0.0.1", 0).start()
+            url = "http://{}:{}/metrics".format(*endpoint.address)
+            args = (url, SCRAPE_EVERY_S, scraping, stop)
+            scraper = context.Process(target=_scrape, args=args)
+            scraper.start()
+            if not scraping.wait(60):  # started (its start-up is not the worker's cost)
+                raise RuntimeError("the scraper process did not start")
+        try:
+            cpu = time.process_time()
+            result = worker_consume(ql, n, monitor)
+            cpu = time.process_time() - cpu
+        finally:
+            stop.set()
+            if scraper is not None:
+                scraper.join(10)
+            if endpoint is not None:
+                endpoint.close()
+        return {"events_per_s": n / result["steady"], "cpu_us_per_event": cpu / n * 1e6}
+
+
+def metrics_overhead(n: int, rounds: int) -> dict[str, Any]:
+    """Metrics off and on, alternately, each on a fresh server: the medians of each."""
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        runs["off"].append(fresh(metrics_run, False, n))
+        runs["on"].append(fresh(metrics_run, True, n))
+    out: dict[str, Any] = {"rounds": rounds, "runs": runs}
+    for key in ("events_per_s", "cpu_us_per_event"):
+        off = statistics.median(run[key] for run in runs["off"])
+        on = statistics.median(run[key] for run in runs["on"])
+        out[key] = {"off": off, "on": on, "ratio": on / off}
+    return out
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -372,14 +441,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--only",
         nargs="+",
         choices=SCENARIOS,
-        default=list(SCENARIOS),
-        help="run only these scenarios",
+        default=list(DEFAULT_SCENARIOS),
+        help="run only these scenarios (metrics: only when named)",
     )
     parser.add_argument(
         "--filter-spread",
         type=int,
         default=GROUPS,
         help="fan_out_filters: documents get g = n %% SPREAD (> 10: some are wanted by nobody)",
+    )
+    parser.add_argument(
+        "--metrics-rounds",
+        type=int,
+        default=METRICS_ROUNDS,
+        help="metrics: rounds of (off, on) runs (the medians are reported)",
     )
     args, _ = parser.parse_known_args(argv)
     global DURABLE, SPREAD
@@ -410,6 +485,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fan_out_filters(k, 1000 if args.quick else 5000)
             for k in ((10,) if args.quick else (10, 100))
         ]
+    if "metrics" in args.only:
+        # Long enough runs for several scrapes each (a run of 5,000 takes about half a second).
+        results["metrics_events"] = n * METRICS_SCALE
+        results["metrics"] = metrics_overhead(
+            n * METRICS_SCALE, 2 if args.quick else args.metrics_rounds
+        )
     report(results)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -427,6 +508,26 @@ def report(r: dict[str, Any]) -> None:
         _report_fan_out(r)
     if "fan_out_filters" in r:
         _report_fan_out_filters(r)
+    if "metrics" in r:
+        _report_metrics(r)
+
+
+def _report_metrics(r: dict[str, Any]) -> None:
+    m = r["metrics"]
+    print(
+        f"\nmetrics overhead: backlog of {r['metrics_events']} events to a handler, {m['rounds']} rounds "
+        f"(medians; metrics on: the endpoint scraped every {SCRAPE_EVERY_S}s)"
+    )
+    for key, label in (("events_per_s", "events/s"), ("cpu_us_per_event", "worker CPU µs/event")):
+        row = m[key]
+        runs = "  ".join(
+            f"{which} " + ", ".join(f"{run[key]:.0f}" for run in m["runs"][which])
+            for which in ("off", "on")
+        )
+        print(
+            f"  {label:20} off {row['off']:8.1f}  on {row['on']:8.1f}  on/off {row['ratio']:.3f}"
+            f"  ({runs})"
+        )
 
 
 def _report_fan_out_filters(r: dict[str, Any]) -> None:

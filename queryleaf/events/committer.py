@@ -30,6 +30,7 @@ from queryleaf.events.combiner import WriteCombiner
 from queryleaf.events.definition import Subscription
 from queryleaf.events.eventlog import EventLog, Row
 from queryleaf.events.metrics import Metrics
+from queryleaf.events.stats import NO_STATS, SubscriptionStats
 
 log = logging.getLogger("queryleaf.worker")
 
@@ -67,6 +68,7 @@ class Committer(threading.Thread):
         lease_lost: threading.Event,
         token: dict[str, Any] | None,
         writer: WriteCombiner,
+        stats: SubscriptionStats = NO_STATS,
     ):
         super().__init__(name=f"queryleaf-commit-{sub.name}", daemon=True)
         self.catalog = catalog
@@ -78,6 +80,7 @@ class Committer(threading.Thread):
         self.lease_lost = lease_lost
         self.token = token  # the last position stored
         self.writer = writer  # the worker's combined writer (combiner.py)
+        self.stats = stats  # the worker's Prometheus counters (stats.py)
         self.cluster_time = sub.checkpoint_cluster_time  # of the event the position follows
         self.checkpoints = 0
         self.stored_lag: float | None = None
@@ -192,6 +195,7 @@ class Committer(threading.Thread):
                 self.metrics.record(
                     row.status or "", row.retries, None if row.skipped else row.duration_ms
                 )
+            self.stats.checkpointed(popped)
             self.checkpoint(popped[-1], popped[-1].change["_id"], fields)
             fields = {}
             for row in popped:

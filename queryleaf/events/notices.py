@@ -16,6 +16,7 @@ from typing import Any
 from pymongo.database import Database
 
 from queryleaf.events import names
+from queryleaf.events.logs import fields
 
 log = logging.getLogger("queryleaf.worker")
 
@@ -42,11 +43,17 @@ class Notices:
             lease.get("host"),
             lease.get("pid"),
             _time(lease.get("expires_at")),
+            extra=fields(subscription=name),
         )
 
     def unavailable(self, name: str, reason: str) -> None:
         if self.unavailable_reasons.get(name) != reason:
-            log.warning("%s: not run by this worker: %s", name, reason)
+            log.warning(
+                "%s: not run by this worker: %s",
+                name,
+                reason,
+                extra=fields(subscription=name, error=reason),
+            )
             self.unavailable_reasons[name] = reason
 
     def running(self, name: str) -> None:

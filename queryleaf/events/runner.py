@@ -49,12 +49,19 @@ from queryleaf.events.delivery import Delivery, Outcome
 from queryleaf.events.eventlog import EventLog, Known, Row, event_id, row_key, static_columns
 from queryleaf.events.lanes import Lanes
 from queryleaf.events.lease import LeaseManager
+from queryleaf.events.logs import SubscriptionLog, fields
 from queryleaf.events.metrics import Metrics
 from queryleaf.events.retry import RetryPolicy
 from queryleaf.events.sinks import Sink
+from queryleaf.events.stats import (
+    FAILED,
+    HISTORY_LOST,
+    LEASE_LOST,
+    NO_STATS,
+    SubscriptionStats,
+    WorkerStats,
+)
 from queryleaf.events.watch import WatchSpec
-
-log = logging.getLogger("queryleaf.worker")
 
 AWAIT_MS = 200  # longest the stream blocks on the server; also the batch idle-flush interval
 BATCH_MAX_WAIT_S = 1.0  # a partial batch is delivered at the latest this long after it began
@@ -97,13 +104,24 @@ class WorkerReport:
 class Shared:
     """State shared by the supervisor and the runners of one worker."""
 
-    def __init__(self, max_events: int | None, writer: WriteCombiner):
+    def __init__(
+        self, max_events: int | None, writer: WriteCombiner, stats: WorkerStats | None = None
+    ):
         self.halt = threading.Event()  # max_events reached: runners finish what they took
         self.lock = threading.Lock()
         self.remaining = max_events
         self.last_activity = time.monotonic()
         self.report = WorkerReport()
         self.writer = writer  # writes the runners' log entries and checkpoints together
+        self.stats = stats  # None: the worker is not monitored
+        # time.monotonic() of the last successful poll or lease renewal (the worker's heartbeat)
+        self.last_contact = time.monotonic()
+
+    def stats_of(self, name: str) -> SubscriptionStats:
+        return NO_STATS if self.stats is None else self.stats.of(name)
+
+    def contact(self) -> None:
+        self.last_contact = time.monotonic()
 
     def take(self) -> bool:
         """Claim the right to handle one more event (False once max_events is reached)."""
@@ -171,6 +189,8 @@ class SubscriptionRunner(threading.Thread):
             else None
         )
         self.metrics = Metrics()
+        self.stats = shared.stats_of(sub.name)
+        self.log = SubscriptionLog(sub.name)
         self.committer = Committer(
             self.catalog,
             self.event_log,
@@ -181,6 +201,7 @@ class SubscriptionRunner(threading.Thread):
             self.lease_lost,
             sub.resume_token,
             shared.writer,
+            self.stats,
         )
         self.window: deque[Row] = deque()  # admitted, not yet handed over, in oplog order
         self.batch: list[Row] = []
@@ -211,7 +232,8 @@ class SubscriptionRunner(threading.Thread):
             self.replay_wanted.set()
 
     def lose_lease(self) -> None:
-        log.warning("%s: the lease was taken over by another worker; stopping", self.sub.name)
+        self.log.warning("%s: the lease was taken over by another worker; stopping", self.sub.name)
+        self.stats.stopped(LEASE_LOST, "the lease was taken over by another worker")
         self.lease_lost.set()
         self.stopping.set()
 
@@ -228,29 +250,44 @@ class SubscriptionRunner(threading.Thread):
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
+        self.stats.starting()
         self.committer.start()
+        stop, message = "stopped", None
         try:
             self._consume()
         except LeaseLost:
-            log.warning(
+            stop, message = LEASE_LOST, "another worker owns the subscription now"
+            self.log.warning(
                 "%s: %s: another worker owns the subscription now (lease lost); stream closed",
                 self.sub.name,
                 ErrorCode.LEASE_LOST,
             )
         except Stale:
-            log.info(
+            stop = "definition_changed"
+            self.log.info(
                 "%s: definition changed (ALTER, PAUSE, DROP or RESET); stream closed", self.sub.name
             )
         except Exception as exc:
             if self.stopping.is_set() and not isinstance(exc, failures.HistoryLost):
                 # Stopping while the server is gone (the worker may even have closed the
                 # client): not the subscription's failure; the next run resumes it.
-                log.info("%s: stopped (%s: %s)", self.sub.name, type(exc).__name__, exc)
+                self.log.info(
+                    "%s: stopped (%s: %s)",
+                    self.sub.name,
+                    type(exc).__name__,
+                    exc,
+                    extra=fields(error=exc),
+                )
                 return
             if not isinstance(exc, PyMongoError | failures.HistoryLost):
-                log.exception("%s: stopped by an unexpected error", self.sub.name)
-            self._set_failed(failures.failure_message(self.sub.name, exc))
+                self.log.exception("%s: stopped by an unexpected error", self.sub.name)
+            message = failures.failure_message(self.sub.name, exc)
+            stop = HISTORY_LOST if failures.is_history_lost(exc) else FAILED
+            self._set_failed(message)
         finally:
+            if self.lease_lost.is_set():
+                stop, message = LEASE_LOST, message or "the lease was taken over by another worker"
+            self.stats.stopped(stop, message)
             if self.lanes is not None:
                 self.lanes.close()
             self.delivery.close()
@@ -275,21 +312,24 @@ class SubscriptionRunner(threading.Thread):
                     else self.sub.start_at_operation_time,
                 )
                 with self._open() as stream:
+                    self.stats.streaming()
                     self._drain(stream)
                 backoff = RECONNECT_FIRST_S
             except Exception as exc:
                 if not failures.is_transient(exc):
                     raise
                 reopening = True
+                self.stats.reconnecting(f"{type(exc).__name__}: {exc}")
                 if self.committer.checkpoints > checkpoints:  # progress since last time
                     backoff = RECONNECT_FIRST_S
                 self._abort_in_flight()
-                log.warning(
+                self.log.warning(
                     "%s: %s: %s; reconnecting in %.1fs from the last checkpoint",
                     self.sub.name,
                     type(exc).__name__,
                     exc,
                     backoff,
+                    extra=fields(error=exc),
                 )
                 if self.stopping.wait(backoff):
                     return
@@ -319,7 +359,7 @@ class SubscriptionRunner(threading.Thread):
             raise Stale()
         stored = doc.get("resume_token")
         if stored != self.committer.token:
-            log.warning(
+            self.log.warning(
                 "%s: the server does not have the position this worker stored last (it "
                 "lost acknowledged writes); continuing from the stored one, so events "
                 "after it are delivered again",
@@ -476,6 +516,7 @@ class SubscriptionRunner(threading.Thread):
     # ---------------------------------------------------------------- admitting events
     def _admit(self, group: list[dict[str, Any]]) -> None:
         sub = self.sub
+        self.stats.batch(len(group))
         rows = []
         for change in group:
             if not self.shared.take():
@@ -564,13 +605,14 @@ class SubscriptionRunner(threading.Thread):
         row.started_at = datetime.now(UTC)
 
         def on_retry(retry: int, error: str) -> None:
-            log.warning(
+            self.log.warning(
                 "%s: %s failed (%s); retry %d of %d",
                 self.sub.name,
                 row.key[-16:],
                 error,
                 retry,
                 self.policy.max_retry_attempts,
+                extra=fields(event_id=event_id(row.change), error=error),
             )
             self.event_log.mark(row, "retrying", retry, error)
             if retry == 1 and self.lanes is None:
@@ -613,13 +655,14 @@ class SubscriptionRunner(threading.Thread):
             row.started_at = started
 
         def on_retry(retry: int, error: str) -> None:
-            log.warning(
+            self.log.warning(
                 "%s: batch of %d failed (%s); retry %d of %d",
                 self.sub.name,
                 len(rows),
                 error,
                 retry,
                 self.policy.max_retry_attempts,
+                extra=fields(error=error),
             )
             for row in rows:
                 self.event_log.mark(row, "retrying", retry, error)
@@ -698,8 +741,10 @@ class SubscriptionRunner(threading.Thread):
             self.shared.done(self.sub.name, "skipped")
             return
         self.shared.done(self.sub.name, row.status or "")
+        if not self.log.isEnabledFor(logging.INFO):
+            return
         static = row.static
-        log.info(
+        self.log.info(
             "%s %s %s.%s %s %s %.1fms",
             self.sub.name,
             static["event_type"],
@@ -708,6 +753,7 @@ class SubscriptionRunner(threading.Thread):
             json_util.dumps(static["document_key"], json_options=json_util.RELAXED_JSON_OPTIONS),
             row.status,
             row.duration_ms or 0.0,
+            extra=fields(event_id=event_id(row.change), error=row.error),
         )
 
     # ---------------------------------------------------------------- idle
@@ -755,11 +801,19 @@ class SubscriptionRunner(threading.Thread):
             if replayed:
                 self.event_log.finish(letter["_id"], "completed", started, 0, None)
             self.shared.done(self.sub.name, f"replay_{outcome.status}")
-            log.info("%s replay %s %s", self.sub.name, letter["event_id"][-16:], outcome.status)
+            self.log.info(
+                "%s replay %s %s",
+                self.sub.name,
+                letter["event_id"][-16:],
+                outcome.status,
+                extra=fields(event_id=letter["event_id"], error=outcome.error),
+            )
 
     # ---------------------------------------------------------------- failures
     def _set_failed(self, message: str) -> None:
-        log.error("%s: subscription failed: %s", self.sub.name, message)
+        self.log.error(
+            "%s: subscription failed: %s", self.sub.name, message, extra=fields(error=message)
+        )
         try:
             self.catalog.update_one(
                 {"_id": self.sub.name, "position_version": self.sub.position_version},
@@ -773,7 +827,7 @@ class SubscriptionRunner(threading.Thread):
                 },
             )
         except PyMongoError:
-            log.exception("%s: could not record the failure", self.sub.name)
+            self.log.exception("%s: could not record the failure", self.sub.name)
 
 
 _NOTHING = object()

@@ -35,7 +35,9 @@ from queryleaf.events.lease import (
     lease_seconds_from,
     new_worker_id,
 )
+from queryleaf.events.logs import fields
 from queryleaf.events.notices import Notices
+from queryleaf.events.observe import Monitor, WorkerView
 from queryleaf.events.runner import (
     Shared,
     SubscriptionRunner,
@@ -92,9 +94,10 @@ class Poller(threading.Thread):
     ``_start_runners``). Its own thread, so that a server that does not answer keeps only this
     thread waiting, never the supervisor's response to a stop."""
 
-    def __init__(self, poll: Callable[[], None], interval: float):
+    def __init__(self, poll: Callable[[], None], interval: float, polled: Callable[[], None]):
         super().__init__(name="queryleaf-poller", daemon=True)
         self.poll = poll
+        self.polled = polled  # after each successful poll
         self.interval = interval
         self.stopped = threading.Event()
         self.error: BaseException | None = None  # raised by the supervisor
@@ -103,6 +106,7 @@ class Poller(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.poll()
+                self.polled()
             except PyMongoError as exc:
                 log.warning("could not read the subscriptions (%s); retrying", exc)
             except BaseException as exc:  # noqa: BLE001 - handed to the supervisor
@@ -114,10 +118,11 @@ class Poller(threading.Thread):
 class Heartbeat(threading.Thread):
     """Renews this worker's leases every third of the lease time; reports lost ones."""
 
-    def __init__(self, leases: LeaseManager, runners: Runners):
+    def __init__(self, leases: LeaseManager, runners: Runners, shared: Shared):
         super().__init__(name="queryleaf-heartbeat", daemon=True)
         self.leases = leases
         self.runners = runners
+        self.shared = shared
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -128,6 +133,7 @@ class Heartbeat(threading.Thread):
             except PyMongoError as exc:
                 log.warning("lease heartbeat failed (%s); retrying in %.1fs", exc, interval)
                 continue
+            self.shared.contact()
             for name in lost:
                 runner = self.runners.get(name)
                 if runner is not None:
@@ -146,6 +152,7 @@ def run_worker(
     log_retention: str | float | None = None,
     dead_letter_retention: str | float | None = None,
     worker_id: str | None = None,
+    monitor: Monitor | None = None,
 ) -> WorkerReport:
     """Run the active subscriptions (all, or those named) until told to stop.
 
@@ -157,7 +164,9 @@ def run_worker(
     subscriptions wait before another worker takes them over. ``concurrency``: threads per
     ``preserve_order = false`` subscription. ``log_retention`` / ``dead_letter_retention``:
     TTL of the event log and dead letters (``'7d'``, ``'12h'``, seconds, ``'off'``; see
-    retention.py). ``ql`` is a QueryLeaf (its ``db`` and the ``handlers`` of ``@ql.on``).
+    retention.py). ``monitor``: counts into it and shows it the worker's state, for the
+    metrics and health endpoint (observe.py, endpoint.py). ``ql`` is a QueryLeaf (its ``db``
+    and the ``handlers`` of ``@ql.on``).
     """
     handlers: Mapping[str, Callable[..., Any]] = getattr(ql, "handlers", {})
     worker_id = worker_id or new_worker_id()  # kept across a move: the leases stay ours
@@ -182,6 +191,7 @@ def run_worker(
                 dead_letter_retention,
                 worker_id,
                 moved=_moved_from(ql, uri),
+                monitor=monitor,
             )
         finally:
             if client is not None:
@@ -224,6 +234,7 @@ def _supervise(
     dead_letter_retention: str | float | None,
     worker_id: str | None,
     moved: Callable[[], bool] = lambda: False,
+    monitor: Monitor | None = None,
 ) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
@@ -233,17 +244,34 @@ def _supervise(
     ensure_lease_indexes(db)
     writer = WriteCombiner(db[names.SUBSCRIPTIONS], EventLog(db).insert)
     writer.start()
-    shared = Shared(max_events, writer)
+    shared = Shared(max_events, writer, None if monitor is None else monitor.stats)
     runners = Runners()
     notices = Notices(db, poll_interval)
-    heartbeat = Heartbeat(leases, runners)
+    heartbeat = Heartbeat(leases, runners, shared)
     heartbeat.start()
+
+    def polled() -> None:
+        shared.contact()
+        if monitor is not None:
+            monitor.mark_polled()
+
     poller = Poller(
         lambda: _start_runners(
             db, subscriptions, handlers, shared, runners, notices, leases, concurrency
         ),
         poll_interval,
+        polled,
     )
+    if monitor is not None:
+        monitor.attach(
+            WorkerView(
+                db,
+                leases,
+                subscriptions,
+                lambda: sum(runner.committer.rows_in_flight for runner in runners.all()),
+                lambda: shared.last_contact,
+            )
+        )
     poller.start()
     log.info("worker %s started (lease %.1fs)", leases.worker_id, leases.lease_seconds)
     try:
@@ -280,6 +308,8 @@ def _supervise(
         writer.close()
         for thread in (heartbeat, writer):
             thread.join(max(deadline - time.monotonic(), TICK_S))
+        if monitor is not None:
+            monitor.detach()
     log.info("worker %s stopped (%s)", leases.worker_id, shared.report.reason)
     return shared.report
 
@@ -346,6 +376,7 @@ def _start_runners(
     concurrency: int,
 ) -> None:
     _observe_runners(db, runners)
+    _forget_settled_problems(db, shared)
     current = leases.holders()
     leases.remove_stale(current.values())
     # All leases first, then all streams: every write is examined by every open stream, so
@@ -370,6 +401,10 @@ def _start_runners(
         notices.running(sub.name)
         candidates[sub.name] = (sub, sinks)
     taken = leases.acquire_many([sub for sub, _ in candidates.values()])
+    for name in taken:
+        previous = current.get(name)
+        if previous is not None and previous.get("worker_id") != leases.worker_id:
+            shared.stats_of(name).taken_over()
     acquired = {name: sinks for name, (_, sinks) in candidates.items() if name in taken}
     if not acquired:
         return
@@ -401,7 +436,32 @@ def _start_runners(
             leased.name,
             leased.watch.collection or f"database {db.name}",
             leases.worker_id,
+            extra=fields(subscription=leased.name),
         )
+
+
+def _forget_settled_problems(db: Database, shared: Shared) -> None:
+    """A subscription stopped by a problem (lost history, a failure, a lost lease) keeps the
+    worker not ready until this worker runs it again, or until it is neither active nor failed
+    any more (PAUSE, DROP): then the problem is no longer this worker's."""
+    if shared.stats is None:
+        return
+    problems = shared.stats.problems()
+    if not problems:
+        return
+    pending = {
+        doc["_id"]
+        for doc in db[names.SUBSCRIPTIONS].find(
+            {
+                "_id": {"$in": [stats.name for stats in problems]},
+                "status": {"$in": ["active", "failed"]},
+            },
+            {"_id": 1},
+        )
+    }
+    for stats in problems:
+        if stats.name not in pending:
+            stats.stopped("settled")
 
 
 def _plan(plans: dict[Any, sharing.Plan], sub: Subscription) -> sharing.Plan | None:
