@@ -514,6 +514,13 @@ def test_queryleaf_serve_pg_with_uri_answers_psql(server, ql, dbname):
 # ---------------------------------------------------------------- authentication and TLS
 
 
+def test_serve_pg_refuses_to_start_without_a_way_to_authenticate(tmp_path):
+    done = CliRunner().invoke(cli, ["serve", "--pg", "--data-dir", str(tmp_path / "data")])
+    assert done.exit_code == 1
+    assert "give --pg-users FILE (SCRAM-SHA-256), or --pg-trust on loopback" in done.output
+    assert not (tmp_path / "data").exists()  # said before the embedded server was started
+
+
 def test_scram_authentication_right_and_wrong_password(server, ql, dbname):
     srv = _start(server, users={"alice": make_verifier("s3cret")})
     try:

@@ -36,8 +36,10 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, number
 
 
-def start_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
-    """Start the wire server; each connection gets a QueryLeaf on ``uri()``'s server."""
+def make_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
+    """The wire server of these options, not yet listening: every option is checked here
+    (before the embedded server is started for it); each connection gets a QueryLeaf on
+    ``uri()``'s server."""
     host, port = parse_address(options.address)
     if bool(options.tls_cert) != bool(options.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -47,7 +49,7 @@ def start_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
         tls.load_cert_chain(options.tls_cert, options.tls_key)
     try:
         users = load_users(options.users_file) if options.users_file else None
-        server = PgServer(
+        return PgServer(
             lambda database: QueryLeaf(uri(), database, timeout=options.timeout),
             host,
             port,
@@ -55,15 +57,22 @@ def start_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
             options.trust,
             tls,
         )
-        server.start()
     except (UsersFileError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def start_pg(server: PgServer) -> PgServer:
+    """Listen (and say where)."""
+    try:
+        server.start()
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    auth = "no authentication: --pg-trust" if options.trust else "SCRAM-SHA-256"
+        raise click.ClickException(
+            f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
+        ) from exc
+    auth = "no authentication: --pg-trust" if server.trust else "SCRAM-SHA-256"
     click.echo(
-        f"queryleaf serve: PostgreSQL protocol on {host}:{server.port} ({auth}"
-        f"{', TLS' if tls else ''})",
+        f"queryleaf serve: PostgreSQL protocol on {server.host}:{server.port} ({auth}"
+        f"{', TLS' if server.tls else ''})",
         err=True,
     )
     return server
@@ -71,7 +80,7 @@ def start_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:
 
 def serve_pg(options: PgOptions, uri: Callable[[], str], wait: Callable[[], None]) -> None:
     """Serve the MongoDB of ``uri()`` until ``wait()`` returns (Ctrl-C or SIGTERM)."""
-    server = start_pg(options, uri)
+    server = start_pg(make_pg(options, uri))
     try:
         wait()
     finally:

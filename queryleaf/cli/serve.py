@@ -78,7 +78,7 @@ def serve_command(
         if uri or pg_users or pg_trust or tls_cert or tls_key:
             raise click.UsageError("--uri, --pg-users, --pg-trust and --tls-* go with --pg")
     else:
-        from queryleaf.cli.pg_serve import PgOptions, serve_pg
+        from queryleaf.cli.pg_serve import PgOptions, make_pg, serve_pg
 
         timeout = ctx.obj.get("timeout") if isinstance(ctx.obj, dict) else None
         options = PgOptions(pg_address, pg_users, pg_trust, tls_cert, tls_key, timeout)
@@ -89,7 +89,8 @@ def serve_command(
             serve_pg(options, lambda: target, _wait_for_signal)
             return
         current: dict[str, Any] = {}
-        announce_pg = _pg_announcer(options, current)
+        pg_server = make_pg(options, lambda: current["uri"])  # its errors before the server's
+        announce_pg = _pg_announcer(pg_server, current)
         try:
             stopped = engine.serve(data_dir, announce=announce_pg)
         except EngineError as exc:
@@ -128,7 +129,7 @@ def _print_uri(lease: engine.ServerLease) -> None:
     )
 
 
-def _pg_announcer(options: Any, current: dict[str, Any]) -> Any:
+def _pg_announcer(pg_server: Any, current: dict[str, Any]) -> Any:
     """The announce callback of the embedded server: the first time it starts the wire
     server, which always connects to the embedded server's current URI."""
     from queryleaf.cli.pg_serve import start_pg
@@ -137,7 +138,7 @@ def _pg_announcer(options: Any, current: dict[str, Any]) -> Any:
         _describe(lease)
         current["uri"] = lease.uri
         if "server" not in current:
-            current["server"] = start_pg(options, lambda: current["uri"])
+            current["server"] = start_pg(pg_server)
 
     return announce
 
