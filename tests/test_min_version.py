@@ -188,6 +188,7 @@ OPERATORS: dict[str, Version] = {
             "$exists",
             "$expr",
             "$inc",
+            "$jsonSchema",  # CREATE TABLE's validator (3.6)
             "$nin",
             "$nor",
             "$pull",
