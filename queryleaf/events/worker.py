@@ -20,6 +20,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.changestream.clients import Source
 from queryleaf.changestream.shared import Start
 from queryleaf.clients import close_client
 from queryleaf.errors import ErrorCode, SubscriptionError
@@ -182,6 +183,7 @@ def run_worker(
                 dead_letter_retention,
                 worker_id,
                 moved=_moved_from(ql, uri),
+                uri=uri if client is not None else None,
             )
         finally:
             if client is not None:
@@ -224,6 +226,7 @@ def _supervise(
     dead_letter_retention: str | float | None,
     worker_id: str | None,
     moved: Callable[[], bool] = lambda: False,
+    uri: str | None = None,
 ) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
@@ -233,7 +236,7 @@ def _supervise(
     ensure_lease_indexes(db)
     writer = WriteCombiner(db[names.SUBSCRIPTIONS], EventLog(db).insert)
     writer.start()
-    shared = Shared(max_events, writer)
+    shared = Shared(max_events, writer, uri)
     runners = Runners()
     notices = Notices(db, poll_interval)
     heartbeat = Heartbeat(leases, runners)
@@ -379,7 +382,7 @@ def _start_runners(
     starting = [sub for sub in fresh.values() if sub.status == "active"]
     plans = sharing.plans_for([sub.watch for sub in starting])
     plan_of = {sub.name: _plan(plans, sub) for sub in starting}
-    earliest = _earliest_starts(db, starting, plan_of)
+    earliest = _earliest_starts(Source(shared.uri, db), starting, plan_of)
     # What the event log holds past each position: one look-up for all (see runner._open).
     known = EventLog(db).existing_many({sub.subscription_id: sub.log_since for sub in starting})
     for name, sinks in acquired.items():
@@ -390,7 +393,7 @@ def _start_runners(
         runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
         runner.preloaded = known.get(leased.subscription_id, {})
         runner.plan = plan_of.get(name)
-        runner.earliest = earliest.get(stream_key(db, leased, runner.plan))
+        runner.earliest = earliest.get(stream_key(Source(shared.uri, db), leased, runner.plan))
         if leased.subscription_id in replays:
             runner.replay_wanted.set()
         if not runners.start(runner):  # the worker is stopping
@@ -410,7 +413,7 @@ def _plan(plans: dict[Any, sharing.Plan], sub: Subscription) -> sharing.Plan | N
 
 
 def _earliest_starts(
-    db: Database, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
+    source: Source, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
 ) -> dict[Any, Start]:
     """Per shared stream, the earliest start (by cluster time) of the subscriptions starting
     on it now: a shared stream opened there can place every one of them by cluster time."""
@@ -420,7 +423,7 @@ def _earliest_starts(
         since = start.since
         if since is None:
             continue
-        key = stream_key(db, sub, plan_of.get(sub.name))
+        key = stream_key(source, sub, plan_of.get(sub.name))
         current = earliest.get(key)
         if current is None or since < current.since:
             earliest[key] = start
