@@ -215,3 +215,26 @@ def test_a_computed_projection_keeps_its_own_stream_and_is_correct(ql):
     assert not rows.shared and not orders_streams()
     ql.db.orders.insert_many([{"total": t} for t in (1, 2.5, None)])
     assert list(rows) == [{"double": 2}, {"double": 5.0}, {"double": None}]
+
+
+@pytest.mark.parametrize(
+    "where", ["", "WHERE operation_type = 'insert'"], ids=["all changes", "inserts"]
+)
+def test_an_invalidate_ends_a_shared_live_query_as_its_own_stream(ql, where):
+    sql = (
+        f"SELECT operation_type, collection_name FROM CHANGE_STREAM('orders') {where} EMIT CHANGES"
+    )
+    shared = ql.stream(sql, timeout=2.5)
+    own = own_stream(ql, sql, timeout=2.5)
+    assert shared.shared
+    got_shared: list = []
+    got_own: list = []
+    threads = [read_all(shared, got_shared), read_all(own, got_own)]
+    ql.db.orders.insert_one({"_id": 1})
+    ql.db.orders.drop()
+    wait_for(lambda: not orders_streams(), 5, "the shared stream to end at the invalidate")
+    ql.db.orders.insert_one({"_id": 2})  # a new collection: not this stream's
+    for thread in threads:
+        thread.join(10)
+    assert got_shared == got_own
+    assert got_own[0] == {"operation_type": "insert", "collection_name": "orders"}
