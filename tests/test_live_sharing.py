@@ -4,6 +4,7 @@ each live query with exactly the rows of its own stream, in order."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import Counter
@@ -63,6 +64,7 @@ class StreamOpens(monitoring.CommandListener):
 def opens(monkeypatch) -> StreamOpens:
     """Counts the shared streams opened (on the process's stream client of the URI)."""
     listener = StreamOpens()
+    gc.collect()  # live queries of earlier tests dropped but not yet collected: closed
     wait_for(lambda: clients.STREAM_CLIENTS.open_count() == 0, 10, "earlier streams to close")
     monkeypatch.setattr(clients.STREAM_CLIENTS, "options", {"event_listeners": [listener]})
     return listener
@@ -76,8 +78,16 @@ def other(server, dbname):
     conn.close()
 
 
-def orders_streams() -> list:
-    return [key for key in HUB.keys() if isinstance(key, tuple) and ("orders", "[]") in key]
+def orders_streams(ql) -> list:
+    """The keys of the open shared streams of ``ql``'s orders collection."""
+    return [
+        key
+        for key in HUB.keys()
+        if isinstance(key, tuple)
+        and len(key) == 4
+        and key[1][2] == ql.db.name
+        and key[2] == ("orders", "[]")
+    ]
 
 
 def read_all(rows, into: list) -> threading.Thread:
@@ -105,7 +115,7 @@ def test_two_live_queries_of_two_connections_open_one_change_stream(ql, other, o
     first = ql.stream(BIG_INSERTS, timeout=3)
     second = other.stream(QUERIES["updates"], timeout=3)
     assert first.shared and second.shared
-    assert len(orders_streams()) == 1
+    assert len(orders_streams(ql)) == 1
     got_first: list = []
     got_second: list = []
     threads = [read_all(first, got_first), read_all(second, got_second)]
@@ -124,7 +134,7 @@ def test_two_live_queries_of_two_connections_open_one_change_stream(ql, other, o
         {"document_key": {"_id": 3}, "status": None, "removed_fields": None},
     ]
     assert opens.opened == {"orders": 1}
-    assert not orders_streams()  # closed with its last consumer
+    assert not orders_streams(ql)  # closed with its last consumer
     assert clients.STREAM_CLIENTS.open_count() == 0
 
 
@@ -151,13 +161,13 @@ def test_a_live_query_and_a_subscription_worker_in_one_process_share(ql, opens):
     subscribe(ql, "audit")
     running = Running(ql)
     try:
-        wait_for(orders_streams, 10, "the worker's shared stream")
+        wait_for(lambda: orders_streams(ql), 10, "the worker's shared stream")
         rows = ql.stream(
             "SELECT operation_type, document_key FROM CHANGE_STREAM('orders') "
             "WHERE operation_type = 'insert' EMIT CHANGES LIMIT 5",
             timeout=10,
         )
-        assert rows.shared and len(orders_streams()) == 1
+        assert rows.shared and len(orders_streams(ql)) == 1
         ql.db.orders.insert_many([{"_id": i} for i in range(5)])
         got = list(rows)
         assert got == [{"operation_type": "insert", "document_key": {"_id": i}} for i in range(5)]
@@ -192,7 +202,7 @@ def test_break_and_limit_detach_and_the_last_one_closes_the_stream(ql, other):
     limited = other.stream(
         "SELECT document_key._id AS id FROM CHANGE_STREAM('orders') EMIT CHANGES LIMIT 2"
     )
-    (shared,) = [HUB.streams[key] for key in orders_streams()]
+    (shared,) = [HUB.streams[key] for key in orders_streams(ql)]
     assert shared.consumers == 2
     ql.db.orders.insert_many([{"_id": i} for i in range(4)])
     assert [row["id"] for row in limited] == [0, 1]
@@ -202,7 +212,7 @@ def test_break_and_limit_detach_and_the_last_one_closes_the_stream(ql, other):
             break
     del long  # the loop's iterator dropped: closed
     assert shared.consumers == 0 and shared.closed
-    assert not orders_streams()
+    assert not orders_streams(ql)
 
 
 def test_a_computed_projection_keeps_its_own_stream_and_is_correct(ql):
@@ -212,7 +222,7 @@ def test_a_computed_projection_keeps_its_own_stream_and_is_correct(ql):
     (plan,) = ql.explain(BIG_INSERTS).rows
     assert "; shared change stream" in plan["mongosh"]
     rows = ql.stream(sql + " LIMIT 3", timeout=10)
-    assert not rows.shared and not orders_streams()
+    assert not rows.shared and not orders_streams(ql)
     ql.db.orders.insert_many([{"total": t} for t in (1, 2.5, None)])
     assert list(rows) == [{"double": 2}, {"double": 5.0}, {"double": None}]
 
@@ -232,7 +242,7 @@ def test_an_invalidate_ends_a_shared_live_query_as_its_own_stream(ql, where):
     threads = [read_all(shared, got_shared), read_all(own, got_own)]
     ql.db.orders.insert_one({"_id": 1})
     ql.db.orders.drop()
-    wait_for(lambda: not orders_streams(), 5, "the shared stream to end at the invalidate")
+    wait_for(lambda: not orders_streams(ql), 5, "the shared stream to end at the invalidate")
     ql.db.orders.insert_one({"_id": 2})  # a new collection: not this stream's
     for thread in threads:
         thread.join(10)
