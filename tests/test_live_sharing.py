@@ -8,14 +8,16 @@ import gc
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
+from bson import Timestamp
 from event_helpers import read_rows, wait_for
 from pymongo import monitoring
 from test_shared_streams import Running, subscribe
 
 import queryleaf
-from queryleaf.changestream import clients
+from queryleaf.changestream import client_pipeline, clients
 from queryleaf.changestream.shared import HUB
 from queryleaf.live.stream import LiveRows
 from queryleaf.planner import plan_statement
@@ -248,3 +250,39 @@ def test_an_invalidate_ends_a_shared_live_query_as_its_own_stream(ql, where):
         thread.join(10)
     assert got_shared == got_own
     assert got_own[0] == {"operation_type": "insert", "collection_name": "orders"}
+
+
+def test_the_client_pipeline_makes_event_timestamp_and_says_why_it_cannot_run():
+    sql = (
+        "SELECT event_timestamp, full_document.a AS a FROM CHANGE_STREAM('orders') "
+        "WHERE full_document.a > 1 EMIT CHANGES"
+    )
+    p = plan_statement(parse(sql))
+    pipeline = client_pipeline.compile_pipeline(p.pipeline, p.database_wide)
+    event = {"_id": {"_data": "0a"}, "clusterTime": Timestamp(1_700_000_000, 3)}
+    event["fullDocument"] = {"a": 2}
+    assert pipeline.judge()(event) is True
+    assert pipeline.judge()({**event, "fullDocument": {"a": [2]}}) is None  # the server's
+    assert pipeline.judge()({**event, "fullDocument": {"a": 1}}) is False
+    shaped = pipeline.shape(event)
+    wall = datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert [shaped[c.key] for c in p.columns] == [datetime.fromtimestamp(1_700_000_000, UTC), 2]
+    shaped = pipeline.shape({**event, "wallTime": wall})
+    assert shaped[p.columns[0].key] == wall
+    reasons = [
+        ("full_document.a * 2 AS d", "", "the column d is computed on the server"),
+        ("full_document.a", "WHERE event_timestamp IS NULL", "its filter reads event_timestamp"),
+        ("full_document.a", "WHERE full_document.s LIKE 'a%'", "Regex values"),
+        ("full_document.a", "WHERE full_document.a + 1 > 2", "$expr"),
+    ]
+    for select, where, reason in reasons:
+        sql = f"SELECT {select} FROM CHANGE_STREAM('orders') {where} EMIT CHANGES"
+        assert reason in (plan_statement(parse(sql)).own_stream_reason or "")
+
+
+def test_streams_are_shared_per_uri_as_written_and_keys_hold_no_password(ql):
+    one = clients.Source("mongodb://ann:secret@host/", ql.db).identity
+    assert "secret" not in repr(one)
+    assert one == clients.Source("mongodb://ann:secret@host/", ql.db).identity
+    assert one != clients.Source("mongodb://bob:other@host/", ql.db).identity
+    assert one != clients.Source("mongodb://ann:secret@host/", ql.client["other"]).identity
