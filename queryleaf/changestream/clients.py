@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 
-from queryleaf.clients import close_client
+from queryleaf.clients import CLOSE_WAIT_S, close_client
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,22 @@ class OwnedStream:
         return len(data) if data is not None else 0
 
     def close(self) -> None:
+        """Close the stream (``killCursors``), then give the client back. A server that is gone
+        would hold the close for the server-selection timeout: it is waited for up to
+        ``CLOSE_WAIT_S``, and the client's own close (bounded too) ends it."""
         release, self._release = self._release, None
+        closing = threading.Thread(target=self._close_stream, name="queryleaf-close-stream")
+        closing.daemon = True
+        closing.start()
+        closing.join(CLOSE_WAIT_S)
+        if release is not None:
+            release()
+
+    def _close_stream(self) -> None:
         try:
             self.stream.close()
-        finally:
-            if release is not None:
-                release()
+        except Exception:  # noqa: BLE001 - closing a stream whose server is gone
+            pass
 
 
 class StreamClients:
@@ -107,6 +117,21 @@ class StreamClients:
             self._release(uri)
             raise
         return OwnedStream(stream, lambda: self._release(uri))
+
+    def acquire(self, uri: str) -> MongoClient:
+        """The process's client of ``uri``, for a user other than a stream (the event worker:
+        one client per process for its commands and the streams it shares); ``give_back``
+        when done."""
+        return self._acquire(uri)
+
+    def give_back(self, client: MongoClient) -> None:
+        """Done with ``client`` (from ``acquire``; any other client is simply closed)."""
+        with self.lock:
+            uri = next((u for u, (c, _) in self.clients.items() if c is client), None)
+        if uri is None:
+            close_client(client)
+        else:
+            self._release(uri)
 
     def open_count(self) -> int:
         """Clients open now (observable in tests)."""

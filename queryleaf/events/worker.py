@@ -20,9 +20,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from queryleaf.changestream.clients import Source
+from queryleaf.changestream.clients import STREAM_CLIENTS, Source
 from queryleaf.changestream.shared import Start
-from queryleaf.clients import close_client
 from queryleaf.errors import ErrorCode, SubscriptionError
 from queryleaf.events import catalog, names, retention, sharing
 from queryleaf.events.combiner import WriteCombiner
@@ -187,7 +186,7 @@ def run_worker(
             )
         finally:
             if client is not None:
-                close_client(client)
+                STREAM_CLIENTS.give_back(client)
         report.add(before)
         if report.reason != SERVER_MOVED:
             return report
@@ -198,12 +197,14 @@ def run_worker(
 
 
 def _worker_client(ql: Any) -> MongoClient | None:
-    """A client of the worker's own: every runner keeps a change stream (a connection, for up
-    to AWAIT_MS at a time) open, so the pool must not be capped at the driver's default 100."""
+    """The worker's client: the process's client of the URI, on which the shared streams are
+    opened too (one client to stop, not two: changestream/clients.py). Every runner keeps a
+    change stream (a connection, for up to AWAIT_MS at a time) open, so its pool is not capped
+    at the driver's default 100."""
     uri = getattr(ql, "uri", None)
     if not isinstance(uri, str):
         return None
-    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000, maxPoolSize=None)
+    return STREAM_CLIENTS.acquire(uri)
 
 
 def _moved_from(ql: Any, uri: str | None) -> Callable[[], bool]:
