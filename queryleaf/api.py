@@ -15,6 +15,7 @@ from pymongo.client_session import ClientSession
 
 from queryleaf import engine, plan
 from queryleaf.cancel import InFlight, StatementRunner, time_limit_error
+from queryleaf.changestream.clients import Source
 from queryleaf.clients import close_client
 from queryleaf.columns import check_columns
 from queryleaf.errors import ErrorCode, Position, QueryLeafError, ScriptError, TransactionError
@@ -155,7 +156,8 @@ class QueryLeaf:
             )
         p = plan_statement(statement, params)
         assert isinstance(p, plan.LiveQuery)
-        return LiveRows(self.db, p, limit=limit, timeout=timeout)
+        source = Source(self.uri, self.db)  # shared with the process's other streams of it
+        return LiveRows(self.db, p, limit=limit, timeout=timeout, source=source)
 
     def execute_script(self, text: str) -> list[Result]:
         """Run ``;``-separated statements in order; stop at the first error (ScriptError)."""

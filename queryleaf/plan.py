@@ -274,6 +274,9 @@ class LiveQuery(Plan):
     limit: int | None = None
     start_pos: Any = field(default=None, compare=False)  # where SINCE is (errors point there)
     aggregation: LiveAggregation | None = None  # GROUP BY / aggregates / WINDOW: in the client
+    # Why it reads a change stream of its own; None: it reads the process's shared stream of its
+    # namespace and runs ``pipeline`` in the client (changestream/client_pipeline.py).
+    own_stream_reason: str | None = None
 
     @property
     def database_wide(self) -> bool:
@@ -298,6 +301,10 @@ class LiveQuery(Plan):
 
     def commands(self):
         client = ["rows by column name (resume token dropped)"]
+        if self.own_stream_reason is None:
+            stream = "shared change stream (the pipeline runs in the client on its events)"
+        else:
+            stream = f"own change stream: {self.own_stream_reason}"
         if self.aggregation is not None:
             client = [*self.aggregation.description, "then the select list"]
             if self.aggregation.final:
@@ -310,7 +317,7 @@ class LiveQuery(Plan):
                 "pipeline": [{"$changeStream": self.change_stream_options()}, *self.pipeline],
                 "cursor": {},
                 "$comment": "a change stream: the pipeline runs on the server for each change; "
-                "in the client: " + "; ".join(client),
+                "in the client: " + "; ".join(client) + "; " + stream,
             }
         ]
 

@@ -13,6 +13,7 @@ from event_helpers import read_rows, wait_for
 from pymongo import MongoClient, monitoring
 from test_reliability import Worker, completed, deliveries, lease_holder
 
+from queryleaf.changestream.clients import STREAM_CLIENTS
 from queryleaf.changestream.shared import HUB, Start, StreamHub
 from queryleaf.events import names, runner, sharing, worker
 from queryleaf.events.eventlog import DOCUMENT_FIELDS
@@ -51,6 +52,8 @@ def opens(monkeypatch) -> ChangeStreamOpens:
         return MongoClient(ql.uri, tz_aware=True, maxPoolSize=None, event_listeners=[listener])
 
     monkeypatch.setattr(worker, "_worker_client", client)
+    # The shared streams are opened on the process's stream client of the URI.
+    monkeypatch.setattr(STREAM_CLIENTS, "options", {"event_listeners": [listener]})
     return listener
 
 

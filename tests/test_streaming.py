@@ -21,6 +21,7 @@ from queryleaf import dbapi
 from queryleaf.engine import start_ephemeral_server
 from queryleaf.errors import ErrorCode, PlanningError, QueryLeafError
 from queryleaf.events import failures
+from queryleaf.live import sharing as live_sharing
 from queryleaf.sql import ast
 from queryleaf.sql.parser import parse
 from queryleaf.sql.printer import to_sql
@@ -64,8 +65,10 @@ class Recorder(monitoring.CommandListener):
 
 
 @pytest.fixture()
-def recorded(server, dbname):
-    """A QueryLeaf whose client records its commands."""
+def recorded(server, dbname, monkeypatch):
+    """A QueryLeaf whose client records its commands; its live queries read streams of their
+    own, whose pipelines run on the server (test_live_sharing.py: the shared stream)."""
+    monkeypatch.setattr(live_sharing, "SHARED_STREAMS", False)
     recorder = Recorder()
     ql = queryleaf.connect(server.uri, database=dbname)
     client = MongoClient(server.uri, event_listeners=[recorder], tz_aware=True)

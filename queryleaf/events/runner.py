@@ -39,6 +39,7 @@ from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.changestream.clients import Source
 from queryleaf.changestream.shared import HUB, Consumer, Start, buffered_events
 from queryleaf.errors import ErrorCode
 from queryleaf.events import failures, names, sharing
@@ -105,8 +106,15 @@ class Shared:
     """State shared by the supervisor and the runners of one worker."""
 
     def __init__(
-        self, max_events: int | None, writer: WriteCombiner, stats: WorkerStats | None = None
+        self,
+        max_events: int | None,
+        writer: WriteCombiner,
+        stats: WorkerStats | None = None,
+        uri: str | None = None,
     ):
+        # The server's URI: the runners' shared streams are the process's for that URI (and
+        # database), shared with other workers' and live queries (changestream/clients.py).
+        self.uri = uri
         self.halt = threading.Event()  # max_events reached: runners finish what they took
         self.lock = threading.Lock()
         self.remaining = max_events
@@ -406,12 +414,17 @@ class SubscriptionRunner(threading.Thread):
         removes from the events (see sharing.py)."""
         need = sharing.need_of(self.sub.watch)
         if need is None:  # only with streams of the very same shape
-            return shared_key(self.db, self.sub.watch), self.sub.watch, None, None
-        plan = sharing.open_plan(HUB.keys(), self.db, need) or self.plan
+            return shared_key(self.source, self.sub.watch), self.sub.watch, None, None
+        plan = sharing.open_plan(HUB.keys(), self.source.identity, need) or self.plan
         if plan is None or not plan.covers(need):
             plan = sharing.plan_for([need])
         spec = sharing.stream_spec(self.sub.watch, plan)
-        return sharing.plan_key(self.db, need, plan), spec, need.judge, sharing.shaper(plan, need)
+        key = sharing.plan_key(self.source.identity, need, plan)
+        return key, spec, need.judge, sharing.shaper(plan, need)
+
+    @property
+    def source(self) -> Source:
+        return Source(self.shared.uri, self.db)
 
     def start_position(self) -> Start:
         """Where the stream (re)opens (see ``start_of``)."""
@@ -424,7 +437,7 @@ class SubscriptionRunner(threading.Thread):
     ) -> ChangeStream:
         """The shared stream: events stay raw BSON until each consumer decodes its own copy."""
         raw = self.db.codec_options.with_options(document_class=RawBSONDocument)
-        return _open_at(spec, self.db.with_options(codec_options=raw), start, first_batch)
+        return self.source.open(raw, lambda db: _open_at(spec, db, start, first_batch))  # type: ignore[return-value]
 
     def _open_own(
         self, start: Start, first_batch: int | None = None, db: Database | None = None
@@ -837,11 +850,11 @@ def _ms(start: datetime, end: datetime) -> float:
     return round((end - start).total_seconds() * 1000, 3)
 
 
-def shared_key(db: Database, spec: WatchSpec) -> tuple[Any, ...]:
+def shared_key(source: Source, spec: WatchSpec) -> tuple[Any, ...]:
     """Subscriptions whose streams are the same (namespace, pipeline, images) share one: the
-    client, the database, and the stream's shape (the cursor batch size aside)."""
+    server and database, and the stream's shape (the cursor batch size aside)."""
     shape = {k: v for k, v in spec.to_document().items() if k != "batch_size"}
-    return (id(db.client), db.name, spec.collection, json_util.dumps(shape))
+    return (source.identity, spec.collection, json_util.dumps(shape))
 
 
 def start_of(token: Mapping[str, Any] | None, cluster_time: Any, start_time: Any) -> Start:
@@ -873,11 +886,11 @@ def _open_at(
     )
 
 
-def stream_key(db: Database, sub: Subscription, plan: sharing.Plan | None) -> Hashable:
+def stream_key(source: Source, sub: Subscription, plan: sharing.Plan | None) -> Hashable:
     """The shared stream ``sub`` reads when started with ``plan`` (see ``_shared_stream``)."""
     need = sharing.need_of(sub.watch)
     if need is None:
-        return shared_key(db, sub.watch)
+        return shared_key(source, sub.watch)
     if plan is None or not plan.covers(need):
         plan = sharing.plan_for([need])
-    return sharing.plan_key(db, need, plan)
+    return sharing.plan_key(source.identity, need, plan)

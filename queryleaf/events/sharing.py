@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bson import json_util
-from pymongo.database import Database
 
 from queryleaf.changestream.matcher import Judge, Unsupported, compile_filter
 
@@ -166,21 +165,23 @@ def shaper(plan: Plan, need: Need) -> Shape | None:
     return shape
 
 
-def plan_key(db: Database, need: Need, plan: Plan) -> Hashable:
-    return ("union", id(db.client), db.name, need.namespace, plan)
+def plan_key(source: Hashable, need: Need, plan: Plan) -> Hashable:
+    """The hub's key of ``plan``'s stream; ``source``: the server and database (a
+    ``changestream.clients.Source`` identity)."""
+    return ("union", source, need.namespace, plan)
 
 
-def open_plan(keys: Iterable[Hashable], db: Database, need: Need) -> Plan | None:
+def open_plan(keys: Iterable[Hashable], source: Hashable, need: Need) -> Plan | None:
     """The plan of an open shared stream of ``need``'s namespace that serves it, if any."""
     for key in keys:
         if (
             isinstance(key, tuple)
-            and len(key) == 5
-            and key[:4] == ("union", id(db.client), db.name, need.namespace)
-            and isinstance(key[4], Plan)
-            and key[4].covers(need)
+            and len(key) == 4
+            and key[:3] == ("union", source, need.namespace)
+            and isinstance(key[3], Plan)
+            and key[3].covers(need)
         ):
-            return key[4]
+            return key[3]
     return None
 
 

@@ -20,8 +20,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queryleaf.changestream.clients import STREAM_CLIENTS, Source
 from queryleaf.changestream.shared import Start
-from queryleaf.clients import close_client
 from queryleaf.errors import ErrorCode, SubscriptionError
 from queryleaf.events import catalog, names, retention, sharing
 from queryleaf.events.combiner import WriteCombiner
@@ -192,10 +192,11 @@ def run_worker(
                 worker_id,
                 moved=_moved_from(ql, uri),
                 monitor=monitor,
+                uri=uri if client is not None else None,
             )
         finally:
             if client is not None:
-                close_client(client)
+                STREAM_CLIENTS.give_back(client)
         report.add(before)
         if report.reason != SERVER_MOVED:
             return report
@@ -206,12 +207,14 @@ def run_worker(
 
 
 def _worker_client(ql: Any) -> MongoClient | None:
-    """A client of the worker's own: every runner keeps a change stream (a connection, for up
-    to AWAIT_MS at a time) open, so the pool must not be capped at the driver's default 100."""
+    """The worker's client: the process's client of the URI, on which the shared streams are
+    opened too (one client to stop, not two: changestream/clients.py). Every runner keeps a
+    change stream (a connection, for up to AWAIT_MS at a time) open, so its pool is not capped
+    at the driver's default 100."""
     uri = getattr(ql, "uri", None)
     if not isinstance(uri, str):
         return None
-    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000, maxPoolSize=None)
+    return STREAM_CLIENTS.acquire(uri)
 
 
 def _moved_from(ql: Any, uri: str | None) -> Callable[[], bool]:
@@ -235,6 +238,7 @@ def _supervise(
     worker_id: str | None,
     moved: Callable[[], bool] = lambda: False,
     monitor: Monitor | None = None,
+    uri: str | None = None,
 ) -> WorkerReport:
     if subscriptions:
         _check_names(db, subscriptions)
@@ -244,7 +248,7 @@ def _supervise(
     ensure_lease_indexes(db)
     writer = WriteCombiner(db[names.SUBSCRIPTIONS], EventLog(db).insert)
     writer.start()
-    shared = Shared(max_events, writer, None if monitor is None else monitor.stats)
+    shared = Shared(max_events, writer, None if monitor is None else monitor.stats, uri)
     runners = Runners()
     notices = Notices(db, poll_interval)
     heartbeat = Heartbeat(leases, runners, shared)
@@ -414,7 +418,7 @@ def _start_runners(
     starting = [sub for sub in fresh.values() if sub.status == "active"]
     plans = sharing.plans_for([sub.watch for sub in starting])
     plan_of = {sub.name: _plan(plans, sub) for sub in starting}
-    earliest = _earliest_starts(db, starting, plan_of)
+    earliest = _earliest_starts(Source(shared.uri, db), starting, plan_of)
     # What the event log holds past each position: one look-up for all (see runner._open).
     known = EventLog(db).existing_many({sub.subscription_id: sub.log_since for sub in starting})
     for name, sinks in acquired.items():
@@ -425,7 +429,7 @@ def _start_runners(
         runner = SubscriptionRunner(db, leased, sinks, shared, leases, concurrency)
         runner.preloaded = known.get(leased.subscription_id, {})
         runner.plan = plan_of.get(name)
-        runner.earliest = earliest.get(stream_key(db, leased, runner.plan))
+        runner.earliest = earliest.get(stream_key(Source(shared.uri, db), leased, runner.plan))
         if leased.subscription_id in replays:
             runner.replay_wanted.set()
         if not runners.start(runner):  # the worker is stopping
@@ -470,7 +474,7 @@ def _plan(plans: dict[Any, sharing.Plan], sub: Subscription) -> sharing.Plan | N
 
 
 def _earliest_starts(
-    db: Database, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
+    source: Source, subs: list[Subscription], plan_of: dict[str, sharing.Plan | None]
 ) -> dict[Any, Start]:
     """Per shared stream, the earliest start (by cluster time) of the subscriptions starting
     on it now: a shared stream opened there can place every one of them by cluster time."""
@@ -480,7 +484,7 @@ def _earliest_starts(
         since = start.since
         if since is None:
             continue
-        key = stream_key(db, sub, plan_of.get(sub.name))
+        key = stream_key(source, sub, plan_of.get(sub.name))
         current = earliest.get(key)
         if current is None or since < current.since:
             earliest[key] = start

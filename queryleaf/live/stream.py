@@ -20,10 +20,14 @@ from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 
 from queryleaf import plan
+from queryleaf.changestream.clients import Source
+from queryleaf.changestream.shared import Start
 from queryleaf.documents import get_path
 from queryleaf.errors import ErrorCode, ExecutionError
 from queryleaf.events import failures
 from queryleaf.executor import server_error
+from queryleaf.live import sharing
+from queryleaf.live.sharing import LiveConsumer
 
 # How long one poll of the server waits for a change (a quiet stream's resume token comes at
 # this pace, and a time limit is checked between polls).
@@ -64,19 +68,33 @@ def row_maker(p: plan.LiveQuery) -> Rows:
     return AggregatingRows(p)
 
 
-def open_stream(db: Database, p: plan.LiveQuery, max_await_ms: int = POLL_MS) -> ChangeStream:
-    """Open the plan's change stream (the server checks the pipeline right here)."""
+def open_stream(
+    db: Database,
+    p: plan.LiveQuery,
+    max_await_ms: int = POLL_MS,
+    start: Start | None = None,
+    first_batch: int | None = None,
+) -> ChangeStream:
+    """Open the plan's change stream (the server checks the pipeline right here), at its own
+    start or at ``start`` (a shared stream's consumer reading alone, see live/sharing.py);
+    ``first_batch``: the size of the first reply."""
     target: Any = db if p.database_wide else db[p.collections[0]]
-    if p.start.get("startAtOperationTime") is not None:
-        _check_in_history(db, p)
+    if start is None:
+        if p.start.get("startAtOperationTime") is not None:
+            _check_in_history(db, p)
+        start_at, start_after = p.start.get("startAtOperationTime"), p.start.get("startAfter")
+    else:
+        start_at = start.time if start.token is None else None
+        start_after = None if start.token is None else dict(start.token)
     try:
         return target.watch(
             p.pipeline,
             full_document=p.full_document,
             full_document_before_change=p.full_document_before_change,
-            start_at_operation_time=p.start.get("startAtOperationTime"),
-            start_after=p.start.get("startAfter"),
+            start_at_operation_time=start_at,
+            start_after=start_after,
             max_await_time_ms=max_await_ms,
+            batch_size=first_batch,
         )
     except pymongo.errors.PyMongoError as exc:
         raise _stream_error(exc, p) from exc
@@ -92,17 +110,28 @@ class LiveRows(Iterator[dict[str, Any]]):
         limit: int | None = None,
         timeout: float | None = None,
         maker: Rows | None = None,
+        source: Source | None = None,
     ):
         self.plan = p
         limits = [n for n in (p.limit, limit) if n is not None]
         self.limit = min(limits) if limits else None
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.maker = maker or row_maker(p)
-        self.stream: ChangeStream | None = None
+        self.stream: ChangeStream | LiveConsumer | None = None
         self.rows_seen = 0
         wait = POLL_MS if timeout is None else max(1, min(POLL_MS, int(timeout * 1000)))
         self._pending: deque[dict[str, Any]] = deque()
-        self.stream = open_stream(db, p, wait)
+        if sharing.shares(p, source):
+            assert source is not None
+            self.stream = _attach(db, source, p, wait)
+        else:
+            self.stream = open_stream(db, p, wait)
+
+    @property
+    def shared(self) -> bool:
+        """Whether it reads the process's shared stream of its namespace (EXPLAIN says why
+        not: ``plan.own_stream_reason``)."""
+        return isinstance(self.stream, LiveConsumer)
 
     def __next__(self) -> dict[str, Any]:
         """The next row: the loop where every change enters (``maker``). No generator holds
@@ -161,6 +190,23 @@ class LiveRows(Iterator[dict[str, Any]]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def _attach(db: Database, source: Source, p: plan.LiveQuery, wait_ms: int) -> LiveConsumer:
+    """The live query as a consumer of the shared stream of its namespace."""
+    if p.start.get("startAtOperationTime") is not None:
+        _check_in_history(db, p)
+    try:
+        return sharing.attach(
+            source,
+            p,
+            sharing.start_of(p, db),
+            lambda at, first_batch: open_stream(db, p, wait_ms, at, first_batch),
+            wait_ms / 1000,
+            wait_ms,
+        )
+    except pymongo.errors.PyMongoError as exc:
+        raise _stream_error(exc, p) from exc
 
 
 def _check_in_history(db: Database, p: plan.LiveQuery) -> None:

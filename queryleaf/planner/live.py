@@ -16,6 +16,7 @@ from typing import Any
 from bson import Timestamp
 
 from queryleaf import plan
+from queryleaf.changestream import client_pipeline
 from queryleaf.errors import PlanningError, Position, QueryLeafError
 from queryleaf.planner import change_stream, live_aggregation
 from queryleaf.planner.context import Context
@@ -64,7 +65,17 @@ def plan_live_query(statement: ast.LiveQuery, bindings: Bindings) -> plan.LiveQu
         limit=statement.emit.limit,
         start_pos=call.since.pos if call.since is not None else call.pos,
         aggregation=aggregation,
+        own_stream_reason=own_stream_reason(pipeline, source.database_wide),
     )
+
+
+def own_stream_reason(pipeline: list[dict[str, Any]], database_wide: bool) -> str | None:
+    """Why a live query cannot read the shared stream of its namespace (None: it can)."""
+    try:
+        client_pipeline.compile_pipeline(pipeline, database_wide)
+    except client_pipeline.Unsupported as exc:
+        return str(exc)
+    return None
 
 
 def _reads(columns: set[str] | None, name: str) -> bool:
