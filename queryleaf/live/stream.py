@@ -151,6 +151,9 @@ class LiveRows(Iterator[dict[str, Any]]):
                 raise _stream_error(exc, self.plan) from exc
             if event is None:
                 self._pending.extend(self.maker.idle(stream.resume_token))
+                if not self._pending and not stream.alive:  # after an invalidate: no more
+                    self.close()
+                    raise StopIteration
             else:
                 self._pending.extend(self.maker.rows_of(event))
         self.rows_seen += 1
