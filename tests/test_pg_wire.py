@@ -5,6 +5,7 @@ session's embedded MongoDB-wire server; each test's PostgreSQL database is its o
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import struct
 import subprocess
@@ -14,6 +15,7 @@ import time
 import tracemalloc
 import warnings
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -657,3 +659,35 @@ def test_numeric_binary_form_agrees_with_psycopg(text):
         assert ours.is_nan() and theirs.is_nan()
     else:
         assert ours == value and theirs == value
+
+
+def _dashboard_queries() -> list[str]:
+    """The SQL blocks of docs/connectors.md's dashboard section, with Grafana's time macros
+    expanded as Grafana expands them (ISO strings)."""
+    text = (Path(__file__).parent.parent / "docs" / "connectors.md").read_text()
+    section = text.split("## A dashboard of the event runtime", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    now = dt.datetime.now(dt.UTC)
+    start, end = now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1)
+    return [
+        b.replace("$__timeFrom()", f"'{start:%Y-%m-%dT%H:%M:%SZ}'").replace(
+            "$__timeTo()", f"'{end:%Y-%m-%dT%H:%M:%SZ}'"
+        )
+        for b in blocks
+    ]
+
+
+def test_the_documented_event_dashboard_queries_run_over_the_wire(pg, ql, dbname):
+    ql.execute("CREATE EVENT_SUBSCRIPTION inventory AS (watch_collections = 'orders')")
+    ql.db.orders.insert_many([{"_id": i} for i in range(3)])
+    assert ql.run_subscriptions(idle_timeout=0.8, poll_interval=0.2).events == 3
+    queries = _dashboard_queries()
+    assert len(queries) == 5
+    with _connect(pg, dbname) as conn:
+        results = [conn.execute(q).fetchall() for q in queries]
+    subscriptions, lag, per_minute, durations, failures = results
+    assert subscriptions[0][:3] == ("inventory", "active", 3)
+    assert lag[0][0] == "inventory"
+    assert sum(n for _, status, n in per_minute if status == "completed") == 3
+    assert all(isinstance(t, dt.datetime) for t, *_ in per_minute + durations)
+    assert failures == []
