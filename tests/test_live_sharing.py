@@ -287,3 +287,25 @@ def test_streams_are_shared_per_uri_as_written_and_keys_hold_no_password(ql):
     assert one == clients.Source("mongodb://ann:secret@host/", ql.db).identity
     assert one != clients.Source("mongodb://bob:other@host/", ql.db).identity
     assert one != clients.Source("mongodb://ann:secret@host/", ql.client["other"]).identity
+
+
+def test_closing_a_live_query_while_it_reads_releases_the_shared_stream(ql):
+    """A cancel (the wire server's CancelRequest) closes the rows from another thread while
+    their reader waits on the server: the stream and its client must still be released."""
+
+    def users() -> int:
+        return clients.STREAM_CLIENTS.clients.get(ql.uri, (None, 0))[1]
+
+    before = users()
+    ql.db.create_collection("orders")
+    live = ql.stream("SELECT full_document.item AS item FROM CHANGE_STREAM('orders') EMIT CHANGES")
+    assert live.shared and users() == before + 1
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(live), daemon=True)
+    reader.start()
+    ql.db.orders.insert_one({"item": "pen"})
+    wait_for(lambda: got, 5, "the first row")
+    live.close()  # the reader is waiting on the server for the next change
+    reader.join(5)
+    assert not reader.is_alive() and got == [{"item": "pen"}]
+    wait_for(lambda: users() == before, 5, "the shared stream's client to be released")

@@ -3,6 +3,7 @@ its own position, retries and exactly-once delivery (docs/events.md, "Shared cha
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import Counter
@@ -45,8 +46,13 @@ class ChangeStreamOpens(monitoring.CommandListener):
 
 
 @pytest.fixture()
-def opens(monkeypatch) -> ChangeStreamOpens:
+def opens(monkeypatch, ql) -> ChangeStreamOpens:
     listener = ChangeStreamOpens()
+    # The listener sees the commands of stream clients made from now on: the process's client
+    # of this URI must not be open still (every earlier user has released it; live queries
+    # dropped without close() are released when collected).
+    gc.collect()
+    wait_for(lambda: ql.uri not in STREAM_CLIENTS.clients, 5, "earlier stream users to release")
 
     def client(ql):
         return MongoClient(ql.uri, tz_aware=True, maxPoolSize=None, event_listeners=[listener])

@@ -35,6 +35,7 @@ other consumer (a live query) use it the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
@@ -63,6 +64,11 @@ class Start:
     token: Mapping[str, Any] | None = None
     time: Any = None  # bson Timestamp
     not_before: Any = None  # bson Timestamp
+    # ``time`` is the server's present, read just before: the stream opened when the consumer
+    # attaches may open at the server's now instead (cheaper on servers that scan their oplog
+    # to find a start time; only changes made while it attaches can fall either side), while
+    # consumers joining a shared stream go by ``time``, and a stream reopened later by it too.
+    now: bool = False
 
     @property
     def since(self) -> Any:
@@ -226,9 +232,12 @@ class SharedStream:
             if not alive or any(e.ends for e in entries):
                 self.ended = True
             self.reading = False
+            orphaned = self.consumers <= 0  # the last consumer left while we read
             self.cond.notify_all()
         if self.ended:
             self.hub._forget(self)
+        if orphaned:
+            self._close_stream()  # the close its leave() deferred to this reader
 
     def _evict(self) -> None:
         while len(self.entries) > self.capacity:
@@ -305,9 +314,11 @@ class Consumer:
         self.joins += 1
 
     def _position(self) -> Start:
+        """Where a stream reopened for this consumer starts (after a detach): never the
+        server's now, which has moved on since the consumer started."""
         if self.last_token is not None:
             return Start(token=self.last_token)
-        return self.start
+        return dataclasses.replace(self.start, now=False)
 
     # ------------------------------------------------------------------ the ChangeStream face
     @property

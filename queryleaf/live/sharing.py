@@ -54,7 +54,7 @@ def start_of(p: plan.LiveQuery, db: Database) -> Start:
         now = session.operation_time
     if not isinstance(now, Timestamp):
         return Start()  # no cluster time (not a replica set): joins after its first event
-    return Start(time=Timestamp(now.time, now.inc + 1))
+    return Start(time=Timestamp(now.time, now.inc + 1), now=True)
 
 
 def attach(
@@ -172,7 +172,7 @@ def _open_at(
     return spec.open(
         db,
         start_after=None if start.token is None else dict(start.token),
-        start_at_operation_time=start.time if start.token is None else None,
+        start_at_operation_time=None if start.token is not None or start.now else start.time,
         max_await_time_ms=await_ms,
         first_batch=first_batch,
     )

@@ -84,7 +84,7 @@ def open_stream(
             _check_in_history(db, p)
         start_at, start_after = p.start.get("startAtOperationTime"), p.start.get("startAfter")
     else:
-        start_at = start.time if start.token is None else None
+        start_at = None if start.token is not None or start.now else start.time
         start_after = None if start.token is None else dict(start.token)
     try:
         return target.watch(

@@ -171,6 +171,13 @@ class PgSession:
         self.ql.cancel()
 
     def close(self) -> None:
+        """The connection ended: its live query's stream and its QueryLeaf close with it."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.close()
+        for portal in self.portals.values():
+            if isinstance(portal.outcome, Rows) and portal.outcome.live is not None:
+                portal.outcome.live.close()
         self.portals.clear()
         self.ql.close()
 
