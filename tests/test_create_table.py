@@ -207,7 +207,8 @@ _VALUES = st.one_of(
     st.integers(-(2**31), 2**31 - 1),
     st.integers(2**31, 2**62),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    # Decimal128 holds 34 significant digits
+    st.decimals(min_value=Decimal("-1e30"), max_value=Decimal("1e30"), allow_nan=False, places=2),
     st.text(max_size=8),
     st.datetimes(timezones=st.just(dt.UTC)),
     st.dictionaries(st.sampled_from("xy"), st.integers(0, 9), max_size=2),
