@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from queryleaf.events.definition import COUNTERS  # the subscription's stored counters
 from queryleaf.events.eventlog import Row
 from queryleaf.events.metrics import COUNTER_FOR_STATUS
 
@@ -24,13 +25,6 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 # Upper bounds of the batch-size buckets: events per group taken from the stream (batch_size
 # caps it, 100 by default).
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-COUNTERS = (
-    "events_received",
-    "events_processed",
-    "events_failed",
-    "events_retried",
-    "events_dead_lettered",
-)
 
 # Runner states (see ``SubscriptionStats.state``); the stops that make the worker not ready.
 STARTING, STREAMING, RECONNECTING, STOPPED = "starting", "streaming", "reconnecting", "stopped"
