@@ -170,6 +170,8 @@ class Describe(plan.SelfRunning):
         rows = [_field_row(f, fields.documents) for f in fields.fields]
         footer = [_summary(self.table, info, count, fields.documents)]
         if not is_view:
+            if declared := _declared_columns(info):
+                footer.append("declared columns (CREATE TABLE): " + declared)
             indexes = _index_rows(db, self.table)
             footer.append("indexes: " + "; ".join(f"{i['name']} ({i['keys']})" for i in indexes))
         for describer in _DESCRIBERS:
@@ -177,6 +179,19 @@ class Describe(plan.SelfRunning):
         result = _list("DESCRIBE", ["field", "types", "present"], rows)
         result.message = "\n".join(footer)
         return result
+
+
+def _declared_columns(info: dict[str, Any]) -> str:
+    """``id BIGINT NOT NULL, name VARCHAR(20)``: the columns a CREATE TABLE validator declares
+    (empty for a collection without one)."""
+    schema = info.get("options", {}).get("validator", {}).get("$jsonSchema", {})
+    required = set(schema.get("required", []))
+    parts = []
+    for column, rule in (schema.get("properties") or {}).items():
+        description = rule.get("description") if isinstance(rule, dict) else None
+        if isinstance(description, str):
+            parts.append(f"{column} {description}{' NOT NULL' if column in required else ''}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,16 @@ def test_the_server_accepts_exactly_the_declared_bson_types(ql, declared, value)
         assert exc.code == 121 and "column c" in exc.message
         accepted = False
     assert accepted == (stored_as in allowed), (declared, value, stored_as)
+
+
+def test_describe_shows_the_declared_columns(ql):
+    ql.execute("CREATE TABLE readings (id BIGINT PRIMARY KEY, sensor VARCHAR(20) NOT NULL, x REAL)")
+    footer = ql.execute("DESCRIBE readings").message.splitlines()
+    assert (
+        "declared columns (CREATE TABLE): id BIGINT NOT NULL, sensor VARCHAR(20) NOT NULL, x REAL"
+        in footer
+    )
+    ql.execute("INSERT INTO plain (a) VALUES (1)")
+    assert not any(
+        line.startswith("declared") for line in ql.execute("DESCRIBE plain").message.splitlines()
+    )
