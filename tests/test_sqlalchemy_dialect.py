@@ -265,7 +265,8 @@ def test_reflection(engine):
         }
     ]
     assert inspector.get_indexes("declared") == [] and inspector.get_foreign_keys("sampled") == []
-    assert inspector.get_schema_names() == [engine.url.database]
+    schemas = inspector.get_schema_names()  # the server's databases (other tests' too)
+    assert engine.url.database in schemas and "admin" not in schemas
     with pytest.raises(sa.exc.NoSuchTableError):
         inspector.get_columns("nope")
     table = sa.Table("sampled", sa.MetaData(), autoload_with=engine)
@@ -399,3 +400,22 @@ def test_foreign_keys_uuids_enums_json_and_binary_round_trip(engine):
     assert frame.loc[0, "doc"] == {"x": [1, 2]} and frame.loc[0, "colour"] == "green"
     metadata.drop_all(engine)
     assert sa.inspect(engine).get_table_names() == []
+
+
+def test_schemas_are_databases_and_views_show_their_pipeline(engine, ql):
+    other = ql.client[f"{ql.database_name}_other"]
+    other.things.insert_one({"_id": 1, "name": "x"})
+    ql.execute("INSERT INTO orders (_id, total) VALUES (1, 150), (2, 50)")
+    ql.execute("CREATE VIEW big AS SELECT _id, total FROM orders WHERE total > 100")
+    try:
+        inspector = sa.inspect(engine)
+        assert other.name in inspector.get_schema_names()
+        assert inspector.get_table_names(schema=other.name) == ["things"]
+        columns = inspector.get_columns("things", schema=other.name)
+        assert [c["name"] for c in columns] == ["_id", "name"]
+        definition = inspector.get_view_definition("big")
+        assert definition.startswith("db.createView('big', 'orders', [") and "$match" in definition
+        with pytest.raises(sa.exc.NoSuchTableError):
+            inspector.get_view_definition("orders")
+    finally:
+        ql.client.drop_database(other.name)

@@ -37,6 +37,7 @@ from sqlalchemy.engine.url import URL
 
 from queryleaf import dbapi as queryleaf_dbapi
 from queryleaf.introspection import TableColumn, table_columns, user_collections
+from queryleaf.mongosh import to_mongosh
 from queryleaf.plan import primary_key_index
 from queryleaf.planner.sources import reserved
 from queryleaf.sqlalchemy.compiler import (
@@ -52,6 +53,10 @@ AUTOCOMMIT: IsolationLevel = "AUTOCOMMIT"
 # A MongoDB transaction reads one snapshot: PostgreSQL's REPEATABLE READ is snapshot isolation too.
 SNAPSHOT: IsolationLevel = "REPEATABLE READ"
 EMBEDDED_OPTIONS = frozenset({"data_dir"})
+
+
+# MongoDB's own databases: not schemas of the user's.
+_SERVER_DATABASES = frozenset({"admin", "local", "config"})
 
 
 def mongodb_uri(url: URL) -> str:
@@ -177,17 +182,17 @@ class QueryLeafDialect(default.DefaultDialect):
 
     # ------------------------------------------------------------ reflection
     def _db(self, connection: Any, schema: str | None) -> Any:
+        """The database a schema names: the URL's by default, another database of the same
+        server otherwise (a schema is a MongoDB database, as in get_schema_names)."""
         ql = _queryleaf_connection(connection).queryleaf
-        if schema is not None and schema != ql.database_name:
-            raise NotImplementedError(
-                f"schema {schema}: a queryleaf:// engine reads the database of its URL "
-                f"({ql.database_name}); use an engine per database"
-            )
-        return ql.db
+        if schema is None or schema == ql.database_name:
+            return ql.db
+        return ql.client[schema]
 
     @reflection.cache
     def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
-        return [_queryleaf_connection(connection).queryleaf.database_name]
+        names = _queryleaf_connection(connection).queryleaf.client.list_database_names()
+        return sorted(n for n in names if n not in _SERVER_DATABASES)
 
     def _collections(self, connection: Any, schema: str | None) -> list[dict[str, Any]]:
         return user_collections(self._db(connection, schema))
@@ -204,7 +209,15 @@ class QueryLeafDialect(default.DefaultDialect):
     def get_view_definition(
         self, connection: Any, view_name: str, schema: str | None = None, **kw: Any
     ) -> str:
-        raise NotImplementedError("queryleaf keeps a view as a MongoDB pipeline, not as SQL")
+        """The view as MongoDB keeps it, in mongosh syntax (``db.createView(name, source,
+        pipeline)``): queryleaf compiles a view's SQL into that pipeline and keeps no SQL."""
+        db = self._check_table(connection, view_name, schema)
+        views = list(db.list_collections(filter={"name": view_name, "type": "view"}))
+        if not views:
+            raise exc.NoSuchTableError(f"{view_name} is a table, not a view")
+        options = views[0].get("options", {})
+        view = {"create": view_name, "viewOn": options.get("viewOn")}
+        return to_mongosh({**view, "pipeline": options.get("pipeline", [])})
 
     def has_table(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
