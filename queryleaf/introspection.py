@@ -36,6 +36,11 @@ Describer = Callable[[Database, str], list[str]]
 _DESCRIBERS: list[Describer] = []
 
 
+# MongoDB's own databases, not a user's: schemas the PostgreSQL catalog and the SQLAlchemy
+# dialect do not list.
+SERVER_DATABASES = frozenset({"admin", "local", "config"})
+
+
 def register_describer(describer: Describer) -> None:
     _DESCRIBERS.append(describer)
 

@@ -398,3 +398,22 @@ def test_parameters_arrive_decoded_from_binary(session):
     text, params = query("sqlalchemy_get_indexes")
     params = [0, 1, True, 0, 1, oid, "p", "u", "x"]
     assert [row[1] for row in answer(text, params, session).rows] == ["customer_1"]
+
+
+def test_index_definitions_quote_names_and_a_declared_primary_key_is_the_primary_key(ql):
+    ql.execute('CREATE TABLE readings (id BIGINT PRIMARY KEY, "Sensor" TEXT)')
+    ql.db.readings.create_index([("Sensor", -1)], name="by_sensor")
+    session = CatalogSession(queryleaf=ql, settings={"user": "tester", "database": ql.db.name})
+    sql = (
+        "SELECT i.relname, pg_catalog.pg_get_indexdef(x.indexrelid), x.indisprimary "
+        "FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indrelid "
+        "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+        "WHERE c.relname = 'readings' ORDER BY 1"
+    )
+    rows = answer(sql, [], session).rows
+    assert [(name, bool(primary)) for name, _, primary in rows] == [
+        ("_id_", False),
+        ("by_sensor", False),
+        ("readings_pkey", True),
+    ]
+    assert rows[1][1] == 'CREATE INDEX by_sensor ON public.readings USING btree ("Sensor" DESC)'

@@ -36,7 +36,8 @@ from sqlalchemy.engine.interfaces import (
 from sqlalchemy.engine.url import URL
 
 from queryleaf import dbapi as queryleaf_dbapi
-from queryleaf.introspection import TableColumn, table_columns, user_collections
+from queryleaf.errors import ServerUnreachable
+from queryleaf.introspection import SERVER_DATABASES, TableColumn, table_columns, user_collections
 from queryleaf.mongosh import to_mongosh
 from queryleaf.plan import primary_key_index
 from queryleaf.planner.sources import reserved
@@ -53,10 +54,6 @@ AUTOCOMMIT: IsolationLevel = "AUTOCOMMIT"
 # A MongoDB transaction reads one snapshot: PostgreSQL's REPEATABLE READ is snapshot isolation too.
 SNAPSHOT: IsolationLevel = "REPEATABLE READ"
 EMBEDDED_OPTIONS = frozenset({"data_dir"})
-
-
-# MongoDB's own databases: not schemas of the user's.
-_SERVER_DATABASES = frozenset({"admin", "local", "config"})
 
 
 def mongodb_uri(url: URL) -> str:
@@ -169,8 +166,8 @@ class QueryLeafDialect(default.DefaultDialect):
 
     def is_disconnect(self, e: Exception, connection: Any, cursor: Any) -> bool:
         cause = e.__cause__
-        return isinstance(e, queryleaf_dbapi.OperationalError) and (
-            type(cause).__name__ == "ServerUnreachable"
+        return isinstance(e, queryleaf_dbapi.OperationalError) and isinstance(
+            cause, ServerUnreachable
         )
 
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...] | None:
@@ -192,7 +189,7 @@ class QueryLeafDialect(default.DefaultDialect):
     @reflection.cache
     def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
         names = _queryleaf_connection(connection).queryleaf.client.list_database_names()
-        return sorted(n for n in names if n not in _SERVER_DATABASES)
+        return sorted(n for n in names if n not in SERVER_DATABASES)
 
     def _collections(self, connection: Any, schema: str | None) -> list[dict[str, Any]]:
         return user_collections(self._db(connection, schema))

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from queryleaf.pg.catalog import pgtypes, tables
 from queryleaf.pg.catalog.settings import SERVER_VERSION, assign, lookup
@@ -61,6 +61,10 @@ def _truthy(value: Any) -> bool:
     return value not in (None, 0, "0", "f", "false", "off", False)
 
 
+@overload
+def quote_ident(name: str) -> str: ...
+@overload
+def quote_ident(name: None) -> None: ...
 def quote_ident(name: str | None) -> str | None:
     if name is None:
         return None
@@ -158,20 +162,23 @@ def register(sqlite: sqlite3.Connection, snapshot: Snapshot) -> None:
         if oid is None or int(oid) not in snapshot.indexes:
             return None
         relation, index = snapshot.indexes[int(oid)]
-        keys = [path if direction != -1 else f"{path} DESC" for path, direction in index.keys]
+        keys = [
+            quote_ident(path) + (" DESC" if direction == -1 else "")
+            for path, direction in index.keys
+        ]
         if column and int(column) > 0:
             return index.keys[int(column) - 1][0] if int(column) <= len(keys) else ""
         unique = "UNIQUE " if index.unique else ""
         return (
             f"CREATE {unique}INDEX {quote_ident(index.name)} ON public.{quote_ident(relation.name)}"
-            f" USING btree ({', '.join(quote_ident(k) or k for k in keys)})"
+            f" USING btree ({', '.join(keys)})"
         )
 
     def constraintdef(oid: Any, pretty: Any = None) -> str | None:
         if oid is None or int(oid) not in snapshot.constraints:
             return None
         _, index = snapshot.constraints[int(oid)]
-        return f"PRIMARY KEY ({', '.join(path for path, _ in index.keys)})"
+        return f"PRIMARY KEY ({', '.join(quote_ident(path) for path, _ in index.keys)})"
 
     def array_to_string(value: Any, separator: str, null_text: str | None = None) -> str | None:
         items = _array(value)

@@ -24,9 +24,10 @@ import pymongo.errors
 from pymongo.database import Database
 
 from queryleaf.column_types import ColumnType, unify
-from queryleaf.introspection import user_collections
+from queryleaf.introspection import SERVER_DATABASES, user_collections
 from queryleaf.pg.catalog import pgtypes, tables
 from queryleaf.pg.catalog.settings import DEFAULT_SETTINGS, canonical
+from queryleaf.plan import primary_key_index
 from queryleaf.sampling import profile_fields
 
 PG_CATALOG_NAMESPACE = 11
@@ -35,7 +36,6 @@ INFORMATION_SCHEMA_NAMESPACE = 13000
 OWNER_OID = 10
 BTREE_AM = 403
 FIRST_USER_OID = 16384
-MONGODB_SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
 PROFILE_MAX_AGE_S = 60.0  # as long as a sample is trusted elsewhere (sampling.MAX_AGE_S)
 
 
@@ -169,9 +169,13 @@ class Snapshot:
             specs = list(self.db[collection].list_indexes())
         except pymongo.errors.PyMongoError:
             return []
+        # The primary key: a CREATE TABLE's (its <table>_pkey index), else _id.
+        primary_name = primary_key_index(collection)
+        if all(spec["name"] != primary_name for spec in specs):
+            primary_name = "_id_"
         indexes = []
         for spec in specs:
-            primary = spec["name"] == "_id_"
+            primary = spec["name"] == primary_name
             index = Index(
                 next(self._oids),
                 spec["name"],
@@ -313,7 +317,7 @@ class Snapshot:
             names = sorted(self.db.client.list_database_names())
         except pymongo.errors.PyMongoError:
             names = []
-        names = [n for n in names if n not in MONGODB_SYSTEM_DATABASES]
+        names = [n for n in names if n not in SERVER_DATABASES]
         return names if self.db.name in names else sorted([*names, self.db.name])
 
     def _insert_class(self, oid: int, name: str, namespace: int, kind: str, **extra: Any) -> None:
