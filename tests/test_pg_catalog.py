@@ -417,3 +417,16 @@ def test_index_definitions_quote_names_and_a_declared_primary_key_is_the_primary
         ("readings_pkey", True),
     ]
     assert rows[1][1] == 'CREATE INDEX by_sensor ON public.readings USING btree ("Sensor" DESC)'
+
+
+def test_an_empty_created_table_has_its_declared_columns(ql):
+    ql.execute("CREATE TABLE readings (id BIGINT NOT NULL, sensor VARCHAR(20))")
+    session = CatalogSession(queryleaf=ql, settings={"user": "tester", "database": ql.db.name})
+    sql = (
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'readings' ORDER BY ordinal_position"
+    )
+    assert answer(sql, [], session).rows == [
+        ("id", "bigint", "NO"),
+        ("sensor", "text", "YES"),
+    ]

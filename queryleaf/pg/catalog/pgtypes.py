@@ -60,20 +60,6 @@ PG_TYPE_OF_COLUMN: dict[ColumnType, PgType] = {
     ColumnType.BINARY: BY_NAME["bytea"],
 }
 
-# The BSON type names of sampling.bson_type, as the column type that holds their values.
-COLUMN_TYPE_OF_BSON: dict[str, ColumnType] = {
-    "bool": ColumnType.BOOLEAN,
-    "int": ColumnType.INTEGER,
-    "long": ColumnType.BIGINT,
-    "double": ColumnType.DOUBLE,
-    "decimal": ColumnType.DECIMAL,
-    "date": ColumnType.TIMESTAMP,
-    "timestamp": ColumnType.TIMESTAMP,
-    "object": ColumnType.DOCUMENT,
-    "array": ColumnType.DOCUMENT,
-    "binData": ColumnType.BINARY,
-}
-
 
 def format_type(oid: int | None, typmod: int | None = None) -> str | None:
     if oid is None:

@@ -23,12 +23,12 @@ from typing import Any
 import pymongo.errors
 from pymongo.database import Database
 
-from queryleaf.column_types import ColumnType, unify
-from queryleaf.introspection import SERVER_DATABASES, user_collections
+from queryleaf.column_types import ColumnType
+from queryleaf.errors import QueryLeafError
+from queryleaf.introspection import SERVER_DATABASES, table_columns, user_collections
 from queryleaf.pg.catalog import pgtypes, tables
 from queryleaf.pg.catalog.settings import DEFAULT_SETTINGS, canonical
 from queryleaf.plan import primary_key_index
-from queryleaf.sampling import profile_fields
 
 PG_CATALOG_NAMESPACE = 11
 PUBLIC_NAMESPACE = 2200
@@ -100,23 +100,13 @@ class ProfileCache:
 
 
 def sampled_columns(db: Database, name: str, is_view: bool) -> list[Column]:
+    """The relation's columns as the SQLAlchemy dialect and DESCRIBE see them
+    (introspection.table_columns: a CREATE TABLE's declared columns, then the sampled fields)."""
     try:
-        profile = profile_fields(db[name])
-    except pymongo.errors.PyMongoError:
-        profile = None
-    columns: dict[str, Column] = {}
-    if not is_view:
-        columns["_id"] = Column("_id", ColumnType.TEXT, not_null=True)
-    for field_profile in profile.fields if profile else ():
-        if "." in field_profile.path:
-            continue
-        kind: ColumnType | None = None
-        for bson in field_profile.types:
-            if bson != "null":
-                kind = unify(kind, pgtypes.COLUMN_TYPE_OF_BSON.get(bson, ColumnType.TEXT))
-        column = columns.setdefault(field_profile.path, Column(field_profile.path, ColumnType.TEXT))
-        column.type = kind or ColumnType.TEXT
-    return list(columns.values())
+        columns = table_columns(db, name)
+    except (pymongo.errors.PyMongoError, QueryLeafError):
+        return []  # dropped meanwhile, or unreadable: a relation without columns
+    return [Column(c.name, c.type, not_null=not c.nullable) for c in columns]
 
 
 class Snapshot:
