@@ -605,6 +605,16 @@ def test_ssl_is_refused_cleanly_without_a_certificate(pg, dbname):
 # ---------------------------------------------------------------- a raw protocol client
 
 
+def test_a_malformed_startup_is_refused_and_the_server_goes_on(pg, dbname):
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        body = struct.pack("!i", 80877102)  # a CancelRequest without its process id and key
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        reply = sock.recv(1000)
+        assert reply[:1] == b"E" and b"08P01" in reply and b"malformed message" in reply
+    with _connect(pg, dbname) as conn:
+        assert conn.execute("SELECT 1 AS one").fetchone() == (1,)
+
+
 class RawClient:
     """Just enough of a frontend to send messages psycopg cannot (Execute with a row limit)."""
 

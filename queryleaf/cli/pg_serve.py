@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 
 from queryleaf.api import QueryLeaf
+from queryleaf.events import endpoint
 from queryleaf.pg.auth import UsersFileError, load_users
 from queryleaf.pg.server import DEFAULT_PORT, ConfigError, PgServer
 
@@ -25,15 +26,10 @@ class PgOptions:
 
 def parse_address(text: str) -> tuple[str, int]:
     """``[HOST:]PORT`` (``[::1]:5433`` for IPv6); HOST defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    host = host.strip("[]") or "127.0.0.1"
     try:
-        number = int(port) if port else DEFAULT_PORT
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not [HOST:]PORT", param_hint="--pg") from None
-    return host, number
+        return endpoint.parse_address(text, DEFAULT_PORT, example=DEFAULT_PORT)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pg") from None
 
 
 def make_pg(options: PgOptions, uri: Callable[[], str]) -> PgServer:

@@ -21,14 +21,22 @@ log = logging.getLogger("queryleaf.worker")
 DEFAULT_HOST = "127.0.0.1"
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); only a port: 127.0.0.1."""
+def parse_address(
+    text: str, default_port: int | None = None, example: int = 9464
+) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); only a port: 127.0.0.1;
+    ``HOST:`` is ``default_port`` when there is one. (Shared by ``worker --metrics`` and
+    ``serve --pg``.)"""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = DEFAULT_HOST, text
     host = host.strip("[]") or DEFAULT_HOST
+    if not port and default_port is not None:
+        return host, default_port
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--metrics wants [HOST:]PORT, e.g. 9464 or 0.0.0.0:9464; got {text!r}")
+        raise ValueError(
+            f"[HOST:]PORT is wanted, e.g. {example} or 0.0.0.0:{example}; got {text!r}"
+        )
     return host, int(port)
 
 

@@ -66,17 +66,6 @@ class PgError(Exception):
         return fields
 
 
-def character_offset(text: str, line: int, column: int) -> int:
-    """The 0-based character offset of a 1-based line and column of ``text``."""
-    offset = 0
-    for _ in range(line - 1):
-        newline = text.find("\n", offset)
-        if newline < 0:
-            break
-        offset = newline + 1
-    return offset + column - 1
-
-
 def from_queryleaf(exc: QueryLeafError, text: str | None, shift: int = 0) -> PgError:
     """The PgError of a queryleaf error about ``text`` (the statement as run), which begins
     ``shift`` characters into the query text the client sent."""
@@ -85,6 +74,5 @@ def from_queryleaf(exc: QueryLeafError, text: str | None, shift: int = 0) -> PgE
         sqlstate = IN_FAILED_TRANSACTION
     position = None
     if exc.position is not None and text is not None:
-        offset = character_offset(text, exc.position.line, exc.position.column)
-        position = shift + offset + 1
+        position = shift + exc.position.offset + 1  # 1-based, in the client's query text
     return PgError(sqlstate, f"{exc.error_code}: {exc.message}", position)

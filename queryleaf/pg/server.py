@@ -161,29 +161,37 @@ class PgServer:
     # ------------------------------------------------------------ one connection
     def _connection(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        held = [sock]  # the connection's socket: the TLS one once the client asked for TLS
         with self._lock:
             self._clients.add(sock)
         try:
-            self._converse(sock)
+            self._converse(held)
         except (m.ConnectionClosed, ConnectionError, ssl.SSLError, OSError):
             pass
-        except m.ProtocolViolation as exc:
-            _send_fatal(sock, PgError(PROTOCOL_VIOLATION, str(exc)))
+        except (m.ProtocolViolation, struct.error, UnicodeDecodeError) as exc:
+            _send_fatal(held[0], PgError(PROTOCOL_VIOLATION, f"malformed message: {exc}"))
+        except Exception:  # noqa: BLE001 - one connection's failure must not go unseen
+            log.exception("PostgreSQL connection failed")
         finally:
             with self._lock:
-                self._clients.discard(sock)
+                self._clients.discard(held[0])
             try:
-                sock.close()
+                held[0].close()
             except OSError:
                 pass
 
-    def _converse(self, sock: socket.socket) -> None:
+    def _converse(self, held: list[socket.socket]) -> None:
+        sock = held[0]
         stream: BinaryIO = sock.makefile("rb")
         code, body = m.read_startup(stream)
         while code in (m.SSL_REQUEST, m.GSSENC_REQUEST):
             if code == m.SSL_REQUEST and self.tls is not None:
                 sock.sendall(b"S")
                 sock = self.tls.wrap_socket(sock, server_side=True)
+                with self._lock:  # stop() shuts down, and the end closes, the TLS socket
+                    self._clients.discard(held[0])
+                    self._clients.add(sock)
+                held[0] = sock
                 stream = sock.makefile("rb")
             else:
                 sock.sendall(b"N")
@@ -203,7 +211,7 @@ class PgServer:
         try:
             ql = self.connect(database)
         except Exception as exc:  # noqa: BLE001 - the client is told why, the server goes on
-            _send_fatal(sock, PgError("3D000", f"cannot open database {database!r}: {exc}"))
+            _fatal(out, PgError("3D000", f"cannot open database {database!r}: {exc}"))
             return
         settings = dict(params)  # the catalog's SHOW, current_user... read the startup values
         session = PgSession(ql, settings, out.write, out.flush)

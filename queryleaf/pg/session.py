@@ -175,10 +175,7 @@ class PgSession:
         live, self._live = self._live, None
         if live is not None:
             live.close()
-        for portal in self.portals.values():
-            if isinstance(portal.outcome, Rows) and portal.outcome.live is not None:
-                portal.outcome.live.close()
-        self.portals.clear()
+        self._keep_portals(lambda p: False)
         self.ql.close()
 
     # ------------------------------------------------------------ simple protocol
@@ -231,6 +228,7 @@ class PgSession:
                 raise PgError("22P02", str(exc)) from exc
         if portal_name in self.portals and portal_name:
             raise PgError("42P03", f'portal "{portal_name}" already exists')
+        self._release(self.portals.get(portal_name))  # the unnamed portal is replaced
         self.portals[portal_name] = Portal(prepared, params, result_formats)
         self.send(m.BIND_COMPLETE)
 
@@ -274,18 +272,28 @@ class PgSession:
         if kind == "S":
             self.statements.pop(name, None)
         else:
-            self.portals.pop(name, None)
+            self._release(self.portals.pop(name, None))
         self.send(m.CLOSE_COMPLETE)
 
     def sync(self) -> None:
         """The end of an extended-protocol exchange: outside a transaction its portals end
         (their server cursors are released); DECLAREd cursors stay until CLOSE."""
+        self.cancelled = False  # a cancel that came after the statement ended is spent
         if not self.ql.in_transaction:
-            self.portals = {
-                name: p
-                for name, p in self.portals.items()
-                if isinstance(p.outcome, Rows) and p.outcome.cursor
-            }
+            self._keep_portals(lambda p: isinstance(p.outcome, Rows) and p.outcome.cursor)
+
+    def _keep_portals(self, keep: Callable[[Portal], Any]) -> None:
+        for name in [name for name, portal in self.portals.items() if not keep(portal)]:
+            self._release(self.portals.pop(name))
+
+    def _release(self, portal: Portal | None) -> None:
+        """A portal ends: a live query's change stream closes with it."""
+        if portal is None or not isinstance(portal.outcome, Rows) or portal.outcome.live is None:
+            return
+        live = portal.outcome.live
+        live.close()
+        if self._live is live:
+            self._live = None
 
     def _statement(self, name: str) -> Prepared:
         prepared = self.statements.get(name)
@@ -401,12 +409,12 @@ class PgSession:
             return Rows(source.columns, source.types, iter(rows), "FETCH")
         if closed := _CLOSE.match(sql):
             if closed.group(1).upper() == "ALL":
-                self.portals = {k: p for k, p in self.portals.items() if not _is_cursor(p)}
+                self._keep_portals(lambda p: not _is_cursor(p))
             else:
                 name = _unquote(closed.group(1))
                 if not _is_cursor(self.portals.get(name)):
                     raise PgError(INVALID_CURSOR_NAME, f'cursor "{name}" does not exist')
-                del self.portals[name]
+                self._release(self.portals.pop(name))
             return Command("CLOSE CURSOR")
         if savepoint := self._savepoint(sql):
             return savepoint
