@@ -255,7 +255,8 @@ class PgSession:
             self.send(m.NO_DATA)
 
     def execute(self, name: str, max_rows: int) -> None:
-        self.cancelled = False
+        # No reset of ``cancelled`` here: a Describe of the portal may have run the query
+        # already, and a cancel during it still stops this Execute (Sync resets it).
         portal = self._portal(name)
         outcome = self._start(portal)
         if isinstance(outcome, Command):
