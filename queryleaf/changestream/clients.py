@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from pymongo.change_stream import ChangeStream
 from pymongo.database import Database
 
-from queryleaf.clients import CLOSE_WAIT_S, close_client
+from queryleaf.clients import CLOSE_WAIT_S, close_client, close_within
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,9 @@ class OwnedStream:
         would hold the close for the server-selection timeout: it is waited for up to
         ``CLOSE_WAIT_S``, and the client's own close (bounded too) ends it."""
         release, self._release = self._release, None
-        closing = threading.Thread(target=self._close_stream, name="queryleaf-close-stream")
-        closing.daemon = True
-        closing.start()
-        closing.join(CLOSE_WAIT_S)
+        close_within(self.stream.close, CLOSE_WAIT_S, "queryleaf-close-stream")
         if release is not None:
             release()
-
-    def _close_stream(self) -> None:
-        try:
-            self.stream.close()
-        except Exception:  # noqa: BLE001 - closing a stream whose server is gone
-            pass
 
 
 class StreamClients:

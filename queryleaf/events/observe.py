@@ -32,7 +32,7 @@ from pymongo.errors import PyMongoError
 from queryleaf import __version__
 from queryleaf.events import names
 from queryleaf.events.lease import LeaseManager
-from queryleaf.events.stats import WorkerStats
+from queryleaf.events.stats import STREAMING, WorkerStats
 
 PREFIX = "queryleaf_"
 SUBSCRIPTION = ("subscription",)
@@ -67,6 +67,7 @@ class Monitor:
         with self.lock:
             self.view = view
             self.worker_id = view.leases.worker_id
+            self.polled = False  # ready again only once this run has polled
 
     def detach(self) -> None:
         with self.lock:
@@ -186,7 +187,7 @@ class WorkerCollector(Collector):
             counters["lease_losses"].add_metric(label, snap.lease_losses)
             durations.add_metric(label, snap.durations, snap.duration_sum)
             batches.add_metric(label, snap.batches, snap.batch_sum)
-            streaming.add_metric(label, int(snap.state == "streaming"))
+            streaming.add_metric(label, int(snap.state == STREAMING))
             held.add_metric(label, int(snap.name in leases))
         yield from counters.values()
         yield from (durations, batches, streaming, held)
